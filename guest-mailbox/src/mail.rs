@@ -1,0 +1,476 @@
+//! Mail operations: deliver, list, get, flags, move, delete.
+//!
+//! Every mutation is deterministic given its `op-context`. Flag, keyword
+//! and folder changes are last-writer-wins registers stamped with
+//! (hlc, replica): a change older than the element's current stamp is
+//! ignored, so replicas that apply the same operations in any order agree
+//! on each mail's flags, keywords and folder. Stamps are kept per flag and
+//! per keyword, not per mail, because `set-flags` is a delta: with one
+//! stamp per mail, "add \Seen @1" then "add \Flagged @2" would keep both
+//! flags in one order but lose \Seen in the other.
+
+use crate::error::{
+    Result, check_size, invalid_argument, limit_reached, not_found, too_large,
+};
+use crate::limits::{
+    ATTACHMENTS_MAX, HEADERS_MAX, KEYWORD_STAMPS_MAX, KEYWORDS_MAX, MAIL_BYTES_MAX,
+    MAIL_ID_BYTES_MAX, MAILBOX_BYTES_MAX, PAGE_LIMIT_MAX, RECIPIENTS_MAX, TOMBSTONES_MAX,
+};
+use crate::names::{INBOX, check_keyword, folder_name, is_hash_hex};
+use crate::state::{Attachment, Mailbox, Stamp, StoredMail, TombstoneRec};
+use crate::wit::{
+    Delivered, FlagState, GetParts, Header, MailDetail, MailFlags, MailPage, MailSummary,
+    NewMail, OpContext, Placement, Tombstone,
+};
+use crate::wit::AttachmentRef;
+
+/// The flag bits one by one, for per-flag stamps.
+const FLAG_BITS: [MailFlags; 5] = [
+    MailFlags::SEEN,
+    MailFlags::ANSWERED,
+    MailFlags::FLAGGED,
+    MailFlags::DRAFT,
+    MailFlags::DELETED,
+];
+
+fn check_mail_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(invalid_argument("mail id is empty"));
+    }
+    check_size("mail id", MAIL_ID_BYTES_MAX, id.len())?;
+    if id.chars().any(char::is_control) {
+        return Err(invalid_argument("mail id contains a control character"));
+    }
+    Ok(())
+}
+
+fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
+    let stamp = Stamp::of(ctx);
+    StoredMail {
+        folder: 0,
+        uid: 0,
+        from: mail.from,
+        to: mail.to,
+        cc: mail.cc,
+        subject: mail.subject,
+        date_ms: mail.date_ms,
+        received_ms: ctx.now_ms,
+        message_id: mail.message_id,
+        in_reply_to: mail.in_reply_to,
+        headers: mail.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        body: mail.body,
+        attachments: mail
+            .attachments
+            .into_iter()
+            .map(|a| Attachment {
+                hash: a.hash,
+                name: a.name,
+                media_type: a.media_type,
+                size_bytes: a.size_bytes,
+            })
+            .collect(),
+        flags: place.flags.bits(),
+        keywords: place.keywords.iter().cloned().collect(),
+        // A NaN or infinite score would compare oddly in filters and UIs;
+        // it carries no information, so it is dropped.
+        spam_score: place.spam_score.filter(|s| s.is_finite()),
+        delivered: stamp,
+        moved: stamp,
+        flag_stamps: Default::default(),
+        keyword_stamps: Default::default(),
+    }
+}
+
+/// Checks a mail against the per-mail limits before it is stored.
+fn validate(m: &StoredMail, place: &Placement) -> Result<()> {
+    let size = m.size_bytes();
+    if size > MAIL_BYTES_MAX {
+        return Err(too_large("mail bytes", MAIL_BYTES_MAX, size));
+    }
+    check_size("recipients", RECIPIENTS_MAX, m.to.len() + m.cc.len())?;
+    check_size("headers", HEADERS_MAX, m.headers.len())?;
+    check_size("attachments", ATTACHMENTS_MAX, m.attachments.len())?;
+    check_size("keywords", KEYWORDS_MAX, place.keywords.len())?;
+    for k in &place.keywords {
+        check_keyword(k)?;
+    }
+    if let Some(a) = m.attachments.iter().find(|a| !is_hash_hex(&a.hash)) {
+        return Err(invalid_argument(format!(
+            "attachment hash {:?} is not 64 lower-case hex digits",
+            a.hash
+        )));
+    }
+    Ok(())
+}
+
+impl Mailbox {
+    pub(crate) fn summary(&self, id: &str, m: &StoredMail) -> MailSummary {
+        MailSummary {
+            id: id.to_string(),
+            folder: self.folder_name_of(m.folder).to_string(),
+            uid: m.uid,
+            from: m.from.clone(),
+            to: m.to.clone(),
+            cc: m.cc.clone(),
+            subject: m.subject.clone(),
+            date_ms: m.date_ms,
+            received_ms: m.received_ms,
+            message_id: m.message_id.clone(),
+            in_reply_to: m.in_reply_to.clone(),
+            flags: m.flags(),
+            keywords: m.keywords.iter().cloned().collect(),
+            size_bytes: m.size_bytes(),
+            attachment_count: u32::try_from(m.attachments.len()).unwrap_or(u32::MAX),
+            spam_score: m.spam_score,
+        }
+    }
+
+    /// The folder a delivery lands in: the placement's folder, created if
+    /// missing (Sieve `fileinto :create`), or INBOX when the name is
+    /// invalid or no folder can be created; a mail is never lost.
+    fn delivery_folder(&mut self, name: &str) -> String {
+        let Ok(name) = folder_name(name) else {
+            return INBOX.to_string();
+        };
+        if self.state.folders.contains_key(&name) || self.ensure_folder(&name).is_ok() {
+            name
+        } else {
+            INBOX.to_string()
+        }
+    }
+
+    /// Hands out the next UID of `folder`.
+    fn take_uid(&mut self, folder: &str) -> Result<(u32, u32)> {
+        let f = self
+            .state
+            .folders
+            .get_mut(folder)
+            .ok_or_else(|| not_found(format!("folder {folder:?}")))?;
+        let uid = f.uid_next;
+        f.uid_next = uid
+            .checked_add(1)
+            .ok_or_else(|| limit_reached("uid", u32::MAX, u64::from(u32::MAX) + 1))?;
+        Ok((f.uid_validity, uid))
+    }
+
+    fn uid_available(&self, folder: &str) -> bool {
+        self.state
+            .folders
+            .get(folder)
+            .is_none_or(|f| f.uid_next < u32::MAX)
+    }
+
+    pub fn deliver(
+        &mut self,
+        ctx: &OpContext,
+        mail: NewMail,
+        place: Placement,
+    ) -> Result<Delivered> {
+        check_mail_id(&mail.id)?;
+        if let Some(m) = self.state.mails.get(&mail.id) {
+            return Ok(Delivered {
+                uid: m.uid,
+                folder: self.folder_name_of(m.folder).to_string(),
+                duplicate: true,
+            });
+        }
+        if self.state.tombstones.contains_key(&mail.id) {
+            // Deleted before: acknowledged but never brought back. There is
+            // no folder or uid to report.
+            return Ok(Delivered {
+                uid: 0,
+                folder: String::new(),
+                duplicate: true,
+            });
+        }
+        let id = mail.id.clone();
+        let mut m = to_stored(ctx, mail, &place);
+        validate(&m, &place)?;
+        let size = m.size_bytes();
+        if self.idx.mail_bytes + size > MAILBOX_BYTES_MAX {
+            return Err(limit_reached(
+                "mailbox bytes",
+                MAILBOX_BYTES_MAX,
+                self.idx.mail_bytes + size,
+            ));
+        }
+        let mut folder = self.delivery_folder(&place.folder);
+        if !self.uid_available(&folder) {
+            folder = INBOX.to_string();
+        }
+        let (fid, uid) = self.take_uid(&folder)?;
+        m.folder = fid;
+        m.uid = uid;
+        self.idx.add_mail(&id, &m);
+        self.state.mails.insert(id, m);
+        Ok(Delivered {
+            uid,
+            folder,
+            duplicate: false,
+        })
+    }
+
+    pub fn list_folder(&self, folder: &str, offset: u32, limit: u32) -> Result<MailPage> {
+        let name = folder_name(folder)?;
+        let f = self
+            .state
+            .folders
+            .get(&name)
+            .ok_or_else(|| not_found(format!("folder {name:?}")))?;
+        let fi = self.idx.folder(f.uid_validity);
+        let limit = limit.min(PAGE_LIMIT_MAX) as usize;
+        let items = fi
+            .by_date
+            .values()
+            .rev()
+            .skip(offset as usize)
+            .take(limit)
+            .filter_map(|id| self.state.mails.get(id).map(|m| self.summary(id, m)))
+            .collect();
+        Ok(MailPage {
+            total: u32::try_from(fi.by_date.len()).unwrap_or(u32::MAX),
+            items,
+        })
+    }
+
+    pub fn get(&self, id: &str, parts: &GetParts) -> Result<MailDetail> {
+        let m = self
+            .state
+            .mails
+            .get(id)
+            .ok_or_else(|| not_found(format!("mail {id:?}")))?;
+        let body_len = m.body.len() as u64;
+        let body = parts.body.as_ref().map(|r| {
+            let start = r.start.min(body_len) as usize;
+            let end = r.end.min(body_len).max(start as u64) as usize;
+            m.body.as_bytes()[start..end].to_vec()
+        });
+        Ok(MailDetail {
+            summary: self.summary(id, m),
+            headers: parts.headers.then(|| {
+                m.headers
+                    .iter()
+                    .map(|(n, v)| Header {
+                        name: n.clone(),
+                        value: v.clone(),
+                    })
+                    .collect()
+            }),
+            body,
+            body_size_bytes: body_len,
+            attachments: parts.attachments.then(|| {
+                m.attachments
+                    .iter()
+                    .map(|a| AttachmentRef {
+                        hash: a.hash.clone(),
+                        name: a.name.clone(),
+                        media_type: a.media_type.clone(),
+                        size_bytes: a.size_bytes,
+                    })
+                    .collect()
+            }),
+        })
+    }
+
+    pub fn set_flags(
+        &mut self,
+        ctx: &OpContext,
+        id: &str,
+        add: &FlagState,
+        remove: &FlagState,
+    ) -> Result<FlagState> {
+        check_size("keywords", KEYWORDS_MAX, add.keywords.len())?;
+        check_size("keywords", KEYWORDS_MAX, remove.keywords.len())?;
+        for k in add.keywords.iter().chain(&remove.keywords) {
+            check_keyword(k)?;
+        }
+        let stamp = Stamp::of(ctx);
+        let m = self
+            .state
+            .mails
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("mail {id:?}")))?;
+
+        // Work out the keyword changes that win before touching anything,
+        // so a change that would go over the keyword limit fails whole. An
+        // element in both `add` and `remove` ends up set.
+        let wins = |m: &StoredMail, k: &String| {
+            stamp > m.keyword_stamps.get(k).copied().unwrap_or(m.delivered)
+        };
+        let removals: Vec<&String> = remove
+            .keywords
+            .iter()
+            .filter(|k| !add.keywords.contains(k) && wins(m, k))
+            .collect();
+        let additions: Vec<&String> = add.keywords.iter().filter(|k| wins(m, k)).collect();
+        let mut count = m.keywords.len();
+        count -= removals.iter().filter(|k| m.keywords.contains(**k)).count();
+        let mut added = std::collections::BTreeSet::new();
+        for k in &additions {
+            if !m.keywords.contains(*k) && added.insert(*k) {
+                count += 1;
+            }
+        }
+        if count > KEYWORDS_MAX {
+            return Err(limit_reached("keywords", KEYWORDS_MAX, count));
+        }
+
+        let was_seen = m.seen();
+        for bit in FLAG_BITS {
+            let wanted = if add.flags.contains(bit) {
+                true
+            } else if remove.flags.contains(bit) {
+                false
+            } else {
+                continue;
+            };
+            let key = bit.bits();
+            if stamp > m.flag_stamps.get(&key).copied().unwrap_or(m.delivered) {
+                let mut flags = m.flags();
+                flags.set(bit, wanted);
+                m.flags = flags.bits();
+                m.flag_stamps.insert(key, stamp);
+            }
+        }
+        for k in removals {
+            m.keywords.remove(k);
+            m.keyword_stamps.insert(k.clone(), stamp);
+        }
+        for k in additions {
+            m.keywords.insert(k.clone());
+            m.keyword_stamps.insert(k.clone(), stamp);
+        }
+        prune_keyword_stamps(m);
+
+        let now_seen = m.seen();
+        let state = FlagState {
+            flags: m.flags(),
+            keywords: m.keywords.iter().cloned().collect(),
+        };
+        let folder = m.folder;
+        if was_seen != now_seen {
+            let fi = self.idx.folder_mut(folder);
+            if now_seen {
+                fi.unseen -= 1;
+            } else {
+                fi.unseen += 1;
+            }
+        }
+        Ok(state)
+    }
+
+    pub fn move_mail(&mut self, ctx: &OpContext, id: &str, folder: &str) -> Result<u32> {
+        let target = folder_name(folder)?;
+        // IMAP MOVE to a missing folder fails (TRYCREATE) rather than
+        // creating it: a typo should not spawn folders.
+        let tf = self
+            .state
+            .folders
+            .get(&target)
+            .ok_or_else(|| not_found(format!("folder {target:?}")))?;
+        let (tid, uid_next) = (tf.uid_validity, tf.uid_next);
+        let stamp = Stamp::of(ctx);
+        let m = self
+            .state
+            .mails
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("mail {id:?}")))?;
+        if stamp <= m.moved {
+            return Ok(m.uid);
+        }
+        if m.folder == tid {
+            // Still record the stamp: an older move arriving later must
+            // lose against this one, as it would had it arrived first.
+            m.moved = stamp;
+            return Ok(m.uid);
+        }
+        if uid_next == u32::MAX {
+            return Err(limit_reached("uid", u32::MAX, u64::from(u32::MAX) + 1));
+        }
+        let mut m = self.state.mails.remove(id).expect("mail looked up above");
+        self.idx.remove_mail(&m);
+        let (fid, uid) = self.take_uid(&target)?;
+        m.folder = fid;
+        m.uid = uid;
+        m.moved = stamp;
+        self.idx.add_mail(id, &m);
+        self.state.mails.insert(id.to_string(), m);
+        Ok(uid)
+    }
+
+    pub fn delete_mail(&mut self, ctx: &OpContext, id: &str) -> Result<()> {
+        if let Some(m) = self.state.mails.remove(id) {
+            self.idx.remove_mail(&m);
+            self.record_tombstone(id, ctx);
+            Ok(())
+        } else if self.state.tombstones.contains_key(id) {
+            Ok(())
+        } else {
+            Err(not_found(format!("mail {id:?}")))
+        }
+    }
+
+    /// Records that `id` was deleted.
+    ///
+    /// Trade-off: tombstones are capped at `TOMBSTONES_MAX` and the oldest
+    /// are dropped. A mail whose tombstone was dropped could come back if
+    /// its delivery were replayed much later; the cap keeps a long-lived
+    /// mailbox from growing without bound (a million deletes already cost
+    /// tens of MiB), and a delivery replayed after a million later deletes
+    /// is far outside any host's retry or sync window.
+    fn record_tombstone(&mut self, id: &str, ctx: &OpContext) {
+        self.state.tombstones.insert(
+            id.to_string(),
+            TombstoneRec {
+                deleted_ms: ctx.now_ms,
+                hlc: ctx.hlc,
+            },
+        );
+        self.idx
+            .tomb_order
+            .insert((ctx.now_ms, ctx.hlc, id.to_string()));
+        while self.state.tombstones.len() > TOMBSTONES_MAX {
+            let Some((_, _, oldest)) = self.idx.tomb_order.pop_first() else {
+                break;
+            };
+            self.state.tombstones.remove(&oldest);
+        }
+    }
+
+    pub fn delete_history(&self, offset: u32, limit: u32) -> Vec<Tombstone> {
+        self.idx
+            .tomb_order
+            .iter()
+            .skip(offset as usize)
+            .take(limit.min(PAGE_LIMIT_MAX) as usize)
+            .map(|(deleted_ms, hlc, id)| Tombstone {
+                id: id.clone(),
+                deleted_ms: *deleted_ms,
+                hlc: *hlc,
+            })
+            .collect()
+    }
+}
+
+/// Keeps a mail's keyword stamps bounded by forgetting the oldest stamps
+/// of keywords that are not set. Forgetting one means an older, late "add"
+/// of that keyword would win again; only a mail churning through more than
+/// `KEYWORD_STAMPS_MAX` distinct keywords is exposed to that.
+fn prune_keyword_stamps(m: &mut StoredMail) {
+    while m.keyword_stamps.len() > KEYWORD_STAMPS_MAX {
+        let oldest = m
+            .keyword_stamps
+            .iter()
+            .filter(|(k, _)| !m.keywords.contains(*k))
+            .min_by_key(|(k, s)| (**s, (*k).clone()))
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(k) => m.keyword_stamps.remove(&k),
+            None => break,
+        };
+    }
+}
+
+#[cfg(test)]
+#[path = "mail_tests.rs"]
+mod tests;

@@ -1,0 +1,224 @@
+//! Snapshot and restore of the whole mailbox, in chunks, plus `stats`.
+//!
+//! Format: `DEMMBX` magic, the schema version as u32 little-endian, then
+//! `MailboxState` as compact (positional) MessagePack. Positional encoding
+//! is about a third smaller than named fields and quicker to decode; the
+//! price is that any change to the state's shape needs a new schema version
+//! with its own decode arm in [`decode`], which must keep decoding every
+//! older version (the golden fixture test guards version 1).
+//!
+//! The snapshot is encoded once at `snapshot-begin` and handed out in
+//! bounded slices, and a restore is assembled from bounded writes, so no
+//! single call copies the whole state across the component boundary. A
+//! restore only replaces the state once it fully decoded and its indices
+//! rebuilt; on any error the old state stays.
+
+use std::io::{Cursor, Write};
+
+use crate::error::{Result, snapshot, too_large};
+use crate::limits::{RESTORE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX};
+use crate::state::{Mailbox, MailboxState};
+use crate::wit::{MailboxStats, SnapshotInfo};
+
+/// Schema of the state this build writes, and the newest it reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// First bytes of every snapshot.
+pub const MAGIC: &[u8; 6] = b"DEMMBX";
+
+const HEADER_LEN: usize = MAGIC.len() + 4;
+
+/// A restore being assembled between `restore-begin` and `restore-finish`.
+#[derive(Debug)]
+pub struct Restore {
+    schema: u32,
+    declared: u64,
+    buf: Vec<u8>,
+}
+
+/// Counts bytes instead of storing them, to size a snapshot cheaply.
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn encode_into<W: Write>(state: &MailboxState, mut w: W) {
+    // The state holds only strings, integers, floats and collections,
+    // all of which MessagePack encodes; writers here never fail.
+    w.write_all(MAGIC)
+        .and_then(|()| w.write_all(&SCHEMA_VERSION.to_le_bytes()))
+        .expect("in-memory write");
+    rmp_serde::encode::write(&mut w, state).expect("state always encodes");
+}
+
+/// The snapshot bytes of `state`.
+pub fn encode(state: &MailboxState, size_hint: u64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(usize::try_from(size_hint).unwrap_or(0));
+    encode_into(state, &mut buf);
+    buf
+}
+
+/// Size of the snapshot of `state`, without keeping the bytes.
+pub fn encoded_len(state: &MailboxState) -> u64 {
+    let mut c = Counter(0);
+    encode_into(state, &mut c);
+    c.0
+}
+
+/// Decodes snapshot bytes announced as `schema`.
+pub fn decode(schema: u32, bytes: &[u8]) -> std::result::Result<MailboxState, String> {
+    if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a mailbox snapshot (bad magic)".into());
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&bytes[MAGIC.len()..HEADER_LEN]);
+    let version = u32::from_le_bytes(v);
+    if version != schema {
+        return Err(format!(
+            "snapshot says schema {version} but was announced as schema {schema}"
+        ));
+    }
+    let body = &bytes[HEADER_LEN..];
+    match version {
+        1 => decode_body::<MailboxState>(body),
+        v => Err(format!(
+            "snapshot schema {v} is not supported by this mailbox build (schema {SCHEMA_VERSION})"
+        )),
+    }
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, String> {
+    let mut de = rmp_serde::Deserializer::new(Cursor::new(body));
+    let value = serde::Deserialize::deserialize(&mut de)
+        .map_err(|e| format!("snapshot does not decode: {e}"))?;
+    if de.position() != body.len() as u64 {
+        return Err("snapshot has trailing bytes".into());
+    }
+    Ok(value)
+}
+
+impl Mailbox {
+    pub fn snapshot_begin(&mut self) -> SnapshotInfo {
+        // Most of a snapshot is mail text; starting near that size saves
+        // most of the reallocation copies of a growing Vec.
+        let hint = self.idx.mail_bytes + self.idx.mail_bytes / 8 + 4096;
+        let bytes = encode(&self.state, hint);
+        let info = SnapshotInfo {
+            schema_version: SCHEMA_VERSION,
+            size_bytes: bytes.len() as u64,
+        };
+        self.snapshot = Some(bytes);
+        info
+    }
+
+    /// Up to `max_bytes` (capped at `SNAPSHOT_CHUNK_BYTES_MAX`) of the held
+    /// snapshot from `offset`; empty past the end or with no snapshot held.
+    pub fn snapshot_read(&self, offset: u64, max_bytes: u32) -> Vec<u8> {
+        let Some(bytes) = &self.snapshot else {
+            return Vec::new();
+        };
+        let len = bytes.len() as u64;
+        let start = offset.min(len);
+        let end = start
+            .saturating_add(u64::from(max_bytes.min(SNAPSHOT_CHUNK_BYTES_MAX)))
+            .min(len);
+        bytes[start as usize..end as usize].to_vec()
+    }
+
+    pub fn snapshot_end(&mut self) {
+        self.snapshot = None;
+    }
+
+    pub fn restore_begin(&mut self, schema: u32, size: u64) -> Result<()> {
+        if schema > SCHEMA_VERSION {
+            return Err(snapshot(format!(
+                "snapshot schema {schema} is newer than this mailbox build (schema {SCHEMA_VERSION})"
+            )));
+        }
+        if schema == 0 {
+            return Err(snapshot("snapshot schema 0 does not exist"));
+        }
+        if size > RESTORE_BYTES_MAX {
+            return Err(too_large("snapshot bytes", RESTORE_BYTES_MAX, size));
+        }
+        if size < HEADER_LEN as u64 {
+            return Err(snapshot(format!(
+                "a snapshot of {size} bytes is too small to be one"
+            )));
+        }
+        // A previous unfinished restore is abandoned.
+        self.restore = None;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(size as usize)
+            .map_err(|_| snapshot(format!("cannot allocate {size} bytes for the restore")))?;
+        self.restore = Some(Restore {
+            schema,
+            declared: size,
+            buf,
+        });
+        Ok(())
+    }
+
+    /// Appends a chunk. Writing past the declared size abandons the
+    /// restore, since the stream is then known to be wrong.
+    pub fn restore_write(&mut self, chunk: &[u8]) -> Result<()> {
+        let Some(r) = self.restore.as_mut() else {
+            return Err(snapshot("no restore in progress"));
+        };
+        let total = r.buf.len() as u64 + chunk.len() as u64;
+        if total > r.declared {
+            let declared = r.declared;
+            self.restore = None;
+            return Err(snapshot(format!(
+                "restore got {total} bytes, more than the declared {declared}"
+            )));
+        }
+        r.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn restore_finish(&mut self) -> Result<()> {
+        let Some(r) = self.restore.take() else {
+            return Err(snapshot("no restore in progress"));
+        };
+        if r.buf.len() as u64 != r.declared {
+            return Err(snapshot(format!(
+                "restore got {} bytes of the declared {}",
+                r.buf.len(),
+                r.declared
+            )));
+        }
+        let state = decode(r.schema, &r.buf).map_err(snapshot)?;
+        drop(r);
+        let fresh = Mailbox::from_state(state)
+            .map_err(|e| snapshot(format!("snapshot state is inconsistent: {e}")))?;
+        self.state = fresh.state;
+        self.idx = fresh.idx;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> MailboxStats {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        MailboxStats {
+            mails: count(self.state.mails.len()),
+            mail_bytes: self.idx.mail_bytes,
+            folders: count(self.state.folders.len()),
+            contacts: count(self.state.contacts.len()),
+            tombstones: count(self.state.tombstones.len()),
+            plugins: count(self.state.plugins.len()),
+            state_bytes: encoded_len(&self.state),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

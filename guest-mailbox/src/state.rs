@@ -1,0 +1,342 @@
+//! The mailbox state: one versioned serde structure plus derived indices.
+//!
+//! `MailboxState` is the only thing a snapshot contains. It uses `BTreeMap`
+//! and `BTreeSet` throughout so that encoding it is deterministic: the same
+//! operations in the same order give byte-identical snapshots, which is how
+//! the host checks replays and replicas. `Indices` are derived from the state
+//! (listing order, per-folder counters, tombstone age order); they are never
+//! serialised and are rebuilt after a restore, so they can change shape
+//! between builds without a schema bump.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::INBOX;
+use crate::snapshot::Restore;
+use crate::wit::{MailFlags, OpContext};
+
+/// Orders concurrent changes: hybrid logical clock, then replica id.
+/// Field order matters: the derived `Ord` compares `hlc` first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Stamp {
+    pub hlc: u64,
+    pub replica: u64,
+}
+
+impl Stamp {
+    pub fn of(ctx: &OpContext) -> Self {
+        Stamp {
+            hlc: ctx.hlc,
+            replica: ctx.replica,
+        }
+    }
+}
+
+/// A floating attachment reference; the bytes live outside the mailbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub hash: String,
+    pub name: String,
+    pub media_type: String,
+    pub size_bytes: u64,
+}
+
+/// One stored mail. Its id is the key in `MailboxState::mails`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredMail {
+    /// Id of the folder holding it (the folder's uid-validity, which no
+    /// other folder ever gets), so renaming a folder touches no mail.
+    pub folder: u32,
+    pub uid: u32,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub date_ms: i64,
+    pub received_ms: i64,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub attachments: Vec<Attachment>,
+    /// `MailFlags` bits.
+    pub flags: u8,
+    pub keywords: BTreeSet<String>,
+    pub spam_score: Option<f32>,
+    /// Stamp of the delivery: the implied stamp of every flag and keyword
+    /// not changed since, and of the folder until the first move.
+    pub delivered: Stamp,
+    /// Stamp of the last applied move (last-writer-wins).
+    pub moved: Stamp,
+    /// Stamp of the last change of each flag bit, only for flags changed
+    /// after delivery (sparse, to keep snapshots small).
+    pub flag_stamps: BTreeMap<u8, Stamp>,
+    /// Stamp of the last change of each keyword, set or removed, only for
+    /// keywords changed after delivery.
+    pub keyword_stamps: BTreeMap<String, Stamp>,
+}
+
+impl StoredMail {
+    pub fn flags(&self) -> MailFlags {
+        MailFlags::from_bits_truncate(self.flags)
+    }
+
+    pub fn seen(&self) -> bool {
+        self.flags().contains(MailFlags::SEEN)
+    }
+
+    /// Bytes the mail occupies: every text field, as counted against
+    /// `MAIL_BYTES_MAX`. Attachment content is not here, only references.
+    pub fn size_bytes(&self) -> u64 {
+        let strs = |v: &[String]| v.iter().map(String::len).sum::<usize>();
+        let n = self.from.len()
+            + strs(&self.to)
+            + strs(&self.cc)
+            + self.subject.len()
+            + self.message_id.len()
+            + self.in_reply_to.as_ref().map_or(0, String::len)
+            + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+            + self.body.len()
+            + self
+                .attachments
+                .iter()
+                .map(|a| a.hash.len() + a.name.len() + a.media_type.len())
+                .sum::<usize>();
+        n as u64
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Folder {
+    /// IMAP UIDVALIDITY; doubles as the folder's stable id.
+    pub uid_validity: u32,
+    pub uid_next: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TombstoneRec {
+    pub deleted_ms: i64,
+    pub hlc: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContactRec {
+    pub name: String,
+    /// As the user gave it; the map key is the lower-cased form.
+    pub address: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PluginRec {
+    pub code_hash: String,
+    pub config: String,
+    pub order: u32,
+}
+
+/// Everything a snapshot holds (schema 1). Changing this struct's shape
+/// needs a new schema version and a decode arm in `snapshot.rs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MailboxState {
+    pub mails: BTreeMap<String, StoredMail>,
+    /// By canonical name. Every folder's parent exists.
+    pub folders: BTreeMap<String, Folder>,
+    pub tombstones: BTreeMap<String, TombstoneRec>,
+    /// By lower-cased address.
+    pub contacts: BTreeMap<String, ContactRec>,
+    /// Normalised patterns: `user@domain` or `@domain`, lower case.
+    pub allow: BTreeSet<String>,
+    pub block: BTreeSet<String>,
+    pub preferences: BTreeMap<String, String>,
+    pub plugins: BTreeMap<String, PluginRec>,
+    /// Next uid-validity to hand out; only grows, so a folder re-created
+    /// under an old name gets a fresh value and IMAP clients resync.
+    pub next_uid_validity: u32,
+}
+
+impl Default for MailboxState {
+    fn default() -> Self {
+        let mut folders = BTreeMap::new();
+        folders.insert(
+            INBOX.to_string(),
+            Folder {
+                uid_validity: 1,
+                uid_next: 1,
+            },
+        );
+        MailboxState {
+            mails: BTreeMap::new(),
+            folders,
+            tombstones: BTreeMap::new(),
+            contacts: BTreeMap::new(),
+            allow: BTreeSet::new(),
+            block: BTreeSet::new(),
+            preferences: BTreeMap::new(),
+            plugins: BTreeMap::new(),
+            next_uid_validity: 2,
+        }
+    }
+}
+
+/// Derived per-folder data.
+#[derive(Debug, Default)]
+pub struct FolderIndex {
+    pub name: String,
+    /// Mails by (date-ms, uid); iterate in reverse for newest first.
+    pub by_date: BTreeMap<(i64, u32), String>,
+    pub unseen: u32,
+    pub bytes: u64,
+}
+
+/// Everything derived from `MailboxState`; never serialised.
+#[derive(Debug, Default)]
+pub struct Indices {
+    /// By folder id (uid-validity).
+    pub folders: BTreeMap<u32, FolderIndex>,
+    /// Tombstones oldest first: (deleted-ms, hlc, id).
+    pub tomb_order: BTreeSet<(i64, u64, String)>,
+    pub mail_bytes: u64,
+}
+
+impl Indices {
+    /// Builds the indices, checking the invariants the rest of the crate
+    /// relies on, since a restored state is input.
+    pub fn build(state: &MailboxState) -> Result<Indices, String> {
+        let mut idx = Indices::default();
+        if !state.folders.contains_key(INBOX) {
+            return Err("state has no INBOX".into());
+        }
+        for (name, f) in &state.folders {
+            let fi = FolderIndex {
+                name: name.clone(),
+                ..FolderIndex::default()
+            };
+            if f.uid_validity >= state.next_uid_validity
+                || idx.folders.insert(f.uid_validity, fi).is_some()
+            {
+                return Err(format!("folder {name:?} has a bad uid-validity"));
+            }
+        }
+        for (id, m) in &state.mails {
+            let Some(fi) = idx.folders.get_mut(&m.folder) else {
+                return Err(format!("mail {id:?} is in a missing folder"));
+            };
+            let uid_next = state.folders.get(&fi.name).map_or(0, |f| f.uid_next);
+            if m.uid == 0 || m.uid >= uid_next {
+                return Err(format!("mail {id:?} has uid {} >= uid-next", m.uid));
+            }
+            if fi.by_date.insert((m.date_ms, m.uid), id.clone()).is_some() {
+                return Err(format!("mail {id:?} repeats uid {}", m.uid));
+            }
+            let size = m.size_bytes();
+            fi.bytes += size;
+            idx.mail_bytes += size;
+            if !m.seen() {
+                fi.unseen += 1;
+            }
+        }
+        for (id, t) in &state.tombstones {
+            idx.tomb_order.insert((t.deleted_ms, t.hlc, id.clone()));
+        }
+        Ok(idx)
+    }
+
+    pub fn folder(&self, id: u32) -> &FolderIndex {
+        // Indices are built from and updated with the state; a mail or
+        // folder without an index entry is a bug, not bad input.
+        self.folders.get(&id).expect("folder index out of sync")
+    }
+
+    pub fn folder_mut(&mut self, id: u32) -> &mut FolderIndex {
+        self.folders.get_mut(&id).expect("folder index out of sync")
+    }
+
+    pub fn add_mail(&mut self, id: &str, m: &StoredMail) {
+        let size = m.size_bytes();
+        let fi = self.folder_mut(m.folder);
+        let fresh = fi.by_date.insert((m.date_ms, m.uid), id.to_string());
+        assert!(fresh.is_none(), "uid reused in folder");
+        fi.bytes += size;
+        if !m.seen() {
+            fi.unseen += 1;
+        }
+        self.mail_bytes += size;
+    }
+
+    pub fn remove_mail(&mut self, m: &StoredMail) {
+        let size = m.size_bytes();
+        let fi = self.folder_mut(m.folder);
+        fi.by_date.remove(&(m.date_ms, m.uid));
+        fi.bytes -= size;
+        if !m.seen() {
+            fi.unseen -= 1;
+        }
+        self.mail_bytes -= size;
+    }
+}
+
+/// The whole component state: the serialised part, its indices and the
+/// in-flight snapshot or restore buffers.
+#[derive(Debug)]
+pub struct Mailbox {
+    pub state: MailboxState,
+    pub idx: Indices,
+    /// Encoded snapshot held between `snapshot-begin` and `snapshot-end`.
+    pub snapshot: Option<Vec<u8>>,
+    pub restore: Option<Restore>,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Mailbox::from_state(MailboxState::default()).expect("fresh state is valid")
+    }
+}
+
+impl Mailbox {
+    pub fn from_state(state: MailboxState) -> Result<Mailbox, String> {
+        let idx = Indices::build(&state)?;
+        Ok(Mailbox {
+            state,
+            idx,
+            snapshot: None,
+            restore: None,
+        })
+    }
+
+    /// Name of the folder with this id.
+    pub fn folder_name_of(&self, id: u32) -> &str {
+        &self.idx.folder(id).name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_state_has_inbox_with_validity_one() {
+        let mb = Mailbox::default();
+        assert_eq!(mb.state.folders[INBOX].uid_validity, 1);
+        assert_eq!(mb.state.folders[INBOX].uid_next, 1);
+        assert_eq!(mb.folder_name_of(1), INBOX);
+    }
+
+    #[test]
+    fn stamp_orders_hlc_then_replica() {
+        let a = Stamp { hlc: 1, replica: 9 };
+        let b = Stamp { hlc: 2, replica: 0 };
+        let c = Stamp { hlc: 2, replica: 1 };
+        assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn build_rejects_broken_state() {
+        let mut s = MailboxState::default();
+        s.folders.clear();
+        assert!(Indices::build(&s).is_err());
+        let mut s = MailboxState::default();
+        s.next_uid_validity = 1;
+        assert!(Indices::build(&s).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! The `dem` command line: one module per subcommand group.
+//!
+//! - `local`: operate a host's data dir directly (create, deliver, read,
+//!   export, import) and `local serve`, a line-protocol host process used by
+//!   the crash tests.
+//! - `bench`: the benchmarks recorded in BENCHMARKS.md.
+
+pub mod bench;
+pub mod local;
+pub mod mail_json;
+
+use clap::{Parser, Subcommand};
+
+/// DEM: decentralized e-mail on migrating WebAssembly mailboxes.
+#[derive(Debug, Parser)]
+#[command(name = "dem", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work on a host's data dir directly, without the network.
+    Local(local::LocalArgs),
+    /// Run a benchmark and print its results.
+    Bench(bench::BenchArgs),
+}
+
+/// Entry point of the `dem` binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Local(args) => local::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,378 @@
+//! The export/import format: how a whole mailbox leaves one host and is
+//! rebuilt on another (the primitive of migration and replica creation).
+//!
+//! An export is a stream of length-prefixed rmp-serde frames:
+//! `Header`, then `Code` chunks for components the receiver may lack, then
+//! `Snapshot` chunks, then `Op` log entries after the snapshot, then `End`.
+//! Nothing needs the whole mailbox in one buffer on the wire, every frame is
+//! bounded, and the receiver checks sizes, the snapshot's BLAKE3, the code
+//! hashes and the op sequence before anything is imported.
+//!
+//! `Importer` is sans-IO: feed it frames, then `finish`. The file and QUIC
+//! drivers only move frames.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CodeHash, MailboxId};
+use crate::mailbox::actor::ExportedState;
+use crate::runtime::bindings::PluginEntry;
+use crate::store::{MailboxMeta, SnapshotRecord};
+
+/// Version of this format; a receiver refuses others.
+pub const EXPORT_FORMAT_VERSION: u32 = 1;
+/// Payload bytes per `Code` or `Snapshot` frame.
+pub const EXPORT_CHUNK_BYTES: usize = 1 << 20;
+/// Largest frame a reader accepts.
+pub const FRAME_BYTES_MAX: usize = 4 << 20;
+/// Largest snapshot an importer accepts.
+pub const IMPORT_SNAPSHOT_BYTES_MAX: u64 = 4 << 30;
+/// Most log entries an export may carry after its snapshot.
+pub const IMPORT_OPS_MAX: usize = 10_000_000;
+/// Most distinct components an export may carry.
+pub const IMPORT_CODES_MAX: usize = 64;
+/// Largest component an export may carry.
+pub const IMPORT_CODE_BYTES_MAX: u64 = crate::runtime::code_store::CODE_BYTES_MAX as u64;
+
+/// First frame: what follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportHeader {
+    pub format_version: u32,
+    pub mailbox: MailboxId,
+    pub code_hash: CodeHash,
+    pub created_ms: i64,
+    pub plugins: Vec<PluginEntry>,
+    /// Schema version, sequence number, size and BLAKE3 of the snapshot, if
+    /// the mailbox has one.
+    pub snapshot: Option<SnapshotHeader>,
+    /// Number of `Op` frames.
+    pub ops: u64,
+    /// The log position the state reaches.
+    pub log_position: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub schema_version: u32,
+    pub seq: u64,
+    pub size_bytes: u64,
+    pub blake3: CodeHash,
+}
+
+/// One frame of an export stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    Header(ExportHeader),
+    Code {
+        hash: CodeHash,
+        total_bytes: u64,
+        #[serde(with = "serde_bytes")]
+        chunk: Vec<u8>,
+    },
+    Snapshot(#[serde(with = "serde_bytes")] Vec<u8>),
+    Op {
+        seq: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    End,
+}
+
+/// Why an export stream was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The stream broke the frame order or a size it announced.
+    #[error("malformed export: {0}")]
+    Malformed(String),
+    /// The stream is bigger than this host accepts.
+    #[error("export too large: {what} is {actual}, the limit is {limit}")]
+    TooLarge { what: &'static str, actual: u64, limit: u64 },
+    /// The snapshot bytes do not hash to what the header says.
+    #[error("snapshot checksum mismatch: the export is damaged")]
+    Checksum,
+    /// A frame could not be read or decoded.
+    #[error("reading the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame is not valid rmp-serde.
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+}
+
+/// Frames of one export, code first (only the hashes in `with_code`).
+pub fn frames(
+    id: &MailboxId,
+    state: &ExportedState,
+    with_code: &[(CodeHash, Vec<u8>)],
+) -> impl Iterator<Item = Frame> {
+    let snapshot = state.snapshot.as_ref().map(|s| SnapshotHeader {
+        schema_version: s.schema_version,
+        seq: s.seq,
+        size_bytes: s.bytes.len() as u64,
+        blake3: CodeHash::of(&s.bytes),
+    });
+    let header = Frame::Header(ExportHeader {
+        format_version: EXPORT_FORMAT_VERSION,
+        mailbox: id.clone(),
+        code_hash: CodeHash(state.meta.code_hash),
+        created_ms: state.meta.created_ms,
+        plugins: state.plugins.clone(),
+        snapshot,
+        ops: state.tail.len() as u64,
+        log_position: state.last_seq(),
+    });
+    let code = with_code.iter().flat_map(|(hash, bytes)| {
+        let total = bytes.len() as u64;
+        bytes
+            .chunks(EXPORT_CHUNK_BYTES)
+            .map(move |c| Frame::Code { hash: *hash, total_bytes: total, chunk: c.to_vec() })
+            .collect::<Vec<_>>()
+    });
+    let snap = state
+        .snapshot
+        .iter()
+        .flat_map(|s| s.bytes.chunks(EXPORT_CHUNK_BYTES).map(|c| Frame::Snapshot(c.to_vec())).collect::<Vec<_>>());
+    let ops = state.tail.iter().map(|(seq, bytes)| Frame::Op { seq: *seq, bytes: bytes.clone() });
+    std::iter::once(header).chain(code).chain(snap).chain(ops).chain(std::iter::once(Frame::End))
+}
+
+/// What an import stream yields once checked.
+#[derive(Debug)]
+pub struct Imported {
+    pub mailbox: MailboxId,
+    pub state: ExportedState,
+    /// Components carried in the stream (their hashes are checked again by
+    /// the code store when inserted).
+    pub code: Vec<(CodeHash, Vec<u8>)>,
+}
+
+/// Sans-IO reader of an export stream.
+#[derive(Debug, Default)]
+pub struct Importer {
+    header: Option<ExportHeader>,
+    code: BTreeMap<CodeHash, (u64, Vec<u8>)>,
+    snapshot: Vec<u8>,
+    tail: Vec<(u64, Vec<u8>)>,
+    ended: bool,
+}
+
+impl Importer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next frame.
+    pub fn handle(&mut self, frame: Frame) -> Result<(), ImportError> {
+        let bad = |m: &str| Err(ImportError::Malformed(m.into()));
+        if self.ended {
+            return bad("frame after End");
+        }
+        let Some(header) = &self.header else {
+            let Frame::Header(h) = frame else { return bad("the first frame must be Header") };
+            if h.format_version != EXPORT_FORMAT_VERSION {
+                return Err(ImportError::Malformed(format!(
+                    "export format {} is not supported (this host reads {EXPORT_FORMAT_VERSION})",
+                    h.format_version
+                )));
+            }
+            if h.ops > IMPORT_OPS_MAX as u64 {
+                return Err(ImportError::TooLarge { what: "op count", actual: h.ops, limit: IMPORT_OPS_MAX as u64 });
+            }
+            if let Some(s) = &h.snapshot {
+                if s.size_bytes > IMPORT_SNAPSHOT_BYTES_MAX {
+                    return Err(ImportError::TooLarge {
+                        what: "snapshot",
+                        actual: s.size_bytes,
+                        limit: IMPORT_SNAPSHOT_BYTES_MAX,
+                    });
+                }
+            }
+            self.header = Some(h);
+            return Ok(());
+        };
+        match frame {
+            Frame::Header(_) => bad("second Header"),
+            Frame::Code { hash, total_bytes, chunk } => {
+                if !self.snapshot.is_empty() || !self.tail.is_empty() {
+                    return bad("Code after Snapshot or Op");
+                }
+                if total_bytes > IMPORT_CODE_BYTES_MAX {
+                    return Err(ImportError::TooLarge { what: "component", actual: total_bytes, limit: IMPORT_CODE_BYTES_MAX });
+                }
+                if !self.code.contains_key(&hash) && self.code.len() >= IMPORT_CODES_MAX {
+                    return Err(ImportError::TooLarge {
+                        what: "component count",
+                        actual: self.code.len() as u64 + 1,
+                        limit: IMPORT_CODES_MAX as u64,
+                    });
+                }
+                let (total, bytes) = self.code.entry(hash).or_insert_with(|| (total_bytes, Vec::new()));
+                if *total != total_bytes || bytes.len() as u64 + chunk.len() as u64 > total_bytes {
+                    return bad("Code chunks exceed their announced size");
+                }
+                bytes.extend_from_slice(&chunk);
+                Ok(())
+            }
+            Frame::Snapshot(chunk) => {
+                let Some(s) = &header.snapshot else { return bad("Snapshot frame but the header has none") };
+                if !self.tail.is_empty() {
+                    return bad("Snapshot after Op");
+                }
+                if self.snapshot.len() as u64 + chunk.len() as u64 > s.size_bytes {
+                    return bad("Snapshot chunks exceed the announced size");
+                }
+                if self.snapshot.is_empty() {
+                    self.snapshot.reserve_exact(usize::try_from(s.size_bytes).unwrap_or(0));
+                }
+                self.snapshot.extend_from_slice(&chunk);
+                Ok(())
+            }
+            Frame::Op { seq, bytes } => {
+                let expected = match self.tail.last() {
+                    Some((last, _)) => last + 1,
+                    None => header.snapshot.as_ref().map_or(1, |s| s.seq + 1),
+                };
+                if seq != expected {
+                    return Err(ImportError::Malformed(format!("op {seq} out of order, expected {expected}")));
+                }
+                if self.tail.len() as u64 >= header.ops {
+                    return bad("more Op frames than announced");
+                }
+                self.tail.push((seq, bytes));
+                Ok(())
+            }
+            Frame::End => {
+                self.ended = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks the whole stream and yields the mailbox.
+    pub fn finish(self) -> Result<Imported, ImportError> {
+        let header = self.header.ok_or_else(|| ImportError::Malformed("empty export".into()))?;
+        if !self.ended {
+            return Err(ImportError::Malformed("export ended without End".into()));
+        }
+        if self.tail.len() as u64 != header.ops {
+            return Err(ImportError::Malformed(format!("{} ops announced, {} sent", header.ops, self.tail.len())));
+        }
+        let snapshot = match &header.snapshot {
+            Some(s) => {
+                if self.snapshot.len() as u64 != s.size_bytes {
+                    return Err(ImportError::Malformed("snapshot shorter than announced".into()));
+                }
+                if CodeHash::of(&self.snapshot) != s.blake3 {
+                    return Err(ImportError::Checksum);
+                }
+                Some(SnapshotRecord { seq: s.seq, schema_version: s.schema_version, bytes: self.snapshot })
+            }
+            None => None,
+        };
+        let mut code = Vec::new();
+        for (hash, (total, bytes)) in self.code {
+            if bytes.len() as u64 != total {
+                return Err(ImportError::Malformed(format!("component {} is incomplete", hash.short())));
+            }
+            code.push((hash, bytes));
+        }
+        let state = ExportedState {
+            meta: MailboxMeta { code_hash: header.code_hash.0, created_ms: header.created_ms },
+            snapshot,
+            tail: self.tail,
+            plugins: header.plugins,
+        };
+        Ok(Imported { mailbox: header.mailbox, state, code })
+    }
+}
+
+/// Writes one frame: a 4-byte big-endian length, then rmp-serde.
+pub fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
+    let bytes = rmp_serde::to_vec(frame).map_err(std::io::Error::other)?;
+    w.write_all(&(bytes.len() as u32).to_be_bytes())?;
+    w.write_all(&bytes)
+}
+
+/// Reads one frame; `None` at a clean end of input.
+pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, ImportError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(ImportError::TooLarge { what: "frame", actual: len as u64, limit: FRAME_BYTES_MAX as u64 });
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf)?;
+    rmp_serde::from_slice(&buf).map(Some).map_err(|e| ImportError::Decode(e.to_string()))
+}
+
+/// Reads a whole export stream.
+pub fn read_export(r: &mut impl Read) -> Result<Imported, ImportError> {
+    let mut importer = Importer::new();
+    while let Some(frame) = read_frame(r)? {
+        importer.handle(frame)?;
+    }
+    importer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(snapshot: &[u8], ops: u64) -> ExportedState {
+        ExportedState {
+            meta: MailboxMeta { code_hash: [7; 32], created_ms: 5 },
+            snapshot: Some(SnapshotRecord { seq: 10, schema_version: 1, bytes: snapshot.to_vec() }),
+            tail: (11..11 + ops).map(|s| (s, vec![s as u8; 3])).collect(),
+            plugins: vec![],
+        }
+    }
+
+    fn encode(frames: impl Iterator<Item = Frame>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in frames {
+            write_frame(&mut out, &f).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn round_trips_with_chunks_code_and_ops() {
+        let id = MailboxId::new("alice").unwrap();
+        let big = vec![42u8; EXPORT_CHUNK_BYTES * 2 + 17];
+        let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
+        let bytes = encode(frames(&id, &state(&big, 3), &code));
+        let imported = read_export(&mut &bytes[..]).unwrap();
+        assert_eq!(imported.mailbox, id);
+        assert_eq!(imported.state.snapshot.unwrap().bytes, big);
+        assert_eq!(imported.state.tail.len(), 3);
+        assert_eq!(imported.code, code);
+    }
+
+    #[test]
+    fn refuses_damaged_or_malformed_streams() {
+        let id = MailboxId::new("alice").unwrap();
+        let mut all: Vec<Frame> = frames(&id, &state(b"snapshot", 2), &[]).collect();
+        // A flipped snapshot byte.
+        let mut damaged = all.clone();
+        damaged[1] = Frame::Snapshot(b"snapshoT".to_vec());
+        assert!(matches!(read_export(&mut &encode(damaged.into_iter())[..]), Err(ImportError::Checksum)));
+        // Ops out of order.
+        all.swap(2, 3);
+        assert!(matches!(read_export(&mut &encode(all.into_iter())[..]), Err(ImportError::Malformed(_))));
+        // Truncated: no End.
+        let cut: Vec<Frame> = frames(&id, &state(b"s", 0), &[]).take(2).collect();
+        assert!(matches!(read_export(&mut &encode(cut.into_iter())[..]), Err(ImportError::Malformed(_))));
+        // An oversized frame length.
+        let huge = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes();
+        assert!(matches!(read_frame(&mut &huge[..]), Err(ImportError::TooLarge { .. })));
+        // Garbage.
+        let garbage = [0, 0, 0, 3, 0xc1, 0xc1, 0xc1];
+        assert!(matches!(read_frame(&mut &garbage[..]), Err(ImportError::Decode(_))));
+    }
+}

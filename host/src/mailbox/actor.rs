@@ -1,0 +1,481 @@
+//! `MailboxActor`: a tokio task that owns one mailbox's wasm Store. Calls
+//! arrive on a bounded channel and run one at a time, so the guest never
+//! sees concurrency and its state needs no locks.
+//!
+//! Durability is pipelined (group commit): a mutation runs in the guest, its
+//! `Op` is handed to the store's writer, and the caller's reply waits in a
+//! small task until that entry is fsynced — meanwhile the actor already runs
+//! the next call. Reads also wait until every mutation they could have seen
+//! is durable, so nobody ever observes state that a crash could take back.
+//!
+//! A trap throws the instance away; the next call rebuilds it from the last
+//! snapshot plus the log tail, after the in-flight commits have settled.
+//! After `idle_hibernate` without calls the actor snapshots and drops the
+//! instance (hibernation); the next call wakes it the same way.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument as _;
+
+use super::clock::HybridClock;
+use super::filters::{Placing, view_of};
+use super::request::{Op, Request, Response};
+use super::{MailboxCallError as E, MailboxesConfig};
+use crate::ids::{CodeHash, MailboxId};
+use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
+use crate::runtime::{MailboxInstance, Runtime};
+use crate::store::{Commit, MailboxMeta, MailboxStore, SnapshotRecord};
+
+type Reply<T> = oneshot::Sender<Result<T, E>>;
+
+/// What the actor is asked to do.
+pub(crate) enum Command {
+    Call { request: Request, reply: Reply<Response> },
+    Deliver { mail: Box<NewMail>, reply: Reply<Response> },
+    Export { reply: Reply<ExportedState> },
+    Digest { reply: Reply<[u8; 32]> },
+    Hibernate { reply: oneshot::Sender<()> },
+    Stop { reply: oneshot::Sender<()> },
+}
+
+/// A mailbox's durable state as it leaves the host: what `export` yields
+/// and `import` takes.
+#[derive(Debug, Clone)]
+pub struct ExportedState {
+    pub meta: MailboxMeta,
+    pub snapshot: Option<SnapshotRecord>,
+    /// Ops after the snapshot, by sequence number.
+    pub tail: Vec<(u64, Vec<u8>)>,
+    /// Installed plugins, whose code must travel along.
+    pub plugins: Vec<PluginEntry>,
+}
+
+impl ExportedState {
+    /// The log position the state reaches.
+    pub fn last_seq(&self) -> u64 {
+        self.tail.last().map(|(s, _)| *s).or(self.snapshot.as_ref().map(|s| s.seq)).unwrap_or(0)
+    }
+}
+
+/// The sending side of an actor's channel.
+#[derive(Clone)]
+pub struct ActorHandle {
+    tx: mpsc::Sender<Command>,
+    id: MailboxId,
+}
+
+impl ActorHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, E> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| E::Gone(self.id.clone()))?;
+        rx.await.map_err(|_| E::Gone(self.id.clone()))?
+    }
+
+    pub async fn call(&self, request: Request) -> Result<Response, E> {
+        self.ask(|reply| Command::Call { request, reply }).await
+    }
+
+    pub async fn deliver(&self, mail: NewMail) -> Result<Response, E> {
+        self.ask(|reply| Command::Deliver { mail: Box::new(mail), reply }).await
+    }
+
+    pub async fn export(&self) -> Result<ExportedState, E> {
+        self.ask(|reply| Command::Export { reply }).await
+    }
+
+    pub async fn digest(&self) -> Result<[u8; 32], E> {
+        self.ask(|reply| Command::Digest { reply }).await
+    }
+
+    pub async fn hibernate(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Hibernate { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub async fn stop(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Stop { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// How far the log writer has got with this mailbox's entries.
+#[derive(Debug, Clone, Copy, Default)]
+struct Durability {
+    /// Every entry up to here has been committed or has failed.
+    settled: u64,
+    /// Some entry failed: the instance is ahead of the disk.
+    failed: bool,
+}
+
+/// The task state of one mailbox.
+pub(crate) struct MailboxActor {
+    id: MailboxId,
+    label: Arc<str>,
+    runtime: Arc<Runtime>,
+    /// `None` for an in-memory mailbox (benchmarks only): nothing survives.
+    store: Option<MailboxStore>,
+    clock: Arc<HybridClock>,
+    config: MailboxesConfig,
+    meta: MailboxMeta,
+    instance: Option<MailboxInstance>,
+    /// Last op applied to the instance and handed to the writer.
+    applied_seq: u64,
+    snapshot_seq: u64,
+    snapshot_bytes: u64,
+    /// Log bytes written since the last snapshot.
+    log_bytes: u64,
+    durable: watch::Sender<Durability>,
+}
+
+impl MailboxActor {
+    pub(crate) fn spawn(
+        id: MailboxId,
+        host: &str,
+        meta: MailboxMeta,
+        runtime: Arc<Runtime>,
+        store: Option<MailboxStore>,
+        clock: Arc<HybridClock>,
+        config: MailboxesConfig,
+    ) -> ActorHandle {
+        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+        let span = tracing::info_span!("mailbox", mailbox = %id, host = %host);
+        let actor = MailboxActor {
+            label: id.to_string().into(),
+            id: id.clone(),
+            runtime,
+            store,
+            clock,
+            config,
+            meta,
+            instance: None,
+            applied_seq: 0,
+            snapshot_seq: 0,
+            snapshot_bytes: 0,
+            log_bytes: 0,
+            durable: watch::Sender::new(Durability::default()),
+        };
+        tokio::spawn(actor.run(rx).instrument(span));
+        ActorHandle { tx, id }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let hibernates = self.instance.is_some() && self.store.is_some();
+            let command = if hibernates {
+                match tokio::time::timeout(self.config.idle_hibernate, rx.recv()).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.hibernate().await;
+                        continue;
+                    }
+                }
+            } else {
+                match rx.recv().await {
+                    Some(c) => c,
+                    None => break,
+                }
+            };
+            match command {
+                Command::Call { request, reply } => self.handle_call(request, reply).await,
+                Command::Deliver { mail, reply } => self.handle_deliver(*mail, reply).await,
+                Command::Export { reply } => {
+                    let _ = reply.send(self.handle_export().await);
+                }
+                Command::Digest { reply } => {
+                    let _ = reply.send(self.handle_digest().await);
+                }
+                Command::Hibernate { reply } => {
+                    self.hibernate().await;
+                    let _ = reply.send(());
+                }
+                Command::Stop { reply } => {
+                    self.hibernate().await;
+                    let _ = self.settle().await;
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+        self.hibernate().await;
+        let _ = self.settle().await;
+    }
+
+    /// Waits until every entry handed to the writer has committed or failed.
+    async fn settle(&mut self) -> Result<(), E> {
+        let target = self.applied_seq;
+        let mut rx = self.durable.subscribe();
+        let waited =
+            tokio::time::timeout(self.config.settle_timeout, rx.wait_for(|d| d.settled >= target)).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(E::Restore {
+                id: self.id.clone(),
+                reason: format!("log writes did not settle within {:?}", self.config.settle_timeout),
+            }),
+        }
+    }
+
+    /// Makes sure a healthy instance is running: rebuilds it from durable
+    /// state after hibernation, a trap or a failed commit.
+    async fn wake(&mut self) -> Result<(), E> {
+        let failed = self.durable.borrow().failed;
+        if self.instance.is_some() && !failed {
+            return Ok(());
+        }
+        self.instance = None;
+        self.settle().await?;
+        let mut instance = self.runtime.instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone()).await?;
+        if let Some(store) = self.store.clone() {
+            let id = self.id.to_string();
+            let recovery = tokio::task::spawn_blocking(move || store.load(&id))
+                .await
+                .map_err(|e| E::Restore { id: self.id.clone(), reason: e.to_string() })??
+                .ok_or_else(|| E::Unknown(self.id.clone()))?;
+            let restore_err = |reason: String| E::Restore { id: self.id.clone(), reason };
+            if let Some(snap) = &recovery.snapshot {
+                instance
+                    .restore(snap.schema_version, &snap.bytes)
+                    .await
+                    .map_err(|e| restore_err(e.to_string()))?
+                    .map_err(|e| restore_err(e.to_string()))?;
+            }
+            let mut log_bytes = 0;
+            for (seq, bytes) in &recovery.tail {
+                log_bytes += bytes.len() as u64;
+                let op = Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
+                self.clock.observe(op.ctx.hlc);
+                match instance.call(Some(op.ctx), &op.request).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(refusal)) => {
+                        tracing::warn!(seq, "replayed {} was refused this time: {refusal}", op.request.name())
+                    }
+                    Err(trap) => return Err(restore_err(format!("replaying log entry {seq}: {trap}"))),
+                }
+            }
+            self.applied_seq = recovery.last_seq;
+            self.snapshot_seq = recovery.snapshot.as_ref().map_or(0, |s| s.seq);
+            self.snapshot_bytes = recovery.snapshot.as_ref().map_or(0, |s| s.bytes.len() as u64);
+            self.log_bytes = log_bytes;
+            let applied = self.applied_seq;
+            self.durable.send_modify(|d| *d = Durability { settled: applied, failed: false });
+            tracing::debug!(seq = applied, replayed = recovery.tail.len(), "woke");
+        }
+        self.instance = Some(instance);
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, request: Request, reply: Reply<Response>) {
+        if let Err(e) = self.wake().await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        self.run_request(request, reply).await;
+    }
+
+    async fn run_request(&mut self, request: Request, reply: Reply<Response>) {
+        let ctx = request.is_mutation().then(|| self.clock.context());
+        let Some(instance) = self.instance.as_mut() else {
+            let _ = reply.send(Err(E::Gone(self.id.clone())));
+            return;
+        };
+        match instance.call(ctx, &request).await {
+            Err(trap) => {
+                tracing::error!("{trap}; dropping the instance");
+                self.instance = None;
+                let _ = reply.send(Err(E::Trap(trap)));
+            }
+            Ok(Err(refusal)) => self.reply_when_durable(reply, Err(E::Refused(refusal))),
+            Ok(Ok(response)) => match ctx {
+                Some(ctx) => self.log(Op { ctx, request }, reply, response).await,
+                None => self.reply_when_durable(reply, Ok(response)),
+            },
+        }
+    }
+
+    /// Runs the filters, then delivers where they decided.
+    async fn handle_deliver(&mut self, mail: NewMail, reply: Reply<Response>) {
+        if let Err(e) = self.wake().await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let plugins = match self.read(Request::ListPlugins).await {
+            Ok(Response::Plugins(p)) => p,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let mut placing = Placing::default();
+        if !plugins.is_empty() {
+            let sender = match self.read(Request::ClassifySender { address: mail.from.clone() }).await {
+                Ok(Response::SenderStatus(s)) => s,
+                _ => SenderStatus::Unknown,
+            };
+            let view = view_of(&mail, sender);
+            for plugin in &plugins {
+                let code = match plugin.code_hash.parse() {
+                    Ok(code) => code,
+                    Err(e) => {
+                        tracing::warn!(plugin = %plugin.name, "skipped: {e}");
+                        continue;
+                    }
+                };
+                match self.runtime.run_filter(&code, &plugin.name, &view, &plugin.config).await {
+                    Ok(verdict) => {
+                        if let Some(reason) = placing.apply(verdict) {
+                            let _ = reply.send(Err(E::Rejected { plugin: plugin.name.clone(), reason }));
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}"),
+                }
+            }
+        }
+        self.run_request(Request::Deliver { mail, place: placing.finish() }, reply).await;
+    }
+
+    /// A read for the actor's own use (no durability wait needed: the
+    /// result is not shown to anyone before the following mutation is).
+    async fn read(&mut self, request: Request) -> Result<Response, E> {
+        let instance = self.instance.as_mut().ok_or_else(|| E::Gone(self.id.clone()))?;
+        match instance.call(None, &request).await {
+            Ok(r) => r.map_err(E::Refused),
+            Err(trap) => {
+                self.instance = None;
+                Err(E::Trap(trap))
+            }
+        }
+    }
+
+    /// Hands an op to the writer; the reply goes out once it is durable.
+    async fn log(&mut self, op: Op, reply: Reply<Response>, response: Response) {
+        let Some(store) = &self.store else {
+            let _ = reply.send(Ok(response));
+            return;
+        };
+        let bytes = op.encode();
+        self.applied_seq += 1;
+        let seq = self.applied_seq;
+        self.log_bytes += bytes.len() as u64;
+        let commit = store.append(self.id.as_str(), seq, bytes);
+        let durable = self.durable.clone();
+        tokio::spawn(async move {
+            let result = commit.await;
+            durable.send_modify(|d| {
+                d.settled = d.settled.max(seq);
+                d.failed |= result.is_err();
+            });
+            if let Err(e) = &result {
+                tracing::error!(seq, "log append failed: {e}");
+            }
+            let _ = reply.send(result.map(|()| response).map_err(E::Commit));
+        });
+        if self.log_bytes >= self.config.snapshot_log_bytes_min.max(self.snapshot_bytes) {
+            if let Some(commit) = self.snapshot_now().await {
+                tokio::spawn(async move {
+                    if let Err(e) = commit.await {
+                        tracing::warn!("periodic snapshot failed, the log stays: {e}");
+                    }
+                });
+            }
+        }
+    }
+
+    fn reply_when_durable(&self, reply: Reply<Response>, result: Result<Response, E>) {
+        let target = self.applied_seq;
+        if self.store.is_none() || self.durable.borrow().settled >= target {
+            let _ = reply.send(result);
+            return;
+        }
+        let mut rx = self.durable.subscribe();
+        tokio::spawn(async move {
+            let _ = rx.wait_for(|d| d.settled >= target).await;
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Snapshots the instance at `applied_seq` and hands it to the writer,
+    /// which also drops the log entries it covers.
+    async fn snapshot_now(&mut self) -> Option<Commit> {
+        let store = self.store.clone()?;
+        let instance = self.instance.as_mut()?;
+        match instance.snapshot().await {
+            Ok((schema_version, bytes)) => {
+                self.snapshot_seq = self.applied_seq;
+                self.snapshot_bytes = bytes.len() as u64;
+                self.log_bytes = 0;
+                let record = SnapshotRecord { seq: self.applied_seq, schema_version, bytes };
+                Some(store.snapshot(self.id.as_str(), record))
+            }
+            Err(trap) => {
+                tracing::error!("snapshot failed: {trap}; dropping the instance");
+                self.instance = None;
+                None
+            }
+        }
+    }
+
+    async fn hibernate(&mut self) {
+        if self.instance.is_none() || self.store.is_none() {
+            return;
+        }
+        if self.applied_seq > self.snapshot_seq {
+            if let Some(commit) = self.snapshot_now().await {
+                if let Err(e) = commit.await {
+                    tracing::warn!("snapshot before hibernation failed, the log stays: {e}");
+                }
+            }
+        }
+        self.instance = None;
+        tracing::debug!("hibernated");
+    }
+
+    async fn handle_export(&mut self) -> Result<ExportedState, E> {
+        self.wake().await?;
+        let plugins = match self.read(Request::ListPlugins).await? {
+            Response::Plugins(p) => p,
+            _ => Vec::new(),
+        };
+        let Some(store) = self.store.clone() else {
+            let instance = self.instance.as_mut().ok_or_else(|| E::Gone(self.id.clone()))?;
+            let (schema_version, bytes) = instance.snapshot().await.map_err(E::Trap)?;
+            let snapshot = SnapshotRecord { seq: self.applied_seq, schema_version, bytes };
+            return Ok(ExportedState { meta: self.meta.clone(), snapshot: Some(snapshot), tail: vec![], plugins });
+        };
+        if self.applied_seq > self.snapshot_seq {
+            if let Some(commit) = self.snapshot_now().await {
+                commit.await?;
+            }
+        }
+        self.settle().await?;
+        let id = self.id.to_string();
+        let recovery = tokio::task::spawn_blocking(move || store.load(&id))
+            .await
+            .map_err(|e| E::Restore { id: self.id.clone(), reason: e.to_string() })??
+            .ok_or_else(|| E::Unknown(self.id.clone()))?;
+        Ok(ExportedState { meta: recovery.meta, snapshot: recovery.snapshot, tail: recovery.tail, plugins })
+    }
+
+    async fn handle_digest(&mut self) -> Result<[u8; 32], E> {
+        self.wake().await?;
+        let instance = self.instance.as_mut().ok_or_else(|| E::Gone(self.id.clone()))?;
+        match instance.snapshot().await {
+            Ok((_, bytes)) => Ok(*blake3::hash(&bytes).as_bytes()),
+            Err(trap) => {
+                self.instance = None;
+                Err(E::Trap(trap))
+            }
+        }
+    }
+}

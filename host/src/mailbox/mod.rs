@@ -1,0 +1,96 @@
+//! Mailboxes on a host: one actor per mailbox (`actor`), the registry that
+//! finds, creates, wakes, exports and imports them (`registry`), the filter
+//! pipeline on the delivery path (`filters`), and the calls as data
+//! (`request`).
+//!
+//! The actor owns the wasm Store; the registry owns the actors; the store
+//! module below owns durability. A call goes registry → actor channel →
+//! guest → operation log → reply once durable.
+
+pub mod actor;
+pub mod clock;
+pub mod filters;
+pub mod registry;
+pub mod request;
+
+use std::time::Duration;
+
+use crate::ids::{CodeHash, IdError, MailboxId};
+use crate::runtime::bindings::MailboxError;
+use crate::runtime::{CallError, RuntimeError};
+use crate::store::{CommitError, LoadError};
+
+pub use registry::Mailboxes;
+pub use request::{Op, Request, Response};
+
+/// How the host treats its mailboxes.
+#[derive(Debug, Clone)]
+pub struct MailboxesConfig {
+    /// A mailbox with no calls for this long is snapshotted and its instance
+    /// dropped; the next call wakes it.
+    pub idle_hibernate: Duration,
+    /// Calls queued for one mailbox before senders wait.
+    pub queue_depth: usize,
+    /// Snapshot once the log since the last snapshot holds at least this many
+    /// bytes *and* at least as many as the last snapshot: replay stays
+    /// bounded by about one snapshot's worth of work.
+    pub snapshot_log_bytes_min: u64,
+    /// Longest wait for in-flight commits before giving up on a wake.
+    pub settle_timeout: Duration,
+}
+
+impl Default for MailboxesConfig {
+    fn default() -> Self {
+        Self {
+            idle_hibernate: Duration::from_secs(60),
+            queue_depth: 1024,
+            snapshot_log_bytes_min: 1 << 20,
+            settle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a call on a mailbox failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxCallError {
+    /// The mailbox refused the call; nothing changed.
+    #[error("{}", .0.describe())]
+    Refused(MailboxError),
+    /// A filter rejected the mail; it was not delivered.
+    #[error("rejected by filter `{plugin}`: {reason}")]
+    Rejected { plugin: String, reason: String },
+    /// The mailbox code trapped. The instance was thrown away and will be
+    /// rebuilt from durable state; the call had no effect.
+    #[error("{0}; the mailbox was restarted from its durable state and the call had no effect")]
+    Trap(CallError),
+    /// No mailbox with this id on this host.
+    #[error("no mailbox `{0}` on this host")]
+    Unknown(MailboxId),
+    /// A mailbox with this id already exists here.
+    #[error("mailbox `{0}` already exists on this host")]
+    Exists(MailboxId),
+    /// A bad identifier.
+    #[error(transparent)]
+    Id(#[from] IdError),
+    /// The code could not be loaded or instantiated.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The operation could not be made durable; it was not acknowledged.
+    #[error("could not make the call durable: {0}")]
+    Commit(#[from] CommitError),
+    /// Durable state could not be read.
+    #[error("could not read durable state: {0}")]
+    Load(#[from] LoadError),
+    /// Durable state exists but could not be restored into the mailbox.
+    #[error("mailbox `{id}` could not be restored: {reason}")]
+    Restore { id: MailboxId, reason: String },
+    /// Import refused: required code is missing or the export is malformed.
+    #[error("import refused: {0}")]
+    Import(String),
+    /// The code hash named for a new mailbox is not on this host.
+    #[error("no code {0} on this host")]
+    MissingCode(CodeHash),
+    /// The mailbox's actor is gone (host shutting down, or mailbox moved).
+    #[error("mailbox `{0}` is not available (shutting down or moved)")]
+    Gone(MailboxId),
+}

@@ -1,0 +1,327 @@
+//! `Mailboxes`: every mailbox a host holds, by id. It creates mailboxes,
+//! spawns an actor the first time one is called (waking it from disk), and
+//! exports and imports whole mailboxes — the primitive that migration and
+//! replication build on.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::actor::{ActorHandle, ExportedState, MailboxActor};
+use super::clock::HybridClock;
+use super::request::{Request, Response};
+use super::{MailboxCallError as E, MailboxesConfig};
+use crate::builtin;
+use crate::ids::{CodeHash, MailboxId};
+use crate::runtime::bindings::{Delivered, NewMail, PluginEntry};
+use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
+use crate::store::{MailboxMeta, MailboxStore, StoreConfig};
+
+/// Why a host's mailboxes could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The wasm runtime or code store could not be set up.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The durable store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::OpenError),
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// All mailboxes of one host.
+pub struct Mailboxes {
+    runtime: Arc<Runtime>,
+    /// `None` when running in memory only (benchmarks).
+    store: Option<MailboxStore>,
+    clock: Arc<HybridClock>,
+    config: MailboxesConfig,
+    /// Names this host in logs and spans.
+    host: Arc<str>,
+    actors: Mutex<HashMap<MailboxId, ActorHandle>>,
+    builtin_mailbox: CodeHash,
+}
+
+impl Mailboxes {
+    /// Opens (or creates) a host's data dir: `code/` for components and
+    /// `store/` for mailbox logs and snapshots.
+    pub fn open(
+        data_dir: &Path,
+        runtime_config: RuntimeConfig,
+        config: MailboxesConfig,
+    ) -> Result<Arc<Self>, OpenError> {
+        let io = |source| OpenError::Io { path: data_dir.into(), source };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        let runtime = Runtime::new(&data_dir.join("code"), runtime_config)?;
+        let store = MailboxStore::open(&data_dir.join("store"), StoreConfig::default())?;
+        let replica = replica_id(data_dir).map_err(io)?;
+        Self::with_parts(runtime, Some(store), replica, config)
+    }
+
+    /// Mailboxes that live only in memory: nothing is logged or survives.
+    /// For benchmarks that measure the cost of persistence.
+    pub fn in_memory(code_dir: &Path, runtime_config: RuntimeConfig, config: MailboxesConfig) -> Result<Arc<Self>, OpenError> {
+        let runtime = Runtime::new(code_dir, runtime_config)?;
+        Self::with_parts(runtime, None, 1, config)
+    }
+
+    /// Builds from an already opened runtime and store.
+    pub fn with_parts(
+        runtime: Arc<Runtime>,
+        store: Option<MailboxStore>,
+        replica: u64,
+        config: MailboxesConfig,
+    ) -> Result<Arc<Self>, OpenError> {
+        let builtin_mailbox = runtime.code().insert(builtin::MAILBOX).map_err(RuntimeError::from)?;
+        for (_, bytes) in builtin::PLUGINS {
+            runtime.code().insert(bytes).map_err(RuntimeError::from)?;
+        }
+        Ok(Arc::new(Self {
+            runtime,
+            store,
+            clock: Arc::new(HybridClock::new(replica)),
+            config,
+            host: format!("{replica:016x}").into(),
+            actors: Mutex::default(),
+            builtin_mailbox,
+        }))
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> Option<&MailboxStore> {
+        self.store.as_ref()
+    }
+
+    /// The code hash of the mailbox component this binary carries.
+    pub fn builtin_mailbox_code(&self) -> CodeHash {
+        self.builtin_mailbox
+    }
+
+    /// The code hash of a standard plugin, by name.
+    pub fn builtin_plugin(name: &str) -> Option<CodeHash> {
+        builtin::PLUGINS.iter().find(|(n, _)| *n == name).map(|(_, b)| CodeHash::of(b))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, ActorHandle>> {
+        self.actors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn spawn(&self, id: &MailboxId, meta: MailboxMeta) -> ActorHandle {
+        MailboxActor::spawn(
+            id.clone(),
+            &self.host,
+            meta,
+            self.runtime.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.config.clone(),
+        )
+    }
+
+    /// Creates an empty mailbox running `code` (the built-in mailbox if
+    /// `None`); durable before it returns.
+    pub async fn create(&self, id: &MailboxId, code: Option<CodeHash>) -> Result<(), E> {
+        let code = code.unwrap_or(self.builtin_mailbox);
+        if !self.runtime.code().contains(&code) {
+            return Err(E::MissingCode(code));
+        }
+        // Compile (or load) now, so a bad component fails the create.
+        self.runtime.code().component(&code).map_err(RuntimeError::from)?;
+        if self.lock().contains_key(id) {
+            return Err(E::Exists(id.clone()));
+        }
+        let meta = MailboxMeta { code_hash: code.0, created_ms: HybridClock::wall_ms() };
+        if let Some(store) = &self.store {
+            store.create(id.as_str(), meta.clone()).await.map_err(|e| match e {
+                crate::store::CommitError::Exists(_) => E::Exists(id.clone()),
+                e => E::Commit(e),
+            })?;
+        }
+        let mut actors = self.lock();
+        if actors.contains_key(id) {
+            return Err(E::Exists(id.clone()));
+        }
+        let handle = self.spawn(id, meta);
+        actors.insert(id.clone(), handle);
+        Ok(())
+    }
+
+    /// The actor of `id`, spawning it if the mailbox is on disk.
+    fn handle(&self, id: &MailboxId) -> Result<ActorHandle, E> {
+        if let Some(h) = self.lock().get(id).filter(|h| !h.is_closed()) {
+            return Ok(h.clone());
+        }
+        let store = self.store.as_ref().ok_or_else(|| E::Unknown(id.clone()))?;
+        let meta = store.meta(id.as_str())?.ok_or_else(|| E::Unknown(id.clone()))?;
+        let mut actors = self.lock();
+        if let Some(h) = actors.get(id).filter(|h| !h.is_closed()) {
+            return Ok(h.clone());
+        }
+        let handle = self.spawn(id, meta);
+        actors.insert(id.clone(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Whether this host holds the mailbox.
+    pub fn contains(&self, id: &MailboxId) -> Result<bool, E> {
+        if self.lock().contains_key(id) {
+            return Ok(true);
+        }
+        Ok(match &self.store {
+            Some(store) => store.meta(id.as_str())?.is_some(),
+            None => false,
+        })
+    }
+
+    /// Runs one call (use `deliver` for incoming mail: it runs the filters).
+    pub async fn call(&self, id: &MailboxId, request: Request) -> Result<Response, E> {
+        self.handle(id)?.call(request).await
+    }
+
+    /// Delivers an incoming mail through the mailbox's filters.
+    pub async fn deliver(&self, id: &MailboxId, mail: NewMail) -> Result<Delivered, E> {
+        match self.handle(id)?.deliver(mail).await? {
+            Response::Delivered(d) => Ok(d),
+            other => unreachable_response("deliver", &other),
+        }
+    }
+
+    /// BLAKE3 of a fresh snapshot of the mailbox's state: equal digests mean
+    /// equal states.
+    pub async fn digest(&self, id: &MailboxId) -> Result<[u8; 32], E> {
+        self.handle(id)?.digest().await
+    }
+
+    /// Snapshots and drops the instance now, as idleness would.
+    pub async fn hibernate(&self, id: &MailboxId) -> Result<(), E> {
+        self.handle(id)?.hibernate().await;
+        Ok(())
+    }
+
+    /// The mailbox's durable state: code hash, plugins, snapshot, log tail.
+    pub async fn export(&self, id: &MailboxId) -> Result<ExportedState, E> {
+        self.handle(id)?.export().await
+    }
+
+    /// Rebuilds a mailbox from an export. Every component it needs must
+    /// already be in the code store. With `replace`, an existing mailbox of
+    /// that id is overwritten. The mailbox is woken once to prove the state
+    /// restores; if it does not, the import is undone.
+    pub async fn import(&self, id: &MailboxId, state: ExportedState, replace: bool) -> Result<(), E> {
+        let code = CodeHash(state.meta.code_hash);
+        if !self.runtime.code().contains(&code) {
+            return Err(E::MissingCode(code));
+        }
+        for plugin in &state.plugins {
+            let hash: CodeHash = plugin.code_hash.parse()?;
+            if !self.runtime.code().contains(&hash) {
+                return Err(E::MissingCode(hash));
+            }
+        }
+        if !replace && self.contains(id)? {
+            return Err(E::Exists(id.clone()));
+        }
+        let old = self.lock().remove(id);
+        if let Some(old) = old {
+            old.stop().await;
+        }
+        match &self.store {
+            Some(store) => {
+                store
+                    .import(id.as_str(), state.meta.clone(), state.snapshot.clone(), state.tail.clone(), replace)
+                    .await?;
+                let handle = self.handle(id)?;
+                if let Err(e) = handle.call(Request::Stats).await {
+                    handle.stop().await;
+                    self.lock().remove(id);
+                    let _ = store.remove(id.as_str()).await;
+                    return Err(E::Import(format!("the imported state does not restore: {e}")));
+                }
+            }
+            None => return Err(E::Import("in-memory hosts cannot import".into())),
+        }
+        Ok(())
+    }
+
+    /// Removes a mailbox and its durable state from this host (after it has
+    /// moved away).
+    pub async fn remove(&self, id: &MailboxId) -> Result<(), E> {
+        let handle = self.lock().remove(id);
+        if let Some(handle) = handle {
+            handle.stop().await;
+        }
+        if let Some(store) = &self.store {
+            store.remove(id.as_str()).await.map_err(|e| match e {
+                crate::store::CommitError::UnknownMailbox(_) => E::Unknown(id.clone()),
+                e => E::Commit(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every mailbox on this host, sorted.
+    pub fn list(&self) -> Result<Vec<MailboxId>, E> {
+        let mut ids: Vec<MailboxId> = self.lock().keys().cloned().collect();
+        if let Some(store) = &self.store {
+            for id in store.list()? {
+                if let Ok(id) = MailboxId::new(id) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Stores a plugin component and installs it into a mailbox.
+    pub async fn install_plugin(
+        &self,
+        id: &MailboxId,
+        name: &str,
+        bytes: &[u8],
+        config: &str,
+        order: u32,
+    ) -> Result<CodeHash, E> {
+        let code = self.runtime.code().insert(bytes).map_err(RuntimeError::from)?;
+        // Type-check it as a filter now rather than at the first delivery.
+        self.runtime.check_filter(&code)?;
+        let entry = PluginEntry { name: name.into(), code_hash: code.to_hex(), config: config.into(), order };
+        self.call(id, Request::InstallPlugin { entry }).await?;
+        Ok(code)
+    }
+
+    /// Stops every actor, snapshotting awake mailboxes and letting in-flight
+    /// commits finish.
+    pub async fn shutdown(&self) {
+        let handles: Vec<ActorHandle> = self.lock().drain().map(|(_, h)| h).collect();
+        for h in handles {
+            h.stop().await;
+        }
+    }
+}
+
+fn unreachable_response<T>(call: &str, response: &Response) -> Result<T, E> {
+    Err(E::Import(format!("mailbox answered `{call}` with an unexpected {response:?}")))
+}
+
+/// This host's replica number: random at first start, then kept in
+/// `data_dir/replica-id` so HLC tie-breaks stay stable across restarts.
+fn replica_id(data_dir: &Path) -> std::io::Result<u64> {
+    let path = data_dir.join("replica-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => u64::from_str_radix(s.trim(), 16)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = crate::ids::random_u64();
+            std::fs::write(&path, format!("{id:016x}\n"))?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}

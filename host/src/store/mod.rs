@@ -1,0 +1,469 @@
+//! Durable storage of mailboxes: an operation log plus periodic snapshots.
+//!
+//! A mailbox's state lives inside its WebAssembly guest, which the host can
+//! drop and re-instantiate at any time (idle eviction, restart, crash). To
+//! rebuild it, the host keeps per mailbox, in one redb database
+//! (`<data dir>/mailboxes.redb`):
+//! - a **log** of every mutating call (opaque bytes from the caller), each
+//!   with an explicit per-mailbox seq, so replication can later speak in seqs;
+//! - the latest **snapshot** of the guest's state (opaque bytes), at a seq.
+//!
+//! Recovery ([`MailboxStore::load`]) is that snapshot plus the log after it.
+//! Writing a snapshot deletes the log up to its seq in the same transaction.
+//!
+//! A mutating call is acknowledged only once its log entry is fsynced. To
+//! make that affordable under load, all writes go through one writer thread
+//! that groups every queued request into a single transaction and a single
+//! fsync (see `writer.rs`); callers get a [`Commit`] future that resolves
+//! when their request is durable or refused. Reads are plain redb read
+//! transactions on the caller's thread and never wait for the writer.
+//!
+//! The store knows nothing of guests or code: the mailbox layer decides what
+//! an op is and when to snapshot (using [`MailboxStore::usage`]), the runtime
+//! produces and consumes the bytes.
+
+mod error;
+mod tables;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+pub use error::{CommitError, LoadError, OpenError};
+use tables::{LOG, META, MetaRecord, SNAPSHOT};
+use writer::{Op, Request, Writer};
+
+/// Largest single log entry. Ops are single mutating calls (a delivered
+/// mail, a flag change); anything bigger is a bug or an attack.
+pub const OP_BYTES_MAX: usize = 64 << 20;
+/// Largest snapshot. redb refuses values over 3 GiB, so stay well below.
+pub const SNAPSHOT_BYTES_MAX: usize = 2 << 30;
+/// Longest mailbox id, in bytes (the same bound as `crate::ids`).
+pub const MAILBOX_ID_BYTES_MAX: usize = 128;
+
+/// File name of the database inside the data directory.
+const DB_FILE: &str = "mailboxes.redb";
+
+/// Tuning of a [`MailboxStore`].
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Most requests the writer puts into one transaction (default 4096).
+    pub group_commit_ops_max: usize,
+    /// Whether commits fsync (default true). `false` only for tests and
+    /// benchmarks that measure without durability: a crash then loses writes.
+    pub fsync: bool,
+}
+
+/// What the host records about a mailbox besides its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxMeta {
+    /// blake3 of the guest component the mailbox runs.
+    pub code_hash: [u8; 32],
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// A snapshot of a mailbox's guest state taken after op `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// Seq of the last op the snapshot includes (0: before any op).
+    pub seq: u64,
+    /// The guest's state schema version, so a newer guest can migrate.
+    pub schema_version: u32,
+    /// The guest's opaque state.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything needed to rebuild a mailbox.
+#[derive(Debug)]
+pub struct Recovery {
+    /// The mailbox's meta.
+    pub meta: MailboxMeta,
+    /// The latest snapshot, if any was written.
+    pub snapshot: Option<SnapshotRecord>,
+    /// Ops after the snapshot, seq-ascending and contiguous.
+    pub tail: Vec<(u64, Vec<u8>)>,
+    /// Seq of the newest op (the snapshot's seq when the tail is empty).
+    pub last_seq: u64,
+}
+
+/// Storage used by one mailbox, for the snapshot policy and admin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MailboxUsage {
+    /// Seq of the snapshot, if any.
+    pub snapshot_seq: Option<u64>,
+    /// Size of the snapshot (0 without one).
+    pub snapshot_bytes: u64,
+    /// Number of log entries after the snapshot.
+    pub log_entries: u64,
+    /// Total size of those entries.
+    pub log_bytes: u64,
+}
+
+/// The mailbox database. Cheap to clone; all clones share one database and
+/// one writer thread, which stops once the last clone is dropped (or on
+/// [`MailboxStore::shutdown`]) after finishing the queued writes.
+#[derive(Clone)]
+pub struct MailboxStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    /// `None` after shutdown; a write lock only ever taken to shut down.
+    tx: RwLock<Option<Sender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    commits: Arc<AtomicU64>,
+}
+
+/// Completes when a write is durable (`Ok`) or refused. Await it, or call
+/// [`Commit::wait_blocking`] outside async code. Dropping it does not cancel
+/// the write.
+#[must_use = "a Commit reports whether the write became durable"]
+pub struct Commit {
+    rx: oneshot::Receiver<Result<(), CommitError>>,
+}
+
+impl MailboxStore {
+    /// Opens (creating if needed) `dir/mailboxes.redb` and starts the writer
+    /// thread "dem-store-writer".
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(dir)?;
+        let db = Database::builder()
+            .create(dir.join(DB_FILE))
+            .map_err(redb::Error::from)?;
+        tables::init(&db)?;
+        let db = Arc::new(db);
+        let commits = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: Arc::clone(&db),
+            rx,
+            ops_max: config.group_commit_ops_max.max(1),
+            durability: if config.fsync {
+                Durability::Immediate
+            } else {
+                Durability::None
+            },
+            commits: Arc::clone(&commits),
+        };
+        let handle = std::thread::Builder::new()
+            .name("dem-store-writer".to_owned())
+            .spawn(move || writer.run())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                tx: RwLock::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                commits,
+            }),
+        })
+    }
+
+    /// Creates an empty mailbox (last seq 0). [`CommitError::Exists`] if present.
+    pub fn create(&self, id: &str, meta: MailboxMeta) -> Commit {
+        self.submit(id, Op::Create(meta))
+    }
+
+    /// Appends op `seq`, which must be exactly the last seq + 1
+    /// ([`CommitError::SeqConflict`] otherwise).
+    pub fn append(&self, id: &str, seq: u64, op: Vec<u8>) -> Commit {
+        if let Err(e) = check_len("op", op.len(), OP_BYTES_MAX) {
+            return Commit::failed(e);
+        }
+        self.submit(id, Op::Append { seq, op })
+    }
+
+    /// Replaces the snapshot and deletes the log up to `snapshot.seq`, which
+    /// must lie between the current snapshot's seq and the last seq
+    /// (inclusive; [`CommitError::BadSnapshot`] otherwise).
+    pub fn snapshot(&self, id: &str, snapshot: SnapshotRecord) -> Commit {
+        if let Err(e) = check_len("snapshot", snapshot.bytes.len(), SNAPSHOT_BYTES_MAX) {
+            return Commit::failed(e);
+        }
+        self.submit(id, Op::Snapshot(snapshot))
+    }
+
+    /// Writes a whole mailbox atomically (it moves here from another host).
+    /// `tail` must continue the snapshot's seq (or start at 1 without one);
+    /// an existing mailbox is replaced only if `replace`, else
+    /// [`CommitError::Exists`].
+    pub fn import(
+        &self,
+        id: &str,
+        meta: MailboxMeta,
+        snapshot: Option<SnapshotRecord>,
+        tail: Vec<(u64, Vec<u8>)>,
+        replace: bool,
+    ) -> Commit {
+        let sizes = snapshot
+            .iter()
+            .map(|s| check_len("snapshot", s.bytes.len(), SNAPSHOT_BYTES_MAX))
+            .chain(
+                tail.iter()
+                    .map(|(_, op)| check_len("op", op.len(), OP_BYTES_MAX)),
+            );
+        for size in sizes {
+            if let Err(e) = size {
+                return Commit::failed(e);
+            }
+        }
+        self.submit(
+            id,
+            Op::Import {
+                meta,
+                snapshot,
+                tail,
+                replace,
+            },
+        )
+    }
+
+    /// Deletes a mailbox's meta, snapshot and log.
+    pub fn remove(&self, id: &str) -> Commit {
+        self.submit(id, Op::Remove)
+    }
+
+    /// Reads what is needed to rebuild a mailbox; `None` if it does not
+    /// exist. Blocking (a 10 MiB snapshot is one read and one copy): call it
+    /// from `spawn_blocking` in async code.
+    pub fn load(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let Some(rec) = read_meta(&txn, id)? else {
+            return Ok(None);
+        };
+        let snapshot = match rec.snapshot {
+            None => None,
+            Some(header) => {
+                let table = txn.open_table(SNAPSHOT).map_err(LoadError::database)?;
+                let guard = table.get(id).map_err(LoadError::database)?.ok_or_else(|| {
+                    LoadError::Corrupt(format!("mailbox {id:?}: snapshot missing"))
+                })?;
+                let bytes = guard.value();
+                if bytes.len() as u64 != header.bytes {
+                    return Err(LoadError::Corrupt(format!(
+                        "mailbox {id:?}: snapshot is {} bytes, meta says {}",
+                        bytes.len(),
+                        header.bytes
+                    )));
+                }
+                Some(SnapshotRecord {
+                    seq: header.seq,
+                    schema_version: header.schema_version,
+                    bytes: bytes.to_vec(),
+                })
+            }
+        };
+        let tail = read_tail(&txn, id, &rec)?;
+        Ok(Some(Recovery {
+            meta: rec.meta,
+            snapshot,
+            tail,
+            last_seq: rec.last_seq,
+        }))
+    }
+
+    /// The mailbox's meta, `None` if it does not exist.
+    pub fn meta(&self, id: &str) -> Result<Option<MailboxMeta>, LoadError> {
+        Ok(self.read_record(id)?.map(|r| r.meta))
+    }
+
+    /// All mailbox ids, sorted (redb orders `&str` keys like `str`).
+    pub fn list(&self) -> Result<Vec<String>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let table = txn.open_table(META).map_err(LoadError::database)?;
+        let mut ids = Vec::with_capacity(table.len().map_err(LoadError::database)? as usize);
+        for entry in table.iter().map_err(LoadError::database)? {
+            let (key, _) = entry.map_err(LoadError::database)?;
+            ids.push(key.value().to_owned());
+        }
+        Ok(ids)
+    }
+
+    /// Seq of the mailbox's newest op (0 before any), `None` if it does not exist.
+    pub fn last_seq(&self, id: &str) -> Result<Option<u64>, LoadError> {
+        Ok(self.read_record(id)?.map(|r| r.last_seq))
+    }
+
+    /// The mailbox's storage use, `None` if it does not exist. O(1): the
+    /// counters are kept in its meta record.
+    pub fn usage(&self, id: &str) -> Result<Option<MailboxUsage>, LoadError> {
+        Ok(self.read_record(id)?.map(|r| r.usage()))
+    }
+
+    /// Number of write transactions committed since open: with group commit
+    /// far fewer than requests. For tests and benchmarks.
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting writes (later ones fail with [`CommitError::WriterGone`]
+    /// on every clone), then waits for the writer to commit what is queued.
+    /// Reads keep working. Blocks for at most about one batch.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Queues a write after the checks every request shares.
+    fn submit(&self, id: &str, op: Op) -> Commit {
+        if id.is_empty() {
+            return Commit::failed(CommitError::InvalidId(id.to_owned()));
+        }
+        if let Err(e) = check_len("mailbox id", id.len(), MAILBOX_ID_BYTES_MAX) {
+            return Commit::failed(e);
+        }
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            id: id.to_owned(),
+            op,
+            reply,
+        };
+        let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+        // If the writer is gone, the request and its reply sender are dropped
+        // here, which resolves the Commit to WriterGone.
+        if let Some(tx) = tx.as_ref() {
+            let _ = tx.send(request);
+        }
+        Commit { rx }
+    }
+
+    fn read_record(&self, id: &str) -> Result<Option<MetaRecord>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        read_meta(&txn, id)
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        // Dropping the only sender ends the writer's loop once it has drained.
+        drop(
+            self.tx
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+impl Commit {
+    /// A commit already resolved to `error` (request refused before queueing).
+    fn failed(error: CommitError) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err(error));
+        Self { rx }
+    }
+
+    /// Blocks the thread until the write is durable or refused.
+    ///
+    /// # Panics
+    /// If called on a thread that is running async tasks (tokio forbids
+    /// blocking there); await the `Commit` instead.
+    pub fn wait_blocking(self) -> Result<(), CommitError> {
+        self.rx
+            .blocking_recv()
+            .unwrap_or(Err(CommitError::WriterGone))
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            group_commit_ops_max: 4096,
+            fsync: true,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Future for Commit {
+    type Output = Result<(), CommitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The writer drops the reply sender only if it died mid-batch.
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(CommitError::WriterGone)))
+    }
+}
+
+/// Refuses `actual` bytes of `what` over `limit`.
+fn check_len(what: &'static str, actual: usize, limit: usize) -> Result<(), CommitError> {
+    if actual > limit {
+        return Err(CommitError::TooLarge {
+            what,
+            limit: limit as u64,
+            actual: actual as u64,
+        });
+    }
+    Ok(())
+}
+
+fn read_meta(txn: &redb::ReadTransaction, id: &str) -> Result<Option<MetaRecord>, LoadError> {
+    let table = txn.open_table(META).map_err(LoadError::database)?;
+    let guard = table.get(id).map_err(LoadError::database)?;
+    guard.map(|g| MetaRecord::decode(id, g.value())).transpose()
+}
+
+/// Reads the log after the snapshot and checks it matches the meta record.
+fn read_tail(
+    txn: &redb::ReadTransaction,
+    id: &str,
+    rec: &MetaRecord,
+) -> Result<Vec<(u64, Vec<u8>)>, LoadError> {
+    let Some(first) = rec.snapshot_seq().checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    let table = txn.open_table(LOG).map_err(LoadError::database)?;
+    // Bound the pre-allocation: the counter comes from disk.
+    let mut tail = Vec::with_capacity(rec.log_entries.min(1 << 16) as usize);
+    let mut expected = first;
+    for entry in table
+        .range((id, first)..=(id, u64::MAX))
+        .map_err(LoadError::database)?
+    {
+        let (key, value) = entry.map_err(LoadError::database)?;
+        let seq = key.value().1;
+        if seq != expected {
+            return Err(LoadError::Corrupt(format!(
+                "mailbox {id:?}: log has seq {seq} where {expected} was expected"
+            )));
+        }
+        tail.push((seq, value.value().to_vec()));
+        expected = seq.saturating_add(1);
+    }
+    let last = tail.last().map_or(rec.snapshot_seq(), |&(seq, _)| seq);
+    if last != rec.last_seq {
+        return Err(LoadError::Corrupt(format!(
+            "mailbox {id:?}: log ends at seq {last}, meta says {}",
+            rec.last_seq
+        )));
+    }
+    Ok(tail)
+}

@@ -1,0 +1,117 @@
+//! The redb tables of the store and the per-mailbox record kept in `META`.
+//!
+//! Layout, all keyed by mailbox id:
+//! - `META`: id → [`MetaRecord`] (rmp-serde, named fields so later fields such
+//!   as version vectors can be added with `#[serde(default)]`). It is the
+//!   authority on which mailboxes exist, their last seq and their snapshot's
+//!   header, and keeps running log counters so `usage` is O(1).
+//! - `LOG`: (id, seq) → op bytes, exactly the seqs after the snapshot.
+//! - `SNAPSHOT`: id → the snapshot's bytes alone, so writing and reading a
+//!   multi-MiB snapshot needs no extra copy to prepend a header.
+//! - `INFO`: "format" → [`FORMAT`], checked on open.
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{LoadError, MailboxMeta, MailboxUsage, OpenError};
+
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_meta");
+pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox_log");
+pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_snapshot");
+const INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
+
+/// On-disk format of this module; bump on incompatible layout changes.
+pub(super) const FORMAT: u64 = 1;
+
+/// Header of the stored snapshot; its bytes live in `SNAPSHOT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SnapshotHeader {
+    pub seq: u64,
+    pub schema_version: u32,
+    pub bytes: u64,
+}
+
+/// Everything the store knows about one mailbox besides its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct MetaRecord {
+    pub meta: MailboxMeta,
+    /// Seq of the newest op (0 before the first one).
+    pub last_seq: u64,
+    pub snapshot: Option<SnapshotHeader>,
+    /// Number of entries in `LOG` for this mailbox.
+    pub log_entries: u64,
+    /// Sum of the op lengths in `LOG` for this mailbox.
+    pub log_bytes: u64,
+}
+
+impl MetaRecord {
+    /// A freshly created, empty mailbox.
+    pub fn new(meta: MailboxMeta) -> Self {
+        Self {
+            meta,
+            last_seq: 0,
+            snapshot: None,
+            log_entries: 0,
+            log_bytes: 0,
+        }
+    }
+
+    /// Seq of the snapshot, 0 when there is none (the log then starts at 1).
+    pub fn snapshot_seq(&self) -> u64 {
+        self.snapshot.map_or(0, |s| s.seq)
+    }
+
+    pub fn usage(&self) -> MailboxUsage {
+        MailboxUsage {
+            snapshot_seq: self.snapshot.map(|s| s.seq),
+            snapshot_bytes: self.snapshot.map_or(0, |s| s.bytes),
+            log_entries: self.log_entries,
+            log_bytes: self.log_bytes,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain integers and a byte array into a Vec cannot fail.
+        rmp_serde::to_vec_named(self).expect("MetaRecord serializes")
+    }
+
+    pub fn decode(id: &str, bytes: &[u8]) -> Result<Self, LoadError> {
+        rmp_serde::from_slice(bytes)
+            .map_err(|e| LoadError::Corrupt(format!("meta of mailbox {id:?}: {e}")))
+    }
+}
+
+/// Creates the tables if missing and checks the recorded format, so that
+/// later read transactions never meet a missing table.
+pub(super) fn init(db: &Database) -> Result<(), OpenError> {
+    {
+        let read = db.begin_read().map_err(redb::Error::from)?;
+        match read.open_table(INFO) {
+            Ok(info) => {
+                let found = info.get("format").map_err(redb::Error::from)?;
+                match found.map(|g| g.value()) {
+                    Some(FORMAT) => return Ok(()),
+                    Some(found) => {
+                        return Err(OpenError::UnsupportedFormat {
+                            found,
+                            supported: FORMAT,
+                        });
+                    }
+                    None => {}
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(redb::Error::from(e).into()),
+        }
+    }
+    let txn = db.begin_write().map_err(redb::Error::from)?;
+    {
+        txn.open_table(META).map_err(redb::Error::from)?;
+        txn.open_table(LOG).map_err(redb::Error::from)?;
+        txn.open_table(SNAPSHOT).map_err(redb::Error::from)?;
+        let mut info = txn.open_table(INFO).map_err(redb::Error::from)?;
+        info.insert("format", FORMAT).map_err(redb::Error::from)?;
+    }
+    txn.commit().map_err(redb::Error::from)?;
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! The store's single writer thread: group commit.
+//!
+//! redb allows one write transaction at a time and each durable commit costs
+//! an fsync, so per-request commits would cap throughput at the disk's fsync
+//! rate. Instead the thread blocks for one request, drains whatever else is
+//! queued (up to `group_commit_ops_max` requests or [`BATCH_BYTES_MAX`]),
+//! applies them all in one transaction, commits once and then answers each.
+//! While it commits, new requests queue up and form the next batch, so batch
+//! size grows with load by itself.
+//!
+//! Each request is validated inside the transaction against the state the
+//! batch has left so far (a per-batch cache of `META` records), so a bad
+//! request fails alone and writes nothing, while the others still commit.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use redb::{Database, Durability, ReadableTable, Table};
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use super::tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
+use super::{CommitError, MailboxMeta, SnapshotRecord};
+
+/// Stop draining the queue once a batch holds this many payload bytes, so a
+/// burst of large snapshots or imports cannot build one huge transaction.
+const BATCH_BYTES_MAX: usize = 256 << 20;
+
+/// One queued write and where to send its outcome.
+pub(super) struct Request {
+    pub id: String,
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<(), CommitError>>,
+}
+
+/// The mutating operations; see the methods of `MailboxStore` of the same names.
+pub(super) enum Op {
+    Create(MailboxMeta),
+    Append {
+        seq: u64,
+        op: Vec<u8>,
+    },
+    Snapshot(SnapshotRecord),
+    Import {
+        meta: MailboxMeta,
+        snapshot: Option<SnapshotRecord>,
+        tail: Vec<(u64, Vec<u8>)>,
+        replace: bool,
+    },
+    Remove,
+}
+
+/// State owned by the writer thread.
+pub(super) struct Writer {
+    pub db: Arc<Database>,
+    pub rx: Receiver<Request>,
+    pub ops_max: usize,
+    pub durability: Durability,
+    pub commits: Arc<AtomicU64>,
+}
+
+/// The three data tables, opened once per batch.
+struct Tables<'txn> {
+    meta: Table<'txn, &'static str, &'static [u8]>,
+    log: Table<'txn, (&'static str, u64), &'static [u8]>,
+    snapshot: Table<'txn, &'static str, &'static [u8]>,
+}
+
+/// A mailbox's `META` record as the batch has left it so far.
+struct Slot {
+    rec: Option<MetaRecord>,
+    dirty: bool,
+}
+
+/// Outcome of one request: the outer error aborts the whole batch (redb
+/// failed mid-transaction, so its state is unknown), the inner one fails only
+/// this request, which has then written nothing.
+type Applied = Result<Result<(), CommitError>, CommitError>;
+
+impl Op {
+    /// Bytes this request carries, for the batch byte budget.
+    fn payload_bytes(&self) -> usize {
+        match self {
+            Op::Create(_) | Op::Remove => 0,
+            Op::Append { op, .. } => op.len(),
+            Op::Snapshot(s) => s.bytes.len(),
+            Op::Import { snapshot, tail, .. } => {
+                snapshot.as_ref().map_or(0, |s| s.bytes.len())
+                    + tail.iter().map(|(_, op)| op.len()).sum::<usize>()
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Runs until every sender is dropped and the queue is empty.
+    pub fn run(self) {
+        let mut batch = Vec::new();
+        while let Ok(first) = self.rx.recv() {
+            let mut bytes = first.op.payload_bytes();
+            batch.push(first);
+            while batch.len() < self.ops_max && bytes < BATCH_BYTES_MAX {
+                match self.rx.try_recv() {
+                    Ok(req) => {
+                        bytes += req.op.payload_bytes();
+                        batch.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch, bytes);
+        }
+        debug!("store writer exiting: all handles dropped");
+    }
+
+    /// Applies and commits `batch`, answers every request, leaves it empty.
+    fn commit_batch(&self, batch: &mut Vec<Request>, bytes: usize) {
+        let started = Instant::now();
+        let outcome = self.apply(batch);
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        match outcome {
+            Ok(results) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                debug!(
+                    requests = batch.len(),
+                    failed, bytes, elapsed_us, "store batch committed"
+                );
+                for (req, result) in batch.drain(..).zip(results) {
+                    // The caller may have stopped waiting; that is fine.
+                    let _ = req.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    requests = batch.len(),
+                    bytes,
+                    elapsed_us,
+                    error = %e,
+                    "store batch failed"
+                );
+                for req in batch.drain(..) {
+                    let _ = req.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Runs one write transaction over the batch; `Err` if nothing committed.
+    pub(super) fn apply(
+        &self,
+        batch: &[Request],
+    ) -> Result<Vec<Result<(), CommitError>>, CommitError> {
+        let mut txn = self.db.begin_write().map_err(CommitError::database)?;
+        txn.set_durability(self.durability)
+            .map_err(CommitError::database)?;
+        let mut results = Vec::with_capacity(batch.len());
+        {
+            let mut t = Tables {
+                meta: txn.open_table(META).map_err(CommitError::database)?,
+                log: txn.open_table(LOG).map_err(CommitError::database)?,
+                snapshot: txn.open_table(SNAPSHOT).map_err(CommitError::database)?,
+            };
+            let mut cache: HashMap<&str, Slot> = HashMap::new();
+            for req in batch {
+                results.push(apply_one(&mut t, &mut cache, req)?);
+            }
+            // Each touched record is encoded and written once per batch, not
+            // once per request: a batch often holds many appends to one mailbox.
+            for (id, slot) in cache.into_iter().filter(|(_, s)| s.dirty) {
+                match slot.rec {
+                    Some(rec) => t.meta.insert(id, rec.encode().as_slice()),
+                    None => t.meta.remove(id),
+                }
+                .map_err(CommitError::database)?;
+            }
+        }
+        txn.commit().map_err(CommitError::database)?;
+        Ok(results)
+    }
+}
+
+/// Validates `req` against the batch's view of its mailbox, then writes it.
+fn apply_one<'b>(
+    t: &mut Tables<'_>,
+    cache: &mut HashMap<&'b str, Slot>,
+    req: &'b Request,
+) -> Applied {
+    let id = req.id.as_str();
+    let slot = match cache.entry(id) {
+        Entry::Occupied(o) => o.into_mut(),
+        Entry::Vacant(v) => {
+            let stored = t.meta.get(id).map_err(CommitError::database)?;
+            let rec = match stored.map(|g| MetaRecord::decode(id, g.value())) {
+                None => None,
+                Some(Ok(rec)) => Some(rec),
+                Some(Err(e)) => return Ok(Err(CommitError::Database(e.to_string()))),
+            };
+            v.insert(Slot { rec, dirty: false })
+        }
+    };
+    match &req.op {
+        Op::Create(meta) => Ok(create(slot, id, meta)),
+        Op::Append { seq, op } => append(t, slot, id, *seq, op),
+        Op::Snapshot(snapshot) => snapshot_op(t, slot, id, snapshot),
+        Op::Import {
+            meta,
+            snapshot,
+            tail,
+            replace,
+        } => import(t, slot, id, meta, snapshot.as_ref(), tail, *replace),
+        Op::Remove => remove(t, slot, id),
+    }
+}
+
+fn create(slot: &mut Slot, id: &str, meta: &MailboxMeta) -> Result<(), CommitError> {
+    if slot.rec.is_some() {
+        return Err(CommitError::Exists(id.to_owned()));
+    }
+    slot.rec = Some(MetaRecord::new(meta.clone()));
+    slot.dirty = true;
+    Ok(())
+}
+
+fn append(t: &mut Tables<'_>, slot: &mut Slot, id: &str, seq: u64, op: &[u8]) -> Applied {
+    let Some(rec) = slot.rec.as_mut() else {
+        return Ok(Err(CommitError::UnknownMailbox(id.to_owned())));
+    };
+    let expected = rec.last_seq.checked_add(1);
+    if expected != Some(seq) {
+        return Ok(Err(CommitError::SeqConflict {
+            id: id.to_owned(),
+            expected: expected.unwrap_or(u64::MAX),
+            got: seq,
+        }));
+    }
+    t.log.insert((id, seq), op).map_err(CommitError::database)?;
+    rec.last_seq = seq;
+    rec.log_entries += 1;
+    rec.log_bytes += op.len() as u64;
+    slot.dirty = true;
+    Ok(Ok(()))
+}
+
+fn snapshot_op(
+    t: &mut Tables<'_>,
+    slot: &mut Slot,
+    id: &str,
+    snapshot: &SnapshotRecord,
+) -> Applied {
+    let Some(rec) = slot.rec.as_mut() else {
+        return Ok(Err(CommitError::UnknownMailbox(id.to_owned())));
+    };
+    if snapshot.seq > rec.last_seq {
+        return Ok(Err(CommitError::BadSnapshot(format!(
+            "mailbox {id:?}: snapshot seq {} is after the last seq {}",
+            snapshot.seq, rec.last_seq
+        ))));
+    }
+    if let Some(current) = rec.snapshot
+        && snapshot.seq < current.seq
+    {
+        return Ok(Err(CommitError::BadSnapshot(format!(
+            "mailbox {id:?}: snapshot seq {} is before the current snapshot's seq {}",
+            snapshot.seq, current.seq
+        ))));
+    }
+    t.snapshot
+        .insert(id, snapshot.bytes.as_slice())
+        .map_err(CommitError::database)?;
+    // The log keeps only the ops after the snapshot: recovery never needs
+    // the older ones, and this keeps the log bounded by the snapshot policy.
+    let (mut removed, mut removed_bytes) = (0u64, 0u64);
+    t.log
+        .retain_in((id, 0u64)..=(id, snapshot.seq), |_, op| {
+            removed += 1;
+            removed_bytes += op.len() as u64;
+            false
+        })
+        .map_err(CommitError::database)?;
+    rec.log_entries = rec.log_entries.saturating_sub(removed);
+    rec.log_bytes = rec.log_bytes.saturating_sub(removed_bytes);
+    rec.snapshot = Some(SnapshotHeader {
+        seq: snapshot.seq,
+        schema_version: snapshot.schema_version,
+        bytes: snapshot.bytes.len() as u64,
+    });
+    slot.dirty = true;
+    Ok(Ok(()))
+}
+
+fn import(
+    t: &mut Tables<'_>,
+    slot: &mut Slot,
+    id: &str,
+    meta: &MailboxMeta,
+    snapshot: Option<&SnapshotRecord>,
+    tail: &[(u64, Vec<u8>)],
+    replace: bool,
+) -> Applied {
+    if slot.rec.is_some() && !replace {
+        return Ok(Err(CommitError::Exists(id.to_owned())));
+    }
+    let base = snapshot.map_or(0, |s| s.seq);
+    let mut expected = base.checked_add(1);
+    for &(seq, _) in tail {
+        if expected != Some(seq) {
+            let expected = expected.map_or_else(|| "nothing".to_owned(), |e| e.to_string());
+            return Ok(Err(CommitError::BadSnapshot(format!(
+                "mailbox {id:?}: import tail has seq {seq} where {expected} was expected \
+                 (snapshot seq {base})"
+            ))));
+        }
+        expected = seq.checked_add(1);
+    }
+    if slot.rec.is_some() {
+        clear(t, id)?;
+    }
+    let mut rec = MetaRecord::new(meta.clone());
+    rec.last_seq = tail.last().map_or(base, |&(seq, _)| seq);
+    if let Some(s) = snapshot {
+        t.snapshot
+            .insert(id, s.bytes.as_slice())
+            .map_err(CommitError::database)?;
+        rec.snapshot = Some(SnapshotHeader {
+            seq: s.seq,
+            schema_version: s.schema_version,
+            bytes: s.bytes.len() as u64,
+        });
+    }
+    for (seq, op) in tail {
+        t.log
+            .insert((id, *seq), op.as_slice())
+            .map_err(CommitError::database)?;
+        rec.log_entries += 1;
+        rec.log_bytes += op.len() as u64;
+    }
+    slot.rec = Some(rec);
+    slot.dirty = true;
+    Ok(Ok(()))
+}
+
+fn remove(t: &mut Tables<'_>, slot: &mut Slot, id: &str) -> Applied {
+    if slot.rec.is_none() {
+        return Ok(Err(CommitError::UnknownMailbox(id.to_owned())));
+    }
+    clear(t, id)?;
+    slot.rec = None;
+    slot.dirty = true;
+    Ok(Ok(()))
+}
+
+/// Deletes a mailbox's snapshot and whole log (its META is the caller's).
+fn clear(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
+    t.snapshot.remove(id).map_err(CommitError::database)?;
+    t.log
+        .retain_in((id, 0u64)..=(id, u64::MAX), |_, _| false)
+        .map_err(CommitError::database)
+}
