@@ -29,7 +29,7 @@ pub fn bare_address(s: &str) -> String {
 
 fn check_address(addr: &str) -> Result<()> {
     check_size("address", ADDRESS_BYTES_MAX, addr.len())?;
-    let ok = match addr.rsplit_once('@') {
+    let ok = match addr.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
                 && !domain.is_empty()

@@ -1,1 +1,154 @@
 use super::*;
+use crate::testutil::*;
+use crate::wit::{MailFlags, MailboxError, NewMail};
+
+fn q() -> SearchQuery {
+    SearchQuery {
+        from: None,
+        to: None,
+        subject: None,
+        body_terms: vec![],
+        text_terms: vec![],
+        folder: None,
+        since_ms: None,
+        before_ms: None,
+        flags_set: MailFlags::empty(),
+        flags_unset: MailFlags::empty(),
+        keyword: None,
+    }
+}
+
+fn custom(id: &str, date: i64, from: &str, to: &str, subject: &str, body: &str) -> NewMail {
+    let mut m = mail(id, date);
+    m.from = from.into();
+    m.to = vec![to.into()];
+    m.cc = vec![];
+    m.subject = subject.into();
+    m.body = body.into();
+    m
+}
+
+fn sample() -> Mailbox {
+    let mut mb = Mailbox::default();
+    let mails = [
+        custom("a", 100, "Alice <alice@example.com>", "me@x.org", "Lunch?", "Pizza at noon"),
+        custom("b", 200, "Bob <bob@example.com>", "me@x.org", "Report", "The QUARTERLY report"),
+        custom("c", 300, "Cécile <cecile@exemple.fr>", "team@x.org", "Réunion", "ÉTÉ plans"),
+        custom("d", 400, "alice@example.com", "me@x.org", "Re: Lunch?", "pizza again"),
+    ];
+    for (i, m) in mails.into_iter().enumerate() {
+        let folder = if i == 2 { "Work" } else { "INBOX" };
+        mb.deliver(&ctx(i as u64 + 1), m, place(folder)).unwrap();
+    }
+    let mut cc = mail("e", 50);
+    cc.cc = vec!["Boss <boss@corp.com>".into()];
+    mb.deliver(&ctx(9), cc, place("INBOX")).unwrap();
+    mb.set_flags(&ctx(10), "a", &flags(MailFlags::SEEN, &["food"]), &none())
+        .unwrap();
+    mb.set_flags(&ctx(11), "d", &flags(MailFlags::SEEN | MailFlags::FLAGGED, &[]), &none())
+        .unwrap();
+    mb
+}
+
+fn run(mb: &Mailbox, q: &SearchQuery) -> Vec<String> {
+    mb.search(q, 100)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect()
+}
+
+#[test]
+fn empty_query_lists_everything_newest_first() {
+    let mb = sample();
+    assert_eq!(run(&mb, &q()), ["d", "c", "b", "a", "e"]);
+    assert_eq!(mb.search(&q(), 2).unwrap().len(), 2);
+    assert_eq!(ids(&mb.search(&q(), 2).unwrap()), ["d", "c"]);
+    assert!(mb.search(&q(), 0).unwrap().is_empty());
+}
+
+#[test]
+fn field_criteria_are_case_insensitive_substrings() {
+    let mb = sample();
+    let mut s = q();
+    s.from = Some("ALICE".into());
+    assert_eq!(run(&mb, &s), ["d", "a", "e"]);
+    let mut s = q();
+    s.to = Some("boss@CORP".into());
+    assert_eq!(run(&mb, &s), ["e"]);
+    let mut s = q();
+    s.subject = Some("lunch".into());
+    assert_eq!(run(&mb, &s), ["d", "a"]);
+    let mut s = q();
+    s.body_terms = vec!["quarterly".into(), "REPORT".into()];
+    assert_eq!(run(&mb, &s), ["b"]);
+    s.body_terms.push("missing".into());
+    assert!(run(&mb, &s).is_empty());
+    // Non-ASCII terms fold case too.
+    let mut s = q();
+    s.body_terms = vec!["été".into()];
+    assert_eq!(run(&mb, &s), ["c"]);
+    let mut s = q();
+    s.from = Some("CÉCILE".into());
+    assert_eq!(run(&mb, &s), ["c"]);
+}
+
+#[test]
+fn text_terms_search_all_fields_and_and() {
+    let mb = sample();
+    let mut s = q();
+    s.text_terms = vec!["pizza".into(), "alice".into()];
+    assert_eq!(run(&mb, &s), ["d", "a"]);
+    s.text_terms = vec!["team@x".into()];
+    assert_eq!(run(&mb, &s), ["c"]);
+    s.text_terms = vec!["pizza".into()];
+    s.from = Some("bob".into());
+    assert!(run(&mb, &s).is_empty());
+}
+
+#[test]
+fn folder_dates_flags_keyword() {
+    let mb = sample();
+    let mut s = q();
+    s.folder = Some("work".into());
+    assert!(matches!(mb.search(&s, 10), Err(MailboxError::NotFound(_))));
+    s.folder = Some("Work".into());
+    assert_eq!(run(&mb, &s), ["c"]);
+    s.folder = Some("inbox".into());
+    assert_eq!(run(&mb, &s), ["d", "b", "a", "e"]);
+
+    let mut s = q();
+    s.since_ms = Some(200);
+    s.before_ms = Some(400);
+    assert_eq!(run(&mb, &s), ["c", "b"]);
+    s.before_ms = Some(200);
+    assert!(run(&mb, &s).is_empty());
+    s.before_ms = Some(100);
+    assert!(run(&mb, &s).is_empty());
+
+    let mut s = q();
+    s.flags_set = MailFlags::SEEN;
+    assert_eq!(run(&mb, &s), ["d", "a"]);
+    s.flags_unset = MailFlags::FLAGGED;
+    assert_eq!(run(&mb, &s), ["a"]);
+    let mut s = q();
+    s.flags_unset = MailFlags::SEEN;
+    assert_eq!(run(&mb, &s), ["c", "b", "e"]);
+    let mut s = q();
+    s.keyword = Some("food".into());
+    assert_eq!(run(&mb, &s), ["a"]);
+}
+
+#[test]
+fn limit_is_capped_and_merged_across_folders() {
+    let mut mb = Mailbox::default();
+    for i in 0..(PAGE_LIMIT_MAX as i64 + 10) {
+        let folder = if i % 2 == 0 { "INBOX" } else { "Other" };
+        put(&mut mb, 1, &format!("m{i}"), i, folder);
+    }
+    let hits = mb.search(&q(), u32::MAX).unwrap();
+    assert_eq!(hits.len(), PAGE_LIMIT_MAX as usize);
+    let dates: Vec<i64> = hits.iter().map(|h| h.date_ms).collect();
+    let want: Vec<i64> = (10..PAGE_LIMIT_MAX as i64 + 10).rev().collect();
+    assert_eq!(dates, want);
+}

@@ -232,7 +232,10 @@ fn count_char(text: &str, wanted: char) -> usize {
 fn is_shouting(subject: &str) -> bool {
     let letters = subject.chars().filter(|c| c.is_alphabetic()).count();
     let upper = subject.chars().filter(|c| c.is_uppercase()).count();
-    letters >= SHOUT_MIN_LETTERS && upper * 100 >= letters * SHOUT_UPPER_PERCENT
+    // Saturating: usize is 32 bits in the guest and subjects are the
+    // sender's to choose.
+    letters >= SHOUT_MIN_LETTERS
+        && upper.saturating_mul(100) >= letters.saturating_mul(SHOUT_UPPER_PERCENT)
 }
 
 /// Whether the display name of `from` (`Name <addr>`) contains an address

@@ -1,10 +1,248 @@
-//! `dem bench`: benchmarks whose results go into BENCHMARKS.md.
+//! `dem bench mailbox`: the numbers BENCHMARKS.md records for the mobile
+//! mailbox, all measured in one run so that ratios between them hold on a
+//! noisy machine.
+//!
+//! Each measurement drives the same code paths the host uses: the code
+//! store, `Runtime::instantiate_mailbox`, the actors of `Mailboxes` (with or
+//! without the redb log) and hibernation.
 
-use clap::Args;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::builtin;
+use crate::ids::{CodeHash, MailboxId};
+use crate::mailbox::clock::HybridClock;
+use crate::mailbox::{Mailboxes, MailboxesConfig, Request};
+use crate::runtime::bindings::{MailFlags, NewMail, Placement};
+use crate::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: Bench,
+}
 
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Compile, instantiate, deliver, snapshot, restore, wake, memory.
+    Mailbox {
+        /// Mails in the mailbox for snapshot, restore and wake.
+        #[arg(long, default_value_t = 10_000)]
+        mails: u32,
+        /// Mailboxes the delivery benchmarks spread over.
+        #[arg(long, default_value_t = 4)]
+        mailboxes: u32,
+        /// Deliveries in flight at once in the delivery benchmarks.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.which {
+        Bench::Mailbox { mails, mailboxes, concurrency, json } => {
+            let result = mailbox(mails, mailboxes.max(1), concurrency.max(1)).await?;
+            if json {
+                println!("{result}");
+            } else {
+                for (k, v) in result.as_object().into_iter().flatten() {
+                    println!("{k:<26} {v}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A mail of about 1 KiB.
+pub fn sample_mail(i: u64) -> NewMail {
+    let body = format!("Hello number {i}.\n{}", "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(16));
+    NewMail {
+        id: format!("bench-{i:08}"),
+        from: format!("Sender {} <sender{}@example.org>", i % 97, i % 97),
+        to: vec!["owner@example.org".into()],
+        cc: vec![],
+        subject: format!("Benchmark mail {i} about the quarterly numbers"),
+        date_ms: 1_700_000_000_000 + i as i64 * 1000,
+        message_id: format!("<bench-{i}@example.org>"),
+        in_reply_to: None,
+        headers: vec![],
+        body,
+        attachments: vec![],
+    }
+}
+
+fn inbox() -> Placement {
+    Placement { folder: "INBOX".into(), flags: MailFlags::empty(), keywords: vec![], spam_score: None }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Result<serde_json::Value> {
+    let dir = tempfile::tempdir().context("creating a temp dir")?;
+    let code_dir = dir.path().join("code");
+    let runtime = Runtime::new(&code_dir, RuntimeConfig::default())?;
+    let code = runtime.code().insert(builtin::MAILBOX)?;
+
+    // Compile from bytes, then load the cached artifact.
+    let compile = median(
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                runtime.code().compile_uncached(builtin::MAILBOX).map(|_| t.elapsed())
+            })
+            .collect::<Result<_, _>>()?,
+    );
+    runtime.code().component(&code)?;
+    let mut loads = vec![];
+    for _ in 0..5 {
+        let t = Instant::now();
+        runtime.code().load_precompiled(&code)?.context("artifact missing after compile")?;
+        loads.push(t.elapsed());
+    }
+    let load = median(loads);
+
+    // Instantiate an empty mailbox from the pooled InstancePre.
+    drop(runtime.instantiate_mailbox(&code, "warm".into()).await?);
+    let rounds = 2000;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        drop(runtime.instantiate_mailbox(&code, "bench".into()).await?);
+    }
+    let instantiate_us = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+
+    // Snapshot of an N-mail mailbox, and restore into a fresh Engine.
+    let clock = HybridClock::new(1);
+    let mut instance = runtime.instantiate_mailbox(&code, "snap".into()).await?;
+    for i in 0..mails as u64 {
+        let request = Request::Deliver { mail: sample_mail(i), place: inbox() };
+        instance.call(Some(clock.context()), &request).await?.map_err(|e| anyhow::anyhow!(e.describe()))?;
+    }
+    let mut snaps = vec![];
+    let mut snapshot = (0, vec![]);
+    for _ in 0..5 {
+        let t = Instant::now();
+        snapshot = instance.snapshot().await?;
+        snaps.push(t.elapsed());
+    }
+    let fresh = Runtime::new(&code_dir, RuntimeConfig::default())?;
+    drop(fresh.instantiate_mailbox(&code, "warm".into()).await?);
+    let mut restores = vec![];
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut restored = fresh.instantiate_mailbox(&code, "restore".into()).await?;
+        restored.restore(snapshot.0, &snapshot.1).await?.map_err(|e| anyhow::anyhow!(e.describe()))?;
+        restores.push(t.elapsed());
+        if restores.len() == 1 && CodeHash::of(&restored.snapshot().await?.1) != CodeHash::of(&snapshot.1) {
+            bail!("restored state differs from the snapshot");
+        }
+    }
+    drop(instance);
+
+    // Deliveries, durable (group commit) and in memory, three plugins each.
+    let durable = Mailboxes::open(&dir.path().join("durable"), RuntimeConfig::default(), MailboxesConfig::default())?;
+    let deliver_durable = deliveries(&durable, mails, mailboxes, concurrency).await?;
+    let memory = Mailboxes::in_memory(&dir.path().join("memory-code"), RuntimeConfig::default(), MailboxesConfig::default())?;
+    let deliver_memory = deliveries(&memory, mails, mailboxes, concurrency).await?;
+    memory.shutdown().await;
+
+    // Wake a hibernated N-mail mailbox from disk.
+    let big = MailboxId::new("bench-0")?;
+    let mut wakes = vec![];
+    for _ in 0..7 {
+        durable.hibernate(&big).await?;
+        let t = Instant::now();
+        durable.call(&big, Request::Stats).await?;
+        wakes.push(t.elapsed());
+    }
+
+    // Host memory per hibernated and per awake, empty mailbox.
+    let count = 200;
+    let before = rss_bytes();
+    for i in 0..count {
+        let id = MailboxId::new(format!("idle-{i}"))?;
+        durable.create(&id, None).await?;
+        durable.call(&id, Request::Stats).await?;
+    }
+    let awake = rss_bytes();
+    for i in 0..count {
+        durable.hibernate(&MailboxId::new(format!("idle-{i}"))?).await?;
+    }
+    let asleep = rss_bytes();
+    durable.shutdown().await;
+
+    Ok(json!({
+        "mails": mails,
+        "compile_ms": ms(compile),
+        "load_precompiled_ms": ms(load),
+        "instantiate_us": (instantiate_us * 10.0).round() / 10.0,
+        "deliver_per_s_durable": deliver_durable.round(),
+        "deliver_per_s_memory": deliver_memory.round(),
+        "snapshot_ms": ms(median(snaps)),
+        "restore_ms": ms(median(restores)),
+        "snapshot_bytes": snapshot.1.len(),
+        "wake_ms": ms(median(wakes)),
+        "idle_mailbox_bytes": asleep.saturating_sub(before) / count,
+        "active_mailbox_bytes": awake.saturating_sub(before) / count,
+        "delivery_mailboxes": mailboxes,
+        "delivery_concurrency": concurrency,
+    }))
+}
+
+/// Delivers `mails` mails spread over `mailboxes` mailboxes with the three
+/// standard plugins installed; returns deliveries per second.
+async fn deliveries(boxes: &Arc<Mailboxes>, mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Result<f64> {
+    let rules = "if subject contains \"invoice\" then fileinto \"Finance\"\n";
+    let mut ids = vec![];
+    for m in 0..mailboxes {
+        let id = MailboxId::new(format!("bench-{m}"))?;
+        boxes.create(&id, None).await?;
+        for (order, (name, bytes)) in builtin::PLUGINS.iter().enumerate() {
+            let config = if *name == "rules" { rules } else { "" };
+            boxes.install_plugin(&id, name, bytes, config, order as u32).await?;
+        }
+        ids.push(id);
+    }
+    // The first bench mailbox gets every mail of the wake benchmark's size.
+    let total = mails as u64 * mailboxes as u64;
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    let t = Instant::now();
+    for i in 0..total {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let boxes = boxes.clone();
+        let id = ids[(i % mailboxes as u64) as usize].clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            boxes.deliver(&id, sample_mail(i)).await
+        });
+        while let Some(done) = tasks.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(total as f64 / t.elapsed().as_secs_f64())
 }
