@@ -42,13 +42,19 @@ fn contacts_add_list_remove() {
     assert_eq!(l[1], contact("Bob@Example.com"));
     for bad in ["", "bob", "@x.org", "bob@", "a b@x.org", "<a@x.org>"] {
         assert!(
-            matches!(mb.add_contact(&ctx(3), contact(bad)), Err(MailboxError::InvalidArgument(_))),
+            matches!(
+                mb.add_contact(&ctx(3), contact(bad)),
+                Err(MailboxError::InvalidArgument(_))
+            ),
             "{bad:?}"
         );
     }
     let mut big = contact("n@x.org");
     big.note = "x".repeat(CONTACT_NOTE_BYTES_MAX + 1);
-    assert!(matches!(mb.add_contact(&ctx(3), big), Err(MailboxError::TooLarge(_))));
+    assert!(matches!(
+        mb.add_contact(&ctx(3), big),
+        Err(MailboxError::TooLarge(_))
+    ));
     mb.remove_contact(&ctx(4), "BOB@example.com").unwrap();
     assert!(matches!(
         mb.remove_contact(&ctx(5), "bob@example.com"),
@@ -61,7 +67,8 @@ fn contacts_add_list_remove() {
 fn contact_limit() {
     let mut mb = Mailbox::default();
     for i in 0..CONTACTS_MAX {
-        mb.add_contact(&ctx(1), contact(&format!("c{i}@x.org"))).unwrap();
+        mb.add_contact(&ctx(1), contact(&format!("c{i}@x.org")))
+            .unwrap();
     }
     assert!(matches!(
         mb.add_contact(&ctx(2), contact("one@more.org")),
@@ -83,7 +90,10 @@ fn sender_patterns_normalise() {
     assert!(mb.list_senders(SenderList::Block).is_empty());
     for bad in ["", "@", "a@b@c", "bo b@x.org", "@.x", "bob@"] {
         assert!(
-            matches!(mb.add_sender(&ctx(3), a, bad), Err(MailboxError::InvalidArgument(_))),
+            matches!(
+                mb.add_sender(&ctx(3), a, bad),
+                Err(MailboxError::InvalidArgument(_))
+            ),
             "{bad:?}"
         );
     }
@@ -99,11 +109,16 @@ fn sender_patterns_normalise() {
 fn classify_sender_precedence() {
     let mut mb = Mailbox::default();
     mb.add_contact(&ctx(1), contact("friend@pals.org")).unwrap();
-    mb.add_contact(&ctx(1), contact("spammer@pals.org")).unwrap();
-    mb.add_sender(&ctx(1), SenderList::Allow, "@corp.com").unwrap();
-    mb.add_sender(&ctx(1), SenderList::Allow, "vip@spam.net").unwrap();
-    mb.add_sender(&ctx(1), SenderList::Block, "spam.net").unwrap();
-    mb.add_sender(&ctx(1), SenderList::Block, "spammer@pals.org").unwrap();
+    mb.add_contact(&ctx(1), contact("spammer@pals.org"))
+        .unwrap();
+    mb.add_sender(&ctx(1), SenderList::Allow, "@corp.com")
+        .unwrap();
+    mb.add_sender(&ctx(1), SenderList::Allow, "vip@spam.net")
+        .unwrap();
+    mb.add_sender(&ctx(1), SenderList::Block, "spam.net")
+        .unwrap();
+    mb.add_sender(&ctx(1), SenderList::Block, "spammer@pals.org")
+        .unwrap();
     let c = |s: &str| mb.classify_sender(s);
     assert_eq!(c("\"Friend\" <Friend@Pals.org>"), SenderStatus::Contact);
     assert_eq!(c("boss@corp.com"), SenderStatus::Allowed);
@@ -120,14 +135,20 @@ fn classify_sender_precedence() {
 #[test]
 fn preferences() {
     let mut mb = Mailbox::default();
-    mb.set_preference(&ctx(1), "theme".into(), "dark".into()).unwrap();
-    mb.set_preference(&ctx(1), "lang".into(), "fr".into()).unwrap();
-    mb.set_preference(&ctx(2), "theme".into(), "light".into()).unwrap();
+    mb.set_preference(&ctx(1), "theme".into(), "dark".into())
+        .unwrap();
+    mb.set_preference(&ctx(1), "lang".into(), "fr".into())
+        .unwrap();
+    mb.set_preference(&ctx(2), "theme".into(), "light".into())
+        .unwrap();
     assert_eq!(mb.get_preference("theme").as_deref(), Some("light"));
     assert_eq!(mb.get_preference("nope"), None);
     assert_eq!(
         mb.list_preferences(),
-        [("lang".into(), "fr".into()), ("theme".into(), "light".into())]
+        [
+            ("lang".into(), "fr".into()),
+            ("theme".into(), "light".into())
+        ]
     );
     assert!(matches!(
         mb.set_preference(&ctx(3), "".into(), "v".into()),
@@ -138,7 +159,11 @@ fn preferences() {
         Err(MailboxError::InvalidName(_))
     ));
     assert!(matches!(
-        mb.set_preference(&ctx(3), "k".into(), "v".repeat(PREFERENCE_VALUE_BYTES_MAX + 1)),
+        mb.set_preference(
+            &ctx(3),
+            "k".into(),
+            "v".repeat(PREFERENCE_VALUE_BYTES_MAX + 1)
+        ),
         Err(MailboxError::TooLarge(_))
     ));
     mb.remove_preference(&ctx(4), "lang").unwrap();
@@ -152,7 +177,8 @@ fn preferences() {
 fn preference_limit_counts_new_keys_only() {
     let mut mb = Mailbox::default();
     for i in 0..PREFERENCES_MAX {
-        mb.set_preference(&ctx(1), format!("k{i}"), "v".into()).unwrap();
+        mb.set_preference(&ctx(1), format!("k{i}"), "v".into())
+            .unwrap();
     }
     assert!(matches!(
         mb.set_preference(&ctx(2), "new".into(), "v".into()),
@@ -175,13 +201,22 @@ fn plugins_sorted_and_validated() {
     ));
     let mut p = plugin("x", 1);
     p.code_hash = p.code_hash.to_uppercase();
-    assert!(matches!(mb.install_plugin(&ctx(2), p), Err(MailboxError::InvalidArgument(_))));
+    assert!(matches!(
+        mb.install_plugin(&ctx(2), p),
+        Err(MailboxError::InvalidArgument(_))
+    ));
     let mut p = plugin("x", 1);
     p.code_hash.pop();
-    assert!(matches!(mb.install_plugin(&ctx(2), p), Err(MailboxError::InvalidArgument(_))));
+    assert!(matches!(
+        mb.install_plugin(&ctx(2), p),
+        Err(MailboxError::InvalidArgument(_))
+    ));
     let mut p = plugin("x", 1);
     p.config = "c".repeat(PLUGIN_CONFIG_BYTES_MAX + 1);
-    assert!(matches!(mb.install_plugin(&ctx(2), p), Err(MailboxError::TooLarge(_))));
+    assert!(matches!(
+        mb.install_plugin(&ctx(2), p),
+        Err(MailboxError::TooLarge(_))
+    ));
     assert!(matches!(
         mb.install_plugin(&ctx(2), plugin("", 1)),
         Err(MailboxError::InvalidName(_))
@@ -192,7 +227,8 @@ fn plugins_sorted_and_validated() {
         Err(MailboxError::NotFound(_))
     ));
     for i in mb.state.plugins.len()..PLUGINS_MAX {
-        mb.install_plugin(&ctx(4), plugin(&format!("p{i}"), 0)).unwrap();
+        mb.install_plugin(&ctx(4), plugin(&format!("p{i}"), 0))
+            .unwrap();
     }
     assert!(matches!(
         mb.install_plugin(&ctx(5), plugin("over", 0)),

@@ -27,7 +27,10 @@ fn create_folder_gives_fresh_uid_validity_and_parents() {
         Err(MailboxError::InvalidName(_))
     ));
     // INBOX children are ordinary folders.
-    assert_eq!(mb.create_folder(&ctx(4), "inbox/x").unwrap().name, "INBOX/x");
+    assert_eq!(
+        mb.create_folder(&ctx(4), "inbox/x").unwrap().name,
+        "INBOX/x"
+    );
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn rename_moves_children_and_keeps_mails() {
     let va = mb.state.folders["a"].uid_validity;
     let vab = mb.state.folders["a/b"].uid_validity;
     let f = mb.rename_folder(&ctx(4), "a", "x/y").unwrap();
-    assert_eq!((f.name.as_str(), f.uid_validity, f.total, f.uid_next), ("x/y", va, 1, 2));
+    assert_eq!(
+        (f.name.as_str(), f.uid_validity, f.total, f.uid_next),
+        ("x/y", va, 1, 2)
+    );
     assert_eq!(names(&mb), ["INBOX", "ab", "x", "x/y", "x/y/b"]);
     assert_eq!(mb.state.folders["x/y/b"].uid_validity, vab);
     let page = mb.list_folder("x/y/b", 0, 10).unwrap();
@@ -79,17 +85,44 @@ fn rename_refusals() {
     mb.create_folder(&ctx(1), "a/b").unwrap();
     mb.create_folder(&ctx(1), "c").unwrap();
     let r = |mb: &mut Mailbox, from: &str, to: &str| mb.rename_folder(&ctx(2), from, to);
-    assert!(matches!(r(&mut mb, "INBOX", "x"), Err(MailboxError::NotAllowed(_))));
-    assert!(matches!(r(&mut mb, "inbox", "x"), Err(MailboxError::NotAllowed(_))));
-    assert!(matches!(r(&mut mb, "a", "c"), Err(MailboxError::AlreadyExists(_))));
-    assert!(matches!(r(&mut mb, "c", "INBOX"), Err(MailboxError::AlreadyExists(_))));
-    assert!(matches!(r(&mut mb, "a", "a"), Err(MailboxError::AlreadyExists(_))));
-    assert!(matches!(r(&mut mb, "a", "a/b/z"), Err(MailboxError::InvalidArgument(_))));
-    assert!(matches!(r(&mut mb, "nope", "z"), Err(MailboxError::NotFound(_))));
-    assert!(matches!(r(&mut mb, "c", "bad/"), Err(MailboxError::InvalidName(_))));
+    assert!(matches!(
+        r(&mut mb, "INBOX", "x"),
+        Err(MailboxError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        r(&mut mb, "inbox", "x"),
+        Err(MailboxError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        r(&mut mb, "a", "c"),
+        Err(MailboxError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        r(&mut mb, "c", "INBOX"),
+        Err(MailboxError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        r(&mut mb, "a", "a"),
+        Err(MailboxError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        r(&mut mb, "a", "a/b/z"),
+        Err(MailboxError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        r(&mut mb, "nope", "z"),
+        Err(MailboxError::NotFound(_))
+    ));
+    assert!(matches!(
+        r(&mut mb, "c", "bad/"),
+        Err(MailboxError::InvalidName(_))
+    ));
     // A child name that would get too long fails the whole rename.
     let long = "z".repeat(crate::limits::NAME_BYTES_MAX - 1);
-    assert!(matches!(r(&mut mb, "a", &long), Err(MailboxError::TooLarge(_))));
+    assert!(matches!(
+        r(&mut mb, "a", &long),
+        Err(MailboxError::TooLarge(_))
+    ));
     assert_eq!(names(&mb), ["INBOX", "a", "a/b", "c"]);
     // Children of INBOX can be renamed.
     mb.create_folder(&ctx(3), "INBOX/k").unwrap();
@@ -102,9 +135,18 @@ fn delete_folder_rules() {
     put(&mut mb, 1, "m", 1, "full");
     mb.create_folder(&ctx(2), "p/c").unwrap();
     let d = |mb: &mut Mailbox, n: &str| mb.delete_folder(&ctx(3), n);
-    assert!(matches!(d(&mut mb, "INBOX"), Err(MailboxError::NotAllowed(_))));
-    assert!(matches!(d(&mut mb, "Inbox"), Err(MailboxError::NotAllowed(_))));
-    assert!(matches!(d(&mut mb, "full"), Err(MailboxError::NotAllowed(_))));
+    assert!(matches!(
+        d(&mut mb, "INBOX"),
+        Err(MailboxError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        d(&mut mb, "Inbox"),
+        Err(MailboxError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        d(&mut mb, "full"),
+        Err(MailboxError::NotAllowed(_))
+    ));
     assert!(matches!(d(&mut mb, "p"), Err(MailboxError::NotAllowed(_))));
     assert!(matches!(d(&mut mb, "zz"), Err(MailboxError::NotFound(_))));
     d(&mut mb, "p/c").unwrap();
@@ -120,8 +162,13 @@ fn list_folders_counts() {
     mb.create_folder(&ctx(1), "Archive").unwrap();
     put(&mut mb, 2, "a", 1, "INBOX");
     put(&mut mb, 3, "b", 2, "INBOX");
-    mb.set_flags(&ctx(4), "a", &flags(crate::wit::MailFlags::SEEN, &[]), &none())
-        .unwrap();
+    mb.set_flags(
+        &ctx(4),
+        "a",
+        &flags(crate::wit::MailFlags::SEEN, &[]),
+        &none(),
+    )
+    .unwrap();
     let l = mb.list_folders();
     assert_eq!(l[0].name, "INBOX");
     assert_eq!((l[0].total, l[0].unseen, l[0].uid_next), (2, 1, 3));

@@ -193,3 +193,30 @@ impl Guest for Component {
 }
 
 export!(Component);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{ctx, mail, place};
+
+    /// The exported functions reach the one thread-local mailbox.
+    #[test]
+    fn guest_glue_round_trip() {
+        let d = Component::deliver(ctx(1), mail("g", 1), place("INBOX")).unwrap();
+        assert_eq!((d.uid, d.duplicate), (1, false));
+        assert_eq!(
+            Component::list_folder("INBOX".into(), 0, 10).unwrap().total,
+            1
+        );
+        let info = Component::snapshot_begin();
+        let bytes = Component::snapshot_read(0, u32::MAX);
+        Component::snapshot_end();
+        assert_eq!(bytes.len() as u64, info.size_bytes);
+        Component::delete_mail(ctx(2), "g".into()).unwrap();
+        Component::restore_begin(info.schema_version, info.size_bytes).unwrap();
+        Component::restore_write(bytes).unwrap();
+        Component::restore_finish().unwrap();
+        assert_eq!(Component::stats().mails, 1);
+        assert!(Component::delete_history(0, 10).is_empty());
+    }
+}

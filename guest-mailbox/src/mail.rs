@@ -9,20 +9,20 @@
 //! stamp per mail, "add \Seen @1" then "add \Flagged @2" would keep both
 //! flags in one order but lose \Seen in the other.
 
-use crate::error::{
-    Result, check_size, invalid_argument, limit_reached, not_found, too_large,
-};
+use std::collections::BTreeSet;
+
+use crate::error::{Result, check_size, invalid_argument, limit_reached, not_found, too_large};
 use crate::limits::{
     ATTACHMENTS_MAX, HEADERS_MAX, KEYWORD_STAMPS_MAX, KEYWORDS_MAX, MAIL_BYTES_MAX,
     MAIL_ID_BYTES_MAX, MAILBOX_BYTES_MAX, PAGE_LIMIT_MAX, RECIPIENTS_MAX, TOMBSTONES_MAX,
 };
 use crate::names::{INBOX, check_keyword, folder_name, is_hash_hex};
 use crate::state::{Attachment, Mailbox, Stamp, StoredMail, TombstoneRec};
-use crate::wit::{
-    Delivered, FlagState, GetParts, Header, MailDetail, MailFlags, MailPage, MailSummary,
-    NewMail, OpContext, Placement, Tombstone,
-};
 use crate::wit::AttachmentRef;
+use crate::wit::{
+    Delivered, FlagState, GetParts, Header, MailDetail, MailFlags, MailPage, MailSummary, NewMail,
+    OpContext, Placement, Tombstone,
+};
 
 /// The flag bits one by one, for per-flag stamps.
 const FLAG_BITS: [MailFlags; 5] = [
@@ -57,7 +57,11 @@ fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
         received_ms: ctx.now_ms,
         message_id: mail.message_id,
         in_reply_to: mail.in_reply_to,
-        headers: mail.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        headers: mail
+            .headers
+            .into_iter()
+            .map(|h| (h.name, h.value))
+            .collect(),
         body: mail.body,
         attachments: mail
             .attachments
@@ -297,20 +301,18 @@ impl Mailbox {
         let wins = |m: &StoredMail, k: &String| {
             stamp > m.keyword_stamps.get(k).copied().unwrap_or(m.delivered)
         };
-        let removals: Vec<&String> = remove
+        // Sets, since a client may repeat a keyword within one list.
+        let removals: BTreeSet<&String> = remove
             .keywords
             .iter()
             .filter(|k| !add.keywords.contains(k) && wins(m, k))
             .collect();
-        let additions: Vec<&String> = add.keywords.iter().filter(|k| wins(m, k)).collect();
-        let mut count = m.keywords.len();
-        count -= removals.iter().filter(|k| m.keywords.contains(**k)).count();
-        let mut added = std::collections::BTreeSet::new();
-        for k in &additions {
-            if !m.keywords.contains(*k) && added.insert(*k) {
-                count += 1;
-            }
-        }
+        let additions: BTreeSet<&String> = add.keywords.iter().filter(|k| wins(m, k)).collect();
+        let count = m.keywords.len() - removals.iter().filter(|k| m.keywords.contains(**k)).count()
+            + additions
+                .iter()
+                .filter(|k| !m.keywords.contains(**k))
+                .count();
         if count > KEYWORDS_MAX {
             return Err(limit_reached("keywords", KEYWORDS_MAX, count));
         }

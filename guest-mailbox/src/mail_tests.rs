@@ -1,6 +1,6 @@
 use super::*;
-use crate::testutil::*;
 use crate::limits::FOLDERS_MAX;
+use crate::testutil::*;
 use crate::wit::{ByteRange, MailboxError};
 
 fn summary(mb: &Mailbox, id: &str) -> MailSummary {
@@ -56,7 +56,10 @@ fn deliver_validates_limits_without_panicking() {
     let err = |mb: &mut Mailbox, m: NewMail, p: Placement| mb.deliver(&ctx(1), m, p).unwrap_err();
 
     let m = mail("", 1);
-    assert!(matches!(err(&mut mb, m, p()), MailboxError::InvalidArgument(_)));
+    assert!(matches!(
+        err(&mut mb, m, p()),
+        MailboxError::InvalidArgument(_)
+    ));
     let m = mail(&"x".repeat(MAIL_ID_BYTES_MAX + 1), 1);
     assert!(matches!(err(&mut mb, m, p()), MailboxError::TooLarge(_)));
 
@@ -92,14 +95,23 @@ fn deliver_validates_limits_without_panicking() {
     let mut a = attachment();
     a.hash = "AB".repeat(32);
     m.attachments = vec![a];
-    assert!(matches!(err(&mut mb, m, p()), MailboxError::InvalidArgument(_)));
+    assert!(matches!(
+        err(&mut mb, m, p()),
+        MailboxError::InvalidArgument(_)
+    ));
 
     let mut pl = p();
     pl.keywords = (0..=KEYWORDS_MAX).map(|i| format!("k{i}")).collect();
-    assert!(matches!(err(&mut mb, mail("kw", 1), pl), MailboxError::TooLarge(_)));
+    assert!(matches!(
+        err(&mut mb, mail("kw", 1), pl),
+        MailboxError::TooLarge(_)
+    ));
     let mut pl = p();
     pl.keywords = vec!["bad kw".into()];
-    assert!(matches!(err(&mut mb, mail("kw", 1), pl), MailboxError::InvalidName(_)));
+    assert!(matches!(
+        err(&mut mb, mail("kw", 1), pl),
+        MailboxError::InvalidName(_)
+    ));
 
     assert!(mb.state.mails.is_empty());
     assert_eq!(mb.state.folders["INBOX"].uid_next, 1);
@@ -110,7 +122,9 @@ fn deliver_refuses_past_the_mailbox_byte_limit() {
     let mut mb = Mailbox::default();
     // Pretend the mailbox is nearly full rather than filling 1 GiB.
     mb.idx.mail_bytes = MAILBOX_BYTES_MAX - 10;
-    let e = mb.deliver(&ctx(1), mail("a", 1), place("INBOX")).unwrap_err();
+    let e = mb
+        .deliver(&ctx(1), mail("a", 1), place("INBOX"))
+        .unwrap_err();
     assert!(matches!(e, MailboxError::LimitReached(_)));
 }
 
@@ -200,7 +214,13 @@ fn get_returns_requested_parts_and_clamps_ranges() {
     assert_eq!(d.body_size_bytes, 10);
     assert!(d.headers.is_none() && d.attachments.is_none());
     assert_eq!(mb.get("a", &range(8, 100)).unwrap().body.unwrap(), b"89");
-    assert!(mb.get("a", &range(20, 30)).unwrap().body.unwrap().is_empty());
+    assert!(
+        mb.get("a", &range(20, 30))
+            .unwrap()
+            .body
+            .unwrap()
+            .is_empty()
+    );
     assert!(mb.get("a", &range(5, 2)).unwrap().body.unwrap().is_empty());
     let all = GetParts {
         headers: true,
@@ -239,9 +259,33 @@ fn set_flags_adds_and_removes_flags_and_keywords() {
     assert_eq!(mb.list_folders()[0].unseen, 1);
     // Both add and remove: add wins.
     let st = mb
-        .set_flags(&ctx(4), "a", &flags(MailFlags::DRAFT, &[]), &flags(MailFlags::DRAFT, &[]))
+        .set_flags(
+            &ctx(4),
+            "a",
+            &flags(MailFlags::DRAFT, &[]),
+            &flags(MailFlags::DRAFT, &[]),
+        )
         .unwrap();
     assert!(st.flags.contains(MailFlags::DRAFT));
+    // Repeated keywords in one list are harmless.
+    let st = mb
+        .set_flags(
+            &ctx(5),
+            "a",
+            &none(),
+            &flags(MailFlags::empty(), &["$Later", "$Later"]),
+        )
+        .unwrap();
+    assert!(st.keywords.is_empty());
+    let st = mb
+        .set_flags(
+            &ctx(6),
+            "a",
+            &flags(MailFlags::empty(), &["x", "x"]),
+            &none(),
+        )
+        .unwrap();
+    assert_eq!(st.keywords, ["x"]);
     assert!(matches!(
         mb.set_flags(&ctx(5), "zz", &none(), &none()),
         Err(MailboxError::NotFound(_))
@@ -302,7 +346,12 @@ fn set_flags_keyword_limit_is_all_or_nothing() {
     mb.set_flags(&ctx(2), "a", &flags(MailFlags::empty(), &refs), &none())
         .unwrap();
     let e = mb
-        .set_flags(&ctx(3), "a", &flags(MailFlags::SEEN, &["one-more"]), &none())
+        .set_flags(
+            &ctx(3),
+            "a",
+            &flags(MailFlags::SEEN, &["one-more"]),
+            &none(),
+        )
         .unwrap_err();
     assert!(matches!(e, MailboxError::LimitReached(_)));
     assert!(!mb.state.mails["a"].seen());
@@ -323,10 +372,20 @@ fn keyword_stamps_stay_bounded() {
     put(&mut mb, 1, "a", 1, "INBOX");
     for i in 0..(KEYWORD_STAMPS_MAX as u64 + 20) {
         let k = format!("k{i}");
-        mb.set_flags(&ctx(2 + 2 * i), "a", &flags(MailFlags::empty(), &[&k]), &none())
-            .unwrap();
-        mb.set_flags(&ctx(3 + 2 * i), "a", &none(), &flags(MailFlags::empty(), &[&k]))
-            .unwrap();
+        mb.set_flags(
+            &ctx(2 + 2 * i),
+            "a",
+            &flags(MailFlags::empty(), &[&k]),
+            &none(),
+        )
+        .unwrap();
+        mb.set_flags(
+            &ctx(3 + 2 * i),
+            "a",
+            &none(),
+            &flags(MailFlags::empty(), &[&k]),
+        )
+        .unwrap();
     }
     assert_eq!(mb.state.mails["a"].keyword_stamps.len(), KEYWORD_STAMPS_MAX);
     // The newest removal is still remembered.
@@ -388,7 +447,10 @@ fn delete_records_tombstones_and_history() {
     ));
     let h = mb.delete_history(0, 10);
     assert_eq!(h.len(), 2);
-    assert_eq!((h[0].id.as_str(), h[0].deleted_ms, h[0].hlc), ("c", ctx(4).now_ms, 4));
+    assert_eq!(
+        (h[0].id.as_str(), h[0].deleted_ms, h[0].hlc),
+        ("c", ctx(4).now_ms, 4)
+    );
     assert_eq!(h[1].id, "b");
     assert_eq!(mb.delete_history(1, 10).len(), 1);
     assert!(mb.delete_history(0, 0).is_empty());
@@ -404,7 +466,8 @@ fn tombstones_are_bounded_dropping_the_oldest() {
         mb.record_tombstone(&format!("t{i:07}"), &ctx(i));
     }
     put(&mut mb, 1, "x", 1, "INBOX");
-    mb.delete_mail(&ctx(TOMBSTONES_MAX as u64 + 1), "x").unwrap();
+    mb.delete_mail(&ctx(TOMBSTONES_MAX as u64 + 1), "x")
+        .unwrap();
     assert_eq!(mb.state.tombstones.len(), TOMBSTONES_MAX);
     assert!(!mb.state.tombstones.contains_key("t0000000"));
     assert!(mb.state.tombstones.contains_key("x"));

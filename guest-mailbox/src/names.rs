@@ -70,7 +70,9 @@ pub fn folder_name(name: &str) -> Result<String> {
 
 /// True for a BLAKE3 hash as the WIT spells it: 64 lower-case hex digits.
 pub fn is_hash_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The parent folder of `name`, if it has one.

@@ -75,25 +75,25 @@ impl<'q> Matcher<'q> {
         if !flags.contains(self.q.flags_set) || flags.intersects(self.q.flags_unset) {
             return false;
         }
-        if let Some(k) = &self.q.keyword {
-            if !m.keywords.contains(k) {
-                return false;
-            }
+        if let Some(k) = &self.q.keyword
+            && !m.keywords.contains(k)
+        {
+            return false;
         }
-        if let Some(n) = &self.from {
-            if !n.found_in(&m.from) {
-                return false;
-            }
+        if let Some(n) = &self.from
+            && !n.found_in(&m.from)
+        {
+            return false;
         }
-        if let Some(n) = &self.to {
-            if !n.found_in_any(m.to.iter().chain(&m.cc)) {
-                return false;
-            }
+        if let Some(n) = &self.to
+            && !n.found_in_any(m.to.iter().chain(&m.cc))
+        {
+            return false;
         }
-        if let Some(n) = &self.subject {
-            if !n.found_in(&m.subject) {
-                return false;
-            }
+        if let Some(n) = &self.subject
+            && !n.found_in(&m.subject)
+        {
+            return false;
         }
         if !self.body.iter().all(|n| n.found_in(&m.body)) {
             return false;

@@ -31,10 +31,38 @@ fn custom(id: &str, date: i64, from: &str, to: &str, subject: &str, body: &str) 
 fn sample() -> Mailbox {
     let mut mb = Mailbox::default();
     let mails = [
-        custom("a", 100, "Alice <alice@example.com>", "me@x.org", "Lunch?", "Pizza at noon"),
-        custom("b", 200, "Bob <bob@example.com>", "me@x.org", "Report", "The QUARTERLY report"),
-        custom("c", 300, "Cécile <cecile@exemple.fr>", "team@x.org", "Réunion", "ÉTÉ plans"),
-        custom("d", 400, "alice@example.com", "me@x.org", "Re: Lunch?", "pizza again"),
+        custom(
+            "a",
+            100,
+            "Alice <alice@example.com>",
+            "me@x.org",
+            "Lunch?",
+            "Pizza at noon",
+        ),
+        custom(
+            "b",
+            200,
+            "Bob <bob@example.com>",
+            "me@x.org",
+            "Report",
+            "The QUARTERLY report",
+        ),
+        custom(
+            "c",
+            300,
+            "Cécile <cecile@exemple.fr>",
+            "team@x.org",
+            "Réunion",
+            "ÉTÉ plans",
+        ),
+        custom(
+            "d",
+            400,
+            "alice@example.com",
+            "me@x.org",
+            "Re: Lunch?",
+            "pizza again",
+        ),
     ];
     for (i, m) in mails.into_iter().enumerate() {
         let folder = if i == 2 { "Work" } else { "INBOX" };
@@ -45,8 +73,13 @@ fn sample() -> Mailbox {
     mb.deliver(&ctx(9), cc, place("INBOX")).unwrap();
     mb.set_flags(&ctx(10), "a", &flags(MailFlags::SEEN, &["food"]), &none())
         .unwrap();
-    mb.set_flags(&ctx(11), "d", &flags(MailFlags::SEEN | MailFlags::FLAGGED, &[]), &none())
-        .unwrap();
+    mb.set_flags(
+        &ctx(11),
+        "d",
+        &flags(MailFlags::SEEN | MailFlags::FLAGGED, &[]),
+        &none(),
+    )
+    .unwrap();
     mb
 }
 

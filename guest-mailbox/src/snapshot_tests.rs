@@ -42,8 +42,13 @@ fn golden() -> Mailbox {
     put(&mut mb, 3, "m3", 3_000, "INBOX");
     mb.set_flags(&ctx(4), "m2", &flags(MailFlags::SEEN, &["work"]), &none())
         .unwrap();
-    mb.set_flags(&ctx(5), "m2", &none(), &flags(MailFlags::empty(), &["work"]))
-        .unwrap();
+    mb.set_flags(
+        &ctx(5),
+        "m2",
+        &none(),
+        &flags(MailFlags::empty(), &["work"]),
+    )
+    .unwrap();
     mb.create_folder(&ctx(6), "Archive").unwrap();
     mb.move_mail(&ctx(7), "m2", "Archive").unwrap();
     mb.delete_mail(&ctx(8), "m3").unwrap();
@@ -57,9 +62,12 @@ fn golden() -> Mailbox {
         },
     )
     .unwrap();
-    mb.add_sender(&ctx(11), SenderList::Allow, "example.com").unwrap();
-    mb.add_sender(&ctx(12), SenderList::Block, "spam@bad.example").unwrap();
-    mb.set_preference(&ctx(13), "theme".into(), "dark".into()).unwrap();
+    mb.add_sender(&ctx(11), SenderList::Allow, "example.com")
+        .unwrap();
+    mb.add_sender(&ctx(12), SenderList::Block, "spam@bad.example")
+        .unwrap();
+    mb.set_preference(&ctx(13), "theme".into(), "dark".into())
+        .unwrap();
     mb.install_plugin(
         &ctx(14),
         PluginEntry {
@@ -85,7 +93,10 @@ fn snapshot_restore_snapshot_is_byte_identical() {
     assert_eq!(snap(&mut b), bytes);
     // Indices were rebuilt: listing and counters work after restore.
     assert_eq!(b.list_folders(), a.list_folders());
-    assert_eq!(ids(&b.list_folder("Groups/rust", 0, 10).unwrap().items), ["m1"]);
+    assert_eq!(
+        ids(&b.list_folder("Groups/rust", 0, 10).unwrap().items),
+        ["m1"]
+    );
     assert_eq!(b.delete_history(0, 10), a.delete_history(0, 10));
     assert_eq!(b.stats(), a.stats());
 }
@@ -165,14 +176,26 @@ fn restore_refuses_newer_schema_and_bad_sizes() {
         ),
         e => panic!("{e:?}"),
     }
-    assert!(matches!(mb.restore_begin(0, 100), Err(MailboxError::Snapshot(_))));
+    assert!(matches!(
+        mb.restore_begin(0, 100),
+        Err(MailboxError::Snapshot(_))
+    ));
     assert!(matches!(
         mb.restore_begin(1, RESTORE_BYTES_MAX + 1),
         Err(MailboxError::TooLarge(_))
     ));
-    assert!(matches!(mb.restore_begin(1, 3), Err(MailboxError::Snapshot(_))));
-    assert!(matches!(mb.restore_write(b"x"), Err(MailboxError::Snapshot(_))));
-    assert!(matches!(mb.restore_finish(), Err(MailboxError::Snapshot(_))));
+    assert!(matches!(
+        mb.restore_begin(1, 3),
+        Err(MailboxError::Snapshot(_))
+    ));
+    assert!(matches!(
+        mb.restore_write(b"x"),
+        Err(MailboxError::Snapshot(_))
+    ));
+    assert!(matches!(
+        mb.restore_finish(),
+        Err(MailboxError::Snapshot(_))
+    ));
 }
 
 #[test]
@@ -182,12 +205,21 @@ fn failed_restores_leave_state_intact() {
 
     // More bytes than declared.
     mb.restore_begin(1, 10).unwrap();
-    assert!(matches!(mb.restore_write(&good[..11]), Err(MailboxError::Snapshot(_))));
-    assert!(matches!(mb.restore_finish(), Err(MailboxError::Snapshot(_))));
+    assert!(matches!(
+        mb.restore_write(&good[..11]),
+        Err(MailboxError::Snapshot(_))
+    ));
+    assert!(matches!(
+        mb.restore_finish(),
+        Err(MailboxError::Snapshot(_))
+    ));
     // Fewer bytes than declared.
     mb.restore_begin(1, good.len() as u64).unwrap();
     mb.restore_write(&good[..good.len() - 1]).unwrap();
-    assert!(matches!(mb.restore_finish(), Err(MailboxError::Snapshot(_))));
+    assert!(matches!(
+        mb.restore_finish(),
+        Err(MailboxError::Snapshot(_))
+    ));
 
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
@@ -216,7 +248,10 @@ fn failed_restores_leave_state_intact() {
 fn stats_counts_and_state_bytes() {
     let mut mb = golden();
     let s = mb.stats();
-    assert_eq!((s.mails, s.folders, s.contacts, s.tombstones, s.plugins), (2, 4, 1, 1, 1));
+    assert_eq!(
+        (s.mails, s.folders, s.contacts, s.tombstones, s.plugins),
+        (2, 4, 1, 1, 1)
+    );
     let bytes: u64 = mb.state.mails.values().map(|m| m.size_bytes()).sum();
     assert_eq!(s.mail_bytes, bytes);
     assert_eq!(s.state_bytes, snap(&mut mb).len() as u64);
@@ -235,12 +270,24 @@ fn shuffle<T>(v: &mut [T], mut seed: u64) {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Flags(u64, usize, MailFlags, Vec<&'static str>, MailFlags, Vec<&'static str>),
+    Flags(
+        u64,
+        usize,
+        MailFlags,
+        Vec<&'static str>,
+        MailFlags,
+        Vec<&'static str>,
+    ),
     Move(u64, usize, &'static str),
 }
 
 fn ops(with_moves: bool) -> Vec<Op> {
-    let fl = [MailFlags::SEEN, MailFlags::FLAGGED, MailFlags::ANSWERED, MailFlags::SEEN | MailFlags::DRAFT];
+    let fl = [
+        MailFlags::SEEN,
+        MailFlags::FLAGGED,
+        MailFlags::ANSWERED,
+        MailFlags::SEEN | MailFlags::DRAFT,
+    ];
     let kw = ["a", "b", "c"];
     let folders = ["INBOX", "A", "B"];
     let mut out = Vec::new();
@@ -251,9 +298,23 @@ fn ops(with_moves: bool) -> Vec<Op> {
         if with_moves && n % 3 == 0 {
             out.push(Op::Move(100 + n, mail, folders[(n as usize / 3) % 3]));
         } else if n % 2 == 0 {
-            out.push(Op::Flags(100 + n, mail, fl[i], vec![kw[k]], MailFlags::empty(), vec![]));
+            out.push(Op::Flags(
+                100 + n,
+                mail,
+                fl[i],
+                vec![kw[k]],
+                MailFlags::empty(),
+                vec![],
+            ));
         } else {
-            out.push(Op::Flags(100 + n, mail, MailFlags::empty(), vec![], fl[i], vec![kw[k]]));
+            out.push(Op::Flags(
+                100 + n,
+                mail,
+                MailFlags::empty(),
+                vec![],
+                fl[i],
+                vec![kw[k]],
+            ));
         }
     }
     out
@@ -307,7 +368,12 @@ fn flag_and_move_ops_in_any_order_converge() {
             .iter()
             .map(|(id, m)| {
                 let folder = mb.folder_name_of(m.folder).to_string();
-                (id.clone(), folder, m.flags, m.keywords.iter().cloned().collect())
+                (
+                    id.clone(),
+                    folder,
+                    m.flags,
+                    m.keywords.iter().cloned().collect(),
+                )
             })
             .collect()
     };
@@ -328,8 +394,12 @@ fn restore_of_ten_thousand_mails_is_fast() {
     for i in 0..10_000u64 {
         let mut m = mail(&format!("{i:064x}"), i as i64);
         m.body = body.clone();
-        mb.deliver(&ctx(i), m, place(if i % 10 == 0 { "Lists" } else { "INBOX" }))
-            .unwrap();
+        mb.deliver(
+            &ctx(i),
+            m,
+            place(if i % 10 == 0 { "Lists" } else { "INBOX" }),
+        )
+        .unwrap();
     }
     let t = std::time::Instant::now();
     let bytes = snap(&mut mb);

@@ -96,7 +96,11 @@ impl StoredMail {
             + self.subject.len()
             + self.message_id.len()
             + self.in_reply_to.as_ref().map_or(0, String::len)
-            + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
             + self.body.len()
             + self
                 .attachments
@@ -335,8 +339,10 @@ mod tests {
         let mut s = MailboxState::default();
         s.folders.clear();
         assert!(Indices::build(&s).is_err());
-        let mut s = MailboxState::default();
-        s.next_uid_validity = 1;
+        let s = MailboxState {
+            next_uid_validity: 1,
+            ..MailboxState::default()
+        };
         assert!(Indices::build(&s).is_err());
     }
 }

@@ -134,7 +134,11 @@ impl Dem {
         S: AsRef<OsStr>,
     {
         let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        let shown = args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        let shown = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
         let child = Command::new(dem_bin())
             .arg("local")
             .arg("--data")
@@ -149,7 +153,9 @@ impl Dem {
         let mut guard = ChildGuard(Some(child));
         let out = read_all(guard.child().stdout.take().expect("piped stdout"));
         let err = read_all(guard.child().stderr.take().expect("piped stderr"));
-        let status = guard.wait_timeout(COMMAND_TIMEOUT).with_context(|| format!("dem local {shown}"))?;
+        let status = guard
+            .wait_timeout(COMMAND_TIMEOUT)
+            .with_context(|| format!("dem local {shown}"))?;
         Ok(Output {
             status,
             stdout: out.join().unwrap_or_default(),
@@ -197,7 +203,11 @@ impl Dem {
             shown(&args),
             out.status
         );
-        ensure!(!out.stderr.trim().is_empty(), "`dem local {}` failed without a message", shown(&args));
+        ensure!(
+            !out.stderr.trim().is_empty(),
+            "`dem local {}` failed without a message",
+            shown(&args)
+        );
         Ok(out.stderr)
     }
 
@@ -211,21 +221,46 @@ impl Dem {
     }
 
     /// Delivers through the CLI; returns the folder and UID it was filed at.
-    pub fn deliver(&self, mailbox: &str, id: &str, from: &str, subject: &str, body: &str) -> Result<(String, u32)> {
+    pub fn deliver(
+        &self,
+        mailbox: &str,
+        id: &str,
+        from: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(String, u32)> {
         let out = self.run([
-            "deliver", mailbox, "--from", from, "--to", "user@dem.test", "--subject", subject, "--body", body, "--id",
+            "deliver",
+            mailbox,
+            "--from",
+            from,
+            "--to",
+            "user@dem.test",
+            "--subject",
+            subject,
+            "--body",
+            body,
+            "--id",
             id,
         ])?;
         let fields: Vec<&str> = out.split_whitespace().collect();
-        let [got_id, folder, uid] = fields[..] else { bail!("deliver printed {out:?}, expected `ID FOLDER UID`") };
+        let [got_id, folder, uid] = fields[..] else {
+            bail!("deliver printed {out:?}, expected `ID FOLDER UID`")
+        };
         ensure!(got_id == id, "deliver printed id {got_id}, expected {id}");
-        Ok((folder.to_string(), uid.parse().with_context(|| format!("uid in {out:?}"))?))
+        Ok((
+            folder.to_string(),
+            uid.parse().with_context(|| format!("uid in {out:?}"))?,
+        ))
     }
 
     /// `inbox --json` of one folder, up to 1000 mails (the guest's page limit).
     pub fn inbox(&self, mailbox: &str, folder: &str) -> Result<Vec<Value>> {
-        let out = self.run(["inbox", mailbox, "--folder", folder, "--limit", "1000", "--json"])?;
-        let v: Value = serde_json::from_str(&out).with_context(|| format!("inbox --json printed {out:?}"))?;
+        let out = self.run([
+            "inbox", mailbox, "--folder", folder, "--limit", "1000", "--json",
+        ])?;
+        let v: Value =
+            serde_json::from_str(&out).with_context(|| format!("inbox --json printed {out:?}"))?;
         match v {
             Value::Array(items) => Ok(items),
             other => bail!("inbox --json printed {other}, expected an array"),
@@ -245,18 +280,27 @@ impl Dem {
     pub fn digest(&self, mailbox: &str) -> Result<String> {
         let out = self.run(["digest", mailbox])?;
         let d = out.trim().to_string();
-        ensure!(d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()), "digest printed {out:?}");
+        ensure!(
+            d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()),
+            "digest printed {out:?}"
+        );
         Ok(d)
     }
 }
 
 fn shown(args: &[std::ffi::OsString]) -> String {
-    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The `id` field of a mail in `--json` output.
 pub fn mail_id(mail: &Value) -> Result<String> {
-    mail["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("mail without an id: {mail}"))
+    mail["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("mail without an id: {mail}"))
 }
 
 /// A `serve` answer: the `ok` value, or the host's error message.
@@ -318,8 +362,9 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| json!({ "unparsable": line, "parse_error": e.to_string() }));
+                let v = serde_json::from_str(&line).unwrap_or_else(
+                    |e| json!({ "unparsable": line, "parse_error": e.to_string() }),
+                );
                 if out_tx.send(v).is_err() {
                     return;
                 }
@@ -358,22 +403,33 @@ impl Serve {
 
     /// What the process wrote to stderr so far (its tail).
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Sends one request object, adding a fresh `tag`; returns the tag.
     pub fn send(&mut self, mut request: Value) -> Result<u64> {
         let tag = self.next_tag;
         self.next_tag += 1;
-        request.as_object_mut().ok_or_else(|| anyhow!("a request must be a JSON object"))?.insert("tag".into(), json!(tag));
+        request
+            .as_object_mut()
+            .ok_or_else(|| anyhow!("a request must be a JSON object"))?
+            .insert("tag".into(), json!(tag));
         self.send_line(&request.to_string())?;
         Ok(tag)
     }
 
     /// Sends one raw line (a newline is appended).
     pub fn send_line(&mut self, line: &str) -> Result<()> {
-        let stdin = self.stdin.as_ref().ok_or_else(|| anyhow!("serve's stdin is closed"))?;
-        stdin.send(format!("{line}\n")).map_err(|_| anyhow!("serve's stdin writer has stopped"))
+        let stdin = self
+            .stdin
+            .as_ref()
+            .ok_or_else(|| anyhow!("serve's stdin is closed"))?;
+        stdin
+            .send(format!("{line}\n"))
+            .map_err(|_| anyhow!("serve's stdin writer has stopped"))
     }
 
     /// Stashes one stdout line; waits at most `timeout`. False on timeout or EOF.
@@ -393,7 +449,9 @@ impl Serve {
             Some(tag) => {
                 let answer = match (v.get("ok"), v.get("error")) {
                     (Some(ok), None) => Ok(ok.clone()),
-                    (None, Some(e)) => Err(e.as_str().map_or_else(|| e.to_string(), str::to_string)),
+                    (None, Some(e)) => {
+                        Err(e.as_str().map_or_else(|| e.to_string(), str::to_string))
+                    }
                     _ => Err(format!("malformed answer {v}")),
                 };
                 self.answers.insert(tag, answer);
@@ -423,10 +481,17 @@ impl Serve {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                bail!("no answer to request {tag} within {ANSWER_TIMEOUT:?}; serve stderr:\n{}", self.stderr());
+                bail!(
+                    "no answer to request {tag} within {ANSWER_TIMEOUT:?}; serve stderr:\n{}",
+                    self.stderr()
+                );
             }
             if !self.pump(left) && self.eof {
-                let status = self.child.0.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                let status = self
+                    .child
+                    .0
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten());
                 bail!(
                     "serve closed its stdout before answering request {tag} (exit: {status:?}); stderr:\n{}",
                     self.stderr()
@@ -446,8 +511,15 @@ impl Serve {
                 return Ok(have);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            ensure!(!left.is_zero(), "only {have} of {n} answers within {ANSWER_TIMEOUT:?}:\n{}", self.stderr());
-            ensure!(self.pump(left.min(Duration::from_millis(50))) || !self.eof, "serve closed its stdout");
+            ensure!(
+                !left.is_zero(),
+                "only {have} of {n} answers within {ANSWER_TIMEOUT:?}:\n{}",
+                self.stderr()
+            );
+            ensure!(
+                self.pump(left.min(Duration::from_millis(50))) || !self.eof,
+                "serve closed its stdout"
+            );
         }
     }
 
@@ -455,7 +527,8 @@ impl Serve {
     pub fn request(&mut self, request: Value) -> Result<Value> {
         let shown = request.to_string();
         let tag = self.send(request)?;
-        self.answer(tag)?.map_err(|e| anyhow!("serve refused {}: {e}", truncate(&shown, 300)))
+        self.answer(tag)?
+            .map_err(|e| anyhow!("serve refused {}: {e}", truncate(&shown, 300)))
     }
 
     /// Like [`Serve::request`] for a mailbox `call`.
@@ -492,7 +565,11 @@ impl Serve {
     pub fn shutdown(mut self) -> Result<()> {
         self.stdin = None;
         let status = self.child.wait_timeout(COMMAND_TIMEOUT)?;
-        ensure!(status.success(), "serve exited with {status}; stderr:\n{}", self.stderr());
+        ensure!(
+            status.success(),
+            "serve exited with {status}; stderr:\n{}",
+            self.stderr()
+        );
         Ok(())
     }
 }
@@ -552,20 +629,32 @@ pub fn set_flags(id: &str, add: u8, remove: u8) -> Value {
 /// and such products.
 pub fn guest_limit(name: &str) -> u64 {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-mailbox/src/limits.rs");
-    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let src = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let prefix = format!("pub const {name}:");
     let line = src
         .lines()
         .find(|l| l.trim_start().starts_with(&prefix))
         .unwrap_or_else(|| panic!("no `{prefix}` in {}", path.display()));
-    let expr = line.split_once('=').map(|(_, e)| e).unwrap_or("").trim().trim_end_matches(';');
-    let expr = expr.replace(" as usize", "").replace(" as u32", "").replace(" as u64", "");
+    let expr = line
+        .split_once('=')
+        .map(|(_, e)| e)
+        .unwrap_or("")
+        .trim()
+        .trim_end_matches(';');
+    let expr = expr
+        .replace(" as usize", "")
+        .replace(" as u32", "")
+        .replace(" as u64", "");
     expr.split('*')
         .map(|factor| match factor.trim() {
             "KIB" => 1 << 10,
             "MIB" => 1 << 20,
             "GIB" => 1 << 30,
-            n => n.replace('_', "").parse::<u64>().unwrap_or_else(|_| panic!("cannot evaluate `{line}`")),
+            n => n
+                .replace('_', "")
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("cannot evaluate `{line}`")),
         })
         .product()
 }
@@ -579,7 +668,10 @@ impl Rng {
     /// Seeds from `DEM_TEST_SEED` or the clock, printing the seed.
     pub fn seeded(test: &str) -> Self {
         let seed = match std::env::var("DEM_TEST_SEED") {
-            Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("DEM_TEST_SEED={s:?} is not a u64")),
+            Ok(s) => s
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("DEM_TEST_SEED={s:?} is not a u64")),
             Err(_) => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64 ^ u64::from(std::process::id())),
@@ -609,11 +701,16 @@ impl Rng {
     /// `len` characters of printable ASCII text with spaces and newlines.
     pub fn text(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ 0123456789 .,;\n";
-        (0..len).map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize] as char).collect()
+        (0..len)
+            .map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize] as char)
+            .collect()
     }
 }
 
 /// A fresh temporary directory for one test's data dirs and files.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("dem-e2e-").tempdir().expect("creating a temp dir")
+    tempfile::Builder::new()
+        .prefix("dem-e2e-")
+        .tempdir()
+        .expect("creating a temp dir")
 }
