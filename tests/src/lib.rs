@@ -555,9 +555,20 @@ impl Serve {
         std::mem::take(&mut self.answers)
     }
 
-    /// Lines that came without a tag.
-    pub fn untagged(&self) -> &[Value] {
-        &self.untagged
+    /// Waits until at least `n` lines without a tag (answers to requests
+    /// the host could not parse) have arrived; returns them all.
+    pub fn untagged(&mut self, n: usize) -> Result<&[Value]> {
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        while self.untagged.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            ensure!(
+                !left.is_zero(),
+                "only {} untagged answers, expected {n}",
+                self.untagged.len()
+            );
+            ensure!(self.pump(left) || !self.eof, "serve closed its stdout");
+        }
+        Ok(&self.untagged)
     }
 
     /// Closes stdin and waits for a clean exit (serve finishes its requests,
@@ -713,4 +724,10 @@ pub fn temp_dir() -> tempfile::TempDir {
         .prefix("dem-e2e-")
         .tempdir()
         .expect("creating a temp dir")
+}
+
+/// A path as a command-line argument (the tests' temp paths are UTF-8).
+pub fn arg(path: &Path) -> &str {
+    path.to_str()
+        .unwrap_or_else(|| panic!("{} is not UTF-8", path.display()))
 }

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, ensure};
-use dem_tests::{Dem, Result, Rng, Serve, digest_op, flags, set_flags, temp_dir};
+use dem_tests::{Dem, Result, Rng, Serve, arg, digest_op, flags, set_flags, temp_dir};
 use serde_json::{Value, json};
 
 const MAILBOX: &str = "alice";
@@ -45,13 +45,13 @@ fn source(dir: &Path) -> Result<Source> {
     dem.run(["plugin-add", MAILBOX, "allowlist", "--order", "10"])?;
     dem.run(["plugin-add", MAILBOX, "spam-score", "--order", "20"])?;
     dem.run([
-        "plugin-add".as_ref(),
-        MAILBOX.as_ref(),
-        "rules".as_ref(),
-        "--config".as_ref(),
-        rules.as_os_str(),
-        "--order".as_ref(),
-        "30".as_ref(),
+        "plugin-add",
+        MAILBOX,
+        "rules",
+        "--config",
+        arg(&rules),
+        "--order",
+        "30",
     ])?;
 
     let mut serve = Serve::start(dem.data())?;
@@ -175,12 +175,7 @@ fn source(dir: &Path) -> Result<Source> {
     );
 
     let export = dir.join("alice.dem");
-    let out = dem.run([
-        "export".as_ref(),
-        MAILBOX.as_ref(),
-        "-o".as_ref(),
-        export.as_os_str(),
-    ])?;
+    let out = dem.run(["export", MAILBOX, "-o", arg(&export)])?;
     ensure!(out.starts_with("exported alice"), "export printed {out:?}");
     Ok(Source {
         dem,
@@ -206,9 +201,9 @@ fn folder_names(answer: &Value) -> Result<Vec<String>> {
 }
 
 fn import(dem: &Dem, file: &Path, replace: bool) -> Result<String> {
-    let mut args = vec!["import".as_ref(), file.as_os_str()];
+    let mut args = vec!["import", arg(file)];
     if replace {
-        args.push("--replace".as_ref());
+        args.push("--replace");
     }
     dem.run(args)
 }
@@ -299,7 +294,7 @@ fn importing_twice_needs_replace() -> Result<()> {
     let copy = Dem::new(tmp.path().join("copy"));
     import(&copy, &src.export, false)?;
 
-    let err = copy.fail(["import".as_ref(), src.export.as_os_str()])?;
+    let err = copy.fail(["import", arg(&src.export)])?;
     ensure!(
         err.contains("already exists"),
         "unclear error for a second import: {err}"
@@ -363,7 +358,7 @@ fn expect_refused(
     let file = tmp.join("damaged.dem");
     std::fs::write(&file, bytes)?;
     let err = empty
-        .fail(["import".as_ref(), file.as_os_str()])
+        .fail(["import", arg(&file)])
         .with_context(|| what.to_string())?;
     println!("{what}: {}", err.trim());
     let clear = ["export", "damaged", "hash", "frame"];
@@ -377,7 +372,7 @@ fn expect_refused(
         empty.list()?
     );
     holder
-        .fail(["import".as_ref(), file.as_os_str(), "--replace".as_ref()])
+        .fail(["import", arg(&file), "--replace"])
         .with_context(|| what.to_string())?;
     ensure!(
         holder.digest(MAILBOX)? == digest,

@@ -10,7 +10,7 @@
 //! come from `guest-mailbox/src/limits.rs`, so the tests follow them.
 
 use anyhow::{Context as _, ensure};
-use dem_tests::{Dem, Result, Serve, call_op, deliver_op, guest_limit, temp_dir};
+use dem_tests::{Dem, Result, Serve, arg, call_op, deliver_op, guest_limit, temp_dir};
 use serde_json::{Value, json};
 
 const MAILBOX: &str = "alice";
@@ -62,18 +62,11 @@ fn oversized_mail_is_refused_naming_the_limit() -> Result<()> {
     let big = tmp.path().join("big.txt");
     let body = "x".repeat(limit as usize + 1);
     std::fs::write(&big, &body)?;
-    let args = [
-        "deliver".as_ref(),
-        MAILBOX.as_ref(),
-        "--from".as_ref(),
-        "bob@dem.test".as_ref(),
-        "--to".as_ref(),
-    ];
-    let err = dem.fail(args.into_iter().chain([
-        "alice@dem.test".as_ref(),
-        "--body-file".as_ref(),
-        big.as_os_str(),
-    ]))?;
+    let args = ["deliver", MAILBOX, "--from", "bob@dem.test", "--to"];
+    let err = dem.fail(
+        args.into_iter()
+            .chain(["alice@dem.test", "--body-file", arg(&big)]),
+    )?;
     ensure_mentions(&err, &["too large", &limit.to_string()])?;
     check_intact(&dem, &digest)?;
 
@@ -106,14 +99,14 @@ fn oversized_mail_is_refused_naming_the_limit() -> Result<()> {
     std::fs::write(&under, "y".repeat(limit as usize - 4096))?;
     let (folder, _) = dem
         .run([
-            "deliver".as_ref(),
-            MAILBOX.as_ref(),
-            "--from".as_ref(),
-            "bob@dem.test".as_ref(),
-            "--body-file".as_ref(),
-            under.as_os_str(),
-            "--id".as_ref(),
-            "under".as_ref(),
+            "deliver",
+            MAILBOX,
+            "--from",
+            "bob@dem.test",
+            "--body-file",
+            arg(&under),
+            "--id",
+            "under",
         ])
         .map(|out| {
             (
@@ -286,25 +279,25 @@ fn body_that_is_not_utf8_is_refused() -> Result<()> {
     let file = tmp.path().join("latin1.txt");
     std::fs::write(&file, b"Gr\xfc\xdfe aus K\xf6ln\n\xff\xfe")?;
     let err = dem.fail([
-        "deliver".as_ref(),
-        MAILBOX.as_ref(),
-        "--from".as_ref(),
-        "bob@dem.test".as_ref(),
-        "--to".as_ref(),
-        "a@dem.test".as_ref(),
-        "--body-file".as_ref(),
-        file.as_os_str(),
+        "deliver",
+        MAILBOX,
+        "--from",
+        "bob@dem.test",
+        "--to",
+        "a@dem.test",
+        "--body-file",
+        arg(&file),
     ])?;
     ensure_mentions(&err, &["UTF-8", "latin1.txt"])?;
     // A missing body file is refused clearly too.
     let missing = tmp.path().join("missing.txt");
     let err = dem.fail([
-        "deliver".as_ref(),
-        MAILBOX.as_ref(),
-        "--from".as_ref(),
-        "b@dem.test".as_ref(),
-        "--body-file".as_ref(),
-        missing.as_os_str(),
+        "deliver",
+        MAILBOX,
+        "--from",
+        "b@dem.test",
+        "--body-file",
+        arg(&missing),
     ])?;
     ensure_mentions(&err, &["missing.txt"])?;
     check_intact(&dem, &digest)
@@ -356,6 +349,11 @@ fn unknown_mailbox_is_a_clear_error() -> Result<()> {
     serve.send_line("this is not JSON")?;
     let stats = serve.call(MAILBOX, json!("Stats"))?;
     ensure!(stats["Stats"]["mails"] == 2, "stats: {stats}");
+    let bad = serve.untagged(1)?[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure_mentions(&bad, &["bad request"])?;
     serve.shutdown()?;
     check_intact(&dem, &digest)
 }
@@ -374,7 +372,7 @@ fn plugin_that_is_not_a_component_is_refused() -> Result<()> {
     for (name, bytes) in cases {
         let file = tmp.path().join(name);
         std::fs::write(&file, bytes)?;
-        let err = dem.fail(["plugin-add".as_ref(), MAILBOX.as_ref(), file.as_os_str()])?;
+        let err = dem.fail(["plugin-add", MAILBOX, arg(&file)])?;
         ensure_mentions(&err, &["does not compile"]).with_context(|| name.to_string())?;
     }
     // A name that is neither a built-in nor a file.
