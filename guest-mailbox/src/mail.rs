@@ -62,7 +62,7 @@ fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
             .into_iter()
             .map(|h| (h.name, h.value))
             .collect(),
-        body: mail.body,
+        body: mail.body.into_bytes(),
         attachments: mail
             .attachments
             .into_iter()
@@ -247,7 +247,7 @@ impl Mailbox {
         let body = parts.body.as_ref().map(|r| {
             let start = r.start.min(body_len) as usize;
             let end = r.end.min(body_len).max(start as u64) as usize;
-            m.body.as_bytes()[start..end].to_vec()
+            m.body[start..end].to_vec()
         });
         Ok(MailDetail {
             summary: self.summary(id, m),

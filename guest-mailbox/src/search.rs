@@ -43,6 +43,16 @@ impl Needle {
         }
     }
 
+    /// `found_in` over a stored body, which is UTF-8 unless a damaged
+    /// import smuggled in something else; that is matched lossily.
+    fn found_in_bytes(&self, hay: &[u8]) -> bool {
+        if self.ascii {
+            let n = self.lower.as_bytes();
+            return n.is_empty() || hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+        }
+        self.found_in(&String::from_utf8_lossy(hay))
+    }
+
     fn found_in_any<'a>(&self, mut hays: impl Iterator<Item = &'a String>) -> bool {
         hays.any(|h| self.found_in(h))
     }
@@ -95,14 +105,14 @@ impl<'q> Matcher<'q> {
         {
             return false;
         }
-        if !self.body.iter().all(|n| n.found_in(&m.body)) {
+        if !self.body.iter().all(|n| n.found_in_bytes(&m.body)) {
             return false;
         }
         self.text.iter().all(|n| {
             n.found_in(&m.from)
                 || n.found_in_any(m.to.iter().chain(&m.cc))
                 || n.found_in(&m.subject)
-                || n.found_in(&m.body)
+                || n.found_in_bytes(&m.body)
         })
     }
 }

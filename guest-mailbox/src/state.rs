@@ -58,7 +58,11 @@ pub struct StoredMail {
     pub message_id: String,
     pub in_reply_to: Option<String>,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    /// The text body as UTF-8 bytes. Kept as bytes (MessagePack `bin`) so
+    /// a restore copies it instead of re-validating megabytes of UTF-8;
+    /// it was valid when delivered, and readers decode it lossily.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
     pub attachments: Vec<Attachment>,
     /// `MailFlags` bits.
     pub flags: u8,

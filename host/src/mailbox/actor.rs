@@ -13,6 +13,7 @@
 //! After `idle_hibernate` without calls the actor snapshots and drops the
 //! instance (hibernation); the next call wakes it the same way.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,6 +25,7 @@ use super::request::{Op, Request, Response};
 use super::{MailboxCallError as E, MailboxesConfig};
 use crate::ids::{CodeHash, MailboxId};
 use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
+use crate::runtime::filter::FilterInstance;
 use crate::runtime::{MailboxInstance, Runtime};
 use crate::store::{Commit, MailboxMeta, MailboxStore, SnapshotRecord};
 
@@ -127,6 +129,11 @@ pub(crate) struct MailboxActor {
     config: MailboxesConfig,
     meta: MailboxMeta,
     instance: Option<MailboxInstance>,
+    /// The installed plugins as the instance last said, so a delivery need
+    /// not ask; cleared whenever the list may have changed.
+    plugins: Option<Arc<[PluginEntry]>>,
+    /// Live filter instances by plugin name, kept while the mailbox is awake.
+    filters: HashMap<String, FilterInstance>,
     /// Last op applied to the instance and handed to the writer.
     applied_seq: u64,
     snapshot_seq: u64,
@@ -157,6 +164,8 @@ impl MailboxActor {
             config,
             meta,
             instance: None,
+            plugins: None,
+            filters: HashMap::new(),
             applied_seq: 0,
             snapshot_seq: 0,
             snapshot_bytes: 0,
@@ -232,7 +241,7 @@ impl MailboxActor {
         if self.instance.is_some() && !failed {
             return Ok(());
         }
-        self.instance = None;
+        self.drop_instance();
         self.settle().await?;
         let mut instance = self.runtime.instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone()).await?;
         if let Some(store) = self.store.clone() {
@@ -291,12 +300,17 @@ impl MailboxActor {
         match instance.call(ctx, &request).await {
             Err(trap) => {
                 tracing::error!("{trap}; dropping the instance");
-                self.instance = None;
+                self.drop_instance();
                 let _ = reply.send(Err(E::Trap(trap)));
             }
             Ok(Err(refusal)) => self.reply_when_durable(reply, Err(E::Refused(refusal))),
             Ok(Ok(response)) => match ctx {
-                Some(ctx) => self.log(Op { ctx, request }, reply, response).await,
+                Some(ctx) => {
+                    if matches!(request, Request::InstallPlugin { .. } | Request::RemovePlugin { .. }) {
+                        self.plugins = None;
+                    }
+                    self.log(Op { ctx, request }, reply, response).await
+                }
                 None => self.reply_when_durable(reply, Ok(response)),
             },
         }
@@ -308,9 +322,8 @@ impl MailboxActor {
             let _ = reply.send(Err(e));
             return;
         }
-        let plugins = match self.read(Request::ListPlugins).await {
-            Ok(Response::Plugins(p)) => p,
-            Ok(_) => Vec::new(),
+        let plugins = match self.installed_plugins().await {
+            Ok(p) => p,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
@@ -323,26 +336,73 @@ impl MailboxActor {
                 _ => SenderStatus::Unknown,
             };
             let view = view_of(&mail, sender);
-            for plugin in &plugins {
-                let code = match plugin.code_hash.parse() {
-                    Ok(code) => code,
-                    Err(e) => {
-                        tracing::warn!(plugin = %plugin.name, "skipped: {e}");
-                        continue;
-                    }
-                };
-                match self.runtime.run_filter(&code, &plugin.name, &view, &plugin.config).await {
-                    Ok(verdict) => {
+            for plugin in plugins.iter() {
+                match self.run_filter(plugin, &view).await {
+                    Some(verdict) => {
                         if let Some(reason) = placing.apply(verdict) {
                             let _ = reply.send(Err(E::Rejected { plugin: plugin.name.clone(), reason }));
                             return;
                         }
                     }
-                    Err(e) => tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}"),
+                    None => continue,
                 }
             }
         }
         self.run_request(Request::Deliver { mail, place: placing.finish() }, reply).await;
+    }
+
+    /// The installed plugins, in the order they run.
+    async fn installed_plugins(&mut self) -> Result<Arc<[PluginEntry]>, E> {
+        if let Some(p) = &self.plugins {
+            return Ok(p.clone());
+        }
+        let plugins = match self.read(Request::ListPlugins).await? {
+            Response::Plugins(p) => p,
+            _ => Vec::new(),
+        };
+        self.filters.retain(|name, _| plugins.iter().any(|p| &p.name == name));
+        let plugins: Arc<[PluginEntry]> = plugins.into();
+        self.plugins = Some(plugins.clone());
+        Ok(plugins)
+    }
+
+    /// Runs one plugin, reusing its live instance; `None` if it failed (it
+    /// is then skipped, and the mail delivered anyway).
+    async fn run_filter(&mut self, plugin: &PluginEntry, view: &crate::runtime::bindings::MailView) -> Option<crate::runtime::bindings::Verdict> {
+        let code: CodeHash = match plugin.code_hash.parse() {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::warn!(plugin = %plugin.name, "skipped: {e}");
+                return None;
+            }
+        };
+        if self.filters.get(&plugin.name).is_none_or(|f| *f.code() != code) {
+            match self.runtime.instantiate_filter(&code, &plugin.name).await {
+                Ok(f) => {
+                    self.filters.insert(plugin.name.clone(), f);
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
+                    return None;
+                }
+            }
+        }
+        let filter = self.filters.get_mut(&plugin.name)?;
+        match filter.run(view, &plugin.config).await {
+            Ok(verdict) => Some(verdict),
+            Err(e) => {
+                tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
+                self.filters.remove(&plugin.name);
+                None
+            }
+        }
+    }
+
+    /// Drops the mailbox instance and everything derived from it.
+    fn drop_instance(&mut self) {
+        self.instance = None;
+        self.plugins = None;
+        self.filters.clear();
     }
 
     /// A read for the actor's own use (no durability wait needed: the
@@ -352,7 +412,7 @@ impl MailboxActor {
         match instance.call(None, &request).await {
             Ok(r) => r.map_err(E::Refused),
             Err(trap) => {
-                self.instance = None;
+                self.drop_instance();
                 Err(E::Trap(trap))
             }
         }
@@ -420,7 +480,7 @@ impl MailboxActor {
             }
             Err(trap) => {
                 tracing::error!("snapshot failed: {trap}; dropping the instance");
-                self.instance = None;
+                self.drop_instance();
                 None
             }
         }
@@ -437,7 +497,7 @@ impl MailboxActor {
                 }
             }
         }
-        self.instance = None;
+        self.drop_instance();
         tracing::debug!("hibernated");
     }
 
@@ -473,7 +533,7 @@ impl MailboxActor {
         match instance.snapshot().await {
             Ok((_, bytes)) => Ok(*blake3::hash(&bytes).as_bytes()),
             Err(trap) => {
-                self.instance = None;
+                self.drop_instance();
                 Err(E::Trap(trap))
             }
         }

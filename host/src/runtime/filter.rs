@@ -1,14 +1,20 @@
-//! Runs filter plugins on the delivery path, each call in a Store of its
-//! own with its own fuel and memory limits.
+//! Runs filter plugins on the delivery path, each in a Store of its own
+//! with its own fuel and memory limits.
 //!
-//! A filter that traps, runs out of fuel or memory, or cannot even be
-//! instantiated is skipped and logged: the mail is still delivered. Filters
-//! only ever change where a mail is filed or how it is flagged, and a broken
-//! one must never cost the user a mail.
+//! A mailbox's actor keeps one `FilterInstance` per installed plugin while
+//! the mailbox is awake, so a delivery does not pay for instantiating every
+//! plugin; each call gets a fresh fuel budget. A filter that traps, runs out
+//! of fuel or memory, or cannot even be instantiated is skipped and logged:
+//! the mail is still delivered, and the trapped instance is thrown away.
+//! Filters only ever change where a mail is filed or how it is flagged, and
+//! a broken one must never cost the user a mail.
 
 use std::sync::Arc;
 
-use super::bindings::{MailView, Verdict};
+use wasmtime::Store;
+
+use super::bindings::{Filter, MailView, Verdict};
+use super::guest_state::GuestState;
 use super::{Runtime, RuntimeError};
 use crate::ids::CodeHash;
 
@@ -18,13 +24,59 @@ pub enum FilterError {
     /// The filter's code could not be loaded or instantiated.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    /// The filter trapped: fuel, memory, panic or a bug.
+    /// The filter trapped: fuel, memory, panic or a bug. Its instance is
+    /// dead.
     #[error("filter `{name}` trapped: {reason}")]
     Trap { name: String, reason: String },
 }
 
+/// A live filter plugin.
+pub struct FilterInstance {
+    name: String,
+    code: CodeHash,
+    store: Store<GuestState>,
+    filter: Filter,
+    fuel_per_call: u64,
+}
+
+impl FilterInstance {
+    pub fn code(&self) -> &CodeHash {
+        &self.code
+    }
+
+    /// Runs the filter over one mail. After an error the instance must be
+    /// dropped.
+    pub async fn run(&mut self, mail: &MailView, config: &str) -> Result<Verdict, FilterError> {
+        let _ = self.store.set_fuel(self.fuel_per_call);
+        let name = &self.name;
+        self.filter
+            .call_filter(&mut self.store, mail, config)
+            .await
+            .map_err(|e| FilterError::Trap { name: name.clone(), reason: format!("{e:#}") })
+    }
+}
+
 impl Runtime {
-    /// Runs one filter over one mail.
+    /// Instantiates a filter plugin.
+    pub async fn instantiate_filter(&self, code: &CodeHash, name: &str) -> Result<FilterInstance, FilterError> {
+        let pre = self.filter_pre(code)?;
+        let label: Arc<str> = format!("plugin:{name}").into();
+        let mut store = self.store(label, self.config.plugin_memory_bytes_max);
+        let _ = store.set_fuel(self.config.plugin_fuel_per_call);
+        let filter = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| FilterError::Trap { name: name.into(), reason: format!("{e:#}") })?;
+        Ok(FilterInstance {
+            name: name.into(),
+            code: *code,
+            store,
+            filter,
+            fuel_per_call: self.config.plugin_fuel_per_call,
+        })
+    }
+
+    /// Runs one filter once, in a fresh instance.
     pub async fn run_filter(
         &self,
         code: &CodeHash,
@@ -32,17 +84,9 @@ impl Runtime {
         mail: &MailView,
         config: &str,
     ) -> Result<Verdict, FilterError> {
-        let pre = self.filter_pre(code)?;
-        let label: Arc<str> = format!("plugin:{name}").into();
-        let mut store = self.store(label, self.config.plugin_memory_bytes_max);
-        let _ = store.set_fuel(self.config.plugin_fuel_per_call);
-        let trap = |e: wasmtime::Error| FilterError::Trap { name: name.into(), reason: format!("{e:#}") };
-        let filter = pre.instantiate_async(&mut store).await.map_err(trap)?;
-        filter.call_filter(&mut store, mail, config).await.map_err(trap)
+        self.instantiate_filter(code, name).await?.run(mail, config).await
     }
-}
 
-impl Runtime {
     /// Compiles `code` and checks it against the `filter` world, so a bad
     /// plugin is refused when installed rather than skipped at every mail.
     pub fn check_filter(&self, code: &CodeHash) -> Result<(), RuntimeError> {
