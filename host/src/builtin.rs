@@ -6,5 +6,8 @@
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 /// The standard filter plugins, by the name users install them under.
-pub const PLUGINS: &[(&str, &[u8])] =
-    &[("spam-score", SPAM_SCORE), ("allowlist", ALLOWLIST), ("rules", RULES)];
+pub const PLUGINS: &[(&str, &[u8])] = &[
+    ("spam-score", SPAM_SCORE),
+    ("allowlist", ALLOWLIST),
+    ("rules", RULES),
+];

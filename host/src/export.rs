@@ -3,7 +3,9 @@
 //!
 //! An export is a stream of length-prefixed rmp-serde frames:
 //! `Header`, then `Code` chunks for components the receiver may lack, then
-//! `Snapshot` chunks, then `Op` log entries after the snapshot, then `End`.
+//! `Snapshot` chunks, then `Op` log entries after the snapshot, then `End`,
+//! which carries the BLAKE3 of every encoded frame before it, so a flipped
+//! bit anywhere (the header included) is caught.
 //! Nothing needs the whole mailbox in one buffer on the wire, every frame is
 //! bounded, and the receiver checks sizes, the snapshot's BLAKE3, the code
 //! hashes and the op sequence before anything is imported.
@@ -77,7 +79,10 @@ pub enum Frame {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
-    End,
+    /// BLAKE3 of the encoded frames before this one.
+    End {
+        digest: CodeHash,
+    },
 }
 
 /// Why an export stream was refused.
@@ -88,20 +93,54 @@ pub enum ImportError {
     Malformed(String),
     /// The stream is bigger than this host accepts.
     #[error("export too large: {what} is {actual}, the limit is {limit}")]
-    TooLarge { what: &'static str, actual: u64, limit: u64 },
+    TooLarge {
+        what: &'static str,
+        actual: u64,
+        limit: u64,
+    },
     /// The snapshot bytes do not hash to what the header says.
     #[error("snapshot checksum mismatch: the export is damaged")]
     Checksum,
-    /// A frame could not be read or decoded.
-    #[error("reading the export: {0}")]
+    /// The stream checksum in `End` does not match the frames.
+    #[error("export checksum mismatch: the export is damaged")]
+    StreamChecksum,
+    /// A frame could not be read.
+    #[error("reading the export")]
     Io(#[from] std::io::Error),
     /// A frame is not valid rmp-serde.
     #[error("undecodable frame: {0}")]
     Decode(String),
 }
 
-/// Frames of one export, code first (only the hashes in `with_code`).
-pub fn frames(
+/// The encoded frames of one export, ready to be length-prefixed and sent:
+/// the frames of `frames` with a real stream digest in `End`.
+pub fn encode_export(
+    id: &MailboxId,
+    state: &ExportedState,
+    with_code: &[(CodeHash, Vec<u8>)],
+) -> impl Iterator<Item = Vec<u8>> {
+    let mut hasher = blake3::Hasher::new();
+    frames(id, state, with_code).map(move |frame| {
+        let frame = match frame {
+            Frame::End { .. } => Frame::End {
+                digest: CodeHash(*hasher.finalize().as_bytes()),
+            },
+            other => other,
+        };
+        let bytes = encode_frame(&frame);
+        hasher.update(&bytes);
+        bytes
+    })
+}
+
+/// One frame as rmp-serde bytes.
+pub fn encode_frame(frame: &Frame) -> Vec<u8> {
+    rmp_serde::to_vec(frame).expect("frames always serialise")
+}
+
+/// Frames of one export, code first (only the hashes in `with_code`). The
+/// `End` digest is left zero: `encode_export` fills it in.
+fn frames(
     id: &MailboxId,
     state: &ExportedState,
     with_code: &[(CodeHash, Vec<u8>)],
@@ -126,15 +165,30 @@ pub fn frames(
         let total = bytes.len() as u64;
         bytes
             .chunks(EXPORT_CHUNK_BYTES)
-            .map(move |c| Frame::Code { hash: *hash, total_bytes: total, chunk: c.to_vec() })
+            .map(move |c| Frame::Code {
+                hash: *hash,
+                total_bytes: total,
+                chunk: c.to_vec(),
+            })
             .collect::<Vec<_>>()
     });
-    let snap = state
-        .snapshot
-        .iter()
-        .flat_map(|s| s.bytes.chunks(EXPORT_CHUNK_BYTES).map(|c| Frame::Snapshot(c.to_vec())).collect::<Vec<_>>());
-    let ops = state.tail.iter().map(|(seq, bytes)| Frame::Op { seq: *seq, bytes: bytes.clone() });
-    std::iter::once(header).chain(code).chain(snap).chain(ops).chain(std::iter::once(Frame::End))
+    let snap = state.snapshot.iter().flat_map(|s| {
+        s.bytes
+            .chunks(EXPORT_CHUNK_BYTES)
+            .map(|c| Frame::Snapshot(c.to_vec()))
+            .collect::<Vec<_>>()
+    });
+    let ops = state.tail.iter().map(|(seq, bytes)| Frame::Op {
+        seq: *seq,
+        bytes: bytes.clone(),
+    });
+    std::iter::once(header)
+        .chain(code)
+        .chain(snap)
+        .chain(ops)
+        .chain(std::iter::once(Frame::End {
+            digest: CodeHash([0; 32]),
+        }))
 }
 
 /// What an import stream yields once checked.
@@ -150,6 +204,8 @@ pub struct Imported {
 /// Sans-IO reader of an export stream.
 #[derive(Debug, Default)]
 pub struct Importer {
+    /// BLAKE3 of the encoded frames so far, checked against `End`.
+    hasher: blake3::Hasher,
     header: Option<ExportHeader>,
     code: BTreeMap<CodeHash, (u64, Vec<u8>)>,
     snapshot: Vec<u8>,
@@ -162,14 +218,36 @@ impl Importer {
         Self::default()
     }
 
-    /// Takes the next frame.
-    pub fn handle(&mut self, frame: Frame) -> Result<(), ImportError> {
+    /// Takes the next encoded frame.
+    pub fn handle_encoded(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
+        if bytes.len() > FRAME_BYTES_MAX {
+            return Err(ImportError::TooLarge {
+                what: "frame",
+                actual: bytes.len() as u64,
+                limit: FRAME_BYTES_MAX as u64,
+            });
+        }
+        let frame: Frame =
+            rmp_serde::from_slice(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+        if let Frame::End { digest } = &frame
+            && self.header.is_some()
+            && *digest != CodeHash(*self.hasher.finalize().as_bytes())
+        {
+            return Err(ImportError::StreamChecksum);
+        }
+        self.hasher.update(bytes);
+        self.handle(frame)
+    }
+
+    fn handle(&mut self, frame: Frame) -> Result<(), ImportError> {
         let bad = |m: &str| Err(ImportError::Malformed(m.into()));
         if self.ended {
             return bad("frame after End");
         }
         let Some(header) = &self.header else {
-            let Frame::Header(h) = frame else { return bad("the first frame must be Header") };
+            let Frame::Header(h) = frame else {
+                return bad("the first frame must be Header");
+            };
             if h.format_version != EXPORT_FORMAT_VERSION {
                 return Err(ImportError::Malformed(format!(
                     "export format {} is not supported (this host reads {EXPORT_FORMAT_VERSION})",
@@ -177,28 +255,40 @@ impl Importer {
                 )));
             }
             if h.ops > IMPORT_OPS_MAX as u64 {
-                return Err(ImportError::TooLarge { what: "op count", actual: h.ops, limit: IMPORT_OPS_MAX as u64 });
+                return Err(ImportError::TooLarge {
+                    what: "op count",
+                    actual: h.ops,
+                    limit: IMPORT_OPS_MAX as u64,
+                });
             }
-            if let Some(s) = &h.snapshot {
-                if s.size_bytes > IMPORT_SNAPSHOT_BYTES_MAX {
-                    return Err(ImportError::TooLarge {
-                        what: "snapshot",
-                        actual: s.size_bytes,
-                        limit: IMPORT_SNAPSHOT_BYTES_MAX,
-                    });
-                }
+            if let Some(s) = &h.snapshot
+                && s.size_bytes > IMPORT_SNAPSHOT_BYTES_MAX
+            {
+                return Err(ImportError::TooLarge {
+                    what: "snapshot",
+                    actual: s.size_bytes,
+                    limit: IMPORT_SNAPSHOT_BYTES_MAX,
+                });
             }
             self.header = Some(h);
             return Ok(());
         };
         match frame {
             Frame::Header(_) => bad("second Header"),
-            Frame::Code { hash, total_bytes, chunk } => {
+            Frame::Code {
+                hash,
+                total_bytes,
+                chunk,
+            } => {
                 if !self.snapshot.is_empty() || !self.tail.is_empty() {
                     return bad("Code after Snapshot or Op");
                 }
                 if total_bytes > IMPORT_CODE_BYTES_MAX {
-                    return Err(ImportError::TooLarge { what: "component", actual: total_bytes, limit: IMPORT_CODE_BYTES_MAX });
+                    return Err(ImportError::TooLarge {
+                        what: "component",
+                        actual: total_bytes,
+                        limit: IMPORT_CODE_BYTES_MAX,
+                    });
                 }
                 if !self.code.contains_key(&hash) && self.code.len() >= IMPORT_CODES_MAX {
                     return Err(ImportError::TooLarge {
@@ -207,7 +297,10 @@ impl Importer {
                         limit: IMPORT_CODES_MAX as u64,
                     });
                 }
-                let (total, bytes) = self.code.entry(hash).or_insert_with(|| (total_bytes, Vec::new()));
+                let (total, bytes) = self
+                    .code
+                    .entry(hash)
+                    .or_insert_with(|| (total_bytes, Vec::new()));
                 if *total != total_bytes || bytes.len() as u64 + chunk.len() as u64 > total_bytes {
                     return bad("Code chunks exceed their announced size");
                 }
@@ -215,7 +308,9 @@ impl Importer {
                 Ok(())
             }
             Frame::Snapshot(chunk) => {
-                let Some(s) = &header.snapshot else { return bad("Snapshot frame but the header has none") };
+                let Some(s) = &header.snapshot else {
+                    return bad("Snapshot frame but the header has none");
+                };
                 if !self.tail.is_empty() {
                     return bad("Snapshot after Op");
                 }
@@ -223,7 +318,8 @@ impl Importer {
                     return bad("Snapshot chunks exceed the announced size");
                 }
                 if self.snapshot.is_empty() {
-                    self.snapshot.reserve_exact(usize::try_from(s.size_bytes).unwrap_or(0));
+                    self.snapshot
+                        .reserve_exact(usize::try_from(s.size_bytes).unwrap_or(0));
                 }
                 self.snapshot.extend_from_slice(&chunk);
                 Ok(())
@@ -234,7 +330,9 @@ impl Importer {
                     None => header.snapshot.as_ref().map_or(1, |s| s.seq + 1),
                 };
                 if seq != expected {
-                    return Err(ImportError::Malformed(format!("op {seq} out of order, expected {expected}")));
+                    return Err(ImportError::Malformed(format!(
+                        "op {seq} out of order, expected {expected}"
+                    )));
                 }
                 if self.tail.len() as u64 >= header.ops {
                     return bad("more Op frames than announced");
@@ -242,7 +340,7 @@ impl Importer {
                 self.tail.push((seq, bytes));
                 Ok(())
             }
-            Frame::End => {
+            Frame::End { .. } => {
                 self.ended = true;
                 Ok(())
             }
@@ -251,51 +349,84 @@ impl Importer {
 
     /// Checks the whole stream and yields the mailbox.
     pub fn finish(self) -> Result<Imported, ImportError> {
-        let header = self.header.ok_or_else(|| ImportError::Malformed("empty export".into()))?;
+        let header = self
+            .header
+            .ok_or_else(|| ImportError::Malformed("empty export".into()))?;
         if !self.ended {
             return Err(ImportError::Malformed("export ended without End".into()));
         }
         if self.tail.len() as u64 != header.ops {
-            return Err(ImportError::Malformed(format!("{} ops announced, {} sent", header.ops, self.tail.len())));
+            return Err(ImportError::Malformed(format!(
+                "{} ops announced, {} sent",
+                header.ops,
+                self.tail.len()
+            )));
         }
         let snapshot = match &header.snapshot {
             Some(s) => {
                 if self.snapshot.len() as u64 != s.size_bytes {
-                    return Err(ImportError::Malformed("snapshot shorter than announced".into()));
+                    return Err(ImportError::Malformed(
+                        "snapshot shorter than announced".into(),
+                    ));
                 }
                 if CodeHash::of(&self.snapshot) != s.blake3 {
                     return Err(ImportError::Checksum);
                 }
-                Some(SnapshotRecord { seq: s.seq, schema_version: s.schema_version, bytes: self.snapshot })
+                Some(SnapshotRecord {
+                    seq: s.seq,
+                    schema_version: s.schema_version,
+                    bytes: self.snapshot,
+                })
             }
             None => None,
         };
+        let reached = self
+            .tail
+            .last()
+            .map(|(s, _)| *s)
+            .or(snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0);
+        if reached != header.log_position {
+            return Err(ImportError::Malformed(format!(
+                "header says log position {}, the frames reach {reached}",
+                header.log_position
+            )));
+        }
         let mut code = Vec::new();
         for (hash, (total, bytes)) in self.code {
             if bytes.len() as u64 != total {
-                return Err(ImportError::Malformed(format!("component {} is incomplete", hash.short())));
+                return Err(ImportError::Malformed(format!(
+                    "component {} is incomplete",
+                    hash.short()
+                )));
             }
             code.push((hash, bytes));
         }
         let state = ExportedState {
-            meta: MailboxMeta { code_hash: header.code_hash.0, created_ms: header.created_ms },
+            meta: MailboxMeta {
+                code_hash: header.code_hash.0,
+                created_ms: header.created_ms,
+            },
             snapshot,
             tail: self.tail,
             plugins: header.plugins,
         };
-        Ok(Imported { mailbox: header.mailbox, state, code })
+        Ok(Imported {
+            mailbox: header.mailbox,
+            state,
+            code,
+        })
     }
 }
 
-/// Writes one frame: a 4-byte big-endian length, then rmp-serde.
-pub fn write_frame(w: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
-    let bytes = rmp_serde::to_vec(frame).map_err(std::io::Error::other)?;
-    w.write_all(&(bytes.len() as u32).to_be_bytes())?;
-    w.write_all(&bytes)
+/// Writes one encoded frame: a 4-byte big-endian length, then the bytes.
+pub fn write_frame(w: &mut impl Write, encoded: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(encoded.len() as u32).to_be_bytes())?;
+    w.write_all(encoded)
 }
 
-/// Reads one frame; `None` at a clean end of input.
-pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, ImportError> {
+/// Reads one encoded frame; `None` at a clean end of input.
+pub fn read_frame(r: &mut impl Read) -> Result<Option<Vec<u8>>, ImportError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -304,18 +435,27 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, ImportError> {
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > FRAME_BYTES_MAX {
-        return Err(ImportError::TooLarge { what: "frame", actual: len as u64, limit: FRAME_BYTES_MAX as u64 });
+        return Err(ImportError::TooLarge {
+            what: "frame",
+            actual: len as u64,
+            limit: FRAME_BYTES_MAX as u64,
+        });
     }
     let mut buf = vec![0; len];
-    r.read_exact(&mut buf)?;
-    rmp_serde::from_slice(&buf).map(Some).map_err(|e| ImportError::Decode(e.to_string()))
+    r.read_exact(&mut buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            ImportError::Malformed("the export ends in the middle of a frame".into())
+        }
+        _ => e.into(),
+    })?;
+    Ok(Some(buf))
 }
 
 /// Reads a whole export stream.
 pub fn read_export(r: &mut impl Read) -> Result<Imported, ImportError> {
     let mut importer = Importer::new();
     while let Some(frame) = read_frame(r)? {
-        importer.handle(frame)?;
+        importer.handle_encoded(&frame)?;
     }
     importer.finish()
 }
@@ -326,14 +466,21 @@ mod tests {
 
     fn state(snapshot: &[u8], ops: u64) -> ExportedState {
         ExportedState {
-            meta: MailboxMeta { code_hash: [7; 32], created_ms: 5 },
-            snapshot: Some(SnapshotRecord { seq: 10, schema_version: 1, bytes: snapshot.to_vec() }),
+            meta: MailboxMeta {
+                code_hash: [7; 32],
+                created_ms: 5,
+            },
+            snapshot: Some(SnapshotRecord {
+                seq: 10,
+                schema_version: 1,
+                bytes: snapshot.to_vec(),
+            }),
             tail: (11..11 + ops).map(|s| (s, vec![s as u8; 3])).collect(),
             plugins: vec![],
         }
     }
 
-    fn encode(frames: impl Iterator<Item = Frame>) -> Vec<u8> {
+    fn encode(frames: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
         let mut out = Vec::new();
         for f in frames {
             write_frame(&mut out, &f).unwrap();
@@ -341,12 +488,35 @@ mod tests {
         out
     }
 
+    /// Re-encodes decoded frames with a correct stream digest, so a test
+    /// can check the structural checks behind the checksum.
+    fn reseal(frames: Vec<Frame>) -> impl Iterator<Item = Vec<u8>> {
+        let mut hasher = blake3::Hasher::new();
+        frames.into_iter().map(move |f| {
+            let f = match f {
+                Frame::End { .. } => Frame::End {
+                    digest: CodeHash(*hasher.finalize().as_bytes()),
+                },
+                f => f,
+            };
+            let b = encode_frame(&f);
+            hasher.update(&b);
+            b
+        })
+    }
+
+    fn decoded(id: &MailboxId, s: &ExportedState) -> Vec<Frame> {
+        encode_export(id, s, &[])
+            .map(|b| rmp_serde::from_slice(&b).unwrap())
+            .collect()
+    }
+
     #[test]
     fn round_trips_with_chunks_code_and_ops() {
         let id = MailboxId::new("alice").unwrap();
         let big = vec![42u8; EXPORT_CHUNK_BYTES * 2 + 17];
         let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
-        let bytes = encode(frames(&id, &state(&big, 3), &code));
+        let bytes = encode(encode_export(&id, &state(&big, 3), &code));
         let imported = read_export(&mut &bytes[..]).unwrap();
         assert_eq!(imported.mailbox, id);
         assert_eq!(imported.state.snapshot.unwrap().bytes, big);
@@ -357,22 +527,54 @@ mod tests {
     #[test]
     fn refuses_damaged_or_malformed_streams() {
         let id = MailboxId::new("alice").unwrap();
-        let mut all: Vec<Frame> = frames(&id, &state(b"snapshot", 2), &[]).collect();
+        let mut all = decoded(&id, &state(b"snapshot", 2));
         // A flipped snapshot byte.
         let mut damaged = all.clone();
         damaged[1] = Frame::Snapshot(b"snapshoT".to_vec());
-        assert!(matches!(read_export(&mut &encode(damaged.into_iter())[..]), Err(ImportError::Checksum)));
+        assert!(matches!(
+            read_export(&mut &encode(reseal(damaged))[..]),
+            Err(ImportError::Checksum)
+        ));
+        // A changed header, even one that still decodes, breaks the stream digest.
+        let mut renamed = all.clone();
+        if let Frame::Header(h) = &mut renamed[0] {
+            h.mailbox = MailboxId::new("alicd").unwrap();
+        }
+        let with_old_end = renamed.into_iter().map(|f| encode_frame(&f));
+        assert!(matches!(
+            read_export(&mut &encode(with_old_end)[..]),
+            Err(ImportError::StreamChecksum)
+        ));
         // Ops out of order.
         all.swap(2, 3);
-        assert!(matches!(read_export(&mut &encode(all.into_iter())[..]), Err(ImportError::Malformed(_))));
+        assert!(matches!(
+            read_export(&mut &encode(reseal(all))[..]),
+            Err(ImportError::Malformed(_))
+        ));
         // Truncated: no End.
-        let cut: Vec<Frame> = frames(&id, &state(b"s", 0), &[]).take(2).collect();
-        assert!(matches!(read_export(&mut &encode(cut.into_iter())[..]), Err(ImportError::Malformed(_))));
+        let small = state(b"s", 0);
+        let cut = encode_export(&id, &small, &[]).take(2);
+        assert!(matches!(
+            read_export(&mut &encode(cut)[..]),
+            Err(ImportError::Malformed(_))
+        ));
         // An oversized frame length.
         let huge = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes();
-        assert!(matches!(read_frame(&mut &huge[..]), Err(ImportError::TooLarge { .. })));
+        assert!(matches!(
+            read_frame(&mut &huge[..]),
+            Err(ImportError::TooLarge { .. })
+        ));
         // Garbage.
         let garbage = [0, 0, 0, 3, 0xc1, 0xc1, 0xc1];
-        assert!(matches!(read_frame(&mut &garbage[..]), Err(ImportError::Decode(_))));
+        assert!(matches!(
+            read_export(&mut &garbage[..]),
+            Err(ImportError::Decode(_))
+        ));
+        // A frame cut short.
+        let short = [0, 0, 0, 9, 1, 2];
+        assert!(matches!(
+            read_export(&mut &short[..]),
+            Err(ImportError::Malformed(_))
+        ));
     }
 }

@@ -20,9 +20,15 @@ pub enum IdError {
     Empty { what: &'static str },
     /// The id is longer than its limit.
     #[error("{what} is {len} bytes long, the limit is {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     /// The id has a character outside `[A-Za-z0-9._-]`, or starts with `.`.
-    #[error("{what} {value:?} may only hold letters, digits, '.', '_' and '-', and may not start with '.'")]
+    #[error(
+        "{what} {value:?} may only hold letters, digits, '.', '_' and '-', and may not start with '.'"
+    )]
     BadCharacter { what: &'static str, value: String },
     /// A code hash that is not 64 lower-case hex characters.
     #[error("code hash {0:?} is not 64 hex characters")]
@@ -82,12 +88,21 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), IdErro
         return Err(IdError::Empty { what });
     }
     if value.len() > max {
-        return Err(IdError::TooLong { what, len: value.len(), max });
+        return Err(IdError::TooLong {
+            what,
+            len: value.len(),
+            max,
+        });
     }
     let ok = !value.starts_with('.')
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !ok {
-        return Err(IdError::BadCharacter { what, value: value.chars().take(64).collect() });
+        return Err(IdError::BadCharacter {
+            what,
+            value: value.chars().take(64).collect(),
+        });
     }
     Ok(())
 }
@@ -131,7 +146,9 @@ impl FromStr for CodeHash {
         if !ok {
             return Err(IdError::BadHash(s.chars().take(80).collect()));
         }
-        blake3::Hash::from_hex(s).map(|h| Self(*h.as_bytes())).map_err(|_| IdError::BadHash(s.into()))
+        blake3::Hash::from_hex(s)
+            .map(|h| Self(*h.as_bytes()))
+            .map_err(|_| IdError::BadHash(s.into()))
     }
 }
 
@@ -153,7 +170,11 @@ impl From<CodeHash> for String {
 pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.write_u32(std::process::id());
     h.finish()
 }
@@ -171,11 +192,26 @@ mod tests {
     fn mailbox_ids_are_validated() {
         assert!(MailboxId::new("alice").is_ok());
         assert!(MailboxId::new("a.b-c_d").is_ok());
-        assert_eq!(MailboxId::new(""), Err(IdError::Empty { what: "mailbox id" }));
-        assert!(matches!(MailboxId::new("../etc"), Err(IdError::BadCharacter { .. })));
-        assert!(matches!(MailboxId::new("al ice"), Err(IdError::BadCharacter { .. })));
-        assert!(matches!(MailboxId::new("é"), Err(IdError::BadCharacter { .. })));
-        assert!(matches!(MailboxId::new("x".repeat(129)), Err(IdError::TooLong { .. })));
+        assert_eq!(
+            MailboxId::new(""),
+            Err(IdError::Empty { what: "mailbox id" })
+        );
+        assert!(matches!(
+            MailboxId::new("../etc"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            MailboxId::new("al ice"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            MailboxId::new("é"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            MailboxId::new("x".repeat(129)),
+            Err(IdError::TooLong { .. })
+        ));
     }
 
     #[test]

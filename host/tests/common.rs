@@ -9,7 +9,8 @@ use dem_host::runtime::RuntimeConfig;
 use dem_host::runtime::bindings::{AttachmentRef, Header, NewMail};
 
 pub fn open(dir: &std::path::Path) -> Arc<Mailboxes> {
-    Mailboxes::open(dir, RuntimeConfig::default(), MailboxesConfig::default()).expect("open host data dir")
+    Mailboxes::open(dir, RuntimeConfig::default(), MailboxesConfig::default())
+        .expect("open host data dir")
 }
 
 pub fn id(name: &str) -> MailboxId {
@@ -26,7 +27,10 @@ pub fn mail(id: &str, from: &str, subject: &str, body: &str) -> NewMail {
         date_ms: 1_700_000_000_000 + id.len() as i64,
         message_id: format!("<{id}@example.org>"),
         in_reply_to: None,
-        headers: vec![Header { name: "X-Test".into(), value: "yes".into() }],
+        headers: vec![Header {
+            name: "X-Test".into(),
+            value: "yes".into(),
+        }],
         body: body.into(),
         attachments: vec![AttachmentRef {
             hash: "ab".repeat(32),
@@ -39,5 +43,8 @@ pub fn mail(id: &str, from: &str, subject: &str, body: &str) -> NewMail {
 
 pub async fn call(boxes: &Mailboxes, who: &str, request: Request) -> Response {
     let name = request.name();
-    boxes.call(&id(who), request).await.unwrap_or_else(|e| panic!("{name}: {e}"))
+    boxes
+        .call(&id(who), request)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }

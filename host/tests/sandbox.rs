@@ -13,7 +13,11 @@ use dem_host::mailbox::{MailboxCallError, Mailboxes, MailboxesConfig, Request, R
 use dem_host::runtime::RuntimeConfig;
 
 fn config() -> RuntimeConfig {
-    RuntimeConfig { mailbox_fuel_per_call: 2_000_000_000, plugin_fuel_per_call: 50_000_000, ..RuntimeConfig::default() }
+    RuntimeConfig {
+        mailbox_fuel_per_call: 2_000_000_000,
+        plugin_fuel_per_call: 50_000_000,
+        ..RuntimeConfig::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +34,10 @@ async fn hostile_plugins_are_skipped_and_the_mail_still_arrives() {
     ];
     for (order, (name, path)) in hostile.iter().enumerate() {
         let bytes = std::fs::read(path).unwrap();
-        boxes.install_plugin(&alice, name, &bytes, "", order as u32).await.unwrap();
+        boxes
+            .install_plugin(&alice, name, &bytes, "", order as u32)
+            .await
+            .unwrap();
     }
     // Bob keeps being served while alice's plugins misbehave.
     let bob_side = {
@@ -38,16 +45,26 @@ async fn hostile_plugins_are_skipped_and_the_mail_still_arrives() {
         let bob = bob.clone();
         tokio::spawn(async move {
             for i in 0..20 {
-                boxes.deliver(&bob, mail(&format!("b{i}"), "x@y.org", "hi", "hi")).await.unwrap();
+                boxes
+                    .deliver(&bob, mail(&format!("b{i}"), "x@y.org", "hi", "hi"))
+                    .await
+                    .unwrap();
             }
         })
     };
-    let delivered = boxes.deliver(&alice, mail("m1", "x@y.org", "hello", "body")).await.unwrap();
+    let delivered = boxes
+        .deliver(&alice, mail("m1", "x@y.org", "hello", "body"))
+        .await
+        .unwrap();
     assert_eq!(delivered.folder, "INBOX");
     bob_side.await.unwrap();
-    let Response::Stats(s) = boxes.call(&bob, Request::Stats).await.unwrap() else { panic!() };
+    let Response::Stats(s) = boxes.call(&bob, Request::Stats).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(s.mails, 20);
-    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else { panic!() };
+    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(s.mails, 1);
     boxes.shutdown().await;
 }
@@ -69,7 +86,10 @@ async fn a_looping_mailbox_is_trapped_and_the_host_stays_up() {
     // The instance was rebuilt: calls that do not loop still work.
     assert!(boxes.call(&evil, Request::Stats).await.is_ok());
     // Other mailboxes never noticed.
-    let d = boxes.deliver(&good, mail("m1", "x@y.org", "s", "b")).await.unwrap();
+    let d = boxes
+        .deliver(&good, mail("m1", "x@y.org", "s", "b"))
+        .await
+        .unwrap();
     assert!(!d.duplicate);
     boxes.shutdown().await;
 }
@@ -80,20 +100,40 @@ async fn refusals_are_clear_and_lose_nothing() {
     let boxes = Mailboxes::open(dir.path(), config(), MailboxesConfig::default()).unwrap();
     let alice = id("alice");
     boxes.create(&alice, None).await.unwrap();
-    boxes.deliver(&alice, mail("keep", "x@y.org", "s", "b")).await.unwrap();
+    boxes
+        .deliver(&alice, mail("keep", "x@y.org", "s", "b"))
+        .await
+        .unwrap();
 
     // An oversized mail.
     let huge = "x".repeat(40 << 20);
-    let r = boxes.deliver(&alice, mail("huge", "x@y.org", "s", &huge)).await;
+    let r = boxes
+        .deliver(&alice, mail("huge", "x@y.org", "s", &huge))
+        .await;
     let e = r.unwrap_err();
     assert!(e.to_string().contains("too large"), "{e}");
 
     // An oversized folder name, and too many folders.
-    let r = boxes.call(&alice, Request::CreateFolder { name: "n".repeat(10_000) }).await;
+    let r = boxes
+        .call(
+            &alice,
+            Request::CreateFolder {
+                name: "n".repeat(10_000),
+            },
+        )
+        .await;
     assert!(matches!(r, Err(MailboxCallError::Refused(_))), "{r:?}");
     let mut created = 0;
     let err = loop {
-        match boxes.call(&alice, Request::CreateFolder { name: format!("f{created}") }).await {
+        match boxes
+            .call(
+                &alice,
+                Request::CreateFolder {
+                    name: format!("f{created}"),
+                },
+            )
+            .await
+        {
             Ok(_) => created += 1,
             Err(e) => break e,
         }
@@ -107,10 +147,18 @@ async fn refusals_are_clear_and_lose_nothing() {
 
     // A code hash mismatch.
     let claimed = CodeHash::of(b"real");
-    assert!(boxes.runtime().code().insert_expecting(&claimed, b"fake").is_err());
+    assert!(
+        boxes
+            .runtime()
+            .code()
+            .insert_expecting(&claimed, b"fake")
+            .is_err()
+    );
 
     // Nothing was lost.
-    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else { panic!() };
+    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else {
+        panic!()
+    };
     assert_eq!((s.mails as usize, s.folders as usize), (1, created + 1));
     boxes.shutdown().await;
 }

@@ -17,17 +17,56 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
     let b = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(a.path(), RuntimeConfig::default()).unwrap();
     let code = runtime.code().insert(builtin::MAILBOX).unwrap();
-    let mut first = runtime.instantiate_mailbox(&code, "a".into()).await.unwrap();
+    let mut first = runtime
+        .instantiate_mailbox(&code, "a".into())
+        .await
+        .unwrap();
     let clock = HybridClock::new(3);
-    let place = Placement { folder: "INBOX".into(), flags: MailFlags::empty(), keywords: vec![], spam_score: None };
+    let place = Placement {
+        folder: "INBOX".into(),
+        flags: MailFlags::empty(),
+        keywords: vec![],
+        spam_score: None,
+    };
     for i in 0..200 {
-        let r = Request::Deliver { mail: mail(&format!("m{i}"), "x@y.org", "s", &"b".repeat(i)), place: place.clone() };
-        first.call(Some(clock.context()), &r).await.unwrap().unwrap();
+        let r = Request::Deliver {
+            mail: mail(&format!("m{i}"), "x@y.org", "s", &"b".repeat(i)),
+            place: place.clone(),
+        };
+        first
+            .call(Some(clock.context()), &r)
+            .await
+            .unwrap()
+            .unwrap();
     }
-    let add = FlagState { flags: MailFlags::SEEN, keywords: vec!["k".into()] };
-    let none = FlagState { flags: MailFlags::empty(), keywords: vec![] };
-    first.call(Some(clock.context()), &Request::SetFlags { id: "m3".into(), add, remove: none }).await.unwrap().unwrap();
-    first.call(Some(clock.context()), &Request::CreateFolder { name: "A/B".into() }).await.unwrap().unwrap();
+    let add = FlagState {
+        flags: MailFlags::SEEN,
+        keywords: vec!["k".into()],
+    };
+    let none = FlagState {
+        flags: MailFlags::empty(),
+        keywords: vec![],
+    };
+    first
+        .call(
+            Some(clock.context()),
+            &Request::SetFlags {
+                id: "m3".into(),
+                add,
+                remove: none,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    first
+        .call(
+            Some(clock.context()),
+            &Request::CreateFolder { name: "A/B".into() },
+        )
+        .await
+        .unwrap()
+        .unwrap();
     let (schema, bytes) = first.snapshot().await.unwrap();
 
     // A different process would have a different Engine and code dir.
@@ -49,8 +88,16 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
 
     // A snapshot from a newer schema is refused with a clear error.
     let mut third = fresh.instantiate_mailbox(&code, "c".into()).await.unwrap();
-    let refused = third.restore(schema + 100, &bytes).await.unwrap().unwrap_err();
-    assert!(refused.describe().contains("newer"), "{}", refused.describe());
+    let refused = third
+        .restore(schema + 100, &bytes)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.describe().contains("newer"),
+        "{}",
+        refused.describe()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,13 +107,21 @@ async fn hibernated_mailboxes_wake_with_their_state() {
     let alice = id("alice");
     boxes.create(&alice, None).await.unwrap();
     for i in 0..50 {
-        boxes.deliver(&alice, mail(&format!("m{i}"), "x@y.org", "s", "b")).await.unwrap();
+        boxes
+            .deliver(&alice, mail(&format!("m{i}"), "x@y.org", "s", "b"))
+            .await
+            .unwrap();
     }
     let before = boxes.digest(&alice).await.unwrap();
     boxes.hibernate(&alice).await.unwrap();
     assert_eq!(boxes.digest(&alice).await.unwrap(), before);
-    boxes.deliver(&alice, mail("late", "x@y.org", "s", "b")).await.unwrap();
-    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else { panic!() };
+    boxes
+        .deliver(&alice, mail("late", "x@y.org", "s", "b"))
+        .await
+        .unwrap();
+    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(s.mails, 51);
     boxes.shutdown().await;
 }

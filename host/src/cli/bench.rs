@@ -47,7 +47,12 @@ pub enum Bench {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
-        Bench::Mailbox { mails, mailboxes, concurrency, json } => {
+        Bench::Mailbox {
+            mails,
+            mailboxes,
+            concurrency,
+            json,
+        } => {
             let result = mailbox(mails, mailboxes.max(1), concurrency.max(1)).await?;
             if json {
                 println!("{result}");
@@ -63,7 +68,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// A mail of about 1 KiB.
 pub fn sample_mail(i: u64) -> NewMail {
-    let body = format!("Hello number {i}.\n{}", "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(16));
+    let body = format!(
+        "Hello number {i}.\n{}",
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(16)
+    );
     NewMail {
         id: format!("bench-{i:08}"),
         from: format!("Sender {} <sender{}@example.org>", i % 97, i % 97),
@@ -80,7 +88,12 @@ pub fn sample_mail(i: u64) -> NewMail {
 }
 
 fn inbox() -> Placement {
-    Placement { folder: "INBOX".into(), flags: MailFlags::empty(), keywords: vec![], spam_score: None }
+    Placement {
+        folder: "INBOX".into(),
+        flags: MailFlags::empty(),
+        keywords: vec![],
+        spam_score: None,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -95,11 +108,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// Resident set size of this process, in bytes.
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
-async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Result<serde_json::Value> {
+async fn mailbox(
+    mails: u32,
+    mailboxes: u32,
+    concurrency: usize,
+) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let code_dir = dir.path().join("code");
     let runtime = Runtime::new(&code_dir, RuntimeConfig::default())?;
@@ -110,7 +131,10 @@ async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Resu
         (0..3)
             .map(|_| {
                 let t = Instant::now();
-                runtime.code().compile_uncached(builtin::MAILBOX).map(|_| t.elapsed())
+                runtime
+                    .code()
+                    .compile_uncached(builtin::MAILBOX)
+                    .map(|_| t.elapsed())
             })
             .collect::<Result<_, _>>()?,
     );
@@ -118,7 +142,10 @@ async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Resu
     let mut loads = vec![];
     for _ in 0..5 {
         let t = Instant::now();
-        runtime.code().load_precompiled(&code)?.context("artifact missing after compile")?;
+        runtime
+            .code()
+            .load_precompiled(&code)?
+            .context("artifact missing after compile")?;
         loads.push(t.elapsed());
     }
     let load = median(loads);
@@ -136,8 +163,14 @@ async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Resu
     let clock = HybridClock::new(1);
     let mut instance = runtime.instantiate_mailbox(&code, "snap".into()).await?;
     for i in 0..mails as u64 {
-        let request = Request::Deliver { mail: sample_mail(i), place: inbox() };
-        instance.call(Some(clock.context()), &request).await?.map_err(|e| anyhow::anyhow!(e.describe()))?;
+        let request = Request::Deliver {
+            mail: sample_mail(i),
+            place: inbox(),
+        };
+        instance
+            .call(Some(clock.context()), &request)
+            .await?
+            .map_err(|e| anyhow::anyhow!(e.describe()))?;
     }
     let mut snaps = vec![];
     let mut snapshot = (0, vec![]);
@@ -152,18 +185,31 @@ async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Resu
     for _ in 0..5 {
         let t = Instant::now();
         let mut restored = fresh.instantiate_mailbox(&code, "restore".into()).await?;
-        restored.restore(snapshot.0, &snapshot.1).await?.map_err(|e| anyhow::anyhow!(e.describe()))?;
+        restored
+            .restore(snapshot.0, &snapshot.1)
+            .await?
+            .map_err(|e| anyhow::anyhow!(e.describe()))?;
         restores.push(t.elapsed());
-        if restores.len() == 1 && CodeHash::of(&restored.snapshot().await?.1) != CodeHash::of(&snapshot.1) {
+        if restores.len() == 1
+            && CodeHash::of(&restored.snapshot().await?.1) != CodeHash::of(&snapshot.1)
+        {
             bail!("restored state differs from the snapshot");
         }
     }
     drop(instance);
 
     // Deliveries, durable (group commit) and in memory, three plugins each.
-    let durable = Mailboxes::open(&dir.path().join("durable"), RuntimeConfig::default(), MailboxesConfig::default())?;
+    let durable = Mailboxes::open(
+        &dir.path().join("durable"),
+        RuntimeConfig::default(),
+        MailboxesConfig::default(),
+    )?;
     let deliver_durable = deliveries(&durable, mails, mailboxes, concurrency).await?;
-    let memory = Mailboxes::in_memory(&dir.path().join("memory-code"), RuntimeConfig::default(), MailboxesConfig::default())?;
+    let memory = Mailboxes::in_memory(
+        &dir.path().join("memory-code"),
+        RuntimeConfig::default(),
+        MailboxesConfig::default(),
+    )?;
     let deliver_memory = deliveries(&memory, mails, mailboxes, concurrency).await?;
     memory.shutdown().await;
 
@@ -187,7 +233,9 @@ async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Resu
     }
     let awake = rss_bytes();
     for i in 0..count {
-        durable.hibernate(&MailboxId::new(format!("idle-{i}"))?).await?;
+        durable
+            .hibernate(&MailboxId::new(format!("idle-{i}"))?)
+            .await?;
     }
     let asleep = rss_bytes();
     durable.shutdown().await;
@@ -212,7 +260,12 @@ async fn mailbox(mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Resu
 
 /// Delivers `mails` mails spread over `mailboxes` mailboxes with the three
 /// standard plugins installed; returns deliveries per second.
-async fn deliveries(boxes: &Arc<Mailboxes>, mails: u32, mailboxes: u32, concurrency: usize) -> anyhow::Result<f64> {
+async fn deliveries(
+    boxes: &Arc<Mailboxes>,
+    mails: u32,
+    mailboxes: u32,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
     let rules = "if subject contains \"invoice\" then fileinto \"Finance\"\n";
     let mut ids = vec![];
     for m in 0..mailboxes {
@@ -220,7 +273,9 @@ async fn deliveries(boxes: &Arc<Mailboxes>, mails: u32, mailboxes: u32, concurre
         boxes.create(&id, None).await?;
         for (order, (name, bytes)) in builtin::PLUGINS.iter().enumerate() {
             let config = if *name == "rules" { rules } else { "" };
-            boxes.install_plugin(&id, name, bytes, config, order as u32).await?;
+            boxes
+                .install_plugin(&id, name, bytes, config, order as u32)
+                .await?;
         }
         ids.push(id);
     }

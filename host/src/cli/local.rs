@@ -23,7 +23,7 @@ use crate::ids::{CodeHash, MailboxId, new_mail_id};
 use crate::mailbox::clock::HybridClock;
 use crate::mailbox::{Mailboxes, MailboxesConfig, Request, Response};
 use crate::runtime::RuntimeConfig;
-use crate::runtime::bindings::{GetParts, ByteRange, NewMail};
+use crate::runtime::bindings::{ByteRange, GetParts, NewMail};
 
 /// Longest request line `local serve` accepts.
 pub const SERVE_LINE_BYTES_MAX: usize = 40 << 20;
@@ -109,8 +109,12 @@ pub enum LocalCommand {
 }
 
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
-    let boxes = Mailboxes::open(&args.data, RuntimeConfig::default(), MailboxesConfig::default())
-        .with_context(|| format!("opening data dir {}", args.data.display()))?;
+    let boxes = Mailboxes::open(
+        &args.data,
+        RuntimeConfig::default(),
+        MailboxesConfig::default(),
+    )
+    .with_context(|| format!("opening data dir {}", args.data.display()))?;
     let result = command(&boxes, args.command).await;
     boxes.shutdown().await;
     result
@@ -131,11 +135,20 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                 println!("{id}");
             }
         }
-        LocalCommand::Deliver { mailbox, from, to, subject, body, body_file, id } => {
+        LocalCommand::Deliver {
+            mailbox,
+            from,
+            to,
+            subject,
+            body,
+            body_file,
+            id,
+        } => {
             let body = match (body, body_file) {
                 (Some(b), _) => b,
-                (None, Some(f)) => std::fs::read_to_string(&f)
-                    .with_context(|| format!("reading {} (the body must be UTF-8 text)", f.display()))?,
+                (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| {
+                    format!("reading {} (the body must be UTF-8 text)", f.display())
+                })?,
                 (None, None) => bail!("give --body or --body-file"),
             };
             let mail = new_mail(id.unwrap_or_else(new_mail_id), from, to, subject, body);
@@ -143,9 +156,25 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
             let d = boxes.deliver(&mailbox_id(&mailbox)?, mail).await?;
             println!("{id} {} {}", d.folder, d.uid);
         }
-        LocalCommand::Inbox { mailbox, folder, limit, json } => {
-            let r = boxes.call(&mailbox_id(&mailbox)?, Request::ListFolder { folder, offset: 0, limit }).await?;
-            let Response::Page(page) = r else { bail!("unexpected answer {r:?}") };
+        LocalCommand::Inbox {
+            mailbox,
+            folder,
+            limit,
+            json,
+        } => {
+            let r = boxes
+                .call(
+                    &mailbox_id(&mailbox)?,
+                    Request::ListFolder {
+                        folder,
+                        offset: 0,
+                        limit,
+                    },
+                )
+                .await?;
+            let Response::Page(page) = r else {
+                bail!("unexpected answer {r:?}")
+            };
             if json {
                 let items: Vec<Value> = page.items.iter().map(mail_json::summary).collect();
                 println!("{}", Value::Array(items));
@@ -157,14 +186,33 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
             }
         }
         LocalCommand::Read { mailbox, id, json } => {
-            let parts = GetParts { headers: true, body: Some(ByteRange { start: 0, end: u64::MAX }), attachments: true };
-            let r = boxes.call(&mailbox_id(&mailbox)?, Request::Get { id, parts }).await?;
-            let Response::Detail(d) = r else { bail!("unexpected answer {r:?}") };
+            let parts = GetParts {
+                headers: true,
+                body: Some(ByteRange {
+                    start: 0,
+                    end: u64::MAX,
+                }),
+                attachments: true,
+            };
+            let r = boxes
+                .call(&mailbox_id(&mailbox)?, Request::Get { id, parts })
+                .await?;
+            let Response::Detail(d) = r else {
+                bail!("unexpected answer {r:?}")
+            };
             if json {
                 println!("{}", mail_json::detail(&d));
             } else {
-                println!("From: {}\nTo: {}\nSubject: {}\n", d.summary.from, d.summary.to.join(", "), d.summary.subject);
-                println!("{}", String::from_utf8_lossy(d.body.as_deref().unwrap_or_default()));
+                println!(
+                    "From: {}\nTo: {}\nSubject: {}\n",
+                    d.summary.from,
+                    d.summary.to.join(", "),
+                    d.summary.subject
+                );
+                println!(
+                    "{}",
+                    String::from_utf8_lossy(d.body.as_deref().unwrap_or_default())
+                );
             }
         }
         LocalCommand::Digest { mailbox } => {
@@ -184,41 +232,64 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
             for h in hashes {
                 code.push((h, boxes.runtime().code().bytes(&h)?));
             }
-            let file = std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?;
+            let file = std::fs::File::create(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
             let mut w = std::io::BufWriter::new(file);
-            for frame in export::frames(&id, &state, &code) {
+            for frame in export::encode_export(&id, &state, &code) {
                 export::write_frame(&mut w, &frame)?;
             }
             w.flush()?;
             w.get_ref().sync_all()?;
-            println!("exported {mailbox} at log position {} to {}", state.last_seq(), output.display());
+            println!(
+                "exported {mailbox} at log position {} to {}",
+                state.last_seq(),
+                output.display()
+            );
         }
         LocalCommand::Import { file, replace } => {
-            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
             let imported = export::read_export(&mut std::io::BufReader::new(f))?;
             for (hash, bytes) in &imported.code {
                 boxes.runtime().code().insert_expecting(hash, bytes)?;
             }
             let position = imported.state.last_seq();
-            boxes.import(&imported.mailbox, imported.state, replace).await?;
+            boxes
+                .import(&imported.mailbox, imported.state, replace)
+                .await?;
             println!("imported {} at log position {position}", imported.mailbox);
         }
-        LocalCommand::PluginAdd { mailbox, plugin, name, config, order } => {
-            let (default_name, bytes) = match crate::builtin::PLUGINS.iter().find(|(n, _)| *n == plugin) {
-                Some((n, b)) => (n.to_string(), b.to_vec()),
-                None => {
-                    let path = PathBuf::from(&plugin);
-                    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
-                    (stem, bytes)
-                }
-            };
+        LocalCommand::PluginAdd {
+            mailbox,
+            plugin,
+            name,
+            config,
+            order,
+        } => {
+            let (default_name, bytes) =
+                match crate::builtin::PLUGINS.iter().find(|(n, _)| *n == plugin) {
+                    Some((n, b)) => (n.to_string(), b.to_vec()),
+                    None => {
+                        let path = PathBuf::from(&plugin);
+                        let bytes = std::fs::read(&path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        let stem = path
+                            .file_stem()
+                            .and_then(|s| s.to_str())
+                            .unwrap_or("plugin")
+                            .to_string();
+                        (stem, bytes)
+                    }
+                };
             let config = match config {
-                Some(p) => std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+                Some(p) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?,
                 None => String::new(),
             };
             let name = name.unwrap_or(default_name);
-            let code = boxes.install_plugin(&mailbox_id(&mailbox)?, &name, &bytes, &config, order).await?;
+            let code = boxes
+                .install_plugin(&mailbox_id(&mailbox)?, &name, &bytes, &config, order)
+                .await?;
             println!("installed {name} ({})", code.short());
         }
         LocalCommand::Serve => serve(boxes.clone()).await?,
@@ -247,7 +318,10 @@ fn new_mail(id: String, from: String, to: Vec<String>, subject: String, body: St
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 enum ServeRequest {
-    Create { tag: Value, mailbox: String },
+    Create {
+        tag: Value,
+        mailbox: String,
+    },
     Deliver {
         tag: Value,
         mailbox: String,
@@ -260,8 +334,15 @@ enum ServeRequest {
         #[serde(default)]
         body: String,
     },
-    Call { tag: Value, mailbox: String, request: Request },
-    Digest { tag: Value, mailbox: String },
+    Call {
+        tag: Value,
+        mailbox: String,
+        request: Request,
+    },
+    Digest {
+        tag: Value,
+        mailbox: String,
+    },
 }
 
 async fn serve(boxes: Arc<Mailboxes>) -> anyhow::Result<()> {
@@ -278,7 +359,9 @@ async fn serve(boxes: Arc<Mailboxes>) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(line) = lines.next_line().await? {
         if line.len() > SERVE_LINE_BYTES_MAX {
-            let _ = out_tx.send(format!("{}\n", json!({"error": "request line too long"}))).await;
+            let _ = out_tx
+                .send(format!("{}\n", json!({"error": "request line too long"})))
+                .await;
             continue;
         }
         let boxes = boxes.clone();
@@ -299,29 +382,59 @@ async fn serve(boxes: Arc<Mailboxes>) -> anyhow::Result<()> {
 
 async fn answer(boxes: &Mailboxes, req: ServeRequest) -> Value {
     let (tag, result): (Value, anyhow::Result<Value>) = match req {
-        ServeRequest::Create { tag, mailbox } => (tag, async {
-            boxes.create(&mailbox_id(&mailbox)?, None).await?;
-            Ok(json!("created"))
-        }
-        .await),
-        ServeRequest::Deliver { tag, mailbox, id, from, to, subject, body } => (tag, async {
-            let d = boxes.deliver(&mailbox_id(&mailbox)?, new_mail(id, from, to, subject, body)).await?;
-            Ok(json!({"uid": d.uid, "folder": d.folder, "duplicate": d.duplicate}))
-        }
-        .await),
-        ServeRequest::Call { tag, mailbox, request } => (tag, async {
-            let r = boxes.call(&mailbox_id(&mailbox)?, request).await?;
-            Ok(serde_json::to_value(r)?)
-        }
-        .await),
-        ServeRequest::Digest { tag, mailbox } => (tag, async {
-            Ok(json!(CodeHash(boxes.digest(&mailbox_id(&mailbox)?).await?).to_hex()))
-        }
-        .await),
+        ServeRequest::Create { tag, mailbox } => (
+            tag,
+            async {
+                boxes.create(&mailbox_id(&mailbox)?, None).await?;
+                Ok(json!("created"))
+            }
+            .await,
+        ),
+        ServeRequest::Deliver {
+            tag,
+            mailbox,
+            id,
+            from,
+            to,
+            subject,
+            body,
+        } => (
+            tag,
+            async {
+                let d = boxes
+                    .deliver(
+                        &mailbox_id(&mailbox)?,
+                        new_mail(id, from, to, subject, body),
+                    )
+                    .await?;
+                Ok(json!({"uid": d.uid, "folder": d.folder, "duplicate": d.duplicate}))
+            }
+            .await,
+        ),
+        ServeRequest::Call {
+            tag,
+            mailbox,
+            request,
+        } => (
+            tag,
+            async {
+                let r = boxes.call(&mailbox_id(&mailbox)?, request).await?;
+                Ok(serde_json::to_value(r)?)
+            }
+            .await,
+        ),
+        ServeRequest::Digest { tag, mailbox } => (
+            tag,
+            async {
+                Ok(json!(
+                    CodeHash(boxes.digest(&mailbox_id(&mailbox)?).await?).to_hex()
+                ))
+            }
+            .await,
+        ),
     };
     match result {
         Ok(v) => json!({"tag": tag, "ok": v}),
         Err(e) => json!({"tag": tag, "error": format!("{e:#}")}),
     }
 }
-

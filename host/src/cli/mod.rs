@@ -6,6 +6,7 @@
 //! - `bench`: the benchmarks recorded in BENCHMARKS.md.
 
 pub mod bench;
+pub mod demo;
 pub mod local;
 pub mod mail_json;
 
@@ -25,13 +26,19 @@ pub enum Command {
     Local(local::LocalArgs),
     /// Run a benchmark and print its results.
     Bench(bench::BenchArgs),
+    /// A guided tour: a mailbox is created, filters file mail, it
+    /// hibernates, wakes, and moves to another host.
+    Demo,
 }
 
 /// Entry point of the `dem` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -42,6 +49,7 @@ pub fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Local(args) => local::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Demo => demo::run().await,
         }
     });
     match result {
@@ -57,5 +65,8 @@ pub fn main() -> std::process::ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

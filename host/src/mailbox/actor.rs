@@ -33,12 +33,26 @@ type Reply<T> = oneshot::Sender<Result<T, E>>;
 
 /// What the actor is asked to do.
 pub(crate) enum Command {
-    Call { request: Request, reply: Reply<Response> },
-    Deliver { mail: Box<NewMail>, reply: Reply<Response> },
-    Export { reply: Reply<ExportedState> },
-    Digest { reply: Reply<[u8; 32]> },
-    Hibernate { reply: oneshot::Sender<()> },
-    Stop { reply: oneshot::Sender<()> },
+    Call {
+        request: Box<Request>,
+        reply: Reply<Response>,
+    },
+    Deliver {
+        mail: Box<NewMail>,
+        reply: Reply<Response>,
+    },
+    Export {
+        reply: Reply<ExportedState>,
+    },
+    Digest {
+        reply: Reply<[u8; 32]>,
+    },
+    Hibernate {
+        reply: oneshot::Sender<()>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A mailbox's durable state as it leaves the host: what `export` yields
@@ -56,7 +70,11 @@ pub struct ExportedState {
 impl ExportedState {
     /// The log position the state reaches.
     pub fn last_seq(&self) -> u64 {
-        self.tail.last().map(|(s, _)| *s).or(self.snapshot.as_ref().map(|s| s.seq)).unwrap_or(0)
+        self.tail
+            .last()
+            .map(|(s, _)| *s)
+            .or(self.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0)
     }
 }
 
@@ -70,16 +88,27 @@ pub struct ActorHandle {
 impl ActorHandle {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, E> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| E::Gone(self.id.clone()))?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| E::Gone(self.id.clone()))?;
         rx.await.map_err(|_| E::Gone(self.id.clone()))?
     }
 
     pub async fn call(&self, request: Request) -> Result<Response, E> {
-        self.ask(|reply| Command::Call { request, reply }).await
+        self.ask(|reply| Command::Call {
+            request: Box::new(request),
+            reply,
+        })
+        .await
     }
 
     pub async fn deliver(&self, mail: NewMail) -> Result<Response, E> {
-        self.ask(|reply| Command::Deliver { mail: Box::new(mail), reply }).await
+        self.ask(|reply| Command::Deliver {
+            mail: Box::new(mail),
+            reply,
+        })
+        .await
     }
 
     pub async fn export(&self) -> Result<ExportedState, E> {
@@ -195,7 +224,7 @@ impl MailboxActor {
                 }
             };
             match command {
-                Command::Call { request, reply } => self.handle_call(request, reply).await,
+                Command::Call { request, reply } => self.handle_call(*request, reply).await,
                 Command::Deliver { mail, reply } => self.handle_deliver(*mail, reply).await,
                 Command::Export { reply } => {
                     let _ = reply.send(self.handle_export().await);
@@ -210,6 +239,9 @@ impl MailboxActor {
                 Command::Stop { reply } => {
                     self.hibernate().await;
                     let _ = self.settle().await;
+                    // Let go of the database before saying we stopped, so
+                    // the caller may reopen it at once.
+                    self.store = None;
                     let _ = reply.send(());
                     return;
                 }
@@ -223,13 +255,19 @@ impl MailboxActor {
     async fn settle(&mut self) -> Result<(), E> {
         let target = self.applied_seq;
         let mut rx = self.durable.subscribe();
-        let waited =
-            tokio::time::timeout(self.config.settle_timeout, rx.wait_for(|d| d.settled >= target)).await;
+        let waited = tokio::time::timeout(
+            self.config.settle_timeout,
+            rx.wait_for(|d| d.settled >= target),
+        )
+        .await;
         match waited {
             Ok(Ok(_)) => Ok(()),
             _ => Err(E::Restore {
                 id: self.id.clone(),
-                reason: format!("log writes did not settle within {:?}", self.config.settle_timeout),
+                reason: format!(
+                    "log writes did not settle within {:?}",
+                    self.config.settle_timeout
+                ),
             }),
         }
     }
@@ -243,14 +281,23 @@ impl MailboxActor {
         }
         self.drop_instance();
         self.settle().await?;
-        let mut instance = self.runtime.instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone()).await?;
+        let mut instance = self
+            .runtime
+            .instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone())
+            .await?;
         if let Some(store) = self.store.clone() {
             let id = self.id.to_string();
             let recovery = tokio::task::spawn_blocking(move || store.load(&id))
                 .await
-                .map_err(|e| E::Restore { id: self.id.clone(), reason: e.to_string() })??
+                .map_err(|e| E::Restore {
+                    id: self.id.clone(),
+                    reason: e.to_string(),
+                })??
                 .ok_or_else(|| E::Unknown(self.id.clone()))?;
-            let restore_err = |reason: String| E::Restore { id: self.id.clone(), reason };
+            let restore_err = |reason: String| E::Restore {
+                id: self.id.clone(),
+                reason,
+            };
             if let Some(snap) = &recovery.snapshot {
                 instance
                     .restore(snap.schema_version, &snap.bytes)
@@ -261,22 +308,37 @@ impl MailboxActor {
             let mut log_bytes = 0;
             for (seq, bytes) in &recovery.tail {
                 log_bytes += bytes.len() as u64;
-                let op = Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
+                let op =
+                    Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
                 self.clock.observe(op.ctx.hlc);
                 match instance.call(Some(op.ctx), &op.request).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(refusal)) => {
-                        tracing::warn!(seq, "replayed {} was refused this time: {refusal}", op.request.name())
+                        tracing::warn!(
+                            seq,
+                            "replayed {} was refused this time: {refusal}",
+                            op.request.name()
+                        )
                     }
-                    Err(trap) => return Err(restore_err(format!("replaying log entry {seq}: {trap}"))),
+                    Err(trap) => {
+                        return Err(restore_err(format!("replaying log entry {seq}: {trap}")));
+                    }
                 }
             }
             self.applied_seq = recovery.last_seq;
             self.snapshot_seq = recovery.snapshot.as_ref().map_or(0, |s| s.seq);
-            self.snapshot_bytes = recovery.snapshot.as_ref().map_or(0, |s| s.bytes.len() as u64);
+            self.snapshot_bytes = recovery
+                .snapshot
+                .as_ref()
+                .map_or(0, |s| s.bytes.len() as u64);
             self.log_bytes = log_bytes;
             let applied = self.applied_seq;
-            self.durable.send_modify(|d| *d = Durability { settled: applied, failed: false });
+            self.durable.send_modify(|d| {
+                *d = Durability {
+                    settled: applied,
+                    failed: false,
+                }
+            });
             tracing::debug!(seq = applied, replayed = recovery.tail.len(), "woke");
         }
         self.instance = Some(instance);
@@ -306,7 +368,10 @@ impl MailboxActor {
             Ok(Err(refusal)) => self.reply_when_durable(reply, Err(E::Refused(refusal))),
             Ok(Ok(response)) => match ctx {
                 Some(ctx) => {
-                    if matches!(request, Request::InstallPlugin { .. } | Request::RemovePlugin { .. }) {
+                    if matches!(
+                        request,
+                        Request::InstallPlugin { .. } | Request::RemovePlugin { .. }
+                    ) {
                         self.plugins = None;
                     }
                     self.log(Op { ctx, request }, reply, response).await
@@ -331,7 +396,12 @@ impl MailboxActor {
         };
         let mut placing = Placing::default();
         if !plugins.is_empty() {
-            let sender = match self.read(Request::ClassifySender { address: mail.from.clone() }).await {
+            let sender = match self
+                .read(Request::ClassifySender {
+                    address: mail.from.clone(),
+                })
+                .await
+            {
                 Ok(Response::SenderStatus(s)) => s,
                 _ => SenderStatus::Unknown,
             };
@@ -340,7 +410,10 @@ impl MailboxActor {
                 match self.run_filter(plugin, &view).await {
                     Some(verdict) => {
                         if let Some(reason) = placing.apply(verdict) {
-                            let _ = reply.send(Err(E::Rejected { plugin: plugin.name.clone(), reason }));
+                            let _ = reply.send(Err(E::Rejected {
+                                plugin: plugin.name.clone(),
+                                reason,
+                            }));
                             return;
                         }
                     }
@@ -348,7 +421,14 @@ impl MailboxActor {
                 }
             }
         }
-        self.run_request(Request::Deliver { mail, place: placing.finish() }, reply).await;
+        self.run_request(
+            Request::Deliver {
+                mail,
+                place: placing.finish(),
+            },
+            reply,
+        )
+        .await;
     }
 
     /// The installed plugins, in the order they run.
@@ -360,7 +440,8 @@ impl MailboxActor {
             Response::Plugins(p) => p,
             _ => Vec::new(),
         };
-        self.filters.retain(|name, _| plugins.iter().any(|p| &p.name == name));
+        self.filters
+            .retain(|name, _| plugins.iter().any(|p| &p.name == name));
         let plugins: Arc<[PluginEntry]> = plugins.into();
         self.plugins = Some(plugins.clone());
         Ok(plugins)
@@ -368,7 +449,11 @@ impl MailboxActor {
 
     /// Runs one plugin, reusing its live instance; `None` if it failed (it
     /// is then skipped, and the mail delivered anyway).
-    async fn run_filter(&mut self, plugin: &PluginEntry, view: &crate::runtime::bindings::MailView) -> Option<crate::runtime::bindings::Verdict> {
+    async fn run_filter(
+        &mut self,
+        plugin: &PluginEntry,
+        view: &crate::runtime::bindings::MailView,
+    ) -> Option<crate::runtime::bindings::Verdict> {
         let code: CodeHash = match plugin.code_hash.parse() {
             Ok(code) => code,
             Err(e) => {
@@ -376,7 +461,11 @@ impl MailboxActor {
                 return None;
             }
         };
-        if self.filters.get(&plugin.name).is_none_or(|f| *f.code() != code) {
+        if self
+            .filters
+            .get(&plugin.name)
+            .is_none_or(|f| *f.code() != code)
+        {
             match self.runtime.instantiate_filter(&code, &plugin.name).await {
                 Ok(f) => {
                     self.filters.insert(plugin.name.clone(), f);
@@ -408,7 +497,10 @@ impl MailboxActor {
     /// A read for the actor's own use (no durability wait needed: the
     /// result is not shown to anyone before the following mutation is).
     async fn read(&mut self, request: Request) -> Result<Response, E> {
-        let instance = self.instance.as_mut().ok_or_else(|| E::Gone(self.id.clone()))?;
+        let instance = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| E::Gone(self.id.clone()))?;
         match instance.call(None, &request).await {
             Ok(r) => r.map_err(E::Refused),
             Err(trap) => {
@@ -441,14 +533,14 @@ impl MailboxActor {
             }
             let _ = reply.send(result.map(|()| response).map_err(E::Commit));
         });
-        if self.log_bytes >= self.config.snapshot_log_bytes_min.max(self.snapshot_bytes) {
-            if let Some(commit) = self.snapshot_now().await {
-                tokio::spawn(async move {
-                    if let Err(e) = commit.await {
-                        tracing::warn!("periodic snapshot failed, the log stays: {e}");
-                    }
-                });
-            }
+        if self.log_bytes >= self.config.snapshot_log_bytes_min.max(self.snapshot_bytes)
+            && let Some(commit) = self.snapshot_now().await
+        {
+            tokio::spawn(async move {
+                if let Err(e) = commit.await {
+                    tracing::warn!("periodic snapshot failed, the log stays: {e}");
+                }
+            });
         }
     }
 
@@ -475,7 +567,11 @@ impl MailboxActor {
                 self.snapshot_seq = self.applied_seq;
                 self.snapshot_bytes = bytes.len() as u64;
                 self.log_bytes = 0;
-                let record = SnapshotRecord { seq: self.applied_seq, schema_version, bytes };
+                let record = SnapshotRecord {
+                    seq: self.applied_seq,
+                    schema_version,
+                    bytes,
+                };
                 Some(store.snapshot(self.id.as_str(), record))
             }
             Err(trap) => {
@@ -490,12 +586,11 @@ impl MailboxActor {
         if self.instance.is_none() || self.store.is_none() {
             return;
         }
-        if self.applied_seq > self.snapshot_seq {
-            if let Some(commit) = self.snapshot_now().await {
-                if let Err(e) = commit.await {
-                    tracing::warn!("snapshot before hibernation failed, the log stays: {e}");
-                }
-            }
+        if self.applied_seq > self.snapshot_seq
+            && let Some(commit) = self.snapshot_now().await
+            && let Err(e) = commit.await
+        {
+            tracing::warn!("snapshot before hibernation failed, the log stays: {e}");
         }
         self.drop_instance();
         tracing::debug!("hibernated");
@@ -508,28 +603,51 @@ impl MailboxActor {
             _ => Vec::new(),
         };
         let Some(store) = self.store.clone() else {
-            let instance = self.instance.as_mut().ok_or_else(|| E::Gone(self.id.clone()))?;
+            let instance = self
+                .instance
+                .as_mut()
+                .ok_or_else(|| E::Gone(self.id.clone()))?;
             let (schema_version, bytes) = instance.snapshot().await.map_err(E::Trap)?;
-            let snapshot = SnapshotRecord { seq: self.applied_seq, schema_version, bytes };
-            return Ok(ExportedState { meta: self.meta.clone(), snapshot: Some(snapshot), tail: vec![], plugins });
+            let snapshot = SnapshotRecord {
+                seq: self.applied_seq,
+                schema_version,
+                bytes,
+            };
+            return Ok(ExportedState {
+                meta: self.meta.clone(),
+                snapshot: Some(snapshot),
+                tail: vec![],
+                plugins,
+            });
         };
-        if self.applied_seq > self.snapshot_seq {
-            if let Some(commit) = self.snapshot_now().await {
-                commit.await?;
-            }
+        if self.applied_seq > self.snapshot_seq
+            && let Some(commit) = self.snapshot_now().await
+        {
+            commit.await?;
         }
         self.settle().await?;
         let id = self.id.to_string();
         let recovery = tokio::task::spawn_blocking(move || store.load(&id))
             .await
-            .map_err(|e| E::Restore { id: self.id.clone(), reason: e.to_string() })??
+            .map_err(|e| E::Restore {
+                id: self.id.clone(),
+                reason: e.to_string(),
+            })??
             .ok_or_else(|| E::Unknown(self.id.clone()))?;
-        Ok(ExportedState { meta: recovery.meta, snapshot: recovery.snapshot, tail: recovery.tail, plugins })
+        Ok(ExportedState {
+            meta: recovery.meta,
+            snapshot: recovery.snapshot,
+            tail: recovery.tail,
+            plugins,
+        })
     }
 
     async fn handle_digest(&mut self) -> Result<[u8; 32], E> {
         self.wake().await?;
-        let instance = self.instance.as_mut().ok_or_else(|| E::Gone(self.id.clone()))?;
+        let instance = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| E::Gone(self.id.clone()))?;
         match instance.snapshot().await {
             Ok((_, bytes)) => Ok(*blake3::hash(&bytes).as_bytes()),
             Err(trap) => {

@@ -20,12 +20,18 @@ pub struct HybridClock {
 
 impl HybridClock {
     pub fn new(replica: u64) -> Self {
-        Self { last: AtomicU64::new(0), replica }
+        Self {
+            last: AtomicU64::new(0),
+            replica,
+        }
     }
 
     /// Wall-clock milliseconds since the Unix epoch.
     pub fn wall_ms() -> i64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
     }
 
     /// The next stamp: strictly greater than every stamp before it.
@@ -34,7 +40,10 @@ impl HybridClock {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let next = physical.max(last + 1);
-            match self.last.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .last
+                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return next,
                 Err(seen) => last = seen,
             }
@@ -49,7 +58,11 @@ impl HybridClock {
     /// The context for one mutation happening now.
     pub fn context(&self) -> OpContext {
         let now_ms = Self::wall_ms();
-        OpContext { now_ms, hlc: self.tick(now_ms), replica: self.replica }
+        OpContext {
+            now_ms,
+            hlc: self.tick(now_ms),
+            replica: self.replica,
+        }
     }
 
     pub fn replica(&self) -> u64 {

@@ -121,8 +121,14 @@ mod tests {
     fn verdicts_combine() {
         let mut p = Placing::default();
         assert_eq!(p.apply(Verdict::FileInto("Junk".into())), None);
-        p.apply(Verdict::AddFlags(FlagChange { flags: MailFlags::FLAGGED, keywords: vec!["k".into()] }));
-        p.apply(Verdict::AddFlags(FlagChange { flags: MailFlags::SEEN, keywords: vec!["k".into()] }));
+        p.apply(Verdict::AddFlags(FlagChange {
+            flags: MailFlags::FLAGGED,
+            keywords: vec!["k".into()],
+        }));
+        p.apply(Verdict::AddFlags(FlagChange {
+            flags: MailFlags::SEEN,
+            keywords: vec!["k".into()],
+        }));
         p.apply(Verdict::SpamScore(1.5));
         p.apply(Verdict::SpamScore(f32::NAN));
         p.apply(Verdict::SpamScore(2.0));

@@ -28,7 +28,10 @@ pub enum OpenError {
     Store(#[from] crate::store::OpenError),
     /// The data directory is unusable.
     #[error("data directory {path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// All mailboxes of one host.
@@ -52,7 +55,10 @@ impl Mailboxes {
         runtime_config: RuntimeConfig,
         config: MailboxesConfig,
     ) -> Result<Arc<Self>, OpenError> {
-        let io = |source| OpenError::Io { path: data_dir.into(), source };
+        let io = |source| OpenError::Io {
+            path: data_dir.into(),
+            source,
+        };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let runtime = Runtime::new(&data_dir.join("code"), runtime_config)?;
         let store = MailboxStore::open(&data_dir.join("store"), StoreConfig::default())?;
@@ -62,7 +68,11 @@ impl Mailboxes {
 
     /// Mailboxes that live only in memory: nothing is logged or survives.
     /// For benchmarks that measure the cost of persistence.
-    pub fn in_memory(code_dir: &Path, runtime_config: RuntimeConfig, config: MailboxesConfig) -> Result<Arc<Self>, OpenError> {
+    pub fn in_memory(
+        code_dir: &Path,
+        runtime_config: RuntimeConfig,
+        config: MailboxesConfig,
+    ) -> Result<Arc<Self>, OpenError> {
         let runtime = Runtime::new(code_dir, runtime_config)?;
         Self::with_parts(runtime, None, 1, config)
     }
@@ -74,7 +84,10 @@ impl Mailboxes {
         replica: u64,
         config: MailboxesConfig,
     ) -> Result<Arc<Self>, OpenError> {
-        let builtin_mailbox = runtime.code().insert(builtin::MAILBOX).map_err(RuntimeError::from)?;
+        let builtin_mailbox = runtime
+            .code()
+            .insert(builtin::MAILBOX)
+            .map_err(RuntimeError::from)?;
         for (_, bytes) in builtin::PLUGINS {
             runtime.code().insert(bytes).map_err(RuntimeError::from)?;
         }
@@ -104,7 +117,10 @@ impl Mailboxes {
 
     /// The code hash of a standard plugin, by name.
     pub fn builtin_plugin(name: &str) -> Option<CodeHash> {
-        builtin::PLUGINS.iter().find(|(n, _)| *n == name).map(|(_, b)| CodeHash::of(b))
+        builtin::PLUGINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| CodeHash::of(b))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, ActorHandle>> {
@@ -131,16 +147,25 @@ impl Mailboxes {
             return Err(E::MissingCode(code));
         }
         // Compile (or load) now, so a bad component fails the create.
-        self.runtime.code().component(&code).map_err(RuntimeError::from)?;
+        self.runtime
+            .code()
+            .component(&code)
+            .map_err(RuntimeError::from)?;
         if self.lock().contains_key(id) {
             return Err(E::Exists(id.clone()));
         }
-        let meta = MailboxMeta { code_hash: code.0, created_ms: HybridClock::wall_ms() };
+        let meta = MailboxMeta {
+            code_hash: code.0,
+            created_ms: HybridClock::wall_ms(),
+        };
         if let Some(store) = &self.store {
-            store.create(id.as_str(), meta.clone()).await.map_err(|e| match e {
-                crate::store::CommitError::Exists(_) => E::Exists(id.clone()),
-                e => E::Commit(e),
-            })?;
+            store
+                .create(id.as_str(), meta.clone())
+                .await
+                .map_err(|e| match e {
+                    crate::store::CommitError::Exists(_) => E::Exists(id.clone()),
+                    e => E::Commit(e),
+                })?;
         }
         let mut actors = self.lock();
         if actors.contains_key(id) {
@@ -157,7 +182,9 @@ impl Mailboxes {
             return Ok(h.clone());
         }
         let store = self.store.as_ref().ok_or_else(|| E::Unknown(id.clone()))?;
-        let meta = store.meta(id.as_str())?.ok_or_else(|| E::Unknown(id.clone()))?;
+        let meta = store
+            .meta(id.as_str())?
+            .ok_or_else(|| E::Unknown(id.clone()))?;
         let mut actors = self.lock();
         if let Some(h) = actors.get(id).filter(|h| !h.is_closed()) {
             return Ok(h.clone());
@@ -212,7 +239,12 @@ impl Mailboxes {
     /// already be in the code store. With `replace`, an existing mailbox of
     /// that id is overwritten. The mailbox is woken once to prove the state
     /// restores; if it does not, the import is undone.
-    pub async fn import(&self, id: &MailboxId, state: ExportedState, replace: bool) -> Result<(), E> {
+    pub async fn import(
+        &self,
+        id: &MailboxId,
+        state: ExportedState,
+        replace: bool,
+    ) -> Result<(), E> {
         let code = CodeHash(state.meta.code_hash);
         if !self.runtime.code().contains(&code) {
             return Err(E::MissingCode(code));
@@ -233,14 +265,22 @@ impl Mailboxes {
         match &self.store {
             Some(store) => {
                 store
-                    .import(id.as_str(), state.meta.clone(), state.snapshot.clone(), state.tail.clone(), replace)
+                    .import(
+                        id.as_str(),
+                        state.meta.clone(),
+                        state.snapshot.clone(),
+                        state.tail.clone(),
+                        replace,
+                    )
                     .await?;
                 let handle = self.handle(id)?;
                 if let Err(e) = handle.call(Request::Stats).await {
                     handle.stop().await;
                     self.lock().remove(id);
                     let _ = store.remove(id.as_str()).await;
-                    return Err(E::Import(format!("the imported state does not restore: {e}")));
+                    return Err(E::Import(format!(
+                        "the imported state does not restore: {e}"
+                    )));
                 }
             }
             None => return Err(E::Import("in-memory hosts cannot import".into())),
@@ -288,10 +328,26 @@ impl Mailboxes {
         config: &str,
         order: u32,
     ) -> Result<CodeHash, E> {
-        let code = self.runtime.code().insert(bytes).map_err(RuntimeError::from)?;
-        // Type-check it as a filter now rather than at the first delivery.
-        self.runtime.check_filter(&code)?;
-        let entry = PluginEntry { name: name.into(), code_hash: code.to_hex(), config: config.into(), order };
+        let known = self.runtime.code().contains(&CodeHash::of(bytes));
+        let code = self
+            .runtime
+            .code()
+            .insert(bytes)
+            .map_err(RuntimeError::from)?;
+        // Type-check it as a filter now rather than at the first delivery,
+        // and keep no bytes that failed.
+        if let Err(e) = self.runtime.check_filter(&code) {
+            if !known {
+                self.runtime.code().remove(&code);
+            }
+            return Err(e.into());
+        }
+        let entry = PluginEntry {
+            name: name.into(),
+            code_hash: code.to_hex(),
+            config: config.into(),
+            order,
+        };
         self.call(id, Request::InstallPlugin { entry }).await?;
         Ok(code)
     }
@@ -307,7 +363,9 @@ impl Mailboxes {
 }
 
 fn unreachable_response<T>(call: &str, response: &Response) -> Result<T, E> {
-    Err(E::Import(format!("mailbox answered `{call}` with an unexpected {response:?}")))
+    Err(E::Import(format!(
+        "mailbox answered `{call}` with an unexpected {response:?}"
+    )))
 }
 
 /// This host's replica number: random at first start, then kept in
@@ -315,8 +373,12 @@ fn unreachable_response<T>(call: &str, response: &Response) -> Result<T, E> {
 fn replica_id(data_dir: &Path) -> std::io::Result<u64> {
     let path = data_dir.join("replica-id");
     match std::fs::read_to_string(&path) {
-        Ok(s) => u64::from_str_radix(s.trim(), 16)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Ok(s) => u64::from_str_radix(s.trim(), 16).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = crate::ids::random_u64();
             std::fs::write(&path, format!("{id:016x}\n"))?;

@@ -19,31 +19,88 @@ use crate::runtime::bindings::{
 pub enum Request {
     /// Files a mail where the filters decided; the actor builds this from an
     /// incoming mail after running the plugins.
-    Deliver { mail: NewMail, place: Placement },
-    ListFolder { folder: String, offset: u32, limit: u32 },
-    Get { id: String, parts: GetParts },
-    SetFlags { id: String, add: FlagState, remove: FlagState },
-    MoveMail { id: String, folder: String },
-    DeleteMail { id: String },
-    DeleteHistory { offset: u32, limit: u32 },
-    Search { query: SearchQuery, limit: u32 },
-    CreateFolder { name: String },
-    RenameFolder { name: String, new_name: String },
-    DeleteFolder { name: String },
+    Deliver {
+        mail: NewMail,
+        place: Placement,
+    },
+    ListFolder {
+        folder: String,
+        offset: u32,
+        limit: u32,
+    },
+    Get {
+        id: String,
+        parts: GetParts,
+    },
+    SetFlags {
+        id: String,
+        add: FlagState,
+        remove: FlagState,
+    },
+    MoveMail {
+        id: String,
+        folder: String,
+    },
+    DeleteMail {
+        id: String,
+    },
+    DeleteHistory {
+        offset: u32,
+        limit: u32,
+    },
+    Search {
+        query: SearchQuery,
+        limit: u32,
+    },
+    CreateFolder {
+        name: String,
+    },
+    RenameFolder {
+        name: String,
+        new_name: String,
+    },
+    DeleteFolder {
+        name: String,
+    },
     ListFolders,
-    AddContact { contact: Contact },
-    RemoveContact { address: String },
+    AddContact {
+        contact: Contact,
+    },
+    RemoveContact {
+        address: String,
+    },
     ListContacts,
-    AddSender { which: SenderList, pattern: String },
-    RemoveSender { which: SenderList, pattern: String },
-    ListSenders { which: SenderList },
-    ClassifySender { address: String },
-    SetPreference { key: String, value: String },
-    RemovePreference { key: String },
-    GetPreference { key: String },
+    AddSender {
+        which: SenderList,
+        pattern: String,
+    },
+    RemoveSender {
+        which: SenderList,
+        pattern: String,
+    },
+    ListSenders {
+        which: SenderList,
+    },
+    ClassifySender {
+        address: String,
+    },
+    SetPreference {
+        key: String,
+        value: String,
+    },
+    RemovePreference {
+        key: String,
+    },
+    GetPreference {
+        key: String,
+    },
     ListPreferences,
-    InstallPlugin { entry: PluginEntry },
-    RemovePlugin { name: String },
+    InstallPlugin {
+        entry: PluginEntry,
+    },
+    RemovePlugin {
+        name: String,
+    },
     ListPlugins,
     Stats,
 }
@@ -111,7 +168,7 @@ impl Request {
 pub enum Response {
     Delivered(Delivered),
     Page(MailPage),
-    Detail(MailDetail),
+    Detail(Box<MailDetail>),
     Flags(FlagState),
     Uid(u32),
     Done,

@@ -87,7 +87,9 @@ impl<'de> serde::Deserialize<'de> for MailFlags {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bits = u8::deserialize(d)?;
         if bits >> FLAG_NAMES.len() != 0 {
-            return Err(serde::de::Error::custom(format!("unknown mail flag bits {bits:#x}")));
+            return Err(serde::de::Error::custom(format!(
+                "unknown mail flag bits {bits:#x}"
+            )));
         }
         Ok(FLAG_NAMES
             .iter()
@@ -109,7 +111,10 @@ impl MailboxError {
                 format!("{} too large: {} > limit {}", l.what, l.actual, l.limit)
             }
             MailboxError::LimitReached(l) => {
-                format!("limit reached for {}: {} (limit {})", l.what, l.actual, l.limit)
+                format!(
+                    "limit reached for {}: {} (limit {})",
+                    l.what, l.actual, l.limit
+                )
             }
             MailboxError::NotAllowed(why) => format!("not allowed: {why}"),
             MailboxError::Snapshot(why) => format!("snapshot: {why}"),
@@ -141,6 +146,9 @@ mod tests {
         assert_eq!(MailFlags::from_name("\\Seen"), Some(MailFlags::SEEN));
         assert_eq!(MailFlags::from_name("FLAGGED"), Some(MailFlags::FLAGGED));
         assert_eq!(MailFlags::from_name("junk"), None);
-        assert_eq!((MailFlags::SEEN | MailFlags::DRAFT).names(), vec!["seen", "draft"]);
+        assert_eq!(
+            (MailFlags::SEEN | MailFlags::DRAFT).names(),
+            vec!["seen", "draft"]
+        );
     }
 }

@@ -32,7 +32,10 @@ pub const LOADED_COMPONENTS_MAX: usize = 256;
 pub enum CodeError {
     /// Bytes offered for a hash do not hash to it.
     #[error("code hash mismatch: expected {expected}, the bytes hash to {actual}")]
-    HashMismatch { expected: CodeHash, actual: CodeHash },
+    HashMismatch {
+        expected: CodeHash,
+        actual: CodeHash,
+    },
     /// The component is bigger than `CODE_BYTES_MAX`.
     #[error("component is {size} bytes, the limit is {max}")]
     TooLarge { size: usize, max: usize },
@@ -44,7 +47,10 @@ pub enum CodeError {
     Compile { hash: CodeHash, reason: String },
     /// Reading or writing the store's files failed.
     #[error("code store I/O at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The host's code store.
@@ -66,17 +72,28 @@ struct Loaded {
 
 impl CodeStore {
     pub fn open(dir: &Path, engine: Engine) -> Result<Self, CodeError> {
-        fs::create_dir_all(dir).map_err(|source| CodeError::Io { path: dir.into(), source })?;
+        fs::create_dir_all(dir).map_err(|source| CodeError::Io {
+            path: dir.into(),
+            source,
+        })?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
-        Ok(Self { dir: dir.into(), engine, engine_key, loaded: Mutex::default() })
+        Ok(Self {
+            dir: dir.into(),
+            engine,
+            engine_key,
+            loaded: Mutex::default(),
+        })
     }
 
     /// Stores `bytes` and returns their hash. Storing twice is a no-op.
     pub fn insert(&self, bytes: &[u8]) -> Result<CodeHash, CodeError> {
         if bytes.len() > CODE_BYTES_MAX {
-            return Err(CodeError::TooLarge { size: bytes.len(), max: CODE_BYTES_MAX });
+            return Err(CodeError::TooLarge {
+                size: bytes.len(),
+                max: CODE_BYTES_MAX,
+            });
         }
         let hash = CodeHash::of(bytes);
         let path = self.wasm_path(&hash);
@@ -91,9 +108,20 @@ impl CodeStore {
     pub fn insert_expecting(&self, expected: &CodeHash, bytes: &[u8]) -> Result<(), CodeError> {
         let actual = CodeHash::of(bytes);
         if actual != *expected {
-            return Err(CodeError::HashMismatch { expected: *expected, actual });
+            return Err(CodeError::HashMismatch {
+                expected: *expected,
+                actual,
+            });
         }
         self.insert(bytes).map(|_| ())
+    }
+
+    /// Forgets code that turned out to be unusable (it failed to compile or
+    /// type-check); best effort.
+    pub fn remove(&self, hash: &CodeHash) {
+        self.lock().components.remove(hash);
+        let _ = fs::remove_file(self.wasm_path(hash));
+        let _ = fs::remove_file(self.artifact_path(hash));
     }
 
     pub fn contains(&self, hash: &CodeHash) -> bool {
@@ -106,12 +134,17 @@ impl CodeStore {
         let path = self.wasm_path(hash);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CodeError::Missing(*hash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CodeError::Missing(*hash));
+            }
             Err(source) => return Err(CodeError::Io { path, source }),
         };
         let actual = CodeHash::of(&bytes);
         if actual != *hash {
-            return Err(CodeError::HashMismatch { expected: *hash, actual });
+            return Err(CodeError::HashMismatch {
+                expected: *hash,
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -126,17 +159,21 @@ impl CodeStore {
             Some(c) => c,
             None => {
                 let bytes = self.bytes(hash)?;
-                let artifact = self
-                    .engine
-                    .precompile_component(&bytes)
-                    .map_err(|e| CodeError::Compile { hash: *hash, reason: format!("{e:#}") })?;
+                let artifact =
+                    self.engine
+                        .precompile_component(&bytes)
+                        .map_err(|e| CodeError::Compile {
+                            hash: *hash,
+                            reason: format!("{e:#}"),
+                        })?;
                 let sealed = seal(&artifact);
                 write_atomically(&self.artifact_path(hash), &sealed)?;
                 self.deserialize(hash, &artifact)?
             }
         };
         let mut loaded = self.lock();
-        if loaded.components.len() >= LOADED_COMPONENTS_MAX && !loaded.components.contains_key(hash) {
+        if loaded.components.len() >= LOADED_COMPONENTS_MAX && !loaded.components.contains_key(hash)
+        {
             let oldest = loaded.order.remove(0);
             loaded.components.remove(&oldest);
         }
@@ -150,7 +187,10 @@ impl CodeStore {
     pub fn compile_uncached(&self, bytes: &[u8]) -> Result<Vec<u8>, CodeError> {
         self.engine
             .precompile_component(bytes)
-            .map_err(|e| CodeError::Compile { hash: CodeHash::of(bytes), reason: format!("{e:#}") })
+            .map_err(|e| CodeError::Compile {
+                hash: CodeHash::of(bytes),
+                reason: format!("{e:#}"),
+            })
     }
 
     /// Loads the precompiled artifact from disk, bypassing the in-memory
@@ -178,7 +218,10 @@ impl CodeStore {
         // host wrote; wasmtime additionally checks the header.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(&self.engine, artifact) };
-        component.map_err(|e| CodeError::Compile { hash: *hash, reason: format!("{e:#}") })
+        component.map_err(|e| CodeError::Compile {
+            hash: *hash,
+            reason: format!("{e:#}"),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
@@ -210,7 +253,10 @@ fn unseal(sealed: &[u8]) -> Option<&[u8]> {
 
 /// Writes via a temporary file and a rename, so readers see all or nothing.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CodeError> {
-    let io = |source| CodeError::Io { path: path.into(), source };
+    let io = |source| CodeError::Io {
+        path: path.into(),
+        source,
+    };
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
@@ -228,7 +274,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CodeStore::open(dir.path(), Engine::default()).unwrap();
         let claimed = CodeHash::of(b"the real code");
-        let err = store.insert_expecting(&claimed, b"something else").unwrap_err();
+        let err = store
+            .insert_expecting(&claimed, b"something else")
+            .unwrap_err();
         assert!(matches!(err, CodeError::HashMismatch { .. }), "{err}");
         assert!(!store.contains(&claimed));
         store.insert_expecting(&claimed, b"the real code").unwrap();
@@ -241,9 +289,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CodeStore::open(dir.path(), Engine::default()).unwrap();
         let absent = CodeHash::of(b"absent");
-        assert!(matches!(store.component(&absent), Err(CodeError::Missing(_))));
+        assert!(matches!(
+            store.component(&absent),
+            Err(CodeError::Missing(_))
+        ));
         let junk = store.insert(b"not a component").unwrap();
-        assert!(matches!(store.component(&junk), Err(CodeError::Compile { .. })));
+        assert!(matches!(
+            store.component(&junk),
+            Err(CodeError::Compile { .. })
+        ));
     }
 
     #[test]

@@ -52,13 +52,20 @@ impl FilterInstance {
         self.filter
             .call_filter(&mut self.store, mail, config)
             .await
-            .map_err(|e| FilterError::Trap { name: name.clone(), reason: format!("{e:#}") })
+            .map_err(|e| FilterError::Trap {
+                name: name.clone(),
+                reason: format!("{e:#}"),
+            })
     }
 }
 
 impl Runtime {
     /// Instantiates a filter plugin.
-    pub async fn instantiate_filter(&self, code: &CodeHash, name: &str) -> Result<FilterInstance, FilterError> {
+    pub async fn instantiate_filter(
+        &self,
+        code: &CodeHash,
+        name: &str,
+    ) -> Result<FilterInstance, FilterError> {
         let pre = self.filter_pre(code)?;
         let label: Arc<str> = format!("plugin:{name}").into();
         let mut store = self.store(label, self.config.plugin_memory_bytes_max);
@@ -66,7 +73,10 @@ impl Runtime {
         let filter = pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| FilterError::Trap { name: name.into(), reason: format!("{e:#}") })?;
+            .map_err(|e| FilterError::Trap {
+                name: name.into(),
+                reason: format!("{e:#}"),
+            })?;
         Ok(FilterInstance {
             name: name.into(),
             code: *code,
@@ -84,7 +94,10 @@ impl Runtime {
         mail: &MailView,
         config: &str,
     ) -> Result<Verdict, FilterError> {
-        self.instantiate_filter(code, name).await?.run(mail, config).await
+        self.instantiate_filter(code, name)
+            .await?
+            .run(mail, config)
+            .await
     }
 
     /// Compiles `code` and checks it against the `filter` world, so a bad

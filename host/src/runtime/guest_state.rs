@@ -33,7 +33,12 @@ pub struct GuestState {
 
 impl GuestState {
     pub fn new(label: Arc<str>, limits: StoreLimits) -> Self {
-        Self { wasi: locked_down_wasi(), table: ResourceTable::new(), limits, label }
+        Self {
+            wasi: locked_down_wasi(),
+            table: ResourceTable::new(),
+            limits,
+            label,
+        }
     }
 }
 
@@ -54,7 +59,10 @@ fn locked_down_wasi() -> WasiCtx {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 

@@ -40,7 +40,11 @@ pub struct MailboxInstance {
 
 impl MailboxInstance {
     pub(crate) fn new(store: Store<GuestState>, guest: Mailbox, fuel_per_call: u64) -> Self {
-        Self { store, guest, fuel_per_call }
+        Self {
+            store,
+            guest,
+            fuel_per_call,
+        }
     }
 
     fn refuel(&mut self) {
@@ -59,47 +63,78 @@ impl MailboxInstance {
         self.refuel();
         let api = self.guest.dem_mail_api();
         let s = &mut self.store;
-        let trap = |e: wasmtime::Error| CallError::Trap { call: name, reason: format!("{e:#}") };
+        let trap = |e: wasmtime::Error| CallError::Trap {
+            call: name,
+            reason: format!("{e:#}"),
+        };
         use Request as R;
         use Response as P;
         let out = match request {
-            R::Deliver { mail, place } => {
-                api.call_deliver(s, need_ctx()?, mail, place).await.map_err(trap)?.map(P::Delivered)
-            }
-            R::ListFolder { folder, offset, limit } => {
-                api.call_list_folder(s, folder, *offset, *limit).await.map_err(trap)?.map(P::Page)
-            }
-            R::Get { id, parts } => api.call_get(s, id, *parts).await.map_err(trap)?.map(P::Detail),
-            R::SetFlags { id, add, remove } => {
-                api.call_set_flags(s, need_ctx()?, id, add, remove).await.map_err(trap)?.map(P::Flags)
-            }
-            R::MoveMail { id, folder } => {
-                api.call_move_mail(s, need_ctx()?, id, folder).await.map_err(trap)?.map(P::Uid)
-            }
-            R::DeleteMail { id } => {
-                api.call_delete_mail(s, need_ctx()?, id).await.map_err(trap)?.map(|()| P::Done)
-            }
-            R::DeleteHistory { offset, limit } => {
-                Ok(P::Tombstones(api.call_delete_history(s, *offset, *limit).await.map_err(trap)?))
-            }
-            R::Search { query, limit } => {
-                api.call_search(s, query, *limit).await.map_err(trap)?.map(P::Summaries)
-            }
-            R::CreateFolder { name } => {
-                api.call_create_folder(s, need_ctx()?, name).await.map_err(trap)?.map(P::Folder)
-            }
+            R::Deliver { mail, place } => api
+                .call_deliver(s, need_ctx()?, mail, place)
+                .await
+                .map_err(trap)?
+                .map(P::Delivered),
+            R::ListFolder {
+                folder,
+                offset,
+                limit,
+            } => api
+                .call_list_folder(s, folder, *offset, *limit)
+                .await
+                .map_err(trap)?
+                .map(P::Page),
+            R::Get { id, parts } => api
+                .call_get(s, id, *parts)
+                .await
+                .map_err(trap)?
+                .map(|d| P::Detail(Box::new(d))),
+            R::SetFlags { id, add, remove } => api
+                .call_set_flags(s, need_ctx()?, id, add, remove)
+                .await
+                .map_err(trap)?
+                .map(P::Flags),
+            R::MoveMail { id, folder } => api
+                .call_move_mail(s, need_ctx()?, id, folder)
+                .await
+                .map_err(trap)?
+                .map(P::Uid),
+            R::DeleteMail { id } => api
+                .call_delete_mail(s, need_ctx()?, id)
+                .await
+                .map_err(trap)?
+                .map(|()| P::Done),
+            R::DeleteHistory { offset, limit } => Ok(P::Tombstones(
+                api.call_delete_history(s, *offset, *limit)
+                    .await
+                    .map_err(trap)?,
+            )),
+            R::Search { query, limit } => api
+                .call_search(s, query, *limit)
+                .await
+                .map_err(trap)?
+                .map(P::Summaries),
+            R::CreateFolder { name } => api
+                .call_create_folder(s, need_ctx()?, name)
+                .await
+                .map_err(trap)?
+                .map(P::Folder),
             R::RenameFolder { name, new_name } => api
                 .call_rename_folder(s, need_ctx()?, name, new_name)
                 .await
                 .map_err(trap)?
                 .map(P::Folder),
-            R::DeleteFolder { name } => {
-                api.call_delete_folder(s, need_ctx()?, name).await.map_err(trap)?.map(|()| P::Done)
-            }
+            R::DeleteFolder { name } => api
+                .call_delete_folder(s, need_ctx()?, name)
+                .await
+                .map_err(trap)?
+                .map(|()| P::Done),
             R::ListFolders => Ok(P::Folders(api.call_list_folders(s).await.map_err(trap)?)),
-            R::AddContact { contact } => {
-                api.call_add_contact(s, need_ctx()?, contact).await.map_err(trap)?.map(|()| P::Done)
-            }
+            R::AddContact { contact } => api
+                .call_add_contact(s, need_ctx()?, contact)
+                .await
+                .map_err(trap)?
+                .map(|()| P::Done),
             R::RemoveContact { address } => api
                 .call_remove_contact(s, need_ctx()?, address)
                 .await
@@ -116,12 +151,12 @@ impl MailboxInstance {
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
-            R::ListSenders { which } => {
-                Ok(P::Senders(api.call_list_senders(s, *which).await.map_err(trap)?))
-            }
-            R::ClassifySender { address } => {
-                Ok(P::SenderStatus(api.call_classify_sender(s, address).await.map_err(trap)?))
-            }
+            R::ListSenders { which } => Ok(P::Senders(
+                api.call_list_senders(s, *which).await.map_err(trap)?,
+            )),
+            R::ClassifySender { address } => Ok(P::SenderStatus(
+                api.call_classify_sender(s, address).await.map_err(trap)?,
+            )),
             R::SetPreference { key, value } => api
                 .call_set_preference(s, need_ctx()?, key, value)
                 .await
@@ -132,12 +167,12 @@ impl MailboxInstance {
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
-            R::GetPreference { key } => {
-                Ok(P::Preference(api.call_get_preference(s, key).await.map_err(trap)?))
-            }
-            R::ListPreferences => {
-                Ok(P::Preferences(api.call_list_preferences(s).await.map_err(trap)?))
-            }
+            R::GetPreference { key } => Ok(P::Preference(
+                api.call_get_preference(s, key).await.map_err(trap)?,
+            )),
+            R::ListPreferences => Ok(P::Preferences(
+                api.call_list_preferences(s).await.map_err(trap)?,
+            )),
             R::InstallPlugin { entry } => api
                 .call_install_plugin(s, need_ctx()?, entry)
                 .await
@@ -158,13 +193,21 @@ impl MailboxInstance {
     /// has to build a second whole copy in a single return value.
     pub async fn snapshot(&mut self) -> Result<(u32, Vec<u8>), CallError> {
         let trap = |call: &'static str| {
-            move |e: wasmtime::Error| CallError::Trap { call, reason: format!("{e:#}") }
+            move |e: wasmtime::Error| CallError::Trap {
+                call,
+                reason: format!("{e:#}"),
+            }
         };
         let fuel = self.fuel_per_call;
         let _ = self.store.set_fuel(fuel);
         let api = self.guest.dem_mail_api();
-        let SnapshotInfo { schema_version, size_bytes } =
-            api.call_snapshot_begin(&mut self.store).await.map_err(trap("snapshot-begin"))?;
+        let SnapshotInfo {
+            schema_version,
+            size_bytes,
+        } = api
+            .call_snapshot_begin(&mut self.store)
+            .await
+            .map_err(trap("snapshot-begin"))?;
         let mut out = Vec::with_capacity(usize::try_from(size_bytes).unwrap_or(0));
         while (out.len() as u64) < size_bytes {
             let _ = self.store.set_fuel(fuel);
@@ -178,9 +221,14 @@ impl MailboxInstance {
             out.extend_from_slice(&chunk);
         }
         let _ = self.store.set_fuel(fuel);
-        api.call_snapshot_end(&mut self.store).await.map_err(trap("snapshot-end"))?;
+        api.call_snapshot_end(&mut self.store)
+            .await
+            .map_err(trap("snapshot-end"))?;
         if out.len() as u64 != size_bytes {
-            return Err(CallError::SnapshotLength { announced: size_bytes, read: out.len() as u64 });
+            return Err(CallError::SnapshotLength {
+                announced: size_bytes,
+                read: out.len() as u64,
+            });
         }
         Ok((schema_version, out))
     }
@@ -192,7 +240,10 @@ impl MailboxInstance {
         bytes: &[u8],
     ) -> Result<Result<(), MailboxError>, CallError> {
         let trap = |call: &'static str| {
-            move |e: wasmtime::Error| CallError::Trap { call, reason: format!("{e:#}") }
+            move |e: wasmtime::Error| CallError::Trap {
+                call,
+                reason: format!("{e:#}"),
+            }
         };
         let fuel = self.fuel_per_call;
         let api = self.guest.dem_mail_api();
@@ -206,13 +257,17 @@ impl MailboxInstance {
         }
         for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES as usize) {
             let _ = self.store.set_fuel(fuel);
-            if let Err(e) =
-                api.call_restore_write(&mut self.store, chunk).await.map_err(trap("restore-write"))?
+            if let Err(e) = api
+                .call_restore_write(&mut self.store, chunk)
+                .await
+                .map_err(trap("restore-write"))?
             {
                 return Ok(Err(e));
             }
         }
         let _ = self.store.set_fuel(fuel);
-        api.call_restore_finish(&mut self.store).await.map_err(trap("restore-finish"))
+        api.call_restore_finish(&mut self.store)
+            .await
+            .map_err(trap("restore-finish"))
     }
 }

@@ -17,7 +17,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
+};
 
 use crate::ids::CodeHash;
 use bindings::{FilterPre, MailboxPre};
@@ -68,7 +70,11 @@ pub enum RuntimeError {
     /// The component does not fit the world it is used as (wrong imports or
     /// exports), or instantiation failed (no free instance slot, start trap).
     #[error("cannot instantiate {what} {code}: {reason}")]
-    Instantiate { what: &'static str, code: String, reason: String },
+    Instantiate {
+        what: &'static str,
+        code: String,
+        reason: String,
+    },
 }
 
 /// The process-wide wasm runtime.
@@ -121,7 +127,11 @@ impl Runtime {
             .max_core_instances_per_component(32)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            .max_memory_size(config.mailbox_memory_bytes_max.max(config.plugin_memory_bytes_max));
+            .max_memory_size(
+                config
+                    .mailbox_memory_bytes_max
+                    .max(config.plugin_memory_bytes_max),
+            );
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)
             .consume_fuel(true)
@@ -165,7 +175,10 @@ impl Runtime {
             code: code.short(),
             reason: format!("{e:#}"),
         };
-        let pre = self.mailbox_linker.instantiate_pre(&component).map_err(bad)?;
+        let pre = self
+            .mailbox_linker
+            .instantiate_pre(&component)
+            .map_err(bad)?;
         let pre = MailboxPre::new(pre).map_err(bad)?;
         lock(&self.mailbox_pres).insert(*code, pre.clone());
         Ok(pre)
@@ -181,7 +194,10 @@ impl Runtime {
             code: code.short(),
             reason: format!("{e:#}"),
         };
-        let pre = self.filter_linker.instantiate_pre(&component).map_err(bad)?;
+        let pre = self
+            .filter_linker
+            .instantiate_pre(&component)
+            .map_err(bad)?;
         let pre = FilterPre::new(pre).map_err(bad)?;
         lock(&self.filter_pres).insert(*code, pre.clone());
         Ok(pre)
@@ -197,12 +213,19 @@ impl Runtime {
         let mut store = self.store(label, self.config.mailbox_memory_bytes_max);
         // Start functions burn fuel too.
         let _ = store.set_fuel(self.config.mailbox_fuel_per_call);
-        let guest = pre.instantiate_async(&mut store).await.map_err(|e| RuntimeError::Instantiate {
-            what: "mailbox",
-            code: code.short(),
-            reason: format!("{e:#}"),
-        })?;
-        Ok(MailboxInstance::new(store, guest, self.config.mailbox_fuel_per_call))
+        let guest =
+            pre.instantiate_async(&mut store)
+                .await
+                .map_err(|e| RuntimeError::Instantiate {
+                    what: "mailbox",
+                    code: code.short(),
+                    reason: format!("{e:#}"),
+                })?;
+        Ok(MailboxInstance::new(
+            store,
+            guest,
+            self.config.mailbox_fuel_per_call,
+        ))
     }
 }
 
