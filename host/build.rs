@@ -98,6 +98,34 @@ fn main() {
         }
     }
     std::fs::write(out_dir.join("guests.rs"), generated).expect("write guests.rs");
+    require_host_tests(&manifest);
+}
+
+/// Every guest program has a host test: the build fails if no test under
+/// `host/tests/` names a guest's constant.
+fn require_host_tests(manifest: &Path) {
+    let dir = manifest.join("tests");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(&dir)
+        .expect("host/tests exists")
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "rs") {
+            sources += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+        }
+    }
+    for (package, _, name, embedded) in GUESTS {
+        let constant = if *embedded {
+            format!("builtin::{name}")
+        } else {
+            format!("builtin::{name}_PATH")
+        };
+        assert!(
+            sources.contains(&constant),
+            "guest `{package}` has no host test: no file in host/tests/ mentions `{constant}`"
+        );
+    }
 }
 
 fn build_guests(root: &Path, target_dir: &Path) {

@@ -21,8 +21,7 @@ use super::mail_json;
 use crate::export;
 use crate::ids::{CodeHash, MailboxId, new_mail_id};
 use crate::mailbox::clock::HybridClock;
-use crate::mailbox::{Mailboxes, MailboxesConfig, Request, Response};
-use crate::runtime::RuntimeConfig;
+use crate::mailbox::{Mailboxes, Request, Response};
 use crate::runtime::bindings::{ByteRange, GetParts, NewMail};
 
 /// Longest request line `local serve` accepts.
@@ -33,6 +32,8 @@ pub struct LocalArgs {
     /// The host's data directory.
     #[arg(long, env = "DEM_DATA")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
     #[command(subcommand)]
     pub command: LocalCommand,
 }
@@ -109,12 +110,8 @@ pub enum LocalCommand {
 }
 
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
-    let boxes = Mailboxes::open(
-        &args.data,
-        RuntimeConfig::default(),
-        MailboxesConfig::default(),
-    )
-    .with_context(|| format!("opening data dir {}", args.data.display()))?;
+    let boxes = Mailboxes::open(&args.data, args.limits.runtime(), args.limits.mailboxes())
+        .with_context(|| format!("opening data dir {}", args.data.display()))?;
     let result = command(&boxes, args.command).await;
     boxes.shutdown().await;
     result

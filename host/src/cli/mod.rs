@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod limits;
 pub mod local;
 pub mod mail_json;
 
@@ -23,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work on a host's data dir directly, without the network.
-    Local(local::LocalArgs),
+    Local(Box<local::LocalArgs>),
     /// Run a benchmark and print its results.
     Bench(bench::BenchArgs),
     /// A guided tour: a mailbox is created, filters file mail, it
@@ -47,7 +48,7 @@ pub fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Local(args) => local::run(args).await,
+            Command::Local(args) => local::run(*args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Demo => demo::run().await,
         }
