@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 use super::clock::HybridClock;
 use super::filters::{Placing, view_of};
 use super::request::{Op, Request, Response};
-use super::{MailboxCallError as E, MailboxesConfig};
+use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
 use crate::ids::{CodeHash, MailboxId};
 use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
 use crate::runtime::filter::FilterInstance;
@@ -46,6 +46,12 @@ pub(crate) enum Command {
     },
     Digest {
         reply: Reply<[u8; 32]>,
+    },
+    /// Pause, export, and wait for the outcome of the move; calls queue
+    /// meanwhile.
+    Migrate {
+        reply: Reply<ExportedState>,
+        outcome: oneshot::Receiver<MigrationOutcome>,
     },
     Hibernate {
         reply: oneshot::Sender<()>,
@@ -113,6 +119,16 @@ impl ActorHandle {
 
     pub async fn export(&self) -> Result<ExportedState, E> {
         self.ask(|reply| Command::Export { reply }).await
+    }
+
+    /// Pauses the mailbox and exports it. The returned sender settles the
+    /// move; dropping it means the move failed and the mailbox stays.
+    pub async fn migrate(&self) -> Result<(ExportedState, oneshot::Sender<MigrationOutcome>), E> {
+        let (outcome_tx, outcome) = oneshot::channel();
+        let state = self
+            .ask(|reply| Command::Migrate { reply, outcome })
+            .await?;
+        Ok((state, outcome_tx))
     }
 
     pub async fn digest(&self) -> Result<[u8; 32], E> {
@@ -231,6 +247,12 @@ impl MailboxActor {
                 }
                 Command::Digest { reply } => {
                     let _ = reply.send(self.handle_digest().await);
+                }
+                Command::Migrate { reply, outcome } => {
+                    if let Some(to) = self.handle_migrate(reply, outcome).await {
+                        self.forward(rx, to).await;
+                        return;
+                    }
                 }
                 Command::Hibernate { reply } => {
                     self.hibernate().await;
@@ -640,6 +662,70 @@ impl MailboxActor {
             tail: recovery.tail,
             plugins,
         })
+    }
+
+    /// Exports, then waits (calls queue in the channel) for the move to
+    /// settle. Returns where the mailbox went if it moved.
+    async fn handle_migrate(
+        &mut self,
+        reply: Reply<ExportedState>,
+        outcome: oneshot::Receiver<MigrationOutcome>,
+    ) -> Option<MovedTo> {
+        match self.handle_export().await {
+            Ok(state) => {
+                if reply.send(Ok(state)).is_err() {
+                    return None;
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return None;
+            }
+        }
+        match outcome.await {
+            Ok(MigrationOutcome::Moved(to)) => {
+                tracing::info!(to = %to.host, epoch = to.epoch, "moved away");
+                self.drop_instance();
+                if let Some(store) = self.store.take()
+                    && let Err(e) = store.remove(self.id.as_str()).await
+                {
+                    tracing::warn!("moved, but removing the local copy failed: {e}");
+                }
+                Some(to)
+            }
+            Ok(MigrationOutcome::Stay) | Err(_) => {
+                tracing::info!("move failed; the mailbox stays here");
+                None
+            }
+        }
+    }
+
+    /// After a move: answers every queued call with where the mailbox went.
+    async fn forward(&mut self, mut rx: mpsc::Receiver<Command>, to: MovedTo) {
+        rx.close();
+        let moved = || E::Moved {
+            id: self.id.clone(),
+            to: to.clone(),
+        };
+        while let Some(command) = rx.recv().await {
+            match command {
+                Command::Call { reply, .. } | Command::Deliver { reply, .. } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Export { reply } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Digest { reply } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Migrate { reply, .. } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Hibernate { reply } | Command::Stop { reply } => {
+                    let _ = reply.send(());
+                }
+            }
+        }
     }
 
     async fn handle_digest(&mut self) -> Result<[u8; 32], E> {

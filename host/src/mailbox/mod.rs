@@ -50,6 +50,26 @@ impl Default for MailboxesConfig {
     }
 }
 
+/// Where a mailbox went: the forwarding answer a host gives after a move.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MovedTo {
+    /// The new holder's host id (hex public key).
+    pub host: String,
+    /// Its address, `IP:PORT`.
+    pub addr: String,
+    /// The location epoch of the move.
+    pub epoch: u64,
+}
+
+/// How a migration that paused a mailbox ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationOutcome {
+    /// The target imported and acknowledged it: this host lets go.
+    Moved(MovedTo),
+    /// The move failed: the mailbox carries on here, intact.
+    Stay,
+}
+
 /// Why a call on a mailbox failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MailboxCallError {
@@ -90,6 +110,9 @@ pub enum MailboxCallError {
     /// The code hash named for a new mailbox is not on this host.
     #[error("no code {0} on this host")]
     MissingCode(CodeHash),
+    /// The mailbox moved to another host; ask there.
+    #[error("mailbox `{id}` moved to host {} at {} (epoch {})", .to.host, .to.addr, .to.epoch)]
+    Moved { id: MailboxId, to: MovedTo },
     /// The mailbox's actor is gone (host shutting down, or mailbox moved).
     #[error("mailbox `{0}` is not available (shutting down or moved)")]
     Gone(MailboxId),

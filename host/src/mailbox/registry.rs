@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::actor::{ActorHandle, ExportedState, MailboxActor};
 use super::clock::HybridClock;
 use super::request::{Request, Response};
-use super::{MailboxCallError as E, MailboxesConfig};
+use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
 use crate::builtin;
 use crate::ids::{CodeHash, MailboxId};
 use crate::runtime::bindings::{Delivered, NewMail, PluginEntry};
@@ -44,6 +44,8 @@ pub struct Mailboxes {
     /// Names this host in logs and spans.
     host: Arc<str>,
     actors: Mutex<HashMap<MailboxId, ActorHandle>>,
+    /// Mailboxes that moved away, and where: calls get a forwarding answer.
+    moved: Mutex<HashMap<MailboxId, MovedTo>>,
     builtin_mailbox: CodeHash,
 }
 
@@ -98,6 +100,7 @@ impl Mailboxes {
             config,
             host: format!("{replica:016x}").into(),
             actors: Mutex::default(),
+            moved: Mutex::default(),
             builtin_mailbox,
         }))
     }
@@ -176,8 +179,31 @@ impl Mailboxes {
         Ok(())
     }
 
+    /// Where a mailbox that left this host went.
+    pub fn moved_to(&self, id: &MailboxId) -> Option<MovedTo> {
+        self.moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Maps "actor gone" to the forwarding answer if the mailbox moved.
+    fn or_moved<T>(&self, id: &MailboxId, r: Result<T, E>) -> Result<T, E> {
+        match r {
+            Err(E::Gone(_)) | Err(E::Unknown(_)) => match self.moved_to(id) {
+                Some(to) => Err(E::Moved { id: id.clone(), to }),
+                None => r,
+            },
+            r => r,
+        }
+    }
+
     /// The actor of `id`, spawning it if the mailbox is on disk.
     fn handle(&self, id: &MailboxId) -> Result<ActorHandle, E> {
+        if let Some(to) = self.moved_to(id) {
+            return Err(E::Moved { id: id.clone(), to });
+        }
         if let Some(h) = self.lock().get(id).filter(|h| !h.is_closed()) {
             return Ok(h.clone());
         }
@@ -207,12 +233,20 @@ impl Mailboxes {
 
     /// Runs one call (use `deliver` for incoming mail: it runs the filters).
     pub async fn call(&self, id: &MailboxId, request: Request) -> Result<Response, E> {
-        self.handle(id)?.call(request).await
+        let r = match self.handle(id) {
+            Ok(h) => h.call(request).await,
+            Err(e) => Err(e),
+        };
+        self.or_moved(id, r)
     }
 
     /// Delivers an incoming mail through the mailbox's filters.
     pub async fn deliver(&self, id: &MailboxId, mail: NewMail) -> Result<Delivered, E> {
-        match self.handle(id)?.deliver(mail).await? {
+        let r = match self.handle(id) {
+            Ok(h) => h.deliver(mail).await,
+            Err(e) => Err(e),
+        };
+        match self.or_moved(id, r)? {
             Response::Delivered(d) => Ok(d),
             other => unreachable_response("deliver", &other),
         }
@@ -233,6 +267,19 @@ impl Mailboxes {
     /// The mailbox's durable state: code hash, plugins, snapshot, log tail.
     pub async fn export(&self, id: &MailboxId) -> Result<ExportedState, E> {
         self.handle(id)?.export().await
+    }
+
+    /// Pauses a mailbox and exports it for a move. Calls queue until the
+    /// returned `Migration` is settled; if it is dropped unsettled, the
+    /// mailbox carries on here.
+    pub async fn begin_migration(self: &Arc<Self>, id: &MailboxId) -> Result<Migration, E> {
+        let (state, outcome) = self.handle(id)?.migrate().await?;
+        Ok(Migration {
+            id: id.clone(),
+            state,
+            outcome: Some(outcome),
+            boxes: self.clone(),
+        })
     }
 
     /// Rebuilds a mailbox from an export. Every component it needs must
@@ -262,6 +309,10 @@ impl Mailboxes {
         if let Some(old) = old {
             old.stop().await;
         }
+        self.moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         match &self.store {
             Some(store) => {
                 store
@@ -358,6 +409,36 @@ impl Mailboxes {
         let handles: Vec<ActorHandle> = self.lock().drain().map(|(_, h)| h).collect();
         for h in handles {
             h.stop().await;
+        }
+    }
+}
+
+/// A mailbox paused for a move, with its exported state.
+pub struct Migration {
+    pub id: MailboxId,
+    pub state: ExportedState,
+    outcome: Option<tokio::sync::oneshot::Sender<MigrationOutcome>>,
+    boxes: Arc<Mailboxes>,
+}
+
+impl Migration {
+    /// The target has the mailbox durably: forget it here and forward.
+    pub fn moved(mut self, to: MovedTo) {
+        self.boxes
+            .moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.id.clone(), to.clone());
+        if let Some(tx) = self.outcome.take() {
+            let _ = tx.send(MigrationOutcome::Moved(to));
+        }
+        self.boxes.lock().remove(&self.id);
+    }
+
+    /// The move failed: the mailbox resumes here.
+    pub fn stay(mut self) {
+        if let Some(tx) = self.outcome.take() {
+            let _ = tx.send(MigrationOutcome::Stay);
         }
     }
 }

@@ -1,0 +1,94 @@
+//! The host side of a migration: the mailbox pauses (calls queue), its
+//! export is imported elsewhere, and then either this host forwards every
+//! call ("moved to H at epoch E"), or, if the move failed, the mailbox
+//! carries on here intact.
+
+mod common;
+
+use common::{id, mail, open};
+use dem_host::mailbox::{MailboxCallError, MovedTo, Request, Response};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_mailbox_forwards_queued_and_later_calls() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (source, target) = (open(a.path()), open(b.path()));
+    let alice = id("alice");
+    source.create(&alice, None).await.unwrap();
+    for i in 0..20 {
+        source
+            .deliver(&alice, mail(&format!("m{i}"), "x@y.org", "s", "b"))
+            .await
+            .unwrap();
+    }
+    let digest = source.digest(&alice).await.unwrap();
+
+    let migration = source.begin_migration(&alice).await.unwrap();
+    // A call made while paused waits in the queue.
+    let queued = {
+        let source = source.clone();
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            source
+                .deliver(&alice, mail("late", "x@y.org", "s", "b"))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!queued.is_finished(), "calls must queue during a move");
+
+    target
+        .import(&alice, migration.state.clone(), false)
+        .await
+        .unwrap();
+    let to = MovedTo {
+        host: "b".into(),
+        addr: "127.0.0.2:4000".into(),
+        epoch: 2,
+    };
+    migration.moved(to.clone());
+
+    let r = queued.await.unwrap();
+    assert!(
+        matches!(&r, Err(MailboxCallError::Moved { to: t, .. }) if *t == to),
+        "{r:?}"
+    );
+    let r = source.call(&alice, Request::Stats).await;
+    assert!(matches!(&r, Err(MailboxCallError::Moved { .. })), "{r:?}");
+    assert!(
+        !source.list().unwrap().contains(&alice),
+        "the source keeps no copy"
+    );
+    assert_eq!(target.digest(&alice).await.unwrap(), digest);
+    source.shutdown().await;
+    target.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_move_leaves_the_mailbox_live_at_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = open(dir.path());
+    let alice = id("alice");
+    source.create(&alice, None).await.unwrap();
+    source
+        .deliver(&alice, mail("m1", "x@y.org", "s", "b"))
+        .await
+        .unwrap();
+    let migration = source.begin_migration(&alice).await.unwrap();
+    let queued = {
+        let source = source.clone();
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            source
+                .deliver(&alice, mail("m2", "x@y.org", "s", "b"))
+                .await
+        })
+    };
+    // The target died part-way: the move is abandoned.
+    drop(migration);
+    assert!(!queued.await.unwrap().unwrap().duplicate);
+    let Response::Stats(s) = source.call(&alice, Request::Stats).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(s.mails, 2);
+    source.shutdown().await;
+}
