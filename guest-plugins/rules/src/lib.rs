@@ -14,7 +14,7 @@ wit_bindgen::generate!({
 
 pub mod ast;
 pub mod engine;
-pub mod lex;
+pub use plugin_config_lex as lex;
 pub mod matcher;
 pub mod parse;
 pub mod wildcard;

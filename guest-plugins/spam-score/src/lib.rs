@@ -14,7 +14,7 @@ wit_bindgen::generate!({
 
 pub mod config;
 pub mod engine;
-pub mod lex;
+pub use plugin_config_lex as lex;
 pub mod score;
 #[cfg(test)]
 mod test_support;

@@ -1,0 +1,127 @@
+//! The transport's error types: [`NetError`] for everything that can go
+//! wrong locally or on the wire, and [`WireError`], the small generic error
+//! a server sends back in place of a response so that the client learns why
+//! its request was refused instead of seeing a bare closed stream.
+
+use std::io;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong in the transport.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The UDP socket could not be bound.
+    #[error("cannot bind QUIC endpoint to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The identity key could not be turned into a TLS certificate.
+    #[error("bad identity: {0}")]
+    Identity(String),
+    /// The TLS or QUIC configuration could not be built.
+    #[error("bad transport configuration: {0}")]
+    Config(String),
+    /// quinn refused to start a connection (endpoint closed, bad address...).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: quinn::ConnectError,
+    },
+    /// The peer speaks another protocol version: no common ALPN id.
+    #[error("{addr} does not speak {ours} (no common ALPN protocol)")]
+    ProtocolMismatch {
+        addr: SocketAddr,
+        ours: &'static str,
+    },
+    /// The peer presented a valid certificate for another key than the
+    /// pinned one.
+    #[error("{addr} presented key {presented}, expected {expected}")]
+    KeyMismatch {
+        addr: SocketAddr,
+        expected: String,
+        presented: String,
+    },
+    /// The peer's certificate is not a valid self-signed ed25519 one.
+    #[error("{addr} presented an unacceptable certificate: {reason}")]
+    PeerCertRejected { addr: SocketAddr, reason: String },
+    /// The QUIC/TLS handshake failed for another reason.
+    #[error("handshake with {addr} failed: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: quinn::ConnectionError,
+    },
+    /// The connection was closed or lost.
+    #[error("connection failed: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Writing to a stream failed (the peer stopped it, or the connection
+    /// went away).
+    #[error("stream write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Reading from a stream failed (the peer reset it, or the connection
+    /// went away).
+    #[error("stream read failed: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// The stream was already finished or reset locally.
+    #[error("stream already closed: {0}")]
+    StreamClosed(#[from] quinn::ClosedStream),
+    /// The stream ended in the middle of a frame.
+    #[error("stream ended after {got} of {want} bytes of a frame")]
+    Truncated { got: usize, want: usize },
+    /// The stream ended where a frame was required (e.g. the response).
+    #[error("stream ended before the expected frame")]
+    EndOfStream,
+    /// A frame is larger than the limit in force.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    /// A value could not be encoded as MessagePack.
+    #[error("cannot encode frame: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// A frame is not valid MessagePack for the expected type.
+    #[error("cannot decode frame: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// An operation did not finish in time.
+    #[error("timed out after {ms} ms")]
+    Timeout { ms: u64 },
+    /// The server answered with an error instead of a response.
+    #[error("peer refused the request: {0}")]
+    Remote(WireError),
+}
+
+/// The error a server sends back instead of a response. The codes borrow
+/// HTTP's numbers so they read at a glance; applications may add their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct WireError {
+    /// What kind of failure; see the associated constants.
+    pub code: u16,
+    /// A human-readable explanation, for logs; not for matching on.
+    pub message: String,
+}
+
+impl WireError {
+    /// The request frame could not be decoded.
+    pub const BAD_REQUEST: u16 = 400;
+    /// The caller is not allowed to do this.
+    pub const FORBIDDEN: u16 = 403;
+    /// The request did not arrive in time.
+    pub const TIMEOUT: u16 = 408;
+    /// The request frame exceeds the server's limit.
+    pub const TOO_LARGE: u16 = 413;
+    /// The server failed while handling the request.
+    pub const INTERNAL: u16 = 500;
+    /// The server is overloaded; try again later.
+    pub const BUSY: u16 = 503;
+
+    /// Builds an error with the given code and message.
+    pub fn new(code: u16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}

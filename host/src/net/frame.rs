@@ -1,0 +1,129 @@
+//! Framing on a QUIC stream: each frame is a u32 big-endian length followed
+//! by that many bytes, which are MessagePack ([`write_frame`],
+//! [`read_frame`]) or opaque chunk data ([`write_raw_frame`],
+//! [`read_raw_frame`]).
+//!
+//! Every frame is bounded by [`FRAME_BYTES_MAX`], and a reader may ask for
+//! a lower bound; the length is checked before any buffer is allocated, so
+//! a hostile length prefix costs nothing. Large objects (snapshots, code,
+//! attachments) are sent as a sequence of frames of about [`CHUNK_BYTES`]
+//! each on one stream, ended by finishing the stream: each `write_all`
+//! waits for QUIC flow control, so neither side ever holds more than a
+//! chunk plus the receive window in memory.
+
+use quinn::{ReadExactError, RecvStream, SendStream};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{NetError, Result};
+
+/// The largest frame anyone sends or accepts, whatever the caller asks.
+pub const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The chunk size streaming transfers should use: well under
+/// [`FRAME_BYTES_MAX`] and within one stream receive window.
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Bytes of the length prefix.
+const PREFIX_BYTES: usize = 4;
+
+/// Encodes `value` as MessagePack (with field names, so that messages can
+/// gain optional fields) and writes it as one frame.
+pub async fn write_frame(send: &mut SendStream, value: &impl Serialize) -> Result<()> {
+    // Encode behind a placeholder prefix so the frame goes out in one write.
+    let mut buf = vec![0u8; PREFIX_BYTES];
+    rmp_serde::encode::write_named(&mut buf, value)?;
+    let len = buf.len() - PREFIX_BYTES;
+    buf[..PREFIX_BYTES].copy_from_slice(&frame_prefix(len)?);
+    send.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Writes `bytes` as one frame, as they are.
+pub async fn write_raw_frame(send: &mut SendStream, bytes: &[u8]) -> Result<()> {
+    send.write_all(&frame_prefix(bytes.len())?).await?;
+    send.write_all(bytes).await?;
+    Ok(())
+}
+
+/// Reads one frame and decodes it as `T`. `Ok(None)` means the peer
+/// finished the stream cleanly where a frame could have started. `max`
+/// lowers the size limit for this frame (it never raises it above
+/// [`FRAME_BYTES_MAX`]).
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    max: usize,
+) -> Result<Option<T>> {
+    match read_raw_frame(recv, max).await? {
+        Some(bytes) => Ok(Some(rmp_serde::from_slice(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads one frame's bytes. `Ok(None)` and `max` as for [`read_frame`].
+pub async fn read_raw_frame(recv: &mut RecvStream, max: usize) -> Result<Option<Vec<u8>>> {
+    let max = max.min(FRAME_BYTES_MAX);
+    let mut prefix = [0u8; PREFIX_BYTES];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(ReadExactError::FinishedEarly(got)) => {
+            return Err(NetError::Truncated {
+                got,
+                want: PREFIX_BYTES,
+            });
+        }
+        Err(ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    // u32 always fits in usize on the 32- and 64-bit targets we build for;
+    // saturate rather than wrap if it ever does not.
+    let len = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(NetError::TooLarge { len, max });
+    }
+    let mut buf = vec![0u8; len];
+    match recv.read_exact(&mut buf).await {
+        Ok(()) => Ok(Some(buf)),
+        Err(ReadExactError::FinishedEarly(got)) => Err(NetError::Truncated { got, want: len }),
+        Err(ReadExactError::ReadError(e)) => Err(e.into()),
+    }
+}
+
+/// Reads the one frame that must come next, e.g. a response.
+pub(crate) async fn read_required<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    max: usize,
+) -> Result<T> {
+    read_frame(recv, max).await?.ok_or(NetError::EndOfStream)
+}
+
+/// The length prefix for a frame of `len` bytes, refusing oversized ones
+/// before anything is sent.
+fn frame_prefix(len: usize) -> Result<[u8; PREFIX_BYTES]> {
+    if len > FRAME_BYTES_MAX {
+        return Err(NetError::TooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        });
+    }
+    let len32 = u32::try_from(len).map_err(|_| NetError::TooLarge {
+        len,
+        max: FRAME_BYTES_MAX,
+    })?;
+    Ok(len32.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_big_endian_and_bounded() {
+        assert_eq!(frame_prefix(0x0102_0304 & 0x3f_ffff).ok(), Some([0, 0x02, 0x03, 0x04]));
+        assert!(frame_prefix(FRAME_BYTES_MAX).is_ok());
+        assert!(matches!(
+            frame_prefix(FRAME_BYTES_MAX + 1),
+            Err(NetError::TooLarge { .. })
+        ));
+    }
+}
