@@ -7,6 +7,7 @@
 //! - `export`: the streamed export/import format a migration sends.
 //! - `cli`: the `dem` command line.
 
+pub mod attachments;
 pub mod builtin;
 pub mod cli;
 pub mod export;

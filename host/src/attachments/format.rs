@@ -158,7 +158,10 @@ pub(super) fn open_stored(
         return Err(corrupt(format!("record names attachment {}", meta.id)));
     }
     if meta.size_bytes > ATTACHMENT_BYTES_MAX {
-        return Err(corrupt(format!("size {} is over the limit", meta.size_bytes)));
+        return Err(corrupt(format!(
+            "size {} is over the limit",
+            meta.size_bytes
+        )));
     }
     let count = chunk_count(meta.size_bytes);
     let expected = meta.size_bytes + count * HASH_BYTES + u64::from(record_len) + FOOTER_BYTES;

@@ -115,7 +115,7 @@ pub struct AttachmentStore {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
+struct Inner {
     layout: Layout,
     uploads: Mutex<HashSet<AttachmentId>>,
     /// Held open for the advisory lock, released when the last clone drops.
@@ -241,7 +241,11 @@ impl AttachmentStore {
         start: u64,
         end: u64,
     ) -> Result<ChunkStream, ReadError> {
-        ChunkStream::new(format::open_stored(&self.inner.layout, id, true)?, start, end)
+        ChunkStream::new(
+            format::open_stored(&self.inner.layout, id, true)?,
+            start,
+            end,
+        )
     }
 
     /// Streams every chunk of attachment `id`, whole and verified, to move it
@@ -359,8 +363,7 @@ mod tests {
         let partial_id = AttachmentId::of(b"never finished");
         let meta = {
             let store = AttachmentStore::open(dir.path()).unwrap();
-            let meta = upload_all(&store, &data);
-            meta
+            upload_all(&store, &data)
         };
         // What a crash mid-upload leaves behind: a partial file nobody drops.
         let partial = Layout::new(dir.path()).partial(&partial_id);
@@ -434,13 +437,20 @@ mod tests {
             Err(BeginError::TooLarge { .. })
         ));
         // Exactly the maximum is accepted (nothing is written up front).
-        drop(store.begin_upload(id, ATTACHMENT_BYTES_MAX, None, None).unwrap());
+        drop(
+            store
+                .begin_upload(id, ATTACHMENT_BYTES_MAX, None, None)
+                .unwrap(),
+        );
         let long_name = "n".repeat(NAME_BYTES_MAX + 1);
         let cases = [
             (Some(long_name), None),
             (Some(String::new()), None),
             (Some("a\nb".to_string()), None),
-            (None, Some(format!("text/{}", "x".repeat(MEDIA_TYPE_BYTES_MAX)))),
+            (
+                None,
+                Some(format!("text/{}", "x".repeat(MEDIA_TYPE_BYTES_MAX))),
+            ),
             (None, Some("text".to_string())),
             (None, Some("text/plain\r\nX: y".to_string())),
         ];

@@ -208,7 +208,8 @@ mod tests {
         // A range touching only the good chunk still reads.
         assert_eq!(read(&store, &id, 0, 5), &data[..5]);
         assert!(matches!(
-            store.read_range(&id, CHUNK_BYTES + 100, CHUNK_BYTES + 101)
+            store
+                .read_range(&id, CHUNK_BYTES + 100, CHUNK_BYTES + 101)
                 .unwrap()
                 .next(),
             Some(Err(ReadError::CorruptChunk { index: 1, .. }))

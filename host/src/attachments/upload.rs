@@ -221,7 +221,10 @@ mod tests {
             .collect();
         assert_eq!(back, data);
         assert_eq!(store.uploads_in_progress(), 0);
-        assert_eq!(std::fs::read_dir(&store.inner.layout.tmp).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(&store.inner.layout.tmp).unwrap().count(),
+            0
+        );
     }
 
     #[test]
@@ -246,7 +249,10 @@ mod tests {
         assert!(!store.contains(&id));
         assert!(matches!(store.meta(&id), Err(ReadError::NotFound(_))));
         assert!(store.list().unwrap().is_empty());
-        assert_eq!(std::fs::read_dir(&store.inner.layout.tmp).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(&store.inner.layout.tmp).unwrap().count(),
+            0
+        );
         // The slot is free again.
         store.begin_upload(id, 100, None, None).unwrap();
     }
@@ -345,6 +351,42 @@ mod tests {
             Err(BeginError::AlreadyStored(i)) if i == id
         ));
         assert_eq!(store.usage().unwrap().count, 1);
+    }
+
+    #[test]
+    fn racing_uploads_of_one_id_store_it_once() {
+        let (_dir, store) = store();
+        let data = content(7, CHUNK_BYTES as usize + 5);
+        let id = AttachmentId::of(&data);
+        let outcomes: Vec<&'static str> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(
+                        || match store.begin_upload(id, data.len() as u64, None, None) {
+                            Ok(mut up) => {
+                                for (i, c) in data.chunks(CHUNK_BYTES as usize).enumerate() {
+                                    up.write_chunk(i as u64, c).unwrap();
+                                }
+                                up.finish().unwrap();
+                                "stored"
+                            }
+                            Err(BeginError::InProgress(_)) => "in progress",
+                            Err(BeginError::AlreadyStored(_)) => "already stored",
+                            Err(e) => panic!("unexpected {e}"),
+                        },
+                    )
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(outcomes.contains(&"stored"), "{outcomes:?}");
+        assert_eq!(store.usage().unwrap().count, 1);
+        let back: Vec<u8> = store
+            .export_chunks(&id)
+            .unwrap()
+            .flat_map(|c| c.unwrap().bytes)
+            .collect();
+        assert_eq!(back, data);
     }
 
     #[test]

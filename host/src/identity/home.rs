@@ -20,7 +20,9 @@ use super::keys::{KeyError, KeyPair};
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
     /// None of `--home`, `DEM_HOME`, `XDG_CONFIG_HOME` or `HOME` is set.
-    #[error("no DEM home: pass --home DIR or set DEM_HOME (neither XDG_CONFIG_HOME nor HOME is set)")]
+    #[error(
+        "no DEM home: pass --home DIR or set DEM_HOME (neither XDG_CONFIG_HOME nor HOME is set)"
+    )]
     NotFound,
     /// Creating the directory failed.
     #[error("DEM home {path}: {source}")]
@@ -194,8 +196,14 @@ mod tests {
         };
         assert_eq!(r(Some("/e"), &all), Some("/e".into()));
         assert_eq!(r(None, &all), Some("/d".into()));
-        assert_eq!(r(None, &env(None, Some("/x"), Some("/h"))), Some("/x/dem".into()));
-        assert_eq!(r(None, &env(None, None, Some("/h"))), Some("/h/.config/dem".into()));
+        assert_eq!(
+            r(None, &env(None, Some("/x"), Some("/h"))),
+            Some("/x/dem".into())
+        );
+        assert_eq!(
+            r(None, &env(None, None, Some("/h"))),
+            Some("/h/.config/dem".into())
+        );
         assert_eq!(r(Some("rel"), &env(None, None, None)), Some("rel".into()));
         assert!(matches!(
             Home::resolve_with(None, &env(None, None, None)),
@@ -206,8 +214,14 @@ mod tests {
     #[test]
     fn empty_and_relative_values_are_skipped() {
         let r = |e: &HomeEnv| Home::resolve_with(Some(PathBuf::new()), e).ok();
-        assert_eq!(r(&env(Some(""), Some(""), Some("/h"))), Some("/h/.config/dem".into()));
-        assert_eq!(r(&env(None, Some("rel/x"), Some("/h"))), Some("/h/.config/dem".into()));
+        assert_eq!(
+            r(&env(Some(""), Some(""), Some("/h"))),
+            Some("/h/.config/dem".into())
+        );
+        assert_eq!(
+            r(&env(None, Some("rel/x"), Some("/h"))),
+            Some("/h/.config/dem".into())
+        );
         assert_eq!(r(&env(Some(""), Some(""), Some(""))), None);
     }
 

@@ -99,7 +99,9 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 }
 
 /// Orders conflicting location updates: a newer epoch always wins.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Epoch(pub u64);
 
 impl Epoch {
@@ -122,7 +124,10 @@ mod tests {
     fn key_ids_round_trip_and_refuse_junk() {
         let id = HostId([0xab; 32]);
         assert_eq!(id.to_hex().parse::<HostId>().unwrap(), id);
-        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{}\"", id.to_hex()));
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            format!("\"{}\"", id.to_hex())
+        );
         assert!("ab".parse::<UserId>().is_err());
         assert!("AB".repeat(32).parse::<UserId>().is_err());
         assert!("zz".repeat(32).parse::<DispatchId>().is_err());

@@ -19,7 +19,8 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -300,7 +301,10 @@ mod tests {
     fn generate_sign_verify() {
         let key = KeyPair::generate().unwrap();
         let sig = key.sign(b"hello");
-        assert_eq!(verify_signature(&key.public_bytes(), b"hello", &sig), Ok(()));
+        assert_eq!(
+            verify_signature(&key.public_bytes(), b"hello", &sig),
+            Ok(())
+        );
         assert_eq!(
             verify_signature(&key.public_bytes(), b"hellO", &sig),
             Err(SignatureError::BadSignature)
@@ -356,7 +360,10 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(KeyPair::load(&path).unwrap().public_bytes(), key.public_bytes());
+        assert_eq!(
+            KeyPair::load(&path).unwrap().public_bytes(),
+            key.public_bytes()
+        );
     }
 
     #[test]
@@ -367,7 +374,10 @@ mod tests {
         first.save(&path).unwrap();
         let err = KeyPair::generate().unwrap().save(&path).unwrap_err();
         assert!(matches!(err, KeyError::AlreadyExists { .. }), "{err}");
-        assert_eq!(KeyPair::load(&path).unwrap().public_bytes(), first.public_bytes());
+        assert_eq!(
+            KeyPair::load(&path).unwrap().public_bytes(),
+            first.public_bytes()
+        );
     }
 
     #[cfg(unix)]
@@ -382,7 +392,10 @@ mod tests {
             let err = KeyPair::load(&path).unwrap_err();
             assert!(matches!(err, KeyError::TooOpen { mode: m, .. } if m == mode));
             let msg = err.to_string();
-            assert!(msg.contains("chmod 600") && msg.contains("user.key"), "{msg}");
+            assert!(
+                msg.contains("chmod 600") && msg.contains("user.key"),
+                "{msg}"
+            );
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert!(KeyPair::load(&path).is_ok());
@@ -395,6 +408,9 @@ mod tests {
         assert!(matches!(KeyPair::load(&missing), Err(KeyError::Io { .. })));
         let junk = dir.path().join("junk.key");
         write_new_private(&junk, b"not a key").unwrap();
-        assert!(matches!(KeyPair::load(&junk), Err(KeyError::Malformed { .. })));
+        assert!(matches!(
+            KeyPair::load(&junk),
+            Err(KeyError::Malformed { .. })
+        ));
     }
 }

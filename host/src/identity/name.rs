@@ -200,7 +200,15 @@ mod tests {
 
     #[test]
     fn valid_names() {
-        for ok in ["alice", "a", "0", "bob.smith", "x_y-z", "9lives", &"a".repeat(32)] {
+        for ok in [
+            "alice",
+            "a",
+            "0",
+            "bob.smith",
+            "x_y-z",
+            "9lives",
+            &"a".repeat(32),
+        ] {
             assert_eq!(Name::new(ok).unwrap().as_str(), ok);
         }
     }
@@ -208,16 +216,34 @@ mod tests {
     #[test]
     fn invalid_names_have_typed_errors() {
         assert_eq!(Name::new(""), Err(NameError::Empty));
-        assert_eq!(Name::new(&"a".repeat(33)), Err(NameError::TooLong { len: 33 }));
-        assert_eq!(Name::new("Alice"), Err(NameError::BadChar { ch: 'A', index: 0 }));
-        assert_eq!(Name::new("al ice"), Err(NameError::BadChar { ch: ' ', index: 2 }));
-        assert_eq!(Name::new("alicé"), Err(NameError::BadChar { ch: 'é', index: 4 }));
-        assert_eq!(Name::new("a@b"), Err(NameError::BadChar { ch: '@', index: 1 }));
+        assert_eq!(
+            Name::new(&"a".repeat(33)),
+            Err(NameError::TooLong { len: 33 })
+        );
+        assert_eq!(
+            Name::new("Alice"),
+            Err(NameError::BadChar { ch: 'A', index: 0 })
+        );
+        assert_eq!(
+            Name::new("al ice"),
+            Err(NameError::BadChar { ch: ' ', index: 2 })
+        );
+        assert_eq!(
+            Name::new("alicé"),
+            Err(NameError::BadChar { ch: 'é', index: 4 })
+        );
+        assert_eq!(
+            Name::new("a@b"),
+            Err(NameError::BadChar { ch: '@', index: 1 })
+        );
         for start in [".a", "_a", "-a"] {
             assert!(matches!(Name::new(start), Err(NameError::BadStart { .. })));
         }
         // Length counts characters, so multi-byte input gets a char error.
-        assert!(matches!(Name::new(&"é".repeat(20)), Err(NameError::BadChar { .. })));
+        assert!(matches!(
+            Name::new(&"é".repeat(20)),
+            Err(NameError::BadChar { .. })
+        ));
         assert!(Name::new("Alice").unwrap_err().to_string().contains("a-z"));
     }
 
@@ -235,7 +261,10 @@ mod tests {
         let wire = rmp_serde::to_vec_named(&claim).unwrap();
         let back: SignedNameClaim = rmp_serde::from_slice(&wire).unwrap();
         let c = back.verify().unwrap();
-        assert_eq!((c.name.as_str(), c.user, c.issued_ms), ("alice", key.user_id(), 5));
+        assert_eq!(
+            (c.name.as_str(), c.user, c.issued_ms),
+            ("alice", key.user_id(), 5)
+        );
     }
 
     #[test]
@@ -248,10 +277,16 @@ mod tests {
             issued_ms: 5,
         };
         let s = SignedNameClaim(Signed::sign(&mallory, NAME_CLAIM, 5, &claim).unwrap());
-        assert!(matches!(s.verify(), Err(NameClaimError::NotSelfSigned { .. })));
+        assert!(matches!(
+            s.verify(),
+            Err(NameClaimError::NotSelfSigned { .. })
+        ));
         let mut t = SignedNameClaim::sign(&alice, "alice".parse().unwrap(), 5).unwrap();
         t.0.signer = mallory.user_id();
-        assert!(matches!(t.verify(), Err(NameClaimError::Envelope(VerifyError::BadSignature))));
+        assert!(matches!(
+            t.verify(),
+            Err(NameClaimError::Envelope(VerifyError::BadSignature))
+        ));
     }
 
     #[test]
@@ -268,6 +303,9 @@ mod tests {
             Err(NameClaimError::Envelope(VerifyError::BadSignature))
         ));
         let other_time = SignedNameClaim(Signed::sign(&key, NAME_CLAIM, 6, &claim).unwrap());
-        assert!(matches!(other_time.verify(), Err(NameClaimError::TimeMismatch { .. })));
+        assert!(matches!(
+            other_time.verify(),
+            Err(NameClaimError::TimeMismatch { .. })
+        ));
     }
 }

@@ -163,8 +163,14 @@ mod tests {
     fn missing_file_is_empty_profile() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("profile.json");
-        assert_eq!(UserProfile::load_or_default(&path).unwrap(), UserProfile::default());
-        assert!(matches!(UserProfile::load(&path), Err(ProfileError::Io { .. })));
+        assert_eq!(
+            UserProfile::load_or_default(&path).unwrap(),
+            UserProfile::default()
+        );
+        assert!(matches!(
+            UserProfile::load(&path),
+            Err(ProfileError::Io { .. })
+        ));
     }
 
     #[test]
@@ -175,7 +181,8 @@ mod tests {
             name: Some("alice".parse().unwrap()),
             ..Default::default()
         };
-        p.remember_dispatch("192.0.2.7:4433", Some(DispatchId([3; 32]))).unwrap();
+        p.remember_dispatch("192.0.2.7:4433", Some(DispatchId([3; 32])))
+            .unwrap();
         p.save(&path).unwrap();
         assert_eq!(UserProfile::load(&path).unwrap(), p);
         #[cfg(unix)]
@@ -194,11 +201,18 @@ mod tests {
     fn tolerant_of_unknown_and_missing_fields_but_not_bad_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("profile.json");
-        std::fs::write(&path, br#"{"future": 1, "dispatch": [{"addr": "192.0.2.7:1"}]}"#).unwrap();
+        std::fs::write(
+            &path,
+            br#"{"future": 1, "dispatch": [{"addr": "192.0.2.7:1"}]}"#,
+        )
+        .unwrap();
         let p = UserProfile::load(&path).unwrap();
         assert_eq!((p.name, p.dispatch.len()), (None, 1));
         std::fs::write(&path, br#"{"name": "Not Valid"}"#).unwrap();
-        assert!(matches!(UserProfile::load(&path), Err(ProfileError::Malformed { .. })));
+        assert!(matches!(
+            UserProfile::load(&path),
+            Err(ProfileError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -209,7 +223,10 @@ mod tests {
         p.remember_dispatch("192.0.2.8:4433", None).unwrap();
         p.remember_dispatch("192.0.2.7:4433", None).unwrap();
         let addrs: Vec<_> = p.dispatch.iter().map(|d| (d.addr.as_str(), d.id)).collect();
-        assert_eq!(addrs, [("192.0.2.7:4433", Some(id)), ("192.0.2.8:4433", None)]);
+        assert_eq!(
+            addrs,
+            [("192.0.2.7:4433", Some(id)), ("192.0.2.8:4433", None)]
+        );
         for bad in ["example.com:4433", "192.0.2.7", "192.0.2.7:99999", ""] {
             assert!(matches!(
                 p.remember_dispatch(bad, None),

@@ -158,7 +158,12 @@ pub struct Verified<T, K> {
 
 impl<T: Serialize + DeserializeOwned, K: KeyId> Signed<T, K> {
     /// Signs `body` with a fresh random nonce.
-    pub fn sign(key: &KeyPair, tag: DomainTag, issued_ms: i64, body: &T) -> Result<Self, SignError> {
+    pub fn sign(
+        key: &KeyPair,
+        tag: DomainTag,
+        issued_ms: i64,
+        body: &T,
+    ) -> Result<Self, SignError> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(SignError::Random)?;
         Self::sign_with_nonce(key, tag, issued_ms, nonce, body)
@@ -279,7 +284,10 @@ mod tests {
         let back: Signed<Call> = rmp_serde::from_slice(&wire).unwrap();
         assert_eq!(back, s);
         let v = verify(&back).unwrap();
-        assert_eq!((v.signer, v.issued_ms, v.nonce, v.body), (key.user_id(), NOW, s.nonce, call()));
+        assert_eq!(
+            (v.signer, v.issued_ms, v.nonce, v.body),
+            (key.user_id(), NOW, s.nonce, call())
+        );
         let json: Signed<Call> = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert!(verify(&json).is_ok());
     }
@@ -297,7 +305,11 @@ mod tests {
         let other = KeyPair::generate().unwrap();
         let mut cases: Vec<Signed<Call>> = Vec::new();
         let mut s = good.clone();
-        s.body = rmp_serde::to_vec_named(&Call { op: "delete".into(), n: 3 }).unwrap();
+        s.body = rmp_serde::to_vec_named(&Call {
+            op: "delete".into(),
+            n: 3,
+        })
+        .unwrap();
         cases.push(s);
         let mut s = good.clone();
         s.nonce[0] ^= 1;
@@ -312,7 +324,10 @@ mod tests {
         s.signature[10] ^= 1;
         cases.push(s);
         for s in cases {
-            assert!(matches!(verify(&s), Err(VerifyError::BadSignature)), "{s:?}");
+            assert!(
+                matches!(verify(&s), Err(VerifyError::BadSignature)),
+                "{s:?}"
+            );
         }
         assert!(verify(&good).is_ok());
     }
@@ -321,7 +336,11 @@ mod tests {
     fn wrong_domain_tag_is_refused() {
         let key = KeyPair::generate().unwrap();
         let s = signed(&key);
-        for tag in [LOCATION_UPDATE, NAME_CLAIM, DomainTag::new(b"dem/1 owner-call")] {
+        for tag in [
+            LOCATION_UPDATE,
+            NAME_CLAIM,
+            DomainTag::new(b"dem/1 owner-call"),
+        ] {
             assert!(matches!(
                 s.verify(tag, NOW, Freshness::default()),
                 Err(VerifyError::BadSignature)
@@ -342,7 +361,11 @@ mod tests {
             signature: as_host.signature,
             _body: PhantomData,
         };
-        assert!(as_host.verify(OWNER_CALL, NOW, Freshness::default()).is_ok());
+        assert!(
+            as_host
+                .verify(OWNER_CALL, NOW, Freshness::default())
+                .is_ok()
+        );
         assert!(matches!(verify(&as_user), Err(VerifyError::BadSignature)));
     }
 
@@ -356,7 +379,11 @@ mod tests {
         let mut t = signed(&key);
         t.signer = UserId(bad);
         for s in [s, t] {
-            assert!(matches!(verify(&s), Err(VerifyError::MalformedKey)), "{:?}", verify(&s));
+            assert!(
+                matches!(verify(&s), Err(VerifyError::MalformedKey)),
+                "{:?}",
+                verify(&s)
+            );
         }
     }
 
@@ -384,7 +411,11 @@ mod tests {
             Err(VerifyError::Expired { .. })
         ));
         assert!(at(i64::MAX).verify(OWNER_CALL, i64::MAX, f).is_ok());
-        assert!(at(NOW - 10_000_000).verify_ignoring_time(OWNER_CALL).is_ok());
+        assert!(
+            at(NOW - 10_000_000)
+                .verify_ignoring_time(OWNER_CALL)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub enum NetError {
     #[error("{addr} does not speak {ours} (no common ALPN protocol)")]
     ProtocolMismatch {
         addr: SocketAddr,
-        ours: &'static str,
+        ours: String,
     },
     /// The peer presented a valid certificate for another key than the
     /// pinned one.

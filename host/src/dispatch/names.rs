@@ -1,0 +1,236 @@
+//! First-come name registration and the lookups that resolve a name, a user
+//! id or an attachment id to the hosts holding it (the paper's "valid
+//! reference": here, host ids with their addresses and liveness).
+//!
+//! Within one unit the first accepted claim keeps a name. Two units may
+//! accept conflicting claims concurrently; they converge on the claim with
+//! the smaller `(issued_ms, user)`, and `issued_ms` must be near the unit's
+//! clock so nobody wins by back-dating a claim.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{LookupError, NameError};
+use super::limits::MAX_CLAIM_SKEW_MS;
+use super::tables::{AttachmentId, NameRecord, ObjectRef};
+use super::updates::Update;
+use super::{Action, DispatchUnit, validate};
+use crate::identity::id::{Epoch, HostId, UserId};
+
+/// The outcome of a successful registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// The name is now the user's.
+    New,
+    /// The user already held the name: nothing changed.
+    AlreadyYours,
+}
+
+/// A holder host, resolved for a client to connect to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostAddr {
+    pub host: HostId,
+    /// `None` if this unit has not yet heard of the host itself (its record
+    /// is still being replicated).
+    pub addr: Option<String>,
+    pub online: bool,
+}
+
+/// Where a user's mailbox is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxLookup {
+    pub user: UserId,
+    pub epoch: Epoch,
+    /// Holders in the order the holders reported them.
+    pub hosts: Vec<HostAddr>,
+    /// The owner's own host, while connected.
+    pub home: Option<HostAddr>,
+}
+
+/// Where an attachment is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentLookup {
+    pub id: AttachmentId,
+    pub size_bytes: u64,
+    pub epoch: Epoch,
+    pub hosts: Vec<HostAddr>,
+}
+
+impl DispatchUnit {
+    /// Registers `name` for `user`, first come first served.
+    ///
+    /// Precondition: the caller has verified that the claim
+    /// `(name, user, issued_ms)` is signed by `user`'s key. Re-registering a
+    /// name one already holds is idempotent; a name held by another user is
+    /// refused with [`NameError::Taken`].
+    pub fn register_name(
+        &mut self,
+        now_ms: u64,
+        name: &str,
+        user: UserId,
+        issued_ms: u64,
+    ) -> Result<(Registration, Vec<Action>), NameError> {
+        validate::name(name)?;
+        if issued_ms.abs_diff(now_ms) > MAX_CLAIM_SKEW_MS {
+            return Err(NameError::ClaimClock { issued_ms, now_ms, max_skew_ms: MAX_CLAIM_SKEW_MS });
+        }
+        match self.tables.names.get(name) {
+            Some(cur) if cur.user == user => return Ok((Registration::AlreadyYours, Vec::new())),
+            Some(cur) => {
+                tracing::debug!(%name, holder = %cur.user.short(), "name taken");
+                return Err(NameError::Taken { name: name.to_string(), holder: cur.user });
+            }
+            None => {}
+        }
+        let record = NameRecord { user, issued_ms };
+        self.tables.merge_name(&self.limits, name, record.clone())?;
+        tracing::info!(%name, user = %user.short(), "name registered");
+        let update = Update::NameRegistered { name: name.to_string(), record };
+        Ok((Registration::New, vec![Action::Replicate(update)]))
+    }
+
+    /// The user holding `name`.
+    pub fn resolve_name(&self, name: &str) -> Result<UserId, LookupError> {
+        self.tables
+            .names
+            .get(name)
+            .map(|r| r.user)
+            .ok_or_else(|| LookupError::UnknownName(name.to_string()))
+    }
+
+    /// Where the mailbox of the user named `name` is.
+    pub fn lookup_name(&self, now_ms: u64, name: &str) -> Result<MailboxLookup, LookupError> {
+        self.lookup_user(now_ms, self.resolve_name(name)?)
+    }
+
+    /// Where `user`'s mailbox is.
+    pub fn lookup_user(&self, now_ms: u64, user: UserId) -> Result<MailboxLookup, LookupError> {
+        let rec = self.tables.mailboxes.get(&user).ok_or(LookupError::UnknownUser(user))?;
+        if rec.hosts.is_empty() {
+            return Err(LookupError::NotPlaced(ObjectRef::Mailbox(user)));
+        }
+        Ok(MailboxLookup {
+            user,
+            epoch: rec.epoch,
+            hosts: rec.hosts.iter().map(|h| self.host_addr(now_ms, *h)).collect(),
+            home: rec.home.map(|h| self.host_addr(now_ms, h)),
+        })
+    }
+
+    /// Where attachment `id` is.
+    pub fn lookup_attachment(
+        &self,
+        now_ms: u64,
+        id: &AttachmentId,
+    ) -> Result<AttachmentLookup, LookupError> {
+        let rec =
+            self.tables.attachments.get(id).ok_or_else(|| LookupError::UnknownAttachment(id.clone()))?;
+        if rec.hosts.is_empty() {
+            return Err(if rec.epoch == Epoch(0) {
+                LookupError::NotPlaced(ObjectRef::Attachment(id.clone()))
+            } else {
+                LookupError::Removed(id.clone())
+            });
+        }
+        Ok(AttachmentLookup {
+            id: id.clone(),
+            size_bytes: rec.size_bytes,
+            epoch: rec.epoch,
+            hosts: rec.hosts.iter().map(|h| self.host_addr(now_ms, *h)).collect(),
+        })
+    }
+
+    pub(crate) fn host_addr(&self, now_ms: u64, host: HostId) -> HostAddr {
+        let rec = self.tables.hosts.get(&host);
+        HostAddr {
+            host,
+            addr: rec.map(|r| r.addr.clone()),
+            online: rec.is_some_and(|r| r.is_online(now_ms)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error::NameFormatError;
+    use super::super::limits::{Limit, LimitExceeded, Limits};
+    use super::super::tables::{AttachmentRecord, MailboxRecord};
+    use super::super::testutil::*;
+    use super::*;
+    use crate::identity::id::DispatchId;
+
+    #[test]
+    fn names_are_first_come() {
+        let mut u = unit();
+        let (r, acts) = u.register_name(1_000, "alice", user(1), 1_000).unwrap();
+        assert_eq!((r, acts.len()), (Registration::New, 1));
+        let (r, acts) = u.register_name(2_000, "alice", user(1), 2_000).unwrap();
+        assert_eq!((r, acts.len()), (Registration::AlreadyYours, 0));
+        // Even an earlier-issued claim by someone else is refused locally.
+        assert_eq!(
+            u.register_name(2_000, "alice", user(2), 900),
+            Err(NameError::Taken { name: "alice".into(), holder: user(1) })
+        );
+        assert_eq!(u.tables().names["alice"].issued_ms, 1_000);
+        u.register_name(2_000, "bob", user(2), 2_000).unwrap();
+        assert_eq!(u.resolve_name("bob"), Ok(user(2)));
+    }
+
+    #[test]
+    fn claims_are_checked() {
+        let mut u = unit();
+        let now = 10 * MAX_CLAIM_SKEW_MS;
+        assert!(matches!(
+            u.register_name(now, "alice", user(1), now - MAX_CLAIM_SKEW_MS - 1),
+            Err(NameError::ClaimClock { .. })
+        ));
+        assert!(matches!(
+            u.register_name(now, "alice", user(1), now + MAX_CLAIM_SKEW_MS + 1),
+            Err(NameError::ClaimClock { .. })
+        ));
+        assert_eq!(
+            u.register_name(now, "Alice", user(1), now).unwrap_err(),
+            NameError::Format(NameFormatError::BadChar { name: "Alice".into() })
+        );
+        let limits = Limits { max_names: 1, ..Limits::default() };
+        let mut u = DispatchUnit::with_limits(0, DispatchId([1; 32]), "10.0.0.1:1", limits).unwrap();
+        u.register_name(0, "a", user(1), 0).unwrap();
+        assert_eq!(
+            u.register_name(0, "b", user(1), 0),
+            Err(NameError::Limit(LimitExceeded { limit: Limit::Names, max: 1 }))
+        );
+    }
+
+    #[test]
+    fn lookups_resolve_hosts() {
+        let mut u = unit_with_hosts(0, 2);
+        u.register_name(0, "alice", user(1), 0).unwrap();
+        assert_eq!(u.lookup_name(0, "alice"), Err(LookupError::UnknownUser(user(1))));
+        assert_eq!(u.lookup_name(0, "carol"), Err(LookupError::UnknownName("carol".into())));
+        let mb = MailboxRecord {
+            hosts: vec![host(2), host(9)],
+            epoch: Epoch(3),
+            home: Some(host(1)),
+            ..Default::default()
+        };
+        u.tables.mailboxes.insert(user(1), mb);
+        let l = u.lookup_name(1, "alice").unwrap();
+        assert_eq!(l.epoch, Epoch(3));
+        assert_eq!(l.hosts[0], HostAddr { host: host(2), addr: Some(addr(2)), online: true });
+        assert_eq!(l.hosts[1], HostAddr { host: host(9), addr: None, online: false });
+        assert_eq!(l.home.unwrap().host, host(1));
+
+        let id: AttachmentId = "ab".repeat(32).parse().unwrap();
+        assert_eq!(u.lookup_attachment(0, &id), Err(LookupError::UnknownAttachment(id.clone())));
+        u.tables.attachments.insert(id.clone(), AttachmentRecord::default());
+        assert!(matches!(u.lookup_attachment(0, &id), Err(LookupError::NotPlaced(_))));
+        let rec = AttachmentRecord { hosts: vec![], size_bytes: 5, epoch: Epoch(2), ..Default::default() };
+        u.tables.attachments.insert(id.clone(), rec);
+        assert_eq!(u.lookup_attachment(0, &id), Err(LookupError::Removed(id.clone())));
+        let rec = AttachmentRecord { hosts: vec![host(1)], size_bytes: 5, epoch: Epoch(3), ..Default::default() };
+        u.tables.attachments.insert(id.clone(), rec);
+        let l = u.lookup_attachment(LEASE, &id).unwrap();
+        assert_eq!((l.size_bytes, l.hosts[0].online), (5, false), "lease over at LEASE_MS");
+    }
+
+    const LEASE: u64 = super::super::limits::LEASE_MS;
+}
