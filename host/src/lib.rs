@@ -5,6 +5,7 @@
 //! - `store`: the redb operation log and snapshots, with group commit.
 //! - `mailbox`: the per-mailbox actor and the host-wide registry of them.
 //! - `export`: the streamed export/import format a migration sends.
+//! - `attachments`: the content-addressed, chunk-checked attachment store.
 //! - `cli`: the `dem` command line.
 
 pub mod attachments;

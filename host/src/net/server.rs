@@ -29,22 +29,22 @@ use super::{Connection, Endpoint, NetError, Result, TransportConfig, WireError};
 /// Stream error code for `STOP_SENDING` when we refuse to read a request.
 const STOP_REFUSED: u32 = 1;
 
-/// One request as the handler sees it: who sent it, what it says, and the
-/// stream to answer on (and, for uploads, to read further frames from).
-pub struct Exchange<Req> {
+/// The stream a request came on, as the handler sees it: who sent it, the
+/// stream to answer on and, for uploads, to read further frames from. (The
+/// request itself is a separate handler argument, so a handler can match
+/// on it while answering.)
+pub struct Exchange {
     /// The client's identity key, from its certificate.
     pub peer_key: [u8; ED25519_KEY_BYTES],
     /// The client's address.
     pub remote_addr: SocketAddr,
-    /// The decoded request frame.
-    pub request: Req,
     /// Where the answer goes.
     pub send: SendStream,
     /// Further frames the client sends after the request, if any.
     pub recv: RecvStream,
 }
 
-impl<Req> Exchange<Req> {
+impl Exchange {
     /// Answers with one frame and finishes the stream.
     pub async fn reply<Resp: Serialize>(&mut self, response: &Resp) -> Result<()> {
         self.begin_reply(response).await?;
@@ -70,14 +70,14 @@ impl<Req> Exchange<Req> {
 }
 
 /// Serves `endpoint` until it is closed: every stream's first frame is
-/// decoded as `Req` and passed to `handler`, which must answer on the
-/// [`Exchange`] (a handler that returns without answering leaves the client
+/// decoded as `Req` and passed to `handler` with the [`Exchange`] it must
+/// answer on (a handler that returns without answering leaves the client
 /// an empty stream, which it reads as [`NetError::EndOfStream`]). Handler
 /// errors are logged, not sent.
 pub async fn serve<Req, F, Fut>(endpoint: Endpoint, handler: F)
 where
     Req: DeserializeOwned + Send + 'static,
-    F: Fn(Exchange<Req>) -> Fut + Send + Sync + 'static,
+    F: Fn(Req, Exchange) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let config = Arc::new(endpoint.config().clone());
@@ -109,7 +109,7 @@ async fn serve_connection<Req, F, Fut>(
     config: Arc<TransportConfig>,
 ) where
     Req: DeserializeOwned + Send + 'static,
-    F: Fn(Exchange<Req>) -> Fut + Send + Sync + 'static,
+    F: Fn(Req, Exchange) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let streams = Arc::new(Semaphore::new(
@@ -150,7 +150,7 @@ async fn serve_stream<Req, F, Fut>(
     config: &TransportConfig,
 ) where
     Req: DeserializeOwned,
-    F: Fn(Exchange<Req>) -> Fut,
+    F: Fn(Req, Exchange) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
     let read = read_frame::<Req>(&mut recv, config.request_bytes_max);
@@ -159,11 +159,10 @@ async fn serve_stream<Req, F, Fut>(
             let exchange = Exchange {
                 peer_key,
                 remote_addr,
-                request,
                 send,
                 recv,
             };
-            if let Err(e) = handler(exchange).await {
+            if let Err(e) = handler(request, exchange).await {
                 tracing::debug!(%remote_addr, error = %e, "handler failed");
             }
             return;
