@@ -6,13 +6,22 @@
 //! - `mailbox`: the per-mailbox actor and the host-wide registry of them.
 //! - `export`: the streamed export/import format a migration sends.
 //! - `attachments`: the content-addressed, chunk-checked attachment store.
+//! - `identity`: ed25519 keys, key files, signed envelopes, replay guard,
+//!   name claims and mail seals.
+//! - `net`: QUIC transport (quinn, rustls) with self-signed ed25519
+//!   certificates pinned by key, ALPN `dem/1`, length-prefixed frames.
+//! - `dispatch`: the dispatch unit's tables, placement, epochs and
+//!   replication, sans-IO.
 //! - `cli`: the `dem` command line.
 
 pub mod attachments;
 pub mod builtin;
 pub mod cli;
+pub mod dispatch;
 pub mod export;
+pub mod identity;
 pub mod ids;
 pub mod mailbox;
+pub mod net;
 pub mod runtime;
 pub mod store;

@@ -3,7 +3,7 @@
 //! the exact refusal) instead of passing strings around.
 
 use super::limits::LimitExceeded;
-use super::tables::{AttachmentId, ObjectRef};
+use super::objects::{AttachmentId, ObjectRef};
 use crate::identity::id::{Epoch, HostId, UserId};
 
 /// A host or unit address that cannot be used.
@@ -17,20 +17,8 @@ pub enum AddrError {
     NotSocketAddr { addr: String },
 }
 
-/// A user name that is not well formed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NameFormatError {
-    /// The empty string.
-    #[error("empty name")]
-    Empty,
-    /// Longer than [`super::limits::MAX_NAME_LEN`].
-    #[error("name is {len} bytes, at most {max} allowed")]
-    TooLong { len: usize, max: usize },
-    /// A character outside `a-z 0-9 . - _`, or a first character that is
-    /// not a letter or digit.
-    #[error("name {name:?} must be a-z, 0-9, '.', '-', '_' and start with a letter or digit")]
-    BadChar { name: String },
-}
+/// A malformed user name: the rule is `identity::name`'s.
+pub use crate::identity::name::NameError as NameFormatError;
 
 /// A list of holder hosts that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +53,11 @@ pub enum HostError {
     /// The host reported leaving complete while the tables still place
     /// objects on it.
     #[error("host {host} still holds {mailboxes} mailboxes and {attachments} attachments")]
-    StillHolding { host: HostId, mailboxes: usize, attachments: usize },
+    StillHolding {
+        host: HostId,
+        mailboxes: usize,
+        attachments: usize,
+    },
     /// The host table is full.
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
@@ -82,7 +74,11 @@ pub enum NameError {
     Taken { name: String, holder: UserId },
     /// The claim's `issued_ms` is too far from this unit's clock.
     #[error("claim issued at {issued_ms} ms is more than {max_skew_ms} ms from now ({now_ms} ms)")]
-    ClaimClock { issued_ms: u64, now_ms: u64, max_skew_ms: u64 },
+    ClaimClock {
+        issued_ms: u64,
+        now_ms: u64,
+        max_skew_ms: u64,
+    },
     /// The name table is full.
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
@@ -108,7 +104,10 @@ pub enum PlacementError {
     UnknownUser(UserId),
     /// A "new" object that is already located somewhere.
     #[error("{object} is already placed on {hosts:?}")]
-    AlreadyPlaced { object: ObjectRef, hosts: Vec<HostId> },
+    AlreadyPlaced {
+        object: ObjectRef,
+        hosts: Vec<HostId>,
+    },
     /// The object has no record.
     #[error("{0} is not known")]
     UnknownObject(ObjectRef),
@@ -128,10 +127,18 @@ pub enum LocationError {
     NotAuthorized { from: HostId, object: ObjectRef },
     /// The offered epoch is not above the current one.
     #[error("stale epoch {offered} for {object}, current is {current}")]
-    StaleEpoch { object: ObjectRef, current: Epoch, offered: Epoch },
+    StaleEpoch {
+        object: ObjectRef,
+        current: Epoch,
+        offered: Epoch,
+    },
     /// The offered epoch jumps more than [`super::limits::MAX_EPOCH_STEP`].
     #[error("epoch {offered} for {object} jumps too far past {current}")]
-    EpochJump { object: ObjectRef, current: Epoch, offered: Epoch },
+    EpochJump {
+        object: ObjectRef,
+        current: Epoch,
+        offered: Epoch,
+    },
     /// The new host list is malformed.
     #[error(transparent)]
     HostList(#[from] HostListError),

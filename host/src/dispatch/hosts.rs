@@ -30,11 +30,17 @@ impl DispatchUnit {
     ) -> Result<Vec<Action>, HostError> {
         validate::addr(addr)?;
         if capacity == 0 || capacity > MAX_CAPACITY {
-            return Err(HostError::BadCapacity { capacity, max: MAX_CAPACITY });
+            return Err(HostError::BadCapacity {
+                capacity,
+                max: MAX_CAPACITY,
+            });
         }
         let (epoch, last_seen) = match self.tables.hosts.get(&host) {
             // Saturating: a peer could have sent u64::MAX; never panic.
-            Some(cur) => (Epoch(cur.epoch.0.saturating_add(1)), cur.last_seen_ms.max(now_ms)),
+            Some(cur) => (
+                Epoch(cur.epoch.0.saturating_add(1)),
+                cur.last_seen_ms.max(now_ms),
+            ),
             None => (Epoch(1), now_ms),
         };
         let record = HostRecord {
@@ -87,11 +93,24 @@ impl DispatchUnit {
         if cur.state == HostState::Left {
             return Ok(Vec::new());
         }
-        let mailboxes = self.tables.mailboxes.values().filter(|r| r.hosts.contains(&host)).count();
-        let attachments =
-            self.tables.attachments.values().filter(|r| r.hosts.contains(&host)).count();
+        let mailboxes = self
+            .tables
+            .mailboxes
+            .values()
+            .filter(|r| r.hosts.contains(&host))
+            .count();
+        let attachments = self
+            .tables
+            .attachments
+            .values()
+            .filter(|r| r.hosts.contains(&host))
+            .count();
         if mailboxes + attachments > 0 {
-            return Err(HostError::StillHolding { host, mailboxes, attachments });
+            return Err(HostError::StillHolding {
+                host,
+                mailboxes,
+                attachments,
+            });
         }
         let mut record = cur.clone();
         record.state = HostState::Left;
@@ -114,11 +133,38 @@ impl DispatchUnit {
             Some(cur) => cur.seen_ms.max(now_ms),
             None => now_ms,
         };
-        let record = UnitRecord { addr: addr.to_string(), seen_ms };
+        let record = UnitRecord {
+            addr: addr.to_string(),
+            seen_ms,
+        };
         if !self.tables.merge_unit(&self.limits, unit, record.clone())? {
             return Ok(Vec::new());
         }
         Ok(vec![Action::Replicate(Update::Unit { unit, record })])
+    }
+
+    /// This unit's own announcement, to send to peers when it starts (and
+    /// now and then after): its record refreshed to `now_ms`. Always
+    /// returns the update, even when nothing changed, since a peer that
+    /// just connected may never have seen it.
+    pub fn announce(&mut self, now_ms: u64) -> Vec<Action> {
+        let Some(cur) = self.tables.units.get(&self.id) else {
+            // Only a unit restored from a foreign snapshot lacks its own
+            // record; it must announce with an address first.
+            return Vec::new();
+        };
+        let record = UnitRecord {
+            addr: cur.addr.clone(),
+            seen_ms: cur.seen_ms.max(now_ms),
+        };
+        // Cannot fail: the record exists, so no table grows.
+        let _ = self
+            .tables
+            .merge_unit(&self.limits, self.id, record.clone());
+        vec![Action::Replicate(Update::Unit {
+            unit: self.id,
+            record,
+        })]
     }
 
     /// The current record of a host that may heartbeat or leave.
@@ -140,9 +186,9 @@ impl DispatchUnit {
 
 #[cfg(test)]
 mod tests {
+    use super::super::MailboxRecord;
     use super::super::limits::{Limit, LimitExceeded, Limits};
     use super::super::testutil::*;
-    use super::super::MailboxRecord;
     use super::*;
 
     #[test]
@@ -163,13 +209,19 @@ mod tests {
         assert!(!rec.is_online(10_000 + LEASE_MS));
         // A late (reordered) heartbeat never shortens the lease.
         u.handle_heartbeat(5_000, host(1), 3).unwrap();
-        assert_eq!(u.tables().hosts[&host(1)].lease_expires_ms, 10_000 + LEASE_MS);
+        assert_eq!(
+            u.tables().hosts[&host(1)].lease_expires_ms,
+            10_000 + LEASE_MS
+        );
     }
 
     #[test]
     fn join_checks_input_and_rejoin_bumps_epoch() {
         let mut u = unit();
-        assert!(matches!(u.handle_join(0, host(1), "nope", 10, 0), Err(HostError::Addr(_))));
+        assert!(matches!(
+            u.handle_join(0, host(1), "nope", 10, 0),
+            Err(HostError::Addr(_))
+        ));
         assert!(matches!(
             u.handle_join(0, host(1), &addr(1), 0, 0),
             Err(HostError::BadCapacity { .. })
@@ -178,7 +230,10 @@ mod tests {
             u.handle_join(0, host(1), &addr(1), MAX_CAPACITY + 1, 0),
             Err(HostError::BadCapacity { .. })
         ));
-        assert_eq!(u.handle_heartbeat(0, host(1), 0), Err(HostError::UnknownHost(host(1))));
+        assert_eq!(
+            u.handle_heartbeat(0, host(1), 0),
+            Err(HostError::UnknownHost(host(1)))
+        );
         u.handle_join(0, host(1), &addr(1), 10, 0).unwrap();
         u.handle_join(5, host(1), &addr(2), 10, 0).unwrap();
         let rec = &u.tables().hosts[&host(1)];
@@ -196,19 +251,33 @@ mod tests {
         u.handle_heartbeat(200, host(1), 1).unwrap();
         assert_eq!(u.tables().hosts[&host(1)].state, HostState::Leaving);
 
-        let mb = MailboxRecord { hosts: vec![host(1)], epoch: Epoch(1), ..Default::default() };
+        let mb = MailboxRecord {
+            hosts: vec![host(1)],
+            epoch: Epoch(1),
+            ..Default::default()
+        };
         u.tables.mailboxes.insert(user(9), mb);
         assert_eq!(
             u.handle_left(300, host(1)),
-            Err(HostError::StillHolding { host: host(1), mailboxes: 1, attachments: 0 })
+            Err(HostError::StillHolding {
+                host: host(1),
+                mailboxes: 1,
+                attachments: 0
+            })
         );
         u.tables.mailboxes.get_mut(&user(9)).unwrap().hosts = vec![host(2)];
         u.handle_left(300, host(1)).unwrap();
         let rec = &u.tables().hosts[&host(1)];
         assert_eq!(rec.state, HostState::Left);
         assert!(!rec.is_online(300));
-        assert_eq!(u.handle_heartbeat(400, host(1), 0), Err(HostError::HostLeft(host(1))));
-        assert!(u.handle_left(400, host(1)).unwrap().is_empty(), "idempotent");
+        assert_eq!(
+            u.handle_heartbeat(400, host(1), 0),
+            Err(HostError::HostLeft(host(1)))
+        );
+        assert!(
+            u.handle_left(400, host(1)).unwrap().is_empty(),
+            "idempotent"
+        );
         // Rejoining starts a new session.
         u.handle_join(500, host(1), &addr(1), 10, 0).unwrap();
         let rec = &u.tables().hosts[&host(1)];
@@ -217,17 +286,29 @@ mod tests {
 
     #[test]
     fn host_and_unit_tables_are_bounded() {
-        let limits = Limits { max_hosts: 2, max_units: 2, ..Limits::default() };
-        let mut u = DispatchUnit::with_limits(0, DispatchId([1; 32]), "10.0.0.1:1", limits).unwrap();
+        let limits = Limits {
+            max_hosts: 2,
+            max_units: 2,
+            ..Limits::default()
+        };
+        let mut u =
+            DispatchUnit::with_limits(0, DispatchId([1; 32]), "10.0.0.1:1", limits).unwrap();
         u.handle_join(0, host(1), &addr(1), 1, 0).unwrap();
         u.handle_join(0, host(2), &addr(2), 1, 0).unwrap();
         assert_eq!(
             u.handle_join(0, host(3), &addr(3), 1, 0),
-            Err(HostError::Limit(LimitExceeded { limit: Limit::Hosts, max: 2 }))
+            Err(HostError::Limit(LimitExceeded {
+                limit: Limit::Hosts,
+                max: 2
+            }))
         );
         // Known hosts can still rejoin.
         u.handle_join(1, host(2), &addr(2), 1, 0).unwrap();
-        u.handle_unit_announce(0, DispatchId([2; 32]), "10.0.0.2:1").unwrap();
+        assert_eq!(u.announce(7).len(), 1);
+        assert_eq!(u.tables().units[&u.id()].seen_ms, 7);
+        assert!(u.handle_unit_announce(8, DispatchId([2; 32]), "x").is_err());
+        u.handle_unit_announce(0, DispatchId([2; 32]), "10.0.0.2:1")
+            .unwrap();
         assert!(matches!(
             u.handle_unit_announce(0, DispatchId([3; 32]), "10.0.0.3:1"),
             Err(UnitError::Limit(_))

@@ -25,8 +25,8 @@ pub const MAX_HOSTS_PER_OBJECT: usize = 8;
 /// Most outstanding move grants kept per object; beyond it the oldest grant
 /// is dropped (deterministically, so peer units drop the same one).
 pub const MAX_PENDING_MOVES_PER_OBJECT: usize = 8;
-/// Longest user name, in bytes (names are ASCII).
-pub const MAX_NAME_LEN: usize = 64;
+/// Longest user name: the rule of the signed claims.
+pub use crate::identity::name::MAX_NAME_LEN;
 /// Longest host or unit address (`IP:PORT`; a bracketed IPv6 address with a
 /// port is at most 47 characters, plus room for a zone id).
 pub const MAX_ADDR_LEN: usize = 64;

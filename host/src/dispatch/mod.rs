@@ -12,39 +12,49 @@
 //! what the caller must have checked) and persists [`DispatchUnit::snapshot`].
 //!
 //! - [`limits`]: named limits and timings;
+//! - [`objects`]: mailbox and attachment ids;
 //! - [`tables`]: the serialisable tables and their merge rules;
 //! - [`hosts`]: join, heartbeat, leave, and peer units;
 //! - [`names`]: first-come name registration and lookups;
-//! - [`placement`]: choosing hosts and planning departures;
+//! - [`placement`]: choosing hosts for new objects, copies and moves;
+//! - [`departure`]: where a leaving host's objects should go;
 //! - [`location`]: authenticated location and home updates;
-//! - [`updates`]: replication between units and snapshots;
+//! - [`updates`]: replicated updates and how a unit applies them;
+//! - [`snapshot`]: copying and reconciling whole tables, and the
+//!   convergence tests;
 //! - [`status`]: the `dem admin status` view;
 //! - [`error`]: typed errors per family of operations.
 
+pub mod departure;
 pub mod error;
 pub mod hosts;
 pub mod limits;
 pub mod location;
 pub mod names;
+pub mod objects;
 pub mod placement;
+pub mod snapshot;
 pub mod status;
 pub mod tables;
 pub mod updates;
 mod validate;
 
+pub use departure::DeparturePlan;
 pub use error::{
     AddrError, HostError, HostListError, LocationError, LookupError, NameError, NameFormatError,
     PlacementError, UnitError, UpdateError,
 };
 pub use limits::{LimitExceeded, Limits};
 pub use names::{AttachmentLookup, HostAddr, MailboxLookup, Registration};
-pub use placement::{DeparturePlan, Placement};
+pub use objects::{AttachmentId, AttachmentIdError, ObjectRef};
+pub use placement::Placement;
+pub use snapshot::{MergeReport, updates_of};
 pub use status::StatusView;
 pub use tables::{
-    AttachmentId, AttachmentRecord, DispatchTables, HostRecord, HostState, MailboxRecord,
-    MoveGrant, NameRecord, ObjectRef, UnitRecord,
+    AttachmentRecord, DispatchTables, HostRecord, HostState, MailboxRecord, MoveGrant, NameRecord,
+    UnitRecord,
 };
-pub use updates::{MergeReport, Update};
+pub use updates::Update;
 
 use crate::identity::id::DispatchId;
 
@@ -78,7 +88,11 @@ impl DispatchUnit {
         addr: &str,
         limits: Limits,
     ) -> Result<Self, UnitError> {
-        let mut unit = DispatchUnit { id, limits, tables: DispatchTables::default() };
+        let mut unit = DispatchUnit {
+            id,
+            limits,
+            tables: DispatchTables::default(),
+        };
         unit.handle_unit_announce(now_ms, id, addr)?;
         Ok(unit)
     }
@@ -91,7 +105,11 @@ impl DispatchUnit {
         limits: Limits,
         tables: &DispatchTables,
     ) -> Result<Self, UpdateError> {
-        let mut unit = DispatchUnit { id, limits, tables: DispatchTables::default() };
+        let mut unit = DispatchUnit {
+            id,
+            limits,
+            tables: DispatchTables::default(),
+        };
         let report = unit.merge_snapshot(tables);
         match report.refused.into_iter().next() {
             Some(err) => Err(err),
@@ -148,8 +166,26 @@ pub(crate) mod testutil {
         u
     }
 
+    /// A unit with empty tables, not even its own unit record.
+    pub fn blank() -> DispatchUnit {
+        DispatchUnit::from_snapshot(
+            DispatchId([0xee; 32]),
+            Limits::default(),
+            &DispatchTables::default(),
+        )
+        .unwrap()
+    }
+
+    /// An attachment id made of the byte `b`.
+    pub fn att(b: u8) -> AttachmentId {
+        format!("{b:02x}").repeat(32).parse().unwrap()
+    }
+
     /// All replicated updates among `actions`.
     pub fn updates(actions: &[Action]) -> Vec<Update> {
-        actions.iter().map(|Action::Replicate(u)| u.clone()).collect()
+        actions
+            .iter()
+            .map(|Action::Replicate(u)| u.clone())
+            .collect()
     }
 }

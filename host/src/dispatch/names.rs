@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{LookupError, NameError};
 use super::limits::MAX_CLAIM_SKEW_MS;
-use super::tables::{AttachmentId, NameRecord, ObjectRef};
+use super::objects::{AttachmentId, ObjectRef};
+use super::tables::NameRecord;
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
 use crate::identity::id::{Epoch, HostId, UserId};
@@ -71,20 +72,30 @@ impl DispatchUnit {
     ) -> Result<(Registration, Vec<Action>), NameError> {
         validate::name(name)?;
         if issued_ms.abs_diff(now_ms) > MAX_CLAIM_SKEW_MS {
-            return Err(NameError::ClaimClock { issued_ms, now_ms, max_skew_ms: MAX_CLAIM_SKEW_MS });
+            return Err(NameError::ClaimClock {
+                issued_ms,
+                now_ms,
+                max_skew_ms: MAX_CLAIM_SKEW_MS,
+            });
         }
         match self.tables.names.get(name) {
             Some(cur) if cur.user == user => return Ok((Registration::AlreadyYours, Vec::new())),
             Some(cur) => {
                 tracing::debug!(%name, holder = %cur.user.short(), "name taken");
-                return Err(NameError::Taken { name: name.to_string(), holder: cur.user });
+                return Err(NameError::Taken {
+                    name: name.to_string(),
+                    holder: cur.user,
+                });
             }
             None => {}
         }
         let record = NameRecord { user, issued_ms };
         self.tables.merge_name(&self.limits, name, record.clone())?;
         tracing::info!(%name, user = %user.short(), "name registered");
-        let update = Update::NameRegistered { name: name.to_string(), record };
+        let update = Update::NameRegistered {
+            name: name.to_string(),
+            record,
+        };
         Ok((Registration::New, vec![Action::Replicate(update)]))
     }
 
@@ -104,14 +115,22 @@ impl DispatchUnit {
 
     /// Where `user`'s mailbox is.
     pub fn lookup_user(&self, now_ms: u64, user: UserId) -> Result<MailboxLookup, LookupError> {
-        let rec = self.tables.mailboxes.get(&user).ok_or(LookupError::UnknownUser(user))?;
+        let rec = self
+            .tables
+            .mailboxes
+            .get(&user)
+            .ok_or(LookupError::UnknownUser(user))?;
         if rec.hosts.is_empty() {
             return Err(LookupError::NotPlaced(ObjectRef::Mailbox(user)));
         }
         Ok(MailboxLookup {
             user,
             epoch: rec.epoch,
-            hosts: rec.hosts.iter().map(|h| self.host_addr(now_ms, *h)).collect(),
+            hosts: rec
+                .hosts
+                .iter()
+                .map(|h| self.host_addr(now_ms, *h))
+                .collect(),
             home: rec.home.map(|h| self.host_addr(now_ms, h)),
         })
     }
@@ -122,8 +141,11 @@ impl DispatchUnit {
         now_ms: u64,
         id: &AttachmentId,
     ) -> Result<AttachmentLookup, LookupError> {
-        let rec =
-            self.tables.attachments.get(id).ok_or_else(|| LookupError::UnknownAttachment(id.clone()))?;
+        let rec = self
+            .tables
+            .attachments
+            .get(id)
+            .ok_or_else(|| LookupError::UnknownAttachment(id.clone()))?;
         if rec.hosts.is_empty() {
             return Err(if rec.epoch == Epoch(0) {
                 LookupError::NotPlaced(ObjectRef::Attachment(id.clone()))
@@ -135,7 +157,11 @@ impl DispatchUnit {
             id: id.clone(),
             size_bytes: rec.size_bytes,
             epoch: rec.epoch,
-            hosts: rec.hosts.iter().map(|h| self.host_addr(now_ms, *h)).collect(),
+            hosts: rec
+                .hosts
+                .iter()
+                .map(|h| self.host_addr(now_ms, *h))
+                .collect(),
         })
     }
 
@@ -168,7 +194,10 @@ mod tests {
         // Even an earlier-issued claim by someone else is refused locally.
         assert_eq!(
             u.register_name(2_000, "alice", user(2), 900),
-            Err(NameError::Taken { name: "alice".into(), holder: user(1) })
+            Err(NameError::Taken {
+                name: "alice".into(),
+                holder: user(1)
+            })
         );
         assert_eq!(u.tables().names["alice"].issued_ms, 1_000);
         u.register_name(2_000, "bob", user(2), 2_000).unwrap();
@@ -187,16 +216,23 @@ mod tests {
             u.register_name(now, "alice", user(1), now + MAX_CLAIM_SKEW_MS + 1),
             Err(NameError::ClaimClock { .. })
         ));
-        assert_eq!(
+        assert!(matches!(
             u.register_name(now, "Alice", user(1), now).unwrap_err(),
-            NameError::Format(NameFormatError::BadChar { name: "Alice".into() })
-        );
-        let limits = Limits { max_names: 1, ..Limits::default() };
-        let mut u = DispatchUnit::with_limits(0, DispatchId([1; 32]), "10.0.0.1:1", limits).unwrap();
+            NameError::Format(NameFormatError::BadChar { ch: 'A', index: 0 })
+        ));
+        let limits = Limits {
+            max_names: 1,
+            ..Limits::default()
+        };
+        let mut u =
+            DispatchUnit::with_limits(0, DispatchId([1; 32]), "10.0.0.1:1", limits).unwrap();
         u.register_name(0, "a", user(1), 0).unwrap();
         assert_eq!(
             u.register_name(0, "b", user(1), 0),
-            Err(NameError::Limit(LimitExceeded { limit: Limit::Names, max: 1 }))
+            Err(NameError::Limit(LimitExceeded {
+                limit: Limit::Names,
+                max: 1
+            }))
         );
     }
 
@@ -204,8 +240,14 @@ mod tests {
     fn lookups_resolve_hosts() {
         let mut u = unit_with_hosts(0, 2);
         u.register_name(0, "alice", user(1), 0).unwrap();
-        assert_eq!(u.lookup_name(0, "alice"), Err(LookupError::UnknownUser(user(1))));
-        assert_eq!(u.lookup_name(0, "carol"), Err(LookupError::UnknownName("carol".into())));
+        assert_eq!(
+            u.lookup_name(0, "alice"),
+            Err(LookupError::UnknownUser(user(1)))
+        );
+        assert_eq!(
+            u.lookup_name(0, "carol"),
+            Err(LookupError::UnknownName("carol".into()))
+        );
         let mb = MailboxRecord {
             hosts: vec![host(2), host(9)],
             epoch: Epoch(3),
@@ -215,21 +257,60 @@ mod tests {
         u.tables.mailboxes.insert(user(1), mb);
         let l = u.lookup_name(1, "alice").unwrap();
         assert_eq!(l.epoch, Epoch(3));
-        assert_eq!(l.hosts[0], HostAddr { host: host(2), addr: Some(addr(2)), online: true });
-        assert_eq!(l.hosts[1], HostAddr { host: host(9), addr: None, online: false });
+        assert_eq!(
+            l.hosts[0],
+            HostAddr {
+                host: host(2),
+                addr: Some(addr(2)),
+                online: true
+            }
+        );
+        assert_eq!(
+            l.hosts[1],
+            HostAddr {
+                host: host(9),
+                addr: None,
+                online: false
+            }
+        );
         assert_eq!(l.home.unwrap().host, host(1));
 
         let id: AttachmentId = "ab".repeat(32).parse().unwrap();
-        assert_eq!(u.lookup_attachment(0, &id), Err(LookupError::UnknownAttachment(id.clone())));
-        u.tables.attachments.insert(id.clone(), AttachmentRecord::default());
-        assert!(matches!(u.lookup_attachment(0, &id), Err(LookupError::NotPlaced(_))));
-        let rec = AttachmentRecord { hosts: vec![], size_bytes: 5, epoch: Epoch(2), ..Default::default() };
+        assert_eq!(
+            u.lookup_attachment(0, &id),
+            Err(LookupError::UnknownAttachment(id.clone()))
+        );
+        u.tables
+            .attachments
+            .insert(id.clone(), AttachmentRecord::default());
+        assert!(matches!(
+            u.lookup_attachment(0, &id),
+            Err(LookupError::NotPlaced(_))
+        ));
+        let rec = AttachmentRecord {
+            hosts: vec![],
+            size_bytes: 5,
+            epoch: Epoch(2),
+            ..Default::default()
+        };
         u.tables.attachments.insert(id.clone(), rec);
-        assert_eq!(u.lookup_attachment(0, &id), Err(LookupError::Removed(id.clone())));
-        let rec = AttachmentRecord { hosts: vec![host(1)], size_bytes: 5, epoch: Epoch(3), ..Default::default() };
+        assert_eq!(
+            u.lookup_attachment(0, &id),
+            Err(LookupError::Removed(id.clone()))
+        );
+        let rec = AttachmentRecord {
+            hosts: vec![host(1)],
+            size_bytes: 5,
+            epoch: Epoch(3),
+            ..Default::default()
+        };
         u.tables.attachments.insert(id.clone(), rec);
         let l = u.lookup_attachment(LEASE, &id).unwrap();
-        assert_eq!((l.size_bytes, l.hosts[0].online), (5, false), "lease over at LEASE_MS");
+        assert_eq!(
+            (l.size_bytes, l.hosts[0].online),
+            (5, false),
+            "lease over at LEASE_MS"
+        );
     }
 
     const LEASE: u64 = super::super::limits::LEASE_MS;

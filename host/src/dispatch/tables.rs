@@ -23,84 +23,12 @@
 //! - dispatch unit: `(seen_ms, addr)`.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::limits::{Limit, LimitExceeded, Limits, check_room};
+use super::objects::{AttachmentId, ObjectRef};
 use crate::identity::id::{DispatchId, Epoch, HostId, UserId};
-
-/// An attachment's id: the BLAKE3 hash of its content, 64 lower-case hex
-/// characters. Content addressing means two senders of the same file share
-/// one attachment record.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AttachmentId(String);
-
-/// Why an attachment id could not be parsed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("attachment id {0:?} is not 64 lower-case hex characters (a BLAKE3 hash)")]
-pub struct AttachmentIdError(String);
-
-impl AttachmentId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for AttachmentId {
-    type Err = AttachmentIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(AttachmentId(s.to_string()))
-        } else {
-            Err(AttachmentIdError(s.chars().take(80).collect()))
-        }
-    }
-}
-
-impl TryFrom<String> for AttachmentId {
-    type Error = AttachmentIdError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<AttachmentId> for String {
-    fn from(id: AttachmentId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for AttachmentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for AttachmentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AttachmentId({})", self.0.get(..12).unwrap_or(&self.0))
-    }
-}
-
-/// A mobile object a dispatch unit locates.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectRef {
-    Mailbox(UserId),
-    Attachment(AttachmentId),
-}
-
-impl fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ObjectRef::Mailbox(user) => write!(f, "mailbox {}", user.short()),
-            ObjectRef::Attachment(id) => write!(f, "attachment {}", id.0.get(..12).unwrap_or("")),
-        }
-    }
-}
 
 /// Where a host is in its session. Declared in session order: the derived
 /// `Ord` is the merge order, so a later state always wins within an epoch.
@@ -296,7 +224,9 @@ impl DispatchTables {
         incoming: NameRecord,
     ) -> Result<bool, LimitExceeded> {
         match self.names.get_mut(name) {
-            Some(cur) if (cur.issued_ms, cur.user) <= (incoming.issued_ms, incoming.user) => Ok(false),
+            Some(cur) if (cur.issued_ms, cur.user) <= (incoming.issued_ms, incoming.user) => {
+                Ok(false)
+            }
             Some(cur) => {
                 *cur = incoming;
                 Ok(true)
@@ -330,7 +260,11 @@ impl DispatchTables {
     ) -> Result<(&mut AttachmentRecord, bool), LimitExceeded> {
         let created = !self.attachments.contains_key(id);
         if created {
-            check_room(Limit::Attachments, self.attachments.len(), limits.max_attachments)?;
+            check_room(
+                Limit::Attachments,
+                self.attachments.len(),
+                limits.max_attachments,
+            )?;
         }
         Ok((self.attachments.entry(id.clone()).or_default(), created))
     }
@@ -420,7 +354,9 @@ impl DispatchTables {
         incoming: UnitRecord,
     ) -> Result<bool, LimitExceeded> {
         match self.units.get_mut(&unit) {
-            Some(cur) if (cur.seen_ms, &cur.addr) >= (incoming.seen_ms, &incoming.addr) => Ok(false),
+            Some(cur) if (cur.seen_ms, &cur.addr) >= (incoming.seen_ms, &incoming.addr) => {
+                Ok(false)
+            }
             Some(cur) => {
                 *cur = incoming;
                 Ok(true)
@@ -468,23 +404,21 @@ mod tests {
     }
 
     #[test]
-    fn attachment_ids_are_validated() {
-        let good = "ab".repeat(32);
-        assert_eq!(good.parse::<AttachmentId>().unwrap().as_str(), good);
-        assert!("ab".parse::<AttachmentId>().is_err());
-        assert!("AB".repeat(32).parse::<AttachmentId>().is_err());
-        assert!(serde_json::from_str::<AttachmentId>("\"xyz\"").is_err());
-        let id: AttachmentId = good.parse().unwrap();
-        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{good}\""));
-    }
-
-    #[test]
     fn grants_drop_void_and_smallest() {
         let mut p = BTreeMap::new();
-        let g = |e, x| MoveGrant { base_epoch: Epoch(e), expires_ms: x };
+        let g = |e, x| MoveGrant {
+            base_epoch: Epoch(e),
+            expires_ms: x,
+        };
         assert!(merge_grant(&mut p, Epoch(1), 2, h(1), g(1, 10)));
-        assert!(!merge_grant(&mut p, Epoch(1), 2, h(1), g(1, 5)), "older grant loses");
-        assert!(!merge_grant(&mut p, Epoch(1), 2, h(2), g(0, 99)), "void grant dropped");
+        assert!(
+            !merge_grant(&mut p, Epoch(1), 2, h(1), g(1, 5)),
+            "older grant loses"
+        );
+        assert!(
+            !merge_grant(&mut p, Epoch(1), 2, h(2), g(0, 99)),
+            "void grant dropped"
+        );
         assert!(merge_grant(&mut p, Epoch(1), 2, h(3), g(1, 20)));
         assert!(merge_grant(&mut p, Epoch(1), 2, h(4), g(2, 1)));
         assert_eq!(p.keys().copied().collect::<Vec<_>>(), vec![h(3), h(4)]);
@@ -495,9 +429,14 @@ mod tests {
         let mut t = DispatchTables::default();
         let l = Limits::default();
         let user = UserId([7; 32]);
-        t.merge_mailbox_location(&l, user, vec![h(1)], Epoch(1)).unwrap();
-        let grant = MoveGrant { base_epoch: Epoch(1), expires_ms: 9 };
-        t.merge_move_grant(&l, &ObjectRef::Mailbox(user), h(2), grant).unwrap();
+        t.merge_mailbox_location(&l, user, vec![h(1)], Epoch(1))
+            .unwrap();
+        let grant = MoveGrant {
+            base_epoch: Epoch(1),
+            expires_ms: 9,
+        };
+        t.merge_move_grant(&l, &ObjectRef::Mailbox(user), h(2), grant)
+            .unwrap();
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<DispatchTables>(&json).unwrap(), t);
         let bin = rmp_serde::to_vec_named(&t).unwrap();

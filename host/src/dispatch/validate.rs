@@ -5,38 +5,27 @@
 use std::net::SocketAddr;
 
 use super::error::{AddrError, HostListError, NameFormatError};
-use super::limits::{MAX_ADDR_LEN, MAX_NAME_LEN};
+use super::limits::MAX_ADDR_LEN;
 use crate::identity::id::HostId;
 
 /// `addr` must be a socket address `IP:PORT` of bounded length.
 pub(crate) fn addr(addr: &str) -> Result<(), AddrError> {
     if addr.len() > MAX_ADDR_LEN {
-        return Err(AddrError::TooLong { len: addr.len(), max: MAX_ADDR_LEN });
+        return Err(AddrError::TooLong {
+            len: addr.len(),
+            max: MAX_ADDR_LEN,
+        });
     }
     addr.parse::<SocketAddr>()
         .map(|_| ())
-        .map_err(|_| AddrError::NotSocketAddr { addr: addr.to_string() })
+        .map_err(|_| AddrError::NotSocketAddr {
+            addr: addr.to_string(),
+        })
 }
 
-/// Names are lower-case ASCII letters, digits, `.`, `-`, `_`, starting with
-/// a letter or digit: one spelling per name, so no two names look alike
-/// through case or Unicode confusables.
+/// Names follow the one rule `identity::name` signs claims under.
 pub(crate) fn name(name: &str) -> Result<(), NameFormatError> {
-    if name.is_empty() {
-        return Err(NameFormatError::Empty);
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(NameFormatError::TooLong { len: name.len(), max: MAX_NAME_LEN });
-    }
-    let ok_first = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let ok_rest = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
-    if ok_first && ok_rest {
-        Ok(())
-    } else {
-        Err(NameFormatError::BadChar { name: name.chars().take(MAX_NAME_LEN).collect() })
-    }
+    crate::identity::name::validate_name(name)
 }
 
 /// A holder list: at most `max` hosts, none twice; empty only if allowed.
@@ -49,7 +38,10 @@ pub(crate) fn host_list(
         return Err(HostListError::EmptyMailbox);
     }
     if hosts.len() > max {
-        return Err(HostListError::TooMany { len: hosts.len(), max });
+        return Err(HostListError::TooMany {
+            len: hosts.len(),
+            max,
+        });
     }
     for (i, h) in hosts.iter().enumerate() {
         if hosts[..i].contains(h) {
@@ -67,8 +59,14 @@ mod tests {
     fn addrs() {
         assert!(addr("10.0.0.1:4433").is_ok());
         assert!(addr("[::1]:4433").is_ok());
-        assert!(matches!(addr("example.org:1"), Err(AddrError::NotSocketAddr { .. })));
-        assert!(matches!(addr("10.0.0.1"), Err(AddrError::NotSocketAddr { .. })));
+        assert!(matches!(
+            addr("example.org:1"),
+            Err(AddrError::NotSocketAddr { .. })
+        ));
+        assert!(matches!(
+            addr("10.0.0.1"),
+            Err(AddrError::NotSocketAddr { .. })
+        ));
         let long = format!("[{}]:1", "0:".repeat(40));
         assert!(matches!(addr(&long), Err(AddrError::TooLong { .. })));
     }
@@ -78,19 +76,37 @@ mod tests {
         assert!(name("alice").is_ok());
         assert!(name("a.b-c_9").is_ok());
         assert_eq!(name(""), Err(NameFormatError::Empty));
-        assert!(matches!(name("Alice"), Err(NameFormatError::BadChar { .. })));
-        assert!(matches!(name(".alice"), Err(NameFormatError::BadChar { .. })));
-        assert!(matches!(name("alicé"), Err(NameFormatError::BadChar { .. })));
-        assert!(name(&"a".repeat(MAX_NAME_LEN)).is_ok());
-        assert!(matches!(name(&"a".repeat(MAX_NAME_LEN + 1)), Err(NameFormatError::TooLong { .. })));
+        assert!(matches!(
+            name("Alice"),
+            Err(NameFormatError::BadChar { .. } | NameFormatError::BadStart { .. })
+        ));
+        assert!(matches!(
+            name(".alice"),
+            Err(NameFormatError::BadChar { .. } | NameFormatError::BadStart { .. })
+        ));
+        assert!(matches!(
+            name("alicé"),
+            Err(NameFormatError::BadChar { .. } | NameFormatError::BadStart { .. })
+        ));
+        assert!(name(&"a".repeat(crate::identity::name::MAX_NAME_LEN)).is_ok());
+        assert!(matches!(
+            name(&"a".repeat(crate::identity::name::MAX_NAME_LEN + 1)),
+            Err(NameFormatError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn host_lists() {
         let (a, b) = (HostId([1; 32]), HostId([2; 32]));
         assert!(host_list(&[a, b], 2, false).is_ok());
-        assert_eq!(host_list(&[a, a], 2, false), Err(HostListError::Duplicate(a)));
-        assert!(matches!(host_list(&[a, b], 1, false), Err(HostListError::TooMany { .. })));
+        assert_eq!(
+            host_list(&[a, a], 2, false),
+            Err(HostListError::Duplicate(a))
+        );
+        assert!(matches!(
+            host_list(&[a, b], 1, false),
+            Err(HostListError::TooMany { .. })
+        ));
         assert_eq!(host_list(&[], 1, false), Err(HostListError::EmptyMailbox));
         assert!(host_list(&[], 1, true).is_ok());
     }

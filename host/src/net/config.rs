@@ -70,8 +70,13 @@ impl TransportConfig {
         let var = |name: &str, v: u64| {
             VarInt::from_u64(v).map_err(|_| NetError::Config(format!("{name} {v} is too large")))
         };
-        let idle = IdleTimeout::try_from(Duration::from_millis(self.idle_timeout_ms))
-            .map_err(|_| NetError::Config(format!("idle_timeout_ms {} is too large", self.idle_timeout_ms)))?;
+        let idle =
+            IdleTimeout::try_from(Duration::from_millis(self.idle_timeout_ms)).map_err(|_| {
+                NetError::Config(format!(
+                    "idle_timeout_ms {} is too large",
+                    self.idle_timeout_ms
+                ))
+            })?;
         let mut t = quinn::TransportConfig::default();
         t.max_idle_timeout(Some(idle))
             .keep_alive_interval(

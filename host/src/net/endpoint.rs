@@ -40,7 +40,11 @@ impl Endpoint {
     }
 
     /// Binds `addr` with the given transport settings.
-    pub fn bind_with(addr: SocketAddr, identity: Identity, config: TransportConfig) -> Result<Self> {
+    pub fn bind_with(
+        addr: SocketAddr,
+        identity: Identity,
+        config: TransportConfig,
+    ) -> Result<Self> {
         Self::bind_alpn(addr, identity, config, ALPN)
     }
 
@@ -53,8 +57,8 @@ impl Endpoint {
         alpn: &[u8],
     ) -> Result<Self> {
         let server = tls::server_config(&identity, &config, alpn)?;
-        let inner =
-            quinn::Endpoint::server(server, addr).map_err(|source| NetError::Bind { addr, source })?;
+        let inner = quinn::Endpoint::server(server, addr)
+            .map_err(|source| NetError::Bind { addr, source })?;
         Ok(Self {
             inner,
             identity,
@@ -65,7 +69,9 @@ impl Endpoint {
 
     /// The address actually bound (with the real port when 0 was asked).
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.inner.local_addr().map_err(|e| NetError::Config(e.to_string()))
+        self.inner
+            .local_addr()
+            .map_err(|e| NetError::Config(e.to_string()))
     }
 
     /// This node's identity.
@@ -309,9 +315,10 @@ impl Connection {
     pub async fn accept_stream(&self) -> Result<Option<(SendStream, RecvStream)>> {
         match self.inner.accept_bi().await {
             Ok(streams) => Ok(Some(streams)),
-            Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => {
-                Ok(None)
-            }
+            Err(
+                quinn::ConnectionError::ApplicationClosed(_)
+                | quinn::ConnectionError::LocallyClosed,
+            ) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

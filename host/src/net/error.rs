@@ -33,10 +33,7 @@ pub enum NetError {
     },
     /// The peer speaks another protocol version: no common ALPN id.
     #[error("{addr} does not speak {ours} (no common ALPN protocol)")]
-    ProtocolMismatch {
-        addr: SocketAddr,
-        ours: String,
-    },
+    ProtocolMismatch { addr: SocketAddr, ours: String },
     /// The peer presented a valid certificate for another key than the
     /// pinned one.
     #[error("{addr} presented key {presented}, expected {expected}")]

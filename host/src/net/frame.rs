@@ -119,7 +119,10 @@ mod tests {
 
     #[test]
     fn prefix_is_big_endian_and_bounded() {
-        assert_eq!(frame_prefix(0x0102_0304 & 0x3f_ffff).ok(), Some([0, 0x02, 0x03, 0x04]));
+        assert_eq!(
+            frame_prefix(0x0102_0304 & 0x3f_ffff).ok(),
+            Some([0, 0x02, 0x03, 0x04])
+        );
         assert!(frame_prefix(FRAME_BYTES_MAX).is_ok());
         assert!(matches!(
             frame_prefix(FRAME_BYTES_MAX + 1),

@@ -446,7 +446,10 @@ mod tests {
         let cert = CertificateDer::from(id.certificate_der().to_vec());
         let key = verify_self_signed(&cert, UnixTime::now()).expect("valid");
         assert_eq!(key, id.public_key());
-        assert_eq!(key, SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes());
+        assert_eq!(
+            key,
+            SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes()
+        );
     }
 
     #[test]
@@ -464,9 +467,13 @@ mod tests {
         // An ed25519 certificate for key A signed by key B: the SPKI is
         // ed25519, but it is not self-signed.
         let a = Identity::from_secret_bytes(&[1; 32]).expect("a");
-        let b_pkcs8 = SigningKey::from_bytes(&[2; 32]).to_pkcs8_der().expect("pkcs8");
+        let b_pkcs8 = SigningKey::from_bytes(&[2; 32])
+            .to_pkcs8_der()
+            .expect("pkcs8");
         let b = rcgen::KeyPair::try_from(b_pkcs8.as_bytes()).expect("b");
-        let a_pkcs8 = SigningKey::from_bytes(&[1; 32]).to_pkcs8_der().expect("pkcs8");
+        let a_pkcs8 = SigningKey::from_bytes(&[1; 32])
+            .to_pkcs8_der()
+            .expect("pkcs8");
         let a_key = rcgen::KeyPair::try_from(a_pkcs8.as_bytes()).expect("a key");
         let params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()]).expect("p");
         let issuer = rcgen::Issuer::new(params.clone(), &b);

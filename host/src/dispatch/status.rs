@@ -1,0 +1,243 @@
+//! The monitoring view behind `dem admin status --json`: like the paper's
+//! dispatch-unit monitor, it shows the known dispatch units, the hosts with
+//! what they hold, on-line and off-line users and the mailbox spread. It is
+//! computed from the tables at a given `now`, since liveness depends on it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::DispatchUnit;
+use super::tables::HostState;
+use crate::identity::id::{DispatchId, Epoch, HostId, UserId};
+
+/// The whole status view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub now_ms: u64,
+    /// The unit answering.
+    pub unit: DispatchId,
+    pub summary: Summary,
+    pub units: Vec<UnitStatus>,
+    pub hosts: Vec<HostStatus>,
+    pub users: Vec<UserStatus>,
+}
+
+/// Counts at a glance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub units: usize,
+    pub hosts_online: usize,
+    pub hosts_known: usize,
+    pub users_online: usize,
+    pub users_offline: usize,
+    pub mailboxes: usize,
+    /// Attachments currently located (removed ones not counted).
+    pub attachments: usize,
+}
+
+/// A known dispatch unit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitStatus {
+    pub id: DispatchId,
+    pub addr: String,
+    pub seen_ms: u64,
+    pub is_self: bool,
+}
+
+/// A known host and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub id: HostId,
+    pub addr: String,
+    pub online: bool,
+    pub state: HostState,
+    pub epoch: Epoch,
+    pub capacity: u64,
+    /// As last reported by the host.
+    pub load: u64,
+    pub lease_expires_ms: u64,
+    pub last_seen_ms: u64,
+    /// Mailboxes held, by the owner's first name, or user id (hex) for
+    /// owners without a known name.
+    pub mailboxes: Vec<String>,
+    /// How many attachments it holds. A count, not ids: attachment ids are
+    /// opaque hashes; `lookup_attachment` gives the details of one.
+    pub attachments: usize,
+}
+
+/// A user: names, whether they are online, where their mailbox is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserStatus {
+    pub user: UserId,
+    /// The first of `names`, for display.
+    pub name: Option<String>,
+    pub names: Vec<String>,
+    /// Their home host is online.
+    pub online: bool,
+    pub home: Option<HostId>,
+    pub hosts: Vec<HostId>,
+    pub epoch: Epoch,
+}
+
+impl DispatchUnit {
+    /// The status view at `now_ms`.
+    pub fn status(&self, now_ms: u64) -> StatusView {
+        let t = &self.tables;
+        let mut names: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+        for (name, r) in &t.names {
+            names.entry(r.user).or_default().push(name.clone());
+        }
+        let label = |user: &UserId| match names.get(user).and_then(|n| n.first()) {
+            Some(name) => name.clone(),
+            None => user.to_hex(),
+        };
+        let online = |h: &HostId| t.hosts.get(h).is_some_and(|r| r.is_online(now_ms));
+
+        let mut held: BTreeMap<HostId, (Vec<String>, usize)> = BTreeMap::new();
+        for (user, r) in &t.mailboxes {
+            for h in &r.hosts {
+                held.entry(*h).or_default().0.push(label(user));
+            }
+        }
+        for r in t.attachments.values() {
+            for h in &r.hosts {
+                held.entry(*h).or_default().1 += 1;
+            }
+        }
+
+        let units = t
+            .units
+            .iter()
+            .map(|(id, r)| UnitStatus {
+                id: *id,
+                addr: r.addr.clone(),
+                seen_ms: r.seen_ms,
+                is_self: *id == self.id,
+            })
+            .collect::<Vec<_>>();
+        let hosts = t
+            .hosts
+            .iter()
+            .map(|(id, r)| {
+                let (mailboxes, attachments) = held.remove(id).unwrap_or_default();
+                HostStatus {
+                    id: *id,
+                    addr: r.addr.clone(),
+                    online: r.is_online(now_ms),
+                    state: r.state,
+                    epoch: r.epoch,
+                    capacity: r.capacity,
+                    load: r.load,
+                    lease_expires_ms: r.lease_expires_ms,
+                    last_seen_ms: r.last_seen_ms,
+                    mailboxes,
+                    attachments,
+                }
+            })
+            .collect::<Vec<_>>();
+
+        // Every user with a mailbox record or a name.
+        let mut ids: Vec<UserId> = t.mailboxes.keys().chain(names.keys()).copied().collect();
+        ids.sort();
+        ids.dedup();
+        let users = ids
+            .into_iter()
+            .map(|user| {
+                let rec = t.mailboxes.get(&user);
+                let user_names = names.get(&user).cloned().unwrap_or_default();
+                let home = rec.and_then(|r| r.home);
+                UserStatus {
+                    user,
+                    name: user_names.first().cloned(),
+                    names: user_names,
+                    online: home.as_ref().is_some_and(online),
+                    home,
+                    hosts: rec.map(|r| r.hosts.clone()).unwrap_or_default(),
+                    epoch: rec.map(|r| r.epoch).unwrap_or_default(),
+                }
+            })
+            .collect::<Vec<_>>();
+
+        let users_online = users.iter().filter(|u| u.online).count();
+        let summary = Summary {
+            units: units.len(),
+            hosts_online: hosts.iter().filter(|h| h.online).count(),
+            hosts_known: hosts.len(),
+            users_online,
+            users_offline: users.len() - users_online,
+            mailboxes: t.mailboxes.values().filter(|r| !r.hosts.is_empty()).count(),
+            attachments: t
+                .attachments
+                .values()
+                .filter(|r| !r.hosts.is_empty())
+                .count(),
+        };
+        StatusView {
+            now_ms,
+            unit: self.id,
+            summary,
+            units,
+            hosts,
+            users,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::LEASE_MS;
+    use super::super::objects::AttachmentId;
+    use super::super::tables::{AttachmentRecord, MailboxRecord};
+    use super::super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn status_shows_hosts_users_and_units() {
+        let mut u = unit_with_hosts(0, 2);
+        u.handle_heartbeat(LEASE_MS, host(2), 1).unwrap();
+        u.register_name(0, "alice", user(1), 0).unwrap();
+        let mb = |hosts, home| MailboxRecord {
+            hosts,
+            epoch: Epoch(1),
+            home,
+            ..Default::default()
+        };
+        u.tables
+            .mailboxes
+            .insert(user(1), mb(vec![host(1)], Some(host(2))));
+        u.tables
+            .mailboxes
+            .insert(user(2), mb(vec![host(1), host(2)], Some(host(1))));
+        let id: AttachmentId = "aa".repeat(32).parse().unwrap();
+        let att = AttachmentRecord {
+            hosts: vec![host(2)],
+            size_bytes: 1,
+            epoch: Epoch(1),
+            ..Default::default()
+        };
+        u.tables.attachments.insert(id, att);
+
+        let s = u.status(LEASE_MS);
+        assert_eq!(s.summary.hosts_online, 1);
+        assert_eq!((s.summary.users_online, s.summary.users_offline), (1, 1));
+        assert_eq!(
+            (s.summary.mailboxes, s.summary.attachments, s.summary.units),
+            (2, 1, 1)
+        );
+        assert!(s.units[0].is_self);
+        let h1 = &s.hosts[0];
+        assert_eq!((h1.id, h1.online), (host(1), false));
+        assert_eq!(h1.mailboxes, vec!["alice".to_string(), user(2).to_hex()]);
+        let h2 = &s.hosts[1];
+        assert_eq!(
+            (h2.online, h2.attachments, h2.mailboxes.len()),
+            (true, 1, 1)
+        );
+        let alice = s.users.iter().find(|x| x.user == user(1)).unwrap();
+        assert_eq!((alice.name.as_deref(), alice.online), (Some("alice"), true));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["users"][0]["name"], "alice");
+        assert_eq!(json["hosts"][0]["state"], "active");
+    }
+}
