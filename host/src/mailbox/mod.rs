@@ -113,6 +113,10 @@ pub enum MailboxCallError {
     /// The mailbox moved to another host; ask there.
     #[error("mailbox `{id}` moved to host {} at {} (epoch {})", .to.host, .to.addr, .to.epoch)]
     Moved { id: MailboxId, to: MovedTo },
+    /// The mailbox answered with something the call cannot produce: a
+    /// mismatched mailbox component.
+    #[error("mailbox answered `{call}` with an unexpected {answer}")]
+    Unexpected { call: &'static str, answer: String },
     /// The mailbox's actor is gone (host shutting down, or mailbox moved).
     #[error("mailbox `{0}` is not available (shutting down or moved)")]
     Gone(MailboxId),
