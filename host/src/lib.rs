@@ -12,16 +12,22 @@
 //!   certificates pinned by key, ALPN `dem/1`, length-prefixed frames.
 //! - `dispatch`: the dispatch unit's tables, placement, epochs and
 //!   replication, sans-IO.
+//! - `node`: the host daemon: join, lease, serve owners, mail and
+//!   attachments.
+//! - `client`: `MailboxRef` and the user side of the network.
 //! - `cli`: the `dem` command line.
 
 pub mod attachments;
 pub mod builtin;
 pub mod cli;
+pub mod client;
 pub mod dispatch;
 pub mod export;
 pub mod identity;
 pub mod ids;
 pub mod mailbox;
 pub mod net;
+pub mod node;
+pub mod proto;
 pub mod runtime;
 pub mod store;

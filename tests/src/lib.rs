@@ -731,3 +731,183 @@ pub fn arg(path: &Path) -> &str {
     path.to_str()
         .unwrap_or_else(|| panic!("{} is not UTF-8", path.display()))
 }
+
+// ===========================================================================
+// Network processes (host daemon and user commands; tests/tests/network.rs).
+// Append-only section: long-running `dem host` / `dem dispatch` processes
+// and one-shot user commands under a `--home`.
+// ===========================================================================
+
+/// A long-running `dem` daemon (`dispatch` or `host`) that printed
+/// `<kind> <id-hex> listening on <addr>`; SIGKILLed when dropped.
+pub struct Daemon {
+    guard: ChildGuard,
+    /// Its key, hex.
+    pub id: String,
+    /// Its address, `IP:PORT`.
+    pub addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `dem <args>` and waits (up to [`ANSWER_TIMEOUT`]) for its
+    /// `listening on` line.
+    pub fn start<I, S>(args: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let mut child = Command::new(dem_bin())
+            .args(&args)
+            .env_remove("DEM_HOME")
+            .env_remove("DEM_DATA")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning dem {}", shown(&args)))?;
+        let stdout = child.stdout.take().context("piped stdout")?;
+        let stderr_pipe = child.stderr.take().context("piped stderr")?;
+        let guard = ChildGuard(Some(child));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let keep = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(|l| l.ok()) {
+                let mut s = keep.lock().unwrap_or_else(|p| p.into_inner());
+                if s.len() < STDERR_KEEP_BYTES {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx.recv_timeout(ANSWER_TIMEOUT).map_err(|_| {
+            anyhow!(
+                "dem {} printed no `listening on` line; stderr:\n{}",
+                shown(&args),
+                stderr.lock().unwrap_or_else(|p| p.into_inner())
+            )
+        })?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [_, id, "listening", "on", addr] = words[..] else {
+            bail!("unexpected first line {line:?}");
+        };
+        Ok(Self {
+            guard,
+            id: id.to_string(),
+            addr: addr.to_string(),
+            stderr,
+        })
+    }
+
+    /// What it wrote to stderr so far (up to a limit).
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Kills it now (an abrupt stop, as a crash).
+    pub fn kill(&mut self) {
+        self.guard.kill();
+    }
+}
+
+/// A free UDP port on `ip` (bound and released; good enough for tests on
+/// their own loopback addresses).
+pub fn free_udp_port(ip: &str) -> Result<u16> {
+    let sock = std::net::UdpSocket::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
+    Ok(sock.local_addr()?.port())
+}
+
+/// One user's one-shot commands: `dem <args> --home HOME`.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub home: PathBuf,
+}
+
+impl User {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self { home: home.into() }
+    }
+
+    /// Runs `dem <args> --home HOME` to completion, whatever its exit.
+    pub fn output<I, S>(&self, args: I) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        // `--home` goes right after the first word (it is global below
+        // it), before any positional that takes hyphen values (`flag ID
+        // -seen`).
+        let at = args.len().min(1);
+        args.splice(
+            at..at,
+            ["--home".into(), self.home.clone().into_os_string()],
+        );
+        let child = Command::new(dem_bin())
+            .args(&args)
+            .env_remove("DEM_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning dem {}", shown(&args)))?;
+        let mut guard = ChildGuard(Some(child));
+        let out = read_all(guard.child().stdout.take().context("piped stdout")?);
+        let err = read_all(guard.child().stderr.take().context("piped stderr")?);
+        let status = guard
+            .wait_timeout(COMMAND_TIMEOUT)
+            .with_context(|| format!("dem {}", shown(&args)))?;
+        Ok(Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+
+    /// A command that must succeed; its stdout.
+    pub fn run<I, S>(&self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let out = self.output(&args)?;
+        ensure!(
+            out.status.success(),
+            "`dem {}` failed ({}):\n{}",
+            shown(&args),
+            out.status,
+            out.stderr.trim_end()
+        );
+        Ok(out.stdout)
+    }
+
+    /// A command that must fail with a message; its stderr.
+    pub fn fail<I, S>(&self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let out = self.output(&args)?;
+        ensure!(
+            !out.status.success() && !out.stderr.trim().is_empty(),
+            "`dem {}` should have failed with a message; it printed:\n{}",
+            shown(&args),
+            out.stdout
+        );
+        Ok(out.stderr)
+    }
+}

@@ -7,9 +7,12 @@
 
 pub mod bench;
 pub mod demo;
+pub mod dispatch;
+pub mod host;
 pub mod limits;
 pub mod local;
 pub mod mail_json;
+pub mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +26,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a dispatch unit.
+    Dispatch(dispatch::DispatchArgs),
+    /// Run a host daemon.
+    Host(Box<host::HostArgs>),
+    #[command(flatten)]
+    User(user::UserCommand),
     /// Work on a host's data dir directly, without the network.
     Local(Box<local::LocalArgs>),
     /// Run a benchmark and print its results.
@@ -48,6 +57,9 @@ pub fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Dispatch(args) => dispatch::run(args).await,
+            Command::Host(args) => host::run(*args).await,
+            Command::User(cmd) => user::run(cmd).await,
             Command::Local(args) => local::run(*args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Demo => demo::run().await,

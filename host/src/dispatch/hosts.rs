@@ -1,7 +1,7 @@
 //! Host membership: join, heartbeat (lease renewal with a load report),
 //! graceful leave, and the list of peer dispatch units.
 //!
-//! A host is online while its lease holds ([`LEASE_MS`] after its last join
+//! A host is online while its lease holds (`Limits::lease_ms` after its last join
 //! or heartbeat); a crashed host simply stops renewing and goes offline
 //! without anyone having to notice. Every change is replicated as the whole
 //! host record, so peers converge whichever of them the host talks to.
@@ -10,7 +10,7 @@
 //! the announcing unit); these methods trust the ids they are given.
 
 use super::error::{HostError, UnitError};
-use super::limits::{LEASE_MS, MAX_CAPACITY};
+use super::limits::MAX_CAPACITY;
 use super::tables::{HostRecord, HostState, UnitRecord};
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
@@ -47,7 +47,7 @@ impl DispatchUnit {
             addr: addr.to_string(),
             capacity,
             load,
-            lease_expires_ms: now_ms.saturating_add(LEASE_MS),
+            lease_expires_ms: now_ms.saturating_add(self.limits.lease_ms),
             last_seen_ms: last_seen,
             epoch,
             state: HostState::Active,
@@ -67,7 +67,9 @@ impl DispatchUnit {
         let mut record = self.renewable(host)?;
         record.load = load;
         record.last_seen_ms = record.last_seen_ms.max(now_ms);
-        record.lease_expires_ms = record.lease_expires_ms.max(now_ms.saturating_add(LEASE_MS));
+        record.lease_expires_ms = record
+            .lease_expires_ms
+            .max(now_ms.saturating_add(self.limits.lease_ms));
         self.put_host(host, record)
     }
 
@@ -78,7 +80,9 @@ impl DispatchUnit {
         let mut record = self.renewable(host)?;
         record.state = HostState::Leaving;
         record.last_seen_ms = record.last_seen_ms.max(now_ms);
-        record.lease_expires_ms = record.lease_expires_ms.max(now_ms.saturating_add(LEASE_MS));
+        record.lease_expires_ms = record
+            .lease_expires_ms
+            .max(now_ms.saturating_add(self.limits.lease_ms));
         tracing::info!(host = %host.short(), "host leaving");
         self.put_host(host, record)
     }
@@ -187,7 +191,7 @@ impl DispatchUnit {
 #[cfg(test)]
 mod tests {
     use super::super::MailboxRecord;
-    use super::super::limits::{Limit, LimitExceeded, Limits};
+    use super::super::limits::{LEASE_MS, Limit, LimitExceeded, Limits};
     use super::super::testutil::*;
     use super::*;
 

@@ -60,6 +60,9 @@ pub struct Limits {
     pub max_units: usize,
     pub max_hosts_per_object: usize,
     pub max_pending_moves_per_object: usize,
+    /// How long a join or heartbeat keeps a host online ([`LEASE_MS`];
+    /// shorter in tests that watch hosts expire).
+    pub lease_ms: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +75,7 @@ impl Default for Limits {
             max_units: MAX_UNITS,
             max_hosts_per_object: MAX_HOSTS_PER_OBJECT,
             max_pending_moves_per_object: MAX_PENDING_MOVES_PER_OBJECT,
+            lease_ms: LEASE_MS,
         }
     }
 }

@@ -24,15 +24,31 @@
 //!   convergence tests;
 //! - [`status`]: the `dem admin status` view;
 //! - [`error`]: typed errors per family of operations.
+//!
+//! The driver, which does I/O:
+//!
+//! - [`handle`]: one request in, one answer out: caller identity, user
+//!   signatures, replays and input bounds, then the call into the unit;
+//! - [`service`]: `DispatchService`, the QUIC server with the wall clock,
+//!   durable tables and shutdown;
+//! - [`persist`]: `tables.bin`, written atomically;
+//! - [`peers`]: background replication to the other units;
+//! - [`client`]: `DispatchClient`, which hosts and users use to reach any
+//!   unit of the backbone.
 
+pub mod client;
 pub mod departure;
 pub mod error;
+pub mod handle;
 pub mod hosts;
 pub mod limits;
 pub mod location;
 pub mod names;
 pub mod objects;
+pub mod peers;
+pub mod persist;
 pub mod placement;
+pub mod service;
 pub mod snapshot;
 pub mod status;
 pub mod tables;

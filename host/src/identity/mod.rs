@@ -24,6 +24,6 @@ pub use name::{MAX_NAME_LEN, Name, NameClaim, NameClaimError, NameError, SignedN
 pub use profile::{DispatchAddr, ProfileError, UserProfile};
 pub use replay::{DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES, ReplayError, ReplayGuard};
 pub use signed::{
-    DomainTag, Freshness, LOCATION_UPDATE, NAME_CLAIM, OWNER_CALL, SignError, Signed, Verified,
-    VerifyError,
+    DomainTag, Freshness, HOME, LOCATION_UPDATE, MOVE_ORDER, NAME_CLAIM, OWNER_CALL, SignError,
+    Signed, Verified, VerifyError,
 };

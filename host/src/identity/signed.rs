@@ -45,6 +45,12 @@ pub const OWNER_CALL: DomainTag = DomainTag::new(b"dem/1 owner-call\0");
 pub const LOCATION_UPDATE: DomainTag = DomainTag::new(b"dem/1 location-update\0");
 /// A user binding a human-readable name to their key.
 pub const NAME_CLAIM: DomainTag = DomainTag::new(b"dem/1 name-claim\0");
+/// A user saying which host is their home now, or that they went away
+/// (dispatch `Home`).
+pub const HOME: DomainTag = DomainTag::new(b"dem/1 home\0");
+/// A mailbox owner ordering their mailbox moved to a host (dispatch
+/// `AuthorizeMove`, host `Pull`).
+pub const MOVE_ORDER: DomainTag = DomainTag::new(b"dem/1 move-order\0");
 
 /// How far an envelope's `issued_ms` may be from the verifier's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,81 @@
+//! `dem dispatch`: runs one dispatch unit (see `dispatch::service`) until
+//! SIGTERM or Ctrl-C, then saves its tables and closes its endpoint.
+//!
+//! On start it prints one line on stdout, `dispatch <id-hex> listening on
+//! <addr>`, which scripts and the process tests read to learn the unit's
+//! key and bound address; everything else goes to the log (stderr).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::dispatch::service::{DispatchService, ServiceConfig};
+
+#[derive(Debug, Args)]
+pub struct DispatchArgs {
+    /// Address to listen on (`IP:PORT`); it is also the address announced
+    /// to hosts and peer units, so it must be reachable by them.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Data dir: holds the unit's key (`dispatch.key`) and its tables
+    /// (`tables.bin`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Another dispatch unit to join (`IP:PORT`); repeat for several.
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+    /// Lease length given to hosts, in milliseconds (shorter in tests).
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+}
+
+pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
+    let mut config = ServiceConfig::new(args.listen, args.data.clone());
+    config.peers = args.peers;
+    if let Some(lease_ms) = args.lease_ms {
+        anyhow::ensure!(lease_ms > 0, "--lease-ms must be positive");
+        config.limits.lease_ms = lease_ms;
+    }
+    let service = DispatchService::bind(config)
+        .await
+        .with_context(|| format!("starting the dispatch unit in {}", args.data.display()))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "dispatch {} listening on {}",
+            service.id().to_hex(),
+            service.local_addr()
+        )?;
+        out.flush()?;
+    }
+    tracing::info!(unit = %service.id().short(), addr = %service.local_addr(), "dispatch unit up");
+    shutdown_signal().await?;
+    tracing::info!(unit = %service.id().short(), "shutting down");
+    service
+        .shutdown()
+        .await
+        .context("saving the tables on shutdown")?;
+    Ok(())
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}

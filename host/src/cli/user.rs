@@ -1,0 +1,237 @@
+//! The user's commands, flattened into `dem`: `id new`, `register`, then
+//! the mail commands (`send`, `inbox`, `read`, ...) in `user/mail.rs` and
+//! the mailbox settings and attachments in `user/manage.rs`. Every command
+//! works under one user's home (`--home` or `DEM_HOME`): their key, name
+//! and remembered dispatch units. Calls on a mailbox are signed owner
+//! calls sent through a [`MailboxRef`]; the host decides who may do what.
+
+mod mail;
+mod manage;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+
+use crate::client::{MailboxRef, RefError, Session, Target, now_ms};
+use crate::identity::{
+    Home, KeyPair, KeyRole, Name, OWNER_CALL, Signed, SignedNameClaim, UserProfile,
+};
+use crate::mailbox::{Request, Response};
+use crate::proto::{
+    CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, OwnerCall,
+};
+
+/// Where the user's key and profile are.
+#[derive(Debug, Args, Clone)]
+pub struct HomeArg {
+    /// The user's home directory (default: `DEM_HOME`, then the XDG config dir).
+    #[arg(long, global = true)]
+    pub home: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Manage the user's identity.
+    Id {
+        #[command(subcommand)]
+        cmd: IdCommand,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Claim the name and create the mailbox; remembers the dispatch units.
+    Register {
+        /// Dispatch units, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        dispatch: Vec<String>,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    #[command(flatten)]
+    Mail(mail::MailCommand),
+    #[command(flatten)]
+    Manage(manage::ManageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdCommand {
+    /// Create the user's key pair and name.
+    New { name: String },
+    /// Show the user's name and id.
+    Show,
+}
+
+pub async fn run(cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Id {
+            cmd: IdCommand::New { name },
+            home,
+        } => id_new(&home, &name),
+        UserCommand::Id {
+            cmd: IdCommand::Show,
+            home,
+        } => {
+            let (home, key, profile) = load(&home)?;
+            let name = profile.name.map(|n| n.as_str().to_string());
+            println!(
+                "{} {}",
+                name.as_deref().unwrap_or("-"),
+                key.user_id().to_hex()
+            );
+            let _ = home;
+            Ok(())
+        }
+        UserCommand::Register { dispatch, home } => register(&home, dispatch).await,
+        UserCommand::Mail(cmd) => mail::run(cmd).await,
+        UserCommand::Manage(cmd) => manage::run(cmd).await,
+    }
+}
+
+fn id_new(home: &HomeArg, name: &str) -> anyhow::Result<()> {
+    let name = Name::new(name).with_context(|| format!("the name {name:?}"))?;
+    let home = Home::open(home.home.clone())?;
+    home.ensure()?;
+    let key_path = home.key_path(KeyRole::User);
+    if key_path.exists() {
+        bail!("{} already holds a user key", home.dir().display());
+    }
+    let key = KeyPair::generate()?;
+    key.save(&key_path)?;
+    let mut profile = UserProfile::load_or_default(&home.profile_path())?;
+    profile.name = Some(name.clone());
+    profile.save(&home.profile_path())?;
+    println!("{} {}", name.as_str(), key.user_id().to_hex());
+    Ok(())
+}
+
+/// The home, the user's key and profile.
+fn load(home: &HomeArg) -> anyhow::Result<(Home, KeyPair, UserProfile)> {
+    let home = Home::open(home.home.clone())?;
+    let key_path = home.key_path(KeyRole::User);
+    if !key_path.exists() {
+        bail!(
+            "no user key in {}: run `dem id new NAME` first",
+            home.dir().display()
+        );
+    }
+    let key = KeyPair::load(&key_path)?;
+    let profile = UserProfile::load_or_default(&home.profile_path())?;
+    Ok((home, key, profile))
+}
+
+async fn register(home_arg: &HomeArg, dispatch: Vec<String>) -> anyhow::Result<()> {
+    let (home, key, mut profile) = load(home_arg)?;
+    let Some(name) = profile.name.clone() else {
+        bail!("no name in the profile: run `dem id new NAME` first");
+    };
+    let key = Arc::new(key);
+    let session = Session::new(
+        key.clone(),
+        dispatch.iter().map(|a| (a.clone(), None)).collect(),
+    )?;
+    let claim = SignedNameClaim::sign(&key, name.clone(), now_ms())?;
+    let placement = match session
+        .dispatch(&DispatchRequest::Register { claim })
+        .await
+        .context("registering the name")?
+    {
+        DispatchResponse::Registered { placement, .. } => placement,
+        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
+    };
+    let order = CreateOrder {
+        user: key.user_id(),
+        host: placement.host,
+    };
+    let signed = Signed::sign(&key, OWNER_CALL, now_ms(), &order)?;
+    session
+        .host_request(
+            &placement.addr,
+            placement.host,
+            &HostRequest::Create(signed),
+        )
+        .await
+        .with_context(|| format!("creating the mailbox on host {}", placement.addr))?;
+    // Remember the units, the first one given first, with learned keys.
+    let units = session.dispatch_units();
+    for addr in dispatch.iter().rev() {
+        let id = units.iter().find(|(a, _)| a == addr).and_then(|(_, k)| *k);
+        profile.remember_dispatch(addr, id)?;
+    }
+    profile.save(&home.profile_path())?;
+    println!(
+        "registered {} ({}); mailbox on host {} at {}",
+        name.as_str(),
+        key.user_id().to_hex(),
+        placement.host.to_hex(),
+        placement.addr
+    );
+    session.close().await;
+    Ok(())
+}
+
+/// A user's session on the network, from their home.
+pub(crate) struct UserCtx {
+    pub key: Arc<KeyPair>,
+    pub profile: UserProfile,
+    pub session: Session,
+}
+
+impl UserCtx {
+    pub fn open(home: &HomeArg) -> anyhow::Result<Self> {
+        let (_, key, profile) = load(home)?;
+        if profile.dispatch.is_empty() {
+            bail!("no dispatch units known: run `dem register --dispatch ADDR` first");
+        }
+        let key = Arc::new(key);
+        let units = profile
+            .dispatch
+            .iter()
+            .map(|d| (d.addr.clone(), d.id))
+            .collect();
+        let session = Session::new(key.clone(), units)?;
+        Ok(Self {
+            key,
+            profile,
+            session,
+        })
+    }
+
+    /// The user's sending name.
+    pub fn name(&self) -> anyhow::Result<String> {
+        match &self.profile.name {
+            Some(n) => Ok(n.as_str().to_string()),
+            None => bail!("no name in the profile: run `dem id new NAME` first"),
+        }
+    }
+
+    /// A signed owner call on `mailbox` (a name or id; the user's own if
+    /// `None`).
+    pub async fn call(&self, mailbox: Option<&str>, request: Request) -> anyhow::Result<Response> {
+        let target = match mailbox {
+            Some(m) => Target::parse(m),
+            None => Target::User(self.key.user_id()),
+        };
+        let mut r = MailboxRef::new(target);
+        let key = self.key.clone();
+        let answer = r
+            .call(&self.session, |user| {
+                let call = OwnerCall {
+                    mailbox: user,
+                    request: request.clone(),
+                };
+                Signed::sign(&key, OWNER_CALL, now_ms(), &call)
+                    .map(HostRequest::Owner)
+                    .map_err(|e| RefError::Sign(e.to_string()))
+            })
+            .await?;
+        match answer {
+            HostResponse::Reply(r) => Ok(*r),
+            other => bail!("unexpected answer from the host: {other:?}"),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.session.close().await;
+    }
+}

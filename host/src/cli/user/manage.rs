@@ -1,0 +1,282 @@
+//! Mailbox settings and attachments: `folders`, `contacts`, `allow`,
+//! `block`, `plugin` (the component's bytes travel to the host in a signed
+//! `PluginAdd`), and `attachment get`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+
+use super::{HomeArg, UserCtx};
+use crate::client::{MailboxRef, RefError, Target, attachments, now_ms};
+use crate::identity::Signed;
+use crate::mailbox::{Request, Response};
+use crate::proto::host::{PLUGIN_UPLOAD, PluginUpload};
+use crate::proto::{HostRequest, HostResponse};
+use crate::runtime::bindings::{Contact, SenderList};
+
+/// Largest plugin component uploaded: it travels in one request frame.
+const PLUGIN_BYTES_MAX: u64 = 3 << 20;
+
+#[derive(Debug, Subcommand)]
+pub enum ManageCommand {
+    /// List folders, or create, rename or delete one.
+    Folders {
+        #[command(subcommand)]
+        cmd: Option<FolderCommand>,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// The address book.
+    Contacts {
+        #[command(subcommand)]
+        cmd: Option<ContactCommand>,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Always accept mail from ADDR (a pattern such as `*@dem` works too).
+    Allow {
+        addr: String,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Refuse mail from ADDR.
+    Block {
+        addr: String,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Filter plugins of the mailbox.
+    Plugin {
+        #[command(subcommand)]
+        cmd: PluginCommand,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+    /// Floating attachments.
+    Attachment {
+        #[command(subcommand)]
+        cmd: AttachmentCommand,
+        #[command(flatten)]
+        home: HomeArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FolderCommand {
+    List,
+    Create { name: String },
+    Rename { name: String, new_name: String },
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    List,
+    Add {
+        address: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Remove {
+        address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Install a filter component.
+    Add {
+        file: PathBuf,
+        /// The plugin's text configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Name (default: the file stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// Filters run in ascending order.
+        #[arg(long, default_value_t = 100)]
+        order: u32,
+    },
+    List,
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttachmentCommand {
+    /// Fetch an attachment (checked against its id) into a file.
+    Get {
+        id: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Byte range `A-B` (end exclusive).
+        #[arg(long)]
+        range: Option<String>,
+    },
+}
+
+pub async fn run(cmd: ManageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ManageCommand::Folders { cmd, home } => {
+            let req = match cmd.unwrap_or(FolderCommand::List) {
+                FolderCommand::List => Request::ListFolders,
+                FolderCommand::Create { name } => Request::CreateFolder { name },
+                FolderCommand::Rename { name, new_name } => {
+                    Request::RenameFolder { name, new_name }
+                }
+                FolderCommand::Delete { name } => Request::DeleteFolder { name },
+            };
+            show(&home, req).await
+        }
+        ManageCommand::Contacts { cmd, home } => {
+            let req = match cmd.unwrap_or(ContactCommand::List) {
+                ContactCommand::List => Request::ListContacts,
+                ContactCommand::Add {
+                    address,
+                    name,
+                    note,
+                } => Request::AddContact {
+                    contact: Contact {
+                        name,
+                        address,
+                        note,
+                    },
+                },
+                ContactCommand::Remove { address } => Request::RemoveContact { address },
+            };
+            show(&home, req).await
+        }
+        ManageCommand::Allow { addr, home } => {
+            show(
+                &home,
+                Request::AddSender {
+                    which: SenderList::Allow,
+                    pattern: addr,
+                },
+            )
+            .await
+        }
+        ManageCommand::Block { addr, home } => {
+            show(
+                &home,
+                Request::AddSender {
+                    which: SenderList::Block,
+                    pattern: addr,
+                },
+            )
+            .await
+        }
+        ManageCommand::Plugin { cmd, home } => match cmd {
+            PluginCommand::Add {
+                file,
+                config,
+                name,
+                order,
+            } => plugin_add(&home, file, config, name, order).await,
+            PluginCommand::List => show(&home, Request::ListPlugins).await,
+            PluginCommand::Remove { name } => show(&home, Request::RemovePlugin { name }).await,
+        },
+        ManageCommand::Attachment {
+            cmd: AttachmentCommand::Get { id, output, range },
+            home,
+        } => {
+            let id: crate::dispatch::AttachmentId = id
+                .parse()
+                .with_context(|| format!("attachment id {id:?}"))?;
+            let range = range.as_deref().map(super::mail::parse_range).transpose()?;
+            let ctx = UserCtx::open(&home)?;
+            let n = attachments::fetch(&ctx.session, &id, range, &output).await?;
+            ctx.close().await;
+            println!("{n} bytes written to {}", output.display());
+            Ok(())
+        }
+    }
+}
+
+/// Runs an owner call on the user's own mailbox and prints the answer.
+async fn show(home: &HomeArg, req: Request) -> anyhow::Result<()> {
+    let ctx = UserCtx::open(home)?;
+    let r = ctx.call(None, req).await?;
+    ctx.close().await;
+    match r {
+        Response::Folders(list) => {
+            for f in list {
+                println!("{:<20} {:>6} mails {:>6} unseen", f.name, f.total, f.unseen);
+            }
+        }
+        Response::Folder(f) => println!("{}", f.name),
+        Response::Contacts(list) => {
+            for c in list {
+                println!("{:<30} {} {}", c.address, c.name, c.note);
+            }
+        }
+        Response::Plugins(list) => {
+            for p in list {
+                println!("{:<20} order {:<4} {}", p.name, p.order, p.code_hash);
+            }
+        }
+        _ => println!("ok"),
+    }
+    Ok(())
+}
+
+async fn plugin_add(
+    home: &HomeArg,
+    file: PathBuf,
+    config: Option<PathBuf>,
+    name: Option<String>,
+    order: u32,
+) -> anyhow::Result<()> {
+    let len = std::fs::metadata(&file)
+        .with_context(|| file.display().to_string())?
+        .len();
+    if len > PLUGIN_BYTES_MAX {
+        bail!(
+            "{} is {len} bytes; a plugin is at most {PLUGIN_BYTES_MAX}",
+            file.display()
+        );
+    }
+    let code = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let config = match config {
+        Some(c) => {
+            std::fs::read_to_string(&c).with_context(|| format!("reading {}", c.display()))?
+        }
+        None => String::new(),
+    };
+    let name = match name {
+        Some(n) => n,
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .context("the plugin file has no name; give --name")?,
+    };
+    let ctx = UserCtx::open(home)?;
+    let mut r = MailboxRef::new(Target::User(ctx.key.user_id()));
+    let key = ctx.key.clone();
+    let answer = r
+        .call(&ctx.session, |user| {
+            let upload = PluginUpload {
+                mailbox: user,
+                name: name.clone(),
+                code: code.clone(),
+                config: config.clone(),
+                order,
+            };
+            Signed::sign(&key, PLUGIN_UPLOAD, now_ms(), &upload)
+                .map(|s| HostRequest::PluginAdd(Box::new(s)))
+                .map_err(|e| RefError::Sign(e.to_string()))
+        })
+        .await?;
+    ctx.close().await;
+    match answer {
+        HostResponse::Done => {
+            println!("installed {name}");
+            Ok(())
+        }
+        other => bail!("unexpected answer {other:?}"),
+    }
+}

@@ -1,0 +1,263 @@
+//! Floating attachments from the client's side: store a file once on the
+//! host the dispatch unit chooses (skipped when the network already holds
+//! the same content), and fetch a byte range back, checked.
+//!
+//! The upload stream is `AttachmentPut`, an answer (`Done`: send the chunks,
+//! or `AlreadyStored`), then 1 MiB raw chunk frames, then the host's final
+//! answer once the whole content hashed to the id. The holding host tells
+//! the dispatch unit itself.
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+
+use crate::attachments::{ATTACHMENT_BYTES_MAX, CHUNK_BYTES};
+use crate::dispatch::{AttachmentId, HostAddr};
+use crate::net::{NetError, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame};
+use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
+use crate::runtime::bindings::AttachmentRef;
+
+use super::{Session, SessionError};
+
+/// Why an attachment could not be stored or fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is {size} bytes; attachments are limited to {ATTACHMENT_BYTES_MAX}")]
+    TooLarge { path: String, size: u64 },
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("attachment {0} is on no host that is online")]
+    NoHolder(String),
+    #[error("the received attachment does not match its id {0}")]
+    Corrupt(String),
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+impl From<NetError> for AttachmentError {
+    fn from(e: NetError) -> Self {
+        Self::Session(SessionError::Net(e))
+    }
+}
+
+/// What a store did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// The network already held this content: nothing was sent.
+    Known,
+    /// Sent to the host at this address.
+    Uploaded(String),
+    /// The chosen host already had it.
+    AlreadyOnHost(String),
+}
+
+/// Stores the file at `path` and returns the reference a mail carries.
+pub async fn store(
+    session: &Session,
+    path: &Path,
+) -> Result<(AttachmentRef, Stored), AttachmentError> {
+    let shown = path.display().to_string();
+    let io = |source| AttachmentError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > ATTACHMENT_BYTES_MAX {
+        return Err(AttachmentError::TooLarge { path: shown, size });
+    }
+    let hash = hash_file(path).map_err(io)?;
+    let id: AttachmentId = hash
+        .parse()
+        .map_err(|e| AttachmentError::Unexpected(format!("{e}")))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "attachment".into(), |n| n.to_string_lossy().into_owned());
+    let media_type = media_type_of(&name).to_string();
+    let reference = AttachmentRef {
+        hash,
+        name: name.clone(),
+        media_type: media_type.clone(),
+        size_bytes: size,
+    };
+    if let Ok(DispatchResponse::Attachment(found)) = session
+        .dispatch(&DispatchRequest::LookupAttachment { id: id.clone() })
+        .await
+        && found.hosts.iter().any(|h| h.online)
+    {
+        return Ok((reference, Stored::Known));
+    }
+    let placement = match session
+        .dispatch(&DispatchRequest::PlaceAttachment {
+            id: id.clone(),
+            size_bytes: size,
+        })
+        .await?
+    {
+        DispatchResponse::Placement(p) => p,
+        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+    };
+    let conn = session.connect(&placement.addr, placement.host).await?;
+    let (mut send, mut recv) = conn.open_stream().await?;
+    let put = HostRequest::AttachmentPut {
+        id,
+        size_bytes: size,
+        name: Some(name),
+        media_type: Some(media_type),
+    };
+    write_frame(&mut send, &put).await?;
+    match answer(&mut recv).await? {
+        HostResponse::AlreadyStored => {
+            let _ = send.finish();
+            return Ok((reference, Stored::AlreadyOnHost(placement.addr)));
+        }
+        HostResponse::Done => {}
+        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut buf = vec![0u8; CHUNK_BYTES as usize];
+    loop {
+        let n = read_full(&mut file, &mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        write_raw_frame(&mut send, &buf[..n]).await?;
+    }
+    send.finish().map_err(NetError::from)?;
+    match answer(&mut recv).await? {
+        HostResponse::Done => Ok((reference, Stored::Uploaded(placement.addr))),
+        other => Err(AttachmentError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Fetches bytes `start..end` (to the end if `None`) of attachment `id`
+/// into `out`; a whole attachment is checked against its id.
+pub async fn fetch(
+    session: &Session,
+    id: &AttachmentId,
+    range: Option<(u64, u64)>,
+    out: &Path,
+) -> Result<u64, AttachmentError> {
+    let found = match session
+        .dispatch(&DispatchRequest::LookupAttachment { id: id.clone() })
+        .await?
+    {
+        DispatchResponse::Attachment(found) => found,
+        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+    };
+    let holders: Vec<&HostAddr> = found.hosts.iter().filter(|h| h.online).collect();
+    let mut last = AttachmentError::NoHolder(id.to_string());
+    for holder in holders {
+        let Some(addr) = &holder.addr else { continue };
+        match fetch_from(session, addr, holder, id, range, out).await {
+            Ok(n) => return Ok(n),
+            Err(e @ AttachmentError::Corrupt(_)) => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn fetch_from(
+    session: &Session,
+    addr: &str,
+    holder: &HostAddr,
+    id: &AttachmentId,
+    range: Option<(u64, u64)>,
+    out: &Path,
+) -> Result<u64, AttachmentError> {
+    let (start, end) = range.unwrap_or((0, u64::MAX));
+    let conn = session.connect(addr, holder.host).await?;
+    let (mut send, mut recv) = conn.open_stream().await?;
+    let get = HostRequest::AttachmentGet {
+        id: id.clone(),
+        start,
+        end,
+    };
+    write_frame(&mut send, &get).await?;
+    send.finish().map_err(NetError::from)?;
+    let expected = match answer(&mut recv).await? {
+        HostResponse::Attachment { size_bytes } => size_bytes,
+        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+    };
+    let shown = out.display().to_string();
+    let io = |source| AttachmentError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::File::create(out).map_err(io)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut got = 0u64;
+    while let Some(chunk) = read_raw_frame(&mut recv, CHUNK_BYTES as usize).await? {
+        got += chunk.len() as u64;
+        if got > expected {
+            return Err(AttachmentError::Corrupt(id.to_string()));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).map_err(io)?;
+    }
+    file.sync_all().map_err(io)?;
+    let whole = range.is_none();
+    if got != expected || (whole && hasher.finalize().to_hex().as_str() != id.as_str()) {
+        let _ = std::fs::remove_file(out);
+        return Err(AttachmentError::Corrupt(id.to_string()));
+    }
+    Ok(got)
+}
+
+/// Reads one answer frame: a host's `Result<HostResponse, WireError>`.
+async fn answer(recv: &mut crate::net::RecvStream) -> Result<HostResponse, AttachmentError> {
+    match read_frame::<Result<HostResponse, WireError>>(recv, crate::proto::MESSAGE_BYTES_MAX)
+        .await?
+    {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(wire)) => Err(NetError::Remote(wire).into()),
+        None => Err(NetError::EndOfStream.into()),
+    }
+}
+
+/// BLAKE3 of a file, hex.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Fills `buf` unless the file ends first; the count read.
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let got = file.read(&mut buf[n..])?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    Ok(n)
+}
+
+/// A media type from the file name's extension.
+pub fn media_type_of(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("txt") => "text/plain",
+        Some("pdf") => "application/pdf",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("html" | "htm") => "text/html",
+        Some("json") => "application/json",
+        Some("zip") => "application/zip",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,203 @@
+//! `MailboxRef`: a reference to a user's mailbox that stays valid while the
+//! mailbox moves. It asks the dispatch unit where the mailbox is once,
+//! caches the holder, and calls that host directly. A "moved to H at epoch
+//! E" answer updates the cache and the call goes on to H; a connection
+//! failure or a host that no longer knows the mailbox drops the cache and
+//! looks it up afresh. Both are bounded by [`HOPS_MAX`].
+
+use crate::identity::{Epoch, HostId, UserId};
+use crate::net::{NetError, WireError};
+use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
+
+use super::{Session, SessionError};
+
+/// Most hosts one call visits (moves followed plus fresh lookups).
+pub const HOPS_MAX: usize = 4;
+
+/// The wire code a host answers when it does not hold the mailbox.
+pub const NOT_HERE: u16 = 404;
+
+/// Whom a reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Name(String),
+    User(UserId),
+}
+
+impl Target {
+    /// A 64-hex-digit user id, or else a name.
+    pub fn parse(s: &str) -> Self {
+        match s.parse::<UserId>() {
+            Ok(id) if s.len() == 64 => Target::User(id),
+            _ => Target::Name(s.to_string()),
+        }
+    }
+}
+
+/// Why a call through a reference failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefError {
+    /// The dispatch unit does not know the user (or could not be reached).
+    #[error("cannot find the mailbox of {who}: {source}")]
+    Lookup { who: String, source: SessionError },
+    /// The mailbox has no live holder right now.
+    #[error("the mailbox of {0} is on no host that is online")]
+    NoHolder(String),
+    /// The host refused the call; its reason.
+    #[error("{0}")]
+    Refused(WireError),
+    /// Too many moves or failures in a row.
+    #[error("gave up reaching the mailbox of {who} after {hops} tries: {last}")]
+    GaveUp {
+        who: String,
+        hops: usize,
+        last: String,
+    },
+    /// Signing the call failed.
+    #[error("cannot sign: {0}")]
+    Sign(String),
+}
+
+/// Where a mailbox was last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub host: HostId,
+    pub addr: String,
+    pub epoch: Epoch,
+}
+
+/// A mailbox reference; see the module doc.
+#[derive(Debug, Clone)]
+pub struct MailboxRef {
+    target: Target,
+    user: Option<UserId>,
+    holder: Option<Holder>,
+}
+
+impl MailboxRef {
+    pub fn new(target: Target) -> Self {
+        let user = match &target {
+            Target::User(u) => Some(*u),
+            Target::Name(_) => None,
+        };
+        Self {
+            target,
+            user,
+            holder: None,
+        }
+    }
+
+    fn who(&self) -> String {
+        match &self.target {
+            Target::Name(n) => n.clone(),
+            Target::User(u) => u.short(),
+        }
+    }
+
+    /// The user the reference names, looking it up if needed.
+    pub async fn user(&mut self, session: &Session) -> Result<UserId, RefError> {
+        if self.user.is_none() {
+            self.lookup(session).await?;
+        }
+        self.user.ok_or_else(|| RefError::NoHolder(self.who()))
+    }
+
+    /// The cached holder, if any.
+    pub fn holder(&self) -> Option<&Holder> {
+        self.holder.as_ref()
+    }
+
+    /// Asks the dispatch unit afresh.
+    pub async fn lookup(&mut self, session: &Session) -> Result<(), RefError> {
+        let req = match &self.target {
+            Target::Name(name) => DispatchRequest::LookupName { name: name.clone() },
+            Target::User(user) => DispatchRequest::LookupUser { user: *user },
+        };
+        let who = self.who();
+        let found = match session.dispatch(&req).await {
+            Ok(DispatchResponse::Mailbox(found)) => found,
+            Ok(other) => {
+                return Err(RefError::Lookup {
+                    who,
+                    source: SessionError::Unexpected(format!("{other:?}")),
+                });
+            }
+            Err(source) => return Err(RefError::Lookup { who, source }),
+        };
+        self.user = Some(found.user);
+        self.holder = found.hosts.iter().filter(|h| h.online).find_map(|h| {
+            Some(Holder {
+                host: h.host,
+                addr: h.addr.clone()?,
+                epoch: found.epoch,
+            })
+        });
+        if self.holder.is_none() {
+            return Err(RefError::NoHolder(who));
+        }
+        Ok(())
+    }
+
+    /// Sends the request `build(user)` to the mailbox's holder. `build` is
+    /// called once per attempt, so signed requests get a fresh nonce.
+    pub async fn call(
+        &mut self,
+        session: &Session,
+        mut build: impl FnMut(UserId) -> Result<HostRequest, RefError>,
+    ) -> Result<HostResponse, RefError> {
+        let mut last = String::from("no attempt");
+        for _ in 0..HOPS_MAX {
+            if self.holder.is_none() {
+                self.lookup(session).await?;
+            }
+            let (Some(holder), Some(user)) = (self.holder.clone(), self.user) else {
+                return Err(RefError::NoHolder(self.who()));
+            };
+            let req = build(user)?;
+            let span =
+                tracing::debug_span!("call", mailbox = %user.short(), host = %holder.host.short());
+            let _e = span.enter();
+            match session.host_request(&holder.addr, holder.host, &req).await {
+                Ok(HostResponse::Moved(to)) => {
+                    tracing::debug!(to = %to.host, epoch = to.epoch, "mailbox moved");
+                    last = format!("moved to {}", to.addr);
+                    self.holder = to.host.parse::<HostId>().ok().map(|host| Holder {
+                        host,
+                        addr: to.addr,
+                        epoch: Epoch(to.epoch),
+                    });
+                }
+                Ok(answer) => return Ok(answer),
+                Err(SessionError::Net(NetError::Remote(wire))) if wire.code == NOT_HERE => {
+                    last = wire.to_string();
+                    self.holder = None;
+                }
+                Err(SessionError::Net(NetError::Remote(wire))) => {
+                    return Err(RefError::Refused(wire));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "host unreachable; looking up again");
+                    last = e.to_string();
+                    self.holder = None;
+                }
+            }
+        }
+        Err(RefError::GaveUp {
+            who: self.who(),
+            hops: HOPS_MAX,
+            last,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_ids_and_names() {
+        let hex = "ab".repeat(32);
+        assert_eq!(Target::parse(&hex), Target::User(UserId([0xab; 32])));
+        assert_eq!(Target::parse("alice"), Target::Name("alice".into()));
+    }
+}

@@ -1,0 +1,170 @@
+//! The client side of DEM: what `dem send`, `dem inbox` and friends (and a
+//! host forwarding on someone's behalf) use to reach mailboxes.
+//!
+//! - [`Session`]: a QUIC endpoint under the user's key, the dispatch
+//!   client, and open connections to hosts, pinned by host id.
+//! - [`MailboxRef`]: a mailbox named by user name or id; resolves it at the
+//!   dispatch unit, caches the answer, calls the holding host directly,
+//!   follows "moved" answers and retries with a fresh lookup after a
+//!   connection failure (a bounded number of times).
+//! - [`attachments`]: storing and fetching floating attachments in chunks.
+
+pub mod attachments;
+pub mod mailbox_ref;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+
+pub use crate::dispatch::client::{ClientError, DispatchClient};
+pub use mailbox_ref::{MailboxRef, RefError, Target};
+
+use crate::identity::{DispatchId, HostId, KeyPair};
+use crate::net::{Connection, Endpoint, Identity, NetError};
+use crate::proto::{
+    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
+};
+
+/// How long one request to a host may take (transfers excepted).
+pub const HOST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a session could not be set up or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The transport failed (bind, connect, stream, refusal by the peer).
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// No dispatch unit answered, or one refused.
+    #[error(transparent)]
+    Dispatch(#[from] ClientError),
+    /// The peer answered something this request does not expect.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+    /// The key could not be turned into a TLS identity.
+    #[error("bad key: {0}")]
+    Key(String),
+}
+
+/// The QUIC identity of a DEM key.
+pub fn identity_of(key: &KeyPair) -> Result<Identity, SessionError> {
+    let der = key.to_pkcs8_der_zeroizing();
+    let signing = SigningKey::from_pkcs8_der(&der).map_err(|e| SessionError::Key(e.to_string()))?;
+    Ok(Identity::from_signing_key(&signing)?)
+}
+
+/// A user's (or host's) connection to the network.
+pub struct Session {
+    key: Arc<KeyPair>,
+    endpoint: Endpoint,
+    dispatch: DispatchClient,
+    /// Open connections by host address: several recipients on one host
+    /// share a connection.
+    hosts: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
+}
+
+impl Session {
+    /// Binds an ephemeral endpoint under `key` and talks to `backbone`.
+    /// Units whose keys are known are pinned.
+    pub fn new(
+        key: Arc<KeyPair>,
+        backbone: Vec<(String, Option<DispatchId>)>,
+    ) -> Result<Self, SessionError> {
+        let any: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let endpoint = Endpoint::bind(any, identity_of(&key)?)?;
+        Self::with_endpoint(key, endpoint, backbone)
+    }
+
+    /// A session over an existing endpoint (a host's own).
+    pub fn with_endpoint(
+        key: Arc<KeyPair>,
+        endpoint: Endpoint,
+        backbone: Vec<(String, Option<DispatchId>)>,
+    ) -> Result<Self, SessionError> {
+        let dispatch = DispatchClient::with_keys(endpoint.clone(), backbone)?;
+        Ok(Self {
+            key,
+            endpoint,
+            dispatch,
+            hosts: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// The dispatch units known, with keys learned on first contact.
+    pub fn dispatch_units(&self) -> Vec<(String, Option<DispatchId>)> {
+        self.dispatch.units()
+    }
+
+    pub fn key(&self) -> &KeyPair {
+        &self.key
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Adds dispatch units a lease answer named.
+    pub fn learn_units(&self, units: &[(DispatchId, String)]) {
+        self.dispatch.learn(units);
+    }
+
+    /// One request to some dispatch unit of the backbone.
+    pub async fn dispatch(&self, req: &DispatchRequest) -> Result<DispatchResponse, SessionError> {
+        Ok(self.dispatch.request(req).await?)
+    }
+
+    /// A connection to host `host` at `addr`, reused if open.
+    pub async fn connect(&self, addr: &str, host: HostId) -> Result<Connection, SessionError> {
+        let sock: SocketAddr = addr
+            .parse()
+            .map_err(|_| SessionError::Unexpected(format!("host address {addr:?}")))?;
+        let mut hosts = self.hosts.lock().await;
+        if let Some(conn) = hosts.get(&sock)
+            && conn.peer_key() == host.0
+            && conn.quinn().close_reason().is_none()
+        {
+            return Ok(conn.clone());
+        }
+        let conn = self.endpoint.connect(sock, host.0).await?;
+        hosts.insert(sock, conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets the connection to `addr` (after it failed).
+    pub async fn drop_connection(&self, addr: &str) {
+        if let Ok(sock) = addr.parse::<SocketAddr>() {
+            self.hosts.lock().await.remove(&sock);
+        }
+    }
+
+    /// One request to host `host` at `addr`.
+    pub async fn host_request(
+        &self,
+        addr: &str,
+        host: HostId,
+        req: &HostRequest,
+    ) -> Result<HostResponse, SessionError> {
+        let conn = self.connect(addr, host).await?;
+        let got = conn
+            .request(req, MESSAGE_BYTES_MAX, HOST_REQUEST_TIMEOUT)
+            .await;
+        if matches!(&got, Err(e) if !matches!(e, NetError::Remote(_))) {
+            self.drop_connection(addr).await;
+        }
+        Ok(got?)
+    }
+
+    /// Closes the endpoint, letting peers see a clean close.
+    pub async fn close(&self) {
+        self.endpoint.close();
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_ms() -> i64 {
+    crate::mailbox::clock::HybridClock::wall_ms()
+}

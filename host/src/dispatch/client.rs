@@ -1,0 +1,269 @@
+//! A client of the dispatch backbone: sends one [`DispatchRequest`] to any
+//! live dispatch unit and returns its answer.
+//!
+//! Units replicate their tables to one another (see [`super::service`]), so
+//! any of them can answer. Each request goes to a unit picked at random, so
+//! load spreads and no unit is special; if that unit cannot be reached (no
+//! connection, a lost connection, a timeout) the others are tried in random
+//! order. A [`WireError`] answer is the unit's verdict on the request and is
+//! final: asking another unit would only get the same refusal, or worse,
+//! apply a non-idempotent request twice.
+//!
+//! Connections are cached per unit. A unit's key is pinned once known,
+//! either given up front or learned on first contact (trust on first use),
+//! so a later impostor at the same address is refused. The host daemon and
+//! the user CLI use this; the service uses it too to reach its peers.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::identity::DispatchId;
+use crate::net::{Connection, Endpoint, NetError, WireError};
+use crate::proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
+
+/// How long one request to one unit may take, connecting included, before
+/// the next unit is tried.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Most units a client keeps; more addresses (e.g. learned from a lease
+/// answer) are ignored, matching the unit table's bound.
+pub const BACKBONE_UNITS_MAX: usize = super::limits::MAX_UNITS;
+
+/// Why a dispatch request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A backbone address is not `IP:PORT`.
+    #[error("dispatch address {addr:?} is not IP:PORT")]
+    BadAddr { addr: String },
+    /// The backbone list is empty.
+    #[error("no dispatch units are known")]
+    NoUnits,
+    /// A unit answered with a refusal; this is its final word.
+    #[error("dispatch unit {addr} refused: {error}")]
+    Refused { addr: String, error: WireError },
+    /// Every unit failed; one line per unit.
+    #[error("no dispatch unit answered: {}", .failures.join("; "))]
+    Unreachable { failures: Vec<String> },
+}
+
+impl ClientError {
+    /// The unit's refusal, if that is what this is.
+    pub fn wire(&self) -> Option<&WireError> {
+        match self {
+            ClientError::Refused { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// One backbone unit as the client knows it.
+struct Unit {
+    /// As given, for errors and [`DispatchClient::units`].
+    addr: String,
+    sock: SocketAddr,
+    /// Pinned once known.
+    key: Option<DispatchId>,
+    /// The cached connection, dropped when it fails.
+    conn: Option<Connection>,
+}
+
+/// A client of several dispatch units; cheap to share behind an `Arc`.
+pub struct DispatchClient {
+    endpoint: Endpoint,
+    /// Guarded by a plain mutex held only for bookkeeping, never across an
+    /// await.
+    units: Mutex<Vec<Unit>>,
+    timeout: Duration,
+}
+
+impl DispatchClient {
+    /// A client of the units at `backbone` (`IP:PORT` each), keys unknown
+    /// until first contact.
+    pub fn new(endpoint: Endpoint, backbone: Vec<String>) -> Result<Self, ClientError> {
+        Self::with_keys(endpoint, backbone.into_iter().map(|a| (a, None)).collect())
+    }
+
+    /// A client of units whose keys may already be known (and are pinned).
+    pub fn with_keys(
+        endpoint: Endpoint,
+        backbone: Vec<(String, Option<DispatchId>)>,
+    ) -> Result<Self, ClientError> {
+        let client = DispatchClient {
+            endpoint,
+            units: Mutex::new(Vec::new()),
+            timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
+        };
+        for (addr, key) in backbone {
+            client.add(addr, key)?;
+        }
+        Ok(client)
+    }
+
+    /// Another per-unit timeout (tests, impatient tools).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Adds units learned later (e.g. from a [`DispatchResponse::Lease`]);
+    /// known addresses keep their entry, and a key learned here is pinned.
+    pub fn learn(&self, units: &[(DispatchId, String)]) {
+        for (id, addr) in units {
+            if let Err(e) = self.add(addr.clone(), Some(*id)) {
+                tracing::debug!(error = %e, "ignoring a learned dispatch unit");
+            }
+        }
+    }
+
+    /// The units known, with their keys where known.
+    pub fn units(&self) -> Vec<(String, Option<DispatchId>)> {
+        self.lock()
+            .iter()
+            .map(|u| (u.addr.clone(), u.key))
+            .collect()
+    }
+
+    /// Sends `req` to a random unit, falling back to the others in random
+    /// order when one cannot be reached.
+    pub async fn request(&self, req: &DispatchRequest) -> Result<DispatchResponse, ClientError> {
+        let mut order: Vec<usize> = (0..self.lock().len()).collect();
+        if order.is_empty() {
+            return Err(ClientError::NoUnits);
+        }
+        shuffle(&mut order);
+        let mut failures = Vec::new();
+        for i in order {
+            match self.request_unit(i, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(ClientError::Refused { addr, error }) => {
+                    return Err(ClientError::Refused { addr, error });
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(ClientError::Unreachable { failures })
+    }
+
+    /// Sends `req` to the unit at index `i`: on a cached connection if there
+    /// is one (and again on a fresh one if that fails, since the unit may
+    /// simply have restarted), otherwise on a new connection.
+    async fn request_unit(
+        &self,
+        i: usize,
+        req: &DispatchRequest,
+    ) -> Result<DispatchResponse, ClientError> {
+        let (addr, sock, key, cached) = {
+            let units = self.lock();
+            let u = &units[i];
+            (u.addr.clone(), u.sock, u.key, u.conn.clone())
+        };
+        if let Some(conn) = cached.filter(|c| c.quinn().close_reason().is_none()) {
+            match self.exchange(&conn, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(NetError::Remote(error)) => return Err(ClientError::Refused { addr, error }),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "cached dispatch connection failed");
+                    self.forget(i, &conn);
+                }
+            }
+        }
+        let fresh = async {
+            let conn = match key {
+                Some(k) => self.endpoint.connect(sock, k.0).await?,
+                None => self.endpoint.connect_unpinned(sock).await?.0,
+            };
+            self.remember(i, &conn);
+            self.exchange(&conn, req).await
+        };
+        match tokio::time::timeout(self.timeout, fresh).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(NetError::Remote(error))) => Err(ClientError::Refused { addr, error }),
+            Ok(Err(e)) => Err(ClientError::Unreachable {
+                failures: vec![format!("{addr}: {e}")],
+            }),
+            Err(_) => Err(ClientError::Unreachable {
+                failures: vec![format!("{addr}: timed out after {:?}", self.timeout)],
+            }),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        conn: &Connection,
+        req: &DispatchRequest,
+    ) -> Result<DispatchResponse, NetError> {
+        conn.request(req, MESSAGE_BYTES_MAX, self.timeout).await
+    }
+
+    fn add(&self, addr: String, key: Option<DispatchId>) -> Result<(), ClientError> {
+        let sock: SocketAddr = addr
+            .parse()
+            .map_err(|_| ClientError::BadAddr { addr: addr.clone() })?;
+        let mut units = self.lock();
+        if let Some(u) = units.iter_mut().find(|u| u.sock == sock) {
+            if u.key.is_none() {
+                u.key = key;
+            }
+            return Ok(());
+        }
+        if units.len() < BACKBONE_UNITS_MAX {
+            units.push(Unit {
+                addr,
+                sock,
+                key,
+                conn: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Caches `conn` for unit `i` and pins the key it presented.
+    fn remember(&self, i: usize, conn: &Connection) {
+        let mut units = self.lock();
+        let u = &mut units[i];
+        u.key.get_or_insert(DispatchId(conn.peer_key()));
+        u.conn = Some(conn.clone());
+    }
+
+    /// Drops unit `i`'s cached connection if it is still `conn`.
+    fn forget(&self, i: usize, conn: &Connection) {
+        let mut units = self.lock();
+        if units[i]
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.quinn().stable_id() == conn.quinn().stable_id())
+        {
+            units[i].conn = None;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Unit>> {
+        // A panic while holding this lock leaves only bookkeeping behind;
+        // keep using it rather than poisoning every later request.
+        self.units.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Fisher–Yates with the system random source; if that fails the order
+/// stays as given, which is still correct, only less spread.
+fn shuffle(items: &mut [usize]) {
+    for i in (1..items.len()).rev() {
+        let Ok(r) = getrandom::u64() else { return };
+        let j = usize::try_from(r % (i as u64 + 1)).unwrap_or(0);
+        items.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_keeps_every_item() {
+        let mut v: Vec<usize> = (0..20).collect();
+        shuffle(&mut v);
+        let mut sorted = v.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..20).collect::<Vec<_>>());
+    }
+}

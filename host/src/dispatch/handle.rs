@@ -1,0 +1,392 @@
+//! One [`DispatchRequest`] in, one answer out: the checks the sans-IO unit
+//! leaves to its driver (who the caller is, user signatures, replays, input
+//! bounds) and the call into [`DispatchUnit`].
+//!
+//! No I/O and no clock here either: [`State::handle`] takes `now_ms` and
+//! the caller's key (the QUIC connection's peer key), so it is unit-tested
+//! without a network. [`super::service`] owns the lock around [`State`],
+//! persists after changes and hands [`Outcome::updates`] to the replicator
+//! ([`super::peers`]).
+
+use crate::identity::{
+    DispatchId, Freshness, HOME, HostId, MOVE_ORDER, ReplayGuard, Signed, UserId,
+};
+use crate::net::WireError;
+use crate::proto::dispatch::{CONFLICT, NOT_FOUND};
+use crate::proto::{DispatchRequest, DispatchResponse, MoveOrder};
+
+use super::error::{HostError, LocationError, LookupError, NameError, PlacementError, UnitError};
+use super::limits::MAX_HOSTS_PER_OBJECT;
+use super::{Action, DispatchUnit, HostState, ObjectRef, Registration, Update};
+
+/// Most hosts a `Place` request may exclude; placement scans every host per
+/// excluded one, so an unbounded list would be a cheap way to burn CPU.
+pub const PLACE_EXCLUDE_MAX: usize = 4 * MAX_HOSTS_PER_OBJECT;
+/// Most updates one `Replicate` request may carry (peers send batches of
+/// [`super::peers::REPLICATE_BATCH_MAX`]).
+pub const REPLICATE_UPDATES_MAX: usize = 10_000;
+
+/// What the service guards with one lock: the unit and what goes with it.
+pub struct State {
+    pub unit: DispatchUnit,
+    /// Refuses a replayed signed `Home` (an old "away" replayed would take
+    /// a user offline).
+    pub replay: ReplayGuard,
+}
+
+/// The result of a request the unit accepted.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The answer, or the refusal, for the caller.
+    pub response: Result<DispatchResponse, WireError>,
+    /// Changes to push to peer units.
+    pub updates: Vec<Update>,
+    /// Whether the tables changed (and must be persisted).
+    pub changed: bool,
+}
+
+impl State {
+    /// Answers `req` from the caller with key `peer` at `now_ms`.
+    pub fn handle(&mut self, now_ms: u64, peer: [u8; 32], req: DispatchRequest) -> Outcome {
+        self.try_handle(now_ms, peer, req)
+            .unwrap_or_else(|e| Outcome {
+                response: Err(e),
+                updates: Vec::new(),
+                changed: false,
+            })
+    }
+
+    fn try_handle(
+        &mut self,
+        now_ms: u64,
+        peer: [u8; 32],
+        req: DispatchRequest,
+    ) -> Result<Outcome, WireError> {
+        let host = HostId(peer);
+        let unit = &mut self.unit;
+        let read = |response| Ok(Outcome::read(response));
+        match req {
+            DispatchRequest::Join {
+                addr,
+                capacity,
+                load,
+            } => {
+                let actions = unit
+                    .handle_join(now_ms, host, &addr, capacity, load)
+                    .map_err(host_err)?;
+                Ok(Outcome::write(lease(unit), actions))
+            }
+            DispatchRequest::Heartbeat { load } => {
+                let actions = unit
+                    .handle_heartbeat(now_ms, host, load)
+                    .map_err(host_err)?;
+                Ok(Outcome::write(lease(unit), actions))
+            }
+            DispatchRequest::Leave => {
+                let mut actions = unit.handle_leave(now_ms, host).map_err(host_err)?;
+                let (plan, more) = unit.plan_departure(now_ms, host).map_err(place_err)?;
+                actions.extend(more);
+                Ok(Outcome::write(DispatchResponse::Plan(plan), actions))
+            }
+            DispatchRequest::Left => {
+                let actions = unit.handle_left(now_ms, host).map_err(host_err)?;
+                Ok(Outcome::write(DispatchResponse::Done, actions))
+            }
+            DispatchRequest::Register { claim } => {
+                let claim = claim
+                    .verify()
+                    .map_err(|e| WireError::new(WireError::FORBIDDEN, e.to_string()))?;
+                let issued_ms = u64::try_from(claim.issued_ms).map_err(|_| {
+                    WireError::new(WireError::BAD_REQUEST, "name claim dated before 1970")
+                })?;
+                let user = claim.user;
+                let (registration, mut actions) = unit
+                    .register_name(now_ms, claim.name.as_str(), user, issued_ms)
+                    .map_err(name_err)?;
+                let placement = match unit.place_new_mailbox(now_ms, user) {
+                    Ok((placement, more)) => {
+                        actions.extend(more);
+                        placement
+                    }
+                    // Registering again once the mailbox exists: say where.
+                    Err(PlacementError::AlreadyPlaced { object, hosts })
+                        if registration == Registration::AlreadyYours && !hosts.is_empty() =>
+                    {
+                        unit.placement(object, hosts[0])
+                    }
+                    // The name stays registered (and must be persisted and
+                    // replicated); registering again retries the placement.
+                    Err(e) => {
+                        let mut out = Outcome::write(DispatchResponse::Done, actions);
+                        out.response = Err(place_err(e));
+                        return Ok(out);
+                    }
+                };
+                Ok(Outcome::write(
+                    DispatchResponse::Registered { user, placement },
+                    actions,
+                ))
+            }
+            DispatchRequest::LookupName { name } => read(DispatchResponse::Mailbox(
+                unit.lookup_name(now_ms, &name).map_err(lookup_err)?,
+            )),
+            DispatchRequest::LookupUser { user } => read(DispatchResponse::Mailbox(
+                unit.lookup_user(now_ms, user).map_err(lookup_err)?,
+            )),
+            DispatchRequest::LookupAttachment { id } => read(DispatchResponse::Attachment(
+                unit.lookup_attachment(now_ms, &id).map_err(lookup_err)?,
+            )),
+            DispatchRequest::PlaceAttachment { id, size_bytes } => {
+                let (placement, actions) = unit
+                    .place_new_attachment(now_ms, &id, size_bytes)
+                    .map_err(place_err)?;
+                Ok(Outcome::write(
+                    DispatchResponse::Placement(placement),
+                    actions,
+                ))
+            }
+            DispatchRequest::Place { object, exclude } => {
+                if exclude.len() > PLACE_EXCLUDE_MAX {
+                    return Err(WireError::new(
+                        WireError::TOO_LARGE,
+                        format!(
+                            "{} excluded hosts, at most {PLACE_EXCLUDE_MAX}",
+                            exclude.len()
+                        ),
+                    ));
+                }
+                // Only a present host may ask: the grant goes to a host the
+                // unit chooses, but asking costs a pending slot.
+                let present = unit
+                    .tables()
+                    .hosts
+                    .get(&host)
+                    .is_some_and(|r| r.state != HostState::Left);
+                if !present {
+                    return Err(WireError::new(
+                        WireError::FORBIDDEN,
+                        format!("host {host} is not joined"),
+                    ));
+                }
+                let (placement, actions) =
+                    unit.place(now_ms, &object, &exclude).map_err(place_err)?;
+                Ok(Outcome::write(
+                    DispatchResponse::Placement(placement),
+                    actions,
+                ))
+            }
+            DispatchRequest::LocationUpdate {
+                object,
+                hosts,
+                epoch,
+            } => {
+                let actions = unit
+                    .handle_location_update(now_ms, host, &object, hosts, epoch)
+                    .map_err(location_err)?;
+                Ok(Outcome::write(DispatchResponse::Done, actions))
+            }
+            DispatchRequest::Home { user, home } => {
+                let v = verify_user(&home, HOME, now_ms, user)?;
+                self.replay
+                    .check_verified(&v, clock(now_ms))
+                    .map_err(|e| WireError::new(CONFLICT, format!("home update: {e}")))?;
+                let actions = self
+                    .unit
+                    .handle_home(now_ms, user, v.body)
+                    .map_err(location_err)?;
+                Ok(Outcome::write(DispatchResponse::Done, actions))
+            }
+            DispatchRequest::AuthorizeMove { order } => {
+                let signer = order.signer;
+                let v = verify_user(&order, MOVE_ORDER, now_ms, signer)?;
+                let MoveOrder { user, to } = v.body;
+                if user != signer {
+                    return Err(forbidden_signer(user, signer));
+                }
+                let (placement, actions) = unit
+                    .authorize_move(now_ms, &ObjectRef::Mailbox(user), to)
+                    .map_err(place_err)?;
+                Ok(Outcome::write(
+                    DispatchResponse::Placement(placement),
+                    actions,
+                ))
+            }
+            DispatchRequest::Status => {
+                read(DispatchResponse::Status(Box::new(unit.status(now_ms))))
+            }
+            DispatchRequest::Announce { addr } => {
+                let actions = unit
+                    .handle_unit_announce(now_ms, DispatchId(peer), &addr)
+                    .map_err(unit_err)?;
+                Ok(Outcome::write(DispatchResponse::Done, actions))
+            }
+            DispatchRequest::Snapshot => read(DispatchResponse::Tables(Box::new(unit.snapshot()))),
+            DispatchRequest::Replicate { updates } => self.handle_replicate(now_ms, peer, updates),
+        }
+    }
+
+    /// Applies a peer unit's changes. The sender must be a unit this one
+    /// knows, or be introducing itself in the same batch (a unit learned
+    /// from another's tables may push before that news arrives).
+    fn handle_replicate(
+        &mut self,
+        now_ms: u64,
+        peer: [u8; 32],
+        updates: Vec<Update>,
+    ) -> Result<Outcome, WireError> {
+        if updates.len() > REPLICATE_UPDATES_MAX {
+            return Err(WireError::new(
+                WireError::TOO_LARGE,
+                format!("{} updates, at most {REPLICATE_UPDATES_MAX}", updates.len()),
+            ));
+        }
+        let sender = DispatchId(peer);
+        let known = self.unit.tables().units.contains_key(&sender)
+            || updates
+                .iter()
+                .any(|u| matches!(u, Update::Unit { unit, .. } if *unit == sender));
+        if !known {
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                format!("unit {sender} has not announced itself"),
+            ));
+        }
+        let mut changed = false;
+        for update in updates {
+            match self.unit.apply_update(now_ms, update) {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    tracing::warn!(from = %sender.short(), error = %e, "replicated update refused")
+                }
+            }
+        }
+        Ok(Outcome {
+            response: Ok(DispatchResponse::Done),
+            updates: Vec::new(),
+            changed,
+        })
+    }
+}
+
+impl Outcome {
+    fn read(response: DispatchResponse) -> Self {
+        Outcome {
+            response: Ok(response),
+            updates: Vec::new(),
+            changed: false,
+        }
+    }
+
+    fn write(response: DispatchResponse, actions: Vec<Action>) -> Self {
+        let updates: Vec<Update> = actions.into_iter().map(|Action::Replicate(u)| u).collect();
+        Outcome {
+            response: Ok(response),
+            changed: !updates.is_empty(),
+            updates,
+        }
+    }
+}
+
+/// The lease answer to a join or heartbeat, listing the backbone.
+fn lease(unit: &DispatchUnit) -> DispatchResponse {
+    DispatchResponse::Lease {
+        lease_ms: unit.limits().lease_ms,
+        units: unit
+            .tables()
+            .units
+            .iter()
+            .map(|(id, r)| (*id, r.addr.clone()))
+            .collect(),
+    }
+}
+
+/// Checks a user's signed envelope under `tag`, signed by `user`.
+fn verify_user<T>(
+    signed: &Signed<T>,
+    tag: crate::identity::DomainTag,
+    now_ms: u64,
+    user: UserId,
+) -> Result<crate::identity::Verified<T, UserId>, WireError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let v = signed
+        .verify(tag, clock(now_ms), Freshness::default())
+        .map_err(|e| WireError::new(WireError::FORBIDDEN, e.to_string()))?;
+    if v.signer != user {
+        return Err(forbidden_signer(user, v.signer));
+    }
+    Ok(v)
+}
+
+fn forbidden_signer(user: UserId, signer: UserId) -> WireError {
+    WireError::new(
+        WireError::FORBIDDEN,
+        format!("signed by {signer}, not by the user {user}"),
+    )
+}
+
+fn clock(now_ms: u64) -> i64 {
+    i64::try_from(now_ms).unwrap_or(i64::MAX)
+}
+
+fn host_err(e: HostError) -> WireError {
+    let code = match &e {
+        HostError::Addr(_) | HostError::BadCapacity { .. } => WireError::BAD_REQUEST,
+        HostError::UnknownHost(_) => NOT_FOUND,
+        HostError::HostLeft(_) | HostError::StillHolding { .. } => CONFLICT,
+        HostError::Limit(_) => WireError::BUSY,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn name_err(e: NameError) -> WireError {
+    let code = match &e {
+        NameError::Format(_) | NameError::ClaimClock { .. } => WireError::BAD_REQUEST,
+        NameError::Taken { .. } => CONFLICT,
+        NameError::Limit(_) => WireError::BUSY,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn place_err(e: PlacementError) -> WireError {
+    let code = match &e {
+        PlacementError::NoLiveHost(_) | PlacementError::Limit(_) => WireError::BUSY,
+        PlacementError::UnknownHost(_)
+        | PlacementError::UnknownUser(_)
+        | PlacementError::UnknownObject(_) => NOT_FOUND,
+        PlacementError::HostNotLive(_)
+        | PlacementError::AlreadyHolder { .. }
+        | PlacementError::AlreadyPlaced { .. } => CONFLICT,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn location_err(e: LocationError) -> WireError {
+    let code = match &e {
+        LocationError::UnknownObject(_) | LocationError::UnknownHost(_) => NOT_FOUND,
+        LocationError::NotAuthorized { .. } => WireError::FORBIDDEN,
+        LocationError::StaleEpoch { .. } | LocationError::EpochJump { .. } => CONFLICT,
+        LocationError::HostList(_) | LocationError::TargetNotListed { .. } => {
+            WireError::BAD_REQUEST
+        }
+        LocationError::Limit(_) => WireError::BUSY,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn lookup_err(e: LookupError) -> WireError {
+    WireError::new(NOT_FOUND, e.to_string())
+}
+
+fn unit_err(e: UnitError) -> WireError {
+    let code = match &e {
+        UnitError::Addr(_) => WireError::BAD_REQUEST,
+        UnitError::Limit(_) => WireError::BUSY,
+    };
+    WireError::new(code, e.to_string())
+}
+
+#[cfg(test)]
+#[path = "handle_tests.rs"]
+mod tests;

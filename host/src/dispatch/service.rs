@@ -1,0 +1,434 @@
+//! `DispatchService`: the async driver that runs a sans-IO [`DispatchUnit`]
+//! as a network service.
+//!
+//! It owns the unit's key (`DIR/dispatch.key`) and QUIC endpoint, answers
+//! every [`DispatchRequest`] ([`super::handle`] does the checks and the call
+//! into the unit, under one lock that is never held across an await), feeds
+//! the unit the wall clock, keeps the tables durable in `DIR/tables.bin`
+//! ([`super::persist`]) and pushes every change to the peer units
+//! ([`super::peers`]).
+//!
+//! A request that changed the tables is answered only once they are on
+//! disk: a writer task saves the latest tables after each change, at most
+//! every [`PERSIST_INTERVAL`], so concurrent requests share one write
+//! (group commit), and each waits for a write that includes its change.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::handle::State;
+use super::persist::{self, PersistError};
+use super::{DispatchTables, DispatchUnit, Limits, UnitError, Update, UpdateError, peers};
+use crate::identity::{DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES};
+use crate::identity::{DispatchId, Home, KeyError, KeyRole, ReplayGuard};
+use crate::net::{self, Endpoint, Exchange, NetError, TransportConfig, WireError};
+use crate::proto::{DispatchRequest, MESSAGE_BYTES_MAX};
+
+/// Least time between two writes of the tables (the group-commit window).
+pub const PERSIST_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a request waits for its change to be saved before it is
+/// answered with an error instead.
+pub const PERSIST_WAIT: Duration = Duration::from_secs(10);
+/// How often the unit re-announces itself to its peers.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How to run a unit.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Where to listen (`IP:PORT`; port 0 picks one). The bound address is
+    /// what the unit announces, so it must be reachable by peers and hosts.
+    pub listen: SocketAddr,
+    /// Holds `dispatch.key` and `tables.bin`; created if missing.
+    pub data_dir: PathBuf,
+    /// Units to introduce this one to on start (`IP:PORT`).
+    pub peers: Vec<String>,
+    pub limits: Limits,
+    pub transport: TransportConfig,
+}
+
+impl ServiceConfig {
+    /// Default limits and transport settings.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        ServiceConfig {
+            listen,
+            data_dir,
+            peers: Vec::new(),
+            limits: Limits::default(),
+            transport: TransportConfig {
+                request_bytes_max: MESSAGE_BYTES_MAX,
+                ..TransportConfig::default()
+            },
+        }
+    }
+}
+
+/// Why a unit could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The data dir could not be created.
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The unit's key could not be read or created.
+    #[error("dispatch key: {0}")]
+    Key(#[from] KeyError),
+    /// The endpoint could not be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The saved tables could not be read or the first write failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// The saved tables hold a record the unit refuses.
+    #[error("saved tables refused: {0}")]
+    Restore(#[from] UpdateError),
+    /// The unit's own address is unusable.
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+}
+
+/// What the tasks of one unit share.
+pub(crate) struct Shared {
+    pub(crate) id: DispatchId,
+    /// This unit's address as announced.
+    pub(crate) addr: String,
+    data_dir: PathBuf,
+    /// The unit and its change counter; held only for synchronous work.
+    locked: Mutex<Locked>,
+    /// Wakes the writer after a change.
+    dirty: Notify,
+    /// The change counter value last saved to disk.
+    persisted: watch::Sender<u64>,
+    /// Changes for the replicator; bounded, never waited on.
+    outbox: mpsc::Sender<Update>,
+    /// Set when the outbox was full and an update was dropped, so the
+    /// replicator falls back to pushing whole tables.
+    outbox_overflow: AtomicBool,
+}
+
+struct Locked {
+    state: State,
+    /// Counts changes to the tables; what `persisted` is compared with.
+    generation: u64,
+}
+
+impl Shared {
+    /// Runs `f` on the state under the lock.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.lock().state)
+    }
+
+    /// Runs a change under the lock: `f` returns its result, the updates to
+    /// replicate and whether the tables changed. Returns the change number
+    /// to wait for with [`Shared::saved`], if there was a change.
+    fn change<R>(&self, f: impl FnOnce(&mut State) -> (R, Vec<Update>, bool)) -> (R, Option<u64>) {
+        let mut locked = self.lock();
+        let (result, updates, changed) = f(&mut locked.state);
+        for update in updates {
+            if self.outbox.try_send(update).is_err() {
+                self.outbox_overflow.store(true, Ordering::SeqCst);
+            }
+        }
+        if !changed {
+            return (result, None);
+        }
+        locked.generation += 1;
+        let generation = locked.generation;
+        drop(locked);
+        self.dirty.notify_one();
+        (result, Some(generation))
+    }
+
+    /// Merges a peer's tables; returns (records changed, records refused).
+    pub(crate) fn merge(&self, _now_ms: u64, tables: &DispatchTables) -> (usize, usize) {
+        self.change(|s| {
+            let report = s.unit.merge_snapshot(tables);
+            for e in &report.refused {
+                tracing::warn!(error = %e, "peer snapshot record refused");
+            }
+            let counts = (report.changed, report.refused.len());
+            (counts, Vec::new(), report.changed > 0)
+        })
+        .0
+    }
+
+    /// Waits until change `generation` is on disk; false if that takes
+    /// longer than [`PERSIST_WAIT`].
+    async fn saved(&self, generation: u64) -> bool {
+        let mut rx = self.persisted.subscribe();
+        matches!(
+            tokio::time::timeout(PERSIST_WAIT, rx.wait_for(|g| *g >= generation)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Every known unit but this one.
+    pub(crate) fn peer_units(&self) -> Vec<DispatchId> {
+        self.with_state(|s| {
+            s.unit
+                .tables()
+                .units
+                .keys()
+                .filter(|id| **id != self.id)
+                .copied()
+                .collect()
+        })
+    }
+
+    /// A unit's address from the tables.
+    pub(crate) fn unit_addr(&self, unit: DispatchId) -> Option<String> {
+        self.with_state(|s| s.unit.tables().units.get(&unit).map(|r| r.addr.clone()))
+    }
+
+    pub(crate) fn take_outbox_overflow(&self) -> bool {
+        self.outbox_overflow.swap(false, Ordering::SeqCst)
+    }
+
+    /// Saves the tables if they changed since `written`; returns the change
+    /// number now on disk.
+    async fn save(self: &Arc<Self>, written: u64) -> Result<u64, PersistError> {
+        let encoded = {
+            let locked = self.lock();
+            if locked.generation == written {
+                return Ok(written);
+            }
+            persist::encode_tables(locked.state.unit.tables()).map(|b| (locked.generation, b))
+        };
+        let (generation, bytes) = encoded?;
+        let dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || persist::write_tables(&dir, &bytes))
+            .await
+            .map_err(|e| PersistError::Io {
+                path: self.data_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        self.persisted.send_replace(generation);
+        Ok(generation)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Locked> {
+        // Nothing under this lock can be left half-done by a panic in a way
+        // that matters more than stopping to serve: keep going.
+        self.locked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running dispatch unit.
+pub struct DispatchService {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    local_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DispatchService {
+    /// Loads (or creates) the key and tables in the data dir, binds, and
+    /// starts serving, saving and replicating. Must run inside tokio.
+    pub async fn bind(config: ServiceConfig) -> Result<Self, ServiceError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let (key, created) = Home::new(&dir).load_or_create_key(KeyRole::Dispatch)?;
+        let id = key.dispatch_id();
+        let signing = SigningKey::from_pkcs8_der(&key.to_pkcs8_der_zeroizing())
+            .map_err(|e| NetError::Identity(format!("cannot decode the dispatch key: {e}")))?;
+        let identity = net::Identity::from_signing_key(&signing)?;
+        let endpoint = Endpoint::bind_with(config.listen, identity, config.transport.clone())?;
+        let local_addr = endpoint.local_addr()?;
+        let addr = local_addr.to_string();
+        let now = now_ms();
+        let unit = match persist::load_tables(&dir)? {
+            Some(tables) => {
+                let mut unit = DispatchUnit::from_snapshot(id, config.limits.clone(), &tables)?;
+                // Our own record may carry an old address; the announce
+                // reaches peers with the first full push.
+                unit.handle_unit_announce(now, id, &addr)?;
+                tracing::info!(unit = %id.short(), "tables restored");
+                unit
+            }
+            None => DispatchUnit::with_limits(now, id, &addr, config.limits.clone())?,
+        };
+        if created {
+            tracing::info!(unit = %id.short(), "created a new dispatch key");
+        }
+        let (outbox_tx, outbox_rx) = mpsc::channel(peers::OUTBOX_MAX);
+        let shared = Arc::new(Shared {
+            id,
+            addr,
+            data_dir: dir,
+            locked: Mutex::new(Locked {
+                state: State {
+                    unit,
+                    replay: ReplayGuard::new(DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES),
+                },
+                generation: 1,
+            }),
+            dirty: Notify::new(),
+            persisted: watch::Sender::new(0),
+            outbox: outbox_tx,
+            outbox_overflow: AtomicBool::new(false),
+        });
+        // The first write proves the data dir is writable before serving.
+        shared.save(0).await?;
+        let span = tracing::info_span!("dispatch", unit = %id.short());
+        let mut tasks = Vec::new();
+        let serving = shared.clone();
+        let server = net::serve(endpoint.clone(), move |req, ex| {
+            handle_exchange(serving.clone(), req, ex)
+        });
+        tasks.push(tokio::spawn(server.instrument(span.clone())));
+        tasks.push(tokio::spawn(
+            writer(shared.clone()).instrument(span.clone()),
+        ));
+        tasks.push(tokio::spawn(
+            announcer(shared.clone()).instrument(span.clone()),
+        ));
+        tasks.push(tokio::spawn(
+            peers::run(shared.clone(), endpoint.clone(), outbox_rx, config.peers).instrument(span),
+        ));
+        Ok(DispatchService {
+            shared,
+            endpoint,
+            local_addr,
+            tasks,
+        })
+    }
+
+    pub fn id(&self) -> DispatchId {
+        self.shared.id
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The unit's data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
+    /// A copy of the current tables.
+    pub fn snapshot(&self) -> DispatchTables {
+        self.shared.with_state(|s| s.unit.snapshot())
+    }
+
+    /// Stops serving, saves the tables one last time and closes the
+    /// endpoint, telling connected peers.
+    pub async fn shutdown(self) -> Result<(), PersistError> {
+        self.endpoint.close();
+        for task in &self.tasks {
+            task.abort();
+        }
+        let written = *self.shared.persisted.borrow();
+        let saved = self.shared.save(written).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        saved.map(|_| ())
+    }
+}
+
+impl Drop for DispatchService {
+    fn drop(&mut self) {
+        self.endpoint.close();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Answers one request: run it against the unit, wait until any change is
+/// saved, reply.
+async fn handle_exchange(
+    shared: Arc<Shared>,
+    req: DispatchRequest,
+    mut ex: Exchange,
+) -> net::Result<()> {
+    let now = now_ms();
+    let peer = ex.peer_key;
+    let (response, generation) = shared.change(|s| {
+        let out = s.handle(now, peer, req);
+        (out.response, out.updates, out.changed)
+    });
+    if let Some(generation) = generation
+        && !shared.saved(generation).await
+    {
+        let err = WireError::new(WireError::INTERNAL, "the tables could not be saved");
+        return ex.reply_err(&err).await;
+    }
+    match response {
+        Ok(resp) => match ex.reply(&resp).await {
+            // Too large to send as one frame (a huge status or snapshot).
+            Err(NetError::TooLarge { len, max }) => {
+                let msg = format!("answer of {len} bytes exceeds {max}");
+                ex.reply_err(&WireError::new(WireError::TOO_LARGE, msg))
+                    .await
+            }
+            other => other,
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "request refused");
+            ex.reply_err(&e).await
+        }
+    }
+}
+
+/// Saves the tables after changes, at most every [`PERSIST_INTERVAL`].
+async fn writer(shared: Arc<Shared>) {
+    let mut written = *shared.persisted.borrow();
+    loop {
+        shared.dirty.notified().await;
+        match shared.save(written).await {
+            Ok(g) => written = g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot save the tables; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                shared.dirty.notify_one();
+            }
+        }
+        tokio::time::sleep(PERSIST_INTERVAL).await;
+    }
+}
+
+/// Re-announces this unit now and then, so peers see it alive.
+async fn announcer(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        shared.change(|s| {
+            let updates: Vec<Update> = s
+                .unit
+                .announce(now)
+                .into_iter()
+                .map(|super::Action::Replicate(u)| u)
+                .collect();
+            let changed = !updates.is_empty();
+            ((), updates, changed)
+        });
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

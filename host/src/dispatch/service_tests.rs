@@ -1,0 +1,129 @@
+//! In-process tests of the service and of `DispatchClient` against real
+//! units on loopback QUIC.
+
+use super::*;
+use crate::dispatch::client::{ClientError, DispatchClient};
+use crate::identity::{KeyPair, Name, SignedNameClaim};
+use crate::proto::DispatchResponse;
+
+fn config(dir: &Path, peers: Vec<String>) -> ServiceConfig {
+    let mut c = ServiceConfig::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
+    c.peers = peers;
+    c
+}
+
+/// A client endpoint with the identity of seed `b` (a host's or user's).
+fn endpoint(b: u8) -> Endpoint {
+    let identity = net::Identity::from_secret_bytes(&[b; 32]).unwrap();
+    Endpoint::bind("127.0.0.1:0".parse().unwrap(), identity).unwrap()
+}
+
+fn client(b: u8, units: &[&DispatchService]) -> DispatchClient {
+    let backbone = units.iter().map(|u| u.local_addr().to_string()).collect();
+    DispatchClient::new(endpoint(b), backbone)
+        .unwrap()
+        .with_timeout(Duration::from_secs(3))
+}
+
+fn join(addr: &str) -> DispatchRequest {
+    DispatchRequest::Join {
+        addr: addr.into(),
+        capacity: 10,
+        load: 0,
+    }
+}
+
+fn register(key: &KeyPair, name: &str) -> DispatchRequest {
+    let now = i64::try_from(now_ms()).unwrap();
+    let claim = SignedNameClaim::sign(key, Name::new(name).unwrap(), now).unwrap();
+    DispatchRequest::Register { claim }
+}
+
+async fn lookup(c: &DispatchClient, name: &str) -> Result<DispatchResponse, ClientError> {
+    c.request(&DispatchRequest::LookupName { name: name.into() })
+        .await
+}
+
+/// Polls `f` until it returns true, for at most 10 s.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn serves_restarts_with_its_tables_and_keeps_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = DispatchService::bind(config(dir.path(), vec![]))
+        .await
+        .unwrap();
+    let id = unit.id();
+    let host = client(1, &[&unit]);
+    let lease = host.request(&join("127.0.0.1:5001")).await.unwrap();
+    assert!(matches!(lease, DispatchResponse::Lease { .. }));
+    let (_, pinned) = host.units()[0];
+    assert_eq!(pinned, Some(id), "the key is pinned on first contact");
+    let user = client(2, &[&unit]);
+    let alice = KeyPair::from_seed(&[7; 32]);
+    let registered = user.request(&register(&alice, "alice")).await.unwrap();
+    assert!(matches!(registered, DispatchResponse::Registered { .. }));
+    // A refusal is a final answer with the unit's reason.
+    let bob = KeyPair::from_seed(&[8; 32]);
+    let err = user.request(&register(&bob, "alice")).await.unwrap_err();
+    let wire = err.wire().expect("a refusal");
+    assert!(wire.message.contains("is taken by"), "{wire}");
+
+    unit.shutdown().await.unwrap();
+    let unit = DispatchService::bind(config(dir.path(), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(unit.id(), id, "same key after a restart");
+    let names = &unit.snapshot().names;
+    assert_eq!(names["alice"].user, alice.user_id());
+    unit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_units_replicate_and_the_client_falls_back() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = DispatchService::bind(config(d1.path(), vec![]))
+        .await
+        .unwrap();
+    let b_peers = vec![a.local_addr().to_string()];
+    let b = DispatchService::bind(config(d2.path(), b_peers))
+        .await
+        .unwrap();
+    let via_a = client(1, &[&a]);
+    via_a.request(&join("127.0.0.1:5001")).await.unwrap();
+    let via_b = client(2, &[&b]);
+    let alice = KeyPair::from_seed(&[7; 32]);
+    // The unit needs a live host to place on; b learns a's host by
+    // replication before it can place.
+    eventually("b to learn a's host", async || {
+        b.snapshot().hosts.len() == 1
+    })
+    .await;
+    via_b.request(&register(&alice, "alice")).await.unwrap();
+    eventually("a to learn alice", async || {
+        a.snapshot().names.contains_key("alice")
+    })
+    .await;
+    assert_eq!(a.snapshot().units.len(), 2);
+    // With both units in the backbone, losing one costs nothing.
+    let both = client(3, &[&a, &b]);
+    a.shutdown().await.unwrap();
+    for _ in 0..4 {
+        let r = lookup(&both, "alice").await;
+        assert!(
+            matches!(r, Err(ClientError::Refused { .. })),
+            "b answers (not placed yet, so a refusal): {r:?}"
+        );
+    }
+    b.shutdown().await.unwrap();
+    let err = lookup(&both, "alice").await.unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+}

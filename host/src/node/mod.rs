@@ -1,0 +1,252 @@
+//! The host daemon (`dem host`): joins the backbone, renews its lease,
+//! holds the mailboxes and attachments the dispatch units place on it, and
+//! serves `HostRequest`s from anyone: owners' signed calls, sealed mail,
+//! attachment transfers.
+//!
+//! - `verify`: the checks on requests, sans-IO and unit-tested;
+//! - `serve`: one handler per request kind;
+//! - `transfer`: attachment chunk streams in and out.
+//!
+//! The dispatch side of every exchange goes through [`Session`], the same
+//! client users have, over the host's own endpoint and key, so the
+//! dispatch unit sees the host's key as the connection's peer key.
+
+mod serve;
+mod transfer;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::attachments::AttachmentStore;
+use crate::client::{Session, SessionError, identity_of};
+use crate::dispatch::ObjectRef;
+use crate::identity::{DEFAULT_WINDOW_MS, Epoch, HostId, MAX_REMEMBERED_NONCES, ReplayGuard};
+use crate::mailbox::{Mailboxes, MailboxesConfig};
+use crate::net::{Endpoint, TransportConfig};
+use crate::proto::{DispatchRequest, DispatchResponse, HostRequest};
+use crate::runtime::RuntimeConfig;
+
+/// How a host runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Address to listen on, and the one announced to dispatch units.
+    pub listen: SocketAddr,
+    /// Dispatch units to join through.
+    pub backbone: Vec<String>,
+    /// Where mailboxes, code, attachments and the host key live.
+    pub data: PathBuf,
+    /// Lease renewal interval.
+    pub heartbeat: Duration,
+    /// Mailboxes this host offers to hold.
+    pub capacity: u64,
+}
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("host key in {path}: {source}")]
+    Key {
+        path: String,
+        source: crate::identity::KeyError,
+    },
+    #[error("opening mailboxes: {0}")]
+    Mailboxes(#[from] crate::mailbox::registry::OpenError),
+    #[error("opening attachments: {0}")]
+    Attachments(#[from] crate::attachments::OpenError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: crate::net::NetError,
+    },
+    #[error("joining the backbone: {0}")]
+    Join(String),
+}
+
+/// The running host's shared state.
+pub struct Node {
+    id: HostId,
+    addr: String,
+    mailboxes: Arc<Mailboxes>,
+    attachments: AttachmentStore,
+    session: Session,
+    /// Owner calls seen recently, so a captured call cannot be replayed.
+    replay: Mutex<ReplayGuard>,
+}
+
+impl Node {
+    /// Loads or creates the host key, opens the stores and binds.
+    pub fn start(config: &NodeConfig) -> Result<Arc<Self>, NodeError> {
+        std::fs::create_dir_all(&config.data).map_err(|e| NodeError::Key {
+            path: config.data.display().to_string(),
+            source: crate::identity::KeyError::Io {
+                path: config.data.clone(),
+                source: e,
+            },
+        })?;
+        let home = crate::identity::Home::new(&config.data);
+        let (key, _) = home
+            .load_or_create_key(crate::identity::KeyRole::Host)
+            .map_err(|source| NodeError::Key {
+                path: config.data.display().to_string(),
+                source,
+            })?;
+        let key = Arc::new(key);
+        let mailboxes = Mailboxes::open(
+            &config.data,
+            RuntimeConfig::default(),
+            MailboxesConfig::default(),
+        )?;
+        let attachments = AttachmentStore::open(&config.data)?;
+        let endpoint = Endpoint::bind_with(
+            config.listen,
+            identity_of(&key)?,
+            TransportConfig::default(),
+        )
+        .map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = endpoint
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen,
+                source,
+            })?
+            .to_string();
+        let backbone = config.backbone.iter().map(|a| (a.clone(), None)).collect();
+        let session = Session::with_endpoint(key.clone(), endpoint, backbone)?;
+        Ok(Arc::new(Self {
+            id: key.host_id(),
+            addr,
+            mailboxes,
+            attachments,
+            session,
+            replay: Mutex::new(ReplayGuard::new(DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES)),
+        }))
+    }
+
+    pub fn id(&self) -> HostId {
+        self.id
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn load(&self) -> u64 {
+        self.mailboxes.list().map_or(0, |l| l.len() as u64)
+    }
+
+    /// Joins the backbone, retrying for a while if no unit answers yet.
+    pub async fn join(&self, capacity: u64) -> Result<(), NodeError> {
+        let req = DispatchRequest::Join {
+            addr: self.addr.clone(),
+            capacity,
+            load: self.load(),
+        };
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.session.dispatch(&req).await {
+                Ok(DispatchResponse::Lease { units, .. }) => {
+                    self.session.learn_units(&units);
+                    return Ok(());
+                }
+                Ok(DispatchResponse::Done) => return Ok(()),
+                Ok(other) => last = format!("unexpected answer {other:?}"),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(NodeError::Join(last))
+    }
+
+    /// Renews the lease every `every`; joins again if a unit forgot us.
+    pub async fn heartbeat(self: Arc<Self>, every: Duration, capacity: u64) {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let req = DispatchRequest::Heartbeat { load: self.load() };
+            if let Err(e) = self.session.dispatch(&req).await {
+                tracing::warn!(host = %self.id.short(), error = %e, "heartbeat failed; joining again");
+                if let Err(e) = self.join(capacity).await {
+                    tracing::warn!(host = %self.id.short(), error = %e, "rejoin failed");
+                }
+            }
+        }
+    }
+
+    /// Tells the dispatch units this host alone holds `object` at `epoch`.
+    async fn location_update(&self, object: ObjectRef, epoch: Epoch) -> Result<(), SessionError> {
+        let req = DispatchRequest::LocationUpdate {
+            object,
+            hosts: vec![self.id],
+            epoch,
+        };
+        self.session.dispatch(&req).await.map(drop)
+    }
+
+    /// Serves requests until the endpoint closes.
+    pub async fn serve(self: Arc<Self>) {
+        let endpoint = self.session.endpoint().clone();
+        crate::net::serve(endpoint, move |req: HostRequest, ex| {
+            let node = self.clone();
+            async move { node.handle(req, ex).await }
+        })
+        .await;
+    }
+
+    /// Stops the mailboxes (snapshots, settles commits) and closes.
+    pub async fn shutdown(&self) {
+        self.mailboxes.shutdown().await;
+        self.session.close().await;
+    }
+}
+
+/// Runs a host until Ctrl-C or SIGTERM. `on_ready` gets the host id and
+/// address once it serves and has joined.
+pub async fn run(
+    config: NodeConfig,
+    on_ready: impl FnOnce(&HostId, &str),
+) -> Result<(), NodeError> {
+    let node = Node::start(&config)?;
+    let span = tracing::info_span!("host", host = %node.id.short());
+    let _e = span.enter();
+    let server = tokio::spawn(node.clone().serve());
+    node.join(config.capacity).await?;
+    on_ready(&node.id, &node.addr);
+    let beat = tokio::spawn(node.clone().heartbeat(config.heartbeat, config.capacity));
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    beat.abort();
+    node.shutdown().await;
+    server.abort();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

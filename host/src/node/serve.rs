@@ -1,0 +1,174 @@
+//! The host's answers, one function per `HostRequest` kind. Each checks the
+//! request (`verify`), runs it on the mailbox registry or the attachment
+//! store, and answers on the exchange; refusals are `WireError`s with a
+//! sentence a user can act on.
+
+use std::sync::Arc;
+
+use super::{Node, verify};
+use crate::client::mailbox_ref::NOT_HERE;
+use crate::client::now_ms;
+use crate::dispatch::ObjectRef;
+use crate::identity::{Epoch, Signed, UserId};
+use crate::ids::MailboxId;
+use crate::mailbox::MailboxCallError;
+use crate::net::{Exchange, Result, WireError};
+use crate::proto::host::PluginUpload;
+use crate::proto::{
+    CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, OwnerCall,
+    SignedMail,
+};
+
+/// Longest plugin name accepted.
+const PLUGIN_NAME_BYTES_MAX: usize = 64;
+
+impl Node {
+    /// Answers one request.
+    pub(super) async fn handle(self: Arc<Self>, req: HostRequest, mut ex: Exchange) -> Result<()> {
+        let answer = match req {
+            HostRequest::Owner(call) => self.owner(&call).await,
+            HostRequest::Create(order) => self.create(&order).await,
+            HostRequest::Deliver { to, mail } => self.deliver(to, &mail).await,
+            HostRequest::PluginAdd(upload) => self.plugin_add(&upload).await,
+            HostRequest::AttachmentPut {
+                id,
+                size_bytes,
+                name,
+                media_type,
+            } => {
+                return self
+                    .attachment_put(id, size_bytes, name, media_type, ex)
+                    .await;
+            }
+            HostRequest::AttachmentGet { id, start, end } => {
+                return self.attachment_get(id, start, end, ex).await;
+            }
+            HostRequest::Migrate { .. }
+            | HostRequest::MissingCode { .. }
+            | HostRequest::Pull(_) => Err(WireError::new(
+                WireError::BAD_REQUEST,
+                "this host does not take migrations yet",
+            )),
+        };
+        match answer {
+            Ok(r) => ex.reply(&r).await,
+            Err(e) => ex.reply_err(&e).await,
+        }
+    }
+
+    async fn owner(&self, call: &Signed<OwnerCall>) -> Result<HostResponse, WireError> {
+        let checked = {
+            let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+            verify::owner_call(call, now_ms(), &mut replay)
+        }
+        .map_err(forbidden)?;
+        let id = mailbox_id(&checked.mailbox)?;
+        let span = tracing::debug_span!("owner", mailbox = %checked.mailbox.short(), host = %self.id.short(), call = checked.request.name());
+        let _e = span.enter();
+        match self.mailboxes.call(&id, checked.request).await {
+            Ok(r) => Ok(HostResponse::Reply(Box::new(r))),
+            Err(e) => self.call_error(&id, e),
+        }
+    }
+
+    async fn create(&self, order: &Signed<CreateOrder>) -> Result<HostResponse, WireError> {
+        let order = verify::create_order(order, now_ms(), self.id).map_err(forbidden)?;
+        let id = mailbox_id(&order.user)?;
+        tracing::info!(mailbox = %order.user.short(), host = %self.id.short(), "creating mailbox");
+        match self.mailboxes.create(&id, None).await {
+            Ok(()) | Err(MailboxCallError::Exists(_)) => {}
+            Err(e) => return Err(internal(e)),
+        }
+        self.location_update(ObjectRef::Mailbox(order.user), Epoch(1))
+            .await
+            .map_err(|e| internal(format!("the dispatch unit did not record the mailbox: {e}")))?;
+        Ok(HostResponse::Done)
+    }
+
+    async fn deliver(&self, to: UserId, signed: &SignedMail) -> Result<HostResponse, WireError> {
+        let id = mailbox_id(&to)?;
+        let span = tracing::debug_span!("deliver", mailbox = %to.short(), host = %self.id.short());
+        let _e = span.enter();
+        let sender = match self
+            .session
+            .dispatch(&DispatchRequest::LookupName {
+                name: signed.sender_name.clone(),
+            })
+            .await
+        {
+            Ok(DispatchResponse::Mailbox(found)) => found.user,
+            Ok(_) | Err(_) => {
+                return Err(forbidden(format!(
+                    "refused as forged: the sender name {:?} is not registered",
+                    signed.sender_name.chars().take(64).collect::<String>()
+                )));
+            }
+        };
+        let mail = verify::sealed_mail(signed, sender).map_err(forbidden)?;
+        match self.mailboxes.deliver(&id, mail).await {
+            Ok(d) => Ok(HostResponse::Delivered(d)),
+            Err(e) => self.call_error(&id, e),
+        }
+    }
+
+    async fn plugin_add(&self, upload: &Signed<PluginUpload>) -> Result<HostResponse, WireError> {
+        let checked = {
+            let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+            verify::plugin_upload(upload, now_ms(), &mut replay)
+        }
+        .map_err(forbidden)?;
+        if checked.name.is_empty() || checked.name.len() > PLUGIN_NAME_BYTES_MAX {
+            return Err(WireError::new(
+                WireError::BAD_REQUEST,
+                format!("a plugin name has 1 to {PLUGIN_NAME_BYTES_MAX} bytes"),
+            ));
+        }
+        let id = mailbox_id(&checked.mailbox)?;
+        match self
+            .mailboxes
+            .install_plugin(
+                &id,
+                &checked.name,
+                &checked.code,
+                &checked.config,
+                checked.order,
+            )
+            .await
+        {
+            Ok(_) => Ok(HostResponse::Done),
+            Err(e) => self.call_error(&id, e),
+        }
+    }
+
+    /// Maps a mailbox failure to an answer: `Moved` is an answer, not an
+    /// error, so the client can follow it.
+    fn call_error(&self, id: &MailboxId, e: MailboxCallError) -> Result<HostResponse, WireError> {
+        if let Some(to) = self.mailboxes.moved_to(id) {
+            return Ok(HostResponse::Moved(to));
+        }
+        match e {
+            MailboxCallError::Moved { to, .. } => Ok(HostResponse::Moved(to)),
+            MailboxCallError::Unknown(_) => Err(WireError::new(
+                NOT_HERE,
+                "this host does not hold that mailbox",
+            )),
+            e @ (MailboxCallError::Refused(_) | MailboxCallError::Rejected { .. }) => {
+                Err(WireError::new(WireError::BAD_REQUEST, e.to_string()))
+            }
+            e => Err(internal(e)),
+        }
+    }
+}
+
+/// The mailbox id of a user: their key in hex.
+pub(super) fn mailbox_id(user: &UserId) -> Result<MailboxId, WireError> {
+    MailboxId::new(user.to_hex()).map_err(internal)
+}
+
+fn forbidden(e: impl std::fmt::Display) -> WireError {
+    WireError::new(WireError::FORBIDDEN, e.to_string())
+}
+
+pub(super) fn internal(e: impl std::fmt::Display) -> WireError {
+    WireError::new(WireError::INTERNAL, e.to_string())
+}

@@ -1,0 +1,270 @@
+//! The host's checks on what peers send, sans-IO: owner calls, create
+//! orders, plugin uploads and sealed mail. Every function takes the clock
+//! (and, for mail, the sender key the dispatch unit resolved) as input, so
+//! the refusals are unit-tested here without a network.
+
+use crate::identity::{
+    AttachmentRef as SealedRef, Freshness, HostId, MailContent, MailDigest, OWNER_CALL,
+    ReplayGuard, Signed, UserId, mail_id,
+};
+use crate::mailbox::Request;
+use crate::proto::host::{PLUGIN_UPLOAD, PluginUpload};
+use crate::proto::{CreateOrder, OwnerCall, SignedMail};
+use crate::runtime::bindings::NewMail;
+
+/// Why a host refused a request before running it.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyCallError {
+    /// The signature, its freshness or its body is bad.
+    #[error("refused: {0}")]
+    Envelope(#[from] crate::identity::VerifyError),
+    /// The same signed call was seen before.
+    #[error("refused: {0}")]
+    Replay(#[from] crate::identity::ReplayError),
+    /// Signed by someone other than the mailbox's owner.
+    #[error("only the owner may {action} this mailbox")]
+    NotOwner {
+        /// What was attempted (`list-folder`, `delete-mail`, ...).
+        action: &'static str,
+    },
+    /// A create order for another host or signed for another user.
+    #[error("refused: {0}")]
+    BadOrder(&'static str),
+    /// Mail must arrive through `Deliver`, where its seal is checked.
+    #[error("refused: deliver mail with `Deliver`, not as an owner call")]
+    DeliverAsOwner,
+}
+
+/// Why a delivered mail was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyMailError {
+    /// The `From` address is not the sender's registered name.
+    #[error("refused as forged: From {from:?} is not the address of {name:?}")]
+    FromMismatch { from: String, name: String },
+    /// The seal does not match the sender's key or the content.
+    #[error("refused as forged: {0}")]
+    Seal(#[from] crate::identity::SealError),
+}
+
+/// Checks an owner call: signature under `OWNER_CALL`, freshness, replay,
+/// and that the signer owns the mailbox named in the signed body.
+pub fn owner_call(
+    call: &Signed<OwnerCall>,
+    now_ms: i64,
+    replay: &mut ReplayGuard,
+) -> Result<OwnerCall, VerifyCallError> {
+    let verified = call.verify(OWNER_CALL, now_ms, Freshness::default())?;
+    if verified.signer != verified.body.mailbox {
+        return Err(VerifyCallError::NotOwner {
+            action: action_of(&verified.body.request),
+        });
+    }
+    if matches!(verified.body.request, Request::Deliver { .. }) {
+        return Err(VerifyCallError::DeliverAsOwner);
+    }
+    // Only after the signature checked out, so forgeries cannot fill it.
+    replay.check_verified(&verified, now_ms)?;
+    Ok(verified.body)
+}
+
+/// Checks a create order: signed by the user it names, for this host.
+pub fn create_order(
+    order: &Signed<CreateOrder>,
+    now_ms: i64,
+    host: HostId,
+) -> Result<CreateOrder, VerifyCallError> {
+    let verified = order.verify(OWNER_CALL, now_ms, Freshness::default())?;
+    if verified.signer != verified.body.user {
+        return Err(VerifyCallError::BadOrder(
+            "a mailbox can only be created by its owner",
+        ));
+    }
+    if verified.body.host != host {
+        return Err(VerifyCallError::BadOrder("the order names another host"));
+    }
+    Ok(verified.body)
+}
+
+/// Checks a plugin upload like an owner call.
+pub fn plugin_upload(
+    upload: &Signed<PluginUpload>,
+    now_ms: i64,
+    replay: &mut ReplayGuard,
+) -> Result<PluginUpload, VerifyCallError> {
+    let verified = upload.verify(PLUGIN_UPLOAD, now_ms, Freshness::default())?;
+    if verified.signer != verified.body.mailbox {
+        return Err(VerifyCallError::NotOwner {
+            action: "install plugins in",
+        });
+    }
+    replay.check_verified(&verified, now_ms)?;
+    Ok(verified.body)
+}
+
+/// Checks a sealed mail against `sender`, the key its `sender_name` is
+/// registered to. Returns the mail with its id set to the content's id,
+/// so delivering the same mail twice files it once.
+pub fn sealed_mail(signed: &SignedMail, sender: UserId) -> Result<NewMail, VerifyMailError> {
+    let mail = &signed.mail;
+    if !address_of(&mail.from, &signed.sender_name) {
+        return Err(VerifyMailError::FromMismatch {
+            from: mail.from.chars().take(200).collect(),
+            name: signed.sender_name.chars().take(64).collect(),
+        });
+    }
+    let digest = with_content(mail, &sender, |c| signed.seal.verify(c))?;
+    let mut mail = mail.clone();
+    mail.id = mail_id(&digest);
+    Ok(mail)
+}
+
+/// The seal's digest of `mail` as sent by `sender` (the client seals with it).
+pub fn digest_of(mail: &NewMail, sender: &UserId) -> MailDigest {
+    with_content(mail, sender, crate::identity::mail_digest)
+}
+
+/// Borrows `mail` as the `MailContent` the seal covers.
+pub fn with_content<R>(
+    mail: &NewMail,
+    sender: &UserId,
+    f: impl FnOnce(&MailContent<'_>) -> R,
+) -> R {
+    let headers: Vec<(String, String)> = mail
+        .headers
+        .iter()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    let attachments: Vec<SealedRef> = mail
+        .attachments
+        .iter()
+        .map(|a| SealedRef {
+            hash: a.hash.clone(),
+            name: a.name.clone(),
+            media_type: a.media_type.clone(),
+            size_bytes: a.size_bytes,
+        })
+        .collect();
+    f(&MailContent {
+        from_user: sender,
+        from_addr: &mail.from,
+        to: &mail.to,
+        cc: &mail.cc,
+        subject: &mail.subject,
+        date_ms: mail.date_ms,
+        message_id: &mail.message_id,
+        in_reply_to: mail.in_reply_to.as_deref(),
+        headers: &headers,
+        body: &mail.body,
+        attachments: &attachments,
+    })
+}
+
+/// `from` is `name` itself or `name@domain`.
+fn address_of(from: &str, name: &str) -> bool {
+    match from.strip_prefix(name) {
+        Some(rest) => rest.is_empty() || rest.starts_with('@'),
+        None => false,
+    }
+}
+
+/// A verb phrase for refusals.
+fn action_of(request: &Request) -> &'static str {
+    if request.is_mutation() {
+        match request {
+            Request::DeleteMail { .. } => "delete mail in",
+            _ => "change",
+        }
+    } else {
+        "read"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{KeyPair, MailSeal};
+
+    fn mail(from: &str) -> NewMail {
+        NewMail {
+            id: String::new(),
+            from: from.into(),
+            to: vec!["bob@dem".into()],
+            cc: vec![],
+            subject: "hi".into(),
+            date_ms: 1,
+            message_id: "<m@dem>".into(),
+            in_reply_to: None,
+            headers: vec![],
+            body: "hello".into(),
+            attachments: vec![],
+        }
+    }
+
+    fn seal(key: &KeyPair, m: &NewMail) -> SignedMail {
+        let seal = with_content(m, &key.user_id(), |c| MailSeal::seal(key, c));
+        SignedMail {
+            mail: m.clone(),
+            sender_name: "alice".into(),
+            seal,
+        }
+    }
+
+    #[test]
+    fn genuine_mail_gets_its_content_id() {
+        let alice = KeyPair::from_seed(&[1; 32]);
+        let signed = seal(&alice, &mail("alice@dem"));
+        let got = sealed_mail(&signed, alice.user_id()).unwrap();
+        assert_eq!(got.id.len(), 32);
+        assert_eq!(got.id, sealed_mail(&signed, alice.user_id()).unwrap().id);
+    }
+
+    #[test]
+    fn forged_and_tampered_mail_is_refused() {
+        let alice = KeyPair::from_seed(&[1; 32]);
+        let mallory = KeyPair::from_seed(&[2; 32]);
+        // Mallory seals a mail claiming to be alice's.
+        let forged = seal(&mallory, &mail("alice@dem"));
+        assert!(sealed_mail(&forged, alice.user_id()).is_err());
+        // Alice's mail altered on the way.
+        let mut tampered = seal(&alice, &mail("alice@dem"));
+        tampered.mail.body = "pay mallory".into();
+        assert!(sealed_mail(&tampered, alice.user_id()).is_err());
+        // A From address of someone else.
+        let wrong_from = seal(&alice, &mail("carol@dem"));
+        assert!(matches!(
+            sealed_mail(&wrong_from, alice.user_id()),
+            Err(VerifyMailError::FromMismatch { .. })
+        ));
+        assert!(!address_of("alicex@dem", "alice"));
+    }
+
+    #[test]
+    fn only_the_owner_may_call_and_only_once() {
+        let alice = KeyPair::from_seed(&[1; 32]);
+        let bob = KeyPair::from_seed(&[2; 32]);
+        let mut replay = ReplayGuard::new(60_000, 100);
+        let call = |mailbox: UserId| OwnerCall {
+            mailbox,
+            request: Request::ListFolders,
+        };
+        let foreign = Signed::sign(&alice, OWNER_CALL, 1000, &call(bob.user_id())).unwrap();
+        let err = owner_call(&foreign, 1000, &mut replay).unwrap_err();
+        assert!(err.to_string().contains("only the owner may read"));
+        let own = Signed::sign(&bob, OWNER_CALL, 1000, &call(bob.user_id())).unwrap();
+        owner_call(&own, 1000, &mut replay).unwrap();
+        assert!(matches!(
+            owner_call(&own, 1000, &mut replay),
+            Err(VerifyCallError::Replay(_))
+        ));
+    }
+
+    #[test]
+    fn create_orders_name_this_host_and_their_signer() {
+        let alice = KeyPair::from_seed(&[1; 32]);
+        let here = HostId([9; 32]);
+        let order = |user, host| Signed::sign(&alice, OWNER_CALL, 5, &CreateOrder { user, host });
+        create_order(&order(alice.user_id(), here).unwrap(), 5, here).unwrap();
+        assert!(create_order(&order(alice.user_id(), HostId([8; 32])).unwrap(), 5, here).is_err());
+        assert!(create_order(&order(UserId([3; 32]), here).unwrap(), 5, here).is_err());
+    }
+}

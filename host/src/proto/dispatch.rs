@@ -1,0 +1,118 @@
+//! Messages served by dispatch units.
+//!
+//! Hosts speak for themselves (their key is the connection's peer key):
+//! join, heartbeat, leave, location updates. Users' requests carry their
+//! signature where they claim something (a name, a home, a move). Units
+//! replicate to each other with `Announce`, `Snapshot` and `Replicate`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dispatch::{
+    AttachmentId, AttachmentLookup, DeparturePlan, DispatchTables, MailboxLookup, ObjectRef,
+    Placement, StatusView, Update,
+};
+use crate::identity::{DispatchId, Epoch, HostId, Signed, SignedNameClaim, UserId};
+use crate::proto::host::MoveOrder;
+
+/// Refusal code (in a `WireError`) for something that does not exist: an
+/// unknown name, user, host or attachment.
+pub const NOT_FOUND: u16 = 404;
+/// Refusal code for a request that conflicts with the tables: a name held
+/// by someone else, a stale epoch, a replayed envelope.
+pub const CONFLICT: u16 = 409;
+
+/// A request to a dispatch unit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DispatchRequest {
+    /// A host comes online at `addr` (`IP:PORT`) and takes a lease.
+    Join {
+        addr: String,
+        capacity: u64,
+        load: u64,
+    },
+    /// A host renews its lease and reports its load.
+    Heartbeat {
+        load: u64,
+    },
+    /// A host starts a graceful leave; the answer plans where everything it
+    /// holds goes.
+    Leave,
+    /// A host that left has moved everything off.
+    Left,
+    /// A user claims a name (first come); the answer places the new
+    /// mailbox, which the client then asks that host to create.
+    Register {
+        claim: SignedNameClaim,
+    },
+    LookupName {
+        name: String,
+    },
+    LookupUser {
+        user: UserId,
+    },
+    LookupAttachment {
+        id: AttachmentId,
+    },
+    /// Where to store a new attachment (it may already be stored).
+    PlaceAttachment {
+        id: AttachmentId,
+        size_bytes: u64,
+    },
+    /// Where a host holding `object` should move it (departure, failover).
+    Place {
+        object: ObjectRef,
+        exclude: Vec<HostId>,
+    },
+    /// The connection's host now holds `object` alone (`hosts`) at `epoch`,
+    /// which must be higher than the current one; only a holder or the
+    /// target of an authorized move may say so.
+    LocationUpdate {
+        object: ObjectRef,
+        hosts: Vec<HostId>,
+        epoch: Epoch,
+    },
+    /// The owner's host is online (`Some`) or going away (`None`); signed by
+    /// the owner, so no host can claim to be someone's home.
+    Home {
+        user: UserId,
+        home: Signed<Option<HostId>>,
+    },
+    /// Authorize an explicit migration ordered by the mailbox's owner.
+    AuthorizeMove {
+        order: Signed<MoveOrder>,
+    },
+    /// Everything, for `dem admin status`.
+    Status,
+    /// Another unit introduces itself.
+    Announce {
+        addr: String,
+    },
+    /// A new unit copies the tables.
+    Snapshot,
+    /// A unit pushes table changes.
+    Replicate {
+        updates: Vec<Update>,
+    },
+}
+
+/// A dispatch unit's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DispatchResponse {
+    Done,
+    /// Joined or renewed: the lease length, and the units this one knows
+    /// (so hosts and clients learn the backbone).
+    Lease {
+        lease_ms: u64,
+        units: Vec<(DispatchId, String)>,
+    },
+    Plan(DeparturePlan),
+    Registered {
+        user: UserId,
+        placement: Placement,
+    },
+    Mailbox(MailboxLookup),
+    Attachment(AttachmentLookup),
+    Placement(Placement),
+    Status(Box<StatusView>),
+    Tables(Box<DispatchTables>),
+}

@@ -1,0 +1,120 @@
+//! Messages served by hosts.
+//!
+//! A user's own calls are signed (`OwnerCall`), so only the owner can list,
+//! read, change or configure a mailbox. Anyone may deliver, but the mail is
+//! sealed by its sender. Hosts move mailboxes and attachments between them
+//! with `Migrate` and `AttachmentPut`, streaming the export frames or the
+//! chunks after the request on the same stream.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dispatch::AttachmentId;
+use crate::export::ExportHeader;
+use crate::identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
+use crate::mailbox::{MovedTo, Request, Response};
+use crate::runtime::bindings::{Delivered, NewMail};
+
+/// A signed call on a mailbox: the mailbox is named inside the signed body
+/// so a signature for one mailbox cannot be replayed at another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerCall {
+    pub mailbox: UserId,
+    pub request: Request,
+}
+
+/// The owner asks a host to create their (new) mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateOrder {
+    pub user: UserId,
+    pub host: HostId,
+}
+
+/// The owner orders their mailbox moved to `to` (home pull, admin move).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveOrder {
+    pub user: UserId,
+    pub to: HostId,
+}
+
+/// A mail and its sender's seal over its content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedMail {
+    pub mail: NewMail,
+    /// The sender's registered name, which `mail.from` must start with.
+    pub sender_name: String,
+    pub seal: MailSeal,
+}
+
+/// The signature tag of a [`PluginUpload`], distinct from owner calls so
+/// neither signature can pass for the other.
+pub const PLUGIN_UPLOAD: DomainTag = DomainTag::new(b"dem/1 plugin-upload\0");
+
+/// The owner installs a filter plugin whose code the host may not have: the
+/// component travels in the signed body (at most one request frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginUpload {
+    pub mailbox: UserId,
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub code: Vec<u8>,
+    pub config: String,
+    pub order: u32,
+}
+
+/// A request to a host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HostRequest {
+    /// An owner's call on their mailbox.
+    Owner(Signed<OwnerCall>),
+    /// Create a mailbox here for its owner (after dispatch placed it).
+    Create(Signed<CreateOrder>),
+    /// Deliver a mail to `to`'s mailbox.
+    Deliver { to: UserId, mail: Box<SignedMail> },
+    /// Move a mailbox here: the export frames follow on the stream, each a
+    /// raw frame; the answer comes after `End`.
+    Migrate {
+        header: Box<ExportHeader>,
+        epoch: Epoch,
+    },
+    /// Which of these code hashes this host lacks.
+    MissingCode { hashes: Vec<crate::ids::CodeHash> },
+    /// Move the owner's mailbox to the order's target host now.
+    Pull(Signed<MoveOrder>),
+    /// Store an attachment; its chunks follow as raw frames.
+    AttachmentPut {
+        id: AttachmentId,
+        size_bytes: u64,
+        name: Option<String>,
+        media_type: Option<String>,
+    },
+    /// Stream `[start, end)` of an attachment back as raw chunk frames.
+    AttachmentGet {
+        id: AttachmentId,
+        start: u64,
+        end: u64,
+    },
+    /// Install a plugin, code included, into the signer's mailbox.
+    PluginAdd(Box<Signed<PluginUpload>>),
+}
+
+/// A host's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HostResponse {
+    Done,
+    Reply(Box<Response>),
+    Delivered(Delivered),
+    /// The mailbox is not here any more; ask `MovedTo`.
+    Moved(MovedTo),
+    /// Code hashes this host lacks.
+    Missing(Vec<crate::ids::CodeHash>),
+    /// The mailbox was imported at this log position.
+    Imported {
+        log_position: u64,
+    },
+    /// The attachment is already stored: no need to send it.
+    AlreadyStored,
+    /// The attachment follows: its total size; then chunk frames.
+    Attachment {
+        size_bytes: u64,
+    },
+}
