@@ -43,6 +43,38 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Real processes over QUIC: lookups at one dispatch unit, deliveries
+    /// from concurrent senders, a mailbox move against raw QUIC.
+    Net {
+        /// Mails in the mailbox that is moved.
+        #[arg(long, default_value_t = 10_000)]
+        mails: u32,
+        /// Concurrent senders in the delivery benchmark.
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        /// Deliveries in the delivery benchmark, over all senders.
+        #[arg(long, default_value_t = 5_000)]
+        deliveries: u64,
+        /// Lookups asked of the dispatch unit.
+        #[arg(long, default_value_t = 200_000)]
+        lookups: u64,
+        /// Client connections the lookups spread over.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Lookups in flight per connection (the unit serves 64 streams
+        /// per connection at once).
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The receiving process of the raw-QUIC baseline (used by `net`).
+    #[command(hide = true)]
+    NetSink {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -54,14 +86,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             json,
         } => {
             let result = mailbox(mails, mailboxes.max(1), concurrency.max(1)).await?;
-            if json {
-                println!("{result}");
-            } else {
-                for (k, v) in result.as_object().into_iter().flatten() {
-                    println!("{k:<26} {v}");
-                }
-            }
+            print(&result, json);
             Ok(())
+        }
+        Bench::Net {
+            mails,
+            senders,
+            deliveries,
+            lookups,
+            connections,
+            in_flight,
+            json,
+        } => {
+            let params = super::bench_net::NetParams {
+                mails,
+                senders: senders.max(1),
+                deliveries,
+                lookups,
+                connections: connections.max(1),
+                in_flight: in_flight.max(1),
+            };
+            print(&super::bench_net::run(params).await?, json);
+            Ok(())
+        }
+        Bench::NetSink { listen } => super::bench_sink::serve(listen).await,
+    }
+}
+
+fn print(result: &serde_json::Value, json: bool) {
+    if json {
+        println!("{result}");
+    } else {
+        for (k, v) in result.as_object().into_iter().flatten() {
+            println!("{k:<26} {v}");
         }
     }
 }

@@ -1,0 +1,477 @@
+//! `dem bench net`: the network numbers BENCHMARKS.md records, measured on
+//! real processes so that QUIC, TLS, framing, the dispatch unit's tables
+//! and the hosts' durable logs are all in the path.
+//!
+//! The bench process starts one `dem dispatch` unit and four `dem host`
+//! daemons as children on their own 127.0.0.6x addresses and temp dirs,
+//! then drives them as a client with the same library code `dem send` and
+//! `dem register` use (`Session`, `MailboxRef`, sealed mails):
+//!
+//! - `lookups_per_s`: `LookupUser`/`LookupName` answered by the one unit,
+//!   hundreds in flight over several connections, one stream per request.
+//! - `deliver_per_s`: 10 senders, each with its own session, delivering one
+//!   sealed mail at a time to mailboxes on the hosts; an answer means the
+//!   host fsynced the delivery.
+//! - `move_ms` against `raw_quic_ms`: one mailbox is filled with N mails
+//!   over the network and moved to another host (`HostRequest::Pull`, what
+//!   `dem admin move` sends); the same number of bytes as its export is sent
+//!   over plain QUIC streams to a `dem bench net-sink` child process.
+//!
+//! Every child is killed when its handle drops, so also on error.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use super::bench_sink::raw_transfer;
+use crate::client::{DispatchClient, MailboxRef, Session, Target, identity_of, now_ms};
+use crate::identity::{
+    HostId, KeyPair, MailSeal, Name, OWNER_CALL, Signed, SignedNameClaim, UserId, mail_id,
+};
+use crate::net::Endpoint;
+use crate::node::verify::with_content;
+use crate::proto::{
+    CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder,
+    SignedMail,
+};
+use crate::runtime::bindings::NewMail;
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub struct NetParams {
+    pub mails: u32,
+    pub senders: usize,
+    pub deliveries: u64,
+    pub lookups: u64,
+    pub connections: usize,
+    pub in_flight: usize,
+}
+
+/// A child `dem` process, killed when dropped.
+pub(super) struct Proc {
+    child: Child,
+    pub id: String,
+    pub addr: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `dem <args>` (stderr to `log`) and waits for its
+    /// `<kind> <id> listening on <addr>` line.
+    pub fn start(args: &[&str], log: &Path) -> anyhow::Result<Proc> {
+        let exe = std::env::current_exe().context("finding the dem binary")?;
+        let err = std::fs::File::create(log).context("creating a child log")?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .env_remove("DEM_HOME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting dem {}", args.join(" ")))?;
+        let mut line = String::new();
+        let read = match child.stdout.take() {
+            Some(out) => tokio::task::block_in_place(|| BufReader::new(out).read_line(&mut line)),
+            None => Ok(0),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (Ok(_), [_, id, "listening", "on", addr]) = (read, &words[..]) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("dem {} did not start: {line:?} {log}", args.join(" "));
+        };
+        Ok(Proc {
+            id: id.to_string(),
+            addr: addr.to_string(),
+            child,
+        })
+    }
+}
+
+/// A registered bench user with an open session.
+#[derive(Clone)]
+struct User {
+    key: Arc<KeyPair>,
+    name: String,
+    session: Arc<Session>,
+}
+
+impl User {
+    fn id(&self) -> UserId {
+        self.key.user_id()
+    }
+}
+
+/// Runs the whole benchmark; returns the JSON object to print.
+pub async fn run(p: NetParams) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir().context("creating a temp dir")?;
+    let d = dir.path();
+    let path = |name: &str| -> anyhow::Result<String> {
+        d.join(name)
+            .to_str()
+            .map(String::from)
+            .context("temp paths are UTF-8")
+    };
+    let unit = Proc::start(
+        &[
+            "dispatch",
+            "--listen",
+            "127.0.0.61:0",
+            "--data",
+            &path("unit")?,
+        ],
+        &d.join("unit.log"),
+    )?;
+    let mut hosts = Vec::new();
+    for i in 0..4 {
+        let data = path(&format!("host-{i}"))?;
+        let listen = format!("127.0.0.{}:0", 62 + i);
+        hosts.push(Some(Proc::start(
+            &[
+                "host",
+                "--listen",
+                &listen,
+                "--dispatch",
+                &unit.addr,
+                "--data",
+                &data,
+                "--heartbeat-ms",
+                "1000",
+            ],
+            &d.join(format!("host-{i}.log")),
+        )?));
+    }
+    let backbone = vec![unit.addr.clone()];
+
+    // Users: senders, recipients, and the owner of the big mailbox.
+    let mut senders = Vec::new();
+    for i in 0..p.senders {
+        senders.push(register(&backbone, &format!("sender{i}")).await?);
+    }
+    let mut recipients = Vec::new();
+    for i in 0..20 {
+        recipients.push(register(&backbone, &format!("rcpt{i}")).await?);
+    }
+    let big = register(&backbone, "bigbox").await?;
+
+    let lookup_targets: Vec<(UserId, String)> = recipients
+        .iter()
+        .chain(&senders)
+        .map(|u| (u.id(), u.name.clone()))
+        .collect();
+    let lookups_per_s = lookups(&unit.addr, &lookup_targets, &p).await?;
+
+    let names: Vec<String> = recipients.iter().map(|u| u.name.clone()).collect();
+    let deliver = deliveries(&senders, &names, p.deliveries).await?;
+
+    let fill_t = Instant::now();
+    fill(&senders, &big.name, p.mails).await?;
+    let fill_per_s = p.mails as f64 / fill_t.elapsed().as_secs_f64();
+
+    // Move the big mailbox to a host that does not hold it.
+    let mut r = MailboxRef::new(Target::User(big.id()));
+    r.lookup(&big.session).await?;
+    let from = r.holder().context("the big mailbox has no holder")?.clone();
+    let target = hosts
+        .iter()
+        .flatten()
+        .find(|h| h.id != from.host.to_hex())
+        .context("no second host")?;
+    let to: HostId = target.id.parse().context("host id from the child")?;
+    let (move_ms, move_note) = match move_mailbox(&big, &from.addr, from.host, to).await {
+        Ok(t) => (Some(ms(t)), None),
+        Err(e) => (None, Some(format!("not measured: {e:#}"))),
+    };
+    // Whoever holds it now: stop that host and export the mailbox from its
+    // data dir, which gives the exact export bytes a move sends.
+    let holder_id = if move_ms.is_some() {
+        to.to_hex()
+    } else {
+        from.host.to_hex()
+    };
+    let idx = hosts
+        .iter()
+        .position(|h| h.as_ref().is_some_and(|h| h.id == holder_id))
+        .context("the holder is not one of ours")?;
+    drop(hosts[idx].take());
+    let export = d.join("big.export");
+    let out = Command::new(std::env::current_exe()?)
+        .args(["local", "--data", &path(&format!("host-{idx}"))?, "export"])
+        .arg(big.id().to_hex())
+        .arg("-o")
+        .arg(&export)
+        .output()
+        .context("running dem local export")?;
+    if !out.status.success() {
+        bail!(
+            "dem local export failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let bytes = std::fs::read(&export).context("reading the export")?;
+    let sink = Proc::start(
+        &["bench", "net-sink", "--listen", "127.0.0.69:0"],
+        &d.join("sink.log"),
+    )?;
+    let raw = raw_transfer(&sink.addr, &bytes, 3).await?;
+
+    for u in senders.iter().chain(&recipients).chain([&big]) {
+        u.session.close().await;
+    }
+    drop(sink);
+    drop(hosts);
+    drop(unit);
+    let raw_ms = ms(raw);
+    Ok(json!({
+        "lookups_per_s": lookups_per_s.round(),
+        "lookups": p.lookups,
+        "lookup_connections": p.connections,
+        "lookups_in_flight": p.in_flight * p.connections,
+        "deliver_per_s": deliver.round(),
+        "deliveries": p.deliveries,
+        "senders": p.senders,
+        "fill_per_s_pipelined": fill_per_s.round(),
+        "mails": p.mails,
+        "export_bytes": bytes.len(),
+        "move_ms": move_ms,
+        "move_note": move_note,
+        "raw_quic_ms": raw_ms,
+        "raw_quic_mb_per_s": (bytes.len() as f64 / raw.as_secs_f64() / 1e6 * 10.0).round() / 10.0,
+        "move_vs_raw": move_ms.map(|m| (m / raw_ms * 100.0).round() / 100.0),
+        "hosts": 4,
+        "dispatch_units": 1,
+    }))
+}
+
+pub(super) fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Registers `name` as `dem register` does: claim the name at the unit,
+/// then ask the placed host to create the mailbox.
+async fn register(backbone: &[String], name: &str) -> anyhow::Result<User> {
+    let key = Arc::new(KeyPair::generate()?);
+    let units = backbone.iter().map(|a| (a.clone(), None)).collect();
+    let session = Arc::new(Session::new(key.clone(), units)?);
+    let claim = SignedNameClaim::sign(&key, Name::new(name)?, now_ms())?;
+    let placement = match session
+        .dispatch(&DispatchRequest::Register { claim })
+        .await
+        .with_context(|| format!("registering {name}"))?
+    {
+        DispatchResponse::Registered { placement, .. } => placement,
+        other => bail!("unexpected answer to Register: {other:?}"),
+    };
+    let order = CreateOrder {
+        user: key.user_id(),
+        host: placement.host,
+    };
+    let signed = Signed::sign(&key, OWNER_CALL, now_ms(), &order)?;
+    session
+        .host_request(
+            &placement.addr,
+            placement.host,
+            &HostRequest::Create(signed),
+        )
+        .await
+        .with_context(|| format!("creating {name}'s mailbox"))?;
+    Ok(User {
+        key,
+        name: name.to_string(),
+        session,
+    })
+}
+
+/// Fires `p.lookups` lookups at the unit from `p.connections` clients, each
+/// on its own endpoint (so its own connection) with `p.in_flight` requests
+/// in flight; returns answers per second.
+async fn lookups(unit: &str, targets: &[(UserId, String)], p: &NetParams) -> anyhow::Result<f64> {
+    let targets = Arc::new(targets.to_vec());
+    let mut clients = Vec::new();
+    for _ in 0..p.connections.max(1) {
+        let key = KeyPair::generate()?;
+        let endpoint = Endpoint::bind(([127, 0, 0, 1], 0).into(), identity_of(&key)?)?;
+        let client = Arc::new(DispatchClient::new(endpoint, vec![unit.to_string()])?);
+        // Connect (and pin) before the clock starts.
+        lookup_one(&client, &targets, 0).await?;
+        clients.push(client);
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let total = p.lookups;
+    let mut tasks = tokio::task::JoinSet::new();
+    let t = Instant::now();
+    for client in &clients {
+        for _ in 0..p.in_flight.max(1) {
+            let (client, targets, next) = (client.clone(), targets.clone(), next.clone());
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return anyhow::Ok(());
+                    }
+                    lookup_one(&client, &targets, i).await?;
+                }
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(total as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Lookup `i`: by id on even, by name on odd numbers; checks the answer.
+async fn lookup_one(
+    client: &DispatchClient,
+    targets: &[(UserId, String)],
+    i: u64,
+) -> anyhow::Result<()> {
+    let (user, name) = &targets[(i as usize / 2) % targets.len()];
+    let req = if i.is_multiple_of(2) {
+        DispatchRequest::LookupUser { user: *user }
+    } else {
+        DispatchRequest::LookupName { name: name.clone() }
+    };
+    match client.request(&req).await? {
+        DispatchResponse::Mailbox(found) if found.user == *user => Ok(()),
+        other => bail!("unexpected lookup answer: {other:?}"),
+    }
+}
+
+/// A mail from `from` to `to` of about 1 KiB, sealed as `dem send` seals.
+fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
+    let sample = super::bench::sample_mail(i);
+    let mut mail = NewMail {
+        id: String::new(),
+        from: format!("{}@dem", from.name),
+        to: vec![format!("{to}@dem")],
+        cc: vec![],
+        subject: sample.subject,
+        date_ms: now_ms(),
+        message_id: format!("<{}@dem>", crate::ids::new_mail_id()),
+        in_reply_to: None,
+        headers: vec![],
+        body: sample.body,
+        attachments: vec![],
+    };
+    let me = from.id();
+    let seal = with_content(&mail, &me, |c| MailSeal::seal(&from.key, c));
+    mail.id = mail_id(&seal.digest);
+    SignedMail {
+        mail,
+        sender_name: from.name.clone(),
+        seal,
+    }
+}
+
+/// Delivers one sealed mail through `r`, checking the durable answer.
+async fn send_one(from: &User, r: &mut MailboxRef, to: &str, i: u64) -> anyhow::Result<()> {
+    let signed = sealed(from, to, i);
+    let answer = r
+        .call(&from.session, |user| {
+            Ok(HostRequest::Deliver {
+                to: user,
+                mail: Box::new(signed.clone()),
+            })
+        })
+        .await?;
+    match answer {
+        HostResponse::Delivered(_) => Ok(()),
+        other => bail!("unexpected answer to Deliver: {other:?}"),
+    }
+}
+
+/// `total` deliveries from each sender in turn to the recipients, every
+/// sender with one mail in flight; returns acknowledged deliveries per
+/// second.
+async fn deliveries(senders: &[User], to: &[String], total: u64) -> anyhow::Result<f64> {
+    let per = total / senders.len().max(1) as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    let t = Instant::now();
+    for (s, sender) in senders.iter().enumerate() {
+        let sender = sender.clone();
+        let to = to.to_vec();
+        tasks.spawn(async move {
+            let mut refs: Vec<MailboxRef> = to
+                .iter()
+                .map(|n| MailboxRef::new(Target::Name(n.clone())))
+                .collect();
+            for j in 0..per {
+                let k = (s + j as usize * 7) % to.len();
+                send_one(&sender, &mut refs[k], &to[k], j).await?;
+            }
+            anyhow::Ok(per)
+        });
+    }
+    let mut done = 0;
+    while let Some(n) = tasks.join_next().await {
+        done += n??;
+    }
+    Ok(done as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Fills `to`'s mailbox with `mails` mails from all senders, 16 in flight
+/// per sender (a bulk load, not the measured delivery).
+async fn fill(senders: &[User], to: &str, mails: u32) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for sender in senders {
+        let mut r = MailboxRef::new(Target::Name(to.to_string()));
+        r.lookup(&sender.session).await?;
+        for _ in 0..16 {
+            let sender = sender.clone();
+            let (mut r, next, to) = (r.clone(), next.clone(), to.to_string());
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= u64::from(mails) {
+                        return anyhow::Ok(());
+                    }
+                    send_one(&sender, &mut r, &to, 1_000_000 + i).await?;
+                }
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// Orders `owner`'s mailbox moved from `from` to `to`, as `dem admin move`
+/// does, and times it until the host answers that the move is done.
+async fn move_mailbox(
+    owner: &User,
+    from_addr: &str,
+    from: HostId,
+    to: HostId,
+) -> anyhow::Result<Duration> {
+    let order = MoveOrder {
+        user: owner.id(),
+        to,
+    };
+    let signed = Signed::sign(&owner.key, OWNER_CALL, now_ms(), &order)?;
+    let t = Instant::now();
+    let answer = owner
+        .session
+        .host_request(from_addr, from, &HostRequest::Pull(signed))
+        .await?;
+    let took = t.elapsed();
+    match answer {
+        HostResponse::Done | HostResponse::Imported { .. } => Ok(took),
+        other => bail!("unexpected answer to Pull: {other:?}"),
+    }
+}
