@@ -1,11 +1,16 @@
 //! The `dem` command line: one module per subcommand group.
 //!
+//! - `dispatch`, `host`: the daemons.
+//! - `user`: what a mail user does (id, register, send, inbox, ...).
 //! - `local`: operate a host's data dir directly (create, deliver, read,
 //!   export, import) and `local serve`, a line-protocol host process used by
 //!   the crash tests.
 //! - `bench`: the benchmarks recorded in BENCHMARKS.md.
+//! - `demo`: the README's first command.
 
 pub mod bench;
+mod bench_net;
+mod bench_sink;
 pub mod demo;
 pub mod dispatch;
 pub mod host;
@@ -18,7 +23,11 @@ use clap::{Parser, Subcommand};
 
 /// DEM: decentralized e-mail on migrating WebAssembly mailboxes.
 #[derive(Debug, Parser)]
-#[command(name = "dem", version, about)]
+#[command(
+    name = "dem",
+    version,
+    about = "DEM: decentralized e-mail on migrating WebAssembly mailboxes"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -36,8 +45,9 @@ pub enum Command {
     Local(Box<local::LocalArgs>),
     /// Run a benchmark and print its results.
     Bench(bench::BenchArgs),
-    /// A guided tour: a mailbox is created, filters file mail, it
-    /// hibernates, wakes, and moves to another host.
+    /// A local network in one command: dispatch units and hosts as child
+    /// processes, mail to an offline user, a mailbox moving home and one
+    /// moving off a leaving host.
     Demo,
 }
 
