@@ -25,6 +25,10 @@ use crate::proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
 /// How long one request to one unit may take, connecting included, before
 /// the next unit is tried.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// How long a QUIC handshake with one unit may take before the next unit is
+/// tried: a dead unit never answers, and a user should not wait the whole
+/// request timeout to find that out.
+pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Most units a client keeps; more addresses (e.g. learned from a lease
 /// answer) are ignored, matching the unit table's bound.
 pub const BACKBONE_UNITS_MAX: usize = super::limits::MAX_UNITS;
@@ -168,10 +172,16 @@ impl DispatchClient {
             }
         }
         let fresh = async {
-            let conn = match key {
-                Some(k) => self.endpoint.connect(sock, k.0).await?,
-                None => self.endpoint.connect_unpinned(sock).await?.0,
+            let connecting = async {
+                match key {
+                    Some(k) => self.endpoint.connect(sock, k.0).await,
+                    None => self.endpoint.connect_unpinned(sock).await.map(|(c, _)| c),
+                }
             };
+            let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS).min(self.timeout);
+            let conn = tokio::time::timeout(connect_timeout, connecting)
+                .await
+                .map_err(|_| NetError::Timeout { ms: connect_timeout.as_millis() as u64 })??;
             self.remember(i, &conn);
             self.exchange(&conn, req).await
         };
