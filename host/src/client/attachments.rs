@@ -119,13 +119,17 @@ pub async fn store(
     }
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut buf = vec![0u8; CHUNK_BYTES as usize];
+    let mut progress =
+        super::progress::Progress::new(format!("uploading {}", reference.name), size);
     loop {
         let n = read_full(&mut file, &mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
         write_raw_frame(&mut send, &buf[..n]).await?;
+        progress.advance(n as u64);
     }
+    progress.finish();
     send.finish().map_err(NetError::from)?;
     match answer(&mut recv).await? {
         HostResponse::Done => Ok((reference, Stored::Uploaded(placement.addr))),
@@ -191,6 +195,8 @@ async fn fetch_from(
     let mut file = std::fs::File::create(out).map_err(io)?;
     let mut hasher = blake3::Hasher::new();
     let mut got = 0u64;
+    let mut progress =
+        super::progress::Progress::new(format!("fetching {}", out.display()), expected);
     while let Some(chunk) = read_raw_frame(&mut recv, CHUNK_BYTES as usize).await? {
         got += chunk.len() as u64;
         if got > expected {
@@ -198,7 +204,9 @@ async fn fetch_from(
         }
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(io)?;
+        progress.advance(chunk.len() as u64);
     }
+    progress.finish();
     file.sync_all().map_err(io)?;
     let whole = range.is_none();
     if got != expected || (whole && hasher.finalize().to_hex().as_str() != id.as_str()) {

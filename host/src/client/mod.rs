@@ -11,6 +11,7 @@
 
 pub mod attachments;
 pub mod mailbox_ref;
+pub mod progress;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
