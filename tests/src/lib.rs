@@ -911,3 +911,17 @@ impl User {
         Ok(out.stderr)
     }
 }
+
+impl Daemon {
+    /// Sends SIGTERM (a graceful stop: a host leaves and moves everything
+    /// off) and waits up to `timeout` for it to exit; SIGKILLs it past that.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let pid = self.guard.child().id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        ensure!(status.success(), "kill -TERM {pid} failed");
+        self.guard.wait_timeout(timeout)
+    }
+}

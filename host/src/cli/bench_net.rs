@@ -32,7 +32,8 @@ use serde_json::{Value, json};
 use super::bench_sink::raw_transfer;
 use crate::client::{DispatchClient, MailboxRef, Session, Target, identity_of, now_ms};
 use crate::identity::{
-    HostId, KeyPair, MailSeal, Name, OWNER_CALL, Signed, SignedNameClaim, UserId, mail_id,
+    HostId, KeyPair, MOVE_ORDER, MailSeal, Name, OWNER_CALL, Signed, SignedNameClaim, UserId,
+    mail_id,
 };
 use crate::net::Endpoint;
 use crate::node::verify::with_content;
@@ -463,7 +464,7 @@ async fn move_mailbox(
         user: owner.id(),
         to,
     };
-    let signed = Signed::sign(&owner.key, OWNER_CALL, now_ms(), &order)?;
+    let signed = Signed::sign(&owner.key, MOVE_ORDER, now_ms(), &order)?;
     let t = Instant::now();
     let answer = owner
         .session

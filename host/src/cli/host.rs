@@ -5,9 +5,13 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
+
+use crate::identity::{Home, KeyPair, KeyRole};
 
 use crate::node::{NodeConfig, run as run_node};
 
@@ -22,7 +26,8 @@ pub struct HostArgs {
     /// Data directory: host key, mailboxes, code, attachments.
     #[arg(long, env = "DEM_DATA")]
     pub data: PathBuf,
-    /// The owner's home: this host becomes their own (not yet used).
+    /// The owner's home (their user key): this host becomes theirs and pulls
+    /// their mailbox here once joined.
     #[arg(long)]
     pub home: Option<PathBuf>,
     /// Lease renewal interval in milliseconds.
@@ -34,15 +39,23 @@ pub struct HostArgs {
 }
 
 pub async fn run(args: HostArgs) -> anyhow::Result<()> {
-    if args.home.is_some() {
-        eprintln!("warning: --home is not supported yet; the owner's mailbox stays where it is");
-    }
+    let owner = match &args.home {
+        Some(dir) => {
+            let home = Home::open(Some(dir.clone()))?;
+            let path = home.key_path(KeyRole::User);
+            let key = KeyPair::load(&path)
+                .with_context(|| format!("the owner's key in {}", dir.display()))?;
+            Some(Arc::new(key))
+        }
+        None => None,
+    };
     let config = NodeConfig {
         listen: args.listen,
         backbone: args.dispatch,
         data: args.data,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
         capacity: args.capacity,
+        owner,
     };
     run_node(config, |id, addr| {
         println!("host {} listening on {addr}", id.to_hex());

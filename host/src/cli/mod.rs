@@ -5,9 +5,11 @@
 //! - `local`: operate a host's data dir directly (create, deliver, read,
 //!   export, import) and `local serve`, a line-protocol host process used by
 //!   the crash tests.
+//! - `admin`: `admin status` and `admin move` (explicit migration).
 //! - `bench`: the benchmarks recorded in BENCHMARKS.md.
 //! - `demo`: the README's first command.
 
+pub mod admin;
 pub mod bench;
 mod bench_net;
 mod bench_sink;
@@ -43,6 +45,8 @@ pub enum Command {
     User(user::UserCommand),
     /// Work on a host's data dir directly, without the network.
     Local(Box<local::LocalArgs>),
+    /// The network's status and explicit migrations.
+    Admin(admin::AdminArgs),
     /// Run a benchmark and print its results.
     Bench(bench::BenchArgs),
     /// A local network in one command: dispatch units and hosts as child
@@ -71,6 +75,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Host(args) => host::run(*args).await,
             Command::User(cmd) => user::run(cmd).await,
             Command::Local(args) => local::run(*args).await,
+            Command::Admin(args) => admin::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Demo => demo::run().await,
         }

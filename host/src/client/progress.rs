@@ -61,11 +61,10 @@ impl Progress {
 /// `label  42% (12.0 of 28.5 MiB)`.
 fn line(label: &str, done: u64, total: u64) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let pct = if total == 0 {
-        100
-    } else {
-        (done.min(total) * 100 / total) as u32
-    };
+    // An empty transfer is complete.
+    let pct = (done.min(total).saturating_mul(100))
+        .checked_div(total)
+        .map_or(100, |p| p as u32);
     format!(
         "{label} {pct:>3}% ({:.1} of {:.1} MiB)",
         mib(done),

@@ -181,7 +181,9 @@ impl DispatchClient {
             let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS).min(self.timeout);
             let conn = tokio::time::timeout(connect_timeout, connecting)
                 .await
-                .map_err(|_| NetError::Timeout { ms: connect_timeout.as_millis() as u64 })??;
+                .map_err(|_| NetError::Timeout {
+                    ms: connect_timeout.as_millis() as u64,
+                })??;
             self.remember(i, &conn);
             self.exchange(&conn, req).await
         };

@@ -5,12 +5,19 @@
 //!
 //! - `verify`: the checks on requests, sans-IO and unit-tested;
 //! - `serve`: one handler per request kind;
-//! - `transfer`: attachment chunk streams in and out.
+//! - `transfer`: attachment chunk streams in and out;
+//! - `migrate`: mailboxes moving to and from other hosts (`Migrate`,
+//!   `MissingCode`, `Pull`);
+//! - `home`: an owner's host pulling its owner's mailbox home;
+//! - `leave`: the graceful leave that moves everything off.
 //!
 //! The dispatch side of every exchange goes through [`Session`], the same
 //! client users have, over the host's own endpoint and key, so the
 //! dispatch unit sees the host's key as the connection's peer key.
 
+mod home;
+mod leave;
+mod migrate;
 mod serve;
 mod transfer;
 pub mod verify;
@@ -19,6 +26,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub use leave::LeaveError;
+pub use migrate::{MIGRATE_TIMEOUT, MigrateError};
 
 use crate::attachments::AttachmentStore;
 use crate::client::{Session, SessionError, identity_of};
@@ -42,6 +52,8 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Mailboxes this host offers to hold.
     pub capacity: u64,
+    /// The owner's user key (`--home`): this host is their home.
+    pub owner: Option<Arc<crate::identity::KeyPair>>,
 }
 
 /// Why the host could not start.
@@ -76,6 +88,8 @@ pub struct Node {
     session: Session,
     /// Owner calls seen recently, so a captured call cannot be replayed.
     replay: Mutex<ReplayGuard>,
+    /// The owner whose home this host is, if any.
+    owner: Option<Arc<crate::identity::KeyPair>>,
 }
 
 impl Node {
@@ -127,6 +141,7 @@ impl Node {
             attachments,
             session,
             replay: Mutex::new(ReplayGuard::new(DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES)),
+            owner: config.owner.clone(),
         }))
     }
 
@@ -221,7 +236,20 @@ pub async fn run(
     node.join(config.capacity).await?;
     on_ready(&node.id, &node.addr);
     let beat = tokio::spawn(node.clone().heartbeat(config.heartbeat, config.capacity));
+    let homing = node.owner.clone().map(|owner| {
+        let node = node.clone();
+        tokio::spawn(async move { node.go_home(&owner).await })
+    });
     wait_for_signal().await;
+    tracing::info!("leaving");
+    if let Some(h) = homing {
+        h.abort();
+    }
+    // Keep serving and heartbeating while everything moves off: queued
+    // calls must be answered "moved", and the lease must not lapse.
+    if let Err(e) = node.leave().await {
+        tracing::error!(error = %e, "the leave did not finish cleanly");
+    }
     tracing::info!("stopping");
     beat.abort();
     node.shutdown().await;

@@ -43,12 +43,11 @@ impl Node {
             HostRequest::AttachmentGet { id, start, end } => {
                 return self.attachment_get(id, start, end, ex).await;
             }
-            HostRequest::Migrate { .. }
-            | HostRequest::MissingCode { .. }
-            | HostRequest::Pull(_) => Err(WireError::new(
-                WireError::BAD_REQUEST,
-                "this host does not take migrations yet",
-            )),
+            HostRequest::Migrate { header, epoch } => {
+                return self.migrate_in(header, epoch, ex).await;
+            }
+            HostRequest::MissingCode { hashes } => self.missing_code(&hashes),
+            HostRequest::Pull(order) => self.pull(&order).await,
         };
         match answer {
             Ok(r) => ex.reply(&r).await,

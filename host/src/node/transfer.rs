@@ -13,9 +13,22 @@ use crate::attachments::{self, BeginError, CHUNK_BYTES};
 use crate::dispatch::{AttachmentId, ObjectRef};
 use crate::identity::Epoch;
 use crate::net::{Exchange, Result, WireError, read_raw_frame, write_raw_frame};
-use crate::proto::HostResponse;
+use crate::proto::{DispatchRequest, DispatchResponse, HostResponse};
 
 impl Node {
+    /// The epoch to report holding `id` at: one past the recorded one (an
+    /// attachment moving here from a leaving host), 1 for a new one.
+    async fn attachment_epoch(&self, id: &AttachmentId) -> Epoch {
+        match self
+            .session
+            .dispatch(&DispatchRequest::LookupAttachment { id: id.clone() })
+            .await
+        {
+            Ok(DispatchResponse::Attachment(found)) => found.epoch.next(),
+            _ => Epoch(1),
+        }
+    }
+
     pub(super) async fn attachment_put(
         self: Arc<Self>,
         id: AttachmentId,
@@ -41,9 +54,8 @@ impl Node {
             Ok(Ok(upload)) => upload,
             Ok(Err(BeginError::AlreadyStored(_))) => {
                 // Make sure the dispatch unit knows; it may not (a restart).
-                let _ = self
-                    .location_update(ObjectRef::Attachment(id), Epoch(1))
-                    .await;
+                let epoch = self.attachment_epoch(&id).await;
+                let _ = self.location_update(ObjectRef::Attachment(id), epoch).await;
                 return ex.reply(&HostResponse::AlreadyStored).await;
             }
             Ok(Err(e)) => {
@@ -88,8 +100,9 @@ impl Node {
             }
             Err(e) => return ex.reply_err(&internal(e)).await,
         }
+        let epoch = self.attachment_epoch(&id).await;
         if let Err(e) = self
-            .location_update(ObjectRef::Attachment(id.clone()), Epoch(1))
+            .location_update(ObjectRef::Attachment(id.clone()), epoch)
             .await
         {
             tracing::warn!(error = %e, "stored, but the dispatch unit did not record it");

@@ -1,0 +1,217 @@
+//! `dem admin`: the network's monitor and explicit migrations.
+//!
+//! - `status [--json]`: the dispatch unit's `Status` view (units, hosts and
+//!   what each holds, users and where their mailboxes are), as JSON or a
+//!   table.
+//! - `move NAME --to HOSTID`: the owner (`--home`) signs a `MoveOrder`,
+//!   dispatch authorizes it (`AuthorizeMove`, which grants the target) and
+//!   the current holder is told to `Pull` it there (`node::migrate`).
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::user::{HomeArg, UserCtx};
+use crate::client::now_ms;
+use crate::dispatch::StatusView;
+use crate::identity::{HostId, MOVE_ORDER, Signed};
+use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub cmd: AdminCommand,
+    #[command(flatten)]
+    pub home: HomeArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Dispatch units, hosts (online or not, what each holds), users.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move your mailbox to another host (an explicit migration).
+    Move {
+        /// The mailbox's owner name (must be the `--home` user).
+        name: String,
+        /// The target host's id (hex).
+        #[arg(long)]
+        to: String,
+    },
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let ctx = UserCtx::open(&args.home)?;
+    let result = match args.cmd {
+        AdminCommand::Status { json } => status(&ctx, json).await,
+        AdminCommand::Move { name, to } => move_mailbox(&ctx, &name, &to).await,
+    };
+    ctx.close().await;
+    result
+}
+
+async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
+    let view = match ctx
+        .session
+        .dispatch(&DispatchRequest::Status)
+        .await
+        .context("asking the dispatch unit for its status")?
+    {
+        DispatchResponse::Status(v) => *v,
+        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
+    };
+    let value = status_json(&view);
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_table(&view);
+    }
+    Ok(())
+}
+
+/// The `--json` shape the issue fixes (`dispatch_units`, `hosts`, `users`),
+/// with the rest of the view alongside.
+fn status_json(view: &StatusView) -> Value {
+    let units: Vec<Value> = view
+        .units
+        .iter()
+        .map(|u| json!({"id": u.id.to_hex(), "addr": u.addr, "self": u.is_self}))
+        .collect();
+    let hosts: Vec<Value> = view
+        .hosts
+        .iter()
+        .map(|h| {
+            json!({
+                "id": h.id.to_hex(),
+                "addr": h.addr,
+                "online": h.online,
+                "state": format!("{:?}", h.state),
+                "mailboxes": h.mailboxes,
+                "attachments": h.attachments,
+                "load": h.load,
+                "capacity": h.capacity,
+            })
+        })
+        .collect();
+    let users: Vec<Value> = view
+        .users
+        .iter()
+        .map(|u| {
+            json!({
+                "id": u.user.to_hex(),
+                "name": u.name.clone().unwrap_or_else(|| u.user.to_hex()),
+                "online": u.online,
+                "home": u.home.map(|h| h.to_hex()),
+                "hosts": u.hosts.iter().map(HostId::to_hex).collect::<Vec<_>>(),
+                "epoch": u.epoch.0,
+            })
+        })
+        .collect();
+    json!({
+        "dispatch_units": units,
+        "hosts": hosts,
+        "users": users,
+        "summary": {
+            "hosts_online": view.summary.hosts_online,
+            "hosts_known": view.summary.hosts_known,
+            "users_online": view.summary.users_online,
+            "users_offline": view.summary.users_offline,
+            "mailboxes": view.summary.mailboxes,
+            "attachments": view.summary.attachments,
+        },
+    })
+}
+
+fn print_table(view: &StatusView) {
+    println!("dispatch units");
+    for u in &view.units {
+        let me = if u.is_self { " (answering)" } else { "" };
+        println!("  {}  {}{me}", u.id.short(), u.addr);
+    }
+    println!("hosts");
+    println!(
+        "  {:<10} {:<22} {:<8} {:>11}  mailboxes",
+        "id", "addr", "online", "attachments"
+    );
+    for h in &view.hosts {
+        println!(
+            "  {:<10} {:<22} {:<8} {:>11}  {}",
+            h.id.short(),
+            h.addr,
+            if h.online { "yes" } else { "no" },
+            h.attachments,
+            h.mailboxes.join(", ")
+        );
+    }
+    println!("users");
+    println!("  {:<16} {:<8} hosts", "name", "online");
+    for u in &view.users {
+        let hosts: Vec<String> = u.hosts.iter().map(HostId::short).collect();
+        println!(
+            "  {:<16} {:<8} {}",
+            u.name.clone().unwrap_or_else(|| u.user.short()),
+            if u.online { "yes" } else { "no" },
+            hosts.join(", ")
+        );
+    }
+}
+
+async fn move_mailbox(ctx: &UserCtx, name: &str, to: &str) -> anyhow::Result<()> {
+    let to: HostId = to
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--to {to:?} is not a host id (64 hex digits)"))?;
+    let user = ctx.key.user_id();
+    let found = match ctx
+        .session
+        .dispatch(&DispatchRequest::LookupName {
+            name: name.to_string(),
+        })
+        .await
+        .with_context(|| format!("looking up {name:?}"))?
+    {
+        DispatchResponse::Mailbox(m) => m,
+        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
+    };
+    if found.user != user {
+        bail!("only {name}'s owner may move their mailbox; this home is another user");
+    }
+    let order = MoveOrder { user, to };
+    let signed = Signed::sign(&ctx.key, MOVE_ORDER, now_ms(), &order)?;
+    let placement = match ctx
+        .session
+        .dispatch(&DispatchRequest::AuthorizeMove {
+            order: signed.clone(),
+        })
+        .await
+        .context("authorizing the move at the dispatch unit")?
+    {
+        DispatchResponse::Placement(p) => p,
+        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
+    };
+    let Some(holder) = found.hosts.iter().find(|h| h.addr.is_some()) else {
+        bail!("no host holding {name}'s mailbox is known");
+    };
+    let addr = holder.addr.clone().unwrap_or_default();
+    match ctx
+        .session
+        .host_request(&addr, holder.host, &HostRequest::Pull(signed))
+        .await
+        .with_context(|| format!("moving the mailbox off host {addr}"))?
+    {
+        HostResponse::Done | HostResponse::Imported { .. } => {}
+        HostResponse::Moved(m) => {
+            bail!("the mailbox had already moved to {} at {}", m.host, m.addr)
+        }
+        other => bail!("unexpected answer from the host: {other:?}"),
+    }
+    println!(
+        "moved {name} from host {} to host {} at {}",
+        holder.host.to_hex(),
+        placement.host.to_hex(),
+        placement.addr
+    );
+    Ok(())
+}

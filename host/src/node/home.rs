@@ -1,0 +1,96 @@
+//! The owner's host (`dem host --home USERHOME`, paper IV-B): once joined,
+//! the host tells dispatch it is its owner's home (`Home`, signed by the
+//! owner's key, so no host can claim to be someone's home) and pulls the
+//! owner's mailbox here by an explicit migration: a `Pull` to the current
+//! holder with a `MoveOrder` the owner signed, naming this host. Mail keeps
+//! arriving throughout: calls queue at the holder during the move and are
+//! then answered "moved", which senders follow.
+
+use std::time::Duration;
+
+use super::Node;
+use crate::client::now_ms;
+use crate::identity::{HOME, HostId, KeyPair, MOVE_ORDER, Signed};
+use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
+
+/// Attempts at bringing the mailbox home before giving up (the holder may
+/// still be joining, or be briefly unreachable).
+const HOME_PULL_ATTEMPTS: u32 = 40;
+/// Pause between attempts.
+const HOME_PULL_RETRY: Duration = Duration::from_millis(500);
+
+impl Node {
+    /// Signs `Home` for `owner` (this host, or `None` when leaving).
+    pub(super) async fn announce_home(
+        &self,
+        owner: &KeyPair,
+        home: Option<HostId>,
+    ) -> Result<(), String> {
+        let user = owner.user_id();
+        let signed = Signed::sign(owner, HOME, now_ms(), &home).map_err(|e| e.to_string())?;
+        match self
+            .session
+            .dispatch(&DispatchRequest::Home { user, home: signed })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Announces this host as `owner`'s home and pulls their mailbox here.
+    pub async fn go_home(&self, owner: &KeyPair) {
+        let user = owner.user_id();
+        let span = tracing::info_span!("go-home", mailbox = %user.short(), host = %self.id.short());
+        let _e = span.enter();
+        for attempt in 1..=HOME_PULL_ATTEMPTS {
+            match self.pull_home_once(owner).await {
+                Ok(true) => {
+                    tracing::info!("the owner's mailbox is home");
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::info!(attempt, error = %e, "mailbox not home yet"),
+            }
+            tokio::time::sleep(HOME_PULL_RETRY).await;
+        }
+        tracing::warn!("gave up bringing the owner's mailbox home");
+    }
+
+    /// One attempt: `Ok(true)` once the mailbox is here.
+    async fn pull_home_once(&self, owner: &KeyPair) -> Result<bool, String> {
+        let user = owner.user_id();
+        self.announce_home(owner, Some(self.id)).await?;
+        let found = match self
+            .session
+            .dispatch(&DispatchRequest::LookupUser { user })
+            .await
+        {
+            Ok(DispatchResponse::Mailbox(m)) => m,
+            Ok(other) => return Err(format!("dispatch answered {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        if found.hosts.iter().any(|h| h.host == self.id) {
+            return Ok(true);
+        }
+        let Some((holder, addr)) = found
+            .hosts
+            .iter()
+            .find_map(|h| h.addr.clone().filter(|_| h.online).map(|a| (h.host, a)))
+        else {
+            return Err("no online host holds the mailbox".into());
+        };
+        let order = MoveOrder { user, to: self.id };
+        let signed =
+            Signed::sign(owner, MOVE_ORDER, now_ms(), &order).map_err(|e| e.to_string())?;
+        match self
+            .session
+            .host_request(&addr, holder, &HostRequest::Pull(signed))
+            .await
+        {
+            Ok(HostResponse::Done | HostResponse::Imported { .. }) => Ok(true),
+            Ok(other) => Err(format!("the holder answered {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Graceful leave (paper IV-B; issue 3 §4): on SIGTERM or Ctrl-C the host
+//! asks dispatch for a departure plan (`Leave`), moves every mailbox
+//! (`migrate`) and every attachment (an `AttachmentPut` stream to the
+//! planned host, which then reports the location; the local copy is
+//! removed after) to its planned target, asks again for whatever is still
+//! here (a bounded number of rounds), and reports `Left` once dispatch
+//! places nothing on it. A home host also signs `Home { None }` for its
+//! owner.
+
+use std::time::Duration;
+
+use super::Node;
+use crate::attachments;
+use crate::dispatch::{AttachmentId, ObjectRef};
+use crate::identity::HostId;
+use crate::net::{NetError, WireError, read_frame, write_frame, write_raw_frame};
+use crate::proto::{
+    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
+};
+
+/// Planning rounds before the host gives up moving what is left.
+const LEAVE_ROUNDS: u32 = 10;
+/// Pause between rounds (lets a new host join or a grant expire).
+const LEAVE_RETRY: Duration = Duration::from_millis(500);
+
+/// Why a leave did not finish cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaveError {
+    /// Objects that could not be moved after every round.
+    #[error("{0} objects could not be moved off this host")]
+    Stranded(usize),
+    /// Dispatch refused or did not answer.
+    #[error("the dispatch unit: {0}")]
+    Dispatch(String),
+}
+
+impl Node {
+    /// Moves everything off and tells dispatch this host left.
+    pub async fn leave(&self) -> Result<(), LeaveError> {
+        let span = tracing::info_span!("leave", host = %self.id.short());
+        let _e = span.enter();
+        if let Some(owner) = &self.owner
+            && let Err(e) = self.announce_home(owner, None).await
+        {
+            tracing::warn!(error = %e, "could not sign the owner away");
+        }
+        let mut stranded = 0;
+        for round in 1..=LEAVE_ROUNDS {
+            let plan = match self.session.dispatch(&DispatchRequest::Leave).await {
+                Ok(DispatchResponse::Plan(p)) => p,
+                Ok(other) => return Err(LeaveError::Dispatch(format!("answered {other:?}"))),
+                Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
+            };
+            stranded = plan.unplaced.len();
+            if plan.moves.is_empty() && plan.unplaced.is_empty() {
+                break;
+            }
+            for mv in plan.moves {
+                let moved = match &mv.object {
+                    ObjectRef::Mailbox(user) => self
+                        .migrate_out(*user, mv.host, &mv.addr)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    ObjectRef::Attachment(id) => self.move_attachment(id, mv.host, &mv.addr).await,
+                };
+                if let Err(e) = moved {
+                    stranded += 1;
+                    tracing::warn!(round, object = %mv.object, to = %mv.host.short(), error = %e, "move failed; will ask again");
+                }
+            }
+            if stranded == 0 && self.holds_nothing() {
+                break;
+            }
+            tokio::time::sleep(LEAVE_RETRY).await;
+        }
+        match self.session.dispatch(&DispatchRequest::Left).await {
+            Ok(_) => {}
+            Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
+        }
+        if stranded > 0 {
+            return Err(LeaveError::Stranded(stranded));
+        }
+        tracing::info!("left: everything moved off");
+        Ok(())
+    }
+
+    /// No mailbox and no attachment left here.
+    fn holds_nothing(&self) -> bool {
+        self.mailboxes.list().is_ok_and(|l| l.is_empty())
+            && self.attachments.list().is_ok_and(|l| l.is_empty())
+    }
+
+    /// Streams attachment `id` to `to`, which records the location, then
+    /// drops the local copy.
+    async fn move_attachment(
+        &self,
+        id: &AttachmentId,
+        to: HostId,
+        addr: &str,
+    ) -> Result<(), String> {
+        let local = attachments::AttachmentId::parse(id.as_str()).map_err(|e| e.to_string())?;
+        let store = self.attachments.clone();
+        let mut chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let meta = chunks.meta().clone();
+        let conn = self
+            .session
+            .connect(addr, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.open_stream().await.map_err(|e| e.to_string())?;
+        let put = HostRequest::AttachmentPut {
+            id: id.clone(),
+            size_bytes: meta.size_bytes,
+            name: meta.name.clone(),
+            media_type: meta.media_type.clone(),
+        };
+        write_frame(&mut send, &put)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = |r: Result<Option<Result<HostResponse, WireError>>, NetError>| match r {
+            Ok(Some(Ok(r))) => Ok(r),
+            Ok(Some(Err(w))) => Err(w.to_string()),
+            Ok(None) => Err("the target closed the stream".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+            HostResponse::AlreadyStored => {}
+            HostResponse::Done => {
+                loop {
+                    let next = tokio::task::spawn_blocking(move || {
+                        let c = chunks.next();
+                        (chunks, c)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    chunks = next.0;
+                    match next.1 {
+                        Some(Ok(chunk)) => write_raw_frame(&mut send, &chunk.bytes)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                        Some(Err(e)) => return Err(e.to_string()),
+                        None => break,
+                    }
+                }
+                send.finish().map_err(|e| e.to_string())?;
+                match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+                    HostResponse::Done => {}
+                    other => return Err(format!("the target answered {other:?}")),
+                }
+            }
+            other => return Err(format!("the target answered {other:?}")),
+        }
+        let store = self.attachments.clone();
+        tokio::task::spawn_blocking(move || store.remove(&local))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        tracing::info!(attachment = %id, to = %to.short(), "attachment moved");
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! Mailbox migration between hosts (paper IV-B; issue 3 §5). The source
+//! pauses the mailbox (calls queue), asks the target which components it
+//! lacks (`MissingCode`), then sends `Migrate { header, epoch }` followed by
+//! the export frames (`export::encode_export`, only the missing code) on
+//! the same stream, one raw frame at a time so QUIC flow control paces it.
+//! The target checks the stream (`export::Importer`), inserts the code by
+//! hash, imports durably, and, as the grantee of the move the dispatch
+//! unit authorized, reports the new location at `epoch` (the old one + 1).
+//! Only after the target answers `Imported` does the source forget the
+//! mailbox and forward queued and later calls ("moved"); on any failure
+//! the mailbox carries on at the source, intact.
+//!
+//! `Pull(Signed<MoveOrder>)` is the owner's order to move their mailbox:
+//! the holder relays it to dispatch as `AuthorizeMove` (which grants the
+//! target and names its address) and migrates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Node;
+use super::serve::{internal, mailbox_id};
+use crate::client::mailbox_ref::NOT_HERE;
+use crate::client::{HOST_REQUEST_TIMEOUT, now_ms};
+use crate::dispatch::ObjectRef;
+use crate::export::{self, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer};
+use crate::identity::{Epoch, Freshness, HostId, MOVE_ORDER, Signed, UserId};
+use crate::ids::{CodeHash, MailboxId};
+use crate::mailbox::MovedTo;
+use crate::mailbox::actor::ExportedState;
+use crate::net::{Exchange, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame};
+use crate::proto::{
+    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX, MoveOrder,
+};
+
+/// How long one whole move may take, each side, before it is abandoned
+/// (the source resumes the mailbox; the target drops a partial import).
+pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a mailbox could not be moved. In every case it stays live here.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The mailbox is not on this host.
+    #[error("this host does not hold that mailbox")]
+    NotHere,
+    /// The mailbox could not be paused or exported.
+    #[error("pausing the mailbox: {0}")]
+    Pause(String),
+    /// The dispatch unit did not answer or refused.
+    #[error("the dispatch unit: {0}")]
+    Dispatch(String),
+    /// The target could not be reached, refused, or broke off.
+    #[error("the target host: {0}")]
+    Target(String),
+    /// The move took longer than [`MIGRATE_TIMEOUT`].
+    #[error("the move timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl Node {
+    /// Moves `user`'s mailbox to `to` at `to_addr`, which the dispatch unit
+    /// must have granted. Returns where it went; on error it stays here.
+    pub async fn migrate_out(
+        &self,
+        user: UserId,
+        to: HostId,
+        to_addr: &str,
+    ) -> Result<MovedTo, MigrateError> {
+        let id = mailbox_id(&user).map_err(|e| MigrateError::Pause(e.message))?;
+        let span = tracing::info_span!("migrate-out", mailbox = %user.short(), host = %self.id.short(), to = %to.short());
+        let _e = span.enter();
+        if !self
+            .mailboxes
+            .contains(&id)
+            .map_err(|e| MigrateError::Pause(e.to_string()))?
+        {
+            return Err(MigrateError::NotHere);
+        }
+        // Read the epoch before pausing, so the pause is as short as the
+        // transfer itself.
+        let epoch = match self
+            .session
+            .dispatch(&DispatchRequest::LookupUser { user })
+            .await
+        {
+            Ok(DispatchResponse::Mailbox(found)) => found.epoch.next(),
+            Ok(other) => return Err(MigrateError::Dispatch(format!("answered {other:?}"))),
+            Err(e) => return Err(MigrateError::Dispatch(e.to_string())),
+        };
+        let migration = self
+            .mailboxes
+            .begin_migration(&id)
+            .await
+            .map_err(|e| MigrateError::Pause(e.to_string()))?;
+        let sent = tokio::time::timeout(
+            MIGRATE_TIMEOUT,
+            self.send_mailbox(&id, &migration.state, to, to_addr, epoch),
+        )
+        .await
+        .unwrap_or(Err(MigrateError::Timeout(MIGRATE_TIMEOUT)));
+        if let Err(e) = sent {
+            // The target may have taken it and only its answer got lost:
+            // the dispatch tables say who holds it now.
+            if !self.dispatch_says_held_by(user, to, epoch).await {
+                tracing::warn!(error = %e, "move failed; the mailbox stays here");
+                migration.stay();
+                return Err(e);
+            }
+        }
+        let moved = MovedTo {
+            host: to.to_hex(),
+            addr: to_addr.to_string(),
+            epoch: epoch.0,
+        };
+        migration.moved(moved.clone());
+        // The target holds it durably and dispatch points there: the local
+        // copy is only a stale duplicate now (the forwarding entry stays).
+        if let Err(e) = self.mailboxes.remove(&id).await {
+            tracing::warn!(error = %e, "removing the moved mailbox's local copy");
+        }
+        tracing::info!(epoch = epoch.0, "mailbox moved");
+        Ok(moved)
+    }
+
+    /// Whether dispatch records `to` as holding `user`'s mailbox at
+    /// `epoch` or later.
+    async fn dispatch_says_held_by(&self, user: UserId, to: HostId, epoch: Epoch) -> bool {
+        matches!(
+            self.session.dispatch(&DispatchRequest::LookupUser { user }).await,
+            Ok(DispatchResponse::Mailbox(found))
+                if found.epoch >= epoch && found.hosts.iter().any(|h| h.host == to)
+        )
+    }
+
+    /// The transfer itself: missing code, then the export frames.
+    async fn send_mailbox(
+        &self,
+        id: &MailboxId,
+        state: &ExportedState,
+        to: HostId,
+        to_addr: &str,
+        epoch: Epoch,
+    ) -> Result<u64, MigrateError> {
+        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
+        let conn = self
+            .session
+            .connect(to_addr, to)
+            .await
+            .map_err(|e| target(&e))?;
+        let mut hashes = vec![CodeHash(state.meta.code_hash)];
+        for plugin in &state.plugins {
+            if let Ok(h) = plugin.code_hash.parse::<CodeHash>()
+                && !hashes.contains(&h)
+            {
+                hashes.push(h);
+            }
+        }
+        let missing = match conn
+            .request(
+                &HostRequest::MissingCode {
+                    hashes: hashes.clone(),
+                },
+                MESSAGE_BYTES_MAX,
+                HOST_REQUEST_TIMEOUT,
+            )
+            .await
+        {
+            Ok(HostResponse::Missing(m)) => m,
+            Ok(other) => return Err(target(&format!("answered {other:?}"))),
+            Err(e) => return Err(target(&e)),
+        };
+        let mut code = Vec::new();
+        for hash in missing.into_iter().filter(|h| hashes.contains(h)) {
+            let bytes = self
+                .mailboxes
+                .runtime()
+                .code()
+                .bytes(&hash)
+                .map_err(|e| MigrateError::Pause(e.to_string()))?;
+            code.push((hash, bytes));
+        }
+        let mut frames = export::encode_export(id, state, &code).peekable();
+        let header = match frames.peek().map(|b| rmp_serde::from_slice::<Frame>(b)) {
+            Some(Ok(Frame::Header(h))) => h,
+            _ => return Err(MigrateError::Pause("the export has no header".into())),
+        };
+        let (mut send, mut recv) = conn.open_stream().await.map_err(|e| target(&e))?;
+        let request = HostRequest::Migrate {
+            header: Box::new(header),
+            epoch,
+        };
+        write_frame(&mut send, &request)
+            .await
+            .map_err(|e| target(&e))?;
+        for frame in frames {
+            if let Err(e) = write_raw_frame(&mut send, &frame).await {
+                // A refusing target says why before it stops reading.
+                return Err(
+                    match read_frame::<Result<HostResponse, WireError>>(
+                        &mut recv,
+                        MESSAGE_BYTES_MAX,
+                    )
+                    .await
+                    {
+                        Ok(Some(Err(w))) => target(&w),
+                        _ => target(&e),
+                    },
+                );
+            }
+        }
+        send.finish().map_err(|e| target(&e))?;
+        match read_frame::<Result<HostResponse, WireError>>(&mut recv, MESSAGE_BYTES_MAX).await {
+            Ok(Some(Ok(HostResponse::Imported { log_position }))) => Ok(log_position),
+            Ok(Some(Ok(other))) => Err(target(&format!("answered {other:?}"))),
+            Ok(Some(Err(w))) => Err(target(&w)),
+            Ok(None) => Err(target(&"closed the stream without an answer")),
+            Err(e) => Err(target(&e)),
+        }
+    }
+
+    /// Target side of `Migrate`: reads the frames, imports, reports the
+    /// location, answers `Imported`.
+    pub(super) async fn migrate_in(
+        self: Arc<Self>,
+        header: Box<ExportHeader>,
+        epoch: Epoch,
+        mut ex: Exchange,
+    ) -> crate::net::Result<()> {
+        let span = tracing::info_span!("migrate-in", mailbox = %header.mailbox, host = %self.id.short(), %epoch);
+        let _e = span.enter();
+        let answer =
+            tokio::time::timeout(MIGRATE_TIMEOUT, self.import_stream(&header, epoch, &mut ex))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(WireError::new(
+                        WireError::TIMEOUT,
+                        format!("the move took longer than {MIGRATE_TIMEOUT:?}"),
+                    ))
+                });
+        match answer {
+            Ok(r) => ex.reply(&r).await,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "refused an incoming mailbox");
+                ex.reply_err(&e).await
+            }
+        }
+    }
+
+    async fn import_stream(
+        &self,
+        header: &ExportHeader,
+        epoch: Epoch,
+        ex: &mut Exchange,
+    ) -> Result<HostResponse, WireError> {
+        let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
+        let user: UserId = header
+            .mailbox
+            .as_str()
+            .parse()
+            .map_err(|_| bad(&"the mailbox id is not a user key"))?;
+        let id = header.mailbox.clone();
+        // A peer cannot overwrite a mailbox that lives here.
+        if self.mailboxes.contains(&id).map_err(internal)? {
+            return Err(WireError::new(
+                crate::proto::dispatch::CONFLICT,
+                "this host already holds that mailbox",
+            ));
+        }
+        let mut importer = Importer::new();
+        while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
+            .await
+            .map_err(|e| bad(&e))?
+        {
+            importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
+        }
+        let imported = importer.finish().map_err(|e| bad(&e))?;
+        if imported.mailbox != id {
+            return Err(bad(&"the stream is for another mailbox"));
+        }
+        if imported.code.len() > IMPORT_CODES_MAX {
+            return Err(bad(&"too many components"));
+        }
+        for (hash, bytes) in imported.code {
+            // File I/O and a hash check: keep it off the other tasks' way.
+            tokio::task::block_in_place(|| {
+                self.mailboxes
+                    .runtime()
+                    .code()
+                    .insert_expecting(&hash, &bytes)
+            })
+            .map_err(|e| bad(&e))?;
+        }
+        let log_position = imported.state.last_seq();
+        self.mailboxes
+            .import(&id, imported.state, false)
+            .await
+            .map_err(internal)?;
+        // Only the grantee of an authorized move may say so: if dispatch
+        // refuses, this copy must not exist.
+        if let Err(e) = self.location_update(ObjectRef::Mailbox(user), epoch).await {
+            if let Err(e) = self.mailboxes.remove(&id).await {
+                tracing::warn!(error = %e, "dropping a refused import");
+            }
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                format!("the dispatch unit did not accept the move: {e}"),
+            ));
+        }
+        tracing::info!(log_position, "mailbox imported");
+        Ok(HostResponse::Imported { log_position })
+    }
+
+    /// `MissingCode`: which of these components this host lacks.
+    pub(super) fn missing_code(&self, hashes: &[CodeHash]) -> Result<HostResponse, WireError> {
+        if hashes.len() > IMPORT_CODES_MAX {
+            return Err(WireError::new(
+                WireError::TOO_LARGE,
+                format!("{} hashes, at most {IMPORT_CODES_MAX}", hashes.len()),
+            ));
+        }
+        let code = self.mailboxes.runtime().code();
+        Ok(HostResponse::Missing(
+            hashes
+                .iter()
+                .filter(|h| !code.contains(h))
+                .copied()
+                .collect(),
+        ))
+    }
+
+    /// `Pull`: the owner orders their mailbox moved to the order's host.
+    pub(super) async fn pull(&self, order: &Signed<MoveOrder>) -> Result<HostResponse, WireError> {
+        let forbidden =
+            |e: &dyn std::fmt::Display| WireError::new(WireError::FORBIDDEN, e.to_string());
+        let verified = order
+            .verify(MOVE_ORDER, now_ms(), Freshness::default())
+            .map_err(|e| forbidden(&e))?;
+        let MoveOrder { user, to } = verified.body;
+        if verified.signer != user {
+            return Err(forbidden(&"only a mailbox's owner may move it"));
+        }
+        let id = mailbox_id(&user)?;
+        if let Some(moved) = self.mailboxes.moved_to(&id) {
+            return Ok(HostResponse::Moved(moved));
+        }
+        if !self.mailboxes.contains(&id).map_err(internal)? {
+            return Err(WireError::new(
+                NOT_HERE,
+                "this host does not hold that mailbox",
+            ));
+        }
+        if to == self.id {
+            return Ok(HostResponse::Done);
+        }
+        let placement = match self
+            .session
+            .dispatch(&DispatchRequest::AuthorizeMove {
+                order: order.clone(),
+            })
+            .await
+        {
+            Ok(DispatchResponse::Placement(p)) => p,
+            Ok(other) => return Err(internal(format!("dispatch answered {other:?}"))),
+            Err(e) => return Err(forbidden(&format!("the move was not authorized: {e}"))),
+        };
+        match self
+            .migrate_out(user, placement.host, &placement.addr)
+            .await
+        {
+            Ok(_) => Ok(HostResponse::Done),
+            Err(MigrateError::NotHere) => Err(WireError::new(
+                NOT_HERE,
+                "this host does not hold that mailbox",
+            )),
+            Err(e) => Err(WireError::new(WireError::BUSY, e.to_string())),
+        }
+    }
+}

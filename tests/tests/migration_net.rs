@@ -1,0 +1,354 @@
+//! Mailboxes moving between real `dem host` processes (issue 3 §4–§5):
+//! an explicit `dem admin move` while a sender keeps delivering (nothing
+//! lost or duplicated), the owner's host pulling the mailbox home, a
+//! graceful leave moving everything off, and a failed move leaving the
+//! mailbox intact at the source. Each test has its own loopback addresses
+//! (127.0.0.5x), temp dirs and ports.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use dem_tests::{Daemon, Result, User, arg, free_udp_port, temp_dir};
+use serde_json::Value;
+
+/// One dispatch unit and some hosts on `ips[0]` and `ips[1..]`.
+struct Net {
+    dispatch: Daemon,
+    hosts: Vec<Daemon>,
+}
+
+fn start_dispatch(tmp: &std::path::Path, ip: &str) -> Result<Daemon> {
+    let addr = format!("{ip}:{}", free_udp_port(ip)?);
+    Daemon::start([
+        "dispatch",
+        "--listen",
+        &addr,
+        "--data",
+        arg(&tmp.join("dispatch")),
+        "--lease-ms",
+        "3000",
+    ])
+}
+
+fn start_host(
+    tmp: &std::path::Path,
+    ip: &str,
+    name: &str,
+    dispatch: &str,
+    home: Option<&std::path::Path>,
+) -> Result<Daemon> {
+    let listen = format!("{ip}:{}", free_udp_port(ip)?);
+    let data = tmp.join(name);
+    let mut args = vec![
+        "host".to_string(),
+        "--listen".into(),
+        listen,
+        "--dispatch".into(),
+        dispatch.into(),
+        "--data".into(),
+        arg(&data).into(),
+        "--heartbeat-ms".into(),
+        "500".into(),
+    ];
+    if let Some(h) = home {
+        args.push("--home".into());
+        args.push(arg(h).into());
+    }
+    Daemon::start(args)
+}
+
+impl Net {
+    fn start(tmp: &std::path::Path, ips: &[&str]) -> Result<Self> {
+        let dispatch = start_dispatch(tmp, ips[0])?;
+        let mut hosts = Vec::new();
+        for (i, ip) in ips[1..].iter().enumerate() {
+            hosts.push(start_host(
+                tmp,
+                ip,
+                &format!("host{i}"),
+                &dispatch.addr,
+                None,
+            )?);
+        }
+        Ok(Self { dispatch, hosts })
+    }
+}
+
+fn register(tmp: &std::path::Path, name: &str, dispatch: &str) -> Result<User> {
+    let user = User::new(tmp.join(name));
+    user.run(["id", "new", name])?;
+    let out = user.run(["register", "--dispatch", dispatch])?;
+    ensure!(out.contains(&format!("registered {name}")), "{out}");
+    Ok(user)
+}
+
+fn status(user: &User) -> Result<Value> {
+    Ok(serde_json::from_str(
+        &user.run(["admin", "status", "--json"])?,
+    )?)
+}
+
+/// The host ids holding `name`'s mailbox, per `admin status`.
+fn holders(user: &User, name: &str) -> Result<Vec<String>> {
+    let s = status(user)?;
+    let u = s["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["name"] == name)
+        .with_context(|| format!("{name} in the status: {s}"))?;
+    Ok(u["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().map(String::from))
+        .collect())
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if cond()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+fn send(from: &User, to: &str, subject: &str) -> Result<String> {
+    let out = from.run(["send", "--to", to, "--subject", subject, "--body", "hello"])?;
+    let id = out.trim().to_string();
+    ensure!(id.len() == 32, "send printed {out:?}");
+    Ok(id)
+}
+
+fn inbox_ids(user: &User) -> Result<Vec<String>> {
+    let inbox: Value = serde_json::from_str(&user.run(["inbox", "--json", "--limit", "500"])?)?;
+    Ok(inbox
+        .as_array()
+        .context("inbox is an array")?
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(String::from))
+        .collect())
+}
+
+/// The other host of two.
+fn other<'a>(hosts: &'a [Daemon], id: &str) -> Result<&'a Daemon> {
+    hosts.iter().find(|h| h.id != id).context("a second host")
+}
+
+#[test]
+fn admin_move_while_a_sender_delivers_loses_and_duplicates_nothing() -> Result<()> {
+    let tmp = temp_dir();
+    let net = Net::start(tmp.path(), &["127.0.0.51", "127.0.0.52", "127.0.0.53"])?;
+    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    let source = holders(&bob, "bob")?;
+    ensure!(source.len() == 1, "bob's mailbox on {source:?}");
+    let target = other(&net.hosts, &source[0])?.id.clone();
+
+    let sender = {
+        let alice = alice.clone();
+        std::thread::spawn(move || -> Result<Vec<String>> {
+            let mut ids = Vec::new();
+            for i in 0..24 {
+                ids.push(send(&alice, "bob", &format!("m{i}"))?);
+            }
+            Ok(ids)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = bob.run(["admin", "move", "bob", "--to", &target])?;
+    println!("{}", out.trim());
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sender panicked"))??;
+
+    ensure!(
+        holders(&bob, "bob")? == vec![target.clone()],
+        "bob's mailbox should be on {target}"
+    );
+    let got = inbox_ids(&bob)?;
+    let unique: BTreeSet<_> = got.iter().cloned().collect();
+    ensure!(unique.len() == got.len(), "duplicates in {got:?}");
+    let sent: BTreeSet<_> = sent.into_iter().collect();
+    ensure!(
+        unique == sent,
+        "lost {:?}, unexpected {:?}",
+        sent.difference(&unique).collect::<Vec<_>>(),
+        unique.difference(&sent).collect::<Vec<_>>()
+    );
+    // New mail reaches the new holder.
+    let late = send(&alice, "bob", "after the move")?;
+    ensure!(inbox_ids(&bob)?.contains(&late), "late mail missing");
+    Ok(())
+}
+
+fn user_entry(user: &User, name: &str) -> Result<Value> {
+    let s = status(user)?;
+    s["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["name"] == name)
+        .cloned()
+        .with_context(|| format!("{name} in the status: {s}"))
+}
+
+#[test]
+fn the_mailbox_moves_home_when_the_owners_host_starts() -> Result<()> {
+    let tmp = temp_dir();
+    let net = Net::start(tmp.path(), &["127.0.0.54", "127.0.0.55"])?;
+    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    ensure!(holders(&bob, "bob")? == vec![net.hosts[0].id.clone()]);
+    // Bob is offline: the mail waits on the shared host.
+    let early = send(&alice, "bob", "while you were out")?;
+    ensure!(user_entry(&bob, "bob")?["online"] == false);
+
+    let bob_host = start_host(
+        tmp.path(),
+        "127.0.0.56",
+        "bob-host",
+        &net.dispatch.addr,
+        Some(&bob.home),
+    )?;
+    wait_for("bob's mailbox to move home", || {
+        Ok(holders(&bob, "bob")? == vec![bob_host.id.clone()])
+    })?;
+    ensure!(user_entry(&bob, "bob")?["online"] == true, "bob is online");
+    ensure!(
+        inbox_ids(&bob)? == vec![early.clone()],
+        "the early mail came along"
+    );
+    let late = send(&alice, "bob", "welcome home")?;
+    let ids = inbox_ids(&bob)?;
+    ensure!(ids.len() == 2 && ids.contains(&late), "{ids:?}");
+    // Nothing of bob's is left on the shared host.
+    let s = status(&bob)?;
+    let shared = s["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["id"] == net.hosts[0].id.as_str())
+        .context("the shared host")?;
+    ensure!(
+        !shared["mailboxes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m == "bob"),
+        "{shared}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
+    let tmp = temp_dir();
+    let mut net = Net::start(tmp.path(), &["127.0.0.57", "127.0.0.58"])?;
+    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    let file = tmp.path().join("plan.bin");
+    let content: Vec<u8> = (0..2_200_000u32)
+        .map(|i| (i * 13 + i / 777) as u8)
+        .collect();
+    std::fs::write(&file, &content)?;
+    let out = alice.run([
+        "send",
+        "--to",
+        "bob",
+        "--subject",
+        "plan",
+        "--body",
+        "attached",
+        "--attach",
+        arg(&file),
+    ])?;
+    let mail = out.trim().to_string();
+    let leaving_id = net.hosts[0].id.clone();
+    let staying = start_host(tmp.path(), "127.0.0.59", "host-b", &net.dispatch.addr, None)?;
+
+    let status_code = net.hosts[0].terminate(Duration::from_secs(60))?;
+    ensure!(
+        status_code.success(),
+        "the leaving host exited with {status_code}"
+    );
+    let s = status(&bob)?;
+    println!("{s}");
+    let host = |id: &str| {
+        s["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["id"] == id)
+            .cloned()
+            .with_context(|| format!("host {id} in {s}"))
+    };
+    let left = host(&leaving_id)?;
+    ensure!(left["online"] == false, "{left}");
+    ensure!(
+        left["mailboxes"].as_array().is_some_and(|m| m.is_empty()),
+        "{left}"
+    );
+    ensure!(left["attachments"] == 0, "{left}");
+    let kept = host(&staying.id)?;
+    let names: BTreeSet<&str> = kept["mailboxes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+        .collect();
+    ensure!(names == BTreeSet::from(["alice", "bob"]), "{kept}");
+    ensure!(kept["attachments"] == 1, "{kept}");
+
+    // Bob still has his mail, and the attachment comes back whole.
+    ensure!(inbox_ids(&bob)? == vec![mail.clone()]);
+    let detail: Value = serde_json::from_str(&bob.run(["read", &mail, "--json"])?)?;
+    let att = detail["attachments"][0]["id"]
+        .as_str()
+        .or(detail["attachments"][0]["hash"].as_str())
+        .with_context(|| format!("attachment id in {detail}"))?
+        .to_string();
+    let back = tmp.path().join("back.bin");
+    bob.run(["attachment", "get", &att, "-o", arg(&back)])?;
+    ensure!(
+        std::fs::read(&back)? == content,
+        "the attachment came back different"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_failed_move_leaves_the_mailbox_intact_at_the_source() -> Result<()> {
+    let tmp = temp_dir();
+    let mut net = Net::start(tmp.path(), &["127.0.0.74", "127.0.0.75", "127.0.0.76"])?;
+    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    let source = holders(&bob, "bob")?;
+    ensure!(source.len() == 1);
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(send(&alice, "bob", &format!("m{i}"))?);
+    }
+    // The target dies (its lease has not expired yet, so dispatch still
+    // authorizes the move): the transfer cannot complete.
+    let at = net
+        .hosts
+        .iter()
+        .position(|h| h.id != source[0])
+        .context("a second host")?;
+    let target = net.hosts[at].id.clone();
+    net.hosts[at].kill();
+    let err = bob.fail(["admin", "move", "bob", "--to", &target])?;
+    println!("refused: {}", err.trim());
+    ensure!(holders(&bob, "bob")? == source, "bob's mailbox stays put");
+    let got: BTreeSet<_> = inbox_ids(&bob)?.into_iter().collect();
+    ensure!(got == sent.iter().cloned().collect(), "{got:?}");
+    // It is live: new mail arrives.
+    let late = send(&alice, "bob", "still here")?;
+    ensure!(inbox_ids(&bob)?.contains(&late));
+    Ok(())
+}
