@@ -1,0 +1,114 @@
+//! Floating attachments are stored once: one file mailed to 20 recipients
+//! whose mailboxes are spread over three hosts leaves exactly one stored
+//! copy across all hosts' attachment stores, and every recipient's mail
+//! references it and can fetch it back intact.
+
+use anyhow::{Context as _, ensure};
+use dem_tests::{Daemon, Result, User, arg, free_udp_port, temp_dir};
+use serde_json::Value;
+
+const DISPATCH_IP: &str = "127.0.0.81";
+const HOST_IPS: [&str; 3] = ["127.0.0.82", "127.0.0.83", "127.0.0.84"];
+const RECIPIENTS: usize = 20;
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}
+
+#[test]
+fn one_stored_copy_for_twenty_recipients() -> Result<()> {
+    let tmp = temp_dir();
+    let dispatch_addr = format!("{DISPATCH_IP}:{}", free_udp_port(DISPATCH_IP)?);
+    let dispatch = Daemon::start([
+        "dispatch",
+        "--listen",
+        &dispatch_addr,
+        "--data",
+        arg(&tmp.path().join("dispatch")),
+    ])?;
+    let mut hosts = Vec::new();
+    for (i, ip) in HOST_IPS.iter().enumerate() {
+        let listen = format!("{ip}:{}", free_udp_port(ip)?);
+        hosts.push(Daemon::start([
+            "host",
+            "--listen",
+            &listen,
+            "--dispatch",
+            &dispatch.addr,
+            "--data",
+            arg(&tmp.path().join(format!("host{i}"))),
+            "--heartbeat-ms",
+            "300",
+        ])?);
+    }
+    let mut names = vec!["alice".to_string()];
+    names.extend((0..RECIPIENTS).map(|i| format!("r{i:02}")));
+    let mut users = Vec::new();
+    for name in &names {
+        let user = User::new(tmp.path().join(name));
+        user.run(["id", "new", name])?;
+        user.run(["register", "--dispatch", &dispatch.addr])?;
+        users.push(user);
+    }
+    let file = tmp.path().join("slides.bin");
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i ^ (i >> 9)) as u8).collect();
+    std::fs::write(&file, &content)?;
+    let to = names[1..].join(",");
+    let id = users[0]
+        .run([
+            "send",
+            "--to",
+            &to,
+            "--subject",
+            "Slides",
+            "--body",
+            "For all of you.",
+            "--attach",
+            arg(&file),
+        ])?
+        .trim()
+        .to_string();
+
+    // Every recipient has the mail and the same attachment reference.
+    let mut att_ids = Vec::new();
+    for user in &users[1..] {
+        let mail: Value = serde_json::from_str(&user.run(["read", &id, "--json"])?)?;
+        let att = mail["attachments"][0]["id"]
+            .as_str()
+            .context("an attachment reference")?;
+        att_ids.push(att.to_string());
+    }
+    att_ids.dedup();
+    ensure!(
+        att_ids.len() == 1,
+        "recipients reference different attachments: {att_ids:?}"
+    );
+
+    // One stored copy over all hosts.
+    let stored: usize = (0..HOST_IPS.len())
+        .map(|i| count_files(&tmp.path().join(format!("host{i}/attachments/objects"))))
+        .sum();
+    ensure!(
+        stored == 1,
+        "the attachment is stored {stored} times for {RECIPIENTS} recipients"
+    );
+
+    // And it comes back intact for a recipient.
+    let got = tmp.path().join("got.bin");
+    users[RECIPIENTS].run(["attachment", "get", &att_ids[0], "-o", arg(&got)])?;
+    ensure!(
+        std::fs::read(&got)? == content,
+        "the fetched attachment differs"
+    );
+    drop(hosts);
+    Ok(())
+}
