@@ -925,3 +925,18 @@ impl Daemon {
         self.guard.wait_timeout(timeout)
     }
 }
+
+/// Files below `dir`, counted recursively (0 if it does not exist): how
+/// tests see how many attachment copies a host stores.
+pub fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}

@@ -4,25 +4,12 @@
 //! references it and can fetch it back intact.
 
 use anyhow::{Context as _, ensure};
-use dem_tests::{Daemon, Result, User, arg, free_udp_port, temp_dir};
+use dem_tests::{Daemon, Result, User, arg, count_files, free_udp_port, temp_dir};
 use serde_json::Value;
 
 const DISPATCH_IP: &str = "127.0.0.81";
 const HOST_IPS: [&str; 3] = ["127.0.0.82", "127.0.0.83", "127.0.0.84"];
 const RECIPIENTS: usize = 20;
-
-fn count_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() { count_files(&p) } else { 1 }
-        })
-        .sum()
-}
 
 #[test]
 fn one_stored_copy_for_twenty_recipients() -> Result<()> {

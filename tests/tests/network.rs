@@ -9,26 +9,13 @@
 //! works because clients fall back.
 
 use anyhow::{Context as _, ensure};
-use dem_tests::{Daemon, Result, User, arg, free_udp_port, temp_dir};
+use dem_tests::{Daemon, Result, User, arg, count_files, free_udp_port, temp_dir};
 use serde_json::Value;
 
 const DISPATCH_IP: &str = "127.0.0.41";
 const HOST_IPS: [&str; 2] = ["127.0.0.42", "127.0.0.43"];
 /// Nothing listens here: the first unit of the users' dispatch lists.
 const DEAD_UNIT: &str = "127.0.0.49:9";
-
-fn count_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() { count_files(&p) } else { 1 }
-        })
-        .sum()
-}
 
 fn ensure_mentions(err: &str, words: &[&str]) -> Result<()> {
     println!("refused: {}", err.trim());
