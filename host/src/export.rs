@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::actor::ExportedState;
+use crate::replica::VersionVector;
 use crate::runtime::bindings::PluginEntry;
 use crate::store::{MailboxMeta, SnapshotRecord};
 
@@ -61,6 +62,9 @@ pub struct SnapshotHeader {
     pub seq: u64,
     pub size_bytes: u64,
     pub blake3: CodeHash,
+    /// The replicated ops the snapshot includes (absent in older exports).
+    #[serde(default)]
+    pub vv: VersionVector,
 }
 
 /// One frame of an export stream.
@@ -150,6 +154,7 @@ fn frames(
         seq: s.seq,
         size_bytes: s.bytes.len() as u64,
         blake3: CodeHash::of(&s.bytes),
+        vv: s.vv.clone(),
     });
     let header = Frame::Header(ExportHeader {
         format_version: EXPORT_FORMAT_VERSION,
@@ -376,6 +381,7 @@ impl Importer {
                     seq: s.seq,
                     schema_version: s.schema_version,
                     bytes: self.snapshot,
+                    vv: s.vv.clone(),
                 })
             }
             None => None,
@@ -474,6 +480,7 @@ mod tests {
                 seq: 10,
                 schema_version: 1,
                 bytes: snapshot.to_vec(),
+                vv: [(3, 10)].into_iter().collect(),
             }),
             tail: (11..11 + ops).map(|s| (s, vec![s as u8; 3])).collect(),
             plugins: vec![],

@@ -14,6 +14,8 @@
 //!   replication, sans-IO.
 //! - `node`: the host daemon: join, lease, serve owners, mail and
 //!   attachments.
+//! - `replica`: version vectors, the op window and the keeper's replica
+//!   set decisions, sans-IO.
 //! - `client`: `MailboxRef` and the user side of the network.
 //! - `cli`: the `dem` command line.
 
@@ -29,5 +31,6 @@ pub mod mailbox;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod replica;
 pub mod runtime;
 pub mod store;

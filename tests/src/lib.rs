@@ -940,3 +940,21 @@ pub fn count_files(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+impl Daemon {
+    /// Its process id, to pause it with SIGSTOP or kill it with SIGKILL.
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.0.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`, `"KILL"`) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid().context("the process was already reaped")?;
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .context("running kill")?;
+        ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+}

@@ -21,6 +21,12 @@ fn one_stored_copy_for_twenty_recipients() -> Result<()> {
         &dispatch_addr,
         "--data",
         arg(&tmp.path().join("dispatch")),
+        // One copy per mailbox: these tests are about where *the* mailbox
+        // is; replicas have their own tests (replication.rs).
+        "--replicas",
+        "1",
+        "--write-quorum",
+        "1",
     ])?;
     let mut hosts = Vec::new();
     for (i, ip) in HOST_IPS.iter().enumerate() {

@@ -26,6 +26,12 @@ fn start_dispatch(tmp: &std::path::Path, ip: &str) -> Result<Daemon> {
         &addr,
         "--data",
         arg(&tmp.join("dispatch")),
+        // One copy per mailbox: these tests are about where *the* mailbox
+        // is; replicas have their own tests (replication.rs).
+        "--replicas",
+        "1",
+        "--write-quorum",
+        "1",
         "--lease-ms",
         "3000",
     ])

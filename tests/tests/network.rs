@@ -35,6 +35,12 @@ fn mail_with_attachment_reaches_an_offline_user_and_refusals_hold() -> Result<()
         &dispatch_addr,
         "--data",
         arg(&tmp.path().join("dispatch")),
+        // One copy per mailbox: these tests are about where *the* mailbox
+        // is; replicas have their own tests (replication.rs).
+        "--replicas",
+        "1",
+        "--write-quorum",
+        "1",
     ])?;
     let mut hosts = Vec::new();
     for (i, ip) in HOST_IPS.iter().enumerate() {

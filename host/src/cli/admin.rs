@@ -14,8 +14,11 @@ use serde_json::{Value, json};
 use super::user::{HomeArg, UserCtx};
 use crate::client::now_ms;
 use crate::dispatch::StatusView;
-use crate::identity::{HostId, MOVE_ORDER, Signed};
+use std::collections::HashMap;
+
+use crate::identity::{HostId, MOVE_ORDER, Signed, UserId};
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
+use crate::replica::VersionVector;
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -63,13 +66,78 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
         DispatchResponse::Status(v) => *v,
         other => bail!("unexpected answer from the dispatch unit: {other:?}"),
     };
-    let value = status_json(&view);
+    let replicas = replica_states(ctx, &view).await;
+    let mut value = status_json(&view);
+    if let Some(users) = value["users"].as_array_mut() {
+        for (u, view_user) in users.iter_mut().zip(&view.users) {
+            let states: Vec<Value> = view_user
+                .hosts
+                .iter()
+                .map(|h| {
+                    let vv = replicas.get(&(*h, view_user.user));
+                    json!({
+                        "host": h.to_hex(),
+                        "ops": vv.map(|v| v.total()),
+                        "vv": vv.map(|v| v.to_string()),
+                    })
+                })
+                .collect();
+            let vvs: Vec<Option<&VersionVector>> = view_user
+                .hosts
+                .iter()
+                .map(|h| replicas.get(&(*h, view_user.user)))
+                .collect();
+            let in_sync = !vvs.is_empty() && vvs.iter().all(|v| v.is_some() && *v == vvs[0]);
+            u["replicas"] = Value::Array(states);
+            u["in_sync"] = Value::Bool(in_sync);
+        }
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_table(&view);
     }
     Ok(())
+}
+
+/// Each online host's replicas and their version vectors, asked of the
+/// hosts themselves (the dispatch unit does not track sync state). A host
+/// that does not answer simply contributes nothing.
+async fn replica_states(
+    ctx: &UserCtx,
+    view: &StatusView,
+) -> HashMap<(HostId, UserId), VersionVector> {
+    let asks = view.hosts.iter().filter(|h| h.online).map(|h| async move {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            ctx.session
+                .host_request(&h.addr, h.id, &HostRequest::Replicas),
+        )
+        .await;
+        match answer {
+            Ok(Ok(HostResponse::Replicas(list))) => list
+                .into_iter()
+                .map(|(user, vv)| ((h.id, user), vv))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        }
+    });
+    futures_join_all(asks).await.into_iter().flatten().collect()
+}
+
+/// Awaits the futures in turn (each bounded by its own timeout).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    for f in set {
+        out.push(f.await);
+    }
+    out
 }
 
 /// The `--json` shape the issue fixes (`dispatch_units`, `hosts`, `users`),

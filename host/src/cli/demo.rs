@@ -167,6 +167,8 @@ fn demo() -> anyhow::Result<()> {
         "127.0.0.101:0",
         "--data",
         s(&d.join("unit-a"))?,
+        "--replicas",
+        "2",
     ])?;
     let unit_b = Proc::start(&[
         "dispatch",
@@ -174,6 +176,8 @@ fn demo() -> anyhow::Result<()> {
         "127.0.0.102:0",
         "--data",
         s(&d.join("unit-b"))?,
+        "--replicas",
+        "2",
         "--peer",
         &unit_a.addr,
     ])?;

@@ -30,6 +30,14 @@ pub struct DispatchArgs {
     /// Lease length given to hosts, in milliseconds (shorter in tests).
     #[arg(long)]
     pub lease_ms: Option<u64>,
+    /// Replicas (R) of each mailbox and attachment; a network setting, so
+    /// give every unit the same.
+    #[arg(long, default_value_t = crate::dispatch::limits::REPLICAS)]
+    pub replicas: usize,
+    /// Replicas (W) a mutation must be durable on before it is
+    /// acknowledged; at most R.
+    #[arg(long, default_value_t = crate::dispatch::limits::WRITE_QUORUM)]
+    pub write_quorum: usize,
 }
 
 pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
@@ -39,6 +47,18 @@ pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(lease_ms > 0, "--lease-ms must be positive");
         config.limits.lease_ms = lease_ms;
     }
+    anyhow::ensure!(
+        (1..=config.limits.max_hosts_per_object).contains(&args.replicas),
+        "--replicas must be between 1 and {}",
+        config.limits.max_hosts_per_object
+    );
+    anyhow::ensure!(
+        (1..=args.replicas).contains(&args.write_quorum),
+        "--write-quorum must be between 1 and --replicas ({})",
+        args.replicas
+    );
+    config.limits.replicas = args.replicas;
+    config.limits.write_quorum = args.write_quorum;
     let service = DispatchService::bind(config)
         .await
         .with_context(|| format!("starting the dispatch unit in {}", args.data.display()))?;

@@ -36,6 +36,10 @@ pub struct HostArgs {
     /// Mailboxes this host offers to hold.
     #[arg(long, default_value_t = 10_000)]
     pub capacity: u64,
+    /// How often the keeper checks each mailbox's replicas (anti-entropy,
+    /// regenerating lost replicas), in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub keeper_ms: u64,
 }
 
 pub async fn run(args: HostArgs) -> anyhow::Result<()> {
@@ -54,6 +58,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         backbone: args.dispatch,
         data: args.data,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
+        keeper: Duration::from_millis(args.keeper_ms.max(50)),
         capacity: args.capacity,
         owner,
     };

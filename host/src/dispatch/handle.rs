@@ -291,6 +291,8 @@ impl Outcome {
 fn lease(unit: &DispatchUnit) -> DispatchResponse {
     DispatchResponse::Lease {
         lease_ms: unit.limits().lease_ms,
+        replicas: unit.limits().replicas,
+        write_quorum: unit.limits().write_quorum,
         units: unit
             .tables()
             .units

@@ -63,7 +63,18 @@ pub struct Limits {
     /// How long a join or heartbeat keeps a host online ([`LEASE_MS`];
     /// shorter in tests that watch hosts expire).
     pub lease_ms: u64,
+    /// Replicas each mailbox and attachment should have (R). A network
+    /// setting: give every unit the same.
+    pub replicas: usize,
+    /// Replicas a mutation must be durable on before it is acknowledged
+    /// (W), at most `replicas`.
+    pub write_quorum: usize,
 }
+
+/// Default R: replicas per object.
+pub const REPLICAS: usize = 3;
+/// Default W: durable copies before a mutation is acknowledged.
+pub const WRITE_QUORUM: usize = 2;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -76,6 +87,8 @@ impl Default for Limits {
             max_hosts_per_object: MAX_HOSTS_PER_OBJECT,
             max_pending_moves_per_object: MAX_PENDING_MOVES_PER_OBJECT,
             lease_ms: LEASE_MS,
+            replicas: REPLICAS,
+            write_quorum: WRITE_QUORUM,
         }
     }
 }

@@ -22,24 +22,49 @@ use tracing::Instrument as _;
 use super::clock::HybridClock;
 use super::filters::{Placing, view_of};
 use super::request::{Op, Request, Response};
-use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
+use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
 use crate::ids::{CodeHash, MailboxId};
+use crate::replica::{OpId, Since, VersionVector, Window};
 use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
 use crate::runtime::filter::FilterInstance;
 use crate::runtime::{MailboxInstance, Runtime};
 use crate::store::{Commit, MailboxMeta, MailboxStore, SnapshotRecord};
 
+#[path = "actor_move.rs"]
+mod moving;
+#[path = "actor_sync.rs"]
+mod sync;
+
 type Reply<T> = oneshot::Sender<Result<T, E>>;
+
+/// A call's answer and, for a logged mutation, the op it became.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub response: Response,
+    pub op: Option<OpId>,
+}
 
 /// What the actor is asked to do.
 pub(crate) enum Command {
     Call {
         request: Box<Request>,
-        reply: Reply<Response>,
+        reply: Reply<Tracked>,
     },
     Deliver {
         mail: Box<NewMail>,
-        reply: Reply<Response>,
+        reply: Reply<Tracked>,
+    },
+    /// Applies ops made at other replicas, in order; answers the version
+    /// vector once they are durable.
+    Apply {
+        ops: Vec<Vec<u8>>,
+        reply: Reply<VersionVector>,
+    },
+    /// The ops a replica at `peer` lacks, and this replica's vector.
+    Since {
+        peer: VersionVector,
+        budget_bytes: usize,
+        reply: Reply<(Since, VersionVector)>,
     },
     Export {
         reply: Reply<ExportedState>,
@@ -74,6 +99,26 @@ pub struct ExportedState {
 }
 
 impl ExportedState {
+    /// The replicated ops the state includes: the snapshot's vector plus
+    /// the tail's ops.
+    pub fn vv(&self) -> Result<VersionVector, E> {
+        let mut vv = self
+            .snapshot
+            .as_ref()
+            .map(|s| s.vv.clone())
+            .unwrap_or_default();
+        for (seq, bytes) in &self.tail {
+            let op = Op::decode(bytes)
+                .map_err(|e| E::Import(format!("log entry {seq} is malformed: {e}")))?;
+            let id = op.id_after(&vv);
+            if vv.fit(id) != crate::replica::Fit::Next {
+                return Err(E::Import(format!("log entry {seq} is out of order")));
+            }
+            vv.record(id);
+        }
+        Ok(vv)
+    }
+
     /// The log position the state reaches.
     pub fn last_seq(&self) -> u64 {
         self.tail
@@ -102,6 +147,11 @@ impl ActorHandle {
     }
 
     pub async fn call(&self, request: Request) -> Result<Response, E> {
+        self.call_tracked(request).await.map(|t| t.response)
+    }
+
+    /// A call, with the op it was logged as if it changed anything.
+    pub async fn call_tracked(&self, request: Request) -> Result<Tracked, E> {
         self.ask(|reply| Command::Call {
             request: Box::new(request),
             reply,
@@ -109,9 +159,28 @@ impl ActorHandle {
         .await
     }
 
-    pub async fn deliver(&self, mail: NewMail) -> Result<Response, E> {
+    pub async fn deliver(&self, mail: NewMail) -> Result<Tracked, E> {
         self.ask(|reply| Command::Deliver {
             mail: Box::new(mail),
+            reply,
+        })
+        .await
+    }
+
+    /// Applies ops from another replica (see [`Command::Apply`]).
+    pub async fn apply(&self, ops: Vec<Vec<u8>>) -> Result<VersionVector, E> {
+        self.ask(|reply| Command::Apply { ops, reply }).await
+    }
+
+    /// What a replica at `peer` lacks, up to about `budget_bytes`.
+    pub async fn since(
+        &self,
+        peer: VersionVector,
+        budget_bytes: usize,
+    ) -> Result<(Since, VersionVector), E> {
+        self.ask(|reply| Command::Since {
+            peer,
+            budget_bytes,
             reply,
         })
         .await
@@ -186,6 +255,12 @@ pub(crate) struct MailboxActor {
     /// Log bytes written since the last snapshot.
     log_bytes: u64,
     durable: watch::Sender<Durability>,
+    /// The replicated ops the instance has applied.
+    vv: VersionVector,
+    /// Recent ops, to ship to replicas that lack them.
+    window: Window,
+    /// Whether `vv` and `window` have been read from the store yet.
+    loaded: bool,
 }
 
 impl MailboxActor {
@@ -216,6 +291,9 @@ impl MailboxActor {
             snapshot_bytes: 0,
             log_bytes: 0,
             durable: watch::Sender::new(Durability::default()),
+            vv: VersionVector::new(),
+            window: Window::default(),
+            loaded: false,
         };
         tokio::spawn(actor.run(rx).instrument(span));
         ActorHandle { tx, id }
@@ -242,6 +320,14 @@ impl MailboxActor {
             match command {
                 Command::Call { request, reply } => self.handle_call(*request, reply).await,
                 Command::Deliver { mail, reply } => self.handle_deliver(*mail, reply).await,
+                Command::Apply { ops, reply } => self.handle_apply(ops, reply).await,
+                Command::Since {
+                    peer,
+                    budget_bytes,
+                    reply,
+                } => {
+                    let _ = reply.send(self.handle_since(&peer, budget_bytes).await);
+                }
                 Command::Export { reply } => {
                     let _ = reply.send(self.handle_export().await);
                 }
@@ -320,6 +406,12 @@ impl MailboxActor {
                 id: self.id.clone(),
                 reason,
             };
+            let mut vv = recovery
+                .snapshot
+                .as_ref()
+                .map(|s| s.vv.clone())
+                .unwrap_or_default();
+            let mut window = Window::starting_at(vv.clone());
             if let Some(snap) = &recovery.snapshot {
                 instance
                     .restore(snap.schema_version, &snap.bytes)
@@ -332,13 +424,23 @@ impl MailboxActor {
                 log_bytes += bytes.len() as u64;
                 let op =
                     Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
+                let op_id = op.id_after(&vv);
+                if vv.fit(op_id) != crate::replica::Fit::Next {
+                    return Err(restore_err(format!(
+                        "log entry {seq} is op {op_id:?}, out of order after {vv}"
+                    )));
+                }
+                vv.record(op_id);
+                window.push(op_id, bytes.as_slice().into());
                 self.clock.observe(op.ctx.hlc);
                 match instance.call(Some(op.ctx), &op.request).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(refusal)) => {
-                        tracing::warn!(
+                        // Ops from other replicas are logged even when they
+                        // change nothing here (a concurrent change won).
+                        tracing::debug!(
                             seq,
-                            "replayed {} was refused this time: {refusal}",
+                            "replayed {} was refused: {refusal}",
                             op.request.name()
                         )
                     }
@@ -347,6 +449,12 @@ impl MailboxActor {
                     }
                 }
             }
+            // After hibernation nothing changed: keep the longer window.
+            if !self.loaded || vv != self.vv {
+                self.window = window;
+            }
+            self.vv = vv;
+            self.loaded = true;
             self.applied_seq = recovery.last_seq;
             self.snapshot_seq = recovery.snapshot.as_ref().map_or(0, |s| s.seq);
             self.snapshot_bytes = recovery
@@ -367,7 +475,7 @@ impl MailboxActor {
         Ok(())
     }
 
-    async fn handle_call(&mut self, request: Request, reply: Reply<Response>) {
+    async fn handle_call(&mut self, request: Request, reply: Reply<Tracked>) {
         if let Err(e) = self.wake().await {
             let _ = reply.send(Err(e));
             return;
@@ -375,7 +483,7 @@ impl MailboxActor {
         self.run_request(request, reply).await;
     }
 
-    async fn run_request(&mut self, request: Request, reply: Reply<Response>) {
+    async fn run_request(&mut self, request: Request, reply: Reply<Tracked>) {
         let ctx = request.is_mutation().then(|| self.clock.context());
         let Some(instance) = self.instance.as_mut() else {
             let _ = reply.send(Err(E::Gone(self.id.clone())));
@@ -396,15 +504,20 @@ impl MailboxActor {
                     ) {
                         self.plugins = None;
                     }
-                    self.log(Op { ctx, request }, reply, response).await
+                    let op = Op {
+                        ctx,
+                        request,
+                        seq: self.vv.next_of(ctx.replica).seq,
+                    };
+                    self.log(op, reply, response).await
                 }
-                None => self.reply_when_durable(reply, Ok(response)),
+                None => self.reply_when_durable(reply, Ok(Tracked { response, op: None })),
             },
         }
     }
 
     /// Runs the filters, then delivers where they decided.
-    async fn handle_deliver(&mut self, mail: NewMail, reply: Reply<Response>) {
+    async fn handle_deliver(&mut self, mail: NewMail, reply: Reply<Tracked>) {
         if let Err(e) = self.wake().await {
             let _ = reply.send(Err(e));
             return;
@@ -533,17 +646,45 @@ impl MailboxActor {
     }
 
     /// Hands an op to the writer; the reply goes out once it is durable.
-    async fn log(&mut self, op: Op, reply: Reply<Response>, response: Response) {
-        let Some(store) = &self.store else {
-            let _ = reply.send(Ok(response));
-            return;
+    async fn log(&mut self, op: Op, reply: Reply<Tracked>, response: Response) {
+        let op_id = op.id_after(&self.vv);
+        let response = Tracked {
+            response,
+            op: Some(op_id),
         };
-        let bytes = op.encode();
+        match self.append_logged(op_id, op.encode()) {
+            None => {
+                let _ = reply.send(Ok(response));
+            }
+            Some(durable) => {
+                tokio::spawn(async move {
+                    let result = durable
+                        .await
+                        .unwrap_or(Err(crate::store::CommitError::WriterGone));
+                    let _ = reply.send(result.map(|()| response).map_err(E::Commit));
+                });
+            }
+        }
+        self.maybe_snapshot().await;
+    }
+
+    /// Records an op just applied to the instance: version vector, window,
+    /// and the log (the returned receiver says when it is durable; `None`
+    /// for an in-memory mailbox).
+    fn append_logged(
+        &mut self,
+        op_id: OpId,
+        bytes: Vec<u8>,
+    ) -> Option<oneshot::Receiver<Result<(), crate::store::CommitError>>> {
+        self.vv.record(op_id);
+        self.window.push(op_id, bytes.as_slice().into());
+        let store = self.store.as_ref()?;
         self.applied_seq += 1;
         let seq = self.applied_seq;
         self.log_bytes += bytes.len() as u64;
         let commit = store.append(self.id.as_str(), seq, bytes);
         let durable = self.durable.clone();
+        let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
             let result = commit.await;
             durable.send_modify(|d| {
@@ -553,9 +694,15 @@ impl MailboxActor {
             if let Err(e) = &result {
                 tracing::error!(seq, "log append failed: {e}");
             }
-            let _ = reply.send(result.map(|()| response).map_err(E::Commit));
+            let _ = tx.send(result);
         });
-        if self.log_bytes >= self.config.snapshot_log_bytes_min.max(self.snapshot_bytes)
+        Some(rx)
+    }
+
+    /// Snapshots once the log has grown past the policy's bound.
+    async fn maybe_snapshot(&mut self) {
+        if self.store.is_some()
+            && self.log_bytes >= self.config.snapshot_log_bytes_min.max(self.snapshot_bytes)
             && let Some(commit) = self.snapshot_now().await
         {
             tokio::spawn(async move {
@@ -566,7 +713,7 @@ impl MailboxActor {
         }
     }
 
-    fn reply_when_durable(&self, reply: Reply<Response>, result: Result<Response, E>) {
+    fn reply_when_durable<T: Send + 'static>(&self, reply: Reply<T>, result: Result<T, E>) {
         let target = self.applied_seq;
         if self.store.is_none() || self.durable.borrow().settled >= target {
             let _ = reply.send(result);
@@ -593,6 +740,7 @@ impl MailboxActor {
                     seq: self.applied_seq,
                     schema_version,
                     bytes,
+                    vv: self.vv.clone(),
                 };
                 Some(store.snapshot(self.id.as_str(), record))
             }
@@ -616,130 +764,5 @@ impl MailboxActor {
         }
         self.drop_instance();
         tracing::debug!("hibernated");
-    }
-
-    async fn handle_export(&mut self) -> Result<ExportedState, E> {
-        self.wake().await?;
-        let plugins = match self.read(Request::ListPlugins).await? {
-            Response::Plugins(p) => p,
-            _ => Vec::new(),
-        };
-        let Some(store) = self.store.clone() else {
-            let instance = self
-                .instance
-                .as_mut()
-                .ok_or_else(|| E::Gone(self.id.clone()))?;
-            let (schema_version, bytes) = instance.snapshot().await.map_err(E::Trap)?;
-            let snapshot = SnapshotRecord {
-                seq: self.applied_seq,
-                schema_version,
-                bytes,
-            };
-            return Ok(ExportedState {
-                meta: self.meta.clone(),
-                snapshot: Some(snapshot),
-                tail: vec![],
-                plugins,
-            });
-        };
-        if self.applied_seq > self.snapshot_seq
-            && let Some(commit) = self.snapshot_now().await
-        {
-            commit.await?;
-        }
-        self.settle().await?;
-        let id = self.id.to_string();
-        let recovery = tokio::task::spawn_blocking(move || store.load(&id))
-            .await
-            .map_err(|e| E::Restore {
-                id: self.id.clone(),
-                reason: e.to_string(),
-            })??
-            .ok_or_else(|| E::Unknown(self.id.clone()))?;
-        Ok(ExportedState {
-            meta: recovery.meta,
-            snapshot: recovery.snapshot,
-            tail: recovery.tail,
-            plugins,
-        })
-    }
-
-    /// Exports, then waits (calls queue in the channel) for the move to
-    /// settle. Returns where the mailbox went if it moved.
-    async fn handle_migrate(
-        &mut self,
-        reply: Reply<ExportedState>,
-        outcome: oneshot::Receiver<MigrationOutcome>,
-    ) -> Option<MovedTo> {
-        match self.handle_export().await {
-            Ok(state) => {
-                if reply.send(Ok(state)).is_err() {
-                    return None;
-                }
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return None;
-            }
-        }
-        match outcome.await {
-            Ok(MigrationOutcome::Moved(to)) => {
-                tracing::info!(to = %to.host, epoch = to.epoch, "moved away");
-                self.drop_instance();
-                if let Some(store) = self.store.take()
-                    && let Err(e) = store.remove(self.id.as_str()).await
-                {
-                    tracing::warn!("moved, but removing the local copy failed: {e}");
-                }
-                Some(to)
-            }
-            Ok(MigrationOutcome::Stay) | Err(_) => {
-                tracing::info!("move failed; the mailbox stays here");
-                None
-            }
-        }
-    }
-
-    /// After a move: answers every queued call with where the mailbox went.
-    async fn forward(&mut self, mut rx: mpsc::Receiver<Command>, to: MovedTo) {
-        rx.close();
-        let moved = || E::Moved {
-            id: self.id.clone(),
-            to: to.clone(),
-        };
-        while let Some(command) = rx.recv().await {
-            match command {
-                Command::Call { reply, .. } | Command::Deliver { reply, .. } => {
-                    let _ = reply.send(Err(moved()));
-                }
-                Command::Export { reply } => {
-                    let _ = reply.send(Err(moved()));
-                }
-                Command::Digest { reply } => {
-                    let _ = reply.send(Err(moved()));
-                }
-                Command::Migrate { reply, .. } => {
-                    let _ = reply.send(Err(moved()));
-                }
-                Command::Hibernate { reply } | Command::Stop { reply } => {
-                    let _ = reply.send(());
-                }
-            }
-        }
-    }
-
-    async fn handle_digest(&mut self) -> Result<[u8; 32], E> {
-        self.wake().await?;
-        let instance = self
-            .instance
-            .as_mut()
-            .ok_or_else(|| E::Gone(self.id.clone()))?;
-        match instance.snapshot().await {
-            Ok((_, bytes)) => Ok(*blake3::hash(&bytes).as_bytes()),
-            Err(trap) => {
-                self.drop_instance();
-                Err(E::Trap(trap))
-            }
-        }
     }
 }

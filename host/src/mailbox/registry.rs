@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::actor::{ActorHandle, ExportedState, MailboxActor};
+use super::actor::{ActorHandle, ExportedState, MailboxActor, Tracked};
 use super::clock::HybridClock;
 use super::request::{Request, Response};
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
 use crate::builtin;
 use crate::ids::{CodeHash, MailboxId};
+use crate::replica::{OpId, Since, VersionVector};
 use crate::runtime::bindings::{Delivered, NewMail, PluginEntry};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{MailboxMeta, MailboxStore, StoreConfig};
@@ -233,8 +234,14 @@ impl Mailboxes {
 
     /// Runs one call (use `deliver` for incoming mail: it runs the filters).
     pub async fn call(&self, id: &MailboxId, request: Request) -> Result<Response, E> {
+        self.call_tracked(id, request).await.map(|t| t.response)
+    }
+
+    /// Runs one call and says which op it was logged as, if any, so the
+    /// caller can wait for replicas to hold it.
+    pub async fn call_tracked(&self, id: &MailboxId, request: Request) -> Result<Tracked, E> {
         let r = match self.handle(id) {
-            Ok(h) => h.call(request).await,
+            Ok(h) => h.call_tracked(request).await,
             Err(e) => Err(e),
         };
         self.or_moved(id, r)
@@ -242,14 +249,47 @@ impl Mailboxes {
 
     /// Delivers an incoming mail through the mailbox's filters.
     pub async fn deliver(&self, id: &MailboxId, mail: NewMail) -> Result<Delivered, E> {
+        self.deliver_tracked(id, mail).await.map(|(d, _)| d)
+    }
+
+    /// Delivers, and says which op the delivery was logged as.
+    pub async fn deliver_tracked(
+        &self,
+        id: &MailboxId,
+        mail: NewMail,
+    ) -> Result<(Delivered, Option<OpId>), E> {
         let r = match self.handle(id) {
             Ok(h) => h.deliver(mail).await,
             Err(e) => Err(e),
         };
-        match self.or_moved(id, r)? {
-            Response::Delivered(d) => Ok(d),
+        let tracked = self.or_moved(id, r)?;
+        match tracked.response {
+            Response::Delivered(d) => Ok((d, tracked.op)),
             other => unreachable_response("deliver", &other),
         }
+    }
+
+    /// Applies ops from another replica of `id`; its version vector after.
+    pub async fn apply(&self, id: &MailboxId, ops: Vec<Vec<u8>>) -> Result<VersionVector, E> {
+        let r = match self.handle(id) {
+            Ok(h) => h.apply(ops).await,
+            Err(e) => Err(e),
+        };
+        self.or_moved(id, r)
+    }
+
+    /// The ops a replica at `peer` lacks, and this replica's vector.
+    pub async fn since(
+        &self,
+        id: &MailboxId,
+        peer: VersionVector,
+        budget_bytes: usize,
+    ) -> Result<(Since, VersionVector), E> {
+        let r = match self.handle(id) {
+            Ok(h) => h.since(peer, budget_bytes).await,
+            Err(e) => Err(e),
+        };
+        self.or_moved(id, r)
     }
 
     /// BLAKE3 of a fresh snapshot of the mailbox's state: equal digests mean

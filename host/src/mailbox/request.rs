@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::replica::{OpId, VersionVector};
+
 use crate::runtime::bindings::{
     Contact, Delivered, FlagState, FolderInfo, GetParts, MailDetail, MailPage, MailSummary,
     MailboxStats, NewMail, OpContext, Placement, PluginEntry, SearchQuery, SenderList,
@@ -186,13 +188,33 @@ pub enum Response {
 }
 
 /// One entry of the operation log: a mutation and the context it ran with.
+///
+/// `seq` numbers the ops made at the replica `ctx.replica` for this
+/// mailbox, from 1; with it the op's identity is an [`OpId`]. Logs written
+/// before replication have no `seq` (0): such an op is the next of its
+/// origin when replayed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Op {
     pub ctx: OpContext,
     pub request: Request,
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Op {
+    /// The op's identity, given what was applied before it (for ops
+    /// without a `seq`).
+    pub fn id_after(&self, applied: &VersionVector) -> OpId {
+        if self.seq == 0 {
+            applied.next_of(self.ctx.replica)
+        } else {
+            OpId {
+                origin: self.ctx.replica,
+                seq: self.seq,
+            }
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         rmp_serde::to_vec(self).expect("an Op always serialises")
     }

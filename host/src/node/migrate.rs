@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::Node;
 use super::serve::{internal, mailbox_id};
 use crate::client::mailbox_ref::NOT_HERE;
-use crate::client::{HOST_REQUEST_TIMEOUT, now_ms};
+use crate::client::{HOST_REQUEST_TIMEOUT, SessionError, now_ms};
 use crate::dispatch::ObjectRef;
 use crate::export::{self, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer};
 use crate::identity::{Epoch, Freshness, HostId, MOVE_ORDER, Signed, UserId};
@@ -93,7 +93,9 @@ impl Node {
             .map_err(|e| MigrateError::Pause(e.to_string()))?;
         let sent = tokio::time::timeout(
             MIGRATE_TIMEOUT,
-            self.send_mailbox(&id, &migration.state, to, to_addr, epoch),
+            self.send_mailbox(&id, &migration.state, to, to_addr, |header| {
+                HostRequest::Migrate { header, epoch }
+            }),
         )
         .await
         .unwrap_or(Err(MigrateError::Timeout(MIGRATE_TIMEOUT)));
@@ -131,14 +133,15 @@ impl Node {
         )
     }
 
-    /// The transfer itself: missing code, then the export frames.
-    async fn send_mailbox(
+    /// The transfer itself: missing code, then `request` (made from the
+    /// export's header) and the export frames.
+    pub(super) async fn send_mailbox(
         &self,
         id: &MailboxId,
         state: &ExportedState,
         to: HostId,
         to_addr: &str,
-        epoch: Epoch,
+        request: impl FnOnce(Box<ExportHeader>) -> HostRequest,
     ) -> Result<u64, MigrateError> {
         let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         let conn = self
@@ -184,10 +187,7 @@ impl Node {
             _ => return Err(MigrateError::Pause("the export has no header".into())),
         };
         let (mut send, mut recv) = conn.open_stream().await.map_err(|e| target(&e))?;
-        let request = HostRequest::Migrate {
-            header: Box::new(header),
-            epoch,
-        };
+        let request = request(Box::new(header));
         write_frame(&mut send, &request)
             .await
             .map_err(|e| target(&e))?;
@@ -251,20 +251,67 @@ impl Node {
         epoch: Epoch,
         ex: &mut Exchange,
     ) -> Result<HostResponse, WireError> {
+        let id = header.mailbox.clone();
+        let (user, state) = self.receive_export(header, ex).await?;
+        // A peer cannot overwrite a live replica here; a stale copy this
+        // host kept from before (it was down, others took over) may be
+        // replaced by a state that has everything it has.
+        let replace = self.mailboxes.contains(&id).map_err(internal)?;
+        if replace {
+            let listed = self
+                .listing(user, true)
+                .await?
+                .members
+                .iter()
+                .any(|m| m.host == self.id);
+            let (_, ours) = self
+                .mailboxes
+                .since(&id, crate::replica::VersionVector::new(), 0)
+                .await
+                .map_err(internal)?;
+            let covers = state.vv().is_ok_and(|vv| vv.covers(&ours));
+            if listed || !covers {
+                return Err(WireError::new(
+                    crate::proto::dispatch::CONFLICT,
+                    "this host already holds that mailbox",
+                ));
+            }
+        }
+        let from = HostId(ex.peer_key);
+        let log_position = state.last_seq();
+        self.mailboxes
+            .import(&id, state, replace)
+            .await
+            .map_err(internal)?;
+        self.replication.forget(&id);
+        // Only the grantee of an authorized move may say so: if dispatch
+        // refuses, this copy must not exist.
+        if let Err(e) = self.take_over_from(user, from, epoch).await {
+            if let Err(e) = self.mailboxes.remove(&id).await {
+                tracing::warn!(error = %e, "dropping a refused import");
+            }
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                format!("the dispatch unit did not accept the move: {e}"),
+            ));
+        }
+        tracing::info!(log_position, "mailbox imported");
+        Ok(HostResponse::Imported { log_position })
+    }
+
+    /// Reads export frames after `header` off the exchange, checks them and
+    /// stores the components they carry; the state is not imported yet.
+    pub(super) async fn receive_export(
+        &self,
+        header: &ExportHeader,
+        ex: &mut Exchange,
+    ) -> Result<(UserId, ExportedState), WireError> {
         let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
         let user: UserId = header
             .mailbox
             .as_str()
             .parse()
             .map_err(|_| bad(&"the mailbox id is not a user key"))?;
-        let id = header.mailbox.clone();
-        // A peer cannot overwrite a mailbox that lives here.
-        if self.mailboxes.contains(&id).map_err(internal)? {
-            return Err(WireError::new(
-                crate::proto::dispatch::CONFLICT,
-                "this host already holds that mailbox",
-            ));
-        }
         let mut importer = Importer::new();
         while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
             .await
@@ -273,7 +320,7 @@ impl Node {
             importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
         }
         let imported = importer.finish().map_err(|e| bad(&e))?;
-        if imported.mailbox != id {
+        if imported.mailbox != header.mailbox {
             return Err(bad(&"the stream is for another mailbox"));
         }
         if imported.code.len() > IMPORT_CODES_MAX {
@@ -289,24 +336,40 @@ impl Node {
             })
             .map_err(|e| bad(&e))?;
         }
-        let log_position = imported.state.last_seq();
-        self.mailboxes
-            .import(&id, imported.state, false)
-            .await
-            .map_err(internal)?;
-        // Only the grantee of an authorized move may say so: if dispatch
-        // refuses, this copy must not exist.
-        if let Err(e) = self.location_update(ObjectRef::Mailbox(user), epoch).await {
-            if let Err(e) = self.mailboxes.remove(&id).await {
-                tracing::warn!(error = %e, "dropping a refused import");
+        Ok((user, imported.state))
+    }
+
+    /// As the target of a move from `from`: reports to dispatch that this
+    /// host now holds `user`'s mailbox in `from`'s place at `epoch`, the
+    /// other replicas staying.
+    async fn take_over_from(
+        &self,
+        user: UserId,
+        from: HostId,
+        epoch: Epoch,
+    ) -> Result<(), SessionError> {
+        let mut hosts: Vec<HostId> = match self
+            .session
+            .dispatch(&DispatchRequest::LookupUser { user })
+            .await?
+        {
+            DispatchResponse::Mailbox(found) => found.hosts.iter().map(|h| h.host).collect(),
+            other => {
+                return Err(SessionError::Unexpected(format!(
+                    "dispatch answered {other:?}"
+                )));
             }
-            return Err(WireError::new(
-                WireError::FORBIDDEN,
-                format!("the dispatch unit did not accept the move: {e}"),
-            ));
-        }
-        tracing::info!(log_position, "mailbox imported");
-        Ok(HostResponse::Imported { log_position })
+        };
+        hosts.retain(|h| *h != from && *h != self.id);
+        hosts.insert(0, self.id);
+        self.session
+            .dispatch(&DispatchRequest::LocationUpdate {
+                object: ObjectRef::Mailbox(user),
+                hosts,
+                epoch,
+            })
+            .await
+            .map(drop)
     }
 
     /// `MissingCode`: which of these components this host lacks.

@@ -16,9 +16,11 @@
 //! dispatch unit sees the host's key as the connection's peer key.
 
 mod home;
+mod keeper;
 mod leave;
 mod migrate;
 mod serve;
+mod sync;
 mod transfer;
 pub mod verify;
 
@@ -54,6 +56,8 @@ pub struct NodeConfig {
     pub capacity: u64,
     /// The owner's user key (`--home`): this host is their home.
     pub owner: Option<Arc<crate::identity::KeyPair>>,
+    /// How often the keeper checks every replica set.
+    pub keeper: Duration,
 }
 
 /// Why the host could not start.
@@ -90,6 +94,11 @@ pub struct Node {
     replay: Mutex<ReplayGuard>,
     /// The owner whose home this host is, if any.
     owner: Option<Arc<crate::identity::KeyPair>>,
+    /// Replica listings and the links that push ops to peer replicas.
+    replication: sync::Replication,
+    keeper_state: Mutex<keeper::KeeperState>,
+    /// This node, for tasks it spawns on its own behalf.
+    me: std::sync::Weak<Node>,
 }
 
 impl Node {
@@ -134,7 +143,7 @@ impl Node {
             .to_string();
         let backbone = config.backbone.iter().map(|a| (a.clone(), None)).collect();
         let session = Session::with_endpoint(key.clone(), endpoint, backbone)?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             id: key.host_id(),
             addr,
             mailboxes,
@@ -142,6 +151,9 @@ impl Node {
             session,
             replay: Mutex::new(ReplayGuard::new(DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES)),
             owner: config.owner.clone(),
+            replication: sync::Replication::new(),
+            keeper_state: Mutex::new(keeper::KeeperState::default()),
+            me: me.clone(),
         }))
     }
 
@@ -167,8 +179,14 @@ impl Node {
         let mut last = String::new();
         for _ in 0..20 {
             match self.session.dispatch(&req).await {
-                Ok(DispatchResponse::Lease { units, .. }) => {
+                Ok(DispatchResponse::Lease {
+                    units,
+                    replicas,
+                    write_quorum,
+                    ..
+                }) => {
                     self.session.learn_units(&units);
+                    self.learn_quorum(replicas, write_quorum);
                     return Ok(());
                 }
                 Ok(DispatchResponse::Done) => return Ok(()),
@@ -187,13 +205,32 @@ impl Node {
         loop {
             tick.tick().await;
             let req = DispatchRequest::Heartbeat { load: self.load() };
-            if let Err(e) = self.session.dispatch(&req).await {
+            let answer = self.session.dispatch(&req).await;
+            if let Ok(DispatchResponse::Lease {
+                replicas,
+                write_quorum,
+                ..
+            }) = &answer
+            {
+                self.learn_quorum(*replicas, *write_quorum);
+            }
+            if let Err(e) = answer {
                 tracing::warn!(host = %self.id.short(), error = %e, "heartbeat failed; joining again");
                 if let Err(e) = self.join(capacity).await {
                     tracing::warn!(host = %self.id.short(), error = %e, "rejoin failed");
                 }
             }
         }
+    }
+
+    /// Takes R and W from a lease answer (bounded, whatever a unit says).
+    fn learn_quorum(&self, replicas: usize, write_quorum: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = replicas.clamp(1, crate::dispatch::limits::MAX_HOSTS_PER_OBJECT);
+        self.replication.replicas.store(r, Relaxed);
+        self.replication
+            .write_quorum
+            .store(write_quorum.clamp(1, r), Relaxed);
     }
 
     /// Tells the dispatch units this host alone holds `object` at `epoch`.
@@ -236,6 +273,7 @@ pub async fn run(
     node.join(config.capacity).await?;
     on_ready(&node.id, &node.addr);
     let beat = tokio::spawn(node.clone().heartbeat(config.heartbeat, config.capacity));
+    let keeper = tokio::spawn(node.clone().keep(config.keeper));
     let homing = node.owner.clone().map(|owner| {
         let node = node.clone();
         tokio::spawn(async move { node.go_home(&owner).await })
@@ -251,6 +289,7 @@ pub async fn run(
         tracing::error!(error = %e, "the leave did not finish cleanly");
     }
     tracing::info!("stopping");
+    keeper.abort();
     beat.abort();
     node.shutdown().await;
     server.abort();

@@ -9,7 +9,7 @@ use super::{Node, verify};
 use crate::client::mailbox_ref::NOT_HERE;
 use crate::client::now_ms;
 use crate::dispatch::ObjectRef;
-use crate::identity::{Epoch, Signed, UserId};
+use crate::identity::{Epoch, HostId, Signed, UserId};
 use crate::ids::MailboxId;
 use crate::mailbox::MailboxCallError;
 use crate::net::{Exchange, Result, WireError};
@@ -48,6 +48,11 @@ impl Node {
             }
             HostRequest::MissingCode { hashes } => self.missing_code(&hashes),
             HostRequest::Pull(order) => self.pull(&order).await,
+            HostRequest::Sync { mailbox, ops } => {
+                self.handle_sync(mailbox, ops, HostId(ex.peer_key)).await
+            }
+            HostRequest::Copy { header } => return self.handle_copy(header, ex).await,
+            HostRequest::Replicas => self.replicas().await,
         };
         match answer {
             Ok(r) => ex.reply(&r).await,
@@ -64,8 +69,14 @@ impl Node {
         let id = mailbox_id(&checked.mailbox)?;
         let span = tracing::debug_span!("owner", mailbox = %checked.mailbox.short(), host = %self.id.short(), call = checked.request.name());
         let _e = span.enter();
-        match self.mailboxes.call(&id, checked.request).await {
-            Ok(r) => Ok(HostResponse::Reply(Box::new(r))),
+        let user = checked.mailbox;
+        match self.mailboxes.call_tracked(&id, checked.request).await {
+            Ok(t) => {
+                if let Some(op) = t.op {
+                    self.replicate(user, op).await?;
+                }
+                Ok(HostResponse::Reply(Box::new(t.response)))
+            }
             Err(e) => self.call_error(&id, e),
         }
     }
@@ -78,9 +89,21 @@ impl Node {
             Ok(()) | Err(MailboxCallError::Exists(_)) => {}
             Err(e) => return Err(internal(e)),
         }
+        self.keeper_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .copied(&id);
         self.location_update(ObjectRef::Mailbox(order.user), Epoch(1))
             .await
             .map_err(|e| internal(format!("the dispatch unit did not record the mailbox: {e}")))?;
+        // Place the other replicas now, so the mailbox is acknowledged as
+        // registered only once it can take W-replicated writes.
+        if let Err(e) = self
+            .keep_one(order.user, std::time::Duration::from_secs(3))
+            .await
+        {
+            tracing::warn!(mailbox = %order.user.short(), error = %e.message, "placing replicas of a new mailbox; the keeper will retry");
+        }
         Ok(HostResponse::Done)
     }
 
@@ -104,8 +127,13 @@ impl Node {
             }
         };
         let mail = verify::sealed_mail(signed, sender).map_err(forbidden)?;
-        match self.mailboxes.deliver(&id, mail).await {
-            Ok(d) => Ok(HostResponse::Delivered(d)),
+        match self.mailboxes.deliver_tracked(&id, mail).await {
+            Ok((d, op)) => {
+                if let Some(op) = op {
+                    self.replicate(to, op).await?;
+                }
+                Ok(HostResponse::Delivered(d))
+            }
             Err(e) => self.call_error(&id, e),
         }
     }

@@ -96,6 +96,14 @@ pub enum DispatchRequest {
 }
 
 /// A dispatch unit's answer.
+fn default_replicas() -> usize {
+    crate::dispatch::limits::REPLICAS
+}
+
+fn default_write_quorum() -> usize {
+    crate::dispatch::limits::WRITE_QUORUM
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DispatchResponse {
     Done,
@@ -104,6 +112,12 @@ pub enum DispatchResponse {
     Lease {
         lease_ms: u64,
         units: Vec<(DispatchId, String)>,
+        /// R: replicas per mailbox and attachment in this network.
+        #[serde(default = "default_replicas")]
+        replicas: usize,
+        /// W: durable replicas before a mutation is acknowledged.
+        #[serde(default = "default_write_quorum")]
+        write_quorum: usize,
     },
     Plan(DeparturePlan),
     Registered {

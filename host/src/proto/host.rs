@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::replica::VersionVector;
+
 use crate::dispatch::AttachmentId;
 use crate::export::ExportHeader;
 use crate::identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
@@ -95,6 +97,19 @@ pub enum HostRequest {
     },
     /// Install a plugin, code included, into the signer's mailbox.
     PluginAdd(Box<Signed<PluginUpload>>),
+    /// From another replica of `mailbox`: ops it made or applied that this
+    /// replica may lack, in its order (empty: just asking for the vector).
+    /// Answered `Synced`.
+    Sync {
+        mailbox: UserId,
+        ops: Vec<serde_bytes::ByteBuf>,
+    },
+    /// From a replica of the mailbox: a whole copy of it follows as export
+    /// frames (as for `Migrate`). It replaces a copy here only if it has
+    /// everything that copy has. Answered `Imported`.
+    Copy { header: Box<ExportHeader> },
+    /// Which mailboxes this host holds, with their version vectors.
+    Replicas,
 }
 
 /// A host's answer.
@@ -117,4 +132,10 @@ pub enum HostResponse {
     Attachment {
         size_bytes: u64,
     },
+    /// The replica's version vector after applying what came.
+    Synced {
+        vv: VersionVector,
+    },
+    /// The mailboxes held here and their version vectors.
+    Replicas(Vec<(UserId, VersionVector)>),
 }

@@ -45,6 +45,8 @@ pub use error::{CommitError, LoadError, OpenError};
 use tables::{LOG, META, MetaRecord, SNAPSHOT};
 use writer::{Op, Request, Writer};
 
+use crate::replica::VersionVector;
+
 /// Largest single log entry. Ops are single mutating calls (a delivered
 /// mail, a flag change); anything bigger is a bug or an attack.
 pub const OP_BYTES_MAX: usize = 64 << 20;
@@ -84,6 +86,8 @@ pub struct SnapshotRecord {
     pub schema_version: u32,
     /// The guest's opaque state.
     pub bytes: Vec<u8>,
+    /// The replicated ops the state includes.
+    pub vv: VersionVector,
 }
 
 /// Everything needed to rebuild a mailbox.
@@ -244,7 +248,7 @@ impl MailboxStore {
         let Some(rec) = read_meta(&txn, id)? else {
             return Ok(None);
         };
-        let snapshot = match rec.snapshot {
+        let snapshot = match &rec.snapshot {
             None => None,
             Some(header) => {
                 let table = txn.open_table(SNAPSHOT).map_err(LoadError::database)?;
@@ -263,6 +267,7 @@ impl MailboxStore {
                     seq: header.seq,
                     schema_version: header.schema_version,
                     bytes: bytes.to_vec(),
+                    vv: header.vv.clone(),
                 })
             }
         };

@@ -14,6 +14,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{LoadError, MailboxMeta, MailboxUsage, OpenError};
+use crate::replica::VersionVector;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_meta");
 pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox_log");
@@ -24,11 +25,14 @@ const INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
 pub(super) const FORMAT: u64 = 1;
 
 /// Header of the stored snapshot; its bytes live in `SNAPSHOT`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct SnapshotHeader {
     pub seq: u64,
     pub schema_version: u32,
     pub bytes: u64,
+    /// What the snapshot includes, for replication (absent before it).
+    #[serde(default)]
+    pub vv: VersionVector,
 }
 
 /// Everything the store knows about one mailbox besides its bytes.
@@ -58,13 +62,13 @@ impl MetaRecord {
 
     /// Seq of the snapshot, 0 when there is none (the log then starts at 1).
     pub fn snapshot_seq(&self) -> u64 {
-        self.snapshot.map_or(0, |s| s.seq)
+        self.snapshot.as_ref().map_or(0, |s| s.seq)
     }
 
     pub fn usage(&self) -> MailboxUsage {
         MailboxUsage {
-            snapshot_seq: self.snapshot.map(|s| s.seq),
-            snapshot_bytes: self.snapshot.map_or(0, |s| s.bytes),
+            snapshot_seq: self.snapshot.as_ref().map(|s| s.seq),
+            snapshot_bytes: self.snapshot.as_ref().map_or(0, |s| s.bytes),
             log_entries: self.log_entries,
             log_bytes: self.log_bytes,
         }

@@ -261,7 +261,7 @@ fn snapshot_op(
             snapshot.seq, rec.last_seq
         ))));
     }
-    if let Some(current) = rec.snapshot
+    if let Some(current) = &rec.snapshot
         && snapshot.seq < current.seq
     {
         return Ok(Err(CommitError::BadSnapshot(format!(
@@ -288,6 +288,7 @@ fn snapshot_op(
         seq: snapshot.seq,
         schema_version: snapshot.schema_version,
         bytes: snapshot.bytes.len() as u64,
+        vv: snapshot.vv.clone(),
     });
     slot.dirty = true;
     Ok(Ok(()))
@@ -330,6 +331,7 @@ fn import(
             seq: s.seq,
             schema_version: s.schema_version,
             bytes: s.bytes.len() as u64,
+            vv: s.vv.clone(),
         });
     }
     for (seq, op) in tail {

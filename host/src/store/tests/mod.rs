@@ -24,6 +24,7 @@ fn snap(seq: u64, bytes: &[u8]) -> SnapshotRecord {
         seq,
         schema_version: 3,
         bytes: bytes.to_vec(),
+        vv: Default::default(),
     }
 }
 
@@ -296,6 +297,7 @@ fn limits_refused() {
         seq: 0,
         schema_version: 1,
         bytes: vec![0; SNAPSHOT_BYTES_MAX + 1],
+        vv: Default::default(),
     };
     let err = store
         .import("big", meta(1), Some(huge), vec![], false)

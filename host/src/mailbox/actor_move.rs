@@ -1,0 +1,144 @@
+//! The moving side of the actor: exporting the durable state, pausing for
+//! a migration and, once the mailbox has moved, answering every queued and
+//! later call with where it went; and the state digest tests compare.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, E, ExportedState, MailboxActor, Reply};
+use crate::mailbox::request::{Request, Response};
+use crate::mailbox::{MigrationOutcome, MovedTo};
+use crate::store::SnapshotRecord;
+
+impl MailboxActor {
+    pub(super) async fn handle_export(&mut self) -> Result<ExportedState, E> {
+        self.wake().await?;
+        let plugins = match self.read(Request::ListPlugins).await? {
+            Response::Plugins(p) => p,
+            _ => Vec::new(),
+        };
+        let Some(store) = self.store.clone() else {
+            let instance = self
+                .instance
+                .as_mut()
+                .ok_or_else(|| E::Gone(self.id.clone()))?;
+            let (schema_version, bytes) = instance.snapshot().await.map_err(E::Trap)?;
+            let snapshot = SnapshotRecord {
+                seq: self.applied_seq,
+                schema_version,
+                bytes,
+                vv: self.vv.clone(),
+            };
+            return Ok(ExportedState {
+                meta: self.meta.clone(),
+                snapshot: Some(snapshot),
+                tail: vec![],
+                plugins,
+            });
+        };
+        if self.applied_seq > self.snapshot_seq
+            && let Some(commit) = self.snapshot_now().await
+        {
+            commit.await?;
+        }
+        self.settle().await?;
+        let id = self.id.to_string();
+        let recovery = tokio::task::spawn_blocking(move || store.load(&id))
+            .await
+            .map_err(|e| E::Restore {
+                id: self.id.clone(),
+                reason: e.to_string(),
+            })??
+            .ok_or_else(|| E::Unknown(self.id.clone()))?;
+        Ok(ExportedState {
+            meta: recovery.meta,
+            snapshot: recovery.snapshot,
+            tail: recovery.tail,
+            plugins,
+        })
+    }
+
+    /// Exports, then waits (calls queue in the channel) for the move to
+    /// settle. Returns where the mailbox went if it moved.
+    pub(super) async fn handle_migrate(
+        &mut self,
+        reply: Reply<ExportedState>,
+        outcome: oneshot::Receiver<MigrationOutcome>,
+    ) -> Option<MovedTo> {
+        match self.handle_export().await {
+            Ok(state) => {
+                if reply.send(Ok(state)).is_err() {
+                    return None;
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return None;
+            }
+        }
+        match outcome.await {
+            Ok(MigrationOutcome::Moved(to)) => {
+                tracing::info!(to = %to.host, epoch = to.epoch, "moved away");
+                self.drop_instance();
+                if let Some(store) = self.store.take()
+                    && let Err(e) = store.remove(self.id.as_str()).await
+                {
+                    tracing::warn!("moved, but removing the local copy failed: {e}");
+                }
+                Some(to)
+            }
+            Ok(MigrationOutcome::Stay) | Err(_) => {
+                tracing::info!("move failed; the mailbox stays here");
+                None
+            }
+        }
+    }
+
+    /// After a move: answers every queued call with where the mailbox went.
+    pub(super) async fn forward(&mut self, mut rx: mpsc::Receiver<Command>, to: MovedTo) {
+        rx.close();
+        let moved = || E::Moved {
+            id: self.id.clone(),
+            to: to.clone(),
+        };
+        while let Some(command) = rx.recv().await {
+            match command {
+                Command::Call { reply, .. } | Command::Deliver { reply, .. } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Export { reply } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Apply { reply, .. } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Since { reply, .. } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Digest { reply } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Migrate { reply, .. } => {
+                    let _ = reply.send(Err(moved()));
+                }
+                Command::Hibernate { reply } | Command::Stop { reply } => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    pub(super) async fn handle_digest(&mut self) -> Result<[u8; 32], E> {
+        self.wake().await?;
+        let instance = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| E::Gone(self.id.clone()))?;
+        match instance.snapshot().await {
+            Ok((_, bytes)) => Ok(*blake3::hash(&bytes).as_bytes()),
+            Err(trap) => {
+                self.drop_instance();
+                Err(E::Trap(trap))
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The replica side of the actor: applying ops made at other replicas and
+//! telling a peer which ops it lacks (see `crate::replica`).
+//!
+//! A remote op is applied with the context it was made with, so the guest
+//! computes the same result as at its origin, and is logged like a local
+//! one — also when the guest refuses it (a concurrent change got there
+//! first): the op is then part of this replica's history, so its version
+//! vector may advance and it can forward the op to others.
+
+use super::{E, MailboxActor, Reply};
+use crate::mailbox::request::Op;
+use crate::replica::{Fit, Since, VersionVector};
+
+impl MailboxActor {
+    pub(super) async fn handle_apply(&mut self, ops: Vec<Vec<u8>>, reply: Reply<VersionVector>) {
+        if let Err(e) = self.wake().await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        for bytes in ops {
+            let op = match Op::decode(&bytes) {
+                Ok(op) if op.seq > 0 => op,
+                Ok(_) => {
+                    let _ = reply.send(Err(E::Import(
+                        "a replicated op has no sequence number".into(),
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    let _ =
+                        reply.send(Err(E::Import(format!("a replicated op is malformed: {e}"))));
+                    return;
+                }
+            };
+            let op_id = op.id_after(&self.vv);
+            match self.vv.fit(op_id) {
+                Fit::Seen => continue,
+                // The rest waits for the missing ops; the sender learns
+                // from the vector where to resume.
+                Fit::Gap => break,
+                Fit::Next => {}
+            }
+            self.clock.observe(op.ctx.hlc);
+            let Some(instance) = self.instance.as_mut() else {
+                let _ = reply.send(Err(E::Gone(self.id.clone())));
+                return;
+            };
+            match instance.call(Some(op.ctx), &op.request).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(refusal)) => {
+                    tracing::debug!(op = ?op_id, "replicated {} changed nothing: {refusal}", op.request.name());
+                }
+                Err(trap) => {
+                    tracing::error!(op = ?op_id, "{trap}; dropping the instance");
+                    self.drop_instance();
+                    let _ = reply.send(Err(E::Trap(trap)));
+                    return;
+                }
+            }
+            if matches!(
+                op.request,
+                super::Request::InstallPlugin { .. } | super::Request::RemovePlugin { .. }
+            ) {
+                self.plugins = None;
+            }
+            // Durability is awaited for the batch as a whole below.
+            drop(self.append_logged(op_id, bytes));
+        }
+        self.maybe_snapshot().await;
+        let vv = self.vv.clone();
+        let target = self.applied_seq;
+        let mut durable = self.durable.subscribe();
+        if self.store.is_none() {
+            let _ = reply.send(Ok(vv));
+            return;
+        }
+        tokio::spawn(async move {
+            let result = match durable.wait_for(|d| d.settled >= target).await {
+                Ok(d) if !d.failed => Ok(vv),
+                _ => Err(E::Commit(crate::store::CommitError::WriterGone)),
+            };
+            let _ = reply.send(result);
+        });
+    }
+
+    pub(super) async fn handle_since(
+        &mut self,
+        peer: &VersionVector,
+        budget_bytes: usize,
+    ) -> Result<(Since, VersionVector), E> {
+        if !self.loaded && self.store.is_some() {
+            self.wake().await?;
+        }
+        Ok((
+            self.window.since(peer, &self.vv, budget_bytes),
+            self.vv.clone(),
+        ))
+    }
+}

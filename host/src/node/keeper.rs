@@ -1,0 +1,199 @@
+//! The keeper: every `keeper` interval, for each mailbox held here, look at
+//! its replica listing and act on [`crate::replica::plan`] (issue 4 §3):
+//! - as a follower, kick the links to the other live replicas
+//!   (anti-entropy: each side pushes what the other lacks);
+//! - as the leader, also drop replicas whose lease expired, place and copy
+//!   new ones until R are live, trim extras, and record the new listing at
+//!   the next epoch — the unit refuses a stale epoch, so of two leaders
+//!   acting on old pictures only one lands;
+//! - as a host that is no longer listed, discard the stale copy after a
+//!   grace period (a fresh copy is listed only once it is complete).
+//!
+//! Host leases are the failure detector: a replica whose host stops
+//! renewing its lease is offline in every unit's answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Node;
+use super::serve::mailbox_id;
+use crate::dispatch::ObjectRef;
+use crate::identity::{HostId, UserId};
+use crate::ids::MailboxId;
+use crate::net::WireError;
+use crate::proto::{DispatchRequest, DispatchResponse};
+use crate::replica::{KeeperPlan, Member, plan};
+
+/// What the keeper remembers between rounds.
+#[derive(Default)]
+pub(super) struct KeeperState {
+    /// When a mailbox held here was first seen unlisted.
+    unlisted_since: HashMap<MailboxId, Instant>,
+    /// When a copy arrived or was created here, to let it get listed.
+    arrived: HashMap<MailboxId, Instant>,
+}
+
+impl KeeperState {
+    /// A copy of `id` just arrived (or was created) here.
+    pub fn copied(&mut self, id: &MailboxId) {
+        self.arrived.insert(id.clone(), Instant::now());
+        self.unlisted_since.remove(id);
+    }
+}
+
+impl Node {
+    /// Runs keeper rounds forever.
+    pub async fn keep(self: Arc<Self>, every: Duration) {
+        let grace = (every * 5).max(Duration::from_secs(3));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(ids) = self.mailboxes.list() else {
+                continue;
+            };
+            for id in ids {
+                let Ok(user) = id.as_str().parse::<UserId>() else {
+                    continue;
+                };
+                if self.mailboxes.moved_to(&id).is_some() {
+                    continue;
+                }
+                if let Err(e) = self.keep_one(user, grace).await {
+                    tracing::debug!(mailbox = %user.short(), host = %self.id.short(), error = %e.message, "keeper round");
+                }
+            }
+        }
+    }
+
+    /// One keeper step for `user`'s mailbox.
+    pub(super) async fn keep_one(&self, user: UserId, grace: Duration) -> Result<(), WireError> {
+        let id = mailbox_id(&user)?;
+        let listing = self.listing(user, true).await?;
+        let members: Vec<Member> = listing
+            .members
+            .iter()
+            .map(|h| Member {
+                host: h.host,
+                online: h.online,
+            })
+            .collect();
+        let live_peers = |peers: &[HostId]| -> Vec<crate::dispatch::HostAddr> {
+            listing
+                .members
+                .iter()
+                .filter(|m| peers.contains(&m.host))
+                .cloned()
+                .collect()
+        };
+        match plan(self.id, self.replication.r(), &members, listing.home) {
+            KeeperPlan::NotMember => self.discard_if_stale(user, &id, grace).await,
+            KeeperPlan::Follow { peers } => {
+                self.keeper().unlisted_since.remove(&id);
+                self.kick_links(user, &live_peers(&peers));
+                Ok(())
+            }
+            KeeperPlan::Lead {
+                peers,
+                keep,
+                add,
+                changed,
+            } => {
+                self.keeper().unlisted_since.remove(&id);
+                self.kick_links(user, &live_peers(&peers));
+                if changed {
+                    self.reshape(user, &id, &listing, keep, add).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn keeper(&self) -> std::sync::MutexGuard<'_, KeeperState> {
+        self.keeper_state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn discard_if_stale(
+        &self,
+        user: UserId,
+        id: &MailboxId,
+        grace: Duration,
+    ) -> Result<(), WireError> {
+        {
+            let mut k = self.keeper();
+            if k.arrived.get(id).is_some_and(|t| t.elapsed() < grace) {
+                return Ok(());
+            }
+            let since = *k
+                .unlisted_since
+                .entry(id.clone())
+                .or_insert_with(Instant::now);
+            if since.elapsed() < grace {
+                return Ok(());
+            }
+            k.unlisted_since.remove(id);
+            k.arrived.remove(id);
+        }
+        // What this copy acknowledged is on W replicas already; what it
+        // holds beyond that was never acknowledged.
+        tracing::info!(mailbox = %user.short(), host = %self.id.short(), "discarding a replica that is no longer listed");
+        self.replication.forget(id);
+        self.mailboxes
+            .remove(id)
+            .await
+            .map_err(super::serve::internal)
+    }
+
+    /// As leader: place and copy `add` new replicas, then record `keep`
+    /// plus them at the next epoch.
+    async fn reshape(
+        &self,
+        user: UserId,
+        id: &MailboxId,
+        listing: &super::sync::Listing,
+        keep: Vec<HostId>,
+        add: usize,
+    ) {
+        let mut hosts = keep;
+        let mut exclude: Vec<HostId> = listing.members.iter().map(|m| m.host).collect();
+        for _ in 0..add {
+            let placement = match self
+                .session
+                .dispatch(&DispatchRequest::Place {
+                    object: ObjectRef::Mailbox(user),
+                    exclude: exclude.clone(),
+                })
+                .await
+            {
+                Ok(DispatchResponse::Placement(p)) => p,
+                Ok(_) | Err(_) => break,
+            };
+            exclude.push(placement.host);
+            match self.send_copy(id, &placement.addr, placement.host).await {
+                Ok(_) => hosts.push(placement.host),
+                Err(e) => {
+                    tracing::warn!(mailbox = %user.short(), host = %self.id.short(), to = %placement.host.short(), error = %e, "copying a new replica failed");
+                }
+            }
+        }
+        let listed: Vec<HostId> = listing.members.iter().map(|m| m.host).collect();
+        if hosts == listed {
+            return;
+        }
+        let req = DispatchRequest::LocationUpdate {
+            object: ObjectRef::Mailbox(user),
+            hosts: hosts.clone(),
+            epoch: listing.epoch.next(),
+        };
+        match self.session.dispatch(&req).await {
+            Ok(_) => {
+                tracing::info!(mailbox = %user.short(), host = %self.id.short(), replicas = hosts.len(), epoch = listing.epoch.next().0, "replica set changed");
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = %user.short(), host = %self.id.short(), error = %e, "recording the replica set failed");
+            }
+        }
+        self.replication.forget_listing(id);
+    }
+}

@@ -1,0 +1,535 @@
+//! Keeping a mailbox's replicas in sync (issue 4 §1–2), the driver around
+//! `crate::replica`.
+//!
+//! - Every mutation made here is pushed to the other replicas by a **link**
+//!   per (mailbox, peer): a task that, when kicked, sends the peer exactly
+//!   the ops it lacks (`Sync`), or a whole copy (`Copy`) if they have left
+//!   the window, and records the vector the peer answers. The call that
+//!   made the op waits until W replicas, this one included, hold it
+//!   durably ([`Node::replicate`]).
+//! - The keeper kicks every link periodically: that is anti-entropy, and
+//!   also how a replica that was away catches up.
+//! - `Sync` and `Copy` are accepted only from hosts the dispatch unit lists
+//!   as holders of the mailbox: replicas trust each other's ops, as each
+//!   checked its own callers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_bytes::ByteBuf;
+use tokio::sync::{Notify, watch};
+
+use super::Node;
+use super::serve::{internal, mailbox_id};
+use crate::client::mailbox_ref::NOT_HERE;
+use crate::dispatch::HostAddr;
+use crate::export::ExportHeader;
+use crate::identity::{Epoch, HostId, UserId};
+use crate::ids::MailboxId;
+use crate::mailbox::MailboxCallError;
+use crate::net::{Exchange, WireError};
+use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
+use crate::replica::{OpId, Since, VV_ORIGINS_MAX, VersionVector};
+
+/// Op bytes per `Sync` message (one op may exceed it: it travels alone).
+pub const SYNC_BATCH_BYTES: usize = 8 << 20;
+/// Most ops one `Sync` may carry.
+pub const SYNC_OPS_MAX: usize = 4096;
+/// How long a call waits for W replicas before it is answered as not
+/// (yet) replicated.
+pub const REPLICATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A cached replica listing older than this is looked up again.
+const LISTING_TTL: Duration = Duration::from_secs(2);
+/// A link with nothing to do for this long ends.
+const LINK_IDLE: Duration = Duration::from_secs(60);
+/// Pause after a failed push before the link tries again.
+const LINK_RETRY: Duration = Duration::from_millis(250);
+
+/// A mailbox's replicas as a dispatch unit listed them.
+#[derive(Debug, Clone)]
+pub(super) struct Listing {
+    pub epoch: Epoch,
+    pub members: Vec<HostAddr>,
+    pub home: Option<HostId>,
+    fetched: Instant,
+}
+
+/// The pushing side towards one peer replica of one mailbox.
+pub(super) struct Link {
+    kick: Notify,
+    /// The peer's vector as it last answered (`None`: not known yet).
+    acked: watch::Sender<Option<VersionVector>>,
+}
+
+/// The host's replication state.
+#[derive(Default)]
+pub(super) struct Replication {
+    listings: std::sync::Mutex<HashMap<MailboxId, Listing>>,
+    links: std::sync::Mutex<HashMap<(MailboxId, HostId), Arc<Link>>>,
+    /// R and W as the dispatch unit's lease said.
+    pub replicas: std::sync::atomic::AtomicUsize,
+    pub write_quorum: std::sync::atomic::AtomicUsize,
+}
+
+impl Replication {
+    pub fn new() -> Self {
+        let r = Self::default();
+        r.replicas.store(
+            crate::dispatch::limits::REPLICAS,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r.write_quorum.store(
+            crate::dispatch::limits::WRITE_QUORUM,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }
+
+    pub fn r(&self) -> usize {
+        self.replicas.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn w(&self) -> usize {
+        self.write_quorum.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn forget_listing(&self, id: &MailboxId) {
+        lock(&self.listings).remove(id);
+    }
+
+    pub fn forget(&self, id: &MailboxId) {
+        lock(&self.listings).remove(id);
+        lock(&self.links).retain(|(m, _), _| m != id);
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Node {
+    /// The listing of `user`'s replicas, cached for [`LISTING_TTL`] unless
+    /// `fresh`.
+    pub(super) async fn listing(&self, user: UserId, fresh: bool) -> Result<Listing, WireError> {
+        let id = mailbox_id(&user)?;
+        if !fresh
+            && let Some(l) = lock(&self.replication.listings).get(&id)
+            && l.fetched.elapsed() < LISTING_TTL
+        {
+            return Ok(l.clone());
+        }
+        let found = match self
+            .session
+            .dispatch(&DispatchRequest::LookupUser { user })
+            .await
+        {
+            Ok(DispatchResponse::Mailbox(found)) => found,
+            Ok(other) => return Err(internal(format!("dispatch answered {other:?}"))),
+            Err(e) => {
+                return Err(WireError::new(
+                    WireError::BUSY,
+                    format!("no dispatch unit answered: {e}"),
+                ));
+            }
+        };
+        let listing = Listing {
+            epoch: found.epoch,
+            members: found.hosts,
+            home: found.home.filter(|h| h.online).map(|h| h.host),
+            fetched: Instant::now(),
+        };
+        lock(&self.replication.listings).insert(id, listing.clone());
+        Ok(listing)
+    }
+
+    /// Waits until `op` of `user`'s mailbox is durable on W replicas (this
+    /// one included), pushing it to the others.
+    pub(super) async fn replicate(&self, user: UserId, op: OpId) -> Result<(), WireError> {
+        let listing = self.listing(user, false).await?;
+        let peers: Vec<HostAddr> = listing
+            .members
+            .iter()
+            .filter(|m| m.host != self.id)
+            .cloned()
+            .collect();
+        let needed = self
+            .replication
+            .w()
+            .min(listing.members.len().max(1))
+            .saturating_sub(1);
+        if needed == 0 {
+            return Ok(());
+        }
+        let id = mailbox_id(&user)?;
+        let mut acks: Vec<watch::Receiver<Option<VersionVector>>> = Vec::new();
+        for peer in &peers {
+            let link = self.link(user, &id, peer);
+            acks.push(link.acked.subscribe());
+            link.kick.notify_one();
+        }
+        let waited = tokio::time::timeout(REPLICATE_TIMEOUT, async {
+            loop {
+                let have = acks
+                    .iter()
+                    .filter(|rx| rx.borrow().as_ref().is_some_and(|vv| vv.contains(op)))
+                    .count();
+                if have >= needed {
+                    return;
+                }
+                let changes = acks.iter_mut().map(|rx| Box::pin(rx.changed()));
+                let (res, _, _) = futures_select_all(changes).await;
+                if res.is_err() {
+                    tokio::time::sleep(LINK_RETRY).await;
+                }
+            }
+        })
+        .await;
+        waited.map_err(|_| {
+            WireError::new(
+                WireError::BUSY,
+                format!(
+                    "the change is durable on this replica but fewer than {} of {} replicas confirmed it within {REPLICATE_TIMEOUT:?}; it will reach them when they are back, and a retry is safe",
+                    needed + 1,
+                    listing.members.len()
+                ),
+            )
+        })
+    }
+
+    /// The link towards `peer` for `id`, started if needed.
+    fn link(&self, user: UserId, id: &MailboxId, peer: &HostAddr) -> Arc<Link> {
+        let mut links = lock(&self.replication.links);
+        if let Some(l) = links.get(&(id.clone(), peer.host)) {
+            return l.clone();
+        }
+        let link = Arc::new(Link {
+            kick: Notify::new(),
+            acked: watch::Sender::new(None),
+        });
+        links.insert((id.clone(), peer.host), link.clone());
+        let Some(node) = self.me.upgrade() else {
+            return link;
+        };
+        let (id, peer, l) = (id.clone(), peer.clone(), link.clone());
+        tokio::spawn(async move { node.run_link(user, id, peer, l).await });
+        link
+    }
+
+    /// Kicks the links to `peers` for `user`'s mailbox (anti-entropy).
+    pub(super) fn kick_links(&self, user: UserId, peers: &[HostAddr]) {
+        let Ok(id) = mailbox_id(&user) else { return };
+        for peer in peers.iter().filter(|p| p.host != self.id) {
+            self.link(user, &id, peer).kick.notify_one();
+        }
+    }
+
+    async fn run_link(
+        self: Arc<Self>,
+        user: UserId,
+        id: MailboxId,
+        peer: HostAddr,
+        link: Arc<Link>,
+    ) {
+        let span = tracing::debug_span!("link", mailbox = %user.short(), host = %self.id.short(), peer = %peer.host.short());
+        loop {
+            if tokio::time::timeout(LINK_IDLE, link.kick.notified())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            // Pushes until the peer has everything, or a push fails.
+            loop {
+                match tracing::Instrument::instrument(
+                    self.push_once(user, &id, &peer, &link),
+                    span.clone(),
+                )
+                .await
+                {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::debug!(parent: &span, error = %e, "push failed; retrying later");
+                        link.acked.send_replace(None);
+                        tokio::time::sleep(LINK_RETRY).await;
+                        link.kick.notify_one();
+                        break;
+                    }
+                }
+            }
+            if !self.mailboxes.contains(&id).unwrap_or(false) {
+                break;
+            }
+        }
+        let mut links = lock(&self.replication.links);
+        if links
+            .get(&(id.clone(), peer.host))
+            .is_some_and(|l| Arc::ptr_eq(l, &link))
+        {
+            links.remove(&(id, peer.host));
+        }
+    }
+
+    /// One step of a link; `Ok(true)` if there may be more to send.
+    async fn push_once(
+        &self,
+        user: UserId,
+        id: &MailboxId,
+        peer: &HostAddr,
+        link: &Link,
+    ) -> Result<bool, String> {
+        let addr = peer
+            .addr
+            .clone()
+            .ok_or("the peer's address is not known yet")?;
+        let known = link.acked.borrow().clone();
+        let Some(peer_vv) = known else {
+            let vv = self.send_sync(user, &addr, peer.host, Vec::new()).await?;
+            match vv {
+                Some(vv) => link.acked.send_replace(Some(vv)),
+                None => {
+                    let vv = self.send_copy(id, &addr, peer.host).await?;
+                    link.acked.send_replace(Some(vv))
+                }
+            };
+            return Ok(true);
+        };
+        let (since, ours) = self
+            .mailboxes
+            .since(id, peer_vv.clone(), SYNC_BATCH_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        match since {
+            Since::Ops { ops, .. } if ops.is_empty() => Ok(false),
+            Since::Ops { ops, more } => {
+                let ops: Vec<ByteBuf> = ops
+                    .into_iter()
+                    .take(SYNC_OPS_MAX)
+                    .map(|o| ByteBuf::from(o.to_vec()))
+                    .collect();
+                match self.send_sync(user, &addr, peer.host, ops).await? {
+                    Some(vv) => {
+                        let progressed = vv != peer_vv;
+                        let done = !more && vv.covers(&ours);
+                        link.acked.send_replace(Some(vv));
+                        if !progressed {
+                            return Err("the peer applied nothing (it lacks older ops)".into());
+                        }
+                        Ok(!done)
+                    }
+                    None => {
+                        link.acked.send_replace(None);
+                        Ok(true)
+                    }
+                }
+            }
+            Since::Full => {
+                let vv = self.send_copy(id, &addr, peer.host).await?;
+                link.acked.send_replace(Some(vv));
+                Ok(true)
+            }
+        }
+    }
+
+    /// Sends `ops`; the peer's vector, or `None` if it holds no copy.
+    async fn send_sync(
+        &self,
+        user: UserId,
+        addr: &str,
+        host: HostId,
+        ops: Vec<ByteBuf>,
+    ) -> Result<Option<VersionVector>, String> {
+        let req = HostRequest::Sync { mailbox: user, ops };
+        match self.session.host_request(addr, host, &req).await {
+            Ok(HostResponse::Synced { vv }) => Ok(Some(vv)),
+            Ok(other) => Err(format!("answered {other:?}")),
+            Err(crate::client::SessionError::Net(crate::net::NetError::Remote(w)))
+                if w.code == NOT_HERE =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Sends a whole copy; the vector the peer then has.
+    pub(super) async fn send_copy(
+        &self,
+        id: &MailboxId,
+        addr: &str,
+        host: HostId,
+    ) -> Result<VersionVector, String> {
+        let state = self.mailboxes.export(id).await.map_err(|e| e.to_string())?;
+        let vv = state.vv().map_err(|e| e.to_string())?;
+        self.send_mailbox(id, &state, host, addr, |header| HostRequest::Copy {
+            header,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!(mailbox = %id, peer = %host.short(), "sent a whole copy");
+        Ok(vv)
+    }
+
+    /// Whether `from` is listed as a holder of `user`'s mailbox (looking
+    /// again if the cached listing says no).
+    async fn is_holder(&self, user: UserId, from: HostId) -> Result<bool, WireError> {
+        if self
+            .listing(user, false)
+            .await?
+            .members
+            .iter()
+            .any(|m| m.host == from)
+        {
+            return Ok(true);
+        }
+        Ok(self
+            .listing(user, true)
+            .await?
+            .members
+            .iter()
+            .any(|m| m.host == from))
+    }
+
+    /// `Sync` from another replica.
+    pub(super) async fn handle_sync(
+        &self,
+        user: UserId,
+        ops: Vec<ByteBuf>,
+        from: HostId,
+    ) -> Result<HostResponse, WireError> {
+        if ops.len() > SYNC_OPS_MAX {
+            return Err(WireError::new(
+                WireError::TOO_LARGE,
+                format!("{} ops, at most {SYNC_OPS_MAX}", ops.len()),
+            ));
+        }
+        let id = mailbox_id(&user)?;
+        if !self.mailboxes.contains(&id).map_err(internal)? {
+            return Err(WireError::new(
+                NOT_HERE,
+                "this host does not hold that mailbox",
+            ));
+        }
+        if !self.is_holder(user, from).await? {
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                "only a listed replica of the mailbox may sync it",
+            ));
+        }
+        let vv = self
+            .mailboxes
+            .apply(&id, ops.into_iter().map(ByteBuf::into_vec).collect())
+            .await
+            .map_err(|e| match e {
+                MailboxCallError::Unknown(_) | MailboxCallError::Moved { .. } => {
+                    WireError::new(NOT_HERE, "this host does not hold that mailbox")
+                }
+                MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m),
+                e => internal(e),
+            })?;
+        Ok(HostResponse::Synced { vv })
+    }
+
+    /// `Copy` from another replica: a whole state follows.
+    pub(super) async fn handle_copy(
+        self: Arc<Self>,
+        header: Box<ExportHeader>,
+        mut ex: Exchange,
+    ) -> crate::net::Result<()> {
+        let answer = self.receive_copy(&header, &mut ex).await;
+        match answer {
+            Ok(r) => ex.reply(&r).await,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "refused a replica copy");
+                ex.reply_err(&e).await
+            }
+        }
+    }
+
+    async fn receive_copy(
+        &self,
+        header: &ExportHeader,
+        ex: &mut Exchange,
+    ) -> Result<HostResponse, WireError> {
+        let from = HostId(ex.peer_key);
+        let user: UserId = header.mailbox.as_str().parse().map_err(|_| {
+            WireError::new(WireError::BAD_REQUEST, "the mailbox id is not a user key")
+        })?;
+        if !self.is_holder(user, from).await? {
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                "only a listed replica of the mailbox may copy it here",
+            ));
+        }
+        let (_, state) = self.receive_export(header, ex).await?;
+        let incoming = state
+            .vv()
+            .map_err(|e| WireError::new(WireError::BAD_REQUEST, e.to_string()))?;
+        if incoming.len() > VV_ORIGINS_MAX {
+            return Err(WireError::new(
+                WireError::TOO_LARGE,
+                "version vector too long",
+            ));
+        }
+        let id = header.mailbox.clone();
+        let replace = self.mailboxes.contains(&id).map_err(internal)?;
+        if replace {
+            let (_, ours) = self
+                .mailboxes
+                .since(&id, VersionVector::new(), 0)
+                .await
+                .map_err(internal)?;
+            if !incoming.covers(&ours) {
+                return Err(WireError::new(
+                    crate::proto::dispatch::CONFLICT,
+                    format!(
+                        "this replica has ops the copy lacks ({ours} against {incoming}); sync first"
+                    ),
+                ));
+            }
+        }
+        let log_position = state.last_seq();
+        self.mailboxes
+            .import(&id, state, replace)
+            .await
+            .map_err(internal)?;
+        self.keeper_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .copied(&id);
+        tracing::info!(mailbox = %user.short(), host = %self.id.short(), from = %from.short(), "took a replica copy");
+        Ok(HostResponse::Imported { log_position })
+    }
+
+    /// `Replicas`: what this host holds, with version vectors.
+    pub(super) async fn replicas(&self) -> Result<HostResponse, WireError> {
+        let mut out = Vec::new();
+        for id in self.mailboxes.list().map_err(internal)? {
+            let Ok(user) = id.as_str().parse::<UserId>() else {
+                continue;
+            };
+            if let Ok((_, vv)) = self.mailboxes.since(&id, VersionVector::new(), 0).await {
+                out.push((user, vv));
+            }
+        }
+        Ok(HostResponse::Replicas(out))
+    }
+}
+
+/// Waits for the first of several futures (a tiny `select_all`).
+async fn futures_select_all<F, T>(futures: impl Iterator<Item = F>) -> (T, usize, ())
+where
+    F: std::future::Future<Output = T> + Unpin,
+{
+    let mut futures: Vec<F> = futures.collect();
+    std::future::poll_fn(move |cx| {
+        for (i, f) in futures.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready((v, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,190 @@
+//! The keeper's decision for one mailbox's replica set, sans-IO.
+//!
+//! Every replica looks at the set the dispatch unit lists for its mailbox,
+//! with the hosts' liveness (their leases), and decides the same way:
+//! - a host not listed is no member: it syncs once more and then discards
+//!   its copy (after a grace period, as a fresh copy is listed only once it
+//!   is complete);
+//! - the **leader** is the listed host with the smallest id among those
+//!   online; only it changes the set, so survivors of one failure do not
+//!   all regenerate the same lost copy;
+//! - the leader drops members whose lease expired, adds copies until R are
+//!   live, and — if several leaders acted on an old picture and the set
+//!   grew past R — removes extras deterministically: the owner's home host
+//!   stays, then the leader, then members in listed order. This is the
+//!   paper's "synchronized termination", decided by one host and committed
+//!   by the unit's epoch check, so concurrent attempts cannot both land.
+
+use crate::identity::HostId;
+
+/// A listed replica and whether its host holds a live lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub host: HostId,
+    pub online: bool,
+}
+
+/// What this host should do about one mailbox's replica set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeeperPlan {
+    /// This host is not listed: its copy is stale.
+    NotMember,
+    /// Another host leads; keep in sync with the other online members.
+    Follow { peers: Vec<HostId> },
+    /// This host leads. `keep` is the new listing before additions (in
+    /// preference order), `add` how many new copies to place. `changed`
+    /// says whether the dispatch listing must be updated at all.
+    Lead {
+        peers: Vec<HostId>,
+        keep: Vec<HostId>,
+        add: usize,
+        changed: bool,
+    },
+}
+
+/// Decides for host `me`, wanting `r` replicas, given the listing and the
+/// owner's home host (if it is online).
+pub fn plan(me: HostId, r: usize, listed: &[Member], home: Option<HostId>) -> KeeperPlan {
+    if !listed.iter().any(|m| m.host == me) {
+        return KeeperPlan::NotMember;
+    }
+    let online: Vec<HostId> = listed
+        .iter()
+        .filter(|m| m.online || m.host == me)
+        .map(|m| m.host)
+        .collect();
+    let peers: Vec<HostId> = online.iter().copied().filter(|h| *h != me).collect();
+    let leader = online.iter().min().copied();
+    if leader != Some(me) {
+        return KeeperPlan::Follow { peers };
+    }
+    let r = r.max(1);
+    let mut keep: Vec<HostId> = Vec::with_capacity(online.len());
+    if let Some(home) = home.filter(|h| online.contains(h)) {
+        keep.push(home);
+    }
+    if !keep.contains(&me) {
+        keep.push(me);
+    }
+    for h in &online {
+        if !keep.contains(h) {
+            keep.push(*h);
+        }
+    }
+    keep.truncate(r);
+    let add = r - keep.len();
+    // The listing order is the lookup preference: keep it where nothing
+    // forces a change, so clients' cached answers stay good.
+    let listed_hosts: Vec<HostId> = listed.iter().map(|m| m.host).collect();
+    let same_set =
+        keep.len() == listed_hosts.len() && keep.iter().all(|h| listed_hosts.contains(h));
+    let home_first_ok = home
+        .filter(|h| keep.contains(h))
+        .is_none_or(|h| listed_hosts.first() == Some(&h));
+    if same_set && home_first_ok {
+        keep = listed_hosts;
+    }
+    let changed = add > 0 || !(same_set && home_first_ok);
+    KeeperPlan::Lead {
+        peers,
+        keep,
+        add,
+        changed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(b: u8) -> HostId {
+        HostId([b; 32])
+    }
+
+    fn m(b: u8, online: bool) -> Member {
+        Member { host: h(b), online }
+    }
+
+    #[test]
+    fn unlisted_host_is_no_member() {
+        assert_eq!(plan(h(9), 3, &[m(1, true)], None), KeeperPlan::NotMember);
+    }
+
+    #[test]
+    fn smallest_online_host_leads() {
+        let listed = [m(1, false), m(2, true), m(3, true)];
+        assert_eq!(
+            plan(h(3), 3, &listed, None),
+            KeeperPlan::Follow { peers: vec![h(2)] }
+        );
+        match plan(h(2), 3, &listed, None) {
+            KeeperPlan::Lead {
+                keep, add, changed, ..
+            } => {
+                assert_eq!(keep, vec![h(2), h(3)]);
+                assert_eq!(add, 1);
+                assert!(changed);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_healthy_set_is_left_alone() {
+        let listed = [m(3, true), m(1, true), m(2, true)];
+        assert_eq!(
+            plan(h(1), 3, &listed, None),
+            KeeperPlan::Lead {
+                peers: vec![h(3), h(2)],
+                keep: vec![h(3), h(1), h(2)],
+                add: 0,
+                changed: false
+            }
+        );
+    }
+
+    #[test]
+    fn extras_are_trimmed_deterministically_keeping_home_and_leader() {
+        let listed = [m(5, true), m(4, true), m(1, true), m(2, true), m(3, true)];
+        match plan(h(1), 3, &listed, Some(h(3))) {
+            KeeperPlan::Lead {
+                keep, add, changed, ..
+            } => {
+                assert_eq!(keep, vec![h(3), h(1), h(5)]);
+                assert_eq!(add, 0);
+                assert!(changed);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Every member computes the same leader, so only h(1) acts.
+        for b in [2, 3, 4, 5] {
+            assert!(matches!(
+                plan(h(b), 3, &listed, Some(h(3))),
+                KeeperPlan::Follow { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn home_moves_to_the_front() {
+        let listed = [m(1, true), m(2, true), m(3, true)];
+        match plan(h(1), 3, &listed, Some(h(2))) {
+            KeeperPlan::Lead { keep, changed, .. } => {
+                assert_eq!(keep, vec![h(2), h(1), h(3)]);
+                assert!(changed);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fewer_hosts_than_r_is_not_an_error() {
+        match plan(h(1), 3, &[m(1, true)], None) {
+            KeeperPlan::Lead { keep, add, .. } => {
+                assert_eq!(keep, vec![h(1)]);
+                assert_eq!(add, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
