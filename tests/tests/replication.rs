@@ -16,6 +16,14 @@ use anyhow::{Context as _, bail, ensure};
 use dem_tests::{Daemon, Result, User, arg, free_udp_port, temp_dir};
 use serde_json::Value;
 
+/// One network at a time: three five-process networks at once on two
+/// cores make live hosts miss their short leases.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Lease of a host in these tests: a killed host is offline after it.
 const LEASE_MS: &str = "1500";
 
@@ -150,6 +158,23 @@ fn send(from: &User, to: &str, subject: &str) -> Result<String> {
     Ok(out.trim().to_string())
 }
 
+/// Sends, retrying a refusal a few times: right after a crash a replica
+/// may still be catching up, and the refusal says a retry is safe
+/// (delivery is idempotent by mail id).
+fn send_retrying(from: &User, to: &str, subject: &str) -> Result<String> {
+    let mut last = None;
+    for _ in 0..3 {
+        match send(from, to, subject) {
+            Ok(id) => return Ok(id),
+            Err(e) => {
+                println!("send refused, retrying: {e:#}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.context("no attempt")?)
+}
+
 /// Waits up to `limit` for `ok`.
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> Result<bool>) -> Result<Duration> {
     let start = Instant::now();
@@ -166,6 +191,7 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> Result<bool>) -
 
 #[test]
 fn crash_of_two_hosts_loses_no_acknowledged_mail_and_replicas_regenerate() -> Result<()> {
+    let _serial = serial();
     let ips = [
         "127.0.0.131",
         "127.0.0.132",
@@ -239,7 +265,7 @@ fn crash_of_two_hosts_loses_no_acknowledged_mail_and_replicas_regenerate() -> Re
     );
     acked.extend(during);
     for i in 0..5 {
-        acked.push(send(&alice, "bob", &format!("after {i}"))?);
+        acked.push(send_retrying(&alice, "bob", &format!("after {i}"))?);
     }
     let have = inbox_ids(&bob)?;
     let lost: Vec<&String> = acked.iter().filter(|id| !have.contains(*id)).collect();
@@ -255,6 +281,7 @@ fn crash_of_two_hosts_loses_no_acknowledged_mail_and_replicas_regenerate() -> Re
 
 #[test]
 fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
+    let _serial = serial();
     let ips = ["127.0.0.141", "127.0.0.142", "127.0.0.143"];
     let net = Net::start(&ips, "127.0.0.140")?;
     let alice = net.user("alice")?;
@@ -329,6 +356,7 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
 
 #[test]
 fn full_restart_keeps_everything_acknowledged() -> Result<()> {
+    let _serial = serial();
     let ips = ["127.0.0.151", "127.0.0.152", "127.0.0.153"];
     let mut net = Net::start(&ips, "127.0.0.150")?;
     let alice = net.user("alice")?;
