@@ -958,3 +958,98 @@ impl Daemon {
         Ok(())
     }
 }
+
+/// Starts `dem dispatch` on a free port of `ip` with its data in `data`,
+/// plus `extra` flags (`--replicas`, `--lease-ms`, ...).
+pub fn start_dispatch(ip: &str, data: &Path, extra: &[&str]) -> Result<Daemon> {
+    let listen = format!("{ip}:{}", free_udp_port(ip)?);
+    let mut args = vec!["dispatch", "--listen", &listen, "--data", arg(data)];
+    args.extend_from_slice(extra);
+    Daemon::start(args)
+}
+
+/// Starts `dem host` listening on `listen` (`IP:PORT`), joined to
+/// `dispatch`, with its data in `data`, plus `extra` flags.
+pub fn start_host(listen: &str, dispatch: &str, data: &Path, extra: &[&str]) -> Result<Daemon> {
+    let mut args = vec![
+        "host",
+        "--listen",
+        listen,
+        "--dispatch",
+        dispatch,
+        "--data",
+        arg(data),
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(args)
+}
+
+/// `dem send` of a one-line mail; the printed mail id.
+pub fn send_mail(from: &User, to: &str, subject: &str) -> Result<String> {
+    let out = from.run(["send", "--to", to, "--subject", subject, "--body", "hello"])?;
+    let id = out.trim().to_string();
+    ensure!(id.len() == 32, "send printed {out:?}");
+    Ok(id)
+}
+
+/// The mail ids of a user's inbox, newest first.
+pub fn inbox_ids(user: &User) -> Result<Vec<String>> {
+    let inbox: Value = serde_json::from_str(&user.run(["inbox", "--json", "--limit", "1000"])?)?;
+    Ok(inbox
+        .as_array()
+        .context("inbox is an array")?
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(String::from))
+        .collect())
+}
+
+/// Polls `ok` every 200 ms for up to `limit`; how long it took.
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut ok: impl FnMut() -> Result<bool>,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if ok()? {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            bail!("{what} did not happen within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Creates `name`'s key under `root/name` and registers it through
+/// `dispatch`.
+pub fn register_user(root: &Path, name: &str, dispatch: &str) -> Result<User> {
+    let user = User::new(root.join(name));
+    user.run(["id", "new", name])?;
+    let out = user.run(["register", "--dispatch", dispatch])?;
+    ensure!(out.contains(&format!("registered {name}")), "{out}");
+    Ok(user)
+}
+
+/// `dem admin status --json`, asked as `user`.
+pub fn admin_status(user: &User) -> Result<Value> {
+    Ok(serde_json::from_str(
+        &user.run(["admin", "status", "--json"])?,
+    )?)
+}
+
+/// The hosts listed for `name`'s mailbox in an `admin status` answer.
+pub fn holders_in(status: &Value, name: &str) -> Result<Vec<String>> {
+    let u = status["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["name"] == name)
+        .with_context(|| format!("{name} in the status: {status}"))?;
+    Ok(u["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().map(String::from))
+        .collect())
+}

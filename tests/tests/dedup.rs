@@ -4,7 +4,9 @@
 //! references it and can fetch it back intact.
 
 use anyhow::{Context as _, ensure};
-use dem_tests::{Daemon, Result, User, arg, count_files, free_udp_port, temp_dir};
+use dem_tests::{
+    Result, User, arg, count_files, free_udp_port, start_dispatch, start_host, temp_dir,
+};
 use serde_json::Value;
 
 const DISPATCH_IP: &str = "127.0.0.81";
@@ -14,34 +16,16 @@ const RECIPIENTS: usize = 20;
 #[test]
 fn one_stored_copy_for_twenty_recipients() -> Result<()> {
     let tmp = temp_dir();
-    let dispatch_addr = format!("{DISPATCH_IP}:{}", free_udp_port(DISPATCH_IP)?);
-    let dispatch = Daemon::start([
-        "dispatch",
-        "--listen",
-        &dispatch_addr,
-        "--data",
-        arg(&tmp.path().join("dispatch")),
-        // One copy per mailbox: these tests are about where *the* mailbox
-        // is; replicas have their own tests (replication.rs).
-        "--replicas",
-        "1",
-        "--write-quorum",
-        "1",
-    ])?;
+    // One copy per mailbox: these tests are about where *the* mailbox is;
+    // replicas have their own tests (replication.rs).
+    let one_copy = ["--replicas", "1", "--write-quorum", "1"];
+    let dispatch = start_dispatch(DISPATCH_IP, &tmp.path().join("dispatch"), &one_copy)?;
     let mut hosts = Vec::new();
     for (i, ip) in HOST_IPS.iter().enumerate() {
         let listen = format!("{ip}:{}", free_udp_port(ip)?);
-        hosts.push(Daemon::start([
-            "host",
-            "--listen",
-            &listen,
-            "--dispatch",
-            &dispatch.addr,
-            "--data",
-            arg(&tmp.path().join(format!("host{i}"))),
-            "--heartbeat-ms",
-            "300",
-        ])?);
+        let data = tmp.path().join(format!("host{i}"));
+        let flags = ["--heartbeat-ms", "300"];
+        hosts.push(start_host(&listen, &dispatch.addr, &data, &flags)?);
     }
     let mut names = vec!["alice".to_string()];
     names.extend((0..RECIPIENTS).map(|i| format!("r{i:02}")));

@@ -6,10 +6,13 @@
 //! (127.0.0.5x), temp dirs and ports.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
-use dem_tests::{Daemon, Result, User, arg, free_udp_port, temp_dir};
+use anyhow::{Context as _, ensure};
+use dem_tests::{
+    Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, inbox_ids, register_user,
+    send_mail, temp_dir,
+};
 use serde_json::Value;
 
 /// One dispatch unit and some hosts on `ips[0]` and `ips[1..]`.
@@ -19,22 +22,17 @@ struct Net {
 }
 
 fn start_dispatch(tmp: &std::path::Path, ip: &str) -> Result<Daemon> {
-    let addr = format!("{ip}:{}", free_udp_port(ip)?);
-    Daemon::start([
-        "dispatch",
-        "--listen",
-        &addr,
-        "--data",
-        arg(&tmp.join("dispatch")),
-        // One copy per mailbox: these tests are about where *the* mailbox
-        // is; replicas have their own tests (replication.rs).
+    // One copy per mailbox: these tests are about where *the* mailbox is;
+    // replicas have their own tests (replication.rs).
+    let extra = [
         "--replicas",
         "1",
         "--write-quorum",
         "1",
         "--lease-ms",
         "3000",
-    ])
+    ];
+    dem_tests::start_dispatch(ip, &tmp.join("dispatch"), &extra)
 }
 
 fn start_host(
@@ -45,23 +43,11 @@ fn start_host(
     home: Option<&std::path::Path>,
 ) -> Result<Daemon> {
     let listen = format!("{ip}:{}", free_udp_port(ip)?);
-    let data = tmp.join(name);
-    let mut args = vec![
-        "host".to_string(),
-        "--listen".into(),
-        listen,
-        "--dispatch".into(),
-        dispatch.into(),
-        "--data".into(),
-        arg(&data).into(),
-        "--heartbeat-ms".into(),
-        "500".into(),
-    ];
+    let mut extra = vec!["--heartbeat-ms", "500"];
     if let Some(h) = home {
-        args.push("--home".into());
-        args.push(arg(h).into());
+        extra.extend(["--home", arg(h)]);
     }
-    Daemon::start(args)
+    dem_tests::start_host(&listen, dispatch, &tmp.join(name), &extra)
 }
 
 impl Net {
@@ -81,63 +67,13 @@ impl Net {
     }
 }
 
-fn register(tmp: &std::path::Path, name: &str, dispatch: &str) -> Result<User> {
-    let user = User::new(tmp.join(name));
-    user.run(["id", "new", name])?;
-    let out = user.run(["register", "--dispatch", dispatch])?;
-    ensure!(out.contains(&format!("registered {name}")), "{out}");
-    Ok(user)
-}
-
-fn status(user: &User) -> Result<Value> {
-    Ok(serde_json::from_str(
-        &user.run(["admin", "status", "--json"])?,
-    )?)
-}
-
 /// The host ids holding `name`'s mailbox, per `admin status`.
 fn holders(user: &User, name: &str) -> Result<Vec<String>> {
-    let s = status(user)?;
-    let u = s["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|u| u["name"] == name)
-        .with_context(|| format!("{name} in the status: {s}"))?;
-    Ok(u["hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h.as_str().map(String::from))
-        .collect())
+    holders_in(&admin_status(user)?, name)
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if cond()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out waiting for {what}")
-}
-
-fn send(from: &User, to: &str, subject: &str) -> Result<String> {
-    let out = from.run(["send", "--to", to, "--subject", subject, "--body", "hello"])?;
-    let id = out.trim().to_string();
-    ensure!(id.len() == 32, "send printed {out:?}");
-    Ok(id)
-}
-
-fn inbox_ids(user: &User) -> Result<Vec<String>> {
-    let inbox: Value = serde_json::from_str(&user.run(["inbox", "--json", "--limit", "500"])?)?;
-    Ok(inbox
-        .as_array()
-        .context("inbox is an array")?
-        .iter()
-        .filter_map(|m| m["id"].as_str().map(String::from))
-        .collect())
+fn wait_for(what: &str, cond: impl FnMut() -> Result<bool>) -> Result<()> {
+    dem_tests::wait_for(what, Duration::from_secs(30), cond).map(drop)
 }
 
 /// The other host of two.
@@ -149,8 +85,8 @@ fn other<'a>(hosts: &'a [Daemon], id: &str) -> Result<&'a Daemon> {
 fn admin_move_while_a_sender_delivers_loses_and_duplicates_nothing() -> Result<()> {
     let tmp = temp_dir();
     let net = Net::start(tmp.path(), &["127.0.0.51", "127.0.0.52", "127.0.0.53"])?;
-    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
-    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
     let source = holders(&bob, "bob")?;
     ensure!(source.len() == 1, "bob's mailbox on {source:?}");
     let target = other(&net.hosts, &source[0])?.id.clone();
@@ -160,7 +96,7 @@ fn admin_move_while_a_sender_delivers_loses_and_duplicates_nothing() -> Result<(
         std::thread::spawn(move || -> Result<Vec<String>> {
             let mut ids = Vec::new();
             for i in 0..24 {
-                ids.push(send(&alice, "bob", &format!("m{i}"))?);
+                ids.push(send_mail(&alice, "bob", &format!("m{i}"))?);
             }
             Ok(ids)
         })
@@ -187,13 +123,13 @@ fn admin_move_while_a_sender_delivers_loses_and_duplicates_nothing() -> Result<(
         unique.difference(&sent).collect::<Vec<_>>()
     );
     // New mail reaches the new holder.
-    let late = send(&alice, "bob", "after the move")?;
+    let late = send_mail(&alice, "bob", "after the move")?;
     ensure!(inbox_ids(&bob)?.contains(&late), "late mail missing");
     Ok(())
 }
 
 fn user_entry(user: &User, name: &str) -> Result<Value> {
-    let s = status(user)?;
+    let s = admin_status(user)?;
     s["users"]
         .as_array()
         .into_iter()
@@ -207,11 +143,11 @@ fn user_entry(user: &User, name: &str) -> Result<Value> {
 fn the_mailbox_moves_home_when_the_owners_host_starts() -> Result<()> {
     let tmp = temp_dir();
     let net = Net::start(tmp.path(), &["127.0.0.54", "127.0.0.55"])?;
-    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
-    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
     ensure!(holders(&bob, "bob")? == vec![net.hosts[0].id.clone()]);
     // Bob is offline: the mail waits on the shared host.
-    let early = send(&alice, "bob", "while you were out")?;
+    let early = send_mail(&alice, "bob", "while you were out")?;
     ensure!(user_entry(&bob, "bob")?["online"] == false);
 
     let bob_host = start_host(
@@ -229,11 +165,11 @@ fn the_mailbox_moves_home_when_the_owners_host_starts() -> Result<()> {
         inbox_ids(&bob)? == vec![early.clone()],
         "the early mail came along"
     );
-    let late = send(&alice, "bob", "welcome home")?;
+    let late = send_mail(&alice, "bob", "welcome home")?;
     let ids = inbox_ids(&bob)?;
     ensure!(ids.len() == 2 && ids.contains(&late), "{ids:?}");
     // Nothing of bob's is left on the shared host.
-    let s = status(&bob)?;
+    let s = admin_status(&bob)?;
     let shared = s["hosts"]
         .as_array()
         .into_iter()
@@ -255,8 +191,8 @@ fn the_mailbox_moves_home_when_the_owners_host_starts() -> Result<()> {
 fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
     let tmp = temp_dir();
     let mut net = Net::start(tmp.path(), &["127.0.0.57", "127.0.0.58"])?;
-    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
-    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
     let file = tmp.path().join("plan.bin");
     let content: Vec<u8> = (0..2_200_000u32)
         .map(|i| (i * 13 + i / 777) as u8)
@@ -282,7 +218,7 @@ fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
         status_code.success(),
         "the leaving host exited with {status_code}"
     );
-    let s = status(&bob)?;
+    let s = admin_status(&bob)?;
     println!("{s}");
     let host = |id: &str| {
         s["hosts"]
@@ -331,13 +267,13 @@ fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
 fn a_failed_move_leaves_the_mailbox_intact_at_the_source() -> Result<()> {
     let tmp = temp_dir();
     let mut net = Net::start(tmp.path(), &["127.0.0.74", "127.0.0.75", "127.0.0.76"])?;
-    let alice = register(tmp.path(), "alice", &net.dispatch.addr)?;
-    let bob = register(tmp.path(), "bob", &net.dispatch.addr)?;
+    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
     let source = holders(&bob, "bob")?;
     ensure!(source.len() == 1);
     let mut sent = Vec::new();
     for i in 0..3 {
-        sent.push(send(&alice, "bob", &format!("m{i}"))?);
+        sent.push(send_mail(&alice, "bob", &format!("m{i}"))?);
     }
     // The target dies (its lease has not expired yet, so dispatch still
     // authorizes the move): the transfer cannot complete.
@@ -354,7 +290,7 @@ fn a_failed_move_leaves_the_mailbox_intact_at_the_source() -> Result<()> {
     let got: BTreeSet<_> = inbox_ids(&bob)?.into_iter().collect();
     ensure!(got == sent.iter().cloned().collect(), "{got:?}");
     // It is live: new mail arrives.
-    let late = send(&alice, "bob", "still here")?;
+    let late = send_mail(&alice, "bob", "still here")?;
     ensure!(inbox_ids(&bob)?.contains(&late));
     Ok(())
 }

@@ -12,8 +12,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
-use dem_tests::{Daemon, Result, User, arg, free_udp_port, temp_dir};
+use anyhow::{Context as _, ensure};
+use dem_tests::{
+    Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, inbox_ids, register_user,
+    send_mail, start_host, temp_dir, wait_for,
+};
 use serde_json::Value;
 
 /// One network at a time: three five-process networks at once on two
@@ -24,8 +27,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Lease of a host in these tests: a killed host is offline after it.
-const LEASE_MS: &str = "1500";
+/// Short leases (a killed host is offline after 1.5 s), R = 3, W = 2.
+const DISPATCH_FLAGS: [&str; 6] = [
+    "--lease-ms",
+    "1500",
+    "--replicas",
+    "3",
+    "--write-quorum",
+    "2",
+];
 
 struct Net {
     _tmp: tempfile::TempDir,
@@ -39,20 +49,8 @@ impl Net {
     fn start(ips: &[&str], dispatch_ip: &str) -> Result<Self> {
         let tmp = temp_dir();
         let root = tmp.path().to_path_buf();
-        let addr = format!("{dispatch_ip}:{}", free_udp_port(dispatch_ip)?);
-        let dispatch = Daemon::start([
-            "dispatch",
-            "--listen",
-            &addr,
-            "--data",
-            arg(&root.join("dispatch")),
-            "--lease-ms",
-            LEASE_MS,
-            "--replicas",
-            "3",
-            "--write-quorum",
-            "2",
-        ])?;
+        let dispatch =
+            dem_tests::start_dispatch(dispatch_ip, &root.join("dispatch"), &DISPATCH_FLAGS)?;
         let mut net = Net {
             _tmp: tmp,
             root,
@@ -71,28 +69,14 @@ impl Net {
 
     fn start_host(&mut self, i: usize) -> Result<()> {
         let data = self.root.join(format!("host{i}"));
-        let host = Daemon::start([
-            "host",
-            "--listen",
-            &self.host_addrs[i],
-            "--dispatch",
-            &self.dispatch.addr,
-            "--data",
-            arg(&data),
-            "--heartbeat-ms",
-            "300",
-            "--keeper-ms",
-            "300",
-        ])?;
+        let flags = ["--heartbeat-ms", "300", "--keeper-ms", "300"];
+        let host = start_host(&self.host_addrs[i], &self.dispatch.addr, &data, &flags)?;
         self.hosts[i] = Some(host);
         Ok(())
     }
 
     fn user(&self, name: &str) -> Result<User> {
-        let user = User::new(self.root.join(name));
-        user.run(["id", "new", name])?;
-        user.run(["register", "--dispatch", &self.dispatch.addr])?;
-        Ok(user)
+        register_user(&self.root, name, &self.dispatch.addr)
     }
 
     fn host_index(&self, id: &str) -> Option<usize> {
@@ -100,29 +84,6 @@ impl Net {
             .iter()
             .position(|h| h.as_ref().is_some_and(|h| h.id == id))
     }
-}
-
-/// `dem admin status --json`.
-fn status(user: &User) -> Result<Value> {
-    Ok(serde_json::from_str(
-        &user.run(["admin", "status", "--json"])?,
-    )?)
-}
-
-/// The replica hosts of `name`'s mailbox, as listed.
-fn replicas_of(status: &Value, name: &str) -> Result<Vec<String>> {
-    let u = status["users"]
-        .as_array()
-        .context("users")?
-        .iter()
-        .find(|u| u["name"] == name)
-        .with_context(|| format!("{name} in {status}"))?;
-    Ok(u["hosts"]
-        .as_array()
-        .context("hosts")?
-        .iter()
-        .filter_map(|h| h.as_str().map(String::from))
-        .collect())
 }
 
 /// Whether every listed replica of every user is an online host, R of them.
@@ -135,7 +96,7 @@ fn all_at_r(status: &Value, names: &[&str], r: usize) -> Result<bool> {
         .filter_map(|h| h["id"].as_str().map(String::from))
         .collect();
     for name in names {
-        let reps = replicas_of(status, name)?;
+        let reps = holders_in(status, name)?;
         if reps.len() != r || !reps.iter().all(|h| online.contains(h)) {
             return Ok(false);
         }
@@ -143,19 +104,8 @@ fn all_at_r(status: &Value, names: &[&str], r: usize) -> Result<bool> {
     Ok(true)
 }
 
-fn inbox_ids(user: &User) -> Result<BTreeSet<String>> {
-    let inbox: Value = serde_json::from_str(&user.run(["inbox", "--json", "--limit", "1000"])?)?;
-    Ok(inbox
-        .as_array()
-        .context("inbox is an array")?
-        .iter()
-        .filter_map(|m| m["id"].as_str().map(String::from))
-        .collect())
-}
-
-fn send(from: &User, to: &str, subject: &str) -> Result<String> {
-    let out = from.run(["send", "--to", to, "--subject", subject, "--body", "hello"])?;
-    Ok(out.trim().to_string())
+fn inbox_set(user: &User) -> Result<BTreeSet<String>> {
+    Ok(inbox_ids(user)?.into_iter().collect())
 }
 
 /// Sends, retrying a refusal a few times: right after a crash a replica
@@ -164,7 +114,7 @@ fn send(from: &User, to: &str, subject: &str) -> Result<String> {
 fn send_retrying(from: &User, to: &str, subject: &str) -> Result<String> {
     let mut last = None;
     for _ in 0..3 {
-        match send(from, to, subject) {
+        match send_mail(from, to, subject) {
             Ok(id) => return Ok(id),
             Err(e) => {
                 println!("send refused, retrying: {e:#}");
@@ -173,20 +123,6 @@ fn send_retrying(from: &User, to: &str, subject: &str) -> Result<String> {
         }
     }
     Err(last.context("no attempt")?)
-}
-
-/// Waits up to `limit` for `ok`.
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> Result<bool>) -> Result<Duration> {
-    let start = Instant::now();
-    loop {
-        if ok()? {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            bail!("{what} did not happen within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -205,15 +141,15 @@ fn crash_of_two_hosts_loses_no_acknowledged_mail_and_replicas_regenerate() -> Re
     let carol = net.user("carol")?;
     let names = ["alice", "bob", "carol"];
     wait_for("3 replicas each", Duration::from_secs(10), || {
-        all_at_r(&status(&alice)?, &names, 3)
+        all_at_r(&admin_status(&alice)?, &names, 3)
     })?;
 
     let mut acked = Vec::new();
     for i in 0..5 {
-        acked.push(send(&alice, "bob", &format!("before {i}"))?);
+        acked.push(send_mail(&alice, "bob", &format!("before {i}"))?);
     }
     // Kill two hosts holding bob's mailbox while alice keeps sending.
-    let bobs = replicas_of(&status(&alice)?, "bob")?;
+    let bobs = holders_in(&admin_status(&alice)?, "bob")?;
     let victims: Vec<usize> = bobs
         .iter()
         .take(2)
@@ -228,7 +164,7 @@ fn crash_of_two_hosts_loses_no_acknowledged_mail_and_replicas_regenerate() -> Re
             for i in 0..25 {
                 // A refusal is not an acknowledgement: only count the
                 // mails whose id was printed.
-                match send(&alice, "bob", &format!("during {i}")) {
+                match send_mail(&alice, "bob", &format!("during {i}")) {
                     Ok(id) => acked.push(id),
                     Err(_) => refused += 1,
                 }
@@ -248,7 +184,7 @@ fn crash_of_two_hosts_loses_no_acknowledged_mail_and_replicas_regenerate() -> Re
     let regen = wait_for(
         "every mailbox back at 3 live replicas",
         Duration::from_secs(20),
-        || all_at_r(&status(&carol)?, &names, 3),
+        || all_at_r(&admin_status(&carol)?, &names, 3),
     )?;
     let since_kill = killed_at.elapsed();
     println!("back at 3 replicas {since_kill:?} after the kill");
@@ -267,7 +203,7 @@ fn crash_of_two_hosts_loses_no_acknowledged_mail_and_replicas_regenerate() -> Re
     for i in 0..5 {
         acked.push(send_retrying(&alice, "bob", &format!("after {i}"))?);
     }
-    let have = inbox_ids(&bob)?;
+    let have = inbox_set(&bob)?;
     let lost: Vec<&String> = acked.iter().filter(|id| !have.contains(*id)).collect();
     ensure!(lost.is_empty(), "acknowledged mails lost: {lost:?}");
     ensure!(
@@ -287,12 +223,12 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
     let alice = net.user("alice")?;
     let bob = net.user("bob")?;
     wait_for("3 replicas each", Duration::from_secs(10), || {
-        all_at_r(&status(&alice)?, &["alice", "bob"], 3)
+        all_at_r(&admin_status(&alice)?, &["alice", "bob"], 3)
     })?;
-    let keep = send(&alice, "bob", "keep")?;
-    let doomed = send(&alice, "bob", "doomed")?;
+    let keep = send_mail(&alice, "bob", "keep")?;
+    let doomed = send_mail(&alice, "bob", "doomed")?;
     // Pause the first replica (the one lookups prefer): the others serve.
-    let first = replicas_of(&status(&alice)?, "bob")?[0].clone();
+    let first = holders_in(&admin_status(&alice)?, "bob")?[0].clone();
     let paused = net.hosts[net.host_index(&first).context("paused host")?]
         .as_ref()
         .context("host")?;
@@ -301,14 +237,14 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
     let result = (|| -> Result<()> {
         // Wait for its lease to run out, so lookups stop naming it first.
         wait_for("the paused host offline", Duration::from_secs(10), || {
-            let s = status(&alice)?;
+            let s = admin_status(&alice)?;
             Ok(s["hosts"]
                 .as_array()
                 .context("hosts")?
                 .iter()
                 .any(|h| h["id"] == first.as_str() && h["online"] == false))
         })?;
-        let new = send(&alice, "bob", "while paused")?;
+        let new = send_mail(&alice, "bob", "while paused")?;
         bob.run(["delete", &doomed])?;
         bob.run(["flag", &keep, "+seen"])?;
         paused.signal("CONT")?;
@@ -316,11 +252,11 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
         // Everything converges: whichever replica answers, the state is
         // the same, the deleted mail gone, the flag set.
         wait_for("convergence", Duration::from_secs(20), || {
-            let s = status(&alice)?;
+            let s = admin_status(&alice)?;
             if !all_at_r(&s, &["bob"], 3)? {
                 return Ok(false);
             }
-            let ids = inbox_ids(&bob)?;
+            let ids = inbox_set(&bob)?;
             Ok(ids.contains(&keep) && ids.contains(&new) && !ids.contains(&doomed))
         })?;
         let inbox: Value = serde_json::from_str(&bob.run(["inbox", "--json"])?)?;
@@ -341,7 +277,7 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
     // Replicas agree: every host holding bob's mailbox reports the same
     // version vector.
     wait_for("replicas in sync", Duration::from_secs(20), || {
-        let s = status(&alice)?;
+        let s = admin_status(&alice)?;
         let u = s["users"]
             .as_array()
             .context("users")?
@@ -362,11 +298,11 @@ fn full_restart_keeps_everything_acknowledged() -> Result<()> {
     let alice = net.user("alice")?;
     let bob = net.user("bob")?;
     wait_for("3 replicas each", Duration::from_secs(10), || {
-        all_at_r(&status(&alice)?, &["alice", "bob"], 3)
+        all_at_r(&admin_status(&alice)?, &["alice", "bob"], 3)
     })?;
     let mut acked = BTreeSet::new();
     for i in 0..8 {
-        acked.insert(send(&alice, "bob", &format!("mail {i}"))?);
+        acked.insert(send_mail(&alice, "bob", &format!("mail {i}"))?);
     }
     let gone = acked.pop_first().context("a mail")?;
     bob.run(["delete", &gone])?;
@@ -378,19 +314,10 @@ fn full_restart_keeps_everything_acknowledged() -> Result<()> {
     }
     net.dispatch.kill();
     let addr = net.dispatch.addr.clone();
-    net.dispatch = Daemon::start([
-        "dispatch",
-        "--listen",
-        &addr,
-        "--data",
-        arg(&net.root.join("dispatch")),
-        "--lease-ms",
-        LEASE_MS,
-        "--replicas",
-        "3",
-        "--write-quorum",
-        "2",
-    ])?;
+    let data = net.root.join("dispatch");
+    let mut args = vec!["dispatch", "--listen", &addr, "--data", arg(&data)];
+    args.extend_from_slice(&DISPATCH_FLAGS);
+    net.dispatch = Daemon::start(args)?;
     for i in 0..ips.len() {
         net.start_host(i)?;
     }
@@ -398,7 +325,7 @@ fn full_restart_keeps_everything_acknowledged() -> Result<()> {
         "all acknowledged mail back",
         Duration::from_secs(20),
         || {
-            let ids = match inbox_ids(&bob) {
+            let ids = match inbox_set(&bob) {
                 Ok(ids) => ids,
                 Err(_) => return Ok(false),
             };
