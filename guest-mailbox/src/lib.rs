@@ -12,12 +12,21 @@ wit_bindgen::generate!({
     additional_derives: [PartialEq],
 });
 
+#[cfg(test)]
+mod converge_tests;
+mod deliver;
+mod digest;
 mod directory;
 mod error;
+#[cfg(test)]
+mod folder_race_tests;
 mod folders;
 mod limits;
+mod lww;
 mod mail;
 mod names;
+mod placement;
+mod schema_v1;
 mod search;
 mod snapshot;
 mod state;
@@ -165,6 +174,10 @@ impl Guest for Component {
 
     fn stats() -> MailboxStats {
         with(|mb| mb.stats())
+    }
+
+    fn state_digest() -> Vec<u8> {
+        with(|mb| mb.state_digest().to_vec())
     }
 
     fn snapshot_begin() -> SnapshotInfo {

@@ -90,3 +90,11 @@ pub const RESTORE_BYTES_MAX: u64 = 2 * GIB;
 /// Delete tombstones kept. Past this the oldest are dropped, see
 /// `Mailbox::record_tombstone` for the trade-off.
 pub const TOMBSTONES_MAX: usize = 1_000_000;
+
+/// Deleted or renamed-away folder names remembered for settling
+/// concurrent folder changes (`placement.rs`); past this the oldest are
+/// forgotten.
+pub const GONE_FOLDERS_MAX: usize = 10_000;
+
+/// Renames followed one after another when resolving a folder name.
+pub const FOLDER_RENAME_HOPS_MAX: usize = 16;

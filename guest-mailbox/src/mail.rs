@@ -1,4 +1,5 @@
-//! Mail operations: deliver, list, get, flags, move, delete.
+//! Mail operations: list, get, flags, move, delete (delivery is in
+//! `deliver.rs`).
 //!
 //! Every mutation is deterministic given its `op-context`. Flag, keyword
 //! and folder changes are last-writer-wins registers stamped with
@@ -7,25 +8,25 @@
 //! on each mail's flags, keywords and folder. Stamps are kept per flag and
 //! per keyword, not per mail, because `set-flags` is a delta: with one
 //! stamp per mail, "add \Seen @1" then "add \Flagged @2" would keep both
-//! flags in one order but lose \Seen in the other.
+//! flags in one order but lose \Seen in the other. A delete beats
+//! everything: the tombstone outlives the mail, so a move, flag change or
+//! delivery of that id arriving later leaves the mail deleted.
 
 use std::collections::BTreeSet;
 
-use crate::error::{Result, check_size, invalid_argument, limit_reached, not_found, too_large};
+use crate::error::{Result, check_size, invalid_argument, limit_reached, not_found};
 use crate::limits::{
-    ATTACHMENTS_MAX, HEADERS_MAX, KEYWORD_STAMPS_MAX, KEYWORDS_MAX, MAIL_BYTES_MAX,
-    MAIL_ID_BYTES_MAX, MAILBOX_BYTES_MAX, PAGE_LIMIT_MAX, RECIPIENTS_MAX, TOMBSTONES_MAX,
+    KEYWORD_STAMPS_MAX, KEYWORDS_MAX, MAIL_ID_BYTES_MAX, PAGE_LIMIT_MAX, TOMBSTONES_MAX,
 };
-use crate::names::{INBOX, check_keyword, folder_name, is_hash_hex};
-use crate::state::{Attachment, Mailbox, Stamp, StoredMail, TombstoneRec};
+use crate::names::{check_keyword, folder_name};
+use crate::state::{Mailbox, Stamp, StoredMail, TombstoneRec};
 use crate::wit::AttachmentRef;
 use crate::wit::{
-    Delivered, FlagState, GetParts, Header, MailDetail, MailFlags, MailPage, MailSummary, NewMail,
-    OpContext, Placement, Tombstone,
+    FlagState, GetParts, Header, MailDetail, MailFlags, MailPage, MailSummary, OpContext, Tombstone,
 };
 
 /// The flag bits one by one, for per-flag stamps.
-const FLAG_BITS: [MailFlags; 5] = [
+pub(crate) const FLAG_BITS: [MailFlags; 5] = [
     MailFlags::SEEN,
     MailFlags::ANSWERED,
     MailFlags::FLAGGED,
@@ -33,76 +34,13 @@ const FLAG_BITS: [MailFlags; 5] = [
     MailFlags::DELETED,
 ];
 
-fn check_mail_id(id: &str) -> Result<()> {
+pub(crate) fn check_mail_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(invalid_argument("mail id is empty"));
     }
     check_size("mail id", MAIL_ID_BYTES_MAX, id.len())?;
     if id.chars().any(char::is_control) {
         return Err(invalid_argument("mail id contains a control character"));
-    }
-    Ok(())
-}
-
-fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
-    let stamp = Stamp::of(ctx);
-    StoredMail {
-        folder: 0,
-        uid: 0,
-        from: mail.from,
-        to: mail.to,
-        cc: mail.cc,
-        subject: mail.subject,
-        date_ms: mail.date_ms,
-        received_ms: ctx.now_ms,
-        message_id: mail.message_id,
-        in_reply_to: mail.in_reply_to,
-        headers: mail
-            .headers
-            .into_iter()
-            .map(|h| (h.name, h.value))
-            .collect(),
-        body: mail.body.into_bytes(),
-        attachments: mail
-            .attachments
-            .into_iter()
-            .map(|a| Attachment {
-                hash: a.hash,
-                name: a.name,
-                media_type: a.media_type,
-                size_bytes: a.size_bytes,
-            })
-            .collect(),
-        flags: place.flags.bits(),
-        keywords: place.keywords.iter().cloned().collect(),
-        // A NaN or infinite score would compare oddly in filters and UIs;
-        // it carries no information, so it is dropped.
-        spam_score: place.spam_score.filter(|s| s.is_finite()),
-        delivered: stamp,
-        moved: stamp,
-        flag_stamps: Default::default(),
-        keyword_stamps: Default::default(),
-    }
-}
-
-/// Checks a mail against the per-mail limits before it is stored.
-fn validate(m: &StoredMail, place: &Placement) -> Result<()> {
-    let size = m.size_bytes();
-    if size > MAIL_BYTES_MAX {
-        return Err(too_large("mail bytes", MAIL_BYTES_MAX, size));
-    }
-    check_size("recipients", RECIPIENTS_MAX, m.to.len() + m.cc.len())?;
-    check_size("headers", HEADERS_MAX, m.headers.len())?;
-    check_size("attachments", ATTACHMENTS_MAX, m.attachments.len())?;
-    check_size("keywords", KEYWORDS_MAX, place.keywords.len())?;
-    for k in &place.keywords {
-        check_keyword(k)?;
-    }
-    if let Some(a) = m.attachments.iter().find(|a| !is_hash_hex(&a.hash)) {
-        return Err(invalid_argument(format!(
-            "attachment hash {:?} is not 64 lower-case hex digits",
-            a.hash
-        )));
     }
     Ok(())
 }
@@ -129,22 +67,8 @@ impl Mailbox {
         }
     }
 
-    /// The folder a delivery lands in: the placement's folder, created if
-    /// missing (Sieve `fileinto :create`), or INBOX when the name is
-    /// invalid or no folder can be created; a mail is never lost.
-    fn delivery_folder(&mut self, name: &str) -> String {
-        let Ok(name) = folder_name(name) else {
-            return INBOX.to_string();
-        };
-        if self.state.folders.contains_key(&name) || self.ensure_folder(&name).is_ok() {
-            name
-        } else {
-            INBOX.to_string()
-        }
-    }
-
     /// Hands out the next UID of `folder`.
-    fn take_uid(&mut self, folder: &str) -> Result<(u32, u32)> {
+    pub(crate) fn take_uid(&mut self, folder: &str) -> Result<(u32, u32)> {
         let f = self
             .state
             .folders
@@ -155,63 +79,6 @@ impl Mailbox {
             .checked_add(1)
             .ok_or_else(|| limit_reached("uid", u32::MAX, u64::from(u32::MAX) + 1))?;
         Ok((f.uid_validity, uid))
-    }
-
-    fn uid_available(&self, folder: &str) -> bool {
-        self.state
-            .folders
-            .get(folder)
-            .is_none_or(|f| f.uid_next < u32::MAX)
-    }
-
-    pub fn deliver(
-        &mut self,
-        ctx: &OpContext,
-        mail: NewMail,
-        place: Placement,
-    ) -> Result<Delivered> {
-        check_mail_id(&mail.id)?;
-        if let Some(m) = self.state.mails.get(&mail.id) {
-            return Ok(Delivered {
-                uid: m.uid,
-                folder: self.folder_name_of(m.folder).to_string(),
-                duplicate: true,
-            });
-        }
-        if self.state.tombstones.contains_key(&mail.id) {
-            // Deleted before: acknowledged but never brought back. There is
-            // no folder or uid to report.
-            return Ok(Delivered {
-                uid: 0,
-                folder: String::new(),
-                duplicate: true,
-            });
-        }
-        let id = mail.id.clone();
-        let mut m = to_stored(ctx, mail, &place);
-        validate(&m, &place)?;
-        let size = m.size_bytes();
-        if self.idx.mail_bytes + size > MAILBOX_BYTES_MAX {
-            return Err(limit_reached(
-                "mailbox bytes",
-                MAILBOX_BYTES_MAX,
-                self.idx.mail_bytes + size,
-            ));
-        }
-        let mut folder = self.delivery_folder(&place.folder);
-        if !self.uid_available(&folder) {
-            folder = INBOX.to_string();
-        }
-        let (fid, uid) = self.take_uid(&folder)?;
-        m.folder = fid;
-        m.uid = uid;
-        self.idx.add_mail(&id, &m);
-        self.state.mails.insert(id, m);
-        Ok(Delivered {
-            uid,
-            folder,
-            duplicate: false,
-        })
     }
 
     pub fn list_folder(&self, folder: &str, offset: u32, limit: u32) -> Result<MailPage> {
@@ -361,55 +228,71 @@ impl Mailbox {
         Ok(state)
     }
 
+    /// Moves a mail (last writer wins by stamp). A deleted mail is
+    /// `not-found`: a delete beats a concurrent move.
     pub fn move_mail(&mut self, ctx: &OpContext, id: &str, folder: &str) -> Result<u32> {
-        let target = folder_name(folder)?;
-        // IMAP MOVE to a missing folder fails (TRYCREATE) rather than
-        // creating it: a typo should not spawn folders.
-        let tf = self
-            .state
-            .folders
-            .get(&target)
-            .ok_or_else(|| not_found(format!("folder {target:?}")))?;
-        let (tid, uid_next) = (tf.uid_validity, tf.uid_next);
         let stamp = Stamp::of(ctx);
-        let m = self
-            .state
-            .mails
-            .get_mut(id)
-            .ok_or_else(|| not_found(format!("mail {id:?}")))?;
+        folder_name(folder)?;
+        if !self.state.mails.contains_key(id) {
+            return Err(not_found(format!("mail {id:?}")));
+        }
+        // Resolved (and a deleted folder re-created) even when the move
+        // itself loses to a newer one, so which folders exist does not
+        // depend on the order the two moves arrive in.
+        let target = self.move_target(folder, stamp)?;
+        let tf = &self.state.folders[&target];
+        let (tid, uid_next) = (tf.uid_validity, tf.uid_next);
+        let m = self.state.mails.get_mut(id).expect("checked above");
         if stamp <= m.moved {
             return Ok(m.uid);
         }
-        if m.folder == tid {
-            // Still record the stamp: an older move arriving later must
-            // lose against this one, as it would had it arrived first.
-            m.moved = stamp;
-            return Ok(m.uid);
-        }
-        if uid_next == u32::MAX {
+        if m.folder != tid && uid_next == u32::MAX {
             return Err(limit_reached("uid", u32::MAX, u64::from(u32::MAX) + 1));
         }
-        let mut m = self.state.mails.remove(id).expect("mail looked up above");
+        // Record the stamp even for a move to the current folder: an older
+        // move arriving later must lose against it, as it would had it
+        // arrived first.
+        m.moved = stamp;
+        self.relocate(id, &target)
+    }
+
+    /// Files mail `id` into `folder` under a fresh UID, keeping its stamps.
+    pub(crate) fn relocate(&mut self, id: &str, folder: &str) -> Result<u32> {
+        let fid = self.state.folders[folder].uid_validity;
+        let mut m = self.state.mails.remove(id).expect("relocated mail exists");
+        if m.folder == fid {
+            let uid = m.uid;
+            self.state.mails.insert(id.to_string(), m);
+            return Ok(uid);
+        }
         self.idx.remove_mail(&m);
-        let (fid, uid) = self.take_uid(&target)?;
+        let (fid, uid) = match self.take_uid(folder) {
+            Ok(v) => v,
+            Err(e) => {
+                // Put it back untouched.
+                self.idx.add_mail(id, &m);
+                self.state.mails.insert(id.to_string(), m);
+                return Err(e);
+            }
+        };
         m.folder = fid;
         m.uid = uid;
-        m.moved = stamp;
         self.idx.add_mail(id, &m);
         self.state.mails.insert(id.to_string(), m);
         Ok(uid)
     }
 
+    /// Deletes a mail, leaving a tombstone so it never comes back. An id
+    /// never seen here is recorded too: the delete may come from a replica
+    /// that had the mail before this one got it, and the delivery arriving
+    /// later must then stay deleted.
     pub fn delete_mail(&mut self, ctx: &OpContext, id: &str) -> Result<()> {
+        check_mail_id(id)?;
         if let Some(m) = self.state.mails.remove(id) {
             self.idx.remove_mail(&m);
-            self.record_tombstone(id, ctx);
-            Ok(())
-        } else if self.state.tombstones.contains_key(id) {
-            Ok(())
-        } else {
-            Err(not_found(format!("mail {id:?}")))
         }
+        self.record_tombstone(id, ctx);
+        Ok(())
     }
 
     /// Records that `id` was deleted.
@@ -420,12 +303,24 @@ impl Mailbox {
     /// mailbox from growing without bound (a million deletes already cost
     /// tens of MiB), and a delivery replayed after a million later deletes
     /// is far outside any host's retry or sync window.
+    /// Concurrent deletes of one id keep the earliest record by stamp, so
+    /// the history reads the same on every replica.
     fn record_tombstone(&mut self, id: &str, ctx: &OpContext) {
+        let stamp = Stamp::of(ctx);
+        if let Some(old) = self.state.tombstones.get(id) {
+            if old.stamp() <= stamp {
+                return;
+            }
+            self.idx
+                .tomb_order
+                .remove(&(old.deleted_ms, old.hlc, id.to_string()));
+        }
         self.state.tombstones.insert(
             id.to_string(),
             TombstoneRec {
                 deleted_ms: ctx.now_ms,
                 hlc: ctx.hlc,
+                replica: ctx.replica,
             },
         );
         self.idx

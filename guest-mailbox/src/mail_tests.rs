@@ -1,7 +1,9 @@
 use super::*;
-use crate::limits::FOLDERS_MAX;
+use crate::limits::{
+    ATTACHMENTS_MAX, FOLDERS_MAX, HEADERS_MAX, MAIL_BYTES_MAX, MAILBOX_BYTES_MAX, RECIPIENTS_MAX,
+};
 use crate::testutil::*;
-use crate::wit::{ByteRange, MailboxError};
+use crate::wit::{ByteRange, MailboxError, NewMail, Placement};
 
 fn summary(mb: &Mailbox, id: &str) -> MailSummary {
     let parts = GetParts {
@@ -440,19 +442,24 @@ fn delete_records_tombstones_and_history() {
     put(&mut mb, 3, "c", 3, "INBOX");
     mb.delete_mail(&ctx(5), "b").unwrap();
     mb.delete_mail(&ctx(4), "c").unwrap();
-    mb.delete_mail(&ctx(6), "b").unwrap(); // idempotent
+    mb.delete_mail(&ctx(6), "b").unwrap(); // idempotent, keeps the first
+    // An id never seen is recorded, so its delivery arriving later (from
+    // a replica that had it first) stays deleted.
+    mb.delete_mail(&ctx(7), "never").unwrap();
+    assert!(put(&mut mb, 8, "never", 8, "INBOX").duplicate);
     assert!(matches!(
-        mb.delete_mail(&ctx(7), "never"),
-        Err(MailboxError::NotFound(_))
+        mb.delete_mail(&ctx(9), ""),
+        Err(MailboxError::InvalidArgument(_))
     ));
     let h = mb.delete_history(0, 10);
-    assert_eq!(h.len(), 2);
+    assert_eq!(h.len(), 3);
     assert_eq!(
         (h[0].id.as_str(), h[0].deleted_ms, h[0].hlc),
         ("c", ctx(4).now_ms, 4)
     );
-    assert_eq!(h[1].id, "b");
-    assert_eq!(mb.delete_history(1, 10).len(), 1);
+    assert_eq!((h[1].id.as_str(), h[1].hlc), ("b", 5));
+    assert_eq!(h[2].id, "never");
+    assert_eq!(mb.delete_history(1, 10).len(), 2);
     assert!(mb.delete_history(0, 0).is_empty());
     assert_eq!(mb.list_folder("INBOX", 0, 10).unwrap().total, 1);
     assert_eq!(mb.idx.mail_bytes, mb.state.mails["a"].size_bytes());

@@ -1,4 +1,5 @@
 use super::*;
+use crate::lww::LwwMap;
 use crate::testutil::*;
 use crate::wit::{Contact, MailFlags, MailboxError, PluginEntry, SenderList};
 
@@ -106,29 +107,72 @@ fn same_ops_same_bytes() {
     assert_eq!(snap(&mut golden()), snap(&mut golden()));
 }
 
-#[test]
-fn golden_fixture_v1() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-v1.bin");
-    let bytes = snap(&mut golden());
-    let fixture = match std::fs::read(path) {
+/// Reads a checked-in fixture, or writes it under `DEM_BLESS=1`.
+fn fixture(name: &str, fresh: &[u8]) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    match std::fs::read(&path) {
         Ok(f) => f,
         Err(_) if std::env::var_os("DEM_BLESS").is_some() => {
-            std::fs::write(path, &bytes).unwrap();
-            bytes.clone()
+            std::fs::write(&path, fresh).unwrap();
+            fresh.to_vec()
         }
         Err(e) => panic!("{path}: {e}; run with DEM_BLESS=1 to create it"),
-    };
-    // Old snapshots must keep restoring, whatever this build writes.
+    }
+}
+
+/// `state` as a schema-1 snapshot of the same operations converts to:
+/// no stamps on the keyed collections or folder names, no tombstones in
+/// the collections, no replica on mail tombstones, no gone folders.
+fn as_converted_v1(mut state: MailboxState) -> MailboxState {
+    fn restamp<V: Default + Clone>(m: &LwwMap<V>) -> LwwMap<V> {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+    state.contacts = restamp(&state.contacts);
+    state.allow = restamp(&state.allow);
+    state.block = restamp(&state.block);
+    state.preferences = restamp(&state.preferences);
+    state.plugins = restamp(&state.plugins);
+    for t in state.tombstones.values_mut() {
+        t.replica = 0;
+    }
+    for f in state.folders.values_mut() {
+        f.named = Default::default();
+    }
+    state.gone_folders.clear();
+    state
+}
+
+/// Schema-1 snapshots, written by earlier builds, keep restoring.
+#[test]
+fn golden_fixture_v1() {
+    let fixture = fixture("state-v1.bin", &[]);
+    assert_eq!(fixture[6..10], 1u32.to_le_bytes());
     let mut mb = Mailbox::default();
     restore(&mut mb, 1, &fixture).unwrap();
+    assert_eq!(mb.state, as_converted_v1(golden().state));
+    let g = golden();
+    assert_eq!(mb.list_folders(), g.list_folders());
+    assert_eq!(mb.list_contacts(), g.list_contacts());
+    assert_eq!(mb.list_plugins(), g.list_plugins());
+    assert_eq!(mb.delete_history(0, 10), g.delete_history(0, 10));
+    // Once restored it is written as the current schema.
+    assert_eq!(snap(&mut mb)[6..10], SCHEMA_VERSION.to_le_bytes());
+}
+
+#[test]
+fn golden_fixture_v2() {
+    let bytes = snap(&mut golden());
+    let fixture = fixture("state-v2.bin", &bytes);
+    let mut mb = Mailbox::default();
+    restore(&mut mb, 2, &fixture).unwrap();
     assert_eq!(mb.state, golden().state);
-    // While this build writes schema 1, it must write it unchanged. A
-    // change to the state's shape needs schema 2 and a new fixture, never
+    // While this build writes schema 2, it must write it unchanged. A
+    // change to the state's shape needs schema 3 and a new fixture, never
     // an edit of this one.
-    if SCHEMA_VERSION == 1 {
+    if SCHEMA_VERSION == 2 {
         assert!(
             bytes == fixture,
-            "schema 1 encoding changed; bump SCHEMA_VERSION instead"
+            "schema 2 encoding changed; bump SCHEMA_VERSION instead"
         );
     }
 }
@@ -172,7 +216,7 @@ fn restore_refuses_newer_schema_and_bad_sizes() {
     match mb.restore_begin(7, 100).unwrap_err() {
         MailboxError::Snapshot(m) => assert_eq!(
             m,
-            "snapshot schema 7 is newer than this mailbox build (schema 1)"
+            "snapshot schema 7 is newer than this mailbox build (schema 2)"
         ),
         e => panic!("{e:?}"),
     }
@@ -204,7 +248,7 @@ fn failed_restores_leave_state_intact() {
     let good = snap(&mut golden());
 
     // More bytes than declared.
-    mb.restore_begin(1, 10).unwrap();
+    mb.restore_begin(SCHEMA_VERSION, 10).unwrap();
     assert!(matches!(
         mb.restore_write(&good[..11]),
         Err(MailboxError::Snapshot(_))
@@ -214,7 +258,7 @@ fn failed_restores_leave_state_intact() {
         Err(MailboxError::Snapshot(_))
     ));
     // Fewer bytes than declared.
-    mb.restore_begin(1, good.len() as u64).unwrap();
+    mb.restore_begin(SCHEMA_VERSION, good.len() as u64).unwrap();
     mb.restore_write(&good[..good.len() - 1]).unwrap();
     assert!(matches!(
         mb.restore_finish(),
@@ -223,25 +267,25 @@ fn failed_restores_leave_state_intact() {
 
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
-    assert_refused(&mut mb, 1, &bad_magic);
+    assert_refused(&mut mb, SCHEMA_VERSION, &bad_magic);
     let mut wrong_version = good.clone();
-    wrong_version[6] = 2;
-    assert_refused(&mut mb, 1, &wrong_version);
-    assert_refused(&mut mb, 1, &good[..good.len() - 5]);
+    wrong_version[6] = 1;
+    assert_refused(&mut mb, SCHEMA_VERSION, &wrong_version);
+    assert_refused(&mut mb, SCHEMA_VERSION, &good[..good.len() - 5]);
     let mut garbage = good[..10].to_vec();
     garbage.extend_from_slice(&[0xc1; 64]);
-    assert_refused(&mut mb, 1, &garbage);
+    assert_refused(&mut mb, SCHEMA_VERSION, &garbage);
 
     // Decodes, but breaks an invariant (mail in a missing folder).
     let mut broken = golden().state;
     broken.mails.get_mut("m1").unwrap().folder = 999;
     let bytes = encode(&broken, 0);
-    match assert_refused(&mut mb, 1, &bytes) {
+    match assert_refused(&mut mb, SCHEMA_VERSION, &bytes) {
         MailboxError::Snapshot(m) => assert!(m.contains("inconsistent"), "{m}"),
         e => panic!("{e:?}"),
     }
     // And a good restore still works afterwards.
-    restore(&mut mb, 1, &good).unwrap();
+    restore(&mut mb, SCHEMA_VERSION, &good).unwrap();
 }
 
 #[test]
@@ -406,7 +450,9 @@ fn restore_of_ten_thousand_mails_is_fast() {
     let encode_time = t.elapsed();
     let mut fresh = Mailbox::default();
     let t = std::time::Instant::now();
-    fresh.restore_begin(1, bytes.len() as u64).unwrap();
+    fresh
+        .restore_begin(SCHEMA_VERSION, bytes.len() as u64)
+        .unwrap();
     for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES_MAX as usize) {
         fresh.restore_write(chunk).unwrap();
     }

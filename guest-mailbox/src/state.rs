@@ -3,7 +3,9 @@
 //! `MailboxState` is the only thing a snapshot contains. It uses `BTreeMap`
 //! and `BTreeSet` throughout so that encoding it is deterministic: the same
 //! operations in the same order give byte-identical snapshots, which is how
-//! the host checks replays and replicas. `Indices` are derived from the state
+//! the host checks replays. Replicas may apply concurrent operations in
+//! different orders, which changes UIDs but nothing else: they compare
+//! `state-digest` (`digest.rs`) instead. `Indices` are derived from the state
 //! (listing order, per-folder counters, tombstone age order); they are never
 //! serialised and are rebuilt after a restore, so they can change shape
 //! between builds without a schema bump.
@@ -12,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::lww::LwwMap;
 use crate::names::INBOX;
 use crate::snapshot::Restore;
 use crate::wit::{MailFlags, OpContext};
@@ -120,15 +123,43 @@ pub struct Folder {
     /// IMAP UIDVALIDITY; doubles as the folder's stable id.
     pub uid_validity: u32,
     pub uid_next: u32,
+    /// Stamp since which the folder has had this name (created or renamed
+    /// to it); a rename stamped earlier does not carry it along, since in
+    /// stamp order it did not exist yet (schema 2).
+    pub named: Stamp,
 }
 
+/// A deleted mail. Concurrent deletes of one id keep the earliest by
+/// (hlc, replica), so every replica ends with the same record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TombstoneRec {
     pub deleted_ms: i64,
     pub hlc: u64,
+    /// Replica of the delete; breaks `hlc` ties (schema 2).
+    pub replica: u64,
 }
 
+impl TombstoneRec {
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            hlc: self.hlc,
+            replica: self.replica,
+        }
+    }
+}
+
+/// A folder name that was deleted or renamed away, kept so that a
+/// concurrent operation still naming it lands deterministically (see
+/// `folders.rs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GoneFolder {
+    /// Stamp of the newest delete or rename of this name.
+    pub stamp: Stamp,
+    /// The new name if that was a rename, `None` if a delete.
+    pub renamed_to: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContactRec {
     pub name: String,
     /// As the user gave it; the map key is the lower-cased form.
@@ -136,15 +167,16 @@ pub struct ContactRec {
     pub note: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PluginRec {
     pub code_hash: String,
     pub config: String,
     pub order: u32,
 }
 
-/// Everything a snapshot holds (schema 1). Changing this struct's shape
-/// needs a new schema version and a decode arm in `snapshot.rs`.
+/// Everything a snapshot holds (schema 2; `schema_v1.rs` has schema 1).
+/// Changing this struct's shape needs a new schema version and a decode
+/// arm in `snapshot.rs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MailboxState {
     pub mails: BTreeMap<String, StoredMail>,
@@ -152,15 +184,17 @@ pub struct MailboxState {
     pub folders: BTreeMap<String, Folder>,
     pub tombstones: BTreeMap<String, TombstoneRec>,
     /// By lower-cased address.
-    pub contacts: BTreeMap<String, ContactRec>,
+    pub contacts: LwwMap<ContactRec>,
     /// Normalised patterns: `user@domain` or `@domain`, lower case.
-    pub allow: BTreeSet<String>,
-    pub block: BTreeSet<String>,
-    pub preferences: BTreeMap<String, String>,
-    pub plugins: BTreeMap<String, PluginRec>,
+    pub allow: LwwMap<()>,
+    pub block: LwwMap<()>,
+    pub preferences: LwwMap<String>,
+    pub plugins: LwwMap<PluginRec>,
     /// Next uid-validity to hand out; only grows, so a folder re-created
     /// under an old name gets a fresh value and IMAP clients resync.
     pub next_uid_validity: u32,
+    /// Folder names deleted or renamed away, by name (schema 2).
+    pub gone_folders: BTreeMap<String, GoneFolder>,
 }
 
 impl Default for MailboxState {
@@ -171,18 +205,20 @@ impl Default for MailboxState {
             Folder {
                 uid_validity: 1,
                 uid_next: 1,
+                named: Stamp::default(),
             },
         );
         MailboxState {
             mails: BTreeMap::new(),
             folders,
             tombstones: BTreeMap::new(),
-            contacts: BTreeMap::new(),
-            allow: BTreeSet::new(),
-            block: BTreeSet::new(),
-            preferences: BTreeMap::new(),
-            plugins: BTreeMap::new(),
+            contacts: LwwMap::default(),
+            allow: LwwMap::default(),
+            block: LwwMap::default(),
+            preferences: LwwMap::default(),
+            plugins: LwwMap::default(),
             next_uid_validity: 2,
+            gone_folders: BTreeMap::new(),
         }
     }
 }

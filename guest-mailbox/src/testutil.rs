@@ -1,5 +1,6 @@
 //! Helpers shared by the unit tests: fixed contexts and sample mails, so
-//! tests stay short and deterministic.
+//! tests stay short and deterministic, and a seeded generator for the
+//! randomised ones.
 
 use crate::state::Mailbox;
 use crate::wit::{
@@ -71,4 +72,49 @@ pub fn put(mb: &mut Mailbox, n: u64, id: &str, date: i64, folder: &str) -> Deliv
 
 pub fn ids(items: &[crate::wit::MailSummary]) -> Vec<&str> {
     items.iter().map(|s| s.id.as_str()).collect()
+}
+
+/// splitmix64: tiny, seedable, good enough to drive a test.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+}
+
+/// Seeds to run: `DEM_SEED` alone if set, else a fixed range, so CI is
+/// deterministic and a failure names the seed to replay.
+pub fn seeds(base: u64, count: u64) -> Vec<u64> {
+    match std::env::var("DEM_SEED") {
+        Ok(s) => {
+            let s = s.trim();
+            let seed = match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            };
+            vec![seed.expect("DEM_SEED is a number")]
+        }
+        Err(_) => (0..count).map(|i| base + i).collect(),
+    }
 }

@@ -29,6 +29,9 @@ pub enum CallError {
     /// announced.
     #[error("snapshot length mismatch: announced {announced} bytes, read {read}")]
     SnapshotLength { announced: u64, read: u64 },
+    /// The guest's `state-digest` was not the 32 bytes of a BLAKE3 hash.
+    #[error("state digest has {0} bytes, not 32")]
+    DigestLength(usize),
 }
 
 /// A live mailbox component.
@@ -231,6 +234,23 @@ impl MailboxInstance {
             });
         }
         Ok((schema_version, out))
+    }
+
+    /// BLAKE3 of the replicated content of the state: equal on replicas
+    /// that applied the same operations, in whatever causal order (UIDs
+    /// and other arrival-order numbering are left out).
+    pub async fn state_digest(&mut self) -> Result<[u8; 32], CallError> {
+        self.refuel();
+        let bytes = self
+            .guest
+            .dem_mail_api()
+            .call_state_digest(&mut self.store)
+            .await
+            .map_err(|e| CallError::Trap {
+                call: "state-digest",
+                reason: format!("{e:#}"),
+            })?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| CallError::DigestLength(bytes.len()))
     }
 
     /// Replaces the state with a snapshot, streamed in in chunks.

@@ -1,0 +1,300 @@
+//! Delivery: validating a new mail, filing it, and settling deliveries of
+//! the same mail id that happened concurrently on different replicas.
+//!
+//! Delivery is idempotent by mail id. When two replicas each deliver the
+//! same id (the sender retried towards another replica), both deliveries
+//! reach every replica, in either order, with different contexts and maybe
+//! different placements. The one with the smaller (hlc, replica) stamp
+//! wins, whichever arrives first: its received time, placement, spam score
+//! and content are kept. The earliest is chosen because every later change
+//! to the mail (flags, moves) is stamped after the delivery it saw, hence
+//! after the earliest one, so none of them is ever ignored as "older than
+//! the delivery". On one replica a repeated delivery always has a larger
+//! stamp, so it stays the plain no-op it always was.
+//!
+//! Every delivery, duplicate or not, and even of a deleted id, files into
+//! its placement folder and so creates that folder if missing: which
+//! folders exist must not depend on which delivery arrived first.
+
+use crate::error::{Result, check_size, invalid_argument, limit_reached, too_large};
+use crate::limits::{
+    ATTACHMENTS_MAX, HEADERS_MAX, KEYWORDS_MAX, MAIL_BYTES_MAX, MAILBOX_BYTES_MAX, RECIPIENTS_MAX,
+};
+use crate::mail::{FLAG_BITS, check_mail_id};
+use crate::names::{INBOX, check_keyword, is_hash_hex};
+use crate::state::{Attachment, Mailbox, Stamp, StoredMail};
+use crate::wit::{Delivered, MailFlags, NewMail, OpContext, Placement};
+
+fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
+    let stamp = Stamp::of(ctx);
+    StoredMail {
+        folder: 0,
+        uid: 0,
+        from: mail.from,
+        to: mail.to,
+        cc: mail.cc,
+        subject: mail.subject,
+        date_ms: mail.date_ms,
+        received_ms: ctx.now_ms,
+        message_id: mail.message_id,
+        in_reply_to: mail.in_reply_to,
+        headers: mail
+            .headers
+            .into_iter()
+            .map(|h| (h.name, h.value))
+            .collect(),
+        body: mail.body.into_bytes(),
+        attachments: mail
+            .attachments
+            .into_iter()
+            .map(|a| Attachment {
+                hash: a.hash,
+                name: a.name,
+                media_type: a.media_type,
+                size_bytes: a.size_bytes,
+            })
+            .collect(),
+        flags: place.flags.bits(),
+        keywords: place.keywords.iter().cloned().collect(),
+        // A NaN or infinite score would compare oddly in filters and UIs;
+        // it carries no information, so it is dropped.
+        spam_score: place.spam_score.filter(|s| s.is_finite()),
+        delivered: stamp,
+        moved: stamp,
+        flag_stamps: Default::default(),
+        keyword_stamps: Default::default(),
+    }
+}
+
+/// Checks a mail against the per-mail limits before it is stored.
+fn validate(m: &StoredMail, place: &Placement) -> Result<()> {
+    let size = m.size_bytes();
+    if size > MAIL_BYTES_MAX {
+        return Err(too_large("mail bytes", MAIL_BYTES_MAX, size));
+    }
+    check_size("recipients", RECIPIENTS_MAX, m.to.len() + m.cc.len())?;
+    check_size("headers", HEADERS_MAX, m.headers.len())?;
+    check_size("attachments", ATTACHMENTS_MAX, m.attachments.len())?;
+    check_size("keywords", KEYWORDS_MAX, place.keywords.len())?;
+    for k in &place.keywords {
+        check_keyword(k)?;
+    }
+    if let Some(a) = m.attachments.iter().find(|a| !is_hash_hex(&a.hash)) {
+        return Err(invalid_argument(format!(
+            "attachment hash {:?} is not 64 lower-case hex digits",
+            a.hash
+        )));
+    }
+    Ok(())
+}
+
+/// Takes `winner`'s content and placement into `m`, keeping every flag,
+/// keyword and move made after delivery (those carry their own stamps).
+/// Returns whether the mail must move to the winner's folder.
+fn adopt(m: &mut StoredMail, winner: StoredMail) -> bool {
+    let never_moved = m.moved == m.delivered;
+    let mut flags = MailFlags::from_bits_truncate(winner.flags);
+    for bit in FLAG_BITS {
+        if m.flag_stamps.contains_key(&bit.bits()) {
+            flags.set(bit, m.flags().contains(bit));
+        }
+    }
+    let mut keywords = winner.keywords;
+    keywords.retain(|k| !m.keyword_stamps.contains_key(k));
+    keywords.extend(
+        m.keywords
+            .iter()
+            .filter(|k| m.keyword_stamps.contains_key(*k))
+            .cloned(),
+    );
+    *m = StoredMail {
+        folder: m.folder,
+        uid: m.uid,
+        flags: flags.bits(),
+        keywords,
+        moved: if never_moved {
+            winner.delivered
+        } else {
+            m.moved
+        },
+        flag_stamps: std::mem::take(&mut m.flag_stamps),
+        keyword_stamps: std::mem::take(&mut m.keyword_stamps),
+        ..winner
+    };
+    never_moved
+}
+
+impl Mailbox {
+    fn uid_available(&self, folder: &str) -> bool {
+        self.state
+            .folders
+            .get(folder)
+            .is_none_or(|f| f.uid_next < u32::MAX)
+    }
+
+    pub fn deliver(
+        &mut self,
+        ctx: &OpContext,
+        mail: NewMail,
+        place: Placement,
+    ) -> Result<Delivered> {
+        check_mail_id(&mail.id)?;
+        let id = mail.id.clone();
+        let mut m = to_stored(ctx, mail, &place);
+        validate(&m, &place)?;
+        let known = self.state.mails.contains_key(&id) || self.state.tombstones.contains_key(&id);
+        let size = m.size_bytes();
+        if !known && self.idx.mail_bytes + size > MAILBOX_BYTES_MAX {
+            return Err(limit_reached(
+                "mailbox bytes",
+                MAILBOX_BYTES_MAX,
+                self.idx.mail_bytes + size,
+            ));
+        }
+        let mut folder = self.delivery_folder(&place.folder, m.delivered);
+        if !self.uid_available(&folder) {
+            folder = INBOX.to_string();
+        }
+        if known {
+            return self.deliver_again(&id, m, &folder);
+        }
+        let (fid, uid) = self.take_uid(&folder)?;
+        m.folder = fid;
+        m.uid = uid;
+        self.idx.add_mail(&id, &m);
+        self.state.mails.insert(id, m);
+        Ok(Delivered {
+            uid,
+            folder,
+            duplicate: false,
+        })
+    }
+
+    /// A delivery of an id already here or deleted: settles which delivery
+    /// wins (see the module comment) and reports a duplicate.
+    fn deliver_again(&mut self, id: &str, new: StoredMail, folder: &str) -> Result<Delivered> {
+        let Some(m) = self.state.mails.get(id) else {
+            // Deleted: acknowledged but never brought back. There is no
+            // folder or uid to report.
+            return Ok(Delivered {
+                uid: 0,
+                folder: String::new(),
+                duplicate: true,
+            });
+        };
+        if new.delivered < m.delivered {
+            let mut m = self.state.mails.remove(id).expect("mail looked up above");
+            self.idx.remove_mail(&m);
+            let relocate = adopt(&mut m, new);
+            self.idx.add_mail(id, &m);
+            self.state.mails.insert(id.to_string(), m);
+            if relocate {
+                self.relocate(id, folder)?;
+            }
+        }
+        let m = &self.state.mails[id];
+        Ok(Delivered {
+            uid: m.uid,
+            folder: self.folder_name_of(m.folder).to_string(),
+            duplicate: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{flags, mail, none, place};
+    use crate::wit::OpContext;
+
+    fn at(hlc: u64, replica: u64) -> OpContext {
+        OpContext {
+            now_ms: 1_000 + hlc as i64,
+            hlc,
+            replica,
+        }
+    }
+
+    fn filed(folder: &str, f: MailFlags, kws: &[&str]) -> Placement {
+        let mut p = place(folder);
+        p.flags = f;
+        p.keywords = kws.iter().map(|k| k.to_string()).collect();
+        p
+    }
+
+    /// The same id delivered on two replicas, plus a flag change made
+    /// after the earlier delivery: either arrival order gives the earlier
+    /// delivery's placement and received time, with the flag change kept.
+    #[test]
+    fn earliest_concurrent_delivery_wins_in_either_order() {
+        let early = (at(5, 2), filed("Work", MailFlags::FLAGGED, &["x"]));
+        let late = (at(7, 1), filed("Other", MailFlags::SEEN, &["y"]));
+        let seen_later = at(6, 2);
+        let mut results = Vec::new();
+        for early_first in [true, false] {
+            let order = if early_first {
+                [(&early, true), (&late, false)]
+            } else {
+                [(&late, false), (&early, true)]
+            };
+            let mut mb = Mailbox::default();
+            for (i, ((c, p), is_early)) in order.into_iter().enumerate() {
+                let d = mb.deliver(c, mail("m", 1), p.clone()).unwrap();
+                assert_eq!(d.duplicate, i == 1);
+                if is_early {
+                    mb.set_flags(&seen_later, "m", &flags(MailFlags::SEEN, &[]), &none())
+                        .unwrap();
+                }
+            }
+            let m = &mb.state.mails["m"];
+            assert_eq!(mb.folder_name_of(m.folder), "Work");
+            assert_eq!(m.received_ms, early.0.now_ms);
+            assert_eq!(m.flags(), MailFlags::FLAGGED | MailFlags::SEEN);
+            assert_eq!(m.keywords.iter().collect::<Vec<_>>(), ["x"]);
+            // The later delivery's folder exists too, whoever won.
+            assert!(mb.state.folders.contains_key("Other"));
+            results.push(mb.state_digest());
+        }
+        assert_eq!(results[0], results[1]);
+    }
+
+    /// A move made after the earlier delivery keeps the mail where it was
+    /// moved when the earlier delivery arrives second.
+    #[test]
+    fn winner_keeps_later_moves() {
+        let mut mb = Mailbox::default();
+        mb.deliver(&at(7, 1), mail("m", 1), place("INBOX")).unwrap();
+        mb.deliver(&at(5, 2), mail("m", 1), place("Lists")).unwrap();
+        mb.create_folder(&at(8, 2), "Kept").unwrap();
+        mb.move_mail(&at(9, 2), "m", "Kept").unwrap();
+        let mut other = Mailbox::default();
+        other
+            .deliver(&at(5, 2), mail("m", 1), place("Lists"))
+            .unwrap();
+        other.create_folder(&at(8, 2), "Kept").unwrap();
+        other.move_mail(&at(9, 2), "m", "Kept").unwrap();
+        other
+            .deliver(&at(7, 1), mail("m", 1), place("INBOX"))
+            .unwrap();
+        assert_eq!(mb.state_digest(), other.state_digest());
+        assert_eq!(mb.folder_name_of(mb.state.mails["m"].folder), "Kept");
+    }
+
+    /// Concurrent deletes keep the earliest record; a delivery after a
+    /// delete of an id never seen stays deleted.
+    #[test]
+    fn deletes_keep_earliest_and_block_late_deliveries() {
+        let mut a = Mailbox::default();
+        a.delete_mail(&at(9, 1), "m").unwrap();
+        a.delete_mail(&at(8, 3), "m").unwrap();
+        let d = a.deliver(&at(5, 2), mail("m", 1), place("Late")).unwrap();
+        assert!(d.duplicate && a.state.mails.is_empty());
+        let mut b = Mailbox::default();
+        b.deliver(&at(5, 2), mail("m", 1), place("Late")).unwrap();
+        b.delete_mail(&at(8, 3), "m").unwrap();
+        b.delete_mail(&at(9, 1), "m").unwrap();
+        assert_eq!(a.state_digest(), b.state_digest());
+        assert_eq!(a.delete_history(0, 9)[0].hlc, 8);
+        assert_eq!(a.stats().tombstones, 1);
+    }
+}
