@@ -17,6 +17,8 @@ use crate::dispatch::StatusView;
 use std::collections::HashMap;
 
 use crate::identity::{HostId, MOVE_ORDER, Signed, UserId};
+use crate::ids::CodeHash;
+use crate::proto::host::ReplicaState;
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
 use crate::replica::VersionVector;
 
@@ -74,20 +76,26 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
                 .hosts
                 .iter()
                 .map(|h| {
-                    let vv = replicas.get(&(*h, view_user.user));
+                    let r = replicas.get(&(*h, view_user.user));
                     json!({
                         "host": h.to_hex(),
-                        "ops": vv.map(|v| v.total()),
-                        "vv": vv.map(|v| v.to_string()),
+                        "ops": r.map(|r| r.vv.total()),
+                        "vv": r.map(|r| r.vv.to_string()),
+                        "state_digest": r.and_then(|r| r.state_digest).map(|d| CodeHash(d).to_hex()),
                     })
                 })
                 .collect();
-            let vvs: Vec<Option<&VersionVector>> = view_user
+            // In sync: every listed replica answered, with the same vector
+            // and the same order-free state digest.
+            let seen: Vec<Option<(&VersionVector, [u8; 32])>> = view_user
                 .hosts
                 .iter()
-                .map(|h| replicas.get(&(*h, view_user.user)))
+                .map(|h| {
+                    let r = replicas.get(&(*h, view_user.user))?;
+                    Some((&r.vv, r.state_digest?))
+                })
                 .collect();
-            let in_sync = !vvs.is_empty() && vvs.iter().all(|v| v.is_some() && *v == vvs[0]);
+            let in_sync = !seen.is_empty() && seen.iter().all(|s| s.is_some() && *s == seen[0]);
             u["replicas"] = Value::Array(states);
             u["in_sync"] = Value::Bool(in_sync);
         }
@@ -106,7 +114,7 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
 async fn replica_states(
     ctx: &UserCtx,
     view: &StatusView,
-) -> HashMap<(HostId, UserId), VersionVector> {
+) -> HashMap<(HostId, UserId), ReplicaState> {
     let asks = view.hosts.iter().filter(|h| h.online).map(|h| async move {
         let answer = tokio::time::timeout(
             std::time::Duration::from_secs(3),
@@ -117,7 +125,7 @@ async fn replica_states(
         match answer {
             Ok(Ok(HostResponse::Replicas(list))) => list
                 .into_iter()
-                .map(|(user, vv)| ((h.id, user), vv))
+                .map(|r| ((h.id, r.user), r))
                 .collect::<Vec<_>>(),
             _ => Vec::new(),
         }

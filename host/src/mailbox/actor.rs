@@ -30,6 +30,15 @@ use crate::runtime::filter::FilterInstance;
 use crate::runtime::{MailboxInstance, Runtime};
 use crate::store::{Commit, MailboxMeta, MailboxStore, SnapshotRecord};
 
+/// Which digest of a mailbox's state to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestKind {
+    /// BLAKE3 of the whole snapshot: what a move or export must preserve.
+    Snapshot,
+    /// The guest's `state-digest`: what replicas must agree on.
+    State,
+}
+
 #[path = "actor_move.rs"]
 mod moving;
 #[path = "actor_sync.rs"]
@@ -70,6 +79,7 @@ pub(crate) enum Command {
         reply: Reply<ExportedState>,
     },
     Digest {
+        kind: DigestKind,
         reply: Reply<[u8; 32]>,
     },
     /// Pause, export, and wait for the outcome of the move; calls queue
@@ -200,8 +210,8 @@ impl ActorHandle {
         Ok((state, outcome_tx))
     }
 
-    pub async fn digest(&self) -> Result<[u8; 32], E> {
-        self.ask(|reply| Command::Digest { reply }).await
+    pub async fn digest(&self, kind: DigestKind) -> Result<[u8; 32], E> {
+        self.ask(|reply| Command::Digest { kind, reply }).await
     }
 
     pub async fn hibernate(&self) {
@@ -331,8 +341,8 @@ impl MailboxActor {
                 Command::Export { reply } => {
                     let _ = reply.send(self.handle_export().await);
                 }
-                Command::Digest { reply } => {
-                    let _ = reply.send(self.handle_digest().await);
+                Command::Digest { kind, reply } => {
+                    let _ = reply.send(self.handle_digest(kind).await);
                 }
                 Command::Migrate { reply, outcome } => {
                     if let Some(to) = self.handle_migrate(reply, outcome).await {

@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, E, ExportedState, MailboxActor, Reply};
+use super::{Command, DigestKind, E, ExportedState, MailboxActor, Reply};
 use crate::mailbox::request::{Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
 use crate::store::SnapshotRecord;
@@ -114,7 +114,7 @@ impl MailboxActor {
                 Command::Since { reply, .. } => {
                     let _ = reply.send(Err(moved()));
                 }
-                Command::Digest { reply } => {
+                Command::Digest { reply, .. } => {
                     let _ = reply.send(Err(moved()));
                 }
                 Command::Migrate { reply, .. } => {
@@ -127,14 +127,21 @@ impl MailboxActor {
         }
     }
 
-    pub(super) async fn handle_digest(&mut self) -> Result<[u8; 32], E> {
+    pub(super) async fn handle_digest(&mut self, kind: DigestKind) -> Result<[u8; 32], E> {
         self.wake().await?;
         let instance = self
             .instance
             .as_mut()
             .ok_or_else(|| E::Gone(self.id.clone()))?;
-        match instance.snapshot().await {
-            Ok((_, bytes)) => Ok(*blake3::hash(&bytes).as_bytes()),
+        let digest = match kind {
+            DigestKind::Snapshot => instance
+                .snapshot()
+                .await
+                .map(|(_, bytes)| *blake3::hash(&bytes).as_bytes()),
+            DigestKind::State => instance.state_digest().await,
+        };
+        match digest {
+            Ok(digest) => Ok(digest),
             Err(trap) => {
                 self.drop_instance();
                 Err(E::Trap(trap))

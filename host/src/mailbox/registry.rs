@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::actor::{ActorHandle, ExportedState, MailboxActor, Tracked};
+use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, Tracked};
 use super::clock::HybridClock;
 use super::request::{Request, Response};
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
@@ -293,9 +293,15 @@ impl Mailboxes {
     }
 
     /// BLAKE3 of a fresh snapshot of the mailbox's state: equal digests mean
-    /// equal states.
+    /// equal states, IMAP UIDs included (what a move must preserve).
     pub async fn digest(&self, id: &MailboxId) -> Result<[u8; 32], E> {
-        self.handle(id)?.digest().await
+        self.handle(id)?.digest(DigestKind::Snapshot).await
+    }
+
+    /// The guest's order-free `state-digest`: equal on replicas that applied
+    /// the same ops in any order (UIDs, numbered locally, are left out).
+    pub async fn state_digest(&self, id: &MailboxId) -> Result<[u8; 32], E> {
+        self.handle(id)?.digest(DigestKind::State).await
     }
 
     /// Snapshots and drops the instance now, as idleness would.

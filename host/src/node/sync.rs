@@ -29,6 +29,7 @@ use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::MailboxId;
 use crate::mailbox::MailboxCallError;
 use crate::net::{Exchange, WireError};
+use crate::proto::host::ReplicaState;
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 use crate::replica::{OpId, Since, VV_ORIGINS_MAX, VersionVector};
 
@@ -510,7 +511,12 @@ impl Node {
                 continue;
             };
             if let Ok((_, vv)) = self.mailboxes.since(&id, VersionVector::new(), 0).await {
-                out.push((user, vv));
+                let state_digest = self.mailboxes.state_digest(&id).await.ok();
+                out.push(ReplicaState {
+                    user,
+                    vv,
+                    state_digest,
+                });
             }
         }
         Ok(HostResponse::Replicas(out))

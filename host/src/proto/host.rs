@@ -136,6 +136,17 @@ pub enum HostResponse {
     Synced {
         vv: VersionVector,
     },
-    /// The mailboxes held here and their version vectors.
-    Replicas(Vec<(UserId, VersionVector)>),
+    /// The mailboxes held here, their version vectors and state digests.
+    Replicas(Vec<ReplicaState>),
+}
+
+/// One mailbox replica as its host reports it to `dem admin status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub user: UserId,
+    pub vv: VersionVector,
+    /// The guest's order-free state digest; `None` if the guest could not
+    /// compute it (a trap), which counts as not in sync.
+    #[serde(default)]
+    pub state_digest: Option<[u8; 32]>,
 }
