@@ -6,7 +6,9 @@
 mod common;
 
 use common::{id, mail, open};
+use dem_host::mailbox::actor::MoveState;
 use dem_host::mailbox::{MailboxCallError, MovedTo, Request, Response};
+use dem_host::replica::VersionVector;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_mailbox_forwards_queued_and_later_calls() {
@@ -22,7 +24,7 @@ async fn a_moved_mailbox_forwards_queued_and_later_calls() {
     }
     let digest = source.digest(&alice).await.unwrap();
 
-    let migration = source.begin_migration(&alice).await.unwrap();
+    let migration = source.begin_migration(&alice, None).await.unwrap();
     // A call made while paused waits in the queue.
     let queued = {
         let source = source.clone();
@@ -37,7 +39,7 @@ async fn a_moved_mailbox_forwards_queued_and_later_calls() {
     assert!(!queued.is_finished(), "calls must queue during a move");
 
     target
-        .import(&alice, migration.state.clone(), false)
+        .import(&alice, migration.state.full().cloned().unwrap(), false)
         .await
         .unwrap();
     let to = MovedTo {
@@ -73,7 +75,7 @@ async fn a_failed_move_leaves_the_mailbox_live_at_the_source() {
         .deliver(&alice, mail("m1", "x@y.org", "s", "b"))
         .await
         .unwrap();
-    let migration = source.begin_migration(&alice).await.unwrap();
+    let migration = source.begin_migration(&alice, None).await.unwrap();
     let queued = {
         let source = source.clone();
         let alice = alice.clone();
@@ -91,4 +93,62 @@ async fn a_failed_move_leaves_the_mailbox_live_at_the_source() {
     };
     assert_eq!(s.mails, 2);
     source.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_onto_an_older_copy_ships_only_the_missing_ops() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (source, target) = (open(a.path()), open(b.path()));
+    let alice = id("alice");
+    source.create(&alice, None).await.unwrap();
+    for i in 0..10 {
+        source
+            .deliver(&alice, mail(&format!("m{i}"), "x@y.org", "s", "b"))
+            .await
+            .unwrap();
+    }
+    // The target keeps the copy it had, then the source takes 5 more mails.
+    let old = source.export(&alice).await.unwrap();
+    target.import(&alice, old, false).await.unwrap();
+    for i in 10..15 {
+        source
+            .deliver(&alice, mail(&format!("m{i}"), "x@y.org", "s", "b"))
+            .await
+            .unwrap();
+    }
+    let digest = source.digest(&alice).await.unwrap();
+    let (_, stale) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
+
+    let migration = source
+        .begin_migration(&alice, Some(stale.clone()))
+        .await
+        .unwrap();
+    let MoveState::Delta(delta) = &migration.state else {
+        panic!("the window reaches back to the copy: expected a delta");
+    };
+    assert_eq!(delta.ops.len(), 5, "only the 5 new mails travel");
+    assert_eq!(delta.base, stale);
+    let ops = delta.ops.iter().map(|o| o.to_vec()).collect();
+    let vv = target.apply(&alice, ops).await.unwrap();
+    assert_eq!(vv, delta.vv);
+    assert_eq!(target.digest(&alice).await.unwrap(), digest);
+    migration.stay();
+
+    // A copy with a change of its own is not covered: the whole state.
+    target
+        .deliver(&alice, mail("own", "x@y.org", "s", "b"))
+        .await
+        .unwrap();
+    let (_, diverged) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
+    let migration = source
+        .begin_migration(&alice, Some(diverged))
+        .await
+        .unwrap();
+    assert!(migration.state.full().is_some(), "expected the whole state");
+    migration.stay();
+    // The source carries on.
+    source
+        .deliver(&alice, mail("after", "x@y.org", "s", "b"))
+        .await
+        .unwrap();
 }

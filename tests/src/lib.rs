@@ -769,11 +769,24 @@ impl Daemon {
             .with_context(|| format!("spawning dem {}", shown(&args)))?;
         let stdout = child.stdout.take().context("piped stdout")?;
         let stderr_pipe = child.stderr.take().context("piped stderr")?;
+        // With `DEM_TEST_LOG_DIR` set, every line also goes to
+        // `<dir>/<kind>-<pid>.log` (whole, unlike the kept head), so a
+        // failing multi-process test can be read afterwards.
+        let mut log_file = std::env::var_os("DEM_TEST_LOG_DIR").and_then(|dir| {
+            let kind = args.first()?.to_string_lossy().into_owned();
+            let path = Path::new(&dir).join(format!("{kind}-{}.log", child.id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::File::create(path).ok()
+        });
         let guard = ChildGuard(Some(child));
         let stderr = Arc::new(Mutex::new(String::new()));
         let keep = stderr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr_pipe).lines().map_while(|l| l.ok()) {
+                if let Some(f) = log_file.as_mut() {
+                    use std::io::Write as _;
+                    let _ = writeln!(f, "{line}");
+                }
                 let mut s = keep.lock().unwrap_or_else(|p| p.into_inner());
                 if s.len() < STDERR_KEEP_BYTES {
                     s.push_str(&line);

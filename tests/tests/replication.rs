@@ -4,8 +4,9 @@
 //!   sender keeps delivering; every acknowledged mail is readable after,
 //!   and every mailbox is back to exactly 3 live replicas within 10 s;
 //! - pause: SIGSTOP one replica's host while mail is delivered, deleted
-//!   and flagged through the others, then SIGCONT; the replicas converge
-//!   and the deleted mail stays deleted;
+//!   and flagged through the others, then SIGCONT; the replicas converge,
+//!   the deleted mail stays deleted, and a plugin installed meanwhile
+//!   reaches the paused replica with its code;
 //! - full restart: SIGKILL everything, restart from the data dirs, all
 //!   acknowledged mail is still there.
 
@@ -232,6 +233,14 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
     let paused = net.hosts[net.host_index(&first).context("paused host")?]
         .as_ref()
         .context("host")?;
+    let paused_code = net
+        .root
+        .join(format!(
+            "host{}",
+            net.host_index(&first).context("paused host")?
+        ))
+        .join("code");
+    let (plugin_file, plugin_hash) = builtin_plugin(&net.root, "allowlist")?;
     paused.signal("STOP")?;
     println!("SIGSTOP {first}");
     let result = (|| -> Result<()> {
@@ -247,6 +256,9 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
         let new = send_mail(&alice, "bob", "while paused")?;
         bob.run(["delete", &doomed])?;
         bob.run(["flag", &keep, "+seen"])?;
+        // A plugin installed meanwhile: its op names the code by hash, and
+        // the paused replica must fetch the code when it catches up.
+        bob.run(["plugin", "add", arg(&plugin_file), "--name", "allowlist"])?;
         paused.signal("CONT")?;
         println!("SIGCONT {first}");
         // Everything converges: whichever replica answers, the state is
@@ -287,7 +299,25 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
             .clone();
         Ok(u["in_sync"] == true)
     })?;
+    let code = paused_code.join(format!("{plugin_hash}.wasm"));
+    ensure!(
+        code.exists(),
+        "the paused replica did not fetch the plugin's code: {}",
+        code.display()
+    );
     Ok(())
+}
+
+/// One of the standard plugins written to a file, and its code hash.
+fn builtin_plugin(dir: &std::path::Path, name: &str) -> Result<(std::path::PathBuf, String)> {
+    let bytes = dem_host::builtin::PLUGINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .context("no such builtin plugin")?
+        .1;
+    let file = dir.join(format!("{name}.wasm"));
+    std::fs::write(&file, bytes)?;
+    Ok((file, dem_host::ids::CodeHash::of(bytes).to_string()))
 }
 
 #[test]

@@ -186,10 +186,24 @@ fn status_json(view: &StatusView) -> Value {
             })
         })
         .collect();
+    let attachments: Vec<Value> = view
+        .attachments
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id.as_str(),
+                "hosts": a.hosts.iter().map(HostId::to_hex).collect::<Vec<_>>(),
+                "epoch": a.epoch.0,
+                "size_bytes": a.size_bytes,
+                "referenced_until_ms": a.referenced_until_ms,
+            })
+        })
+        .collect();
     json!({
         "dispatch_units": units,
         "hosts": hosts,
         "users": users,
+        "attachments": attachments,
         "summary": {
             "hosts_online": view.summary.hosts_online,
             "hosts_known": view.summary.hosts_known,

@@ -69,6 +69,25 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Real processes with R=3: delivery at W=2 against W=1, regenerating
+    /// a killed replica, catching up a paused one.
+    Repl {
+        /// Mails in the mailbox whose replica is regenerated.
+        #[arg(long, default_value_t = 10_000)]
+        mails: u32,
+        /// Mails delivered while a replica is paused.
+        #[arg(long, default_value_t = 100)]
+        new_mails: u32,
+        /// Deliveries per network in the W=1 / W=2 comparison.
+        #[arg(long, default_value_t = 2_000)]
+        deliveries: u64,
+        /// The dispatch unit's lease: how soon a killed host is offline.
+        #[arg(long, default_value_t = 2_000)]
+        lease_ms: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The receiving process of the raw-QUIC baseline (used by `net`).
     #[command(hide = true)]
     NetSink {
@@ -107,6 +126,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 in_flight: in_flight.max(1),
             };
             print(&super::bench_net::run(params).await?, json);
+            Ok(())
+        }
+        Bench::Repl {
+            mails,
+            new_mails,
+            deliveries,
+            lease_ms,
+            json,
+        } => {
+            let params = super::bench_repl::ReplParams {
+                mails,
+                new_mails,
+                deliveries,
+                lease_ms: lease_ms.max(500),
+            };
+            print(&super::bench_repl::run(params).await?, json);
             Ok(())
         }
         Bench::NetSink { listen } => super::bench_sink::serve(listen).await,

@@ -100,18 +100,31 @@ impl Proc {
             child,
         })
     }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`, `"KILL"`) to the child.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{signal}").as_str(), pid.as_str()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
 }
 
 /// A registered bench user with an open session.
 #[derive(Clone)]
-struct User {
-    key: Arc<KeyPair>,
-    name: String,
-    session: Arc<Session>,
+pub(super) struct User {
+    pub key: Arc<KeyPair>,
+    pub name: String,
+    pub session: Arc<Session>,
 }
 
 impl User {
-    fn id(&self) -> UserId {
+    pub fn id(&self) -> UserId {
         self.key.user_id()
     }
 }
@@ -269,7 +282,7 @@ pub(super) fn ms(d: Duration) -> f64 {
 
 /// Registers `name` as `dem register` does: claim the name at the unit,
 /// then ask the placed host to create the mailbox.
-async fn register(backbone: &[String], name: &str) -> anyhow::Result<User> {
+pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<User> {
     let key = Arc::new(KeyPair::generate()?);
     let units = backbone.iter().map(|a| (a.clone(), None)).collect();
     let session = Arc::new(Session::new(key.clone(), units)?);
@@ -359,7 +372,7 @@ async fn lookup_one(
 }
 
 /// A mail from `from` to `to` of about 1 KiB, sealed as `dem send` seals.
-fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
+pub(super) fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
     let sample = super::bench::sample_mail(i);
     let mut mail = NewMail {
         id: String::new(),
@@ -404,7 +417,7 @@ async fn send_one(from: &User, r: &mut MailboxRef, to: &str, i: u64) -> anyhow::
 /// `total` deliveries from each sender in turn to the recipients, every
 /// sender with one mail in flight; returns acknowledged deliveries per
 /// second.
-async fn deliveries(senders: &[User], to: &[String], total: u64) -> anyhow::Result<f64> {
+pub(super) async fn deliveries(senders: &[User], to: &[String], total: u64) -> anyhow::Result<f64> {
     let per = total / senders.len().max(1) as u64;
     let mut tasks = tokio::task::JoinSet::new();
     let t = Instant::now();
@@ -432,7 +445,7 @@ async fn deliveries(senders: &[User], to: &[String], total: u64) -> anyhow::Resu
 
 /// Fills `to`'s mailbox with `mails` mails from all senders, 16 in flight
 /// per sender (a bulk load, not the measured delivery).
-async fn fill(senders: &[User], to: &str, mails: u32) -> anyhow::Result<()> {
+pub(super) async fn fill(senders: &[User], to: &str, mails: u32) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for sender in senders {

@@ -38,6 +38,10 @@ pub struct DispatchArgs {
     /// acknowledged; at most R.
     #[arg(long, default_value_t = crate::dispatch::limits::WRITE_QUORUM)]
     pub write_quorum: usize,
+    /// How long an attachment no mail references is kept before it is
+    /// collected, in milliseconds (shorter in tests).
+    #[arg(long, default_value_t = crate::dispatch::limits::ATTACHMENT_GRACE_MS)]
+    pub attachment_grace_ms: u64,
 }
 
 pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
@@ -59,6 +63,11 @@ pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
     );
     config.limits.replicas = args.replicas;
     config.limits.write_quorum = args.write_quorum;
+    anyhow::ensure!(
+        args.attachment_grace_ms > 0,
+        "--attachment-grace-ms must be positive"
+    );
+    config.limits.attachment_grace_ms = args.attachment_grace_ms;
     let service = DispatchService::bind(config)
         .await
         .with_context(|| format!("starting the dispatch unit in {}", args.data.display()))?;

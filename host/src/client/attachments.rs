@@ -1,11 +1,14 @@
 //! Floating attachments from the client's side: store a file once on the
 //! host the dispatch unit chooses (skipped when the network already holds
-//! the same content), and fetch a byte range back, checked.
+//! the same content), and fetch a byte range back, checked, from whichever
+//! holder answers.
 //!
 //! The upload stream is `AttachmentPut`, an answer (`Done`: send the chunks,
 //! or `AlreadyStored`), then 1 MiB raw chunk frames, then the host's final
-//! answer once the whole content hashed to the id. The holding host tells
-//! the dispatch unit itself.
+//! answer once the whole content hashed to the id and W hosts hold it (the
+//! receiving host records the location and copies it to R hosts). Reusing
+//! an attachment the network holds renews its reference lease, so it is
+//! not collected before the mail referencing it is delivered.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -88,6 +91,11 @@ pub async fn store(
         .await
         && found.hosts.iter().any(|h| h.online)
     {
+        session
+            .dispatch(&DispatchRequest::AttachmentRefs {
+                ids: vec![id.clone()],
+            })
+            .await?;
         return Ok((reference, Stored::Known));
     }
     let placement = match session
@@ -152,14 +160,20 @@ pub async fn fetch(
         DispatchResponse::Attachment(found) => found,
         other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
     };
-    let holders: Vec<&HostAddr> = found.hosts.iter().filter(|h| h.online).collect();
+    // Online holders first, in listing order; then the others, whose
+    // lease may just have lapsed. A holder that fails or sends bytes that
+    // do not match the id is skipped for the next one.
+    let (online, offline): (Vec<&HostAddr>, Vec<&HostAddr>) =
+        found.hosts.iter().partition(|h| h.online);
     let mut last = AttachmentError::NoHolder(id.to_string());
-    for holder in holders {
+    for holder in online.into_iter().chain(offline) {
         let Some(addr) = &holder.addr else { continue };
         match fetch_from(session, addr, holder, id, range, out).await {
             Ok(n) => return Ok(n),
-            Err(e @ AttachmentError::Corrupt(_)) => return Err(e),
-            Err(e) => last = e,
+            Err(e) => {
+                tracing::debug!(attachment = %id, holder = %holder.host.short(), error = %e, "fetch failed; trying the next holder");
+                last = e;
+            }
         }
     }
     Err(last)

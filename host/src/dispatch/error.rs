@@ -148,6 +148,10 @@ pub enum LocationError {
     /// A grantee reported a location that does not include itself.
     #[error("host {from} moved {object} in but does not list itself")]
     TargetNotListed { from: HostId, object: ObjectRef },
+    /// An attachment's removal was refused: its reference lease holds, so
+    /// some mail may still reference it.
+    #[error("{0} is still referenced and cannot be removed yet")]
+    StillReferenced(ObjectRef),
     /// The mailbox table is full (setting a home creates no record, but a
     /// replicated one may).
     #[error(transparent)]

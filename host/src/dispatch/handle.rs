@@ -16,7 +16,7 @@ use crate::proto::dispatch::{CONFLICT, NOT_FOUND};
 use crate::proto::{DispatchRequest, DispatchResponse, MoveOrder};
 
 use super::error::{HostError, LocationError, LookupError, NameError, PlacementError, UnitError};
-use super::limits::MAX_HOSTS_PER_OBJECT;
+use super::limits::{ATTACHMENT_REFS_MAX, MAX_HOSTS_PER_OBJECT};
 use super::{Action, DispatchUnit, HostState, ObjectRef, Registration, Update};
 
 /// Most hosts a `Place` request may exclude; placement scans every host per
@@ -144,6 +144,19 @@ impl State {
                     DispatchResponse::Placement(placement),
                     actions,
                 ))
+            }
+            DispatchRequest::AttachmentRefs { ids } => {
+                if ids.len() > ATTACHMENT_REFS_MAX {
+                    return Err(WireError::new(
+                        WireError::TOO_LARGE,
+                        format!(
+                            "{} attachment ids, at most {ATTACHMENT_REFS_MAX}",
+                            ids.len()
+                        ),
+                    ));
+                }
+                let actions = unit.handle_attachment_refs(now_ms, &ids);
+                Ok(Outcome::write(DispatchResponse::Done, actions))
             }
             DispatchRequest::Place { object, exclude } => {
                 if exclude.len() > PLACE_EXCLUDE_MAX {
@@ -293,6 +306,7 @@ fn lease(unit: &DispatchUnit) -> DispatchResponse {
         lease_ms: unit.limits().lease_ms,
         replicas: unit.limits().replicas,
         write_quorum: unit.limits().write_quorum,
+        attachment_grace_ms: unit.limits().attachment_grace_ms,
         units: unit
             .tables()
             .units
@@ -368,7 +382,9 @@ fn location_err(e: LocationError) -> WireError {
     let code = match &e {
         LocationError::UnknownObject(_) | LocationError::UnknownHost(_) => NOT_FOUND,
         LocationError::NotAuthorized { .. } => WireError::FORBIDDEN,
-        LocationError::StaleEpoch { .. } | LocationError::EpochJump { .. } => CONFLICT,
+        LocationError::StaleEpoch { .. }
+        | LocationError::EpochJump { .. }
+        | LocationError::StillReferenced(_) => CONFLICT,
         LocationError::HostList(_) | LocationError::TargetNotListed { .. } => {
             WireError::BAD_REQUEST
         }

@@ -246,3 +246,34 @@ fn replicate_needs_a_known_or_self_announcing_unit() {
         WireError::TOO_LARGE
     );
 }
+
+#[test]
+fn attachment_refs_are_bounded_and_renew_known_attachments() {
+    let mut s = state();
+    join(&mut s, 1);
+    let id: crate::dispatch::AttachmentId = "ab".repeat(32).parse().unwrap();
+    let req = DispatchRequest::AttachmentRefs {
+        ids: vec![id.clone(); ATTACHMENT_REFS_MAX + 1],
+    };
+    assert_eq!(
+        refusal(s.handle(NOW, [9; 32], req)).code,
+        WireError::TOO_LARGE
+    );
+    let place = DispatchRequest::PlaceAttachment {
+        id: id.clone(),
+        size_bytes: 3,
+    };
+    assert!(s.handle(NOW, [9; 32], place).response.is_ok());
+    let later = NOW + s.unit.limits().attachment_grace_ms / 2;
+    let renew = DispatchRequest::AttachmentRefs {
+        ids: vec![id.clone()],
+    };
+    let out = s.handle(later, [9; 32], renew);
+    assert!(matches!(out.response, Ok(DispatchResponse::Done)));
+    assert!(out.changed);
+    let rec = &s.unit.tables().attachments[&id];
+    assert_eq!(
+        rec.referenced_until_ms,
+        Some(later + s.unit.limits().attachment_grace_ms)
+    );
+}

@@ -49,6 +49,14 @@ pub const MOVE_GRANT_MS: u64 = 10 * 60_000;
 /// come is decided by `issued_ms`, so without this bound a claim could be
 /// back-dated to steal a name from a peer unit's earlier registration.
 pub const MAX_CLAIM_SKEW_MS: u64 = 5 * 60_000;
+/// How long an attachment is kept after the last sign that a mail
+/// references it (its upload, a sender reusing it, or a renewal by a host
+/// holding a mailbox whose mails reference it); then it is collected.
+/// Hosts renew every quarter of it, so it also bounds how long a sender
+/// may take between uploading and delivering.
+pub const ATTACHMENT_GRACE_MS: u64 = 24 * 3_600_000;
+/// Most attachment ids one `AttachmentRefs` request may renew.
+pub const ATTACHMENT_REFS_MAX: usize = 4_096;
 
 /// Table-size limits of one unit; [`Limits::default`] uses the constants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +77,8 @@ pub struct Limits {
     /// Replicas a mutation must be durable on before it is acknowledged
     /// (W), at most `replicas`.
     pub write_quorum: usize,
+    /// [`ATTACHMENT_GRACE_MS`], shorter in tests that watch collection.
+    pub attachment_grace_ms: u64,
 }
 
 /// Default R: replicas per object.
@@ -89,6 +99,7 @@ impl Default for Limits {
             lease_ms: LEASE_MS,
             replicas: REPLICAS,
             write_quorum: WRITE_QUORUM,
+            attachment_grace_ms: ATTACHMENT_GRACE_MS,
         }
     }
 }

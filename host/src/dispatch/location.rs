@@ -64,6 +64,17 @@ impl DispatchUnit {
             });
         }
         let is_attachment = matches!(object, ObjectRef::Attachment(_));
+        // Removal is collection: only once no mail may reference it.
+        if let ObjectRef::Attachment(id) = object
+            && new_hosts.is_empty()
+            && self
+                .tables
+                .attachments
+                .get(id)
+                .is_some_and(|r| r.is_referenced(now_ms))
+        {
+            return Err(LocationError::StillReferenced(object.clone()));
+        }
         validate::host_list(&new_hosts, self.limits.max_hosts_per_object, is_attachment)?;
         if let Some(bad) = new_hosts.iter().find(|h| {
             self.tables
@@ -308,10 +319,31 @@ mod tests {
             hosts: vec![host(2)],
             size_bytes: 9,
             epoch: Epoch(1),
+            referenced_until_ms: Some(5),
             ..Default::default()
         };
         u.tables.attachments.insert(id.clone(), rec);
         let obj = ObjectRef::Attachment(id.clone());
+        // Not while its reference lease holds (nor forever for a record
+        // without one).
+        assert_eq!(
+            u.handle_location_update(4, host(2), &obj, vec![], Epoch(2)),
+            Err(E::StillReferenced(obj.clone()))
+        );
+        u.tables
+            .attachments
+            .get_mut(&id)
+            .unwrap()
+            .referenced_until_ms = None;
+        assert_eq!(
+            u.handle_location_update(9, host(2), &obj, vec![], Epoch(2)),
+            Err(E::StillReferenced(obj.clone()))
+        );
+        u.tables
+            .attachments
+            .get_mut(&id)
+            .unwrap()
+            .referenced_until_ms = Some(1);
         let acts = u
             .handle_location_update(1, host(2), &obj, vec![], Epoch(2))
             .unwrap();

@@ -19,6 +19,7 @@
 //! - [`placement`]: choosing hosts for new objects, copies and moves;
 //! - [`departure`]: where a leaving host's objects should go;
 //! - [`location`]: authenticated location and home updates;
+//! - [`references`]: attachment reference leases (garbage collection);
 //! - [`updates`]: replicated updates and how a unit applies them;
 //! - [`snapshot`]: copying and reconciling whole tables, and the
 //!   convergence tests;
@@ -48,6 +49,7 @@ pub mod objects;
 pub mod peers;
 pub mod persist;
 pub mod placement;
+pub mod references;
 pub mod service;
 pub mod snapshot;
 pub mod status;

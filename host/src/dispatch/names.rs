@@ -54,6 +54,15 @@ pub struct AttachmentLookup {
     pub size_bytes: u64,
     pub epoch: Epoch,
     pub hosts: Vec<HostAddr>,
+    /// Whether its reference lease holds: some mail may reference it, so
+    /// it must not be collected yet.
+    #[serde(default = "referenced_by_default")]
+    pub referenced: bool,
+}
+
+/// An answer from a unit that predates reference leases: keep everything.
+fn referenced_by_default() -> bool {
+    true
 }
 
 impl DispatchUnit {
@@ -135,7 +144,9 @@ impl DispatchUnit {
         })
     }
 
-    /// Where attachment `id` is.
+    /// Where attachment `id` is. One placed but not yet stored (epoch 0)
+    /// or removed (a later epoch) has no hosts: the epoch is what a host
+    /// storing it again must report above.
     pub fn lookup_attachment(
         &self,
         now_ms: u64,
@@ -146,13 +157,6 @@ impl DispatchUnit {
             .attachments
             .get(id)
             .ok_or_else(|| LookupError::UnknownAttachment(id.clone()))?;
-        if rec.hosts.is_empty() {
-            return Err(if rec.epoch == Epoch(0) {
-                LookupError::NotPlaced(ObjectRef::Attachment(id.clone()))
-            } else {
-                LookupError::Removed(id.clone())
-            });
-        }
         Ok(AttachmentLookup {
             id: id.clone(),
             size_bytes: rec.size_bytes,
@@ -162,6 +166,7 @@ impl DispatchUnit {
                 .iter()
                 .map(|h| self.host_addr(now_ms, *h))
                 .collect(),
+            referenced: rec.is_referenced(now_ms),
         })
     }
 
@@ -283,10 +288,11 @@ mod tests {
         u.tables
             .attachments
             .insert(id.clone(), AttachmentRecord::default());
-        assert!(matches!(
-            u.lookup_attachment(0, &id),
-            Err(LookupError::NotPlaced(_))
-        ));
+        let l = u.lookup_attachment(0, &id).unwrap();
+        assert!(
+            l.hosts.is_empty() && l.epoch == Epoch(0),
+            "placed, not stored"
+        );
         let rec = AttachmentRecord {
             hosts: vec![],
             size_bytes: 5,
@@ -294,10 +300,8 @@ mod tests {
             ..Default::default()
         };
         u.tables.attachments.insert(id.clone(), rec);
-        assert_eq!(
-            u.lookup_attachment(0, &id),
-            Err(LookupError::Removed(id.clone()))
-        );
+        let l = u.lookup_attachment(0, &id).unwrap();
+        assert!(l.hosts.is_empty() && l.epoch == Epoch(2), "removed");
         let rec = AttachmentRecord {
             hosts: vec![host(1)],
             size_bytes: 5,

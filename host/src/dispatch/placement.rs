@@ -98,6 +98,10 @@ impl DispatchUnit {
                 epoch,
             }));
         }
+        // The mail referencing it comes after the upload: a full grace
+        // period for it to be delivered and renewed by its mailboxes.
+        let until_ms = now_ms.saturating_add(self.limits.attachment_grace_ms);
+        actions.extend(self.renew_attachment(id, until_ms));
         self.place_new(now_ms, object, actions)
     }
 
@@ -355,7 +359,8 @@ mod tests {
 
         let id: AttachmentId = "cd".repeat(32).parse().unwrap();
         let (p, acts) = u.place_new_attachment(0, &id, 77).unwrap();
-        assert_eq!((p.host, acts.len()), (host(1), 2));
+        // The record, its reference lease and the grant.
+        assert_eq!((p.host, acts.len()), (host(1), 3));
         assert_eq!(u.tables().attachments[&id].size_bytes, 77);
         let rec = AttachmentRecord {
             hosts: vec![host(1)],

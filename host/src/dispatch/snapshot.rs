@@ -94,6 +94,12 @@ pub fn updates_of(tables: &DispatchTables) -> Vec<Update> {
             size_bytes: r.size_bytes,
             epoch: r.epoch,
         });
+        if let Some(until_ms) = r.referenced_until_ms {
+            out.push(Update::AttachmentReferenced {
+                id: id.clone(),
+                until_ms,
+            });
+        }
         for (target, grant) in &r.pending {
             let object = ObjectRef::Attachment(id.clone());
             out.push(Update::MoveAuthorized {
@@ -245,6 +251,14 @@ mod tests {
                 id: att(8),
                 size_bytes: 5,
                 epoch: Epoch(3),
+            },
+            Update::AttachmentReferenced {
+                id: att(9),
+                until_ms: 50,
+            },
+            Update::AttachmentReferenced {
+                id: att(9),
+                until_ms: 40,
             },
             Update::AttachmentLocated {
                 id: att(8),

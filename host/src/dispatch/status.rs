@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::DispatchUnit;
+use super::objects::AttachmentId;
 use super::tables::HostState;
 use crate::identity::id::{DispatchId, Epoch, HostId, UserId};
 
@@ -21,7 +22,14 @@ pub struct StatusView {
     pub units: Vec<UnitStatus>,
     pub hosts: Vec<HostStatus>,
     pub users: Vec<UserStatus>,
+    /// Located attachments and their holders, by id, at most
+    /// [`STATUS_ATTACHMENTS_MAX`] (the summary counts them all).
+    #[serde(default)]
+    pub attachments: Vec<AttachmentStatus>,
 }
+
+/// Most attachments one status answer lists, to keep it within a frame.
+pub const STATUS_ATTACHMENTS_MAX: usize = 10_000;
 
 /// Counts at a glance.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +72,17 @@ pub struct HostStatus {
     /// How many attachments it holds. A count, not ids: attachment ids are
     /// opaque hashes; `lookup_attachment` gives the details of one.
     pub attachments: usize,
+}
+
+/// A located attachment: who holds it, and until when a mail may
+/// reference it (`None`: a record older than reference leases).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentStatus {
+    pub id: AttachmentId,
+    pub hosts: Vec<HostId>,
+    pub epoch: Epoch,
+    pub size_bytes: u64,
+    pub referenced_until_ms: Option<u64>,
 }
 
 /// A user: names, whether they are online, where their mailbox is.
@@ -173,6 +192,19 @@ impl DispatchUnit {
                 .filter(|r| !r.hosts.is_empty())
                 .count(),
         };
+        let attachments = t
+            .attachments
+            .iter()
+            .filter(|(_, r)| !r.hosts.is_empty())
+            .take(STATUS_ATTACHMENTS_MAX)
+            .map(|(id, r)| AttachmentStatus {
+                id: id.clone(),
+                hosts: r.hosts.clone(),
+                epoch: r.epoch,
+                size_bytes: r.size_bytes,
+                referenced_until_ms: r.referenced_until_ms,
+            })
+            .collect();
         StatusView {
             now_ms,
             unit: self.id,
@@ -180,6 +212,7 @@ impl DispatchUnit {
             units,
             hosts,
             users,
+            attachments,
         }
     }
 }
@@ -187,7 +220,6 @@ impl DispatchUnit {
 #[cfg(test)]
 mod tests {
     use super::super::limits::LEASE_MS;
-    use super::super::objects::AttachmentId;
     use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
     use super::*;
@@ -239,5 +271,7 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["users"][0]["name"], "alice");
         assert_eq!(json["hosts"][0]["state"], "active");
+        assert_eq!(s.attachments.len(), 1);
+        assert_eq!(s.attachments[0].hosts, vec![host(2)]);
     }
 }

@@ -15,6 +15,7 @@
 //! - mailbox/attachment location: `(epoch, hosts)` (attachments then
 //!   `size_bytes`); at equal epochs the lexicographically larger host list
 //!   wins, so an empty list (removal) loses to any location;
+//! - attachment reference lease: the larger `referenced_until_ms`;
 //! - mailbox home: `(set_ms, home)`;
 //! - move grants, per target: `(base_epoch, expires_ms)`; grants issued
 //!   before the object's current epoch are void and dropped, and beyond the
@@ -138,6 +139,19 @@ pub struct AttachmentRecord {
     pub size_bytes: u64,
     pub epoch: Epoch,
     pub pending: BTreeMap<HostId, MoveGrant>,
+    /// The reference lease: some mail may reference the attachment until
+    /// then (see [`super::references`]). `None` for records written before
+    /// leases existed: never collected until a renewal sets it.
+    #[serde(default)]
+    pub referenced_until_ms: Option<u64>,
+}
+
+impl AttachmentRecord {
+    /// Whether a mail may still reference the attachment at `now_ms`, so
+    /// it must not be collected.
+    pub fn is_referenced(&self, now_ms: u64) -> bool {
+        self.referenced_until_ms.is_none_or(|until| now_ms < until)
+    }
 }
 
 /// A known dispatch unit.
@@ -321,6 +335,23 @@ impl DispatchTables {
         rec.size_bytes = size_bytes;
         rec.epoch = epoch;
         normalize_pending(&mut rec.pending, epoch, limits.max_pending_moves_per_object);
+        Ok(true)
+    }
+
+    /// Merges an attachment's reference lease: the later expiry wins. A
+    /// lease replicated before the record's location creates the record
+    /// (as a grant does), so the order updates arrive in does not matter.
+    pub(crate) fn merge_attachment_referenced(
+        &mut self,
+        limits: &Limits,
+        id: &AttachmentId,
+        until_ms: u64,
+    ) -> Result<bool, LimitExceeded> {
+        let (rec, created) = self.attachment_entry(limits, id)?;
+        if rec.referenced_until_ms >= Some(until_ms) {
+            return Ok(created);
+        }
+        rec.referenced_until_ms = Some(until_ms);
         Ok(true)
     }
 

@@ -60,6 +60,9 @@ pub enum Update {
         size_bytes: u64,
         epoch: Epoch,
     },
+    /// Some mail may reference an attachment until `until_ms` (its
+    /// reference lease, renewed; the later expiry wins).
+    AttachmentReferenced { id: AttachmentId, until_ms: u64 },
     /// `target` may report holding `object` (a placement was handed out).
     MoveAuthorized {
         object: ObjectRef,
@@ -117,6 +120,9 @@ impl DispatchUnit {
                 size_bytes,
                 epoch,
             } => tables.merge_attachment_location(limits, &id, Vec::new(), size_bytes, epoch)?,
+            Update::AttachmentReferenced { id, until_ms } => {
+                tables.merge_attachment_referenced(limits, &id, until_ms)?
+            }
             Update::MoveAuthorized {
                 object,
                 target,

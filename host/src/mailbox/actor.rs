@@ -41,6 +41,7 @@ pub enum DigestKind {
 
 #[path = "actor_move.rs"]
 mod moving;
+pub use moving::{DeltaState, MoveState};
 #[path = "actor_sync.rs"]
 mod sync;
 
@@ -82,10 +83,12 @@ pub(crate) enum Command {
         kind: DigestKind,
         reply: Reply<[u8; 32]>,
     },
-    /// Pause, export, and wait for the outcome of the move; calls queue
-    /// meanwhile.
+    /// Pause, export (or, for a target holding an older copy at `peer`,
+    /// just the ops it lacks), and wait for the outcome of the move; calls
+    /// queue meanwhile.
     Migrate {
-        reply: Reply<ExportedState>,
+        peer: Option<VersionVector>,
+        reply: Reply<MoveState>,
         outcome: oneshot::Receiver<MigrationOutcome>,
     },
     Hibernate {
@@ -200,12 +203,21 @@ impl ActorHandle {
         self.ask(|reply| Command::Export { reply }).await
     }
 
-    /// Pauses the mailbox and exports it. The returned sender settles the
-    /// move; dropping it means the move failed and the mailbox stays.
-    pub async fn migrate(&self) -> Result<(ExportedState, oneshot::Sender<MigrationOutcome>), E> {
+    /// Pauses the mailbox and exports it, or only the ops a target copy at
+    /// `peer` lacks if the window reaches back to it. The returned sender
+    /// settles the move; dropping it means the move failed and the mailbox
+    /// stays.
+    pub async fn migrate(
+        &self,
+        peer: Option<VersionVector>,
+    ) -> Result<(MoveState, oneshot::Sender<MigrationOutcome>), E> {
         let (outcome_tx, outcome) = oneshot::channel();
         let state = self
-            .ask(|reply| Command::Migrate { reply, outcome })
+            .ask(|reply| Command::Migrate {
+                peer,
+                reply,
+                outcome,
+            })
             .await?;
         Ok((state, outcome_tx))
     }
@@ -344,8 +356,12 @@ impl MailboxActor {
                 Command::Digest { kind, reply } => {
                     let _ = reply.send(self.handle_digest(kind).await);
                 }
-                Command::Migrate { reply, outcome } => {
-                    if let Some(to) = self.handle_migrate(reply, outcome).await {
+                Command::Migrate {
+                    peer,
+                    reply,
+                    outcome,
+                } => {
+                    if let Some(to) = self.handle_migrate(peer, reply, outcome).await {
                         self.forward(rx, to).await;
                         return;
                     }

@@ -1,13 +1,52 @@
 //! The moving side of the actor: exporting the durable state, pausing for
-//! a migration and, once the mailbox has moved, answering every queued and
-//! later call with where it went; and the state digest tests compare.
+//! a migration (shipping only the missing ops to a target that holds an
+//! older copy, `crate::replica::delta`) and, once the mailbox has moved,
+//! answering every queued and later call with where it went; and the state
+//! digest tests compare.
+
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, DigestKind, E, ExportedState, MailboxActor, Reply};
 use crate::mailbox::request::{Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
-use crate::store::SnapshotRecord;
+use crate::replica::{VersionVector, delta_for};
+use crate::runtime::bindings::PluginEntry;
+use crate::store::{MailboxMeta, SnapshotRecord};
+
+/// What a paused mailbox ships to the target of its move.
+#[derive(Debug, Clone)]
+pub enum MoveState {
+    /// The whole durable state.
+    Full(ExportedState),
+    /// Only the ops an older copy at the target lacks.
+    Delta(DeltaState),
+}
+
+impl MoveState {
+    /// The whole state, if that is what is shipped.
+    pub fn full(&self) -> Option<&ExportedState> {
+        match self {
+            MoveState::Full(s) => Some(s),
+            MoveState::Delta(_) => None,
+        }
+    }
+}
+
+/// The ops that bring a target's older copy (at `base`) up to `vv`.
+#[derive(Debug, Clone)]
+pub struct DeltaState {
+    pub meta: MailboxMeta,
+    /// Installed plugins, whose code the target may lack.
+    pub plugins: Vec<PluginEntry>,
+    /// The target copy's vector the ops were chosen against.
+    pub base: VersionVector,
+    /// This replica's vector: the target's once it applied the ops.
+    pub vv: VersionVector,
+    /// Durable ops, in the order this replica applied them.
+    pub ops: Vec<Arc<[u8]>>,
+}
 
 impl MailboxActor {
     pub(super) async fn handle_export(&mut self) -> Result<ExportedState, E> {
@@ -57,14 +96,47 @@ impl MailboxActor {
         })
     }
 
-    /// Exports, then waits (calls queue in the channel) for the move to
-    /// settle. Returns where the mailbox went if it moved.
+    /// The ops a target copy at `peer` lacks, if the window reaches back
+    /// to it; `None` if only the whole state will do.
+    async fn delta_since(&mut self, peer: &VersionVector) -> Result<Option<DeltaState>, E> {
+        self.wake().await?;
+        // Only durable ops travel: the window also holds ones in flight.
+        self.settle().await?;
+        let Some(ops) = delta_for(&self.window, &self.vv, peer) else {
+            return Ok(None);
+        };
+        let plugins = match self.read(Request::ListPlugins).await? {
+            Response::Plugins(p) => p,
+            _ => Vec::new(),
+        };
+        Ok(Some(DeltaState {
+            meta: self.meta.clone(),
+            plugins,
+            base: peer.clone(),
+            vv: self.vv.clone(),
+            ops,
+        }))
+    }
+
+    /// Exports (or takes the delta for a target copy at `peer`), then waits
+    /// (calls queue in the channel) for the move to settle. Returns where
+    /// the mailbox went if it moved.
     pub(super) async fn handle_migrate(
         &mut self,
-        reply: Reply<ExportedState>,
+        peer: Option<VersionVector>,
+        reply: Reply<MoveState>,
         outcome: oneshot::Receiver<MigrationOutcome>,
     ) -> Option<MovedTo> {
-        match self.handle_export().await {
+        let delta = match &peer {
+            Some(peer) if self.store.is_some() => self.delta_since(peer).await,
+            _ => Ok(None),
+        };
+        let state = match delta {
+            Ok(Some(d)) => Ok(MoveState::Delta(d)),
+            Ok(None) => self.handle_export().await.map(MoveState::Full),
+            Err(e) => Err(e),
+        };
+        match state {
             Ok(state) => {
                 if reply.send(Ok(state)).is_err() {
                     return None;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, Tracked};
+use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, MoveState, Tracked};
 use super::clock::HybridClock;
 use super::request::{Request, Response};
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
@@ -315,11 +315,16 @@ impl Mailboxes {
         self.handle(id)?.export().await
     }
 
-    /// Pauses a mailbox and exports it for a move. Calls queue until the
-    /// returned `Migration` is settled; if it is dropped unsettled, the
-    /// mailbox carries on here.
-    pub async fn begin_migration(self: &Arc<Self>, id: &MailboxId) -> Result<Migration, E> {
-        let (state, outcome) = self.handle(id)?.migrate().await?;
+    /// Pauses a mailbox and exports it for a move, or takes only the ops a
+    /// target copy at `peer` lacks if this replica's window reaches back to
+    /// it. Calls queue until the returned `Migration` is settled; if it is
+    /// dropped unsettled, the mailbox carries on here.
+    pub async fn begin_migration(
+        self: &Arc<Self>,
+        id: &MailboxId,
+        peer: Option<VersionVector>,
+    ) -> Result<Migration, E> {
+        let (state, outcome) = self.handle(id)?.migrate(peer).await?;
         Ok(Migration {
             id: id.clone(),
             state,
@@ -459,10 +464,10 @@ impl Mailboxes {
     }
 }
 
-/// A mailbox paused for a move, with its exported state.
+/// A mailbox paused for a move, with what it ships.
 pub struct Migration {
     pub id: MailboxId,
-    pub state: ExportedState,
+    pub state: MoveState,
     outcome: Option<tokio::sync::oneshot::Sender<MigrationOutcome>>,
     boxes: Arc<Mailboxes>,
 }

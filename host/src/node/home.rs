@@ -80,6 +80,17 @@ impl Node {
         else {
             return Err("no online host holds the mailbox".into());
         };
+        // A copy kept from before (this host was away) is no longer
+        // listed; keep the keeper from discarding it while the holder
+        // moves the mailbox here, so the move ships only what it lacks.
+        if let Ok(id) = super::serve::mailbox_id(&user)
+            && self.mailboxes.contains(&id).unwrap_or(false)
+        {
+            self.keeper_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .copied(&id);
+        }
         let order = MoveOrder { user, to: self.id };
         let signed =
             Signed::sign(owner, MOVE_ORDER, now_ms(), &order).map_err(|e| e.to_string())?;

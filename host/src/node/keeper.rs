@@ -23,7 +23,7 @@ use crate::identity::{HostId, UserId};
 use crate::ids::MailboxId;
 use crate::net::WireError;
 use crate::proto::{DispatchRequest, DispatchResponse};
-use crate::replica::{KeeperPlan, Member, plan};
+use crate::replica::{KeeperPlan, plan};
 
 /// What the keeper remembers between rounds.
 #[derive(Default)]
@@ -71,14 +71,7 @@ impl Node {
     pub(super) async fn keep_one(&self, user: UserId, grace: Duration) -> Result<(), WireError> {
         let id = mailbox_id(&user)?;
         let listing = self.listing(user, true).await?;
-        let members: Vec<Member> = listing
-            .members
-            .iter()
-            .map(|h| Member {
-                host: h.host,
-                online: h.online,
-            })
-            .collect();
+        let members = listing.liveness();
         let live_peers = |peers: &[HostId]| -> Vec<crate::dispatch::HostAddr> {
             listing
                 .members
@@ -170,6 +163,18 @@ impl Node {
                 Ok(_) | Err(_) => break,
             };
             exclude.push(placement.host);
+            // A short probe first: a cached connection to a host that
+            // crashed and restarted looks open until its idle timeout, and
+            // a copy sent on it would stall this keeper round (every
+            // mailbox's) that long. A failed probe drops the connection;
+            // the next round places again.
+            if let Err(e) = self
+                .send_sync(user, &placement.addr, placement.host, Vec::new())
+                .await
+            {
+                tracing::warn!(mailbox = %user.short(), host = %self.id.short(), to = %placement.host.short(), error = %e, "a new replica's host did not answer");
+                continue;
+            }
             match self.send_copy(id, &placement.addr, placement.host).await {
                 Ok(_) => hosts.push(placement.host),
                 Err(e) => {

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use super::Node;
 use super::serve::{internal, mailbox_id};
+use super::traffic::Kind;
 use crate::client::mailbox_ref::NOT_HERE;
 use crate::client::{HOST_REQUEST_TIMEOUT, SessionError, now_ms};
 use crate::dispatch::ObjectRef;
@@ -26,11 +27,14 @@ use crate::export::{self, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX
 use crate::identity::{Epoch, Freshness, HostId, MOVE_ORDER, Signed, UserId};
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MovedTo;
-use crate::mailbox::actor::ExportedState;
-use crate::net::{Exchange, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame};
+use crate::mailbox::actor::{ExportedState, MoveState};
+use crate::net::{
+    Connection, Exchange, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame,
+};
 use crate::proto::{
     DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX, MoveOrder,
 };
+use crate::runtime::bindings::PluginEntry;
 
 /// How long one whole move may take, each side, before it is abandoned
 /// (the source resumes the mailbox; the target drops a partial import).
@@ -86,28 +90,45 @@ impl Node {
             Ok(other) => return Err(MigrateError::Dispatch(format!("answered {other:?}"))),
             Err(e) => return Err(MigrateError::Dispatch(e.to_string())),
         };
-        let migration = self
-            .mailboxes
-            .begin_migration(&id)
+        // A target holding an older copy may need only the ops it lacks.
+        let mut peer = self.target_copy(user, to, to_addr).await;
+        let migration = loop {
+            let migration = self
+                .mailboxes
+                .begin_migration(&id, peer.take())
+                .await
+                .map_err(|e| MigrateError::Pause(e.to_string()))?;
+            let delta = matches!(migration.state, MoveState::Delta(_));
+            let sent = tokio::time::timeout(MIGRATE_TIMEOUT, async {
+                match &migration.state {
+                    MoveState::Delta(d) => self.send_delta(user, d, to, to_addr, epoch).await,
+                    MoveState::Full(state) => {
+                        self.send_mailbox(&id, state, to, to_addr, |header| HostRequest::Migrate {
+                            header,
+                            epoch,
+                        })
+                        .await
+                    }
+                }
+            })
             .await
-            .map_err(|e| MigrateError::Pause(e.to_string()))?;
-        let sent = tokio::time::timeout(
-            MIGRATE_TIMEOUT,
-            self.send_mailbox(&id, &migration.state, to, to_addr, |header| {
-                HostRequest::Migrate { header, epoch }
-            }),
-        )
-        .await
-        .unwrap_or(Err(MigrateError::Timeout(MIGRATE_TIMEOUT)));
-        if let Err(e) = sent {
+            .unwrap_or(Err(MigrateError::Timeout(MIGRATE_TIMEOUT)));
+            let Err(e) = sent else { break migration };
             // The target may have taken it and only its answer got lost:
             // the dispatch tables say who holds it now.
-            if !self.dispatch_says_held_by(user, to, epoch).await {
-                tracing::warn!(error = %e, "move failed; the mailbox stays here");
-                migration.stay();
-                return Err(e);
+            if self.dispatch_says_held_by(user, to, epoch).await {
+                break migration;
             }
-        }
+            migration.stay();
+            if delta && matches!(e, MigrateError::Target(_)) {
+                // The copy changed or the delta was refused: the whole
+                // state always does (the mailbox ran on for a moment).
+                tracing::info!(error = %e, "the delta move failed; sending the whole state");
+                continue;
+            }
+            tracing::warn!(error = %e, "move failed; the mailbox stays here");
+            return Err(e);
+        };
         let moved = MovedTo {
             host: to.to_hex(),
             addr: to_addr.to_string(),
@@ -143,14 +164,34 @@ impl Node {
         to_addr: &str,
         request: impl FnOnce(Box<ExportHeader>) -> HostRequest,
     ) -> Result<u64, MigrateError> {
-        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         let conn = self
             .session
             .connect(to_addr, to)
             .await
-            .map_err(|e| target(&e))?;
-        let mut hashes = vec![CodeHash(state.meta.code_hash)];
-        for plugin in &state.plugins {
+            .map_err(|e| MigrateError::Target(e.to_string()))?;
+        let code = self
+            .missing_code_at(&conn, CodeHash(state.meta.code_hash), &state.plugins)
+            .await?;
+        let mut frames = export::encode_export(id, state, &code).peekable();
+        let header = match frames.peek().map(|b| rmp_serde::from_slice::<Frame>(b)) {
+            Some(Ok(Frame::Header(h))) => h,
+            _ => return Err(MigrateError::Pause("the export has no header".into())),
+        };
+        self.stream_to(&conn, &request(Box::new(header)), frames)
+            .await
+    }
+
+    /// Asks the target which of the mailbox's components (`code` and the
+    /// plugins') it lacks; those, with their bytes.
+    pub(super) async fn missing_code_at(
+        &self,
+        conn: &Connection,
+        code: CodeHash,
+        plugins: &[PluginEntry],
+    ) -> Result<Vec<(CodeHash, Vec<u8>)>, MigrateError> {
+        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
+        let mut hashes = vec![code];
+        for plugin in plugins {
             if let Ok(h) = plugin.code_hash.parse::<CodeHash>()
                 && !hashes.contains(&h)
             {
@@ -181,14 +222,20 @@ impl Node {
                 .map_err(|e| MigrateError::Pause(e.to_string()))?;
             code.push((hash, bytes));
         }
-        let mut frames = export::encode_export(id, state, &code).peekable();
-        let header = match frames.peek().map(|b| rmp_serde::from_slice::<Frame>(b)) {
-            Some(Ok(Frame::Header(h))) => h,
-            _ => return Err(MigrateError::Pause("the export has no header".into())),
-        };
+        Ok(code)
+    }
+
+    /// Sends `request` then `frames` as raw frames on one stream; the
+    /// log position the target answers with `Imported`.
+    pub(super) async fn stream_to(
+        &self,
+        conn: &Connection,
+        request: &HostRequest,
+        frames: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<u64, MigrateError> {
+        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         let (mut send, mut recv) = conn.open_stream().await.map_err(|e| target(&e))?;
-        let request = request(Box::new(header));
-        write_frame(&mut send, &request)
+        write_frame(&mut send, request)
             .await
             .map_err(|e| target(&e))?;
         for frame in frames {
@@ -317,6 +364,7 @@ impl Node {
             .await
             .map_err(|e| bad(&e))?
         {
+            self.traffic.frame(Kind::Full, bytes.len());
             importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
         }
         let imported = importer.finish().map_err(|e| bad(&e))?;
@@ -342,7 +390,7 @@ impl Node {
     /// As the target of a move from `from`: reports to dispatch that this
     /// host now holds `user`'s mailbox in `from`'s place at `epoch`, the
     /// other replicas staying.
-    async fn take_over_from(
+    pub(super) async fn take_over_from(
         &self,
         user: UserId,
         from: HostId,

@@ -6,8 +6,12 @@
 //! - `verify`: the checks on requests, sans-IO and unit-tested;
 //! - `serve`: one handler per request kind;
 //! - `transfer`: attachment chunk streams in and out;
+//! - `attachment_keeper`: R replicas per attachment, regenerated and
+//!   collected; `attachment_refs`: renewing what this host's mails reference;
 //! - `migrate`: mailboxes moving to and from other hosts (`Migrate`,
-//!   `MissingCode`, `Pull`);
+//!   `MissingCode`, `Pull`); `delta_move`: a move onto an older copy
+//!   that ships only the missing ops (`Holds`, `MoveDelta`); `traffic`:
+//!   the replication bytes received (`Traffic`);
 //! - `home`: an owner's host pulling its owner's mailbox home;
 //! - `leave`: the graceful leave that moves everything off.
 //!
@@ -15,12 +19,17 @@
 //! client users have, over the host's own endpoint and key, so the
 //! dispatch unit sees the host's key as the connection's peer key.
 
+mod attachment_keeper;
+mod attachment_refs;
+mod delta_move;
 mod home;
 mod keeper;
 mod leave;
 mod migrate;
+mod plugin_code;
 mod serve;
 mod sync;
+mod traffic;
 mod transfer;
 pub mod verify;
 
@@ -97,6 +106,14 @@ pub struct Node {
     /// Replica listings and the links that push ops to peer replicas.
     replication: sync::Replication,
     keeper_state: Mutex<keeper::KeeperState>,
+    /// Attachment copies in flight, unlisted and freshly arrived.
+    attachment_keeper: Mutex<attachment_keeper::AttachmentKeeperState>,
+    /// What this host's mailboxes reference, for the reference leases.
+    attachment_refs: Mutex<crate::replica::attachment::RefTracker>,
+    /// The network's attachment grace period (from the lease), in ms.
+    attachment_grace_ms: std::sync::atomic::AtomicU64,
+    /// Replication bytes received, for `Traffic`.
+    traffic: traffic::Traffic,
     /// This node, for tasks it spawns on its own behalf.
     me: std::sync::Weak<Node>,
 }
@@ -153,6 +170,10 @@ impl Node {
             owner: config.owner.clone(),
             replication: sync::Replication::new(),
             keeper_state: Mutex::new(keeper::KeeperState::default()),
+            attachment_keeper: Mutex::default(),
+            attachment_refs: Mutex::default(),
+            attachment_grace_ms: crate::dispatch::limits::ATTACHMENT_GRACE_MS.into(),
+            traffic: traffic::Traffic::default(),
             me: me.clone(),
         }))
     }
@@ -183,10 +204,12 @@ impl Node {
                     units,
                     replicas,
                     write_quorum,
+                    attachment_grace_ms,
                     ..
                 }) => {
                     self.session.learn_units(&units);
                     self.learn_quorum(replicas, write_quorum);
+                    self.learn_attachment_grace(attachment_grace_ms);
                     return Ok(());
                 }
                 Ok(DispatchResponse::Done) => return Ok(()),
@@ -209,10 +232,12 @@ impl Node {
             if let Ok(DispatchResponse::Lease {
                 replicas,
                 write_quorum,
+                attachment_grace_ms,
                 ..
             }) = &answer
             {
                 self.learn_quorum(*replicas, *write_quorum);
+                self.learn_attachment_grace(*attachment_grace_ms);
             }
             if let Err(e) = answer {
                 tracing::warn!(host = %self.id.short(), error = %e, "heartbeat failed; joining again");
@@ -231,6 +256,13 @@ impl Node {
         self.replication
             .write_quorum
             .store(write_quorum.clamp(1, r), Relaxed);
+    }
+
+    /// Takes the attachment grace period from a lease answer (at least a
+    /// second, so renewals never spin).
+    fn learn_attachment_grace(&self, grace_ms: u64) {
+        self.attachment_grace_ms
+            .store(grace_ms.max(1_000), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tells the dispatch units this host alone holds `object` at `epoch`.
@@ -274,6 +306,8 @@ pub async fn run(
     on_ready(&node.id, &node.addr);
     let beat = tokio::spawn(node.clone().heartbeat(config.heartbeat, config.capacity));
     let keeper = tokio::spawn(node.clone().keep(config.keeper));
+    let attachment_keeper = tokio::spawn(node.clone().keep_attachments(config.keeper));
+    let attachment_refs = tokio::spawn(node.clone().renew_attachment_refs(config.keeper));
     let homing = node.owner.clone().map(|owner| {
         let node = node.clone();
         tokio::spawn(async move { node.go_home(&owner).await })
@@ -283,6 +317,8 @@ pub async fn run(
     if let Some(h) = homing {
         h.abort();
     }
+    // The leave moves each attachment copy itself.
+    attachment_keeper.abort();
     // Keep serving and heartbeating while everything moves off: queued
     // calls must be answered "moved", and the lease must not lapse.
     if let Err(e) = node.leave().await {
@@ -290,6 +326,7 @@ pub async fn run(
     }
     tracing::info!("stopping");
     keeper.abort();
+    attachment_refs.abort();
     beat.abort();
     node.shutdown().await;
     server.abort();

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::traffic::Kind;
 use super::{Node, verify};
 use crate::client::mailbox_ref::NOT_HERE;
 use crate::client::now_ms;
@@ -25,6 +26,7 @@ const PLUGIN_NAME_BYTES_MAX: usize = 64;
 impl Node {
     /// Answers one request.
     pub(super) async fn handle(self: Arc<Self>, req: HostRequest, mut ex: Exchange) -> Result<()> {
+        self.count_replication(&req);
         let answer = match req {
             HostRequest::Owner(call) => self.owner(&call).await,
             HostRequest::Create(order) => self.create(&order).await,
@@ -40,6 +42,16 @@ impl Node {
                     .attachment_put(id, size_bytes, name, media_type, ex)
                     .await;
             }
+            HostRequest::AttachmentCopy {
+                id,
+                size_bytes,
+                name,
+                media_type,
+            } => {
+                return self
+                    .attachment_copy_in(id, size_bytes, name, media_type, ex)
+                    .await;
+            }
             HostRequest::AttachmentGet { id, start, end } => {
                 return self.attachment_get(id, start, end, ex).await;
             }
@@ -53,11 +65,37 @@ impl Node {
             }
             HostRequest::Copy { header } => return self.handle_copy(header, ex).await,
             HostRequest::Replicas => self.replicas().await,
+            HostRequest::Holds { mailbox } => self.holds(mailbox).await,
+            HostRequest::MoveDelta(header) => return self.move_delta_in(header, ex).await,
+            HostRequest::Traffic => Ok(HostResponse::Traffic(self.traffic.snapshot())),
+            HostRequest::CodeGet { hash } => self.code_get(&hash),
         };
         match answer {
             Ok(r) => ex.reply(&r).await,
             Err(e) => ex.reply_err(&e).await,
         }
+    }
+
+    /// Counts the request frames of replication traffic (their streamed
+    /// frames are counted where they are read).
+    fn count_replication(&self, req: &HostRequest) {
+        let kind = match req {
+            HostRequest::Sync { .. } => Kind::Sync,
+            HostRequest::Copy { .. } => {
+                self.traffic.copy_received();
+                Kind::Full
+            }
+            HostRequest::Migrate { .. } => {
+                self.traffic.full_move_received();
+                Kind::Full
+            }
+            HostRequest::MoveDelta(_) => {
+                self.traffic.delta_move_received();
+                Kind::Delta
+            }
+            _ => return,
+        };
+        self.traffic.request(kind, req);
     }
 
     async fn owner(&self, call: &Signed<OwnerCall>) -> Result<HostResponse, WireError> {

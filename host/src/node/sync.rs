@@ -8,7 +8,12 @@
 //!   made the op waits until W replicas, this one included, hold it
 //!   durably ([`Node::replicate`]).
 //! - The keeper kicks every link periodically: that is anti-entropy, and
-//!   also how a replica that was away catches up.
+//!   also how a replica that was away catches up. A link retries a failed
+//!   push on its own only while its peer is a listed replica with a live
+//!   lease, and ends once the peer is no longer listed
+//!   ([`crate::replica::link_after_failure`]): dialling a dead host holds
+//!   the host's connection table for a whole connect timeout, which must
+//!   not starve the links to the live replicas.
 //! - `Sync` and `Copy` are accepted only from hosts the dispatch unit lists
 //!   as holders of the mailbox: replicas trust each other's ops, as each
 //!   checked its own callers.
@@ -31,7 +36,9 @@ use crate::mailbox::MailboxCallError;
 use crate::net::{Exchange, WireError};
 use crate::proto::host::ReplicaState;
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
-use crate::replica::{OpId, Since, VV_ORIGINS_MAX, VersionVector};
+use crate::replica::{
+    LinkRetry, Member, OpId, Since, VV_ORIGINS_MAX, VersionVector, link_after_failure, link_wanted,
+};
 
 /// Op bytes per `Sync` message (one op may exceed it: it travels alone).
 pub const SYNC_BATCH_BYTES: usize = 8 << 20;
@@ -46,6 +53,14 @@ const LISTING_TTL: Duration = Duration::from_secs(2);
 const LINK_IDLE: Duration = Duration::from_secs(60);
 /// Pause after a failed push before the link tries again.
 const LINK_RETRY: Duration = Duration::from_millis(250);
+/// How often a call waiting for acknowledgements reads the (cached)
+/// listing again.
+const RELIST_EVERY: Duration = Duration::from_millis(500);
+/// Longest one `Sync` may take. A cached connection to a peer that
+/// crashed and restarted at the same address looks open until the idle
+/// timeout (30 s); past this the connection is dropped and the next push
+/// dials afresh, well within [`REPLICATE_TIMEOUT`].
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A mailbox's replicas as a dispatch unit listed them.
 #[derive(Debug, Clone)]
@@ -54,6 +69,20 @@ pub(super) struct Listing {
     pub members: Vec<HostAddr>,
     pub home: Option<HostId>,
     fetched: Instant,
+}
+
+impl Listing {
+    /// The listed replicas with whether their lease is live, as the
+    /// sans-IO keeper decisions take them.
+    pub fn liveness(&self) -> Vec<Member> {
+        self.members
+            .iter()
+            .map(|m| Member {
+                host: m.host,
+                online: m.online,
+            })
+            .collect()
+    }
 }
 
 /// The pushing side towards one peer replica of one mailbox.
@@ -146,46 +175,66 @@ impl Node {
 
     /// Waits until `op` of `user`'s mailbox is durable on W replicas (this
     /// one included), pushing it to the others.
+    ///
+    /// A replica the keeper dropped from the listing (its lease lapsed
+    /// while it was paused or overloaded) cannot get its ops acknowledged:
+    /// the listed replicas refuse its `Sync`, and it discards its copy after
+    /// a grace period. Its calls are answered "not here", so the caller
+    /// looks the mailbox up again and retries at a listed replica
+    /// (deliveries are idempotent by mail id).
     pub(super) async fn replicate(&self, user: UserId, op: OpId) -> Result<(), WireError> {
-        let listing = self.listing(user, false).await?;
-        let peers: Vec<HostAddr> = listing
-            .members
-            .iter()
-            .filter(|m| m.host != self.id)
-            .cloned()
-            .collect();
-        let needed = self
-            .replication
-            .w()
-            .min(listing.members.len().max(1))
-            .saturating_sub(1);
-        if needed == 0 {
-            return Ok(());
+        if !self.is_holder(user, self.id).await? {
+            return Err(not_listed());
         }
+        let mut listing = self.listing(user, false).await?;
         let id = mailbox_id(&user)?;
-        let mut acks: Vec<watch::Receiver<Option<VersionVector>>> = Vec::new();
-        for peer in &peers {
-            let link = self.link(user, &id, peer);
-            acks.push(link.acked.subscribe());
-            link.kick.notify_one();
-        }
+        // The links watched so far, by peer. The listing is read again
+        // while waiting: a replica the keeper adds meanwhile (with a copy
+        // that may already hold the op) counts, one it drops does not.
+        let mut acks: HashMap<HostId, watch::Receiver<Option<VersionVector>>> = HashMap::new();
+        let mut needed = 0;
         let waited = tokio::time::timeout(REPLICATE_TIMEOUT, async {
             loop {
+                needed = self.needed_acks(&listing);
+                // A link that ended (its peer looked unlisted to it) is
+                // started again below if the peer is listed after all.
+                acks.retain(|_, rx| rx.has_changed().is_ok());
+                // Only peers with a live lease can answer; kicking a dead
+                // one's link would only dial it again.
+                for peer in listing.members.iter().filter(|m| m.online) {
+                    if peer.host != self.id && !acks.contains_key(&peer.host) {
+                        let link = self.link(user, &id, peer);
+                        acks.insert(peer.host, link.acked.subscribe());
+                        link.kick.notify_one();
+                    }
+                }
                 let have = acks
                     .iter()
-                    .filter(|rx| rx.borrow().as_ref().is_some_and(|vv| vv.contains(op)))
+                    .filter(|(h, _)| listing.members.iter().any(|m| m.host == **h))
+                    .filter(|(_, rx)| rx.borrow().as_ref().is_some_and(|vv| vv.contains(op)))
                     .count();
                 if have >= needed {
                     return;
                 }
-                let changes = acks.iter_mut().map(|rx| Box::pin(rx.changed()));
-                let (res, _, _) = futures_select_all(changes).await;
-                if res.is_err() {
-                    tokio::time::sleep(LINK_RETRY).await;
+                let changes = acks.values_mut().map(|rx| Box::pin(rx.changed()));
+                tokio::select! {
+                    (res, _, _) = futures_select_all(changes) => {
+                        if res.is_err() {
+                            tokio::time::sleep(LINK_RETRY).await;
+                        }
+                    }
+                    _ = tokio::time::sleep(RELIST_EVERY) => {
+                        if let Ok(l) = self.listing(user, false).await {
+                            listing = l;
+                        }
+                    }
                 }
             }
         })
         .await;
+        if waited.is_err() && !self.is_holder(user, self.id).await.unwrap_or(true) {
+            return Err(not_listed());
+        }
         waited.map_err(|_| {
             WireError::new(
                 WireError::BUSY,
@@ -196,6 +245,15 @@ impl Node {
                 ),
             )
         })
+    }
+
+    /// Acknowledgements from peers a call needs besides this replica's
+    /// own: W − 1, or fewer if fewer replicas are listed.
+    fn needed_acks(&self, listing: &Listing) -> usize {
+        self.replication
+            .w()
+            .min(listing.members.len().max(1))
+            .saturating_sub(1)
     }
 
     /// The link towards `peer` for `id`, started if needed.
@@ -232,6 +290,7 @@ impl Node {
         peer: HostAddr,
         link: Arc<Link>,
     ) {
+        let mut peer = peer;
         let span = tracing::debug_span!("link", mailbox = %user.short(), host = %self.id.short(), peer = %peer.host.short());
         loop {
             if tokio::time::timeout(LINK_IDLE, link.kick.notified())
@@ -241,6 +300,7 @@ impl Node {
                 break;
             }
             // Pushes until the peer has everything, or a push fails.
+            let mut failed = false;
             loop {
                 match tracing::Instrument::instrument(
                     self.push_once(user, &id, &peer, &link),
@@ -251,16 +311,43 @@ impl Node {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(e) => {
-                        tracing::debug!(parent: &span, error = %e, "push failed; retrying later");
+                        tracing::debug!(parent: &span, error = %e, "push failed");
                         link.acked.send_replace(None);
-                        tokio::time::sleep(LINK_RETRY).await;
-                        link.kick.notify_one();
+                        failed = true;
                         break;
                     }
                 }
             }
             if !self.mailboxes.contains(&id).unwrap_or(false) {
                 break;
+            }
+            // The listing as the keeper last refreshed it; if dispatch
+            // cannot be asked, keep the link as it was.
+            let listing = self.listing(user, false).await.ok();
+            // A peer that rejoined may listen elsewhere now.
+            let listed_addr = listing
+                .as_ref()
+                .and_then(|l| l.members.iter().find(|m| m.host == peer.host))
+                .and_then(|m| m.addr.clone());
+            if failed && listed_addr.is_some() {
+                peer.addr = listed_addr;
+            }
+            match (failed, listing.map(|l| l.liveness())) {
+                (false, Some(listed)) if !link_wanted(peer.host, &listed) => break,
+                (false, _) => {}
+                (true, listed) => {
+                    let next =
+                        listed.map_or(LinkRetry::Retry, |l| link_after_failure(peer.host, &l));
+                    tracing::debug!(parent: &span, ?next, "after a failed push");
+                    match next {
+                        LinkRetry::Retry => {
+                            tokio::time::sleep(LINK_RETRY).await;
+                            link.kick.notify_one();
+                        }
+                        LinkRetry::Idle => {}
+                        LinkRetry::End => break,
+                    }
+                }
             }
         }
         let mut links = lock(&self.replication.links);
@@ -334,7 +421,9 @@ impl Node {
     }
 
     /// Sends `ops`; the peer's vector, or `None` if it holds no copy.
-    async fn send_sync(
+    /// Bounded by [`SYNC_TIMEOUT`], after which the connection is dropped
+    /// (it may lead to a process that is gone).
+    pub(super) async fn send_sync(
         &self,
         user: UserId,
         addr: &str,
@@ -342,7 +431,13 @@ impl Node {
         ops: Vec<ByteBuf>,
     ) -> Result<Option<VersionVector>, String> {
         let req = HostRequest::Sync { mailbox: user, ops };
-        match self.session.host_request(addr, host, &req).await {
+        let answer =
+            tokio::time::timeout(SYNC_TIMEOUT, self.session.host_request(addr, host, &req)).await;
+        let Ok(answer) = answer else {
+            self.session.drop_connection(addr).await;
+            return Err(format!("no answer within {SYNC_TIMEOUT:?}"));
+        };
+        match answer {
             Ok(HostResponse::Synced { vv }) => Ok(Some(vv)),
             Ok(other) => Err(format!("answered {other:?}")),
             Err(crate::client::SessionError::Net(crate::net::NetError::Remote(w)))
@@ -418,6 +513,7 @@ impl Node {
                 "only a listed replica of the mailbox may sync it",
             ));
         }
+        self.fetch_plugin_code(user, &ops, from).await;
         let vv = self
             .mailboxes
             .apply(&id, ops.into_iter().map(ByteBuf::into_vec).collect())
@@ -521,6 +617,14 @@ impl Node {
         }
         Ok(HostResponse::Replicas(out))
     }
+}
+
+/// The answer to a call made at a replica that is no longer listed.
+fn not_listed() -> WireError {
+    WireError::new(
+        NOT_HERE,
+        "this host is no longer a listed replica of that mailbox; look it up again",
+    )
 }
 
 /// Waits for the first of several futures (a tiny `select_all`).

@@ -1,7 +1,9 @@
-//! Attachment transfers on the host: `AttachmentPut` takes chunk frames
-//! into an `Upload` (checked chunk by chunk, then as a whole) and tells the
-//! dispatch unit it holds the attachment; `AttachmentGet` streams verified
-//! chunks of a range back. File I/O runs in `spawn_blocking`; a chunk frame
+//! Attachment transfers on the host: `AttachmentPut` (a user's upload or a
+//! leaving holder's move) and `AttachmentCopy` (a new replica from a listed
+//! holder) take chunk frames into an `Upload` (checked chunk by chunk, then
+//! as a whole); after a put the host records the holder set and, for an
+//! upload, has it copied to R hosts (`attachment_keeper`). `AttachmentGet`
+//! streams verified chunks of a range back. File I/O runs in `spawn_blocking`; a chunk frame
 //! is at most `CHUNK_BYTES`, and the number of chunks follows from the size
 //! announced up front (at most `ATTACHMENT_BYTES_MAX`).
 
@@ -10,25 +12,26 @@ use std::sync::Arc;
 use super::Node;
 use super::serve::internal;
 use crate::attachments::{self, BeginError, CHUNK_BYTES};
-use crate::dispatch::{AttachmentId, ObjectRef};
-use crate::identity::Epoch;
+use crate::dispatch::AttachmentId;
+use crate::identity::HostId;
 use crate::net::{Exchange, Result, WireError, read_raw_frame, write_raw_frame};
-use crate::proto::{DispatchRequest, DispatchResponse, HostResponse};
+use crate::proto::HostResponse;
+
+/// How taking an attachment's chunks ended.
+enum Received {
+    /// The whole content is durable here.
+    Stored,
+    /// It already was: nothing was sent.
+    AlreadyStored,
+    /// Refused, and the refusal was answered.
+    Refused,
+}
 
 impl Node {
-    /// The epoch to report holding `id` at: one past the recorded one (an
-    /// attachment moving here from a leaving host), 1 for a new one.
-    async fn attachment_epoch(&self, id: &AttachmentId) -> Epoch {
-        match self
-            .session
-            .dispatch(&DispatchRequest::LookupAttachment { id: id.clone() })
-            .await
-        {
-            Ok(DispatchResponse::Attachment(found)) => found.epoch.next(),
-            _ => Epoch(1),
-        }
-    }
-
+    /// `AttachmentPut`: a user uploading, or a leaving holder moving its
+    /// copy here. Once the content is durable here, the listing is updated
+    /// ([`holders_after_put`]); an upload is then copied to more hosts and
+    /// acknowledged once W hold it.
     pub(super) async fn attachment_put(
         self: Arc<Self>,
         id: AttachmentId,
@@ -40,10 +43,76 @@ impl Node {
         let span =
             tracing::debug_span!("attachment-put", attachment = %id, host = %self.id.short());
         let _e = span.enter();
+        let sender = HostId(ex.peer_key);
+        let answer = match self
+            .receive_attachment(&id, size_bytes, name, media_type, &mut ex)
+            .await?
+        {
+            Received::Refused => return Ok(()),
+            Received::AlreadyStored => HostResponse::AlreadyStored,
+            Received::Stored => HostResponse::Done,
+        };
+        match self.clone().settle_put(&id, sender).await {
+            Ok(()) => {
+                tracing::info!(attachment = %id, size_bytes, "attachment stored");
+                ex.reply(&answer).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "stored, but not yet on enough hosts");
+                ex.reply_err(&e).await
+            }
+        }
+    }
+
+    /// `AttachmentCopy`: another replica from a listed holder, which
+    /// records the holder set itself.
+    pub(super) async fn attachment_copy_in(
+        self: Arc<Self>,
+        id: AttachmentId,
+        size_bytes: u64,
+        name: Option<String>,
+        media_type: Option<String>,
+        mut ex: Exchange,
+    ) -> Result<()> {
+        let sender = HostId(ex.peer_key);
+        let listed = match self.attachment_lookup(&id).await {
+            Ok(found) => found.is_some_and(|f| f.hosts.iter().any(|h| h.host == sender)),
+            Err(e) => return ex.reply_err(&e).await,
+        };
+        if !listed {
+            let e = WireError::new(
+                WireError::FORBIDDEN,
+                format!("host {sender} is not listed as a holder of attachment {id}"),
+            );
+            return ex.reply_err(&e).await;
+        }
+        let answer = match self
+            .receive_attachment(&id, size_bytes, name, media_type, &mut ex)
+            .await?
+        {
+            Received::Refused => return Ok(()),
+            Received::AlreadyStored => HostResponse::AlreadyStored,
+            Received::Stored => HostResponse::Done,
+        };
+        tracing::debug!(attachment = %id, from = %sender.short(), "attachment replica stored");
+        ex.reply(&answer).await
+    }
+
+    /// Takes an attachment's chunk frames into the store: answers `Done`
+    /// (send the chunks) or `AlreadyStored`, and answers refusals itself.
+    /// The final answer is the caller's.
+    async fn receive_attachment(
+        &self,
+        id: &AttachmentId,
+        size_bytes: u64,
+        name: Option<String>,
+        media_type: Option<String>,
+        ex: &mut Exchange,
+    ) -> Result<Received> {
         let Ok(local) = attachments::AttachmentId::parse(id.as_str()) else {
-            return ex
-                .reply_err(&WireError::new(WireError::BAD_REQUEST, "bad attachment id"))
-                .await;
+            ex.reply_err(&WireError::new(WireError::BAD_REQUEST, "bad attachment id"))
+                .await?;
+            return Ok(Received::Refused);
         };
         let store = self.attachments.clone();
         let begun = tokio::task::spawn_blocking(move || {
@@ -53,28 +122,29 @@ impl Node {
         let mut upload = match begun {
             Ok(Ok(upload)) => upload,
             Ok(Err(BeginError::AlreadyStored(_))) => {
-                // Make sure the dispatch unit knows; it may not (a restart).
-                let epoch = self.attachment_epoch(&id).await;
-                let _ = self.location_update(ObjectRef::Attachment(id), epoch).await;
-                return ex.reply(&HostResponse::AlreadyStored).await;
+                self.attachment_arrived(id);
+                return Ok(Received::AlreadyStored);
             }
             Ok(Err(e)) => {
-                return ex
-                    .reply_err(&WireError::new(WireError::BAD_REQUEST, e.to_string()))
-                    .await;
+                ex.reply_err(&WireError::new(WireError::BAD_REQUEST, e.to_string()))
+                    .await?;
+                return Ok(Received::Refused);
             }
-            Err(e) => return ex.reply_err(&internal(e)).await,
+            Err(e) => {
+                ex.reply_err(&internal(e)).await?;
+                return Ok(Received::Refused);
+            }
         };
         ex.begin_reply(&HostResponse::Done).await?;
         let chunks = upload.chunk_count();
         for index in 0..chunks {
             let Some(bytes) = read_raw_frame(&mut ex.recv, CHUNK_BYTES as usize).await? else {
-                return ex
-                    .reply_err(&WireError::new(
-                        WireError::BAD_REQUEST,
-                        format!("the upload ended after {index} of {chunks} chunks"),
-                    ))
-                    .await;
+                let e = WireError::new(
+                    WireError::BAD_REQUEST,
+                    format!("the upload ended after {index} of {chunks} chunks"),
+                );
+                ex.reply_err(&e).await?;
+                return Ok(Received::Refused);
             };
             let written = tokio::task::spawn_blocking(move || {
                 let r = upload.write_chunk(index, &bytes);
@@ -84,34 +154,26 @@ impl Node {
             match written {
                 Ok((u, Ok(()))) => upload = u,
                 Ok((_, Err(e))) => {
-                    return ex
-                        .reply_err(&WireError::new(WireError::BAD_REQUEST, e.to_string()))
-                        .await;
+                    ex.reply_err(&WireError::new(WireError::BAD_REQUEST, e.to_string()))
+                        .await?;
+                    return Ok(Received::Refused);
                 }
-                Err(e) => return ex.reply_err(&internal(e)).await,
+                Err(e) => {
+                    ex.reply_err(&internal(e)).await?;
+                    return Ok(Received::Refused);
+                }
             }
         }
-        match tokio::task::spawn_blocking(move || upload.finish()).await {
-            Ok(Ok(_meta)) => {}
-            Ok(Err(e)) => {
-                return ex
-                    .reply_err(&WireError::new(WireError::BAD_REQUEST, e.to_string()))
-                    .await;
+        let refusal = match tokio::task::spawn_blocking(move || upload.finish()).await {
+            Ok(Ok(_meta)) => {
+                self.attachment_arrived(id);
+                return Ok(Received::Stored);
             }
-            Err(e) => return ex.reply_err(&internal(e)).await,
-        }
-        let epoch = self.attachment_epoch(&id).await;
-        if let Err(e) = self
-            .location_update(ObjectRef::Attachment(id.clone()), epoch)
-            .await
-        {
-            tracing::warn!(error = %e, "stored, but the dispatch unit did not record it");
-            return ex
-                .reply_err(&internal(format!("location update: {e}")))
-                .await;
-        }
-        tracing::info!(attachment = %id, size_bytes, "attachment stored");
-        ex.reply(&HostResponse::Done).await
+            Ok(Err(e)) => WireError::new(WireError::BAD_REQUEST, e.to_string()),
+            Err(e) => internal(e),
+        };
+        ex.reply_err(&refusal).await?;
+        Ok(Received::Refused)
     }
 
     pub(super) async fn attachment_get(

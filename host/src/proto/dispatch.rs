@@ -58,6 +58,12 @@ pub enum DispatchRequest {
         id: AttachmentId,
         size_bytes: u64,
     },
+    /// Some mail may still reference these attachments: renew their
+    /// reference leases (at most `ATTACHMENT_REFS_MAX`). Sent by hosts for
+    /// their mailboxes' mails and by senders reusing a stored attachment.
+    AttachmentRefs {
+        ids: Vec<AttachmentId>,
+    },
     /// Where a host holding `object` should move it (departure, failover).
     Place {
         object: ObjectRef,
@@ -104,6 +110,10 @@ fn default_write_quorum() -> usize {
     crate::dispatch::limits::WRITE_QUORUM
 }
 
+fn default_attachment_grace_ms() -> u64 {
+    crate::dispatch::limits::ATTACHMENT_GRACE_MS
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DispatchResponse {
     Done,
@@ -118,6 +128,10 @@ pub enum DispatchResponse {
         /// W: durable replicas before a mutation is acknowledged.
         #[serde(default = "default_write_quorum")]
         write_quorum: usize,
+        /// How long an unreferenced attachment is kept; hosts renew their
+        /// mailboxes' references every quarter of it.
+        #[serde(default = "default_attachment_grace_ms")]
+        attachment_grace_ms: u64,
     },
     Plan(DeparturePlan),
     Registered {

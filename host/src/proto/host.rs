@@ -89,6 +89,16 @@ pub enum HostRequest {
         name: Option<String>,
         media_type: Option<String>,
     },
+    /// From a listed holder of the attachment: store another replica; its
+    /// chunks follow as raw frames, as for `AttachmentPut`. The receiver
+    /// does not report the location: the sender records the whole holder
+    /// set. Answered `AlreadyStored`, or `Done` then `Done` once durable.
+    AttachmentCopy {
+        id: AttachmentId,
+        size_bytes: u64,
+        name: Option<String>,
+        media_type: Option<String>,
+    },
     /// Stream `[start, end)` of an attachment back as raw chunk frames.
     AttachmentGet {
         id: AttachmentId,
@@ -110,6 +120,20 @@ pub enum HostRequest {
     Copy { header: Box<ExportHeader> },
     /// Which mailboxes this host holds, with their version vectors.
     Replicas,
+    /// Whether this host holds a copy of `mailbox`, and at which vector:
+    /// the source of a move asks, to send only the ops a copy lacks.
+    /// Answered `Holds`.
+    Holds { mailbox: UserId },
+    /// Move a mailbox here onto the older copy this host holds: the
+    /// missing components and ops follow as `replica::DeltaFrame`s, each
+    /// a raw frame. Answered `Imported` (as `Migrate`).
+    MoveDelta(Box<DeltaHeader>),
+    /// The replication bytes this host received so far. Answered
+    /// `Traffic`.
+    Traffic,
+    /// The bytes of a component (plugin code a replica lacks), answered
+    /// `Code` in one frame.
+    CodeGet { hash: crate::ids::CodeHash },
 }
 
 /// A host's answer.
@@ -138,6 +162,14 @@ pub enum HostResponse {
     },
     /// The mailboxes held here, their version vectors and state digests.
     Replicas(Vec<ReplicaState>),
+    /// This host's copy's vector (`None`: it holds no copy).
+    Holds {
+        vv: Option<VersionVector>,
+    },
+    /// The replication bytes this host received.
+    Traffic(ReplicationTraffic),
+    /// A component's bytes, for `CodeGet`.
+    Code(serde_bytes::ByteBuf),
 }
 
 /// One mailbox replica as its host reports it to `dem admin status`.
@@ -149,4 +181,40 @@ pub struct ReplicaState {
     /// compute it (a trap), which counts as not in sync.
     #[serde(default)]
     pub state_digest: Option<[u8; 32]>,
+}
+
+/// The request of a delta move: what the ops that follow bring the
+/// target's copy from and to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltaHeader {
+    pub mailbox: UserId,
+    /// The location's epoch after the move (the old one + 1).
+    pub epoch: Epoch,
+    /// The mailbox component, which the target's copy must run too.
+    pub code_hash: crate::ids::CodeHash,
+    /// The target copy's vector the ops were chosen against.
+    pub base: VersionVector,
+    /// The source's vector: the copy's after the ops.
+    pub vv: VersionVector,
+    /// How many ops follow.
+    pub ops: u64,
+}
+
+/// Replication wire bytes a host received, counted per frame (the u32
+/// length prefix included), by kind; and how many transfer requests came
+/// (accepted or refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationTraffic {
+    /// `Sync` request frames (ops pushed by peer replicas).
+    pub sync_bytes: u64,
+    /// `Copy` and `Migrate` request and export frames (whole states).
+    pub full_bytes: u64,
+    /// `MoveDelta` request and delta frames.
+    pub delta_bytes: u64,
+    /// Whole copies (`Copy`) received.
+    pub copies: u64,
+    /// Moves received as the whole state (`Migrate`).
+    pub full_moves: u64,
+    /// Moves received as ops onto an older copy (`MoveDelta`).
+    pub delta_moves: u64,
 }

@@ -93,6 +93,44 @@ pub fn plan(me: HostId, r: usize, listed: &[Member], home: Option<HostId>) -> Ke
     }
 }
 
+/// What a replica link does after a push to its peer failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRetry {
+    /// The peer is a listed replica with a live lease: try again soon.
+    Retry,
+    /// The peer is listed but its lease expired: wait until the keeper or
+    /// a call kicks the link again (the keeper kicks only live replicas),
+    /// rather than dialling a dead host over and over.
+    Idle,
+    /// The peer is no longer listed: end the link. If it is listed again
+    /// later, a fresh link learns its vector anew.
+    End,
+}
+
+/// Decides whether a link towards `peer` keeps trying, given the latest
+/// listing of the mailbox's replicas.
+///
+/// A host keeps one link per (mailbox, peer), and links used to retry a
+/// failed push forever. A crashed peer then got dialled every few hundred
+/// milliseconds long after the keeper had replaced it, and every dial
+/// waited for the full connect timeout on the host's shared connection
+/// table — starving the links to the live replicas, so that no call could
+/// gather W acknowledgements any more.
+pub fn link_after_failure(peer: HostId, listed: &[Member]) -> LinkRetry {
+    match listed.iter().find(|m| m.host == peer) {
+        None => LinkRetry::End,
+        Some(m) if m.online => LinkRetry::Retry,
+        Some(_) => LinkRetry::Idle,
+    }
+}
+
+/// Whether a link towards `peer` is still wanted once it has caught up:
+/// only while the peer is listed (anti-entropy and calls kick the links
+/// of listed replicas only).
+pub fn link_wanted(peer: HostId, listed: &[Member]) -> bool {
+    listed.iter().any(|m| m.host == peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +224,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_failed_link_retries_only_towards_a_live_listed_peer() {
+        let listed = [m(1, true), m(2, false), m(3, true)];
+        assert_eq!(link_after_failure(h(3), &listed), LinkRetry::Retry);
+        // Lease expired: wait for a kick instead of dialling a dead host.
+        assert_eq!(link_after_failure(h(2), &listed), LinkRetry::Idle);
+        // Replaced by the keeper: the link ends.
+        assert_eq!(link_after_failure(h(4), &listed), LinkRetry::End);
+        assert!(link_wanted(h(2), &listed));
+        assert!(!link_wanted(h(4), &listed));
+    }
+
+    #[test]
+    fn a_peer_dropped_and_listed_again_is_retried() {
+        // Lease flapping: dropped at one epoch, placed again at the next.
+        let dropped = [m(1, true), m(3, true), m(4, true)];
+        assert_eq!(link_after_failure(h(2), &dropped), LinkRetry::End);
+        let again = [m(1, true), m(3, true), m(2, true)];
+        assert_eq!(link_after_failure(h(2), &again), LinkRetry::Retry);
     }
 }

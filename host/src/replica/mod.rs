@@ -1,6 +1,8 @@
 //! Replication of mailboxes, sans-IO: version vectors (`vv`), the window of
-//! recent ops a replica can ship to a peer (`window`), and the keeper's
-//! decisions about a replica set (`keeper`). The host daemon (`node::sync`,
+//! recent ops a replica can ship to a peer (`window`), moves
+//! that ship only those ops to an older copy (`delta`), and the keeper's
+//! decisions about a replica set (`keeper`; `attachment` for attachments'
+//! replica sets and references). The host daemon (`node::sync`,
 //! `node::keeper`) drives them over QUIC; the mailbox actor applies ops.
 //!
 //! The model (paper §IV-C, issue 4): every mailbox has R replicas on
@@ -11,10 +13,13 @@
 //! Replicas apply each origin's ops in order, so a [`VersionVector`] says
 //! exactly what a copy has and anti-entropy sends only the difference.
 
+pub mod attachment;
+pub mod delta;
 pub mod keeper;
 pub mod vv;
 pub mod window;
 
-pub use keeper::{KeeperPlan, Member, plan};
+pub use delta::{Delta, DeltaError, DeltaFrame, DeltaReceiver, delta_for, encode_delta};
+pub use keeper::{KeeperPlan, LinkRetry, Member, link_after_failure, link_wanted, plan};
 pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};
 pub use window::{Since, Window};

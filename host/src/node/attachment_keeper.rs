@@ -1,0 +1,423 @@
+//! The attachment keeper (issue 4 §5): every keeper round, for each
+//! attachment stored here, look at its listing and act on
+//! [`plan_attachment`]:
+//! - as the leader (smallest online listed host), drop holders whose lease
+//!   expired, place and copy new replicas until R are live, trim extras,
+//!   and record the new holder set at the next epoch (the unit refuses a
+//!   stale epoch, so of two leaders acting on old pictures one lands);
+//! - as the leader of an attachment whose reference lease has passed,
+//!   remove its listing (garbage collection) and the local copy;
+//! - as a host that is not listed (any more), discard the copy after a
+//!   grace period (a fresh copy is listed only once it is complete).
+//!
+//! Copies are `AttachmentCopy` streams of 1 MiB chunks, each checked on
+//! arrival and the whole against the id before the file becomes visible.
+//! An upload (`transfer.rs`) uses the same copies to reach R hosts before
+//! it is acknowledged. The references themselves are renewed by
+//! `attachment_refs.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use super::Node;
+use super::serve::internal;
+use crate::attachments;
+use crate::client::SessionError;
+use crate::dispatch::client::ClientError;
+use crate::dispatch::{AttachmentId, AttachmentLookup, HostAddr, ObjectRef};
+use crate::identity::{Epoch, HostId};
+use crate::net::{NetError, WireError, read_frame, write_frame, write_raw_frame};
+use crate::proto::dispatch::NOT_FOUND;
+use crate::proto::{
+    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
+};
+use crate::replica::Member;
+use crate::replica::attachment::{AttachmentPlan, holders_after_put, plan_attachment};
+
+/// Longest one replica copy may take before it counts as failed.
+const COPY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the attachment keeper remembers between rounds.
+#[derive(Default)]
+pub(super) struct AttachmentKeeperState {
+    /// When an attachment stored here was first seen unlisted.
+    unlisted_since: HashMap<AttachmentId, Instant>,
+    /// When a copy arrived here, to let it get listed.
+    arrived: HashMap<AttachmentId, Instant>,
+    /// Attachments an upload is copying to more hosts right now: the
+    /// upload records their set, so the keeper leaves them alone.
+    busy: HashSet<AttachmentId>,
+}
+
+impl Node {
+    fn att_keeper(&self) -> std::sync::MutexGuard<'_, AttachmentKeeperState> {
+        self.attachment_keeper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of `id` is now durable here.
+    pub(super) fn attachment_arrived(&self, id: &AttachmentId) {
+        let mut k = self.att_keeper();
+        k.arrived.insert(id.clone(), Instant::now());
+        k.unlisted_since.remove(id);
+    }
+
+    /// The unit's listing of `id`; `None` if it knows no such attachment.
+    pub(super) async fn attachment_lookup(
+        &self,
+        id: &AttachmentId,
+    ) -> Result<Option<AttachmentLookup>, WireError> {
+        let req = DispatchRequest::LookupAttachment { id: id.clone() };
+        match self.session.dispatch(&req).await {
+            Ok(DispatchResponse::Attachment(found)) => Ok(Some(found)),
+            Ok(other) => Err(internal(format!("dispatch answered {other:?}"))),
+            Err(SessionError::Dispatch(ClientError::Refused { error, .. }))
+                if error.code == NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(WireError::new(
+                WireError::BUSY,
+                format!("no dispatch unit answered: {e}"),
+            )),
+        }
+    }
+
+    /// Records `id` at `hosts`, `epoch`.
+    async fn record_holders(
+        &self,
+        id: &AttachmentId,
+        hosts: Vec<HostId>,
+        epoch: Epoch,
+    ) -> Result<(), WireError> {
+        let req = DispatchRequest::LocationUpdate {
+            object: ObjectRef::Attachment(id.clone()),
+            hosts,
+            epoch,
+        };
+        match self.session.dispatch(&req).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(internal(format!("location update: {e}"))),
+        }
+    }
+
+    /// After an `AttachmentPut` from `sender` is durable here: list this
+    /// host (in the sender's place if the sender is a leaving holder), and
+    /// for an upload copy it until R hosts hold it. Ok once W do (fewer
+    /// only if placement finds fewer hosts).
+    pub(super) async fn settle_put(
+        self: Arc<Self>,
+        id: &AttachmentId,
+        sender: HostId,
+    ) -> Result<(), WireError> {
+        // The keeper leaves the set to this upload meanwhile.
+        self.att_keeper().busy.insert(id.clone());
+        let settled = self.clone().settle_put_busy(id, sender).await;
+        self.att_keeper().busy.remove(id);
+        settled
+    }
+
+    async fn settle_put_busy(
+        self: Arc<Self>,
+        id: &AttachmentId,
+        sender: HostId,
+    ) -> Result<(), WireError> {
+        let found = self.attachment_lookup(id).await?;
+        let (listed, epoch) = found
+            .as_ref()
+            .map(|f| (f.hosts.iter().map(|h| h.host).collect(), f.epoch))
+            .unwrap_or((Vec::new(), Epoch(0)));
+        let hosts = holders_after_put(&listed, sender, self.id);
+        let moved_in = listed.contains(&sender);
+        if listed.contains(&self.id) && !moved_in {
+            // Listed already (the user's upload found it stored here).
+            return Ok(());
+        }
+        self.record_holders(id, hosts.clone(), epoch.next()).await?;
+        if moved_in {
+            return Ok(());
+        }
+        let (held, reachable) = self.clone().add_replicas(id, hosts, epoch.next()).await?;
+        let w = self.replication.write_quorum.load(Relaxed).max(1);
+        let needed = w.min(reachable);
+        if held >= needed {
+            Ok(())
+        } else {
+            Err(WireError::new(
+                WireError::BUSY,
+                format!(
+                    "attachment {id} is durable on {held} of the {needed} hosts needed; \
+                     it will be copied to more, and sending it again is safe"
+                ),
+            ))
+        }
+    }
+
+    /// Places and copies replicas of `id` (listed at `hosts`, `epoch`)
+    /// until R hosts hold it, and records them. Returns how many listed
+    /// hosts hold it after, and how many could have (listed + placed).
+    async fn add_replicas(
+        self: Arc<Self>,
+        id: &AttachmentId,
+        hosts: Vec<HostId>,
+        epoch: Epoch,
+    ) -> Result<(usize, usize), WireError> {
+        let r = self.replication.r();
+        let added = self
+            .clone()
+            .place_and_copy(id, r.saturating_sub(hosts.len()), &hosts)
+            .await;
+        let reachable = hosts.len() + added.placed;
+        if added.copied.is_empty() {
+            return Ok((hosts.len(), reachable));
+        }
+        let mut all = hosts;
+        all.extend(added.copied);
+        match self.record_holders(id, all.clone(), epoch.next()).await {
+            Ok(()) => Ok((all.len(), reachable)),
+            // Someone else changed the set meanwhile: count what it lists
+            // (listed copies are complete).
+            Err(_) => {
+                let listed = self.attachment_lookup(id).await?;
+                let online = listed.map_or(0, |f| f.hosts.iter().filter(|h| h.online).count());
+                Ok((online, reachable))
+            }
+        }
+    }
+
+    /// Asks dispatch for `n` hosts (avoiding `exclude`) and copies `id` to
+    /// each, all at once.
+    async fn place_and_copy(
+        self: Arc<Self>,
+        id: &AttachmentId,
+        n: usize,
+        exclude: &[HostId],
+    ) -> Added {
+        let mut exclude = exclude.to_vec();
+        let mut copies = tokio::task::JoinSet::new();
+        let mut placed = 0;
+        for _ in 0..n {
+            let req = DispatchRequest::Place {
+                object: ObjectRef::Attachment(id.clone()),
+                exclude: exclude.clone(),
+            };
+            let p = match self.session.dispatch(&req).await {
+                Ok(DispatchResponse::Placement(p)) => p,
+                Ok(_) | Err(_) => break,
+            };
+            exclude.push(p.host);
+            placed += 1;
+            let node = self.clone();
+            let id = id.clone();
+            copies.spawn(async move {
+                let copied = tokio::time::timeout(
+                    COPY_TIMEOUT,
+                    node.copy_attachment(&id, p.host, &p.addr),
+                )
+                .await
+                .unwrap_or_else(|_| Err(format!("took longer than {COPY_TIMEOUT:?}")));
+                match copied {
+                    Ok(()) => Some(p.host),
+                    Err(e) => {
+                        tracing::warn!(attachment = %id, to = %p.host.short(), error = %e, "copying an attachment replica failed");
+                        None
+                    }
+                }
+            });
+        }
+        let mut copied = Vec::new();
+        while let Some(done) = copies.join_next().await {
+            if let Ok(Some(host)) = done {
+                copied.push(host);
+            }
+        }
+        // Listing order is preference order: keep it deterministic.
+        copied.sort();
+        Added { placed, copied }
+    }
+
+    /// Streams the local copy of `id` to `to` as an `AttachmentCopy`.
+    async fn copy_attachment(
+        &self,
+        id: &AttachmentId,
+        to: HostId,
+        addr: &str,
+    ) -> Result<(), String> {
+        let local = attachments::AttachmentId::parse(id.as_str()).map_err(|e| e.to_string())?;
+        let store = self.attachments.clone();
+        let mut chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let meta = chunks.meta().clone();
+        let conn = self
+            .session
+            .connect(addr, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.open_stream().await.map_err(|e| e.to_string())?;
+        let req = HostRequest::AttachmentCopy {
+            id: id.clone(),
+            size_bytes: meta.size_bytes,
+            name: meta.name.clone(),
+            media_type: meta.media_type.clone(),
+        };
+        write_frame(&mut send, &req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = |r: Result<Option<Result<HostResponse, WireError>>, NetError>| match r {
+            Ok(Some(Ok(r))) => Ok(r),
+            Ok(Some(Err(w))) => Err(w.to_string()),
+            Ok(None) => Err("the target closed the stream".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+            HostResponse::AlreadyStored => return Ok(()),
+            HostResponse::Done => {}
+            other => return Err(format!("the target answered {other:?}")),
+        }
+        loop {
+            let next = tokio::task::spawn_blocking(move || {
+                let c = chunks.next();
+                (chunks, c)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            chunks = next.0;
+            match next.1 {
+                Some(Ok(chunk)) => write_raw_frame(&mut send, &chunk.bytes)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => break,
+            }
+        }
+        send.finish().map_err(|e| e.to_string())?;
+        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+            HostResponse::Done => Ok(()),
+            other => Err(format!("the target answered {other:?}")),
+        }
+    }
+
+    /// Runs attachment keeper rounds forever.
+    pub async fn keep_attachments(self: Arc<Self>, every: Duration) {
+        let grace = (every * 5).max(Duration::from_secs(3));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let store = self.attachments.clone();
+            let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.list()).await else {
+                continue;
+            };
+            let ids: Vec<AttachmentId> = stored
+                .iter()
+                .filter_map(|m| m.id.to_hex().parse().ok())
+                .collect();
+            {
+                let here: HashSet<&AttachmentId> = ids.iter().collect();
+                let mut k = self.att_keeper();
+                k.unlisted_since.retain(|id, _| here.contains(id));
+                k.arrived.retain(|_, t| t.elapsed() < grace);
+            }
+            for id in ids {
+                if let Err(e) = self.clone().keep_attachment(&id, grace).await {
+                    tracing::debug!(attachment = %id, host = %self.id.short(), error = %e.message, "attachment keeper round");
+                }
+            }
+        }
+    }
+
+    /// One keeper step for attachment `id`, stored here.
+    async fn keep_attachment(
+        self: Arc<Self>,
+        id: &AttachmentId,
+        grace: Duration,
+    ) -> Result<(), WireError> {
+        if self.att_keeper().busy.contains(id) {
+            return Ok(());
+        }
+        let found = self.attachment_lookup(id).await?;
+        let hosts: &[HostAddr] = found.as_ref().map_or(&[], |f| &f.hosts[..]);
+        let members: Vec<Member> = hosts
+            .iter()
+            .map(|h| Member {
+                host: h.host,
+                online: h.online,
+            })
+            .collect();
+        let referenced = found.as_ref().is_none_or(|f| f.referenced);
+        let epoch = found.as_ref().map_or(Epoch(0), |f| f.epoch);
+        let plan = plan_attachment(self.id, self.replication.r(), &members, referenced);
+        if plan != AttachmentPlan::NotMember {
+            self.att_keeper().unlisted_since.remove(id);
+        }
+        match plan {
+            AttachmentPlan::NotMember => self.discard_attachment_if_stale(id, grace).await,
+            AttachmentPlan::Steady => Ok(()),
+            AttachmentPlan::Collect => {
+                self.record_holders(id, Vec::new(), epoch.next()).await?;
+                tracing::info!(attachment = %id, host = %self.id.short(), "attachment collected: no mail references it");
+                self.remove_attachment(id).await
+            }
+            AttachmentPlan::Reshape { keep, add } => {
+                let listed: Vec<HostId> = members.iter().map(|m| m.host).collect();
+                let added = self.clone().place_and_copy(id, add, &listed).await;
+                let mut all = keep;
+                all.extend(added.copied);
+                if all == listed {
+                    return Ok(());
+                }
+                self.record_holders(id, all.clone(), epoch.next()).await?;
+                tracing::info!(attachment = %id, host = %self.id.short(), replicas = all.len(), epoch = epoch.next().0, "attachment holder set changed");
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes an unlisted copy once it has been unlisted for `grace` (and
+    /// did not just arrive).
+    async fn discard_attachment_if_stale(
+        &self,
+        id: &AttachmentId,
+        grace: Duration,
+    ) -> Result<(), WireError> {
+        {
+            let mut k = self.att_keeper();
+            if k.arrived.get(id).is_some_and(|t| t.elapsed() < grace) {
+                return Ok(());
+            }
+            let since = *k
+                .unlisted_since
+                .entry(id.clone())
+                .or_insert_with(Instant::now);
+            if since.elapsed() < grace {
+                return Ok(());
+            }
+            k.unlisted_since.remove(id);
+        }
+        tracing::info!(attachment = %id, host = %self.id.short(), "discarding an attachment copy that is no longer listed");
+        self.remove_attachment(id).await
+    }
+
+    async fn remove_attachment(&self, id: &AttachmentId) -> Result<(), WireError> {
+        let local = attachments::AttachmentId::parse(id.as_str()).map_err(internal)?;
+        let store = self.attachments.clone();
+        match tokio::task::spawn_blocking(move || store.remove(&local)).await {
+            Ok(Ok(())) | Ok(Err(attachments::RemoveError::NotFound(_))) => Ok(()),
+            Ok(Err(e)) => Err(internal(e)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+/// What [`Node::place_and_copy`] achieved.
+struct Added {
+    /// Hosts dispatch placed a copy on.
+    placed: usize,
+    /// Those that now hold a complete copy, in id order.
+    copied: Vec<HostId>,
+}

@@ -1,0 +1,264 @@
+//! Moves that ship only the missing ops (issue 4 §4), the driver around
+//! `crate::replica::delta`.
+//!
+//! Before pausing a mailbox for a move, the source asks the target whether
+//! it holds an older copy (`Holds`). If it does, and the source's window
+//! still holds every op that copy lacks, the source sends `MoveDelta`: the
+//! components the target lacks (`MissingCode`, as for a whole move), then
+//! the ops as `DeltaFrame`s on the same stream. The target checks that its
+//! copy is unlisted and still at the vector the ops were chosen against,
+//! applies them durably, and then, as the grantee of the move, records
+//! itself at the next epoch exactly as `migrate_in` does. Anything else
+//! (no copy, a copy with ops of its own, a window that does not reach back,
+//! a refusal) falls back to the whole state (`migrate.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Node;
+use super::migrate::{MIGRATE_TIMEOUT, MigrateError};
+use super::serve::{internal, mailbox_id};
+use super::traffic::Kind;
+use crate::client::mailbox_ref::NOT_HERE;
+use crate::export::FRAME_BYTES_MAX;
+use crate::identity::{Epoch, HostId, UserId};
+use crate::ids::{CodeHash, MailboxId};
+use crate::mailbox::MailboxCallError;
+use crate::mailbox::actor::DeltaState;
+use crate::net::{Exchange, WireError, read_raw_frame};
+use crate::proto::dispatch::CONFLICT;
+use crate::proto::host::DeltaHeader;
+use crate::proto::{HostRequest, HostResponse};
+use crate::replica::{DeltaReceiver, VV_ORIGINS_MAX, VersionVector, encode_delta};
+
+/// How long the source waits for `Holds` before trying a fresh connection.
+const HOLDS_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Node {
+    /// The vector of the copy of `user`'s mailbox that `to` holds, if it
+    /// holds one. Any failure counts as "none": the move then sends the
+    /// whole state, which is always right.
+    ///
+    /// A target that restarted (the reconnecting home host) sits behind a
+    /// cached connection to its dead process, which would only fail at the
+    /// idle timeout: a live host answers `Holds` at once, so after
+    /// [`HOLDS_TIMEOUT`] the connection is dropped and the question asked
+    /// once more on a fresh one.
+    pub(super) async fn target_copy(
+        &self,
+        user: UserId,
+        to: HostId,
+        to_addr: &str,
+    ) -> Option<VersionVector> {
+        let req = HostRequest::Holds { mailbox: user };
+        for _ in 0..2 {
+            let asked =
+                tokio::time::timeout(HOLDS_TIMEOUT, self.session.host_request(to_addr, to, &req))
+                    .await;
+            match asked {
+                Ok(Ok(HostResponse::Holds { vv })) => {
+                    return vv.filter(|vv| vv.len() <= VV_ORIGINS_MAX);
+                }
+                Ok(Ok(_)) => return None,
+                Ok(Err(_)) | Err(_) => self.session.drop_connection(to_addr).await,
+            }
+        }
+        None
+    }
+
+    /// Sends `delta` of `user`'s mailbox to `to` as the move to `epoch`.
+    pub(super) async fn send_delta(
+        &self,
+        user: UserId,
+        delta: &DeltaState,
+        to: HostId,
+        to_addr: &str,
+        epoch: Epoch,
+    ) -> Result<u64, MigrateError> {
+        let conn = self
+            .session
+            .connect(to_addr, to)
+            .await
+            .map_err(|e| MigrateError::Target(e.to_string()))?;
+        let code = self
+            .missing_code_at(&conn, CodeHash(delta.meta.code_hash), &delta.plugins)
+            .await?;
+        let frames = encode_delta(&code, &delta.ops);
+        let request = HostRequest::MoveDelta(Box::new(DeltaHeader {
+            mailbox: user,
+            epoch,
+            code_hash: CodeHash(delta.meta.code_hash),
+            base: delta.base.clone(),
+            vv: delta.vv.clone(),
+            ops: delta.ops.len() as u64,
+        }));
+        let bytes: usize = frames.iter().map(|f| f.len() + 4).sum();
+        let position = self.stream_to(&conn, &request, frames).await?;
+        tracing::info!(ops = delta.ops.len(), bytes, "sent the move as a delta");
+        Ok(position)
+    }
+
+    /// `Holds`: this host's copy's vector, if it has one.
+    pub(super) async fn holds(&self, user: UserId) -> Result<HostResponse, WireError> {
+        let id = mailbox_id(&user)?;
+        if self.mailboxes.moved_to(&id).is_some()
+            || !self.mailboxes.contains(&id).map_err(internal)?
+        {
+            return Ok(HostResponse::Holds { vv: None });
+        }
+        let vv = match self.mailboxes.since(&id, VersionVector::new(), 0).await {
+            Ok((_, vv)) => Some(vv),
+            Err(MailboxCallError::Unknown(_) | MailboxCallError::Moved { .. }) => None,
+            Err(e) => return Err(internal(e)),
+        };
+        Ok(HostResponse::Holds { vv })
+    }
+
+    /// Target side of `MoveDelta`: reads the frames, applies the ops to the
+    /// older copy, reports the location, answers `Imported`.
+    pub(super) async fn move_delta_in(
+        self: Arc<Self>,
+        header: Box<DeltaHeader>,
+        mut ex: Exchange,
+    ) -> crate::net::Result<()> {
+        let span = tracing::info_span!("delta-in", mailbox = %header.mailbox.short(), host = %self.id.short(), epoch = %header.epoch);
+        let _e = span.enter();
+        let answer = tokio::time::timeout(MIGRATE_TIMEOUT, self.receive_delta(&header, &mut ex))
+            .await
+            .unwrap_or_else(|_| {
+                Err(WireError::new(
+                    WireError::TIMEOUT,
+                    format!("the move took longer than {MIGRATE_TIMEOUT:?}"),
+                ))
+            });
+        match answer {
+            Ok(r) => ex.reply(&r).await,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "refused a delta move");
+                ex.reply_err(&e).await
+            }
+        }
+    }
+
+    async fn receive_delta(
+        &self,
+        header: &DeltaHeader,
+        ex: &mut Exchange,
+    ) -> Result<HostResponse, WireError> {
+        let conflict = |m: String| WireError::new(CONFLICT, m);
+        let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
+        let user = header.mailbox;
+        let id = mailbox_id(&user)?;
+        if header.base.len() > VV_ORIGINS_MAX || header.vv.len() > VV_ORIGINS_MAX {
+            return Err(WireError::new(
+                WireError::TOO_LARGE,
+                "version vector too long",
+            ));
+        }
+        if !self.mailboxes.contains(&id).map_err(internal)? {
+            return Err(WireError::new(
+                NOT_HERE,
+                "this host holds no older copy; send the whole state",
+            ));
+        }
+        // Keep the keeper from discarding the unlisted copy meanwhile.
+        self.keeper_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .copied(&id);
+        if self
+            .listing(user, true)
+            .await?
+            .members
+            .iter()
+            .any(|m| m.host == self.id)
+        {
+            return Err(conflict("this host already holds that mailbox".into()));
+        }
+        let mut receiver = DeltaReceiver::new(header.ops).map_err(|e| bad(&e))?;
+        while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
+            .await
+            .map_err(|e| bad(&e))?
+        {
+            self.traffic.frame(Kind::Delta, bytes.len());
+            receiver.handle_encoded(&bytes).map_err(|e| bad(&e))?;
+        }
+        let delta = receiver.finish().map_err(|e| bad(&e))?;
+        self.check_copy(&id, header).await?;
+        for (hash, bytes) in delta.code {
+            tokio::task::block_in_place(|| {
+                self.mailboxes
+                    .runtime()
+                    .code()
+                    .insert_expecting(&hash, &bytes)
+            })
+            .map_err(|e| bad(&e))?;
+        }
+        let ops = delta.ops.len();
+        let vv = self
+            .mailboxes
+            .apply(&id, delta.ops)
+            .await
+            .map_err(|e| match e {
+                MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m),
+                e => internal(e),
+            })?;
+        if !vv.covers(&header.vv) {
+            return Err(conflict(format!(
+                "the ops left this copy at {vv}, short of {}; send the whole state",
+                header.vv
+            )));
+        }
+        self.replication.forget(&id);
+        let from = HostId(ex.peer_key);
+        if let Err(e) = self.take_over_from(user, from, header.epoch).await {
+            // As for a whole move: without dispatch's record this copy
+            // must not serve.
+            if let Err(e) = self.mailboxes.remove(&id).await {
+                tracing::warn!(error = %e, "dropping a refused delta move");
+            }
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                format!("the dispatch unit did not accept the move: {e}"),
+            ));
+        }
+        let log_position = self
+            .mailboxes
+            .store()
+            .and_then(|s| s.last_seq(id.as_str()).ok().flatten())
+            .unwrap_or(0);
+        tracing::info!(ops, log_position, "mailbox caught up by a delta move");
+        Ok(HostResponse::Imported { log_position })
+    }
+
+    /// The copy here must be exactly what the source chose the ops
+    /// against, and run the same mailbox component.
+    async fn check_copy(&self, id: &MailboxId, header: &DeltaHeader) -> Result<(), WireError> {
+        let (_, ours) = self
+            .mailboxes
+            .since(id, VersionVector::new(), 0)
+            .await
+            .map_err(internal)?;
+        if ours != header.base {
+            return Err(WireError::new(
+                CONFLICT,
+                format!(
+                    "this copy is at {ours}, not {}; send the whole state",
+                    header.base
+                ),
+            ));
+        }
+        let code = self
+            .mailboxes
+            .store()
+            .and_then(|s| s.meta(id.as_str()).ok().flatten())
+            .map(|m| CodeHash(m.code_hash));
+        if code != Some(header.code_hash) {
+            return Err(WireError::new(
+                CONFLICT,
+                "this copy runs another mailbox component; send the whole state",
+            ));
+        }
+        Ok(())
+    }
+}
