@@ -30,6 +30,9 @@ use crate::proto::{
     DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
 };
 
+/// Past this many host addresses, slots without a connection are pruned.
+const HOST_SLOTS_PRUNE_AT: usize = 256;
+
 /// How long one request to a host may take (transfers excepted).
 pub const HOST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,9 +66,14 @@ pub struct Session {
     endpoint: Endpoint,
     dispatch: DispatchClient,
     /// Open connections by host address: several recipients on one host
-    /// share a connection.
-    hosts: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
+    /// share a connection. Each address has its own slot, so a dial to a
+    /// dead host (up to the connect timeout) holds up only the requests to
+    /// that address, never those to live hosts.
+    hosts: std::sync::Mutex<HashMap<SocketAddr, HostSlot>>,
 }
+
+/// The connection to one host address, or none yet; locked while dialling.
+type HostSlot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 
 impl Session {
     /// Binds an ephemeral endpoint under `key` and talks to `backbone`.
@@ -90,7 +98,7 @@ impl Session {
             key,
             endpoint,
             dispatch,
-            hosts: tokio::sync::Mutex::default(),
+            hosts: std::sync::Mutex::default(),
         })
     }
 
@@ -122,22 +130,46 @@ impl Session {
         let sock: SocketAddr = addr
             .parse()
             .map_err(|_| SessionError::Unexpected(format!("host address {addr:?}")))?;
-        let mut hosts = self.hosts.lock().await;
-        if let Some(conn) = hosts.get(&sock)
+        let slot = self.slot(sock);
+        let mut slot = slot.lock().await;
+        if let Some(conn) = slot.as_ref()
             && conn.peer_key() == host.0
             && conn.quinn().close_reason().is_none()
         {
             return Ok(conn.clone());
         }
         let conn = self.endpoint.connect(sock, host.0).await?;
-        hosts.insert(sock, conn.clone());
+        *slot = Some(conn.clone());
         Ok(conn)
+    }
+
+    fn slot(&self, sock: SocketAddr) -> HostSlot {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        // Slots of addresses with no connection left are dropped as new
+        // ones come, so the table stays as small as the hosts in use.
+        if hosts.len() >= HOST_SLOTS_PRUNE_AT {
+            hosts.retain(|_, s| {
+                Arc::strong_count(s) > 1 || s.try_lock().map(|c| c.is_some()).unwrap_or(true)
+            });
+        }
+        hosts.entry(sock).or_default().clone()
     }
 
     /// Forgets the connection to `addr` (after it failed).
     pub async fn drop_connection(&self, addr: &str) {
         if let Ok(sock) = addr.parse::<SocketAddr>() {
-            self.hosts.lock().await.remove(&sock);
+            let slot = self
+                .hosts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&sock);
+            if let Some(slot) = slot {
+                // A dial in progress keeps its slot; a later one starts a
+                // new slot, so nothing waits for this lock here.
+                if let Ok(mut conn) = slot.try_lock() {
+                    *conn = None;
+                }
+            }
         }
     }
 

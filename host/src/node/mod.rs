@@ -29,6 +29,7 @@ mod migrate;
 mod plugin_code;
 mod serve;
 mod sync;
+mod sync_serve;
 mod traffic;
 mod transfer;
 pub mod verify;
