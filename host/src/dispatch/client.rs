@@ -9,6 +9,13 @@
 //! final: asking another unit would only get the same refusal, or worse,
 //! apply a non-idempotent request twice.
 //!
+//! A unit that has not answered within [`HEDGE_AFTER_MS`] is not waited
+//! for alone: the next unit is asked too, and the first answer wins. A dead
+//! unit behind a cached connection looks alive until the idle timeout, and
+//! a host's lease renewal must not wait that long. A unit that failed is
+//! asked last for [`SUSPECT_MS`]. Requests are idempotent at the units
+//! (whole-value updates merged by epoch), so asking two is safe.
+//!
 //! Connections are cached per unit. A unit's key is pinned once known,
 //! either given up front or learned on first contact (trust on first use),
 //! so a later impostor at the same address is refused. The host daemon and
@@ -29,6 +36,10 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// tried: a dead unit never answers, and a user should not wait the whole
 /// request timeout to find that out.
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// How long a request waits for one unit before also asking the next.
+pub const HEDGE_AFTER_MS: u64 = 500;
+/// How long a unit that failed is asked only after the others.
+pub const SUSPECT_MS: u64 = 5_000;
 /// Most units a client keeps; more addresses (e.g. learned from a lease
 /// answer) are ignored, matching the unit table's bound.
 pub const BACKBONE_UNITS_MAX: usize = super::limits::MAX_UNITS;
@@ -69,6 +80,8 @@ struct Unit {
     key: Option<DispatchId>,
     /// The cached connection, dropped when it fails.
     conn: Option<Connection>,
+    /// Until when this unit is asked last, after it failed.
+    suspect_until: Option<std::time::Instant>,
 }
 
 /// A client of several dispatch units; cheap to share behind an `Arc`.
@@ -130,22 +143,61 @@ impl DispatchClient {
     /// Sends `req` to a random unit, falling back to the others in random
     /// order when one cannot be reached.
     pub async fn request(&self, req: &DispatchRequest) -> Result<DispatchResponse, ClientError> {
-        let mut order: Vec<usize> = (0..self.lock().len()).collect();
+        let order = {
+            let units = self.lock();
+            let now = std::time::Instant::now();
+            let suspect: Vec<bool> = units
+                .iter()
+                .map(|u| u.suspect_until.is_some_and(|t| t > now))
+                .collect();
+            let mut order: Vec<usize> = (0..units.len()).collect();
+            shuffle(&mut order);
+            suspects_last(order, &suspect)
+        };
         if order.is_empty() {
             return Err(ClientError::NoUnits);
         }
-        shuffle(&mut order);
+        let mut next = order.into_iter();
+        let mut asking: Vec<Asking<'_>> = Vec::new();
         let mut failures = Vec::new();
-        for i in order {
-            match self.request_unit(i, req).await {
-                Ok(resp) => return Ok(resp),
-                Err(ClientError::Refused { addr, error }) => {
-                    return Err(ClientError::Refused { addr, error });
+        loop {
+            if asking.is_empty() {
+                match next.next() {
+                    Some(i) => asking.push(Box::pin(self.ask(i, req))),
+                    None => return Err(ClientError::Unreachable { failures }),
                 }
-                Err(e) => failures.push(e.to_string()),
+            }
+            let hedge = tokio::time::sleep(Duration::from_millis(HEDGE_AFTER_MS));
+            tokio::select! {
+                (i, answer) = first_of(&mut asking) => match answer {
+                    Ok(resp) => return Ok(resp),
+                    Err(refused @ ClientError::Refused { .. }) => return Err(refused),
+                    Err(e) => {
+                        failures.push(e.to_string());
+                        self.suspect(i);
+                    }
+                },
+                () = hedge => {
+                    if let Some(i) = next.next() {
+                        asking.push(Box::pin(self.ask(i, req)));
+                    }
+                }
             }
         }
-        Err(ClientError::Unreachable { failures })
+    }
+
+    async fn ask(
+        &self,
+        i: usize,
+        req: &DispatchRequest,
+    ) -> (usize, Result<DispatchResponse, ClientError>) {
+        (i, self.request_unit(i, req).await)
+    }
+
+    fn suspect(&self, i: usize) {
+        if let Some(u) = self.lock().get_mut(i) {
+            u.suspect_until = Some(std::time::Instant::now() + Duration::from_millis(SUSPECT_MS));
+        }
     }
 
     /// Sends `req` to the unit at index `i`: on a cached connection if there
@@ -224,6 +276,7 @@ impl DispatchClient {
                 sock,
                 key,
                 conn: None,
+                suspect_until: None,
             });
         }
         Ok(())
@@ -256,6 +309,40 @@ impl DispatchClient {
     }
 }
 
+/// A request in flight to one unit, with the unit's index.
+type Asking<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (usize, Result<DispatchResponse, ClientError>)>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// The first of the requests in flight to finish, removed from `asking`.
+/// Pending forever while `asking` is empty (the caller's timer decides).
+async fn first_of(asking: &mut Vec<Asking<'_>>) -> (usize, Result<DispatchResponse, ClientError>) {
+    std::future::poll_fn(|cx| {
+        for k in 0..asking.len() {
+            if let std::task::Poll::Ready(out) = asking[k].as_mut().poll(cx) {
+                drop(asking.swap_remove(k));
+                return std::task::Poll::Ready(out);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// `order` with the units marked suspect moved to the end, each group in
+/// its given order.
+fn suspects_last(order: Vec<usize>, suspect: &[bool]) -> Vec<usize> {
+    let (mut fine, late): (Vec<usize>, Vec<usize>) = order
+        .into_iter()
+        .partition(|&i| !suspect.get(i).copied().unwrap_or(false));
+    fine.extend(late);
+    fine
+}
+
 /// Fisher–Yates with the system random source; if that fails the order
 /// stays as given, which is still correct, only less spread.
 fn shuffle(items: &mut [usize]) {
@@ -269,6 +356,14 @@ fn shuffle(items: &mut [usize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suspects_are_asked_last_in_their_order() {
+        let order = vec![3, 0, 2, 1];
+        let suspect = [true, false, false, true];
+        // 0 and 3 failed lately: they come last, each group as shuffled.
+        assert_eq!(suspects_last(order, &suspect), vec![2, 1, 3, 0]);
+    }
 
     #[test]
     fn shuffle_keeps_every_item() {
