@@ -15,11 +15,18 @@ use std::path::Path;
 
 use crate::attachments::{ATTACHMENT_BYTES_MAX, CHUNK_BYTES};
 use crate::dispatch::{AttachmentId, HostAddr};
+use crate::identity::HostId;
 use crate::net::{NetError, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame};
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 use crate::runtime::bindings::AttachmentRef;
 
 use super::{Session, SessionError};
+
+/// Placements an upload tries before it gives up.
+const UPLOAD_ATTEMPTS: u32 = 3;
+/// Pause before another placement (lets dispatch learn a host is leaving
+/// or gone).
+const UPLOAD_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Why an attachment could not be stored or fetched.
 #[derive(Debug, thiserror::Error)]
@@ -86,62 +93,144 @@ pub async fn store(
         media_type: media_type.clone(),
         size_bytes: size,
     };
+    let mut failed: Vec<HostId> = Vec::new();
+    let mut attempt = 1;
+    loop {
+        match store_once(session, path, &id, &reference, &failed).await {
+            Ok(stored) => return Ok((reference, stored)),
+            // A host that refuses or fails (it may be leaving, or have just
+            // crashed) is avoided the next time: the content is the same.
+            Err((e, Some(host))) if attempt < UPLOAD_ATTEMPTS && retryable(&e) => {
+                tracing::debug!(attachment = %id, host = %host.short(), error = %e, attempt, "upload failed; placing it elsewhere");
+                failed.push(host);
+                attempt += 1;
+                tokio::time::sleep(UPLOAD_RETRY).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Whether another placement may succeed where this upload failed. Not
+/// after a host answered "busy": it stored the content but could not get
+/// it onto W hosts yet, and a second attempt would find it stored and
+/// acknowledge what the first refused.
+fn retryable(e: &AttachmentError) -> bool {
+    match e {
+        AttachmentError::Session(SessionError::Net(NetError::Remote(w))) => {
+            w.code != WireError::BUSY
+        }
+        AttachmentError::Session(_) | AttachmentError::Unexpected(_) => true,
+        _ => false,
+    }
+}
+
+/// One attempt of [`store`]: reuse what the network holds, else place
+/// and upload (not to a host in `failed`). On failure, also the host it was
+/// placed on.
+async fn store_once(
+    session: &Session,
+    path: &Path,
+    id: &AttachmentId,
+    reference: &AttachmentRef,
+    failed: &[HostId],
+) -> Result<Stored, (AttachmentError, Option<HostId>)> {
+    let shown = path.display().to_string();
+    let io = |source| AttachmentError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let no_host = |e: AttachmentError| (e, None);
     if let Ok(DispatchResponse::Attachment(found)) = session
         .dispatch(&DispatchRequest::LookupAttachment { id: id.clone() })
         .await
-        && found.hosts.iter().any(|h| h.online)
+        && found
+            .hosts
+            .iter()
+            .any(|h| h.online && !failed.contains(&h.host))
     {
         session
             .dispatch(&DispatchRequest::AttachmentRefs {
                 ids: vec![id.clone()],
             })
-            .await?;
-        return Ok((reference, Stored::Known));
+            .await
+            .map_err(|e| no_host(e.into()))?;
+        return Ok(Stored::Known);
     }
+    // Placement never picks a host dispatch knows to be leaving; one that
+    // failed before is skipped here in case dispatch has not learnt yet
+    // (the next attempt asks again).
+    let place = DispatchRequest::PlaceAttachment {
+        id: id.clone(),
+        size_bytes: reference.size_bytes,
+    };
     let placement = match session
-        .dispatch(&DispatchRequest::PlaceAttachment {
-            id: id.clone(),
-            size_bytes: size,
-        })
-        .await?
+        .dispatch(&place)
+        .await
+        .map_err(|e| no_host(e.into()))?
     {
         DispatchResponse::Placement(p) => p,
-        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+        other => return Err(no_host(AttachmentError::Unexpected(format!("{other:?}")))),
     };
-    let conn = session.connect(&placement.addr, placement.host).await?;
-    let (mut send, mut recv) = conn.open_stream().await?;
+    if failed.contains(&placement.host) {
+        let e = AttachmentError::Unexpected(format!(
+            "placed again on host {}, which failed the upload",
+            placement.host.short()
+        ));
+        return Err((e, Some(placement.host)));
+    }
+    let host = placement.host;
     let put = HostRequest::AttachmentPut {
-        id,
-        size_bytes: size,
-        name: Some(name),
-        media_type: Some(media_type),
+        id: id.clone(),
+        size_bytes: reference.size_bytes,
+        name: Some(reference.name.clone()),
+        media_type: Some(reference.media_type.clone()),
     };
-    write_frame(&mut send, &put).await?;
-    match answer(&mut recv).await? {
-        HostResponse::AlreadyStored => {
-            let _ = send.finish();
-            return Ok((reference, Stored::AlreadyOnHost(placement.addr)));
+    let sent = async {
+        let conn = session.connect(&placement.addr, host).await?;
+        let (mut send, mut recv) = conn.open_stream().await?;
+        write_frame(&mut send, &put).await?;
+        match answer(&mut recv).await? {
+            HostResponse::AlreadyStored => {
+                let _ = send.finish();
+                return Ok(Stored::AlreadyOnHost(placement.addr.clone()));
+            }
+            HostResponse::Done => {}
+            other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
         }
-        HostResponse::Done => {}
-        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
-    }
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut buf = vec![0u8; CHUNK_BYTES as usize];
-    let mut progress =
-        super::progress::Progress::new(format!("uploading {}", reference.name), size);
-    loop {
-        let n = read_full(&mut file, &mut buf).map_err(io)?;
-        if n == 0 {
-            break;
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut buf = vec![0u8; CHUNK_BYTES as usize];
+        let mut progress = super::progress::Progress::new(
+            format!("uploading {}", reference.name),
+            reference.size_bytes,
+        );
+        loop {
+            let n = read_full(&mut file, &mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            write_raw_frame(&mut send, &buf[..n]).await?;
+            progress.advance(n as u64);
         }
-        write_raw_frame(&mut send, &buf[..n]).await?;
-        progress.advance(n as u64);
-    }
-    progress.finish();
-    send.finish().map_err(NetError::from)?;
-    match answer(&mut recv).await? {
-        HostResponse::Done => Ok((reference, Stored::Uploaded(placement.addr))),
-        other => Err(AttachmentError::Unexpected(format!("{other:?}"))),
+        progress.finish();
+        send.finish().map_err(NetError::from)?;
+        match answer(&mut recv).await? {
+            HostResponse::Done => Ok(Stored::Uploaded(placement.addr.clone())),
+            other => Err(AttachmentError::Unexpected(format!("{other:?}"))),
+        }
+    };
+    match sent.await {
+        Ok(stored) => Ok(stored),
+        Err(e) => {
+            if !matches!(
+                &e,
+                AttachmentError::Session(SessionError::Net(NetError::Remote(_)))
+            ) {
+                // The connection may lead to a process that is gone.
+                session.drop_connection(&placement.addr).await;
+            }
+            Err((e, Some(host)))
+        }
     }
 }
 

@@ -75,10 +75,28 @@ impl DispatchUnit {
         if let Some((hosts, _)) = self.tables.location(&object)
             && !hosts.is_empty()
         {
-            return Err(PlacementError::AlreadyPlaced {
-                object,
-                hosts: hosts.to_vec(),
+            let hosts = hosts.to_vec();
+            let live = hosts.iter().any(|h| {
+                self.tables
+                    .hosts
+                    .get(h)
+                    .is_some_and(|r| r.is_online(now_ms))
             });
+            if live {
+                return Err(PlacementError::AlreadyPlaced { object, hosts });
+            }
+            // Every holder is down: the content may be on no live host (an
+            // upload whose only holder crashed before copying it out). A
+            // new upload goes to a live host beside them; it lists itself
+            // with them and copies out, and the keeper drops the dead ones.
+            let host = self
+                .choose_host(now_ms, &hosts, &[])
+                .ok_or_else(|| PlacementError::NoLiveHost(object.clone()))?;
+            let until_ms = now_ms.saturating_add(self.limits.attachment_grace_ms);
+            let mut actions: Vec<Action> =
+                self.renew_attachment(id, until_ms).into_iter().collect();
+            actions.push(Action::Replicate(self.grant(now_ms, &object, host)?));
+            return Ok((self.placement(object, host), actions));
         }
         let epoch = self
             .tables
@@ -378,6 +396,32 @@ mod tests {
         assert_eq!(u.place(0, &obj, &[]), Err(E::NoLiveHost(obj.clone())));
         let unknown = ObjectRef::Mailbox(user(9));
         assert_eq!(u.place(0, &unknown, &[]), Err(E::UnknownObject(unknown)));
+    }
+
+    #[test]
+    fn an_attachment_whose_holders_are_all_down_is_placed_afresh() {
+        let mut u = unit();
+        u.handle_join(0, host(1), &addr(1), 10, 0).unwrap();
+        u.handle_join(0, host(2), &addr(2), 10, 0).unwrap();
+        let id: AttachmentId = "ef".repeat(32).parse().unwrap();
+        let rec = AttachmentRecord {
+            hosts: vec![host(1)],
+            size_bytes: 5,
+            epoch: Epoch(1),
+            ..Default::default()
+        };
+        u.tables.attachments.insert(id.clone(), rec);
+        assert!(matches!(
+            u.place_new_attachment(0, &id, 5),
+            Err(E::AlreadyPlaced { .. })
+        ));
+        // Host 1 crashed (its lease lapsed) before copying the upload out;
+        // host 2 renews.
+        let later = LEASE_MS + 1;
+        u.handle_heartbeat(later, host(2), 0).unwrap();
+        let (p, _) = u.place_new_attachment(later, &id, 5).unwrap();
+        assert_eq!(p.host, host(2));
+        assert_eq!(u.tables().attachments[&id].hosts, vec![host(1)]);
     }
 
     #[test]

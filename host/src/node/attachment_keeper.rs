@@ -12,6 +12,9 @@
 //!
 //! Copies are `AttachmentCopy` streams of 1 MiB chunks, each checked on
 //! arrival and the whole against the id before the file becomes visible.
+//! Each is probed first and bounded in time by its size
+//! (`transfer.rs`): rounds run one attachment after another, so one copy
+//! stuck on a stale connection would stall every attachment here.
 //! An upload (`transfer.rs`) uses the same copies to reach R hosts before
 //! it is acknowledged. The references themselves are renewed by
 //! `attachment_refs.rs`.
@@ -28,16 +31,11 @@ use crate::client::SessionError;
 use crate::dispatch::client::ClientError;
 use crate::dispatch::{AttachmentId, AttachmentLookup, HostAddr, ObjectRef};
 use crate::identity::{Epoch, HostId};
-use crate::net::{NetError, WireError, read_frame, write_frame, write_raw_frame};
+use crate::net::WireError;
 use crate::proto::dispatch::NOT_FOUND;
-use crate::proto::{
-    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
-};
+use crate::proto::{DispatchRequest, DispatchResponse};
 use crate::replica::Member;
 use crate::replica::attachment::{AttachmentPlan, holders_after_put, plan_attachment};
-
-/// Longest one replica copy may take before it counts as failed.
-const COPY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the attachment keeper remembers between rounds.
 #[derive(Default)]
@@ -213,13 +211,7 @@ impl Node {
             let node = self.clone();
             let id = id.clone();
             copies.spawn(async move {
-                let copied = tokio::time::timeout(
-                    COPY_TIMEOUT,
-                    node.copy_attachment(&id, p.host, &p.addr),
-                )
-                .await
-                .unwrap_or_else(|_| Err(format!("took longer than {COPY_TIMEOUT:?}")));
-                match copied {
+                match node.copy_attachment(&id, p.host, &p.addr, false).await {
                     Ok(()) => Some(p.host),
                     Err(e) => {
                         tracing::warn!(attachment = %id, to = %p.host.short(), error = %e, "copying an attachment replica failed");
@@ -237,69 +229,6 @@ impl Node {
         // Listing order is preference order: keep it deterministic.
         copied.sort();
         Added { placed, copied }
-    }
-
-    /// Streams the local copy of `id` to `to` as an `AttachmentCopy`.
-    async fn copy_attachment(
-        &self,
-        id: &AttachmentId,
-        to: HostId,
-        addr: &str,
-    ) -> Result<(), String> {
-        let local = attachments::AttachmentId::parse(id.as_str()).map_err(|e| e.to_string())?;
-        let store = self.attachments.clone();
-        let mut chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let meta = chunks.meta().clone();
-        let conn = self
-            .session
-            .connect(addr, to)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut send, mut recv) = conn.open_stream().await.map_err(|e| e.to_string())?;
-        let req = HostRequest::AttachmentCopy {
-            id: id.clone(),
-            size_bytes: meta.size_bytes,
-            name: meta.name.clone(),
-            media_type: meta.media_type.clone(),
-        };
-        write_frame(&mut send, &req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let answer = |r: Result<Option<Result<HostResponse, WireError>>, NetError>| match r {
-            Ok(Some(Ok(r))) => Ok(r),
-            Ok(Some(Err(w))) => Err(w.to_string()),
-            Ok(None) => Err("the target closed the stream".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
-            HostResponse::AlreadyStored => return Ok(()),
-            HostResponse::Done => {}
-            other => return Err(format!("the target answered {other:?}")),
-        }
-        loop {
-            let next = tokio::task::spawn_blocking(move || {
-                let c = chunks.next();
-                (chunks, c)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            chunks = next.0;
-            match next.1 {
-                Some(Ok(chunk)) => write_raw_frame(&mut send, &chunk.bytes)
-                    .await
-                    .map_err(|e| e.to_string())?,
-                Some(Err(e)) => return Err(e.to_string()),
-                None => break,
-            }
-        }
-        send.finish().map_err(|e| e.to_string())?;
-        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
-            HostResponse::Done => Ok(()),
-            other => Err(format!("the target answered {other:?}")),
-        }
     }
 
     /// Runs attachment keeper rounds forever.

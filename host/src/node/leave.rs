@@ -13,10 +13,7 @@ use super::Node;
 use crate::attachments;
 use crate::dispatch::{AttachmentId, ObjectRef};
 use crate::identity::HostId;
-use crate::net::{NetError, WireError, read_frame, write_frame, write_raw_frame};
-use crate::proto::{
-    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
-};
+use crate::proto::{DispatchRequest, DispatchResponse};
 
 /// Planning rounds before the host gives up moving what is left.
 const LEAVE_ROUNDS: u32 = 10;
@@ -99,61 +96,10 @@ impl Node {
         to: HostId,
         addr: &str,
     ) -> Result<(), String> {
+        // Probed and bounded in time: the target may have restarted behind
+        // a cached connection.
+        self.copy_attachment(id, to, addr, true).await?;
         let local = attachments::AttachmentId::parse(id.as_str()).map_err(|e| e.to_string())?;
-        let store = self.attachments.clone();
-        let mut chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let meta = chunks.meta().clone();
-        let conn = self
-            .session
-            .connect(addr, to)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut send, mut recv) = conn.open_stream().await.map_err(|e| e.to_string())?;
-        let put = HostRequest::AttachmentPut {
-            id: id.clone(),
-            size_bytes: meta.size_bytes,
-            name: meta.name.clone(),
-            media_type: meta.media_type.clone(),
-        };
-        write_frame(&mut send, &put)
-            .await
-            .map_err(|e| e.to_string())?;
-        let answer = |r: Result<Option<Result<HostResponse, WireError>>, NetError>| match r {
-            Ok(Some(Ok(r))) => Ok(r),
-            Ok(Some(Err(w))) => Err(w.to_string()),
-            Ok(None) => Err("the target closed the stream".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
-            HostResponse::AlreadyStored => {}
-            HostResponse::Done => {
-                loop {
-                    let next = tokio::task::spawn_blocking(move || {
-                        let c = chunks.next();
-                        (chunks, c)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    chunks = next.0;
-                    match next.1 {
-                        Some(Ok(chunk)) => write_raw_frame(&mut send, &chunk.bytes)
-                            .await
-                            .map_err(|e| e.to_string())?,
-                        Some(Err(e)) => return Err(e.to_string()),
-                        None => break,
-                    }
-                }
-                send.finish().map_err(|e| e.to_string())?;
-                match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
-                    HostResponse::Done => {}
-                    other => return Err(format!("the target answered {other:?}")),
-                }
-            }
-            other => return Err(format!("the target answered {other:?}")),
-        }
         let store = self.attachments.clone();
         tokio::task::spawn_blocking(move || store.remove(&local))
             .await

@@ -6,16 +6,43 @@
 //! streams verified chunks of a range back. File I/O runs in `spawn_blocking`; a chunk frame
 //! is at most `CHUNK_BYTES`, and the number of chunks follows from the size
 //! announced up front (at most `ATTACHMENT_BYTES_MAX`).
+//!
+//! The sending side of a copy ([`Node::copy_attachment`]) probes the target
+//! first and bounds the whole copy by its size, like the mailbox keeper's
+//! copies (`sync.rs`): a cached connection to a host that crashed and
+//! restarted at the same address looks open until its idle timeout, and a
+//! copy sent on it would hold the upload (or the keeper round) that long.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Node;
 use super::serve::internal;
 use crate::attachments::{self, BeginError, CHUNK_BYTES};
+use crate::client::SessionError;
 use crate::dispatch::AttachmentId;
 use crate::identity::HostId;
-use crate::net::{Exchange, Result, WireError, read_raw_frame, write_raw_frame};
-use crate::proto::HostResponse;
+use crate::net::{
+    Exchange, NetError, Result, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame,
+};
+use crate::proto::{HostRequest, HostResponse, MESSAGE_BYTES_MAX};
+
+/// Longest the probe before a copy may wait for an answer. A live host
+/// answers within milliseconds; past this the cached connection is taken
+/// for stale, dropped, and the probe tried once more on a fresh one.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Probes before a copy gives up on its target (the second one dials
+/// afresh after the first timed out).
+const PROBE_ATTEMPTS: u32 = 2;
+/// A copy may take this long plus its size at [`COPY_BYTES_PER_SEC_MIN`].
+const COPY_TIMEOUT_BASE: Duration = Duration::from_secs(5);
+/// The slowest transfer rate a copy is allowed before it counts as hung.
+const COPY_BYTES_PER_SEC_MIN: u64 = 1 << 20;
+
+/// How long a copy of `size_bytes` may take before it counts as failed.
+pub(super) fn copy_timeout(size_bytes: u64) -> Duration {
+    COPY_TIMEOUT_BASE + Duration::from_secs(size_bytes / COPY_BYTES_PER_SEC_MIN)
+}
 
 /// How taking an attachment's chunks ended.
 enum Received {
@@ -176,6 +203,126 @@ impl Node {
         Ok(Received::Refused)
     }
 
+    /// Streams the local copy of `id` to `to` as an `AttachmentCopy` (a
+    /// new replica) or, for a `move_out`, an `AttachmentPut` (a leaving
+    /// holder's move): a probe first, then the stream within
+    /// [`copy_timeout`] of its size. On a timeout the cached connection is
+    /// dropped, so the next attempt dials afresh.
+    pub(super) async fn copy_attachment(
+        &self,
+        id: &AttachmentId,
+        to: HostId,
+        addr: &str,
+        move_out: bool,
+    ) -> std::result::Result<(), String> {
+        self.probe(to, addr).await?;
+        let local = attachments::AttachmentId::parse(id.as_str()).map_err(|e| e.to_string())?;
+        let store = self.attachments.clone();
+        let chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let limit = copy_timeout(chunks.meta().size_bytes);
+        let sent = self.send_attachment_copy(id, to, addr, chunks, move_out);
+        match tokio::time::timeout(limit, sent).await {
+            Ok(copied) => copied,
+            Err(_) => {
+                self.session.drop_connection(addr).await;
+                Err(format!("the copy took longer than {limit:?}"))
+            }
+        }
+    }
+
+    /// Whether `to` answers a small request within [`PROBE_TIMEOUT`]
+    /// (any answer, a refusal included, shows the connection is alive).
+    async fn probe(&self, to: HostId, addr: &str) -> std::result::Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..PROBE_ATTEMPTS {
+            let asked = self.session.host_request(addr, to, &HostRequest::Traffic);
+            match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
+                Ok(Ok(_)) | Ok(Err(SessionError::Net(NetError::Remote(_)))) => return Ok(()),
+                // `host_request` dropped a failed connection already.
+                Ok(Err(e)) => last = format!("the probe failed: {e}"),
+                Err(_) => {
+                    self.session.drop_connection(addr).await;
+                    last = format!("no answer to a probe within {PROBE_TIMEOUT:?}");
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn send_attachment_copy(
+        &self,
+        id: &AttachmentId,
+        to: HostId,
+        addr: &str,
+        mut chunks: attachments::ChunkStream,
+        move_out: bool,
+    ) -> std::result::Result<(), String> {
+        let meta = chunks.meta().clone();
+        let conn = self
+            .session
+            .connect(addr, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = conn.open_stream().await.map_err(|e| e.to_string())?;
+        let (size_bytes, name, media_type) = (meta.size_bytes, meta.name, meta.media_type);
+        let req = if move_out {
+            HostRequest::AttachmentPut {
+                id: id.clone(),
+                size_bytes,
+                name,
+                media_type,
+            }
+        } else {
+            HostRequest::AttachmentCopy {
+                id: id.clone(),
+                size_bytes,
+                name,
+                media_type,
+            }
+        };
+        write_frame(&mut send, &req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = |r: std::result::Result<
+            Option<std::result::Result<HostResponse, WireError>>,
+            NetError,
+        >| match r {
+            Ok(Some(Ok(r))) => Ok(r),
+            Ok(Some(Err(w))) => Err(w.to_string()),
+            Ok(None) => Err("the target closed the stream".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+            HostResponse::AlreadyStored => return Ok(()),
+            HostResponse::Done => {}
+            other => return Err(format!("the target answered {other:?}")),
+        }
+        loop {
+            let next = tokio::task::spawn_blocking(move || {
+                let c = chunks.next();
+                (chunks, c)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            chunks = next.0;
+            match next.1 {
+                Some(Ok(chunk)) => write_raw_frame(&mut send, &chunk.bytes)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => break,
+            }
+        }
+        send.finish().map_err(|e| e.to_string())?;
+        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+            HostResponse::Done => Ok(()),
+            other => Err(format!("the target answered {other:?}")),
+        }
+    }
+
     pub(super) async fn attachment_get(
         self: Arc<Self>,
         id: AttachmentId,
@@ -234,5 +381,22 @@ impl Node {
             }
         }
         ex.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_may_take_its_base_plus_its_size_at_the_slowest_rate() {
+        assert_eq!(copy_timeout(0), COPY_TIMEOUT_BASE);
+        assert_eq!(copy_timeout(CHUNK_BYTES - 1), COPY_TIMEOUT_BASE);
+        assert_eq!(
+            copy_timeout(10 * COPY_BYTES_PER_SEC_MIN),
+            COPY_TIMEOUT_BASE + Duration::from_secs(10)
+        );
+        // Even the largest attachment is bounded.
+        assert!(copy_timeout(attachments::ATTACHMENT_BYTES_MAX) < Duration::from_secs(3600));
     }
 }
