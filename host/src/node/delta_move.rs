@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Node;
-use super::migrate::{MIGRATE_TIMEOUT, MigrateError};
+use super::migrate::{MigrateError, answer_move, within_move_timeout};
 use super::serve::{internal, mailbox_id};
 use super::traffic::Kind;
 use crate::client::mailbox_ref::NOT_HERE;
@@ -123,21 +123,8 @@ impl Node {
     ) -> crate::net::Result<()> {
         let span = tracing::info_span!("delta-in", mailbox = %header.mailbox.short(), host = %self.id.short(), epoch = %header.epoch);
         let _e = span.enter();
-        let answer = tokio::time::timeout(MIGRATE_TIMEOUT, self.receive_delta(&header, &mut ex))
-            .await
-            .unwrap_or_else(|_| {
-                Err(WireError::new(
-                    WireError::TIMEOUT,
-                    format!("the move took longer than {MIGRATE_TIMEOUT:?}"),
-                ))
-            });
-        match answer {
-            Ok(r) => ex.reply(&r).await,
-            Err(e) => {
-                tracing::warn!(error = %e.message, "refused a delta move");
-                ex.reply_err(&e).await
-            }
-        }
+        let answer = within_move_timeout(self.receive_delta(&header, &mut ex)).await;
+        answer_move(ex, answer, "refused a delta move").await
     }
 
     async fn receive_delta(

@@ -274,22 +274,8 @@ impl Node {
     ) -> crate::net::Result<()> {
         let span = tracing::info_span!("migrate-in", mailbox = %header.mailbox, host = %self.id.short(), %epoch);
         let _e = span.enter();
-        let answer =
-            tokio::time::timeout(MIGRATE_TIMEOUT, self.import_stream(&header, epoch, &mut ex))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(WireError::new(
-                        WireError::TIMEOUT,
-                        format!("the move took longer than {MIGRATE_TIMEOUT:?}"),
-                    ))
-                });
-        match answer {
-            Ok(r) => ex.reply(&r).await,
-            Err(e) => {
-                tracing::warn!(error = %e.message, "refused an incoming mailbox");
-                ex.reply_err(&e).await
-            }
-        }
+        let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
+        answer_move(ex, answer, "refused an incoming mailbox").await
     }
 
     async fn import_stream(
@@ -483,6 +469,35 @@ impl Node {
                 "this host does not hold that mailbox",
             )),
             Err(e) => Err(WireError::new(WireError::BUSY, e.to_string())),
+        }
+    }
+}
+
+/// An incoming move's answer, or a timeout after [`MIGRATE_TIMEOUT`].
+pub(super) async fn within_move_timeout(
+    work: impl std::future::Future<Output = Result<HostResponse, WireError>>,
+) -> Result<HostResponse, WireError> {
+    tokio::time::timeout(MIGRATE_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(WireError::new(
+                WireError::TIMEOUT,
+                format!("the move took longer than {MIGRATE_TIMEOUT:?}"),
+            ))
+        })
+}
+
+/// Sends an incoming move's answer, logging a refusal as `refused`.
+pub(super) async fn answer_move(
+    mut ex: Exchange,
+    answer: Result<HostResponse, WireError>,
+    refused: &str,
+) -> crate::net::Result<()> {
+    match answer {
+        Ok(r) => ex.reply(&r).await,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "{refused}");
+            ex.reply_err(&e).await
         }
     }
 }
