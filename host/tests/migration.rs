@@ -47,7 +47,11 @@ async fn a_moved_mailbox_forwards_queued_and_later_calls() {
         addr: "127.0.0.2:4000".into(),
         epoch: 2,
     };
-    migration.moved(to.clone());
+    // The local copy's delete is queued at once; the move's caller need
+    // not wait for it, the test does.
+    if let Some(removal) = migration.moved(to.clone()) {
+        removal.await.unwrap();
+    }
 
     let r = queued.await.unwrap();
     assert!(

@@ -73,6 +73,16 @@ impl Proc {
     /// `<kind> <id> listening on <addr>` line.
     pub fn start(args: &[&str], log: &Path) -> anyhow::Result<Proc> {
         let exe = std::env::current_exe().context("finding the dem binary")?;
+        // `DEM_BENCH_LOG_DIR` keeps the children's logs (with `RUST_LOG`,
+        // e.g. the steps of a move) after the temp dir is gone.
+        let kept;
+        let log = match (std::env::var_os("DEM_BENCH_LOG_DIR"), log.file_name()) {
+            (Some(dir), Some(name)) => {
+                kept = Path::new(&dir).join(name);
+                kept.as_path()
+            }
+            _ => log,
+        };
         let err = std::fs::File::create(log).context("creating a child log")?;
         let mut child = Command::new(exe)
             .args(args)

@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 use super::clock::HybridClock;
 use super::filters::{Placing, view_of};
 use super::request::{Op, Request, Response};
+use super::restore::{Restored, Source, restore};
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
 use crate::ids::{CodeHash, MailboxId};
 use crate::replica::{OpId, Since, VersionVector, Window};
@@ -286,6 +287,9 @@ pub(crate) struct MailboxActor {
 }
 
 impl MailboxActor {
+    /// Starts the actor of `id`; with `restored`, it starts awake with
+    /// that instance (an import restored it while committing).
+    #[allow(clippy::too_many_arguments)] // the registry's parts, passed once
     pub(crate) fn spawn(
         id: MailboxId,
         host: &str,
@@ -294,10 +298,11 @@ impl MailboxActor {
         store: Option<MailboxStore>,
         clock: Arc<HybridClock>,
         config: MailboxesConfig,
+        restored: Option<Restored>,
     ) -> ActorHandle {
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let span = tracing::info_span!("mailbox", mailbox = %id, host = %host);
-        let actor = MailboxActor {
+        let mut actor = MailboxActor {
             label: id.to_string().into(),
             id: id.clone(),
             runtime,
@@ -317,6 +322,9 @@ impl MailboxActor {
             window: Window::default(),
             loaded: false,
         };
+        if let Some(r) = restored {
+            actor.adopt(r);
+        }
         tokio::spawn(actor.run(rx).instrument(span));
         ActorHandle { tx, id }
     }
@@ -415,90 +423,65 @@ impl MailboxActor {
         }
         self.drop_instance();
         self.settle().await?;
-        let mut instance = self
-            .runtime
-            .instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone())
-            .await?;
-        if let Some(store) = self.store.clone() {
-            let id = self.id.to_string();
-            let recovery = tokio::task::spawn_blocking(move || store.load(&id))
-                .await
-                .map_err(|e| E::Restore {
-                    id: self.id.clone(),
-                    reason: e.to_string(),
-                })??
-                .ok_or_else(|| E::Unknown(self.id.clone()))?;
-            let restore_err = |reason: String| E::Restore {
+        let Some(store) = self.store.clone() else {
+            self.instance = Some(
+                self.runtime
+                    .instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone())
+                    .await?,
+            );
+            return Ok(());
+        };
+        let id = self.id.to_string();
+        let recovery = tokio::task::spawn_blocking(move || store.load(&id))
+            .await
+            .map_err(|e| E::Restore {
                 id: self.id.clone(),
-                reason,
-            };
-            let mut vv = recovery
-                .snapshot
-                .as_ref()
-                .map(|s| s.vv.clone())
-                .unwrap_or_default();
-            let mut window = Window::starting_at(vv.clone());
-            if let Some(snap) = &recovery.snapshot {
-                instance
-                    .restore(snap.schema_version, &snap.bytes)
-                    .await
-                    .map_err(|e| restore_err(e.to_string()))?
-                    .map_err(|e| restore_err(e.to_string()))?;
-            }
-            let mut log_bytes = 0;
-            for (seq, bytes) in &recovery.tail {
-                log_bytes += bytes.len() as u64;
-                let op =
-                    Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
-                let op_id = op.id_after(&vv);
-                if vv.fit(op_id) != crate::replica::Fit::Next {
-                    return Err(restore_err(format!(
-                        "log entry {seq} is op {op_id:?}, out of order after {vv}"
-                    )));
-                }
-                vv.record(op_id);
-                window.push(op_id, bytes.as_slice().into());
-                self.clock.observe(op.ctx.hlc);
-                match instance.call(Some(op.ctx), &op.request).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(refusal)) => {
-                        // Ops from other replicas are logged even when they
-                        // change nothing here (a concurrent change won).
-                        tracing::debug!(
-                            seq,
-                            "replayed {} was refused: {refusal}",
-                            op.request.name()
-                        )
-                    }
-                    Err(trap) => {
-                        return Err(restore_err(format!("replaying log entry {seq}: {trap}")));
-                    }
-                }
-            }
-            // After hibernation nothing changed: keep the longer window.
-            if !self.loaded || vv != self.vv {
-                self.window = window;
-            }
-            self.vv = vv;
-            self.loaded = true;
-            self.applied_seq = recovery.last_seq;
-            self.snapshot_seq = recovery.snapshot.as_ref().map_or(0, |s| s.seq);
-            self.snapshot_bytes = recovery
-                .snapshot
-                .as_ref()
-                .map_or(0, |s| s.bytes.len() as u64);
-            self.log_bytes = log_bytes;
-            let applied = self.applied_seq;
-            self.durable.send_modify(|d| {
-                *d = Durability {
-                    settled: applied,
-                    failed: false,
-                }
-            });
-            tracing::debug!(seq = applied, replayed = recovery.tail.len(), "woke");
-        }
-        self.instance = Some(instance);
+                reason: e.to_string(),
+            })??
+            .ok_or_else(|| E::Unknown(self.id.clone()))?;
+        let source = Source {
+            snapshot: recovery.snapshot.as_ref(),
+            tail: &recovery.tail,
+            last_seq: recovery.last_seq,
+        };
+        let restored = restore(
+            &self.runtime,
+            &self.clock,
+            &self.id,
+            self.label.clone(),
+            &self.meta,
+            source,
+        )
+        .await?;
+        tracing::debug!(
+            seq = restored.last_seq,
+            replayed = recovery.tail.len(),
+            "woke"
+        );
+        self.adopt(restored);
         Ok(())
+    }
+
+    /// Takes a restored instance as the running one.
+    fn adopt(&mut self, r: Restored) {
+        // After hibernation nothing changed: keep the longer window.
+        if !self.loaded || r.vv != self.vv {
+            self.window = r.window;
+        }
+        self.vv = r.vv;
+        self.loaded = true;
+        self.applied_seq = r.last_seq;
+        self.snapshot_seq = r.snapshot_seq;
+        self.snapshot_bytes = r.snapshot_bytes;
+        self.log_bytes = r.log_bytes;
+        let applied = self.applied_seq;
+        self.durable.send_modify(|d| {
+            *d = Durability {
+                settled: applied,
+                failed: false,
+            }
+        });
+        self.instance = Some(r.instance);
     }
 
     async fn handle_call(&mut self, request: Request, reply: Reply<Tracked>) {

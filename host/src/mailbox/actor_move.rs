@@ -49,49 +49,38 @@ pub struct DeltaState {
 }
 
 impl MailboxActor {
+    /// The durable state as one snapshot and no log tail. The snapshot is
+    /// taken from the running instance once every logged op has settled,
+    /// so it equals what the store would restore; it is not written back
+    /// first (a move or copy would pay an fsync and a read of the whole
+    /// state for a snapshot this host is about to drop or never needed).
     pub(super) async fn handle_export(&mut self) -> Result<ExportedState, E> {
         self.wake().await?;
         let plugins = match self.read(Request::ListPlugins).await? {
             Response::Plugins(p) => p,
             _ => Vec::new(),
         };
-        let Some(store) = self.store.clone() else {
-            let instance = self
-                .instance
-                .as_mut()
-                .ok_or_else(|| E::Gone(self.id.clone()))?;
-            let (schema_version, bytes) = instance.snapshot().await.map_err(E::Trap)?;
-            let snapshot = SnapshotRecord {
-                seq: self.applied_seq,
-                schema_version,
-                bytes,
-                vv: self.vv.clone(),
-            };
-            return Ok(ExportedState {
-                meta: self.meta.clone(),
-                snapshot: Some(snapshot),
-                tail: vec![],
-                plugins,
-            });
-        };
-        if self.applied_seq > self.snapshot_seq
-            && let Some(commit) = self.snapshot_now().await
-        {
-            commit.await?;
+        if self.store.is_some() {
+            self.settle().await?;
+            // A failed commit means the instance may hold an op that is not
+            // durable; `wake` rebuilds it from the store.
+            self.wake().await?;
         }
-        self.settle().await?;
-        let id = self.id.to_string();
-        let recovery = tokio::task::spawn_blocking(move || store.load(&id))
-            .await
-            .map_err(|e| E::Restore {
-                id: self.id.clone(),
-                reason: e.to_string(),
-            })??
-            .ok_or_else(|| E::Unknown(self.id.clone()))?;
+        let instance = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| E::Gone(self.id.clone()))?;
+        let (schema_version, bytes) = instance.snapshot().await.map_err(E::Trap)?;
+        let snapshot = SnapshotRecord {
+            seq: self.applied_seq,
+            schema_version,
+            bytes,
+            vv: self.vv.clone(),
+        };
         Ok(ExportedState {
-            meta: recovery.meta,
-            snapshot: recovery.snapshot,
-            tail: recovery.tail,
+            meta: self.meta.clone(),
+            snapshot: Some(snapshot),
+            tail: vec![],
             plugins,
         })
     }
@@ -151,11 +140,9 @@ impl MailboxActor {
             Ok(MigrationOutcome::Moved(to)) => {
                 tracing::info!(to = %to.host, epoch = to.epoch, "moved away");
                 self.drop_instance();
-                if let Some(store) = self.store.take()
-                    && let Err(e) = store.remove(self.id.as_str()).await
-                {
-                    tracing::warn!("moved, but removing the local copy failed: {e}");
-                }
+                // `Migration::moved` queued the store delete; deleting here
+                // too could land after a move back and erase it.
+                self.store = None;
                 Some(to)
             }
             Ok(MigrationOutcome::Stay) | Err(_) => {

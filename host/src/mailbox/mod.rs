@@ -12,6 +12,7 @@ pub mod clock;
 pub mod filters;
 pub mod registry;
 pub mod request;
+mod restore;
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, MoveState, Tracked};
 use super::clock::HybridClock;
 use super::request::{Request, Response};
+use super::restore::{Source, restore};
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
 use crate::builtin;
 use crate::ids::{CodeHash, MailboxId};
@@ -119,6 +120,16 @@ impl Mailboxes {
         self.builtin_mailbox
     }
 
+    /// Compiles (or loads from the artifact cache) the components this
+    /// binary carries: the mailbox and the standard filters. Blocking.
+    pub fn prepare_builtin(&self) -> Result<(), RuntimeError> {
+        self.runtime.prepare_mailbox(&self.builtin_mailbox)?;
+        for (_, bytes) in builtin::PLUGINS {
+            self.runtime.prepare_filter(&CodeHash::of(bytes))?;
+        }
+        Ok(())
+    }
+
     /// The code hash of a standard plugin, by name.
     pub fn builtin_plugin(name: &str) -> Option<CodeHash> {
         builtin::PLUGINS
@@ -140,6 +151,7 @@ impl Mailboxes {
             self.store.clone(),
             self.clock.clone(),
             self.config.clone(),
+            None,
         )
     }
 
@@ -364,28 +376,54 @@ impl Mailboxes {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        match &self.store {
-            Some(store) => {
-                store
-                    .import(
-                        id.as_str(),
-                        state.meta.clone(),
-                        state.snapshot.clone(),
-                        state.tail.clone(),
-                        replace,
-                    )
-                    .await?;
-                let handle = self.handle(id)?;
-                if let Err(e) = handle.call(Request::Stats).await {
-                    handle.stop().await;
-                    self.lock().remove(id);
-                    let _ = store.remove(id.as_str()).await;
-                    return Err(E::Import(format!(
-                        "the imported state does not restore: {e}"
-                    )));
-                }
+        let Some(store) = &self.store else {
+            return Err(E::Import("in-memory hosts cannot import".into()));
+        };
+        // The store writes the state while a fresh instance restores it:
+        // the proof that it restores costs no time after the commit, and
+        // the mailbox arrives awake.
+        let commit = store.import(
+            id.as_str(),
+            state.meta.clone(),
+            state.snapshot.clone(),
+            state.tail.clone(),
+            replace,
+        );
+        let source = Source {
+            snapshot: state.snapshot.as_ref(),
+            tail: &state.tail,
+            last_seq: state.last_seq(),
+        };
+        let label: Arc<str> = id.to_string().into();
+        let (committed, restored) = tokio::join!(
+            commit,
+            restore(&self.runtime, &self.clock, id, label, &state.meta, source)
+        );
+        committed?;
+        let restored = match restored {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = store.remove(id.as_str()).await;
+                return Err(E::Import(format!(
+                    "the imported state does not restore: {e}"
+                )));
             }
-            None => return Err(E::Import("in-memory hosts cannot import".into())),
+        };
+        let mut actors = self.lock();
+        // A call may have found the committed mailbox first and started
+        // its actor from disk: that one holds the same state, keep it.
+        if actors.get(id).is_none_or(|h| h.is_closed()) {
+            let handle = MailboxActor::spawn(
+                id.clone(),
+                &self.host,
+                state.meta,
+                self.runtime.clone(),
+                self.store.clone(),
+                self.clock.clone(),
+                self.config.clone(),
+                Some(restored),
+            );
+            actors.insert(id.clone(), handle);
         }
         Ok(())
     }
@@ -474,16 +512,26 @@ pub struct Migration {
 
 impl Migration {
     /// The target has the mailbox durably: forget it here and forward.
-    pub fn moved(mut self, to: MovedTo) {
+    /// The local copy's delete is queued to the store writer before this
+    /// returns, so a later import of the same mailbox (a move back) is
+    /// written after it; the caller only decides whether to wait for its
+    /// fsync (a move need not: the target already holds the mailbox).
+    pub fn moved(mut self, to: MovedTo) -> Option<crate::store::Commit> {
         self.boxes
             .moved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(self.id.clone(), to.clone());
+        self.boxes.lock().remove(&self.id);
+        let removal = self
+            .boxes
+            .store
+            .as_ref()
+            .map(|store| store.remove(self.id.as_str()));
         if let Some(tx) = self.outcome.take() {
             let _ = tx.send(MigrationOutcome::Moved(to));
         }
-        self.boxes.lock().remove(&self.id);
+        removal
     }
 
     /// The move failed: the mailbox resumes here.

@@ -79,6 +79,7 @@ impl Node {
         {
             return Err(MigrateError::NotHere);
         }
+        let started = std::time::Instant::now();
         // Read the epoch before pausing, so the pause is as short as the
         // transfer itself.
         let epoch = match self
@@ -98,6 +99,10 @@ impl Node {
                 .begin_migration(&id, peer.take())
                 .await
                 .map_err(|e| MigrateError::Pause(e.to_string()))?;
+            tracing::debug!(
+                since_start_ms = started.elapsed().as_secs_f64() * 1e3,
+                "paused with the state to send"
+            );
             let delta = matches!(migration.state, MoveState::Delta(_));
             let sent = tokio::time::timeout(MIGRATE_TIMEOUT, async {
                 match &migration.state {
@@ -134,13 +139,21 @@ impl Node {
             addr: to_addr.to_string(),
             epoch: epoch.0,
         };
-        migration.moved(moved.clone());
         // The target holds it durably and dispatch points there: the local
-        // copy is only a stale duplicate now (the forwarding entry stays).
-        if let Err(e) = self.mailboxes.remove(&id).await {
-            tracing::warn!(error = %e, "removing the moved mailbox's local copy");
+        // copy is only a stale duplicate now (the forwarding entry stays),
+        // so the move is done without waiting for its delete to be synced.
+        if let Some(removal) = migration.moved(moved.clone()) {
+            tokio::spawn(async move {
+                if let Err(e) = removal.await {
+                    tracing::warn!(error = %e, "removing the moved mailbox's local copy");
+                }
+            });
         }
-        tracing::info!(epoch = epoch.0, "mailbox moved");
+        tracing::info!(
+            epoch = epoch.0,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "mailbox moved"
+        );
         Ok(moved)
     }
 
@@ -285,7 +298,9 @@ impl Node {
         ex: &mut Exchange,
     ) -> Result<HostResponse, WireError> {
         let id = header.mailbox.clone();
+        let started = std::time::Instant::now();
         let (user, state) = self.receive_export(header, ex).await?;
+        let received_ms = started.elapsed().as_secs_f64() * 1e3;
         // A peer cannot overwrite a live replica here; a stale copy this
         // host kept from before (it was down, others took over) may be
         // replaced by a state that has everything it has.
@@ -317,6 +332,7 @@ impl Node {
             .await
             .map_err(internal)?;
         self.replication.forget(&id);
+        let imported_ms = started.elapsed().as_secs_f64() * 1e3;
         // Only the grantee of an authorized move may say so: if dispatch
         // refuses, this copy must not exist.
         if let Err(e) = self.take_over_from(user, from, epoch).await {
@@ -328,7 +344,13 @@ impl Node {
                 format!("the dispatch unit did not accept the move: {e}"),
             ));
         }
-        tracing::info!(log_position, "mailbox imported");
+        tracing::info!(
+            log_position,
+            received_ms,
+            imported_ms,
+            listed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "mailbox imported"
+        );
         Ok(HostResponse::Imported { log_position })
     }
 

@@ -302,6 +302,15 @@ pub async fn run(
     let node = Node::start(&config)?;
     let span = tracing::info_span!("host", host = %node.id.short());
     let _e = span.enter();
+    // Compiling the mailbox component takes most of a second (a cached
+    // artifact loads in milliseconds); doing it lazily would stall the
+    // first mailbox that arrives or wakes here, a move included.
+    let boxes = node.mailboxes.clone();
+    match tokio::task::spawn_blocking(move || boxes.prepare_builtin()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot prepare the built-in components"),
+        Err(e) => tracing::warn!(error = %e, "preparing the built-in components failed"),
+    }
     let server = tokio::spawn(node.clone().serve());
     node.join(config.capacity).await?;
     on_ready(&node.id, &node.addr);

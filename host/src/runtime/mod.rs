@@ -165,6 +165,18 @@ impl Runtime {
         store
     }
 
+    /// Compiles (or loads the cached artifact of) a mailbox component and
+    /// links it, so the first mailbox of that code to wake or arrive here
+    /// does not wait for it. Blocks for as long as compiling takes.
+    pub fn prepare_mailbox(&self, code: &CodeHash) -> Result<(), RuntimeError> {
+        self.mailbox_pre(code).map(drop)
+    }
+
+    /// As [`Runtime::prepare_mailbox`], for a filter component.
+    pub fn prepare_filter(&self, code: &CodeHash) -> Result<(), RuntimeError> {
+        self.filter_pre(code).map(drop)
+    }
+
     fn mailbox_pre(&self, code: &CodeHash) -> Result<MailboxPre<GuestState>, RuntimeError> {
         if let Some(pre) = lock(&self.mailbox_pres).get(code) {
             return Ok(pre.clone());
