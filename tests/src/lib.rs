@@ -975,10 +975,31 @@ impl Daemon {
 /// Starts `dem dispatch` on a free port of `ip` with its data in `data`,
 /// plus `extra` flags (`--replicas`, `--lease-ms`, ...).
 pub fn start_dispatch(ip: &str, data: &Path, extra: &[&str]) -> Result<Daemon> {
-    let listen = format!("{ip}:{}", free_udp_port(ip)?);
-    let mut args = vec!["dispatch", "--listen", &listen, "--data", arg(data)];
+    start_dispatch_at(&format!("{ip}:{}", free_udp_port(ip)?), data, extra)
+}
+
+/// Starts `dem dispatch` listening on `listen` (`IP:PORT`), else as
+/// [`start_dispatch`].
+pub fn start_dispatch_at(listen: &str, data: &Path, extra: &[&str]) -> Result<Daemon> {
+    let key = network_key_for(data)?;
+    let mut args = vec![
+        "dispatch",
+        "--listen",
+        listen,
+        "--data",
+        arg(data),
+        "--network-key",
+        arg(&key),
+    ];
     args.extend_from_slice(extra);
     Daemon::start(args)
+}
+
+/// The network key of the unit whose data dir is `data`: units whose data
+/// dirs share a parent (one test's) are one network.
+pub fn network_key_for(data: &Path) -> Result<PathBuf> {
+    let parent = data.parent().context("a unit's data dir has a parent")?;
+    Ok(parent.join("network.key"))
 }
 
 /// Starts `dem host` listening on `listen` (`IP:PORT`), joined to

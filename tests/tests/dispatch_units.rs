@@ -18,7 +18,7 @@ use dem_host::dispatch::{MailboxLookup, ObjectRef};
 use dem_host::identity::{Epoch, HostId, KeyPair, Name, SignedNameClaim, UserId};
 use dem_host::net::{self, Endpoint, Identity, WireError};
 use dem_host::proto::{DispatchRequest, DispatchResponse};
-use dem_tests::{Daemon, Result, arg, free_udp_port, temp_dir};
+use dem_tests::{Daemon, Result, free_udp_port, start_dispatch_at, temp_dir};
 
 const UNIT_IPS: [&str; 2] = ["127.0.0.21", "127.0.0.22"];
 const CLIENT_IP: &str = "127.0.0.23";
@@ -44,12 +44,8 @@ fn client(seed: u8, units: &[&str]) -> Result<DispatchClient> {
 }
 
 fn start_unit(ip: &str, port: u16, data: &std::path::Path, peers: &[&str]) -> Result<Daemon> {
-    let listen = format!("{ip}:{port}");
-    let mut args = vec!["dispatch", "--listen", &listen, "--data", arg(data)];
-    for p in peers {
-        args.extend(["--peer", p]);
-    }
-    Daemon::start(args)
+    let extra: Vec<&str> = peers.iter().flat_map(|p| ["--peer", p]).collect();
+    start_dispatch_at(&format!("{ip}:{port}"), data, &extra)
 }
 
 /// Asks until `ok` accepts the answer (replication is asynchronous), for
@@ -190,6 +186,40 @@ async fn scenario() -> Result<()> {
     }
     let r = via_b.request(&lookup).await;
     ensure!(located(&r, host).is_some(), "b after the bad frame: {r:?}");
+
+    // A key the network key never admitted cannot announce itself as a
+    // unit, nor push changes, with or without a record of itself.
+    let stranger = endpoint(7)?;
+    let (conn, _) = stranger.connect_unpinned(b.addr.parse()?).await?;
+    let announce = DispatchRequest::Announce {
+        addr: "127.0.0.23:4000".into(),
+        admission: vec![0; 64],
+    };
+    let leave = DispatchRequest::Replicate { updates: vec![] };
+    for req in [announce, leave] {
+        let r: std::result::Result<DispatchResponse, _> =
+            conn.request(&req, 1 << 20, Duration::from_secs(3)).await;
+        match r {
+            Err(net::NetError::Remote(w)) if w.code == WireError::FORBIDDEN => {
+                println!("stranger refused: {w}")
+            }
+            other => bail!("a stranger unit was answered {other:?}"),
+        }
+    }
+    // A real unit of another network (its own network.key) is refused too.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    let port_c = free_udp_port(CLIENT_IP)?;
+    let _c = start_unit(CLIENT_IP, port_c, &elsewhere.join("unit-c"), &[&b.addr])?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match via_b.request(&DispatchRequest::Status).await? {
+        DispatchResponse::Status(s) => ensure!(
+            s.units.iter().all(|u| !u.addr.starts_with(CLIENT_IP)),
+            "b lists a unit of another network: {:?}",
+            s.units
+        ),
+        other => bail!("status answered {other:?}"),
+    }
     drop(b);
     Ok(())
 }

@@ -161,12 +161,16 @@ fn demo() -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let d = dir.path();
     println!("== 1. two dispatch units and four hosts on 127.0.0.x");
+    // Both units hold the network key: only units it admits may join.
+    let network_key = s(&d.join("network.key"))?.to_string();
     let unit_a = Proc::start(&[
         "dispatch",
         "--listen",
         "127.0.0.101:0",
         "--data",
         s(&d.join("unit-a"))?,
+        "--network-key",
+        &network_key,
         "--replicas",
         "2",
     ])?;
@@ -176,6 +180,8 @@ fn demo() -> anyhow::Result<()> {
         "127.0.0.102:0",
         "--data",
         s(&d.join("unit-b"))?,
+        "--network-key",
+        &network_key,
         "--replicas",
         "2",
         "--peer",

@@ -27,6 +27,11 @@ pub struct DispatchArgs {
     /// Another dispatch unit to join (`IP:PORT`); repeat for several.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
+    /// The network key that admits dispatch units (created, mode 0600, if
+    /// missing; default `network.key` in the data dir). Every unit of one
+    /// network needs a copy: a unit whose key differs cannot join.
+    #[arg(long)]
+    pub network_key: Option<PathBuf>,
     /// Lease length given to hosts, in milliseconds (shorter in tests).
     #[arg(long)]
     pub lease_ms: Option<u64>,
@@ -47,6 +52,7 @@ pub struct DispatchArgs {
 pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
     let mut config = ServiceConfig::new(args.listen, args.data.clone());
     config.peers = args.peers;
+    config.network_key = args.network_key;
     if let Some(lease_ms) = args.lease_ms {
         anyhow::ensure!(lease_ms > 0, "--lease-ms must be positive");
         config.limits.lease_ms = lease_ms;

@@ -15,6 +15,7 @@ use crate::net::WireError;
 use crate::proto::dispatch::{CONFLICT, NOT_FOUND};
 use crate::proto::{DispatchRequest, DispatchResponse, MoveOrder};
 
+use super::admission::Network;
 use super::error::{HostError, LocationError, LookupError, NameError, PlacementError, UnitError};
 use super::limits::{ATTACHMENT_REFS_MAX, MAX_HOSTS_PER_OBJECT};
 use super::{Action, DispatchUnit, HostState, ObjectRef, Registration, Update};
@@ -32,6 +33,8 @@ pub struct State {
     /// Refuses a replayed signed `Home` (an old "away" replayed would take
     /// a user offline).
     pub replay: ReplayGuard,
+    /// Which units may announce themselves and replicate here.
+    pub network: Network,
 }
 
 /// The result of a request the unit accepted.
@@ -227,7 +230,10 @@ impl State {
             DispatchRequest::Status => {
                 read(DispatchResponse::Status(Box::new(unit.status(now_ms))))
             }
-            DispatchRequest::Announce { addr } => {
+            DispatchRequest::Announce { addr, admission } => {
+                self.network
+                    .check(DispatchId(peer), &admission)
+                    .map_err(|e| WireError::new(WireError::FORBIDDEN, e.to_string()))?;
                 let actions = unit
                     .handle_unit_announce(now_ms, DispatchId(peer), &addr)
                     .map_err(unit_err)?;
@@ -239,8 +245,8 @@ impl State {
     }
 
     /// Applies a peer unit's changes. The sender must be a unit this one
-    /// knows, or be introducing itself in the same batch (a unit learned
-    /// from another's tables may push before that news arrives).
+    /// knows: admitted through its own `Announce` (sent first on every
+    /// replication connection) or listed by a unit that admitted it.
     fn handle_replicate(
         &mut self,
         now_ms: u64,
@@ -254,11 +260,7 @@ impl State {
             ));
         }
         let sender = DispatchId(peer);
-        let known = self.unit.tables().units.contains_key(&sender)
-            || updates
-                .iter()
-                .any(|u| matches!(u, Update::Unit { unit, .. } if *unit == sender));
-        if !known {
+        if !self.unit.tables().units.contains_key(&sender) {
             return Err(WireError::new(
                 WireError::FORBIDDEN,
                 format!("unit {sender} has not announced itself"),

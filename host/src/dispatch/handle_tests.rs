@@ -15,7 +15,12 @@ fn state() -> State {
         )
         .unwrap(),
         replay: ReplayGuard::new(60_000, 100),
+        network: Network::new(&network_key(), DispatchId([0xd0; 32])),
     }
+}
+
+fn network_key() -> KeyPair {
+    KeyPair::from_seed(&[0x4e; 32])
 }
 
 fn claim(key: &KeyPair, name: &str) -> DispatchRequest {
@@ -196,9 +201,9 @@ fn place_needs_a_joined_host_and_a_bounded_exclude_list() {
 }
 
 #[test]
-fn replicate_needs_a_known_or_self_announcing_unit() {
+fn only_admitted_units_announce_and_replicate() {
     let mut s = state();
-    let other = DispatchId([0xd1; 32]);
+    let other = KeyPair::from_seed(&[0xd1; 32]).dispatch_id();
     let host_update = Update::Host {
         host: HostId([5; 32]),
         record: {
@@ -207,13 +212,12 @@ fn replicate_needs_a_known_or_self_announcing_unit() {
             u.unit.tables().hosts[&HostId([5; 32])].clone()
         },
     };
-    let req = DispatchRequest::Replicate {
-        updates: vec![host_update.clone()],
+    let replicate = |updates| DispatchRequest::Replicate { updates };
+    let announce = |admission: Vec<u8>| DispatchRequest::Announce {
+        addr: "10.0.0.2:4000".into(),
+        admission,
     };
-    assert_eq!(
-        refusal(s.handle(NOW, other.0, req)).code,
-        WireError::FORBIDDEN
-    );
+    // Unknown: refused, even when it lists itself in the same batch.
     let intro = Update::Unit {
         unit: other,
         record: crate::dispatch::UnitRecord {
@@ -221,28 +225,47 @@ fn replicate_needs_a_known_or_self_announcing_unit() {
             seen_ms: NOW,
         },
     };
-    let req = DispatchRequest::Replicate {
-        updates: vec![intro, host_update],
-    };
-    let out = s.handle(NOW, other.0, req);
+    for updates in [vec![host_update.clone()], vec![intro, host_update.clone()]] {
+        assert_eq!(
+            refusal(s.handle(NOW, other.0, replicate(updates))).code,
+            WireError::FORBIDDEN
+        );
+    }
+    // An announcement without the network's signature over this unit's id
+    // is refused: another network's, another unit's, or garbage.
+    let foreign = crate::dispatch::admission::admit(&KeyPair::from_seed(&[9; 32]), other);
+    let borrowed = crate::dispatch::admission::admit(&network_key(), DispatchId([0xd0; 32]));
+    for admission in [foreign.to_vec(), borrowed.to_vec(), vec![1, 2, 3]] {
+        assert_eq!(
+            refusal(s.handle(NOW, other.0, announce(admission))).code,
+            WireError::FORBIDDEN
+        );
+    }
+    assert!(!s.unit.tables().units.contains_key(&other));
+    // Admitted: it is listed and its changes apply.
+    let admitted = crate::dispatch::admission::admit(&network_key(), other);
+    assert!(
+        s.handle(NOW, other.0, announce(admitted.to_vec()))
+            .response
+            .is_ok()
+    );
+    let out = s.handle(NOW, other.0, replicate(vec![host_update]));
     assert!(out.response.is_ok());
     assert!(out.changed);
     assert!(out.updates.is_empty(), "replicated changes are not re-sent");
     assert!(s.unit.tables().hosts.contains_key(&HostId([5; 32])));
-    let too_many = DispatchRequest::Replicate {
-        updates: vec![
-            Update::Unit {
-                unit: other,
-                record: crate::dispatch::UnitRecord {
-                    addr: "10.0.0.2:4000".into(),
-                    seen_ms: NOW,
-                },
-            };
-            REPLICATE_UPDATES_MAX + 1
-        ],
-    };
+    let too_many = vec![
+        Update::Unit {
+            unit: other,
+            record: crate::dispatch::UnitRecord {
+                addr: "10.0.0.2:4000".into(),
+                seen_ms: NOW,
+            },
+        };
+        REPLICATE_UPDATES_MAX + 1
+    ];
     assert_eq!(
-        refusal(s.handle(NOW, other.0, too_many)).code,
+        refusal(s.handle(NOW, other.0, replicate(too_many))).code,
         WireError::TOO_LARGE
     );
 }

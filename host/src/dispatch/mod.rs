@@ -37,6 +37,7 @@
 //! - [`client`]: `DispatchClient`, which hosts and users use to reach any
 //!   unit of the backbone.
 
+pub mod admission;
 pub mod client;
 pub mod departure;
 pub mod error;

@@ -240,11 +240,15 @@ async fn push(
         None => {
             let addr = shared.unit_addr(peer).ok_or(PeerError::UnknownUnit(peer))?;
             let sock: SocketAddr = addr.parse().map_err(|_| PeerError::BadAddr(addr))?;
-            tokio::time::timeout(PEER_TIMEOUT, endpoint.connect(sock, peer.0))
+            let c = tokio::time::timeout(PEER_TIMEOUT, endpoint.connect(sock, peer.0))
                 .await
                 .map_err(|_| NetError::Timeout {
                     ms: PEER_TIMEOUT.as_millis() as u64,
-                })??
+                })??;
+            // The peer takes updates only from units it admitted; it may
+            // have learned of this one from tables it has not seen yet.
+            announce(shared, &c).await?;
+            c
         }
     };
     for chunk in updates.chunks(REPLICATE_BATCH_MAX) {
@@ -300,16 +304,7 @@ async fn introduce(shared: &Shared, endpoint: &Endpoint, addr: &str) -> Result<(
         tracing::warn!("--peer names this unit itself; ignoring it");
         return Ok(());
     }
-    let announce = DispatchRequest::Announce {
-        addr: shared.addr.clone(),
-    };
-    match conn
-        .request::<_, DispatchResponse>(&announce, MESSAGE_BYTES_MAX, PEER_TIMEOUT)
-        .await?
-    {
-        DispatchResponse::Done => {}
-        _ => return Err(PeerError::Unexpected("Announce")),
-    }
+    announce(shared, &conn).await?;
     let tables = match conn
         .request::<_, DispatchResponse>(&DispatchRequest::Snapshot, MESSAGE_BYTES_MAX, PEER_TIMEOUT)
         .await?
@@ -326,4 +321,19 @@ async fn introduce(shared: &Shared, endpoint: &Endpoint, addr: &str) -> Result<(
         "merged a peer unit's tables"
     );
     Ok(())
+}
+
+/// Introduces this unit on `conn`, with the network's admission of it.
+async fn announce(shared: &Shared, conn: &Connection) -> Result<(), PeerError> {
+    let announce = DispatchRequest::Announce {
+        addr: shared.addr.clone(),
+        admission: shared.network.own_admission(),
+    };
+    match conn
+        .request::<_, DispatchResponse>(&announce, MESSAGE_BYTES_MAX, PEER_TIMEOUT)
+        .await?
+    {
+        DispatchResponse::Done => Ok(()),
+        _ => Err(PeerError::Unexpected("Announce")),
+    }
 }

@@ -9,9 +9,11 @@
 //! ([`super::peers`]).
 //!
 //! A request that changed the tables is answered only once they are on
-//! disk: a writer task saves the latest tables after each change, at most
-//! every [`PERSIST_INTERVAL`], so concurrent requests share one write
-//! (group commit), and each waits for a write that includes its change.
+//! disk: a writer task saves the latest tables after each change. Changes
+//! made while a write is under way go out together in the next one (group
+//! commit), and each request waits for a write that includes its change.
+//! The writer never sleeps between writes: a lone change is on disk after
+//! one write, and under load the batch grows with the write time.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,16 +27,15 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::admission::Network;
 use super::handle::State;
 use super::persist::{self, PersistError};
 use super::{DispatchTables, DispatchUnit, Limits, UnitError, Update, UpdateError, peers};
 use crate::identity::{DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES};
-use crate::identity::{DispatchId, Home, KeyError, KeyRole, ReplayGuard};
+use crate::identity::{DispatchId, Home, KeyError, KeyPair, KeyRole, ReplayGuard};
 use crate::net::{self, Endpoint, Exchange, NetError, TransportConfig, WireError};
 use crate::proto::{DispatchRequest, MESSAGE_BYTES_MAX};
 
-/// Least time between two writes of the tables (the group-commit window).
-pub const PERSIST_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a request waits for its change to be saved before it is
 /// answered with an error instead.
 pub const PERSIST_WAIT: Duration = Duration::from_secs(10);
@@ -51,6 +52,9 @@ pub struct ServiceConfig {
     pub data_dir: PathBuf,
     /// Units to introduce this one to on start (`IP:PORT`).
     pub peers: Vec<String>,
+    /// The network key that admits units (`dispatch::admission`); created
+    /// if missing. `None`: `network.key` in the data dir.
+    pub network_key: Option<PathBuf>,
     pub limits: Limits,
     pub transport: TransportConfig,
 }
@@ -62,6 +66,7 @@ impl ServiceConfig {
             listen,
             data_dir,
             peers: Vec::new(),
+            network_key: None,
             limits: Limits::default(),
             transport: TransportConfig {
                 request_bytes_max: MESSAGE_BYTES_MAX,
@@ -103,6 +108,8 @@ pub(crate) struct Shared {
     pub(crate) id: DispatchId,
     /// This unit's address as announced.
     pub(crate) addr: String,
+    /// The network this unit belongs to, with its admission.
+    pub(crate) network: Network,
     data_dir: PathBuf,
     /// The unit and its change counter; held only for synchronous work.
     locked: Mutex<Locked>,
@@ -110,6 +117,8 @@ pub(crate) struct Shared {
     dirty: Notify,
     /// The change counter value last saved to disk.
     persisted: watch::Sender<u64>,
+    /// The generation in `tables.bin`; its lock is held while writing.
+    on_disk: Arc<Mutex<u64>>,
     /// Changes for the replicator; bounded, never waited on.
     outbox: mpsc::Sender<Update>,
     /// Set when the outbox was full and an update was dropped, so the
@@ -207,13 +216,25 @@ impl Shared {
         };
         let (generation, bytes) = encoded?;
         let dir = self.data_dir.clone();
-        tokio::task::spawn_blocking(move || persist::write_tables(&dir, &bytes))
-            .await
-            .map_err(|e| PersistError::Io {
-                path: self.data_dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
-        self.persisted.send_replace(generation);
+        let on_disk = self.on_disk.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), PersistError> {
+            // One write at a time (they share the temp file), and never an
+            // older generation over a newer one: a write that an aborted
+            // writer task left running may finish after `shutdown`'s.
+            let mut on_disk = on_disk.lock().unwrap_or_else(|e| e.into_inner());
+            if *on_disk >= generation {
+                return Ok(());
+            }
+            persist::write_tables(&dir, &bytes)?;
+            *on_disk = generation;
+            Ok(())
+        })
+        .await
+        .map_err(|e| PersistError::Io {
+            path: self.data_dir.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+        self.persisted.send_modify(|g| *g = (*g).max(generation));
         Ok(generation)
     }
 
@@ -246,6 +267,12 @@ impl DispatchService {
         let signing = SigningKey::from_pkcs8_der(&key.to_pkcs8_der_zeroizing())
             .map_err(|e| NetError::Identity(format!("cannot decode the dispatch key: {e}")))?;
         let identity = net::Identity::from_signing_key(&signing)?;
+        let network_key = match &config.network_key {
+            Some(path) => load_or_create(path)?,
+            None => Home::new(&dir).load_or_create_key(KeyRole::Network)?.0,
+        };
+        let network = Network::new(&network_key, id);
+        drop(network_key);
         let endpoint = Endpoint::bind_with(config.listen, identity, config.transport.clone())?;
         let local_addr = endpoint.local_addr()?;
         let addr = local_addr.to_string();
@@ -268,16 +295,19 @@ impl DispatchService {
         let shared = Arc::new(Shared {
             id,
             addr,
+            network: network.clone(),
             data_dir: dir,
             locked: Mutex::new(Locked {
                 state: State {
                     unit,
                     replay: ReplayGuard::new(DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES),
+                    network,
                 },
                 generation: 1,
             }),
             dirty: Notify::new(),
             persisted: watch::Sender::new(0),
+            on_disk: Arc::new(Mutex::new(0)),
             outbox: outbox_tx,
             outbox_overflow: AtomicBool::new(false),
         });
@@ -385,7 +415,8 @@ async fn handle_exchange(
     }
 }
 
-/// Saves the tables after changes, at most every [`PERSIST_INTERVAL`].
+/// Saves the tables after changes; what changes during a write goes out
+/// in the next one.
 async fn writer(shared: Arc<Shared>) {
     let mut written = *shared.persisted.borrow();
     loop {
@@ -398,7 +429,20 @@ async fn writer(shared: Arc<Shared>) {
                 shared.dirty.notify_one();
             }
         }
-        tokio::time::sleep(PERSIST_INTERVAL).await;
+    }
+}
+
+/// Loads the key at `path`, creating it (mode 0600) if there is none yet.
+fn load_or_create(path: &Path) -> Result<KeyPair, KeyError> {
+    if path.exists() {
+        return KeyPair::load(path);
+    }
+    let key = KeyPair::generate()?;
+    match key.save(path) {
+        Ok(()) => Ok(key),
+        // Another unit created it first: use theirs, never replace it.
+        Err(KeyError::AlreadyExists { .. }) => KeyPair::load(path),
+        Err(e) => Err(e),
     }
 }
 

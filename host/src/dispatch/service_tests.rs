@@ -94,9 +94,10 @@ async fn two_units_replicate_and_the_client_falls_back() {
         .await
         .unwrap();
     let b_peers = vec![a.local_addr().to_string()];
-    let b = DispatchService::bind(config(d2.path(), b_peers))
-        .await
-        .unwrap();
+    // b joins a's network: it holds a copy of a's network key.
+    let mut b_config = config(d2.path(), b_peers);
+    b_config.network_key = Some(d1.path().join("network.key"));
+    let b = DispatchService::bind(b_config).await.unwrap();
     let via_a = client(1, &[&a]);
     via_a.request(&join("127.0.0.1:5001")).await.unwrap();
     let via_b = client(2, &[&b]);

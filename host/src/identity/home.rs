@@ -65,6 +65,8 @@ pub enum KeyRole {
     Host,
     /// A dispatch unit's key: its QUIC identity.
     Dispatch,
+    /// A network's key: admits dispatch units (`dispatch::admission`).
+    Network,
 }
 
 impl KeyRole {
@@ -74,6 +76,7 @@ impl KeyRole {
             Self::User => "user.key",
             Self::Host => "host.key",
             Self::Dispatch => "dispatch.key",
+            Self::Network => "network.key",
         }
     }
 }

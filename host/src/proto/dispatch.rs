@@ -89,9 +89,13 @@ pub enum DispatchRequest {
     },
     /// Everything, for `dem admin status`.
     Status,
-    /// Another unit introduces itself.
+    /// Another unit introduces itself, with the network key's signature
+    /// over its id (`dispatch::admission`); also sent first on every
+    /// connection a unit replicates over.
     Announce {
         addr: String,
+        #[serde(with = "serde_bytes")]
+        admission: Vec<u8>,
     },
     /// A new unit copies the tables.
     Snapshot,
