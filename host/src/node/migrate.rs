@@ -93,6 +93,10 @@ impl Node {
         };
         // A target holding an older copy may need only the ops it lacks.
         let mut peer = self.target_copy(user, to, to_addr).await;
+        tracing::debug!(
+            since_start_ms = started.elapsed().as_secs_f64() * 1e3,
+            "asked the target for its copy"
+        );
         let migration = loop {
             let migration = self
                 .mailboxes
