@@ -61,6 +61,10 @@ pub enum CommitError {
         /// The request's size in bytes.
         actual: u64,
     },
+    /// A large snapshot's file could not be written; nothing of this
+    /// request is stored.
+    #[error("writing the snapshot file: {0}")]
+    SnapshotFile(String),
     /// redb failed to write or commit the batch; no request of it is durable.
     #[error("store database: {0}")]
     Database(String),

@@ -22,6 +22,7 @@
 //! an op is and when to snapshot (using [`MailboxStore::usage`]), the runtime
 //! produces and consumes the bytes.
 
+mod blobs;
 mod error;
 mod tables;
 #[cfg(test)]
@@ -41,8 +42,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use blobs::Blobs;
 pub use error::{CommitError, LoadError, OpenError};
-use tables::{LOG, META, MetaRecord, SNAPSHOT};
+use tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
 use writer::{Op, Request, Writer};
 
 use crate::replica::VersionVector;
@@ -130,6 +132,8 @@ struct Inner {
     tx: RwLock<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     commits: Arc<AtomicU64>,
+    /// Large snapshots, as files the `META` records name.
+    blobs: Arc<Blobs>,
 }
 
 /// Completes when a write is durable (`Ok`) or refused. Await it, or call
@@ -149,6 +153,17 @@ impl MailboxStore {
             .create(dir.join(DB_FILE))
             .map_err(redb::Error::from)?;
         tables::init(&db)?;
+        let blobs = Arc::new(Blobs::open(dir)?);
+        match named_files(&db)? {
+            Some(named) => {
+                let swept = blobs.sweep(&named)?;
+                if swept > 0 {
+                    tracing::info!(swept, "removed snapshot files no record names");
+                }
+            }
+            // Which files are named is unknown: keep them all.
+            None => tracing::warn!("a mailbox record does not decode; snapshot files kept"),
+        }
         let db = Arc::new(db);
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
@@ -162,6 +177,7 @@ impl MailboxStore {
                 Durability::None
             },
             commits: Arc::clone(&commits),
+            blobs: Arc::clone(&blobs),
         };
         let handle = std::thread::Builder::new()
             .name("dem-store-writer".to_owned())
@@ -172,6 +188,7 @@ impl MailboxStore {
                 tx: RwLock::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
                 commits,
+                blobs,
             }),
         })
     }
@@ -244,12 +261,31 @@ impl MailboxStore {
     /// exist. Blocking (a 10 MiB snapshot is one read and one copy): call it
     /// from `spawn_blocking` in async code.
     pub fn load(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
+        match self.load_once(id) {
+            // A snapshot written meanwhile deletes the file the record we
+            // read named, after committing the one that replaces it.
+            Err(LoadError::Corrupt(_)) => self.load_once(id),
+            r => r,
+        }
+    }
+
+    fn load_once(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
         let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
         let Some(rec) = read_meta(&txn, id)? else {
             return Ok(None);
         };
         let snapshot = match &rec.snapshot {
             None => None,
+            Some(
+                header @ SnapshotHeader {
+                    file: Some(name), ..
+                },
+            ) => Some(SnapshotRecord {
+                seq: header.seq,
+                schema_version: header.schema_version,
+                bytes: self.inner.blobs.read(id, name, header.bytes)?,
+                vv: header.vv.clone(),
+            }),
             Some(header) => {
                 let table = txn.open_table(SNAPSHOT).map_err(LoadError::database)?;
                 let guard = table.get(id).map_err(LoadError::database)?.ok_or_else(|| {
@@ -428,6 +464,26 @@ fn check_len(what: &'static str, actual: usize, limit: usize) -> Result<(), Comm
         });
     }
     Ok(())
+}
+
+/// Every snapshot file a `META` record names; `None` if a record does not
+/// decode.
+fn named_files(
+    db: &Database,
+) -> Result<Option<std::collections::HashSet<blobs::BlobName>>, OpenError> {
+    let txn = db.begin_read().map_err(redb::Error::from)?;
+    let table = txn.open_table(META).map_err(redb::Error::from)?;
+    let mut named = std::collections::HashSet::new();
+    for entry in table.iter().map_err(redb::Error::from)? {
+        let (key, value) = entry.map_err(redb::Error::from)?;
+        let Ok(rec) = MetaRecord::decode(key.value(), value.value()) else {
+            return Ok(None);
+        };
+        if let Some(name) = rec.snapshot.and_then(|h| h.file) {
+            named.insert(name);
+        }
+    }
+    Ok(Some(named))
 }
 
 fn read_meta(txn: &redb::ReadTransaction, id: &str) -> Result<Option<MetaRecord>, LoadError> {

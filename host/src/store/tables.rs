@@ -6,13 +6,15 @@
 //!   authority on which mailboxes exist, their last seq and their snapshot's
 //!   header, and keeps running log counters so `usage` is O(1).
 //! - `LOG`: (id, seq) → op bytes, exactly the seqs after the snapshot.
-//! - `SNAPSHOT`: id → the snapshot's bytes alone, so writing and reading a
-//!   multi-MiB snapshot needs no extra copy to prepend a header.
+//! - `SNAPSHOT`: id → the snapshot's bytes alone, for snapshots under
+//!   [`super::blobs::BLOB_BYTES_MIN`]; larger ones are files (`blobs.rs`)
+//!   that the header names.
 //! - `INFO`: "format" → [`FORMAT`], checked on open.
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::blobs::BlobName;
 use super::{LoadError, MailboxMeta, MailboxUsage, OpenError};
 use crate::replica::VersionVector;
 
@@ -33,6 +35,10 @@ pub(super) struct SnapshotHeader {
     /// What the snapshot includes, for replication (absent before it).
     #[serde(default)]
     pub vv: VersionVector,
+    /// The file holding the bytes (`blobs.rs`); `None`: they are in
+    /// `SNAPSHOT` (small snapshots, and stores from before files).
+    #[serde(default)]
+    pub file: Option<BlobName>,
 }
 
 /// Everything the store knows about one mailbox besides its bytes.

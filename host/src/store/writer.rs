@@ -23,6 +23,7 @@ use redb::{Database, Durability, ReadableTable, Table};
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::blobs::{BLOB_BYTES_MIN, BlobName, Blobs};
 use super::tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
 use super::{CommitError, MailboxMeta, SnapshotRecord};
 
@@ -61,6 +62,17 @@ pub(super) struct Writer {
     pub ops_max: usize,
     pub durability: Durability,
     pub commits: Arc<AtomicU64>,
+    /// Where snapshots of at least `BLOB_BYTES_MIN` go.
+    pub blobs: Arc<Blobs>,
+}
+
+/// The snapshot files one batch writes and the ones it stops naming.
+struct BatchFiles<'a> {
+    blobs: &'a Blobs,
+    /// Whether a file was written, so the folder needs an fsync.
+    written: bool,
+    /// Files no record names once the batch commits.
+    doomed: Vec<BlobName>,
 }
 
 /// The three data tables, opened once per batch.
@@ -159,6 +171,11 @@ impl Writer {
         txn.set_durability(self.durability)
             .map_err(CommitError::database)?;
         let mut results = Vec::with_capacity(batch.len());
+        let mut files = BatchFiles {
+            blobs: &self.blobs,
+            written: false,
+            doomed: Vec::new(),
+        };
         {
             let mut t = Tables {
                 meta: txn.open_table(META).map_err(CommitError::database)?,
@@ -167,7 +184,7 @@ impl Writer {
             };
             let mut cache: HashMap<&str, Slot> = HashMap::new();
             for req in batch {
-                results.push(apply_one(&mut t, &mut cache, req)?);
+                results.push(apply_one(&mut t, &mut files, &mut cache, req)?);
             }
             // Each touched record is encoded and written once per batch, not
             // once per request: a batch often holds many appends to one mailbox.
@@ -179,7 +196,17 @@ impl Writer {
                 .map_err(CommitError::database)?;
             }
         }
+        // The files must outlive a crash before a record names them.
+        if files.written {
+            files
+                .blobs
+                .sync_dir()
+                .map_err(|e| CommitError::Database(format!("syncing the snapshot folder: {e}")))?;
+        }
         txn.commit().map_err(CommitError::database)?;
+        for name in &files.doomed {
+            files.blobs.delete(name);
+        }
         Ok(results)
     }
 }
@@ -187,6 +214,7 @@ impl Writer {
 /// Validates `req` against the batch's view of its mailbox, then writes it.
 fn apply_one<'b>(
     t: &mut Tables<'_>,
+    files: &mut BatchFiles<'_>,
     cache: &mut HashMap<&'b str, Slot>,
     req: &'b Request,
 ) -> Applied {
@@ -206,14 +234,25 @@ fn apply_one<'b>(
     match &req.op {
         Op::Create(meta) => Ok(create(slot, id, meta)),
         Op::Append { seq, op } => append(t, slot, id, *seq, op),
-        Op::Snapshot(snapshot) => snapshot_op(t, slot, id, snapshot),
+        Op::Snapshot(snapshot) => snapshot_op(t, files, slot, id, snapshot),
         Op::Import {
             meta,
             snapshot,
             tail,
             replace,
-        } => import(t, slot, id, meta, snapshot.as_ref(), tail, *replace),
-        Op::Remove => remove(t, slot, id),
+        } => import(
+            t,
+            files,
+            slot,
+            id,
+            Imported {
+                meta,
+                snapshot: snapshot.as_ref(),
+                tail,
+                replace: *replace,
+            },
+        ),
+        Op::Remove => remove(t, files, slot, id),
     }
 }
 
@@ -248,6 +287,7 @@ fn append(t: &mut Tables<'_>, slot: &mut Slot, id: &str, seq: u64, op: &[u8]) ->
 
 fn snapshot_op(
     t: &mut Tables<'_>,
+    files: &mut BatchFiles<'_>,
     slot: &mut Slot,
     id: &str,
     snapshot: &SnapshotRecord,
@@ -269,9 +309,11 @@ fn snapshot_op(
             snapshot.seq, current.seq
         ))));
     }
-    t.snapshot
-        .insert(id, snapshot.bytes.as_slice())
-        .map_err(CommitError::database)?;
+    let file = match store_bytes(t, files, id, &snapshot.bytes)? {
+        Ok(file) => file,
+        Err(e) => return Ok(Err(e)),
+    };
+    files.replaced(rec.snapshot.as_ref(), file);
     // The log keeps only the ops after the snapshot: recovery never needs
     // the older ones, and this keeps the log bounded by the snapshot policy.
     let (mut removed, mut removed_bytes) = (0u64, 0u64);
@@ -289,20 +331,68 @@ fn snapshot_op(
         schema_version: snapshot.schema_version,
         bytes: snapshot.bytes.len() as u64,
         vv: snapshot.vv.clone(),
+        file,
     });
     slot.dirty = true;
     Ok(Ok(()))
 }
 
+/// Stores a snapshot's bytes: a file if large (the inline copy, if any,
+/// is dropped), else inline in `SNAPSHOT`. The file it went to, if any.
+fn store_bytes(
+    t: &mut Tables<'_>,
+    files: &mut BatchFiles<'_>,
+    id: &str,
+    bytes: &[u8],
+) -> Result<Result<Option<BlobName>, CommitError>, CommitError> {
+    if bytes.len() < BLOB_BYTES_MIN {
+        t.snapshot
+            .insert(id, bytes)
+            .map_err(CommitError::database)?;
+        return Ok(Ok(None));
+    }
+    let name = Blobs::name(id, bytes);
+    if let Err(e) = files.blobs.write(&name, bytes) {
+        return Ok(Err(CommitError::SnapshotFile(e.to_string())));
+    }
+    files.written = true;
+    t.snapshot.remove(id).map_err(CommitError::database)?;
+    Ok(Ok(Some(name)))
+}
+
+impl BatchFiles<'_> {
+    /// The snapshot `old` gives way to one stored in `new`: its file, if
+    /// it had one of another name, goes once the batch commits.
+    fn replaced(&mut self, old: Option<&SnapshotHeader>, new: Option<BlobName>) {
+        if let Some(old) = old.and_then(|h| h.file)
+            && Some(old) != new
+        {
+            self.doomed.push(old);
+        }
+    }
+}
+
+/// What an `Op::Import` carries, borrowed.
+struct Imported<'a> {
+    meta: &'a MailboxMeta,
+    snapshot: Option<&'a SnapshotRecord>,
+    tail: &'a [(u64, Vec<u8>)],
+    replace: bool,
+}
+
 fn import(
     t: &mut Tables<'_>,
+    files: &mut BatchFiles<'_>,
     slot: &mut Slot,
     id: &str,
-    meta: &MailboxMeta,
-    snapshot: Option<&SnapshotRecord>,
-    tail: &[(u64, Vec<u8>)],
-    replace: bool,
+    imported: Imported<'_>,
 ) -> Applied {
+    let Imported {
+        meta,
+        snapshot,
+        tail,
+        replace,
+    } = imported;
     if slot.rec.is_some() && !replace {
         return Ok(Err(CommitError::Exists(id.to_owned())));
     }
@@ -318,20 +408,29 @@ fn import(
         }
         expected = seq.checked_add(1);
     }
-    if slot.rec.is_some() {
-        clear(t, id)?;
+    let file = match snapshot {
+        Some(s) => match store_bytes(t, files, id, &s.bytes)? {
+            Ok(file) => file,
+            Err(e) => return Ok(Err(e)),
+        },
+        None => None,
+    };
+    if let Some(old) = &slot.rec {
+        files.replaced(old.snapshot.as_ref(), file);
+        clear_log(t, id)?;
+        if snapshot.is_none() {
+            t.snapshot.remove(id).map_err(CommitError::database)?;
+        }
     }
     let mut rec = MetaRecord::new(meta.clone());
     rec.last_seq = tail.last().map_or(base, |&(seq, _)| seq);
     if let Some(s) = snapshot {
-        t.snapshot
-            .insert(id, s.bytes.as_slice())
-            .map_err(CommitError::database)?;
         rec.snapshot = Some(SnapshotHeader {
             seq: s.seq,
             schema_version: s.schema_version,
             bytes: s.bytes.len() as u64,
             vv: s.vv.clone(),
+            file,
         });
     }
     for (seq, op) in tail {
@@ -346,19 +445,20 @@ fn import(
     Ok(Ok(()))
 }
 
-fn remove(t: &mut Tables<'_>, slot: &mut Slot, id: &str) -> Applied {
-    if slot.rec.is_none() {
+fn remove(t: &mut Tables<'_>, files: &mut BatchFiles<'_>, slot: &mut Slot, id: &str) -> Applied {
+    let Some(rec) = &slot.rec else {
         return Ok(Err(CommitError::UnknownMailbox(id.to_owned())));
-    }
-    clear(t, id)?;
+    };
+    files.replaced(rec.snapshot.as_ref(), None);
+    t.snapshot.remove(id).map_err(CommitError::database)?;
+    clear_log(t, id)?;
     slot.rec = None;
     slot.dirty = true;
     Ok(Ok(()))
 }
 
-/// Deletes a mailbox's snapshot and whole log (its META is the caller's).
-fn clear(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
-    t.snapshot.remove(id).map_err(CommitError::database)?;
+/// Deletes a mailbox's whole log.
+fn clear_log(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
     t.log
         .retain_in((id, 0u64)..=(id, u64::MAX), |_, _| false)
         .map_err(CommitError::database)

@@ -66,6 +66,7 @@ fn bad_request_in_one_batch_fails_alone() {
         ops_max: 100,
         durability: Durability::Immediate,
         commits: Arc::new(AtomicU64::new(0)),
+        blobs: Arc::clone(&store.inner.blobs),
     };
     let request = |id: &str, op| Request {
         id: id.into(),

@@ -2,6 +2,7 @@
 //! operations here, batching and concurrency in `concurrency.rs`.
 
 mod concurrency;
+mod files;
 
 use redb::ReadableDatabase;
 
