@@ -4,101 +4,94 @@
 
 use super::*;
 
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
 /// A snapshot just over the size that goes to a file, distinct per `n`.
 fn big(seq: u64, n: u8) -> SnapshotRecord {
     snap(seq, &vec![n; blobs::BLOB_BYTES_MIN + usize::from(n)])
 }
 
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut f: Vec<_> = std::fs::read_dir(dir.join("snapshots"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+/// The files in the store's snapshot folder, sorted.
+fn files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut f = std::fs::read_dir(dir.join("snapshots"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()?;
     f.sort();
-    f
+    Ok(f)
+}
+
+/// Mailbox "a" with ops 1..=`seq` and the file snapshot `big(seq, n)`.
+fn with_big_snapshot(dir: &Path, seq: u64, n: u8) -> Result<MailboxStore, CommitError> {
+    let store = open(dir);
+    store.create("a", meta(1)).wait_blocking()?;
+    append_n(&store, "a", 1..=seq);
+    store.snapshot("a", big(seq, n)).wait_blocking()?;
+    Ok(store)
+}
+
+/// Mailbox "a"'s snapshot as the store loads it.
+fn loaded_snapshot(store: &MailboxStore) -> Result<SnapshotRecord, Box<dyn std::error::Error>> {
+    let rec = store.load("a")?.ok_or("mailbox a is gone")?;
+    Ok(rec.snapshot.ok_or("mailbox a has no snapshot")?)
 }
 
 #[test]
-fn large_snapshots_are_files_replaced_and_removed_with_their_mailbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store.create("a", meta(1)).wait_blocking().unwrap();
-    append_n(&store, "a", 1..=3);
-    store.snapshot("a", big(2, 1)).wait_blocking().unwrap();
-    assert_eq!(files(dir.path()).len(), 1);
-    let rec = store.load("a").unwrap().unwrap();
-    assert_eq!(rec.snapshot.unwrap(), big(2, 1));
+fn large_snapshots_are_files_replaced_and_removed_with_their_mailbox() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = with_big_snapshot(dir.path(), 2, 1)?;
+    assert_eq!(files(dir.path())?.len(), 1);
+    assert_eq!(loaded_snapshot(&store)?, big(2, 1));
+    store.append("a", 3, b"op3".to_vec()).wait_blocking()?;
+    let rec = store.load("a")?.ok_or("mailbox a is gone")?;
     assert_eq!(rec.tail.len(), 1, "the log after the snapshot stays");
 
     // A newer snapshot replaces the file; a small one goes back inline.
-    store.snapshot("a", big(3, 2)).wait_blocking().unwrap();
-    assert_eq!(files(dir.path()).len(), 1);
-    assert_eq!(
-        store.load("a").unwrap().unwrap().snapshot.unwrap(),
-        big(3, 2)
-    );
-    store
-        .snapshot("a", snap(3, b"small"))
-        .wait_blocking()
-        .unwrap();
-    assert!(files(dir.path()).is_empty());
-    assert_eq!(
-        store.load("a").unwrap().unwrap().snapshot.unwrap(),
-        snap(3, b"small")
-    );
+    store.snapshot("a", big(3, 2)).wait_blocking()?;
+    assert_eq!(files(dir.path())?.len(), 1);
+    assert_eq!(loaded_snapshot(&store)?, big(3, 2));
+    store.snapshot("a", snap(3, b"small")).wait_blocking()?;
+    assert!(files(dir.path())?.is_empty());
+    assert_eq!(loaded_snapshot(&store)?, snap(3, b"small"));
 
     // Import over it as a file, then remove the mailbox: the file goes.
+    let tail = vec![(8, b"8".to_vec())];
     store
-        .import(
-            "a",
-            meta(1),
-            Some(big(7, 3)),
-            vec![(8, b"8".to_vec())],
-            true,
-        )
-        .wait_blocking()
-        .unwrap();
-    assert_eq!(files(dir.path()).len(), 1);
-    let rec = store.load("a").unwrap().unwrap();
-    assert_eq!((rec.snapshot.unwrap(), rec.last_seq), (big(7, 3), 8));
-    store.remove("a").wait_blocking().unwrap();
-    assert!(files(dir.path()).is_empty());
-    assert!(store.load("a").unwrap().is_none());
+        .import("a", meta(1), Some(big(7, 3)), tail, true)
+        .wait_blocking()?;
+    assert_eq!(files(dir.path())?.len(), 1);
+    assert_eq!(loaded_snapshot(&store)?, big(7, 3));
+    assert_eq!(store.last_seq("a")?, Some(8));
+    store.remove("a").wait_blocking()?;
+    assert!(files(dir.path())?.is_empty());
+    assert!(store.load("a")?.is_none());
+    Ok(())
 }
 
 #[test]
-fn files_survive_a_reopen_and_unnamed_ones_are_swept() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path());
-        store.create("a", meta(1)).wait_blocking().unwrap();
-        append_n(&store, "a", 1..=2);
-        store.snapshot("a", big(2, 4)).wait_blocking().unwrap();
-        store.shutdown();
-    }
+fn files_survive_a_reopen_and_unnamed_ones_are_swept() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    with_big_snapshot(dir.path(), 2, 4)?.shutdown();
     // What a crash can leave: a half-written temp file and a whole file
     // whose commit never happened.
     let snapshots = dir.path().join("snapshots");
-    std::fs::write(snapshots.join("ab.tmp"), b"half").unwrap();
-    std::fs::write(snapshots.join("cd".repeat(32)), b"never named").unwrap();
+    std::fs::write(snapshots.join("ab.tmp"), b"half")?;
+    std::fs::write(snapshots.join("cd".repeat(32)), b"never named")?;
     let store = open(dir.path());
-    assert_eq!(files(dir.path()).len(), 1);
-    let rec = store.load("a").unwrap().unwrap();
-    assert_eq!(rec.snapshot.unwrap(), big(2, 4));
+    assert_eq!(files(dir.path())?.len(), 1);
+    assert_eq!(loaded_snapshot(&store)?, big(2, 4));
+    Ok(())
 }
 
 #[test]
-fn a_damaged_file_is_an_error_not_a_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store.create("a", meta(1)).wait_blocking().unwrap();
-    append_n(&store, "a", 1..=1);
-    store.snapshot("a", big(1, 5)).wait_blocking().unwrap();
-    let path = files(dir.path()).remove(0);
-    let mut bytes = std::fs::read(&path).unwrap();
+fn a_damaged_file_is_an_error_not_a_state() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = with_big_snapshot(dir.path(), 1, 5)?;
+    let path = files(dir.path())?.remove(0);
+    let mut bytes = std::fs::read(&path)?;
     bytes[7] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(&path, &bytes)?;
     assert!(matches!(store.load("a"), Err(LoadError::Corrupt(_))));
-    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&path)?;
     assert!(matches!(store.load("a"), Err(LoadError::Corrupt(_))));
+    Ok(())
 }
