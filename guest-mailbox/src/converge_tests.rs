@@ -9,10 +9,8 @@
 //! its seed, and `DEM_SEED=<seed> cargo test -p guest-mailbox converge`
 //! replays exactly that scenario (`DEM_DUMP=1` also prints its operations).
 //!
-//! Folder renames and deletes are left out: only their pairwise races are
-//! settled (`folder_race_tests.rs`). `DEM_FOLDER_CHANGES=1` adds them, to
-//! explore the open cases: longer histories of them still diverge in some
-//! scenarios (see `placement.rs`).
+//! Operations from elsewhere are applied as the host applies them, with
+//! `replaying` set; only the origin checks an operation against its view.
 
 use crate::lww::LwwMap;
 use crate::state::Mailbox;
@@ -144,8 +142,6 @@ struct Scenario {
     /// Every mail id delivered anywhere, for concurrent re-deliveries and
     /// blind deletes.
     ids: Vec<String>,
-    /// Also make folder renames and deletes (`DEM_FOLDER_CHANGES`).
-    folder_changes: bool,
     /// Renames made, for fresh target names.
     renames: usize,
 }
@@ -172,10 +168,16 @@ impl Scenario {
                 SenderList::Block
             }
         };
-        if self.folder_changes && rng.chance(8) {
+        if rng.chance(8) {
             let f = rng.pick(&folders).clone();
             self.renames += 1;
-            let to = format!("{}/R{}", rng.pick(&FOLDERS), self.renames);
+            // Half onto a fresh name, half onto a common one, which another
+            // replica may be creating or renaming onto concurrently.
+            let to = if rng.chance(50) {
+                format!("{}/R{}", rng.pick(&FOLDERS), self.renames)
+            } else {
+                rng.pick(&FOLDERS).to_string()
+            };
             return if rng.chance(50) {
                 Op::Rename(f, to)
             } else {
@@ -275,11 +277,18 @@ impl Scenario {
         let order = causal_order(&self.logs, self.replicas[r].seen, want, &mut self.rng);
         let rep = &mut self.replicas[r];
         for l in order {
-            apply(&mut rep.mb, &l.ctx, &l.op);
+            replay_op(&mut rep.mb, &l.ctx, &l.op);
             rep.hlc = rep.hlc.max(l.ctx.hlc);
             rep.seen[l.origin] += 1;
         }
     }
+}
+
+/// Applies an operation made elsewhere, as the host does.
+fn replay_op(mb: &mut Mailbox, ctx: &OpContext, op: &Op) {
+    mb.replaying = true;
+    apply(mb, ctx, op);
+    mb.replaying = false;
 }
 
 /// A random order of the operations between version vectors `from` and
@@ -317,10 +326,10 @@ fn replay(logs: &[Vec<Logged>], rng: &mut Rng) -> Mailbox {
     let order = causal_order(logs, [0; REPLICAS], all, rng);
     let mut mb = Mailbox::default();
     for (i, l) in order.iter().enumerate() {
-        apply(&mut mb, &l.ctx, &l.op);
+        replay_op(&mut mb, &l.ctx, &l.op);
         if rng.chance(10) {
             let dup = &order[rng.below(i + 1)];
-            apply(&mut mb, &dup.ctx, &dup.op);
+            replay_op(&mut mb, &dup.ctx, &dup.op);
         }
         if rng.chance(3) {
             let bytes = crate::snapshot::encode(&mb.state, 0);
@@ -394,7 +403,6 @@ fn run(seed: u64) {
             .collect(),
         logs: vec![Vec::new(); REPLICAS],
         ids: Vec::new(),
-        folder_changes: std::env::var_os("DEM_FOLDER_CHANGES").is_some(),
         renames: 0,
     };
     for _ in 0..STEPS {

@@ -12,9 +12,9 @@
 //! the delivery". On one replica a repeated delivery always has a larger
 //! stamp, so it stays the plain no-op it always was.
 //!
-//! Every delivery, duplicate or not, and even of a deleted id, files into
-//! its placement folder and so creates that folder if missing: which
-//! folders exist must not depend on which delivery arrived first.
+//! Which folders exist follows from where the winning placements put the
+//! mails (`placement.rs`), so a losing duplicate, or the delivery of a
+//! deleted id, creates no folder in any order.
 
 use crate::error::{Result, check_size, invalid_argument, limit_reached, too_large};
 use crate::limits::{
@@ -63,6 +63,7 @@ fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
         moved: stamp,
         flag_stamps: Default::default(),
         keyword_stamps: Default::default(),
+        place: Mailbox::delivery_place(&place.folder),
     }
 }
 
@@ -117,6 +118,11 @@ fn adopt(m: &mut StoredMail, winner: StoredMail) -> bool {
         } else {
             m.moved
         },
+        place: if never_moved {
+            winner.place
+        } else {
+            std::mem::take(&mut m.place)
+        },
         flag_stamps: std::mem::take(&mut m.flag_stamps),
         keyword_stamps: std::mem::take(&mut m.keyword_stamps),
         ..winner
@@ -151,12 +157,24 @@ impl Mailbox {
                 self.idx.mail_bytes + size,
             ));
         }
-        let mut folder = self.delivery_folder(&place.folder, m.delivered);
-        if !self.uid_available(&folder) {
-            folder = INBOX.to_string();
+        if !self.replaying {
+            let folder = self.follow(&m.place, m.delivered);
+            if self.ensure_folder(&folder).is_err() || !self.uid_available(&folder) {
+                // Trade-off: at the folder limit (or with a folder's UIDs
+                // used up) the mail goes to INBOX rather than being
+                // refused. Replicas replay the request, not this choice,
+                // and file it as asked.
+                m.place = INBOX.to_string();
+            }
         }
+        let place = m.place.clone();
+        self.note_delivery(&place, m.delivered);
         if known {
-            return self.deliver_again(&id, m, &folder);
+            return self.deliver_again(&id, m);
+        }
+        let mut folder = self.follow(&m.place, m.delivered);
+        if self.ensure_folder_unchecked(&folder).is_err() || !self.uid_available(&folder) {
+            folder = INBOX.to_string();
         }
         let (fid, uid) = self.take_uid(&folder)?;
         m.folder = fid;
@@ -172,7 +190,7 @@ impl Mailbox {
 
     /// A delivery of an id already here or deleted: settles which delivery
     /// wins (see the module comment) and reports a duplicate.
-    fn deliver_again(&mut self, id: &str, new: StoredMail, folder: &str) -> Result<Delivered> {
+    fn deliver_again(&mut self, id: &str, new: StoredMail) -> Result<Delivered> {
         let Some(m) = self.state.mails.get(id) else {
             // Deleted: acknowledged but never brought back. There is no
             // folder or uid to report.
@@ -189,7 +207,7 @@ impl Mailbox {
             self.idx.add_mail(id, &m);
             self.state.mails.insert(id.to_string(), m);
             if relocate {
-                self.relocate(id, folder)?;
+                self.file_mail(id)?;
             }
         }
         let m = &self.state.mails[id];

@@ -2,11 +2,9 @@
 //! on the same starting state without seeing the other's, and both arrival
 //! orders must give the same `state-digest`, for either stamp order.
 //!
-//! Folder renames and deletes only converge pairwise (see `placement.rs`
-//! for the rules and what stays open), so they are tested exhaustively
-//! here, pair by pair, rather than in the random scenarios of
-//! `converge_tests.rs`. The pairs that are known not to converge are
-//! listed in [`KNOWN_GAPS`], so the test also notices when one gets fixed.
+//! Every pair is tried exhaustively here; longer random histories of the
+//! same operations are in `converge_tests.rs`. The rules are in
+//! `folder_log.rs` and `placement.rs`.
 
 use crate::converge_tests::assert_same;
 use crate::state::Mailbox;
@@ -45,18 +43,6 @@ const MENU: &[Op] = &[
     Op::Deliver("n", "X"),
     Op::DeleteMail("m0"),
     Op::Seen("m1"),
-];
-
-/// Pairs whose outcome still depends on arrival order, all one case: a
-/// rename onto a name that the other operation creates concurrently (by
-/// create, delivery or another rename). The first to arrive gets the name
-/// and the rename is refused as `already-exists` when it comes second.
-const KNOWN_GAPS: &[(Op, Op)] = &[
-    (Op::Rename("E", "X"), Op::Rename("A", "X")),
-    (Op::Rename("E", "X"), Op::CreateFolder("X")),
-    (Op::Rename("A", "X"), Op::CreateFolder("X")),
-    (Op::Rename("E", "X"), Op::Deliver("n", "X")),
-    (Op::Rename("A", "X"), Op::Deliver("n", "X")),
 ];
 
 /// INBOX (m1), A (m0) with child A/sub, E and B empty.
@@ -108,10 +94,13 @@ fn converges(x: Op, y: Op, x_first_stamp: bool) -> bool {
     if !apply(&mut base(), &cx, x) || !apply(&mut base(), &cy, y) {
         return true;
     }
+    // Each order as a third replica applies them: both replayed.
     let mut xy = base();
+    xy.replaying = true;
     apply(&mut xy, &cx, x);
     apply(&mut xy, &cy, y);
     let mut yx = base();
+    yx.replaying = true;
     apply(&mut yx, &cy, y);
     apply(&mut yx, &cx, x);
     if xy.state_digest() != yx.state_digest() {
@@ -141,25 +130,7 @@ fn pairwise_folder_races_converge() {
             }
         }
     }
-    let known = |x: Op, y: Op| {
-        KNOWN_GAPS
-            .iter()
-            .any(|&(a, b)| (a, b) == (x, y) || (a, b) == (y, x))
-    };
-    let unexpected: Vec<_> = diverging
-        .iter()
-        .filter(|(x, y, _)| !known(*x, *y))
-        .collect();
-    assert!(unexpected.is_empty(), "pairs that diverge: {unexpected:?}");
-    let fixed: Vec<_> = KNOWN_GAPS
-        .iter()
-        .filter(|(a, b)| {
-            !diverging
-                .iter()
-                .any(|(x, y, _)| (x, y) == (a, b) || (y, x) == (a, b))
-        })
-        .collect();
-    assert!(fixed.is_empty(), "known gaps that now converge: {fixed:#?}");
+    assert!(diverging.is_empty(), "pairs that diverge: {diverging:?}");
 }
 
 /// The outcomes the rules promise, spelled out for the common races.
@@ -170,6 +141,7 @@ fn folder_race_outcomes() {
     // A move into a folder deleted concurrently re-creates it.
     for order in [[0, 1], [1, 0]] {
         let mut mb = base();
+        mb.replaying = true;
         let ops = [
             (at(100, 2), Op::DeleteFolder("E")),
             (at(101, 3), Op::Move("m1", "E")),
@@ -183,17 +155,39 @@ fn folder_race_outcomes() {
     // after it stays under the old name.
     for (move_hlc, want) in [(100, "X"), (102, "E")] {
         let mut a = base();
+        a.replaying = true;
         apply(&mut a, &at(101, 2), Op::Rename("E", "X"));
         apply(&mut a, &at(move_hlc, 3), Op::Move("m1", "E"));
         let mut b = base();
+        b.replaying = true;
         apply(&mut b, &at(move_hlc, 3), Op::Move("m1", "E"));
         apply(&mut b, &at(101, 2), Op::Rename("E", "X"));
         assert_same(&a, &b, "rename vs move");
         assert_eq!(folder_of(&a, "m1"), want);
     }
-    // Two renames of one folder: the newer stamp wins.
+    // Two renames of one folder: the older one takes the folder and its
+    // mails, the newer one still creates its name (nothing is lost, and
+    // neither user's rename is silently undone).
     let mut a = base();
-    apply(&mut a, &at(100, 2), Op::Rename("E", "X"));
-    apply(&mut a, &at(101, 3), Op::Rename("E", "Y"));
-    assert!(a.state.folders.contains_key("Y") && !a.state.folders.contains_key("X"));
+    a.replaying = true;
+    apply(&mut a, &at(100, 2), Op::Rename("A", "X"));
+    apply(&mut a, &at(101, 3), Op::Rename("A", "Y"));
+    assert_eq!(folder_of(&a, "m0"), "X");
+    assert!(a.state.folders.contains_key("X/sub") && a.state.folders.contains_key("Y"));
+    assert!(!a.state.folders.contains_key("A"));
+    // A rename onto a name created concurrently merges the two.
+    for order in [[0, 1], [1, 0]] {
+        let mut mb = base();
+        mb.replaying = true;
+        let ops = [
+            (at(100, 2), Op::Rename("A", "E")),
+            (at(101, 3), Op::Move("m1", "E")),
+        ];
+        for i in order {
+            apply(&mut mb, &ops[i].0, ops[i].1);
+        }
+        assert_eq!(folder_of(&mb, "m0"), "E");
+        assert_eq!(folder_of(&mb, "m1"), "E");
+        assert!(mb.state.folders.contains_key("E/sub"));
+    }
 }

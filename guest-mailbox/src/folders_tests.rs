@@ -134,7 +134,11 @@ fn delete_folder_rules() {
     let mut mb = Mailbox::default();
     put(&mut mb, 1, "m", 1, "full");
     mb.create_folder(&ctx(2), "p/c").unwrap();
-    let d = |mb: &mut Mailbox, n: &str| mb.delete_folder(&ctx(3), n);
+    let mut hlc = 2;
+    let mut d = |mb: &mut Mailbox, n: &str| {
+        hlc += 1;
+        mb.delete_folder(&ctx(hlc), n)
+    };
     assert!(matches!(
         d(&mut mb, "INBOX"),
         Err(MailboxError::NotAllowed(_))
@@ -151,7 +155,7 @@ fn delete_folder_rules() {
     assert!(matches!(d(&mut mb, "zz"), Err(MailboxError::NotFound(_))));
     d(&mut mb, "p/c").unwrap();
     d(&mut mb, "p").unwrap();
-    mb.delete_mail(&ctx(4), "m").unwrap();
+    mb.delete_mail(&ctx(50), "m").unwrap();
     d(&mut mb, "full").unwrap();
     assert_eq!(names(&mb), ["INBOX"]);
 }

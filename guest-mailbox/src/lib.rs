@@ -18,6 +18,7 @@ mod deliver;
 mod digest;
 mod directory;
 mod error;
+mod folder_log;
 #[cfg(test)]
 mod folder_race_tests;
 mod folders;
@@ -27,6 +28,7 @@ mod mail;
 mod names;
 mod placement;
 mod schema_v1;
+mod schema_v2;
 mod search;
 mod snapshot;
 mod state;
@@ -174,6 +176,10 @@ impl Guest for Component {
 
     fn stats() -> MailboxStats {
         with(|mb| mb.stats())
+    }
+
+    fn set_replaying(on: bool) {
+        with(|mb| mb.replaying = on);
     }
 
     fn state_digest() -> Vec<u8> {

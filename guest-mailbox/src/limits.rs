@@ -91,10 +91,7 @@ pub const RESTORE_BYTES_MAX: u64 = 2 * GIB;
 /// `Mailbox::record_tombstone` for the trade-off.
 pub const TOMBSTONES_MAX: usize = 1_000_000;
 
-/// Deleted or renamed-away folder names remembered for settling
-/// concurrent folder changes (`placement.rs`); past this the oldest are
-/// forgotten.
-pub const GONE_FOLDERS_MAX: usize = 10_000;
-
-/// Renames followed one after another when resolving a folder name.
-pub const FOLDER_RENAME_HOPS_MAX: usize = 16;
+/// Folder changes kept in the replicated history (`folder_log.rs`); past
+/// this the oldest is folded into the base tree. Each one costs a replay
+/// step whenever a folder changes, and folder changes are rare.
+pub const FOLDER_LOG_MAX: usize = 4096;

@@ -232,28 +232,24 @@ impl Mailbox {
     /// `not-found`: a delete beats a concurrent move.
     pub fn move_mail(&mut self, ctx: &OpContext, id: &str, folder: &str) -> Result<u32> {
         let stamp = Stamp::of(ctx);
-        folder_name(folder)?;
-        if !self.state.mails.contains_key(id) {
+        let target = self.check_move_target(folder)?;
+        let Some(m) = self.state.mails.get_mut(id) else {
             return Err(not_found(format!("mail {id:?}")));
-        }
-        // Resolved (and a deleted folder re-created) even when the move
-        // itself loses to a newer one, so which folders exist does not
-        // depend on the order the two moves arrive in.
-        let target = self.move_target(folder, stamp)?;
-        let tf = &self.state.folders[&target];
-        let (tid, uid_next) = (tf.uid_validity, tf.uid_next);
-        let m = self.state.mails.get_mut(id).expect("checked above");
+        };
         if stamp <= m.moved {
             return Ok(m.uid);
         }
-        if m.folder != tid && uid_next == u32::MAX {
-            return Err(limit_reached("uid", u32::MAX, u64::from(u32::MAX) + 1));
-        }
+        let (place, moved) = (std::mem::replace(&mut m.place, target), m.moved);
         // Record the stamp even for a move to the current folder: an older
         // move arriving later must lose against it, as it would had it
         // arrived first.
         m.moved = stamp;
-        self.relocate(id, &target)
+        self.file_mail(id).inspect_err(|_| {
+            if let Some(m) = self.state.mails.get_mut(id) {
+                m.place = place;
+                m.moved = moved;
+            }
+        })
     }
 
     /// Files mail `id` into `folder` under a fresh UID, keeping its stamps.
@@ -290,6 +286,8 @@ impl Mailbox {
         check_mail_id(id)?;
         if let Some(m) = self.state.mails.remove(id) {
             self.idx.remove_mail(&m);
+            let left = self.folder_name_of(m.folder).to_string();
+            self.prune_folder(&left);
         }
         self.record_tombstone(id, ctx);
         Ok(())

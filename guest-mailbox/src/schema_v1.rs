@@ -1,4 +1,5 @@
-//! The schema-1 state, kept only to decode old snapshots and convert them.
+//! The schema-1 state, kept only to decode old snapshots and convert them
+//! (to schema 2, which `schema_v2.rs` converts on).
 //!
 //! Schema 2 added what replicas need to merge concurrent changes: stamps
 //! on contacts, allow/block patterns, preferences and plugins (with
@@ -12,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use crate::state::{ContactRec, Folder, MailboxState, PluginRec, Stamp, StoredMail, TombstoneRec};
+use crate::schema_v2::{FolderV2, MailboxStateV2};
+use crate::state::{ContactRec, PluginRec, Stamp, StoredMail, TombstoneRec};
 
 #[derive(Deserialize)]
 struct FolderV1 {
@@ -41,16 +43,16 @@ pub struct MailboxStateV1 {
     next_uid_validity: u32,
 }
 
-impl From<MailboxStateV1> for MailboxState {
+impl From<MailboxStateV1> for MailboxStateV2 {
     fn from(v1: MailboxStateV1) -> Self {
         let set = |s: BTreeSet<String>| s.into_iter().map(|p| (p, ())).collect();
-        MailboxState {
+        MailboxStateV2 {
             mails: v1.mails,
             folders: v1
                 .folders
                 .into_iter()
                 .map(|(name, f)| {
-                    let f = Folder {
+                    let f = FolderV2 {
                         uid_validity: f.uid_validity,
                         uid_next: f.uid_next,
                         named: Stamp::default(),

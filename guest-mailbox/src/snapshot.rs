@@ -5,7 +5,7 @@
 //! is about a third smaller than named fields and quicker to decode; the
 //! price is that any change to the state's shape needs a new schema version
 //! with its own decode arm in [`decode`], which must keep decoding every
-//! older version (golden fixture tests guard versions 1 and 2).
+//! older version (golden fixture tests guard versions 1, 2 and 3).
 //!
 //! The snapshot is encoded once at `snapshot-begin` and handed out in
 //! bounded slices, and a restore is assembled from bounded writes, so no
@@ -18,13 +18,15 @@ use std::io::Write;
 use crate::error::{Result, snapshot, too_large};
 use crate::limits::{RESTORE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX};
 use crate::schema_v1::MailboxStateV1;
+use crate::schema_v2::MailboxStateV2;
 use crate::state::{Mailbox, MailboxState};
 use crate::wit::{MailboxStats, SnapshotInfo};
 
 /// Schema of the state this build writes, and the newest it reads.
 /// 1: the first layout. 2: stamps and tombstones for replica merging
-/// (`schema_v1.rs` converts 1 to 2).
-pub const SCHEMA_VERSION: u32 = 2;
+/// (`schema_v1.rs` converts 1 to 2). 3: the folder history and each
+/// mail's placement (`schema_v2.rs` converts 2 to 3).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// First bytes of every snapshot.
 pub const MAGIC: &[u8; 6] = b"DEMMBX";
@@ -91,8 +93,11 @@ pub fn decode(schema: u32, bytes: &[u8]) -> std::result::Result<MailboxState, St
     }
     let body = &bytes[HEADER_LEN..];
     match version {
-        1 => decode_body::<MailboxStateV1>(body).map(MailboxState::from),
-        2 => decode_body::<MailboxState>(body),
+        1 => decode_body::<MailboxStateV1>(body)
+            .map(MailboxStateV2::from)
+            .map(MailboxState::from),
+        2 => decode_body::<MailboxStateV2>(body).map(MailboxState::from),
+        3 => decode_body::<MailboxState>(body),
         v => Err(format!(
             "snapshot schema {v} is not supported by this mailbox build (schema {SCHEMA_VERSION})"
         )),

@@ -120,10 +120,31 @@ fn fixture(name: &str, fresh: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `state` as a schema-2 snapshot of the same operations converts to: a
+/// folder history that starts from the folders as they are, and each
+/// mail placed where it is.
+fn as_converted_v2(mut state: MailboxState) -> MailboxState {
+    let names: std::collections::BTreeMap<u32, String> = state
+        .folders
+        .iter()
+        .map(|(n, f)| (f.uid_validity, n.clone()))
+        .collect();
+    for m in state.mails.values_mut() {
+        m.place = names[&m.folder].clone();
+    }
+    state.folder_log = crate::folder_log::FolderLog {
+        base: state.folders.keys().cloned().collect(),
+        ops: Default::default(),
+        filed: Default::default(),
+    };
+    state
+}
+
 /// `state` as a schema-1 snapshot of the same operations converts to:
-/// no stamps on the keyed collections or folder names, no tombstones in
-/// the collections, no replica on mail tombstones, no gone folders.
-fn as_converted_v1(mut state: MailboxState) -> MailboxState {
+/// what schema 2 converts to, with no stamps on the keyed collections, no
+/// tombstones in the collections and no replica on mail tombstones.
+fn as_converted_v1(state: MailboxState) -> MailboxState {
+    let mut state = as_converted_v2(state);
     fn restamp<V: Default + Clone>(m: &LwwMap<V>) -> LwwMap<V> {
         m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
@@ -135,10 +156,6 @@ fn as_converted_v1(mut state: MailboxState) -> MailboxState {
     for t in state.tombstones.values_mut() {
         t.replica = 0;
     }
-    for f in state.folders.values_mut() {
-        f.named = Default::default();
-    }
-    state.gone_folders.clear();
     state
 }
 
@@ -159,20 +176,33 @@ fn golden_fixture_v1() {
     assert_eq!(snap(&mut mb)[6..10], SCHEMA_VERSION.to_le_bytes());
 }
 
+/// Schema-2 snapshots, written by earlier builds, keep restoring.
 #[test]
 fn golden_fixture_v2() {
-    let bytes = snap(&mut golden());
-    let fixture = fixture("state-v2.bin", &bytes);
+    let fixture = fixture("state-v2.bin", &[]);
+    assert_eq!(fixture[6..10], 2u32.to_le_bytes());
     let mut mb = Mailbox::default();
     restore(&mut mb, 2, &fixture).unwrap();
+    assert_eq!(mb.state, as_converted_v2(golden().state));
+    let g = golden();
+    assert_eq!(mb.list_folders(), g.list_folders());
+    assert_eq!(mb.state_digest(), g.state_digest());
+}
+
+#[test]
+fn golden_fixture_v3() {
+    let bytes = snap(&mut golden());
+    let fixture = fixture("state-v3.bin", &bytes);
+    let mut mb = Mailbox::default();
+    restore(&mut mb, 3, &fixture).unwrap();
     assert_eq!(mb.state, golden().state);
-    // While this build writes schema 2, it must write it unchanged. A
-    // change to the state's shape needs schema 3 and a new fixture, never
+    // While this build writes schema 3, it must write it unchanged. A
+    // change to the state's shape needs schema 4 and a new fixture, never
     // an edit of this one.
-    if SCHEMA_VERSION == 2 {
+    if SCHEMA_VERSION == 3 {
         assert!(
             bytes == fixture,
-            "schema 2 encoding changed; bump SCHEMA_VERSION instead"
+            "schema 3 encoding changed; bump SCHEMA_VERSION instead"
         );
     }
 }
@@ -216,7 +246,7 @@ fn restore_refuses_newer_schema_and_bad_sizes() {
     match mb.restore_begin(7, 100).unwrap_err() {
         MailboxError::Snapshot(m) => assert_eq!(
             m,
-            "snapshot schema 7 is newer than this mailbox build (schema 2)"
+            "snapshot schema 7 is newer than this mailbox build (schema 3)"
         ),
         e => panic!("{e:?}"),
     }

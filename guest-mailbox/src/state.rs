@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::folder_log::{FolderLog, Replayed};
 use crate::lww::LwwMap;
 use crate::names::INBOX;
 use crate::snapshot::Restore;
@@ -82,6 +83,13 @@ pub struct StoredMail {
     /// Stamp of the last change of each keyword, set or removed, only for
     /// keywords changed after delivery.
     pub keyword_stamps: BTreeMap<String, Stamp>,
+    /// The folder the winning placement (the delivery, or the move stamped
+    /// `moved`) named. `folder` is where that leads once the folder history
+    /// is replayed (`placement.rs`), so it can be recomputed when a folder
+    /// change stamped earlier arrives late (schema 3; older snapshots
+    /// decode it empty and the conversion fills it in).
+    #[serde(default)]
+    pub place: String,
 }
 
 impl StoredMail {
@@ -123,10 +131,6 @@ pub struct Folder {
     /// IMAP UIDVALIDITY; doubles as the folder's stable id.
     pub uid_validity: u32,
     pub uid_next: u32,
-    /// Stamp since which the folder has had this name (created or renamed
-    /// to it); a rename stamped earlier does not carry it along, since in
-    /// stamp order it did not exist yet (schema 2).
-    pub named: Stamp,
 }
 
 /// A deleted mail. Concurrent deletes of one id keep the earliest by
@@ -148,17 +152,6 @@ impl TombstoneRec {
     }
 }
 
-/// A folder name that was deleted or renamed away, kept so that a
-/// concurrent operation still naming it lands deterministically (see
-/// `folders.rs`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GoneFolder {
-    /// Stamp of the newest delete or rename of this name.
-    pub stamp: Stamp,
-    /// The new name if that was a rename, `None` if a delete.
-    pub renamed_to: Option<String>,
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContactRec {
     pub name: String,
@@ -174,13 +167,16 @@ pub struct PluginRec {
     pub order: u32,
 }
 
-/// Everything a snapshot holds (schema 2; `schema_v1.rs` has schema 1).
+/// Everything a snapshot holds (schema 3; `schema_v1.rs` and
+/// `schema_v2.rs` have the older ones).
 /// Changing this struct's shape needs a new schema version and a decode
 /// arm in `snapshot.rs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MailboxState {
     pub mails: BTreeMap<String, StoredMail>,
-    /// By canonical name. Every folder's parent exists.
+    /// By canonical name: the folders the history replays to, plus those
+    /// holding mails outside it (`placement.rs`). Every folder's parent
+    /// exists.
     pub folders: BTreeMap<String, Folder>,
     pub tombstones: BTreeMap<String, TombstoneRec>,
     /// By lower-cased address.
@@ -193,8 +189,8 @@ pub struct MailboxState {
     /// Next uid-validity to hand out; only grows, so a folder re-created
     /// under an old name gets a fresh value and IMAP clients resync.
     pub next_uid_validity: u32,
-    /// Folder names deleted or renamed away, by name (schema 2).
-    pub gone_folders: BTreeMap<String, GoneFolder>,
+    /// Every folder change, for replicas to replay in one order (schema 3).
+    pub folder_log: FolderLog,
 }
 
 impl Default for MailboxState {
@@ -205,7 +201,6 @@ impl Default for MailboxState {
             Folder {
                 uid_validity: 1,
                 uid_next: 1,
-                named: Stamp::default(),
             },
         );
         MailboxState {
@@ -218,7 +213,7 @@ impl Default for MailboxState {
             preferences: LwwMap::default(),
             plugins: LwwMap::default(),
             next_uid_validity: 2,
-            gone_folders: BTreeMap::new(),
+            folder_log: FolderLog::default(),
         }
     }
 }
@@ -241,13 +236,18 @@ pub struct Indices {
     /// Tombstones oldest first: (deleted-ms, hlc, id).
     pub tomb_order: BTreeSet<(i64, u64, String)>,
     pub mail_bytes: u64,
+    /// What `MailboxState::folder_log` replays to.
+    pub history: Replayed,
 }
 
 impl Indices {
     /// Builds the indices, checking the invariants the rest of the crate
     /// relies on, since a restored state is input.
     pub fn build(state: &MailboxState) -> Result<Indices, String> {
-        let mut idx = Indices::default();
+        let mut idx = Indices {
+            history: state.folder_log.replay(),
+            ..Indices::default()
+        };
         if !state.folders.contains_key(INBOX) {
             return Err("state has no INBOX".into());
         }
@@ -329,6 +329,8 @@ pub struct Mailbox {
     /// Encoded snapshot held between `snapshot-begin` and `snapshot-end`.
     pub snapshot: Option<Vec<u8>>,
     pub restore: Option<Restore>,
+    /// Set by the host around replayed ops (`set-replaying`).
+    pub replaying: bool,
 }
 
 impl Default for Mailbox {
@@ -345,6 +347,7 @@ impl Mailbox {
             idx,
             snapshot: None,
             restore: None,
+            replaying: false,
         })
     }
 

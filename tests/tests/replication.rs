@@ -4,8 +4,9 @@
 //!   sender keeps delivering; every acknowledged mail is readable after,
 //!   and every mailbox is back to exactly 3 live replicas within 10 s;
 //! - pause: SIGSTOP one replica's host while mail is delivered, deleted
-//!   and flagged through the others, then SIGCONT; the replicas converge,
-//!   the deleted mail stays deleted, and a plugin installed meanwhile
+//!   and flagged, and folders renamed and deleted, through the others,
+//!   then SIGCONT; the replicas converge, the deleted mail stays deleted,
+//!   a mail follows its folder's rename, and a plugin installed meanwhile
 //!   reaches the paused replica with its code;
 //! - full restart: SIGKILL everything, restart from the data dirs, all
 //!   acknowledged mail is still there.
@@ -228,6 +229,10 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
     })?;
     let keep = send_mail(&alice, "bob", "keep")?;
     let doomed = send_mail(&alice, "bob", "doomed")?;
+    let filed = send_mail(&alice, "bob", "filed")?;
+    bob.run(["folders", "create", "Projects/old"])?;
+    bob.run(["folders", "create", "Trash"])?;
+    bob.run(["move", &filed, "Projects/old"])?;
     // Pause the first replica (the one lookups prefer): the others serve.
     let first = holders_in(&admin_status(&alice)?, "bob")?[0].clone();
     let paused = net.hosts[net.host_index(&first).context("paused host")?]
@@ -256,6 +261,10 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
         let new = send_mail(&alice, "bob", "while paused")?;
         bob.run(["delete", &doomed])?;
         bob.run(["flag", &keep, "+seen"])?;
+        // Folder changes the paused replica replays when it is back: a
+        // rename whose subtree and mail go along, a delete.
+        bob.run(["folders", "rename", "Projects", "Archive"])?;
+        bob.run(["folders", "delete", "Trash"])?;
         // A plugin installed meanwhile: its op names the code by hash, and
         // the paused replica must fetch the code when it catches up.
         bob.run(["plugin", "add", arg(&plugin_file), "--name", "allowlist"])?;
@@ -281,6 +290,19 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
         ensure!(
             kept["flags"].to_string().contains("seen"),
             "the flag was lost: {kept}"
+        );
+        let folders = bob.run(["folders"])?;
+        ensure!(
+            folders.contains("Archive/old")
+                && !folders.contains("Projects")
+                && !folders.contains("Trash"),
+            "folder changes were lost: {folders}"
+        );
+        let moved: Value =
+            serde_json::from_str(&bob.run(["inbox", "--folder", "Archive/old", "--json"])?)?;
+        ensure!(
+            moved.to_string().contains(filed.as_str()),
+            "the mail did not follow its folder's rename: {moved}"
         );
         Ok(())
     })();

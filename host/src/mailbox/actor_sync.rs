@@ -17,19 +17,21 @@ impl MailboxActor {
             let _ = reply.send(Err(e));
             return;
         }
+        // The guest is told it is replaying for the whole batch, and told
+        // again that it is not before anything else may call it, on every
+        // path out of the loop: a new request must never skip its checks.
+        let mut replaying = false;
+        let mut failed = None;
         for bytes in ops {
             let op = match Op::decode(&bytes) {
                 Ok(op) if op.seq > 0 => op,
                 Ok(_) => {
-                    let _ = reply.send(Err(E::Import(
-                        "a replicated op has no sequence number".into(),
-                    )));
-                    return;
+                    failed = Some(E::Import("a replicated op has no sequence number".into()));
+                    break;
                 }
                 Err(e) => {
-                    let _ =
-                        reply.send(Err(E::Import(format!("a replicated op is malformed: {e}"))));
-                    return;
+                    failed = Some(E::Import(format!("a replicated op is malformed: {e}")));
+                    break;
                 }
             };
             let op_id = op.id_after(&self.vv);
@@ -42,10 +44,19 @@ impl MailboxActor {
             }
             self.clock.observe(op.ctx.hlc);
             let Some(instance) = self.instance.as_mut() else {
-                let _ = reply.send(Err(E::Gone(self.id.clone())));
-                return;
+                failed = Some(E::Gone(self.id.clone()));
+                break;
             };
-            match instance.call(Some(op.ctx), &op.request).await {
+            let mut result = Ok(());
+            if !replaying {
+                result = instance.set_replaying(true).await;
+                replaying = true;
+            }
+            let result = match result {
+                Ok(()) => instance.call(Some(op.ctx), &op.request).await,
+                Err(trap) => Err(trap),
+            };
+            match result {
                 Ok(Ok(_)) => {}
                 Ok(Err(refusal)) => {
                     tracing::debug!(op = ?op_id, "replicated {} changed nothing: {refusal}", op.request.name());
@@ -53,8 +64,8 @@ impl MailboxActor {
                 Err(trap) => {
                     tracing::error!(op = ?op_id, "{trap}; dropping the instance");
                     self.drop_instance();
-                    let _ = reply.send(Err(E::Trap(trap)));
-                    return;
+                    failed = Some(E::Trap(trap));
+                    break;
                 }
             }
             if matches!(
@@ -65,6 +76,18 @@ impl MailboxActor {
             }
             // Durability is awaited for the batch as a whole below.
             drop(self.append_logged(op_id, bytes));
+        }
+        if replaying
+            && let Some(instance) = self.instance.as_mut()
+            && let Err(trap) = instance.set_replaying(false).await
+        {
+            tracing::error!("{trap}; dropping the instance");
+            self.drop_instance();
+            failed.get_or_insert(E::Trap(trap));
+        }
+        if let Some(e) = failed {
+            let _ = reply.send(Err(e));
+            return;
         }
         self.maybe_snapshot().await;
         let vv = self.vv.clone();

@@ -65,6 +65,12 @@ pub(crate) async fn restore(
             .map_err(|e| restore_err(e.to_string()))?;
     }
     let mut log_bytes = 0;
+    if !source.tail.is_empty() {
+        instance
+            .set_replaying(true)
+            .await
+            .map_err(|e| restore_err(e.to_string()))?;
+    }
     for (seq, bytes) in source.tail {
         log_bytes += bytes.len() as u64;
         let op = Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
@@ -89,6 +95,10 @@ pub(crate) async fn restore(
             }
         }
     }
+    instance
+        .set_replaying(false)
+        .await
+        .map_err(|e| restore_err(e.to_string()))?;
     Ok(Restored {
         instance,
         vv,

@@ -239,6 +239,22 @@ impl MailboxInstance {
     /// BLAKE3 of the replicated content of the state: equal on replicas
     /// that applied the same operations, in whatever causal order (UIDs
     /// and other arrival-order numbering are left out).
+    /// Tells the guest whether the calls that follow replay ops accepted
+    /// at their origin (another replica's, or this host's log), which it
+    /// then applies by its merge rules instead of checking them against
+    /// the state as a new request.
+    pub async fn set_replaying(&mut self, on: bool) -> Result<(), CallError> {
+        self.refuel();
+        self.guest
+            .dem_mail_api()
+            .call_set_replaying(&mut self.store, on)
+            .await
+            .map_err(|e| CallError::Trap {
+                call: "set-replaying",
+                reason: format!("{e:#}"),
+            })
+    }
+
     pub async fn state_digest(&mut self) -> Result<[u8; 32], CallError> {
         self.refuel();
         let bytes = self

@@ -173,6 +173,8 @@ impl Guest for Mailbox {
         }
     }
 
+    fn set_replaying(_on: bool) {}
+
     fn state_digest() -> Vec<u8> {
         vec![0; 32]
     }
