@@ -8,7 +8,9 @@
 //! `dem register` use (`Session`, `MailboxRef`, sealed mails):
 //!
 //! - `lookups_per_s`: `LookupUser`/`LookupName` answered by the one unit,
-//!   hundreds in flight over several connections, one stream per request.
+//!   hundreds in flight over several connections, through `DispatchClient`
+//!   (a lookup pipeline per connection); `lookups_per_s_stream_each`, the
+//!   same with one stream per lookup, as the baseline (`bench_lookups.rs`).
 //! - `deliver_per_s`: 10 senders, each with its own session, delivering one
 //!   sealed mail at a time to mailboxes on the hosts; an answer means the
 //!   host fsynced the delivery.
@@ -29,13 +31,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use super::bench_lookups::{Lookups, Path as LookupPath, lookups};
 use super::bench_sink::raw_transfer;
-use crate::client::{DispatchClient, MailboxRef, Session, Target, identity_of, now_ms};
+use crate::client::{MailboxRef, Session, Target, now_ms};
 use crate::identity::{
     HostId, KeyPair, MOVE_ORDER, MailSeal, Name, OWNER_CALL, Signed, SignedNameClaim, UserId,
     mail_id,
 };
-use crate::net::Endpoint;
 use crate::node::verify::with_content;
 use crate::proto::{
     CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder,
@@ -202,7 +204,36 @@ pub async fn run(p: NetParams) -> anyhow::Result<Value> {
         .chain(&senders)
         .map(|u| (u.id(), u.name.clone()))
         .collect();
-    let lookups_per_s = lookups(&unit.addr, &lookup_targets, &p).await?;
+    let lookup_sizes = Lookups {
+        total: p.lookups,
+        connections: p.connections,
+        in_flight: p.in_flight,
+    };
+    // Each way twice, alternating, so a noisy moment hits both alike.
+    let mut piped = Vec::new();
+    let mut streamed = Vec::new();
+    for _ in 0..2 {
+        piped.push(
+            lookups(
+                &unit.addr,
+                &lookup_targets,
+                &lookup_sizes,
+                LookupPath::Pipeline,
+            )
+            .await?,
+        );
+        streamed.push(
+            lookups(
+                &unit.addr,
+                &lookup_targets,
+                &lookup_sizes,
+                LookupPath::StreamEach,
+            )
+            .await?,
+        );
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (lookups_per_s, lookups_per_s_stream_each) = (best(&piped), best(&streamed));
 
     let names: Vec<String> = recipients.iter().map(|u| u.name.clone()).collect();
     let deliver = deliveries(&senders, &names, p.deliveries).await?;
@@ -267,6 +298,8 @@ pub async fn run(p: NetParams) -> anyhow::Result<Value> {
     let raw_ms = ms(raw);
     Ok(json!({
         "lookups_per_s": lookups_per_s.round(),
+        "lookups_per_s_stream_each": lookups_per_s_stream_each.round(),
+        "pipeline_vs_stream_each": (lookups_per_s / lookups_per_s_stream_each * 100.0).round() / 100.0,
         "lookups": p.lookups,
         "lookup_connections": p.connections,
         "lookups_in_flight": p.in_flight * p.connections,
@@ -323,62 +356,6 @@ pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<
         name: name.to_string(),
         session,
     })
-}
-
-/// Fires `p.lookups` lookups at the unit from `p.connections` clients, each
-/// on its own endpoint (so its own connection) with `p.in_flight` requests
-/// in flight; returns answers per second.
-async fn lookups(unit: &str, targets: &[(UserId, String)], p: &NetParams) -> anyhow::Result<f64> {
-    let targets = Arc::new(targets.to_vec());
-    let mut clients = Vec::new();
-    for _ in 0..p.connections.max(1) {
-        let key = KeyPair::generate()?;
-        let endpoint = Endpoint::bind(([127, 0, 0, 1], 0).into(), identity_of(&key)?)?;
-        let client = Arc::new(DispatchClient::new(endpoint, vec![unit.to_string()])?);
-        // Connect (and pin) before the clock starts.
-        lookup_one(&client, &targets, 0).await?;
-        clients.push(client);
-    }
-    let next = Arc::new(AtomicU64::new(0));
-    let total = p.lookups;
-    let mut tasks = tokio::task::JoinSet::new();
-    let t = Instant::now();
-    for client in &clients {
-        for _ in 0..p.in_flight.max(1) {
-            let (client, targets, next) = (client.clone(), targets.clone(), next.clone());
-            tasks.spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return anyhow::Ok(());
-                    }
-                    lookup_one(&client, &targets, i).await?;
-                }
-            });
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    Ok(total as f64 / t.elapsed().as_secs_f64())
-}
-
-/// Lookup `i`: by id on even, by name on odd numbers; checks the answer.
-async fn lookup_one(
-    client: &DispatchClient,
-    targets: &[(UserId, String)],
-    i: u64,
-) -> anyhow::Result<()> {
-    let (user, name) = &targets[(i as usize / 2) % targets.len()];
-    let req = if i.is_multiple_of(2) {
-        DispatchRequest::LookupUser { user: *user }
-    } else {
-        DispatchRequest::LookupName { name: name.clone() }
-    };
-    match client.request(&req).await? {
-        DispatchResponse::Mailbox(found) if found.user == *user => Ok(()),
-        other => bail!("unexpected lookup answer: {other:?}"),
-    }
 }
 
 /// A mail from `from` to `to` of about 1 KiB, sealed as `dem send` seals.

@@ -16,15 +16,19 @@
 //! asked last for [`SUSPECT_MS`]. Requests are idempotent at the units
 //! (whole-value updates merged by epoch), so asking two is safe.
 //!
+//! Lookups share one stream per unit connection, a pipeline
+//! (`client_pipe.rs`), instead of opening a stream each.
+//!
 //! Connections are cached per unit. A unit's key is pinned once known,
 //! either given up front or learned on first contact (trust on first use),
 //! so a later impostor at the same address is refused. The host daemon and
 //! the user CLI use this; the service uses it too to reach its peers.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::client_pipe::Pipe;
 use crate::identity::DispatchId;
 use crate::net::{Connection, Endpoint, NetError, WireError};
 use crate::proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
@@ -82,6 +86,8 @@ struct Unit {
     conn: Option<Connection>,
     /// Until when this unit is asked last, after it failed.
     suspect_until: Option<std::time::Instant>,
+    /// The lookup pipeline on `conn`, opened by the first lookup.
+    pipe: Option<Arc<Pipe>>,
 }
 
 /// A client of several dispatch units; cheap to share behind an `Arc`.
@@ -214,7 +220,7 @@ impl DispatchClient {
             (u.addr.clone(), u.sock, u.key, u.conn.clone())
         };
         if let Some(conn) = cached.filter(|c| c.quinn().close_reason().is_none()) {
-            match self.exchange(&conn, req).await {
+            match self.exchange(i, &conn, req).await {
                 Ok(resp) => return Ok(resp),
                 Err(NetError::Remote(error)) => return Err(ClientError::Refused { addr, error }),
                 Err(e) => {
@@ -237,7 +243,7 @@ impl DispatchClient {
                     ms: connect_timeout.as_millis() as u64,
                 })??;
             self.remember(i, &conn);
-            self.exchange(&conn, req).await
+            self.exchange(i, &conn, req).await
         };
         match tokio::time::timeout(self.timeout, fresh).await {
             Ok(Ok(resp)) => Ok(resp),
@@ -251,12 +257,26 @@ impl DispatchClient {
         }
     }
 
+    /// One request on `conn` to unit `i`: a lookup through the unit's
+    /// pipeline, anything else on a stream of its own.
     async fn exchange(
         &self,
+        i: usize,
         conn: &Connection,
         req: &DispatchRequest,
     ) -> Result<DispatchResponse, NetError> {
-        conn.request(req, MESSAGE_BYTES_MAX, self.timeout).await
+        if !req.is_lookup() {
+            return conn.request(req, MESSAGE_BYTES_MAX, self.timeout).await;
+        }
+        let pipe = {
+            let mut units = self.lock();
+            let u = &mut units[i];
+            match &u.pipe {
+                Some(p) if p.serves(conn) => p.clone(),
+                _ => u.pipe.insert(Arc::new(Pipe::open(conn))).clone(),
+            }
+        };
+        pipe.lookup(req, self.timeout).await
     }
 
     fn add(&self, addr: String, key: Option<DispatchId>) -> Result<(), ClientError> {
@@ -277,6 +297,7 @@ impl DispatchClient {
                 key,
                 conn: None,
                 suspect_until: None,
+                pipe: None,
             });
         }
         Ok(())

@@ -241,6 +241,12 @@ impl State {
             }
             DispatchRequest::Snapshot => read(DispatchResponse::Tables(Box::new(unit.snapshot()))),
             DispatchRequest::Replicate { updates } => self.handle_replicate(now_ms, peer, updates),
+            // The service serves pipelines itself (`dispatch::pipeline`);
+            // one can only get here nested inside another.
+            DispatchRequest::Pipeline => Err(WireError::new(
+                WireError::BAD_REQUEST,
+                "a pipeline carries only lookups",
+            )),
         }
     }
 

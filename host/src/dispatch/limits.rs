@@ -142,3 +142,13 @@ pub(crate) fn check_room(limit: Limit, len: usize, max: usize) -> Result<(), Lim
         Ok(())
     }
 }
+
+/// Largest lookup frame in a pipeline (`dispatch::pipeline`); lookups name
+/// one user, name or attachment, far below this.
+pub const PIPELINE_FRAME_BYTES_MAX: usize = 4_096;
+/// A pipeline with no lookup for this long is closed by the unit, so an
+/// idle client does not hold one of its connection's stream slots.
+pub const PIPELINE_IDLE_MS: u64 = 30_000;
+/// A client closes its pipeline after this long without a lookup, well
+/// before the unit would, so the two never race over an idle stream.
+pub const PIPELINE_CLIENT_IDLE_MS: u64 = 10_000;

@@ -39,6 +39,7 @@
 
 pub mod admission;
 pub mod client;
+mod client_pipe;
 pub mod departure;
 pub mod error;
 pub mod handle;
@@ -49,6 +50,7 @@ pub mod names;
 pub mod objects;
 pub mod peers;
 pub mod persist;
+pub mod pipeline;
 pub mod placement;
 pub mod references;
 pub mod service;

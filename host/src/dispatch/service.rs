@@ -141,7 +141,10 @@ impl Shared {
     /// Runs a change under the lock: `f` returns its result, the updates to
     /// replicate and whether the tables changed. Returns the change number
     /// to wait for with [`Shared::saved`], if there was a change.
-    fn change<R>(&self, f: impl FnOnce(&mut State) -> (R, Vec<Update>, bool)) -> (R, Option<u64>) {
+    pub(crate) fn change<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> (R, Vec<Update>, bool),
+    ) -> (R, Option<u64>) {
         let mut locked = self.lock();
         let (result, updates, changed) = f(&mut locked.state);
         for update in updates {
@@ -386,6 +389,9 @@ async fn handle_exchange(
     req: DispatchRequest,
     mut ex: Exchange,
 ) -> net::Result<()> {
+    if matches!(req, DispatchRequest::Pipeline) {
+        return super::pipeline::serve(&shared, ex).await;
+    }
     let now = now_ms();
     let peer = ex.peer_key;
     let (response, generation) = shared.change(|s| {

@@ -128,3 +128,66 @@ async fn two_units_replicate_and_the_client_falls_back() {
     let err = lookup(&both, "alice").await.unwrap_err();
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn lookups_share_a_pipeline_and_refusals_do_not_break_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = DispatchService::bind(config(dir.path(), vec![]))
+        .await
+        .unwrap();
+    client(1, &[&unit])
+        .request(&join("127.0.0.1:5001"))
+        .await
+        .unwrap();
+    let alice = KeyPair::from_seed(&[7; 32]);
+    let user = Arc::new(client(2, &[&unit]));
+    user.request(&register(&alice, "alice")).await.unwrap();
+    // Many lookups at once through one client: one pipeline, each answer
+    // matched to its own lookup, a refusal among them answered in turn.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let user = user.clone();
+        tasks.spawn(async move {
+            let name = if i % 3 == 0 { "nobody" } else { "alice" };
+            (i, lookup(&user, name).await)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (i, answer) = done.unwrap();
+        // alice is registered but her mailbox not created yet: the two
+        // refusals differ, so a mixed-up answer shows.
+        let Err(ClientError::Refused { error, .. }) = answer else {
+            panic!("lookup {i}: {answer:?}");
+        };
+        let placed_yet = error.message.contains("not placed yet");
+        assert_eq!(placed_yet, i % 3 != 0, "lookup {i}: {error}");
+    }
+    // Only lookups may use a pipeline; anything else is refused in its
+    // turn and the pipeline goes on.
+    let (conn, _) = endpoint(3)
+        .connect_unpinned(unit.local_addr())
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_stream().await.unwrap();
+    for req in [
+        DispatchRequest::Pipeline,
+        DispatchRequest::Status,
+        DispatchRequest::LookupName {
+            name: "alice".into(),
+        },
+    ] {
+        net::write_frame(&mut send, &req).await.unwrap();
+    }
+    send.finish().unwrap();
+    let read = async |recv: &mut quinn::RecvStream| {
+        net::read_frame::<crate::dispatch::pipeline::PipelineAnswer>(recv, MESSAGE_BYTES_MAX)
+            .await
+            .unwrap()
+    };
+    let refused = read(&mut recv).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, WireError::BAD_REQUEST, "{refused}");
+    let answer = read(&mut recv).await.unwrap().unwrap_err();
+    assert!(answer.message.contains("not placed yet"), "{answer}");
+    assert!(read(&mut recv).await.is_none(), "the unit finishes");
+    unit.shutdown().await.unwrap();
+}

@@ -103,6 +103,25 @@ pub enum DispatchRequest {
     Replicate {
         updates: Vec<Update>,
     },
+    /// Opens a lookup pipeline (`dispatch::pipeline`): every further frame
+    /// the client sends on this stream is a lookup, answered by one frame
+    /// each, in order, until the client finishes its side. A busy client
+    /// keeps many lookups in flight this way without paying for a QUIC
+    /// stream per lookup.
+    Pipeline,
+}
+
+impl DispatchRequest {
+    /// Whether this is a read-only lookup, which may go through a
+    /// pipeline: answered at once from the tables, never waiting on a save.
+    pub fn is_lookup(&self) -> bool {
+        matches!(
+            self,
+            DispatchRequest::LookupName { .. }
+                | DispatchRequest::LookupUser { .. }
+                | DispatchRequest::LookupAttachment { .. }
+        )
+    }
 }
 
 /// A dispatch unit's answer.
