@@ -160,10 +160,10 @@ impl Mailbox {
         if !self.replaying {
             let folder = self.follow(&m.place, m.delivered);
             if self.ensure_folder(&folder).is_err() || !self.uid_available(&folder) {
-                // Trade-off: at the folder limit (or with a folder's UIDs
-                // used up) the mail goes to INBOX rather than being
-                // refused. Replicas replay the request, not this choice,
-                // and file it as asked.
+                // At the folder limit (or with a folder's UIDs used up)
+                // the mail goes to INBOX rather than being refused; the
+                // host logs the delivery as filed into INBOX, so replicas
+                // do the same.
                 m.place = INBOX.to_string();
             }
         }

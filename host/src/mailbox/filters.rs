@@ -89,11 +89,11 @@ impl Placing {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::runtime::bindings::FlagChange;
 
-    fn mail(body: &str) -> NewMail {
+    pub(crate) fn mail(body: &str) -> NewMail {
         NewMail {
             id: "m1".into(),
             from: "a@x".into(),
