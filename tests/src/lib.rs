@@ -32,6 +32,10 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Stderr bytes of a `serve` process kept for error messages.
 const STDERR_KEEP_BYTES: usize = 16 << 10;
 
+/// Makes a daemon exit once the process that started it is gone (the
+/// `dem` binary's `EXIT_WITH_PARENT_ENV`).
+pub const EXIT_WITH_PARENT_ENV: &str = "DEM_EXIT_WITH_PARENT";
+
 /// The `dem` binary under test: `$DEM_BIN` if set, else `dem` in the cargo
 /// target dir the test executable lives in (`target/<profile>/deps/x` →
 /// `target/<profile>/dem`).
@@ -762,6 +766,8 @@ impl Daemon {
             .args(&args)
             .env_remove("DEM_HOME")
             .env_remove("DEM_DATA")
+            // A test binary that is killed cannot drop its daemons.
+            .env(EXIT_WITH_PARENT_ENV, "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -89,6 +89,7 @@ impl Proc {
         let mut child = Command::new(exe)
             .args(args)
             .env_remove("DEM_HOME")
+            .env(super::EXIT_WITH_PARENT_ENV, "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err)

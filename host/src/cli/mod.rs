@@ -61,6 +61,7 @@ pub enum Command {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    exit_with_parent();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(8 << 20)
@@ -88,6 +89,43 @@ pub fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Set by a `dem` process (a bench, the demo, the tests) in the
+/// environment of the daemons it starts: such a daemon exits once the
+/// process that started it is gone, so a parent that is killed, which
+/// cannot clean up, leaves no daemons behind.
+pub const EXIT_WITH_PARENT_ENV: &str = "DEM_EXIT_WITH_PARENT";
+
+/// How often a daemon started with [`EXIT_WITH_PARENT_ENV`] checks on its
+/// parent.
+const PARENT_CHECK_MS: u64 = 250;
+
+/// With [`EXIT_WITH_PARENT_ENV`] set, watches the parent process from a
+/// plain thread (it must work even if the runtime is stuck) and exits when
+/// this process is reparented, i.e. when the parent died.
+fn exit_with_parent() {
+    if std::env::var_os(EXIT_WITH_PARENT_ENV).is_none() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        let watch = std::thread::Builder::new()
+            .name("parent-watch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(PARENT_CHECK_MS));
+                    if std::os::unix::process::parent_id() != parent {
+                        eprintln!("the process that started this one is gone; exiting");
+                        std::process::exit(1);
+                    }
+                }
+            });
+        if let Err(e) = watch {
+            eprintln!("warning: cannot watch the parent process: {e}");
         }
     }
 }
