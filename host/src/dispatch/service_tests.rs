@@ -12,6 +12,11 @@ fn config(dir: &Path, peers: Vec<String>) -> ServiceConfig {
     c
 }
 
+/// A unit with no peers, serving from `dir`.
+async fn lone_unit(dir: &Path) -> DispatchService {
+    DispatchService::bind(config(dir, vec![])).await.unwrap()
+}
+
 /// A client endpoint with the identity of seed `b` (a host's or user's).
 fn endpoint(b: u8) -> Endpoint {
     let identity = net::Identity::from_secret_bytes(&[b; 32]).unwrap();
@@ -58,9 +63,7 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn serves_restarts_with_its_tables_and_keeps_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let unit = DispatchService::bind(config(dir.path(), vec![]))
-        .await
-        .unwrap();
+    let unit = lone_unit(dir.path()).await;
     let id = unit.id();
     let host = client(1, &[&unit]);
     let lease = host.request(&join("127.0.0.1:5001")).await.unwrap();
@@ -78,9 +81,7 @@ async fn serves_restarts_with_its_tables_and_keeps_its_key() {
     assert!(wire.message.contains("is taken by"), "{wire}");
 
     unit.shutdown().await.unwrap();
-    let unit = DispatchService::bind(config(dir.path(), vec![]))
-        .await
-        .unwrap();
+    let unit = lone_unit(dir.path()).await;
     assert_eq!(unit.id(), id, "same key after a restart");
     let names = &unit.snapshot().names;
     assert_eq!(names["alice"].user, alice.user_id());
@@ -90,9 +91,7 @@ async fn serves_restarts_with_its_tables_and_keeps_its_key() {
 #[tokio::test]
 async fn two_units_replicate_and_the_client_falls_back() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = DispatchService::bind(config(d1.path(), vec![]))
-        .await
-        .unwrap();
+    let a = lone_unit(d1.path()).await;
     let b_peers = vec![a.local_addr().to_string()];
     // b joins a's network: it holds a copy of a's network key.
     let mut b_config = config(d2.path(), b_peers);
@@ -132,9 +131,7 @@ async fn two_units_replicate_and_the_client_falls_back() {
 #[tokio::test]
 async fn lookups_share_a_pipeline_and_refusals_do_not_break_it() {
     let dir = tempfile::tempdir().unwrap();
-    let unit = DispatchService::bind(config(dir.path(), vec![]))
-        .await
-        .unwrap();
+    let unit = lone_unit(dir.path()).await;
     client(1, &[&unit])
         .request(&join("127.0.0.1:5001"))
         .await
