@@ -116,21 +116,12 @@ impl ExportedState {
     /// The replicated ops the state includes: the snapshot's vector plus
     /// the tail's ops.
     pub fn vv(&self) -> Result<VersionVector, E> {
-        let mut vv = self
+        let base = self
             .snapshot
             .as_ref()
             .map(|s| s.vv.clone())
             .unwrap_or_default();
-        for (seq, bytes) in &self.tail {
-            let op = Op::decode(bytes)
-                .map_err(|e| E::Import(format!("log entry {seq} is malformed: {e}")))?;
-            let id = op.id_after(&vv);
-            if vv.fit(id) != crate::replica::Fit::Next {
-                return Err(E::Import(format!("log entry {seq} is out of order")));
-            }
-            vv.record(id);
-        }
-        Ok(vv)
+        vv_after(base, &self.tail)
     }
 
     /// The log position the state reaches.
@@ -141,6 +132,20 @@ impl ExportedState {
             .or(self.snapshot.as_ref().map(|s| s.seq))
             .unwrap_or(0)
     }
+}
+
+/// The replicated ops a snapshot at `vv` plus `tail` include.
+pub fn vv_after(mut vv: VersionVector, tail: &[(u64, Vec<u8>)]) -> Result<VersionVector, E> {
+    for (seq, bytes) in tail {
+        let op = Op::decode(bytes)
+            .map_err(|e| E::Import(format!("log entry {seq} is malformed: {e}")))?;
+        let id = op.id_after(&vv);
+        if vv.fit(id) != crate::replica::Fit::Next {
+            return Err(E::Import(format!("log entry {seq} is out of order")));
+        }
+        vv.record(id);
+    }
+    Ok(vv)
 }
 
 /// The sending side of an actor's channel.

@@ -14,7 +14,6 @@
 //! the holder relays it to dispatch as `AuthorizeMove` (which grants the
 //! target and names its address) and migrates.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::Node;
@@ -103,8 +102,11 @@ impl Node {
                 .begin_migration(&id, peer.take())
                 .await
                 .map_err(|e| MigrateError::Pause(e.to_string()))?;
+            let full = migration.state.full();
             tracing::debug!(
                 since_start_ms = started.elapsed().as_secs_f64() * 1e3,
+                snapshot_bytes = full.and_then(|s| s.snapshot.as_ref()).map_or(0, |s| s.bytes.len()),
+                tail_ops = full.map_or(0, |s| s.tail.len()),
                 "paused with the state to send"
             );
             let delta = matches!(migration.state, MoveState::Delta(_));
@@ -186,14 +188,22 @@ impl Node {
             .connect(to_addr, to)
             .await
             .map_err(|e| MigrateError::Target(e.to_string()))?;
+        let t = std::time::Instant::now();
         let code = self
             .missing_code_at(&conn, CodeHash(state.meta.code_hash), &state.plugins)
             .await?;
+        let asked_ms = t.elapsed().as_secs_f64() * 1e3;
         let mut frames = export::encode_export(id, state, &code).peekable();
         let header = match frames.peek().map(|b| rmp_serde::from_slice::<Frame>(b)) {
             Some(Ok(Frame::Header(h))) => h,
             _ => return Err(MigrateError::Pause("the export has no header".into())),
         };
+        tracing::debug!(
+            asked_ms,
+            header_ms = t.elapsed().as_secs_f64() * 1e3,
+            missing = code.len(),
+            "sending the state"
+        );
         self.stream_to(&conn, &request(Box::new(header)), frames)
             .await
     }
@@ -279,83 +289,6 @@ impl Node {
             Ok(None) => Err(target(&"closed the stream without an answer")),
             Err(e) => Err(target(&e)),
         }
-    }
-
-    /// Target side of `Migrate`: reads the frames, imports, reports the
-    /// location, answers `Imported`.
-    pub(super) async fn migrate_in(
-        self: Arc<Self>,
-        header: Box<ExportHeader>,
-        epoch: Epoch,
-        mut ex: Exchange,
-    ) -> crate::net::Result<()> {
-        let span = tracing::info_span!("migrate-in", mailbox = %header.mailbox, host = %self.id.short(), %epoch);
-        let _e = span.enter();
-        let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
-        answer_move(ex, answer, "refused an incoming mailbox").await
-    }
-
-    async fn import_stream(
-        &self,
-        header: &ExportHeader,
-        epoch: Epoch,
-        ex: &mut Exchange,
-    ) -> Result<HostResponse, WireError> {
-        let id = header.mailbox.clone();
-        let started = std::time::Instant::now();
-        let (user, state) = self.receive_export(header, ex).await?;
-        let received_ms = started.elapsed().as_secs_f64() * 1e3;
-        // A peer cannot overwrite a live replica here; a stale copy this
-        // host kept from before (it was down, others took over) may be
-        // replaced by a state that has everything it has.
-        let replace = self.mailboxes.contains(&id).map_err(internal)?;
-        if replace {
-            let listed = self
-                .listing(user, true)
-                .await?
-                .members
-                .iter()
-                .any(|m| m.host == self.id);
-            let (_, ours) = self
-                .mailboxes
-                .since(&id, crate::replica::VersionVector::new(), 0)
-                .await
-                .map_err(internal)?;
-            let covers = state.vv().is_ok_and(|vv| vv.covers(&ours));
-            if listed || !covers {
-                return Err(WireError::new(
-                    crate::proto::dispatch::CONFLICT,
-                    "this host already holds that mailbox",
-                ));
-            }
-        }
-        let from = HostId(ex.peer_key);
-        let log_position = state.last_seq();
-        self.mailboxes
-            .import(&id, state, replace)
-            .await
-            .map_err(internal)?;
-        self.replication.forget(&id);
-        let imported_ms = started.elapsed().as_secs_f64() * 1e3;
-        // Only the grantee of an authorized move may say so: if dispatch
-        // refuses, this copy must not exist.
-        if let Err(e) = self.take_over_from(user, from, epoch).await {
-            if let Err(e) = self.mailboxes.remove(&id).await {
-                tracing::warn!(error = %e, "dropping a refused import");
-            }
-            return Err(WireError::new(
-                WireError::FORBIDDEN,
-                format!("the dispatch unit did not accept the move: {e}"),
-            ));
-        }
-        tracing::info!(
-            log_position,
-            received_ms,
-            imported_ms,
-            listed_ms = started.elapsed().as_secs_f64() * 1e3,
-            "mailbox imported"
-        );
-        Ok(HostResponse::Imported { log_position })
     }
 
     /// Reads export frames after `header` off the exchange, checks them and

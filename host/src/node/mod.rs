@@ -26,6 +26,7 @@ mod home;
 mod keeper;
 mod leave;
 mod migrate;
+mod migrate_in;
 mod plugin_code;
 mod serve;
 mod sync;

@@ -45,11 +45,29 @@ impl Blobs {
 
     /// The name the snapshot `bytes` of mailbox `id` is stored under.
     pub fn name(id: &str, bytes: &[u8]) -> BlobName {
+        let mut h = Self::name_hasher(id);
+        h.update(bytes);
+        *h.finalize().as_bytes()
+    }
+
+    /// A hasher that yields [`Blobs::name`] once fed the bytes.
+    pub fn name_hasher(id: &str) -> blake3::Hasher {
         let mut h = blake3::Hasher::new();
         h.update(&(id.len() as u64).to_le_bytes());
         h.update(id.as_bytes());
-        h.update(bytes);
-        *h.finalize().as_bytes()
+        h
+    }
+
+    /// The folder staged files are written in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Gives a staged file its content name; durable once
+    /// [`Blobs::sync_dir`] ran.
+    pub fn adopt(&self, staged: &super::staging::StagedSnapshot) -> io::Result<BlobName> {
+        fs::rename(&*staged.path, self.path(&staged.name))?;
+        Ok(staged.name)
     }
 
     fn path(&self, name: &BlobName) -> PathBuf {

@@ -24,6 +24,7 @@
 
 mod blobs;
 mod error;
+mod staging;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -42,8 +43,11 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub use blobs::BLOB_BYTES_MIN;
 use blobs::Blobs;
 pub use error::{CommitError, LoadError, OpenError};
+pub use staging::{SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
+use staging::ImportSnapshot;
 use tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
 use writer::{Op, Request, Writer};
 
@@ -245,7 +249,39 @@ impl MailboxStore {
             id,
             Op::Import {
                 meta,
-                snapshot,
+                snapshot: snapshot.map(ImportSnapshot::Bytes),
+                tail,
+                replace,
+            },
+        )
+    }
+
+    /// A file to write a snapshot of mailbox `id` into as it arrives, for
+    /// [`MailboxStore::import_staged`]. Blocking file I/O.
+    pub fn stage_snapshot(&self, id: &str) -> std::io::Result<SnapshotStaging> {
+        SnapshotStaging::create(self.inner.blobs.dir(), id)
+    }
+
+    /// Like [`MailboxStore::import`], with the snapshot already written to
+    /// a staged file: the commit only names it.
+    pub fn import_staged(
+        &self,
+        id: &str,
+        meta: MailboxMeta,
+        snapshot: StagedRecord,
+        tail: Vec<(u64, Vec<u8>)>,
+        replace: bool,
+    ) -> Commit {
+        for (_, op) in &tail {
+            if let Err(e) = check_len("op", op.len(), OP_BYTES_MAX) {
+                return Commit::failed(e);
+            }
+        }
+        self.submit(
+            id,
+            Op::Import {
+                meta,
+                snapshot: Some(ImportSnapshot::Staged(snapshot)),
                 tail,
                 replace,
             },

@@ -25,6 +25,7 @@ use tracing::debug;
 
 use super::blobs::{BLOB_BYTES_MIN, BlobName, Blobs};
 use super::tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
+use super::staging::ImportSnapshot;
 use super::{CommitError, MailboxMeta, SnapshotRecord};
 
 /// Stop draining the queue once a batch holds this many payload bytes, so a
@@ -48,7 +49,7 @@ pub(super) enum Op {
     Snapshot(SnapshotRecord),
     Import {
         meta: MailboxMeta,
-        snapshot: Option<SnapshotRecord>,
+        snapshot: Option<ImportSnapshot>,
         tail: Vec<(u64, Vec<u8>)>,
         replace: bool,
     },
@@ -101,7 +102,7 @@ impl Op {
             Op::Append { op, .. } => op.len(),
             Op::Snapshot(s) => s.bytes.len(),
             Op::Import { snapshot, tail, .. } => {
-                snapshot.as_ref().map_or(0, |s| s.bytes.len())
+                snapshot.as_ref().map_or(0, |s| s.len())
                     + tail.iter().map(|(_, op)| op.len()).sum::<usize>()
             }
         }
@@ -375,7 +376,7 @@ impl BatchFiles<'_> {
 /// What an `Op::Import` carries, borrowed.
 struct Imported<'a> {
     meta: &'a MailboxMeta,
-    snapshot: Option<&'a SnapshotRecord>,
+    snapshot: Option<&'a ImportSnapshot>,
     tail: &'a [(u64, Vec<u8>)],
     replace: bool,
 }
@@ -396,7 +397,7 @@ fn import(
     if slot.rec.is_some() && !replace {
         return Ok(Err(CommitError::Exists(id.to_owned())));
     }
-    let base = snapshot.map_or(0, |s| s.seq);
+    let base = snapshot.map_or(0, |s| s.seq());
     let mut expected = base.checked_add(1);
     for &(seq, _) in tail {
         if expected != Some(seq) {
@@ -409,9 +410,17 @@ fn import(
         expected = seq.checked_add(1);
     }
     let file = match snapshot {
-        Some(s) => match store_bytes(t, files, id, &s.bytes)? {
+        Some(ImportSnapshot::Bytes(s)) => match store_bytes(t, files, id, &s.bytes)? {
             Ok(file) => file,
             Err(e) => return Ok(Err(e)),
+        },
+        Some(ImportSnapshot::Staged(s)) => match files.blobs.adopt(&s.staged) {
+            Ok(name) => {
+                files.written = true;
+                t.snapshot.remove(id).map_err(CommitError::database)?;
+                Some(name)
+            }
+            Err(e) => return Ok(Err(CommitError::SnapshotFile(e.to_string()))),
         },
         None => None,
     };
@@ -426,10 +435,10 @@ fn import(
     rec.last_seq = tail.last().map_or(base, |&(seq, _)| seq);
     if let Some(s) = snapshot {
         rec.snapshot = Some(SnapshotHeader {
-            seq: s.seq,
-            schema_version: s.schema_version,
-            bytes: s.bytes.len() as u64,
-            vv: s.vv.clone(),
+            seq: s.seq(),
+            schema_version: s.schema_version(),
+            bytes: s.len() as u64,
+            vv: s.vv().clone(),
             file,
         });
     }

@@ -13,7 +13,6 @@
 //! `Importer` is sans-IO: feed it frames, then `finish`. The file and QUIC
 //! drivers only move frames.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +21,8 @@ use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::actor::ExportedState;
 use crate::replica::VersionVector;
 use crate::runtime::bindings::PluginEntry;
-use crate::store::{MailboxMeta, SnapshotRecord};
+mod importer;
+pub use importer::{Imported, Importer, StreamedSnapshot};
 
 /// Version of this format; a receiver refuses others.
 pub const EXPORT_FORMAT_VERSION: u32 = 1;
@@ -196,235 +196,6 @@ fn frames(
         }))
 }
 
-/// What an import stream yields once checked.
-#[derive(Debug)]
-pub struct Imported {
-    pub mailbox: MailboxId,
-    pub state: ExportedState,
-    /// Components carried in the stream (their hashes are checked again by
-    /// the code store when inserted).
-    pub code: Vec<(CodeHash, Vec<u8>)>,
-}
-
-/// Sans-IO reader of an export stream.
-#[derive(Debug, Default)]
-pub struct Importer {
-    /// BLAKE3 of the encoded frames so far, checked against `End`.
-    hasher: blake3::Hasher,
-    header: Option<ExportHeader>,
-    code: BTreeMap<CodeHash, (u64, Vec<u8>)>,
-    snapshot: Vec<u8>,
-    tail: Vec<(u64, Vec<u8>)>,
-    ended: bool,
-}
-
-impl Importer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Takes the next encoded frame.
-    pub fn handle_encoded(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
-        if bytes.len() > FRAME_BYTES_MAX {
-            return Err(ImportError::TooLarge {
-                what: "frame",
-                actual: bytes.len() as u64,
-                limit: FRAME_BYTES_MAX as u64,
-            });
-        }
-        let frame: Frame =
-            rmp_serde::from_slice(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
-        if let Frame::End { digest } = &frame
-            && self.header.is_some()
-            && *digest != CodeHash(*self.hasher.finalize().as_bytes())
-        {
-            return Err(ImportError::StreamChecksum);
-        }
-        self.hasher.update(bytes);
-        self.handle(frame)
-    }
-
-    fn handle(&mut self, frame: Frame) -> Result<(), ImportError> {
-        let bad = |m: &str| Err(ImportError::Malformed(m.into()));
-        if self.ended {
-            return bad("frame after End");
-        }
-        let Some(header) = &self.header else {
-            let Frame::Header(h) = frame else {
-                return bad("the first frame must be Header");
-            };
-            if h.format_version != EXPORT_FORMAT_VERSION {
-                return Err(ImportError::Malformed(format!(
-                    "export format {} is not supported (this host reads {EXPORT_FORMAT_VERSION})",
-                    h.format_version
-                )));
-            }
-            if h.ops > IMPORT_OPS_MAX as u64 {
-                return Err(ImportError::TooLarge {
-                    what: "op count",
-                    actual: h.ops,
-                    limit: IMPORT_OPS_MAX as u64,
-                });
-            }
-            if let Some(s) = &h.snapshot
-                && s.size_bytes > IMPORT_SNAPSHOT_BYTES_MAX
-            {
-                return Err(ImportError::TooLarge {
-                    what: "snapshot",
-                    actual: s.size_bytes,
-                    limit: IMPORT_SNAPSHOT_BYTES_MAX,
-                });
-            }
-            self.header = Some(h);
-            return Ok(());
-        };
-        match frame {
-            Frame::Header(_) => bad("second Header"),
-            Frame::Code {
-                hash,
-                total_bytes,
-                chunk,
-            } => {
-                if !self.snapshot.is_empty() || !self.tail.is_empty() {
-                    return bad("Code after Snapshot or Op");
-                }
-                if total_bytes > IMPORT_CODE_BYTES_MAX {
-                    return Err(ImportError::TooLarge {
-                        what: "component",
-                        actual: total_bytes,
-                        limit: IMPORT_CODE_BYTES_MAX,
-                    });
-                }
-                if !self.code.contains_key(&hash) && self.code.len() >= IMPORT_CODES_MAX {
-                    return Err(ImportError::TooLarge {
-                        what: "component count",
-                        actual: self.code.len() as u64 + 1,
-                        limit: IMPORT_CODES_MAX as u64,
-                    });
-                }
-                let (total, bytes) = self
-                    .code
-                    .entry(hash)
-                    .or_insert_with(|| (total_bytes, Vec::new()));
-                if *total != total_bytes || bytes.len() as u64 + chunk.len() as u64 > total_bytes {
-                    return bad("Code chunks exceed their announced size");
-                }
-                bytes.extend_from_slice(&chunk);
-                Ok(())
-            }
-            Frame::Snapshot(chunk) => {
-                let Some(s) = &header.snapshot else {
-                    return bad("Snapshot frame but the header has none");
-                };
-                if !self.tail.is_empty() {
-                    return bad("Snapshot after Op");
-                }
-                if self.snapshot.len() as u64 + chunk.len() as u64 > s.size_bytes {
-                    return bad("Snapshot chunks exceed the announced size");
-                }
-                if self.snapshot.is_empty() {
-                    self.snapshot
-                        .reserve_exact(usize::try_from(s.size_bytes).unwrap_or(0));
-                }
-                self.snapshot.extend_from_slice(&chunk);
-                Ok(())
-            }
-            Frame::Op { seq, bytes } => {
-                let expected = match self.tail.last() {
-                    Some((last, _)) => last + 1,
-                    None => header.snapshot.as_ref().map_or(1, |s| s.seq + 1),
-                };
-                if seq != expected {
-                    return Err(ImportError::Malformed(format!(
-                        "op {seq} out of order, expected {expected}"
-                    )));
-                }
-                if self.tail.len() as u64 >= header.ops {
-                    return bad("more Op frames than announced");
-                }
-                self.tail.push((seq, bytes));
-                Ok(())
-            }
-            Frame::End { .. } => {
-                self.ended = true;
-                Ok(())
-            }
-        }
-    }
-
-    /// Checks the whole stream and yields the mailbox.
-    pub fn finish(self) -> Result<Imported, ImportError> {
-        let header = self
-            .header
-            .ok_or_else(|| ImportError::Malformed("empty export".into()))?;
-        if !self.ended {
-            return Err(ImportError::Malformed("export ended without End".into()));
-        }
-        if self.tail.len() as u64 != header.ops {
-            return Err(ImportError::Malformed(format!(
-                "{} ops announced, {} sent",
-                header.ops,
-                self.tail.len()
-            )));
-        }
-        let snapshot = match &header.snapshot {
-            Some(s) => {
-                if self.snapshot.len() as u64 != s.size_bytes {
-                    return Err(ImportError::Malformed(
-                        "snapshot shorter than announced".into(),
-                    ));
-                }
-                if CodeHash::of(&self.snapshot) != s.blake3 {
-                    return Err(ImportError::Checksum);
-                }
-                Some(SnapshotRecord {
-                    seq: s.seq,
-                    schema_version: s.schema_version,
-                    bytes: self.snapshot,
-                    vv: s.vv.clone(),
-                })
-            }
-            None => None,
-        };
-        let reached = self
-            .tail
-            .last()
-            .map(|(s, _)| *s)
-            .or(snapshot.as_ref().map(|s| s.seq))
-            .unwrap_or(0);
-        if reached != header.log_position {
-            return Err(ImportError::Malformed(format!(
-                "header says log position {}, the frames reach {reached}",
-                header.log_position
-            )));
-        }
-        let mut code = Vec::new();
-        for (hash, (total, bytes)) in self.code {
-            if bytes.len() as u64 != total {
-                return Err(ImportError::Malformed(format!(
-                    "component {} is incomplete",
-                    hash.short()
-                )));
-            }
-            code.push((hash, bytes));
-        }
-        let state = ExportedState {
-            meta: MailboxMeta {
-                code_hash: header.code_hash.0,
-                created_ms: header.created_ms,
-            },
-            snapshot,
-            tail: self.tail,
-            plugins: header.plugins,
-        };
-        Ok(Imported {
-            mailbox: header.mailbox,
-            state,
-            code,
-        })
-    }
-}
-
 /// Writes one encoded frame: a 4-byte big-endian length, then the bytes.
 pub fn write_frame(w: &mut impl Write, encoded: &[u8]) -> std::io::Result<()> {
     w.write_all(&(encoded.len() as u32).to_be_bytes())?;
@@ -469,6 +240,7 @@ pub fn read_export(r: &mut impl Read) -> Result<Imported, ImportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{MailboxMeta, SnapshotRecord};
 
     fn state(snapshot: &[u8], ops: u64) -> ExportedState {
         ExportedState {

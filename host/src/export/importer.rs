@@ -1,0 +1,298 @@
+//! The sans-IO reader of an export stream: feed it encoded frames, then
+//! `finish`. It checks the frame order, every announced size and count, the
+//! snapshot's BLAKE3 and the stream digest in `End`, hashing as frames
+//! arrive so that finishing costs no second pass over the snapshot.
+//!
+//! In streaming mode ([`Importer::streaming`]) it keeps no snapshot bytes:
+//! each `Snapshot` chunk is handed back to the caller, which writes it
+//! where the state will live while the rest is still arriving (a move's
+//! target stages it as the snapshot file), so a 4 GiB snapshot never sits
+//! in memory and the write overlaps the transfer.
+
+use std::collections::BTreeMap;
+
+use super::{
+    EXPORT_FORMAT_VERSION, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODE_BYTES_MAX,
+    IMPORT_CODES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX, ImportError, SnapshotHeader,
+};
+use crate::ids::{CodeHash, MailboxId};
+use crate::mailbox::actor::ExportedState;
+use crate::store::{MailboxMeta, SnapshotRecord};
+
+/// What an import stream yields once checked.
+#[derive(Debug)]
+pub struct Imported {
+    pub mailbox: MailboxId,
+    /// The state; in streaming mode without its snapshot, which the caller
+    /// kept (see `streamed`).
+    pub state: ExportedState,
+    /// Components carried in the stream (their hashes are checked again by
+    /// the code store when inserted).
+    pub code: Vec<(CodeHash, Vec<u8>)>,
+    /// In streaming mode, the checked header of the snapshot whose chunks
+    /// were handed back.
+    pub streamed: Option<StreamedSnapshot>,
+}
+
+/// A snapshot that went by in chunks: every chunk was handed back, and
+/// together they are `header.size_bytes` long and hash to `header.blake3`.
+#[derive(Debug, Clone)]
+pub struct StreamedSnapshot {
+    pub header: SnapshotHeader,
+}
+
+/// Sans-IO reader of an export stream.
+#[derive(Debug, Default)]
+pub struct Importer {
+    /// BLAKE3 of the encoded frames so far, checked against `End`.
+    hasher: blake3::Hasher,
+    header: Option<ExportHeader>,
+    code: BTreeMap<CodeHash, (u64, Vec<u8>)>,
+    /// Hand snapshot chunks back rather than keep them.
+    streaming: bool,
+    snapshot: Vec<u8>,
+    snapshot_bytes: u64,
+    snapshot_hasher: blake3::Hasher,
+    tail: Vec<(u64, Vec<u8>)>,
+    ended: bool,
+}
+
+impl Importer {
+    /// An importer that keeps the whole state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An importer that hands each snapshot chunk back from
+    /// [`Importer::handle_encoded`] instead of keeping it.
+    pub fn streaming() -> Self {
+        Importer {
+            streaming: true,
+            ..Self::default()
+        }
+    }
+
+    /// The stream's header, once its first frame was taken.
+    pub fn header(&self) -> Option<&ExportHeader> {
+        self.header.as_ref()
+    }
+
+    /// Takes the next encoded frame. In streaming mode, a snapshot chunk
+    /// comes back for the caller to keep; otherwise always `None`.
+    pub fn handle_encoded(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, ImportError> {
+        if bytes.len() > FRAME_BYTES_MAX {
+            return Err(ImportError::TooLarge {
+                what: "frame",
+                actual: bytes.len() as u64,
+                limit: FRAME_BYTES_MAX as u64,
+            });
+        }
+        let frame: Frame =
+            rmp_serde::from_slice(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+        if let Frame::End { digest } = &frame
+            && self.header.is_some()
+            && *digest != CodeHash(*self.hasher.finalize().as_bytes())
+        {
+            return Err(ImportError::StreamChecksum);
+        }
+        self.hasher.update(bytes);
+        self.handle(frame)
+    }
+
+    fn handle(&mut self, frame: Frame) -> Result<Option<Vec<u8>>, ImportError> {
+        let bad = |m: &str| Err(ImportError::Malformed(m.into()));
+        if self.ended {
+            return bad("frame after End");
+        }
+        let Some(header) = &self.header else {
+            let Frame::Header(h) = frame else {
+                return bad("the first frame must be Header");
+            };
+            check_header(&h)?;
+            self.header = Some(h);
+            return Ok(None);
+        };
+        match frame {
+            Frame::Header(_) => bad("second Header"),
+            Frame::Code {
+                hash,
+                total_bytes,
+                chunk,
+            } => {
+                if self.snapshot_bytes > 0 || !self.tail.is_empty() {
+                    return bad("Code after Snapshot or Op");
+                }
+                if total_bytes > IMPORT_CODE_BYTES_MAX {
+                    return Err(ImportError::TooLarge {
+                        what: "component",
+                        actual: total_bytes,
+                        limit: IMPORT_CODE_BYTES_MAX,
+                    });
+                }
+                if !self.code.contains_key(&hash) && self.code.len() >= IMPORT_CODES_MAX {
+                    return Err(ImportError::TooLarge {
+                        what: "component count",
+                        actual: self.code.len() as u64 + 1,
+                        limit: IMPORT_CODES_MAX as u64,
+                    });
+                }
+                let (total, bytes) = self
+                    .code
+                    .entry(hash)
+                    .or_insert_with(|| (total_bytes, Vec::new()));
+                if *total != total_bytes || bytes.len() as u64 + chunk.len() as u64 > total_bytes {
+                    return bad("Code chunks exceed their announced size");
+                }
+                bytes.extend_from_slice(&chunk);
+                Ok(None)
+            }
+            Frame::Snapshot(chunk) => {
+                let Some(s) = &header.snapshot else {
+                    return bad("Snapshot frame but the header has none");
+                };
+                if !self.tail.is_empty() {
+                    return bad("Snapshot after Op");
+                }
+                if self.snapshot_bytes + chunk.len() as u64 > s.size_bytes {
+                    return bad("Snapshot chunks exceed the announced size");
+                }
+                self.snapshot_bytes += chunk.len() as u64;
+                self.snapshot_hasher.update(&chunk);
+                if self.streaming {
+                    return Ok(Some(chunk));
+                }
+                if self.snapshot.is_empty() {
+                    self.snapshot
+                        .reserve_exact(usize::try_from(s.size_bytes).unwrap_or(0));
+                }
+                self.snapshot.extend_from_slice(&chunk);
+                Ok(None)
+            }
+            Frame::Op { seq, bytes } => {
+                let expected = match self.tail.last() {
+                    Some((last, _)) => last + 1,
+                    None => header.snapshot.as_ref().map_or(1, |s| s.seq + 1),
+                };
+                if seq != expected {
+                    return Err(ImportError::Malformed(format!(
+                        "op {seq} out of order, expected {expected}"
+                    )));
+                }
+                if self.tail.len() as u64 >= header.ops {
+                    return bad("more Op frames than announced");
+                }
+                self.tail.push((seq, bytes));
+                Ok(None)
+            }
+            Frame::End { .. } => {
+                self.ended = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks the whole stream and yields the mailbox.
+    pub fn finish(self) -> Result<Imported, ImportError> {
+        let header = self
+            .header
+            .ok_or_else(|| ImportError::Malformed("empty export".into()))?;
+        if !self.ended {
+            return Err(ImportError::Malformed("export ended without End".into()));
+        }
+        if self.tail.len() as u64 != header.ops {
+            return Err(ImportError::Malformed(format!(
+                "{} ops announced, {} sent",
+                header.ops,
+                self.tail.len()
+            )));
+        }
+        let (snapshot, streamed) = match &header.snapshot {
+            Some(s) => {
+                if self.snapshot_bytes != s.size_bytes {
+                    return Err(ImportError::Malformed(
+                        "snapshot shorter than announced".into(),
+                    ));
+                }
+                if CodeHash(*self.snapshot_hasher.finalize().as_bytes()) != s.blake3 {
+                    return Err(ImportError::Checksum);
+                }
+                if self.streaming {
+                    (None, Some(StreamedSnapshot { header: s.clone() }))
+                } else {
+                    let record = SnapshotRecord {
+                        seq: s.seq,
+                        schema_version: s.schema_version,
+                        bytes: self.snapshot,
+                        vv: s.vv.clone(),
+                    };
+                    (Some(record), None)
+                }
+            }
+            None => (None, None),
+        };
+        let reached = self
+            .tail
+            .last()
+            .map(|(s, _)| *s)
+            .or(header.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0);
+        if reached != header.log_position {
+            return Err(ImportError::Malformed(format!(
+                "header says log position {}, the frames reach {reached}",
+                header.log_position
+            )));
+        }
+        let mut code = Vec::new();
+        for (hash, (total, bytes)) in self.code {
+            if bytes.len() as u64 != total {
+                return Err(ImportError::Malformed(format!(
+                    "component {} is incomplete",
+                    hash.short()
+                )));
+            }
+            code.push((hash, bytes));
+        }
+        let state = ExportedState {
+            meta: MailboxMeta {
+                code_hash: header.code_hash.0,
+                created_ms: header.created_ms,
+            },
+            snapshot,
+            tail: self.tail,
+            plugins: header.plugins,
+        };
+        Ok(Imported {
+            mailbox: header.mailbox,
+            state,
+            code,
+            streamed,
+        })
+    }
+}
+
+/// Refuses a header of another format or beyond this host's limits.
+fn check_header(h: &ExportHeader) -> Result<(), ImportError> {
+    if h.format_version != EXPORT_FORMAT_VERSION {
+        return Err(ImportError::Malformed(format!(
+            "export format {} is not supported (this host reads {EXPORT_FORMAT_VERSION})",
+            h.format_version
+        )));
+    }
+    if h.ops > IMPORT_OPS_MAX as u64 {
+        return Err(ImportError::TooLarge {
+            what: "op count",
+            actual: h.ops,
+            limit: IMPORT_OPS_MAX as u64,
+        });
+    }
+    if let Some(s) = &h.snapshot
+        && s.size_bytes > IMPORT_SNAPSHOT_BYTES_MAX
+    {
+        return Err(ImportError::TooLarge {
+            what: "snapshot",
+            actual: s.size_bytes,
+            limit: IMPORT_SNAPSHOT_BYTES_MAX,
+        });
+    }
+    Ok(())
+}

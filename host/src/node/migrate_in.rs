@@ -1,0 +1,308 @@
+//! The target side of a mailbox move (`Migrate`, see `migrate.rs`): reads
+//! the export stream, imports it durably, takes over the location at the
+//! granted epoch and answers `Imported`.
+//!
+//! A large snapshot is written to a staged file chunk by chunk as it
+//! arrives, on a blocking thread fed through a short channel (so QUIC flow
+//! control paces the sender when the disk falls behind), and the import
+//! commit only names that file: after the last byte, what remains is the
+//! file's final fsync and a redb commit of the log tail. The move is
+//! acknowledged once the state is durable and every checksum held; the
+//! mailbox is restored right after the answer, off the source's clock.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::Node;
+use super::migrate::{answer_move, within_move_timeout};
+use super::serve::internal;
+use super::traffic::Kind;
+use crate::export::{FRAME_BYTES_MAX, IMPORT_CODES_MAX, Importer};
+use crate::export::{ExportHeader, StreamedSnapshot};
+use crate::identity::{Epoch, HostId, UserId};
+use crate::ids::MailboxId;
+use crate::mailbox::actor::{ExportedState, vv_after};
+use crate::mailbox::request::Request;
+use crate::net::{Exchange, WireError, read_raw_frame};
+use crate::proto::HostResponse;
+use crate::replica::VersionVector;
+use crate::store::{SnapshotRecord, SnapshotStaging, StagedRecord, StagingError};
+
+/// Snapshot chunks (of up to 1 MiB) queued for the staging thread.
+const STAGING_CHUNKS_QUEUED: usize = 4;
+
+/// Where the chunks of an incoming snapshot go.
+enum Sink {
+    /// Small enough for the database: kept in memory.
+    Memory(Vec<u8>),
+    /// Written to a staged file by a blocking task.
+    File {
+        chunks: mpsc::Sender<Vec<u8>>,
+        writer: tokio::task::JoinHandle<Result<SnapshotStaging, StagingError>>,
+    },
+}
+
+/// An incoming state: what the export carried, its snapshot staged if large.
+struct Incoming {
+    user: UserId,
+    state: ExportedState,
+    staged: Option<StagedRecord>,
+}
+
+impl Incoming {
+    fn vv(&self) -> Result<VersionVector, WireError> {
+        let base = match (&self.staged, &self.state.snapshot) {
+            (Some(s), _) => s.vv.clone(),
+            (None, Some(s)) => s.vv.clone(),
+            (None, None) => VersionVector::new(),
+        };
+        vv_after(base, &self.state.tail).map_err(|e| bad(&e))
+    }
+
+    fn last_seq(&self) -> u64 {
+        match (&self.staged, self.state.tail.last()) {
+            (_, Some((seq, _))) => *seq,
+            (Some(s), None) => s.seq,
+            (None, None) => self.state.last_seq(),
+        }
+    }
+}
+
+fn bad(e: &dyn std::fmt::Display) -> WireError {
+    WireError::new(WireError::BAD_REQUEST, e.to_string())
+}
+
+impl Node {
+    /// Target side of `Migrate`: reads the frames, imports, reports the
+    /// location, answers `Imported`.
+    pub(super) async fn migrate_in(
+        self: Arc<Self>,
+        header: Box<ExportHeader>,
+        epoch: Epoch,
+        mut ex: Exchange,
+    ) -> crate::net::Result<()> {
+        let span = tracing::info_span!("migrate-in", mailbox = %header.mailbox, host = %self.id.short(), %epoch);
+        let _e = span.enter();
+        let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
+        let imported = answer.is_ok();
+        let answered = answer_move(ex, answer, "refused an incoming mailbox").await;
+        if imported
+            && let Err(e) = self
+                .mailboxes
+                .call(&header.mailbox, Request::ListPlugins)
+                .await
+        {
+            tracing::error!(error = %e, "a moved-in mailbox does not restore; its state stays on disk");
+        }
+        answered
+    }
+
+    async fn import_stream(
+        &self,
+        header: &ExportHeader,
+        epoch: Epoch,
+        ex: &mut Exchange,
+    ) -> Result<HostResponse, WireError> {
+        let id = header.mailbox.clone();
+        let started = std::time::Instant::now();
+        let incoming = self.receive_staged(header, ex).await?;
+        let received_ms = started.elapsed().as_secs_f64() * 1e3;
+        // A peer cannot overwrite a live replica here; a stale copy this
+        // host kept from before (it was down, others took over) may be
+        // replaced by a state that has everything it has.
+        let replace = self.mailboxes.contains(&id).map_err(internal)?;
+        if replace {
+            let listed = self
+                .listing(incoming.user, true)
+                .await?
+                .members
+                .iter()
+                .any(|m| m.host == self.id);
+            let (_, ours) = self
+                .mailboxes
+                .since(&id, VersionVector::new(), 0)
+                .await
+                .map_err(internal)?;
+            let covers = incoming.vv().is_ok_and(|vv| vv.covers(&ours));
+            if listed || !covers {
+                return Err(WireError::new(
+                    crate::proto::dispatch::CONFLICT,
+                    "this host already holds that mailbox",
+                ));
+            }
+        }
+        let from = HostId(ex.peer_key);
+        let log_position = incoming.last_seq();
+        let user = incoming.user;
+        self.mailboxes
+            .import_durable(&id, incoming.state, incoming.staged, replace)
+            .await
+            .map_err(internal)?;
+        self.replication.forget(&id);
+        let imported_ms = started.elapsed().as_secs_f64() * 1e3;
+        // Only the grantee of an authorized move may say so: if dispatch
+        // refuses, this copy must not exist.
+        if let Err(e) = self.take_over_from(user, from, epoch).await {
+            if let Err(e) = self.mailboxes.remove(&id).await {
+                tracing::warn!(error = %e, "dropping a refused import");
+            }
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                format!("the dispatch unit did not accept the move: {e}"),
+            ));
+        }
+        tracing::info!(
+            log_position,
+            received_ms,
+            imported_ms,
+            listed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "mailbox imported"
+        );
+        Ok(HostResponse::Imported { log_position })
+    }
+
+    /// Reads export frames after `header` off the exchange, checks them,
+    /// stores the components they carry and stages a large snapshot as
+    /// its file; the state is not imported yet.
+    async fn receive_staged(
+        &self,
+        header: &ExportHeader,
+        ex: &mut Exchange,
+    ) -> Result<Incoming, WireError> {
+        let user: UserId = header
+            .mailbox
+            .as_str()
+            .parse()
+            .map_err(|_| bad(&"the mailbox id is not a user key"))?;
+        let mut importer = Importer::streaming();
+        let mut sink: Option<Sink> = None;
+        while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
+            .await
+            .map_err(|e| bad(&e))?
+        {
+            self.traffic.frame(Kind::Full, bytes.len());
+            let Some(chunk) = importer.handle_encoded(&bytes).map_err(|e| bad(&e))? else {
+                continue;
+            };
+            if sink.is_none() {
+                let size = importer
+                    .header()
+                    .and_then(|h| h.snapshot.as_ref())
+                    .map_or(0, |s| s.size_bytes);
+                sink = Some(self.snapshot_sink(&header.mailbox, size)?);
+            }
+            match &mut sink {
+                Some(Sink::Memory(bytes)) => bytes.extend_from_slice(&chunk),
+                Some(Sink::File { chunks, .. }) => {
+                    if chunks.send(chunk).await.is_err() {
+                        // The writer stopped: its error says why.
+                        break;
+                    }
+                }
+                None => {}
+            }
+        }
+        let staged_file = match sink {
+            Some(Sink::File { chunks, writer }) => {
+                drop(chunks);
+                let staging = writer.await.map_err(internal)?.map_err(internal)?;
+                Some(staging)
+            }
+            Some(Sink::Memory(bytes)) => {
+                return self
+                    .finish_incoming(&header.mailbox, user, importer, Some(bytes), None)
+                    .await;
+            }
+            None => None,
+        };
+        self.finish_incoming(&header.mailbox, user, importer, None, staged_file)
+            .await
+    }
+
+    /// Where the chunks of a snapshot of `size_bytes` go.
+    fn snapshot_sink(&self, id: &MailboxId, size_bytes: u64) -> Result<Sink, WireError> {
+        let store = self
+            .mailboxes
+            .store()
+            .ok_or_else(|| internal("this host keeps no store"))?
+            .clone();
+        if size_bytes < crate::store::BLOB_BYTES_MIN as u64 {
+            return Ok(Sink::Memory(Vec::with_capacity(size_bytes as usize)));
+        }
+        let (chunks, mut rx) = mpsc::channel::<Vec<u8>>(STAGING_CHUNKS_QUEUED);
+        let id = id.to_string();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut staging = store.stage_snapshot(&id)?;
+            while let Some(chunk) = rx.blocking_recv() {
+                staging.write(&chunk)?;
+            }
+            Ok(staging)
+        });
+        Ok(Sink::File { chunks, writer })
+    }
+
+    /// Checks the end of the stream and puts the state together: the kept
+    /// snapshot bytes, or the staged file made durable.
+    async fn finish_incoming(
+        &self,
+        id: &MailboxId,
+        user: UserId,
+        importer: Importer,
+        kept: Option<Vec<u8>>,
+        staging: Option<SnapshotStaging>,
+    ) -> Result<Incoming, WireError> {
+        let imported = importer.finish().map_err(|e| bad(&e))?;
+        if imported.code.len() > IMPORT_CODES_MAX {
+            return Err(bad(&"too many components"));
+        }
+        for (hash, bytes) in imported.code {
+            // File I/O and a hash check: keep it off the other tasks' way.
+            tokio::task::block_in_place(|| {
+                self.mailboxes
+                    .runtime()
+                    .code()
+                    .insert_expecting(&hash, &bytes)
+            })
+            .map_err(|e| bad(&e))?;
+        }
+        let mut state = imported.state;
+        let streamed = imported.streamed;
+        let staged = match (streamed, kept, staging) {
+            (None, None, None) => None,
+            (Some(StreamedSnapshot { header: s }), kept, None)
+                if kept.is_some() || s.size_bytes == 0 =>
+            {
+                let bytes = kept.unwrap_or_default();
+                state.snapshot = Some(SnapshotRecord {
+                    seq: s.seq,
+                    schema_version: s.schema_version,
+                    bytes,
+                    vv: s.vv,
+                });
+                None
+            }
+            (Some(StreamedSnapshot { header: s }), None, Some(staging)) => {
+                let staged = tokio::task::spawn_blocking(move || staging.finish())
+                    .await
+                    .map_err(internal)?
+                    .map_err(internal)?;
+                Some(StagedRecord {
+                    seq: s.seq,
+                    schema_version: s.schema_version,
+                    vv: s.vv,
+                    staged,
+                })
+            }
+            _ => return Err(bad(&"the snapshot did not arrive whole")),
+        };
+        if imported.mailbox != *id {
+            return Err(bad(&"the stream is for another mailbox"));
+        }
+        Ok(Incoming {
+            user,
+            state,
+            staged,
+        })
+    }
+}
