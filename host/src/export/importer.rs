@@ -12,8 +12,9 @@
 use std::collections::BTreeMap;
 
 use super::{
-    EXPORT_FORMAT_VERSION, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODE_BYTES_MAX,
-    IMPORT_CODES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX, ImportError, SnapshotHeader,
+    EXPORT_FORMAT_VERSION, EXPORT_FORMAT_VERSION_MIN, ExportHeader, FRAME_BYTES_MAX, Frame,
+    IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX,
+    ImportError, SnapshotHeader,
 };
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::actor::ExportedState;
@@ -109,6 +110,9 @@ impl Importer {
                 return bad("the first frame must be Header");
             };
             check_header(&h)?;
+            if h.format_version >= 2 {
+                self.snapshot_hasher = crate::store::snapshot_hasher(h.mailbox.as_str());
+            }
             self.header = Some(h);
             return Ok(None);
         };
@@ -260,6 +264,7 @@ impl Importer {
             snapshot,
             tail: self.tail,
             plugins: header.plugins,
+            snapshot_checksum: None,
         };
         Ok(Imported {
             mailbox: header.mailbox,
@@ -272,9 +277,10 @@ impl Importer {
 
 /// Refuses a header of another format or beyond this host's limits.
 fn check_header(h: &ExportHeader) -> Result<(), ImportError> {
-    if h.format_version != EXPORT_FORMAT_VERSION {
+    if !(EXPORT_FORMAT_VERSION_MIN..=EXPORT_FORMAT_VERSION).contains(&h.format_version) {
         return Err(ImportError::Malformed(format!(
-            "export format {} is not supported (this host reads {EXPORT_FORMAT_VERSION})",
+            "export format {} is not supported (this host reads \
+             {EXPORT_FORMAT_VERSION_MIN} to {EXPORT_FORMAT_VERSION})",
             h.format_version
         )));
     }

@@ -7,7 +7,7 @@
 //! which carries the BLAKE3 of every encoded frame before it, so a flipped
 //! bit anywhere (the header included) is caught.
 //! Nothing needs the whole mailbox in one buffer on the wire, every frame is
-//! bounded, and the receiver checks sizes, the snapshot's BLAKE3, the code
+//! bounded, and the receiver checks sizes, the snapshot's checksum, the code
 //! hashes and the op sequence before anything is imported.
 //!
 //! `Importer` is sans-IO: feed it frames, then `finish`. The file and QUIC
@@ -24,8 +24,12 @@ use crate::runtime::bindings::PluginEntry;
 mod importer;
 pub use importer::{Imported, Importer, StreamedSnapshot};
 
-/// Version of this format; a receiver refuses others.
-pub const EXPORT_FORMAT_VERSION: u32 = 1;
+/// Version of this format that is written. 2 checks the snapshot by its
+/// BLAKE3 keyed by the mailbox id ([`snapshot_checksum`]); 1, still read,
+/// by its plain BLAKE3. A receiver refuses others.
+pub const EXPORT_FORMAT_VERSION: u32 = 2;
+/// Oldest format still read.
+pub const EXPORT_FORMAT_VERSION_MIN: u32 = 1;
 /// Payload bytes per `Code` or `Snapshot` frame.
 pub const EXPORT_CHUNK_BYTES: usize = 1 << 20;
 /// Largest frame a reader accepts.
@@ -118,15 +122,15 @@ pub enum ImportError {
 
 /// The encoded frames of one export, ready to be length-prefixed and sent:
 /// the frames of `frames` with a real stream digest in `End`.
-pub fn encode_export(
+pub fn encode_export<'a>(
     id: &MailboxId,
-    state: &ExportedState,
-    with_code: &[(CodeHash, Vec<u8>)],
-) -> impl Iterator<Item = Vec<u8>> {
+    state: &'a ExportedState,
+    with_code: &'a [(CodeHash, Vec<u8>)],
+) -> impl Iterator<Item = Vec<u8>> + 'a {
     let mut hasher = blake3::Hasher::new();
     frames(id, state, with_code).map(move |frame| {
         let frame = match frame {
-            Frame::End { .. } => Frame::End {
+            FrameRef::End { .. } => FrameRef::End {
                 digest: CodeHash(*hasher.finalize().as_bytes()),
             },
             other => other,
@@ -138,25 +142,60 @@ pub fn encode_export(
 }
 
 /// One frame as rmp-serde bytes.
-pub fn encode_frame(frame: &Frame) -> Vec<u8> {
+pub fn encode_frame(frame: &impl Serialize) -> Vec<u8> {
     rmp_serde::to_vec(frame).expect("frames always serialise")
+}
+
+/// A [`Frame`] borrowing its payload, encoded to the same bytes, so the
+/// sender copies each chunk once (into its encoded frame), not twice.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename = "Frame")]
+enum FrameRef<'a> {
+    Header(Box<ExportHeader>),
+    Code {
+        hash: CodeHash,
+        total_bytes: u64,
+        #[serde(with = "serde_bytes")]
+        chunk: &'a [u8],
+    },
+    Snapshot(#[serde(with = "serde_bytes")] &'a [u8]),
+    Op {
+        seq: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: &'a [u8],
+    },
+    End {
+        digest: CodeHash,
+    },
+}
+
+/// The snapshot checksum of format 2: BLAKE3 keyed by the mailbox id, the
+/// name a store keeps the snapshot's file under (format 1 used the plain
+/// BLAKE3 of the bytes).
+pub fn snapshot_checksum(id: &MailboxId, bytes: &[u8]) -> CodeHash {
+    let mut h = crate::store::snapshot_hasher(id.as_str());
+    h.update(bytes);
+    CodeHash(*h.finalize().as_bytes())
 }
 
 /// Frames of one export, code first (only the hashes in `with_code`). The
 /// `End` digest is left zero: `encode_export` fills it in.
-fn frames(
+fn frames<'a>(
     id: &MailboxId,
-    state: &ExportedState,
-    with_code: &[(CodeHash, Vec<u8>)],
-) -> impl Iterator<Item = Frame> {
+    state: &'a ExportedState,
+    with_code: &'a [(CodeHash, Vec<u8>)],
+) -> impl Iterator<Item = FrameRef<'a>> + 'a {
     let snapshot = state.snapshot.as_ref().map(|s| SnapshotHeader {
         schema_version: s.schema_version,
         seq: s.seq,
         size_bytes: s.bytes.len() as u64,
-        blake3: CodeHash::of(&s.bytes),
+        blake3: state
+            .snapshot_checksum
+            .map(CodeHash)
+            .unwrap_or_else(|| snapshot_checksum(id, &s.bytes)),
         vv: s.vv.clone(),
     });
-    let header = Frame::Header(ExportHeader {
+    let header = FrameRef::Header(Box::new(ExportHeader {
         format_version: EXPORT_FORMAT_VERSION,
         mailbox: id.clone(),
         code_hash: CodeHash(state.meta.code_hash),
@@ -165,33 +204,30 @@ fn frames(
         snapshot,
         ops: state.tail.len() as u64,
         log_position: state.last_seq(),
-    });
+    }));
     let code = with_code.iter().flat_map(|(hash, bytes)| {
         let total = bytes.len() as u64;
         bytes
             .chunks(EXPORT_CHUNK_BYTES)
-            .map(move |c| Frame::Code {
+            .map(move |c| FrameRef::Code {
                 hash: *hash,
                 total_bytes: total,
-                chunk: c.to_vec(),
+                chunk: c,
             })
-            .collect::<Vec<_>>()
     });
-    let snap = state.snapshot.iter().flat_map(|s| {
-        s.bytes
-            .chunks(EXPORT_CHUNK_BYTES)
-            .map(|c| Frame::Snapshot(c.to_vec()))
-            .collect::<Vec<_>>()
-    });
-    let ops = state.tail.iter().map(|(seq, bytes)| Frame::Op {
-        seq: *seq,
-        bytes: bytes.clone(),
-    });
+    let snap = state
+        .snapshot
+        .iter()
+        .flat_map(|s| s.bytes.chunks(EXPORT_CHUNK_BYTES).map(FrameRef::Snapshot));
+    let ops = state
+        .tail
+        .iter()
+        .map(|(seq, bytes)| FrameRef::Op { seq: *seq, bytes });
     std::iter::once(header)
         .chain(code)
         .chain(snap)
         .chain(ops)
-        .chain(std::iter::once(Frame::End {
+        .chain(std::iter::once(FrameRef::End {
             digest: CodeHash([0; 32]),
         }))
 }
@@ -256,6 +292,7 @@ mod tests {
             }),
             tail: (11..11 + ops).map(|s| (s, vec![s as u8; 3])).collect(),
             plugins: vec![],
+            snapshot_checksum: None,
         }
     }
 
@@ -301,6 +338,82 @@ mod tests {
         assert_eq!(imported.state.snapshot.unwrap().bytes, big);
         assert_eq!(imported.state.tail.len(), 3);
         assert_eq!(imported.code, code);
+    }
+
+    #[test]
+    fn borrowed_frames_encode_like_owned_ones() {
+        let id = MailboxId::new("alice").unwrap();
+        let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
+        let s = state(b"snapshot", 2);
+        let owned: Vec<Frame> = encode_export(&id, &s, &code)
+            .map(|b| rmp_serde::from_slice(&b).unwrap())
+            .collect();
+        let reencoded: Vec<Vec<u8>> = owned.iter().map(encode_frame).collect();
+        let sent: Vec<Vec<u8>> = encode_export(&id, &s, &code).collect();
+        assert_eq!(sent, reencoded);
+        assert_eq!(owned.len(), 1 + 1 + 1 + 2 + 1);
+    }
+
+    #[test]
+    fn reads_format_1_and_checks_the_keyed_checksum_of_format_2() {
+        let id = MailboxId::new("alice").unwrap();
+        let s = state(b"snapshot", 1);
+        // Format 1: the plain BLAKE3 of the snapshot.
+        let mut v1 = decoded(&id, &s);
+        if let Frame::Header(h) = &mut v1[0] {
+            h.format_version = 1;
+            if let Some(snap) = &mut h.snapshot {
+                snap.blake3 = CodeHash::of(b"snapshot");
+            }
+        }
+        let imported = read_export(&mut &encode(reseal(v1.clone()))[..]).unwrap();
+        assert_eq!(imported.state.snapshot.unwrap().bytes, b"snapshot");
+        // Format 2 with a plain BLAKE3, or one keyed by another mailbox.
+        if let Frame::Header(h) = &mut v1[0] {
+            h.format_version = 2;
+        }
+        assert!(matches!(
+            read_export(&mut &encode(reseal(v1.clone()))[..]),
+            Err(ImportError::Checksum)
+        ));
+        let bob = MailboxId::new("bob").unwrap();
+        if let Frame::Header(h) = &mut v1[0]
+            && let Some(snap) = &mut h.snapshot
+        {
+            snap.blake3 = snapshot_checksum(&bob, b"snapshot");
+        }
+        assert!(matches!(
+            read_export(&mut &encode(reseal(v1))[..]),
+            Err(ImportError::Checksum)
+        ));
+        // A known checksum is sent as is: the receiver checks the bytes.
+        let mut known = state(b"snapshot", 0);
+        known.snapshot_checksum = Some([9; 32]);
+        assert!(matches!(
+            read_export(&mut &encode(encode_export(&id, &known, &[]))[..]),
+            Err(ImportError::Checksum)
+        ));
+    }
+
+    #[test]
+    fn a_streaming_importer_hands_the_snapshot_back_in_chunks() {
+        let id = MailboxId::new("alice").unwrap();
+        let big = vec![7u8; EXPORT_CHUNK_BYTES + 5];
+        let mut importer = Importer::streaming();
+        let mut chunks = Vec::new();
+        for frame in encode_export(&id, &state(&big, 2), &[]) {
+            if let Some(chunk) = importer.handle_encoded(&frame).unwrap() {
+                chunks.push(chunk);
+            }
+        }
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks.concat(), big);
+        let imported = importer.finish().unwrap();
+        assert!(imported.state.snapshot.is_none());
+        assert_eq!(imported.state.tail.len(), 2);
+        let streamed = imported.streamed.unwrap().header;
+        assert_eq!(streamed.size_bytes, big.len() as u64);
+        assert_eq!(streamed.blake3, snapshot_checksum(&id, &big));
     }
 
     #[test]

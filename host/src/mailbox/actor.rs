@@ -110,6 +110,10 @@ pub struct ExportedState {
     pub tail: Vec<(u64, Vec<u8>)>,
     /// Installed plugins, whose code must travel along.
     pub plugins: Vec<PluginEntry>,
+    /// The snapshot's keyed BLAKE3 (`crate::store::snapshot_hasher`) when
+    /// already known: the name of the file it was read from, unhashed, so
+    /// the receiver's check also catches a file damaged here.
+    pub snapshot_checksum: Option<[u8; 32]>,
 }
 
 impl ExportedState {

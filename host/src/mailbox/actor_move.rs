@@ -65,7 +65,7 @@ impl MailboxActor {
         if let Some(store) = self.store.clone() {
             self.settle().await?;
             let id = self.id.to_string();
-            let recovery = tokio::task::spawn_blocking(move || store.load(&id))
+            let recovery = tokio::task::spawn_blocking(move || store.load_to_ship(&id))
                 .await
                 .map_err(|e| E::Restore {
                     id: self.id.clone(),
@@ -77,6 +77,7 @@ impl MailboxActor {
                 snapshot: recovery.snapshot,
                 tail: recovery.tail,
                 plugins,
+                snapshot_checksum: recovery.snapshot_file,
             });
         }
         let instance = self
@@ -95,6 +96,7 @@ impl MailboxActor {
             snapshot: Some(snapshot),
             tail: vec![],
             plugins,
+            snapshot_checksum: None,
         })
     }
 

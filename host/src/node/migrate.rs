@@ -105,7 +105,9 @@ impl Node {
             let full = migration.state.full();
             tracing::debug!(
                 since_start_ms = started.elapsed().as_secs_f64() * 1e3,
-                snapshot_bytes = full.and_then(|s| s.snapshot.as_ref()).map_or(0, |s| s.bytes.len()),
+                snapshot_bytes = full
+                    .and_then(|s| s.snapshot.as_ref())
+                    .map_or(0, |s| s.bytes.len()),
                 tail_ops = full.map_or(0, |s| s.tail.len()),
                 "paused with the state to send"
             );

@@ -18,8 +18,8 @@ use super::Node;
 use super::migrate::{answer_move, within_move_timeout};
 use super::serve::internal;
 use super::traffic::Kind;
-use crate::export::{FRAME_BYTES_MAX, IMPORT_CODES_MAX, Importer};
 use crate::export::{ExportHeader, StreamedSnapshot};
+use crate::export::{FRAME_BYTES_MAX, IMPORT_CODES_MAX, Importer};
 use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::MailboxId;
 use crate::mailbox::actor::{ExportedState, vv_after};
@@ -186,11 +186,11 @@ impl Node {
                 continue;
             };
             if sink.is_none() {
-                let size = importer
-                    .header()
-                    .and_then(|h| h.snapshot.as_ref())
-                    .map_or(0, |s| s.size_bytes);
-                sink = Some(self.snapshot_sink(&header.mailbox, size)?);
+                let (format, size) = importer.header().map_or((0, 0), |h| {
+                    let size = h.snapshot.as_ref().map_or(0, |s| s.size_bytes);
+                    (h.format_version, size)
+                });
+                sink = Some(self.snapshot_sink(format, size)?);
             }
             match &mut sink {
                 Some(Sink::Memory(bytes)) => bytes.extend_from_slice(&chunk),
@@ -221,19 +221,20 @@ impl Node {
     }
 
     /// Where the chunks of a snapshot of `size_bytes` go.
-    fn snapshot_sink(&self, id: &MailboxId, size_bytes: u64) -> Result<Sink, WireError> {
+    fn snapshot_sink(&self, format_version: u32, size_bytes: u64) -> Result<Sink, WireError> {
         let store = self
             .mailboxes
             .store()
             .ok_or_else(|| internal("this host keeps no store"))?
             .clone();
-        if size_bytes < crate::store::BLOB_BYTES_MIN as u64 {
+        // A format-1 checksum is not the file's name: keep it for the
+        // store to write (only older peers send it).
+        if size_bytes < crate::store::BLOB_BYTES_MIN as u64 || format_version < 2 {
             return Ok(Sink::Memory(Vec::with_capacity(size_bytes as usize)));
         }
         let (chunks, mut rx) = mpsc::channel::<Vec<u8>>(STAGING_CHUNKS_QUEUED);
-        let id = id.to_string();
         let writer = tokio::task::spawn_blocking(move || {
-            let mut staging = store.stage_snapshot(&id)?;
+            let mut staging = store.stage_snapshot()?;
             while let Some(chunk) = rx.blocking_recv() {
                 staging.write(&chunk)?;
             }
@@ -283,7 +284,8 @@ impl Node {
                 None
             }
             (Some(StreamedSnapshot { header: s }), None, Some(staging)) => {
-                let staged = tokio::task::spawn_blocking(move || staging.finish())
+                let name = s.blake3.0;
+                let staged = tokio::task::spawn_blocking(move || staging.finish(name))
                     .await
                     .map_err(internal)?
                     .map_err(internal)?;

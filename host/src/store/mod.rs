@@ -46,8 +46,8 @@ use tokio::sync::oneshot;
 pub use blobs::BLOB_BYTES_MIN;
 use blobs::Blobs;
 pub use error::{CommitError, LoadError, OpenError};
-pub use staging::{SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
 use staging::ImportSnapshot;
+pub use staging::{SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
 use tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
 use writer::{Op, Request, Writer};
 
@@ -107,6 +107,15 @@ pub struct Recovery {
     pub tail: Vec<(u64, Vec<u8>)>,
     /// Seq of the newest op (the snapshot's seq when the tail is empty).
     pub last_seq: u64,
+    /// The snapshot file's name, its keyed BLAKE3 ([`snapshot_hasher`]),
+    /// if the snapshot is kept as a file.
+    pub snapshot_file: Option<[u8; 32]>,
+}
+
+/// A hasher that, fed a snapshot of mailbox `id`, yields its keyed BLAKE3:
+/// the name a store files it under, and its checksum in an export.
+pub fn snapshot_hasher(id: &str) -> blake3::Hasher {
+    Blobs::name_hasher(id)
 }
 
 /// Storage used by one mailbox, for the snapshot policy and admin.
@@ -256,10 +265,10 @@ impl MailboxStore {
         )
     }
 
-    /// A file to write a snapshot of mailbox `id` into as it arrives, for
+    /// A file to write a snapshot into as it arrives, for
     /// [`MailboxStore::import_staged`]. Blocking file I/O.
-    pub fn stage_snapshot(&self, id: &str) -> std::io::Result<SnapshotStaging> {
-        SnapshotStaging::create(self.inner.blobs.dir(), id)
+    pub fn stage_snapshot(&self) -> std::io::Result<SnapshotStaging> {
+        SnapshotStaging::create(self.inner.blobs.dir())
     }
 
     /// Like [`MailboxStore::import`], with the snapshot already written to
@@ -297,15 +306,26 @@ impl MailboxStore {
     /// exist. Blocking (a 10 MiB snapshot is one read and one copy): call it
     /// from `spawn_blocking` in async code.
     pub fn load(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
-        match self.load_once(id) {
+        match self.load_once(id, true) {
             // A snapshot written meanwhile deletes the file the record we
             // read named, after committing the one that replaces it.
-            Err(LoadError::Corrupt(_)) => self.load_once(id),
+            Err(LoadError::Corrupt(_)) => self.load_once(id, true),
             r => r,
         }
     }
 
-    fn load_once(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
+    /// Like [`MailboxStore::load`], for a state about to be shipped: a
+    /// snapshot file's bytes are not hashed here, because the receiver
+    /// checks them against its name ([`Recovery::snapshot_file`]), which
+    /// the export carries as the snapshot's checksum.
+    pub fn load_to_ship(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
+        match self.load_once(id, false) {
+            Err(LoadError::Corrupt(_)) => self.load_once(id, false),
+            r => r,
+        }
+    }
+
+    fn load_once(&self, id: &str, check: bool) -> Result<Option<Recovery>, LoadError> {
         let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
         let Some(rec) = read_meta(&txn, id)? else {
             return Ok(None);
@@ -319,7 +339,7 @@ impl MailboxStore {
             ) => Some(SnapshotRecord {
                 seq: header.seq,
                 schema_version: header.schema_version,
-                bytes: self.inner.blobs.read(id, name, header.bytes)?,
+                bytes: self.inner.blobs.read(id, name, header.bytes, check)?,
                 vv: header.vv.clone(),
             }),
             Some(header) => {
@@ -349,6 +369,7 @@ impl MailboxStore {
             snapshot,
             tail,
             last_seq: rec.last_seq,
+            snapshot_file: rec.snapshot.as_ref().and_then(|h| h.file),
         }))
     }
 

@@ -5,7 +5,7 @@
 //! the transfer, so after the last byte only the final fsync and the redb
 //! commit remain, and the snapshot never has to sit whole in memory. The
 //! file is written under a temporary name in the snapshot folder and only
-//! takes its content name ([`super::blobs::Blobs::name`]) inside the
+//! takes its content name (the keyed BLAKE3 the export checked) inside the
 //! writer's import transaction, so no batch can delete it meanwhile; one
 //! that is dropped unfinished deletes itself, and one left by a crash is
 //! swept at the next open like any unnamed file.
@@ -28,7 +28,6 @@ const FLUSH_EVERY_BYTES: u64 = 2 << 20;
 pub struct SnapshotStaging {
     file: File,
     path: TempPath,
-    name: blake3::Hasher,
     len: u64,
     unflushed: u64,
 }
@@ -69,8 +68,8 @@ pub enum StagingError {
 }
 
 impl SnapshotStaging {
-    /// A new temporary file in `dir` for a snapshot of mailbox `id`.
-    pub(super) fn create(dir: &std::path::Path, id: &str) -> io::Result<Self> {
+    /// A new temporary file in `dir`.
+    pub(super) fn create(dir: &std::path::Path) -> io::Result<Self> {
         let (file, path) = tempfile::Builder::new()
             .prefix(".staged-")
             .tempfile_in(dir)?
@@ -78,7 +77,6 @@ impl SnapshotStaging {
         Ok(SnapshotStaging {
             file,
             path,
-            name: super::blobs::Blobs::name_hasher(id),
             len: 0,
             unflushed: 0,
         })
@@ -90,7 +88,6 @@ impl SnapshotStaging {
             return Err(StagingError::TooLarge);
         }
         self.file.write_all(bytes)?;
-        self.name.update(bytes);
         self.len += bytes.len() as u64;
         self.unflushed += bytes.len() as u64;
         if self.unflushed >= FLUSH_EVERY_BYTES {
@@ -110,15 +107,18 @@ impl SnapshotStaging {
         self.len == 0
     }
 
-    /// Makes the file durable; it still needs an import to name it.
-    pub fn finish(self) -> Result<StagedSnapshot, StagingError> {
+    /// Makes the file durable; it still needs an import to name it. The
+    /// caller vouches for `name`: the bytes' keyed BLAKE3
+    /// (`super::snapshot_hasher`), checked as they streamed by (an export
+    /// of format 2 carries it as the snapshot's checksum).
+    pub fn finish(self, name: BlobName) -> Result<StagedSnapshot, StagingError> {
         if (self.len as usize) < BLOB_BYTES_MIN {
             return Err(StagingError::TooSmall(self.len));
         }
         self.file.sync_all()?;
         Ok(StagedSnapshot {
             path: self.path,
-            name: *self.name.finalize().as_bytes(),
+            name,
             len: self.len,
         })
     }

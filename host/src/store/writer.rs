@@ -24,8 +24,8 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::blobs::{BLOB_BYTES_MIN, BlobName, Blobs};
-use super::tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
 use super::staging::ImportSnapshot;
+use super::tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
 use super::{CommitError, MailboxMeta, SnapshotRecord};
 
 /// Stop draining the queue once a batch holds this many payload bytes, so a

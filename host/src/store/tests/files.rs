@@ -95,3 +95,58 @@ fn a_damaged_file_is_an_error_not_a_state() -> TestResult {
     assert!(matches!(store.load("a"), Err(LoadError::Corrupt(_))));
     Ok(())
 }
+
+#[test]
+fn a_staged_file_is_named_by_its_import_and_loads_as_written() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    let SnapshotRecord { bytes, vv, .. } = big(4, 5);
+    let name = *{
+        let mut h = snapshot_hasher("a");
+        h.update(&bytes);
+        h.finalize()
+    }
+    .as_bytes();
+    let mut staging = store.stage_snapshot()?;
+    for chunk in bytes.chunks(300_000) {
+        staging.write(chunk)?;
+    }
+    assert_eq!(staging.len(), bytes.len() as u64);
+    let staged = staging.finish(name)?;
+    // Staged but not yet named: a batch or a reopen may not count on it.
+    assert_eq!(files(dir.path())?.len(), 1);
+    let record = StagedRecord {
+        seq: 4,
+        schema_version: big(4, 5).schema_version,
+        vv,
+        staged,
+    };
+    store
+        .import_staged("a", meta(1), record, vec![(5, b"5".to_vec())], false)
+        .wait_blocking()?;
+    let names = files(dir.path())?;
+    assert_eq!(names.len(), 1, "the staged file took its name: {names:?}");
+    assert_eq!(loaded_snapshot(&store)?, big(4, 5));
+    let shipped = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    assert_eq!(shipped.snapshot_file, Some(name));
+    assert_eq!(shipped.tail, vec![(5, b"5".to_vec())]);
+    Ok(())
+}
+
+#[test]
+fn an_unfinished_or_small_staging_leaves_no_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    let mut staging = store.stage_snapshot()?;
+    staging.write(b"part of a snapshot")?;
+    drop(staging);
+    assert!(files(dir.path())?.is_empty());
+    let mut small = store.stage_snapshot()?;
+    small.write(b"too small for a file")?;
+    assert!(matches!(
+        small.finish([0; 32]),
+        Err(StagingError::TooSmall(20))
+    ));
+    assert!(files(dir.path())?.is_empty());
+    Ok(())
+}
