@@ -194,13 +194,9 @@ impl Node {
             }
             match &mut sink {
                 Some(Sink::Memory(bytes)) => bytes.extend_from_slice(&chunk),
-                Some(Sink::File { chunks, .. }) => {
-                    if chunks.send(chunk).await.is_err() {
-                        // The writer stopped: its error says why.
-                        break;
-                    }
-                }
-                None => {}
+                // The writer stopped: its error says why.
+                Some(Sink::File { chunks, .. }) if chunks.send(chunk).await.is_err() => break,
+                Some(Sink::File { .. }) | None => {}
             }
         }
         let staged_file = match sink {
