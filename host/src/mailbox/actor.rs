@@ -440,14 +440,7 @@ impl MailboxActor {
             );
             return Ok(());
         };
-        let id = self.id.to_string();
-        let recovery = tokio::task::spawn_blocking(move || store.load(&id))
-            .await
-            .map_err(|e| E::Restore {
-                id: self.id.clone(),
-                reason: e.to_string(),
-            })??
-            .ok_or_else(|| E::Unknown(self.id.clone()))?;
+        let recovery = load(self.id.clone(), store, false).await?;
         let source = Source {
             snapshot: recovery.snapshot.as_ref(),
             tail: &recovery.tail,
@@ -801,6 +794,30 @@ fn as_applied(request: Request, response: &Response) -> Request {
         }
         (request, _) => request,
     }
+}
+
+/// The durable state of mailbox `id` in `store`, read off the async
+/// workers; for shipping (`to_ship`), without hashing a snapshot file's
+/// bytes (the receiver checks them against the file's name).
+pub(super) async fn load(
+    id: MailboxId,
+    store: MailboxStore,
+    to_ship: bool,
+) -> Result<crate::store::Recovery, E> {
+    let key = id.to_string();
+    let loaded = tokio::task::spawn_blocking(move || {
+        if to_ship {
+            store.load_to_ship(&key)
+        } else {
+            store.load(&key)
+        }
+    })
+    .await
+    .map_err(|e| E::Restore {
+        id: id.clone(),
+        reason: e.to_string(),
+    })??;
+    loaded.ok_or(E::Unknown(id))
 }
 
 #[cfg(test)]

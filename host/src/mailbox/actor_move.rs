@@ -64,14 +64,7 @@ impl MailboxActor {
         };
         if let Some(store) = self.store.clone() {
             self.settle().await?;
-            let id = self.id.to_string();
-            let recovery = tokio::task::spawn_blocking(move || store.load_to_ship(&id))
-                .await
-                .map_err(|e| E::Restore {
-                    id: self.id.clone(),
-                    reason: e.to_string(),
-                })??
-                .ok_or_else(|| E::Unknown(self.id.clone()))?;
+            let recovery = super::load(self.id.clone(), store, true).await?;
             return Ok(ExportedState {
                 meta: recovery.meta,
                 snapshot: recovery.snapshot,

@@ -144,6 +144,16 @@ impl Mailboxes {
     }
 
     fn spawn(&self, id: &MailboxId, meta: MailboxMeta) -> ActorHandle {
+        self.spawn_with(id, meta, None)
+    }
+
+    /// Starts an actor, with a restored instance if there is one.
+    fn spawn_with(
+        &self,
+        id: &MailboxId,
+        meta: MailboxMeta,
+        restored: Option<super::restore::Restored>,
+    ) -> ActorHandle {
         MailboxActor::spawn(
             id.clone(),
             &self.host,
@@ -152,7 +162,7 @@ impl Mailboxes {
             self.store.clone(),
             self.clock.clone(),
             self.config.clone(),
-            None,
+            restored,
         )
     }
 

@@ -172,15 +172,7 @@ impl Node {
         }
         let delta = receiver.finish().map_err(|e| bad(&e))?;
         self.check_copy(&id, header).await?;
-        for (hash, bytes) in delta.code {
-            tokio::task::block_in_place(|| {
-                self.mailboxes
-                    .runtime()
-                    .code()
-                    .insert_expecting(&hash, &bytes)
-            })
-            .map_err(|e| bad(&e))?;
-        }
+        self.insert_carried_code(delta.code)?;
         let ops = delta.ops.len();
         let vv = self
             .mailboxes

@@ -318,10 +318,21 @@ impl Node {
         if imported.mailbox != header.mailbox {
             return Err(bad(&"the stream is for another mailbox"));
         }
-        if imported.code.len() > IMPORT_CODES_MAX {
+        self.insert_carried_code(imported.code)?;
+        Ok((user, imported.state))
+    }
+
+    /// Puts the components a stream carried into the code store, each
+    /// checked against its hash.
+    pub(super) fn insert_carried_code(
+        &self,
+        code: Vec<(CodeHash, Vec<u8>)>,
+    ) -> Result<(), WireError> {
+        let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
+        if code.len() > IMPORT_CODES_MAX {
             return Err(bad(&"too many components"));
         }
-        for (hash, bytes) in imported.code {
+        for (hash, bytes) in code {
             // File I/O and a hash check: keep it off the other tasks' way.
             tokio::task::block_in_place(|| {
                 self.mailboxes
@@ -331,7 +342,7 @@ impl Node {
             })
             .map_err(|e| bad(&e))?;
         }
-        Ok((user, imported.state))
+        Ok(())
     }
 
     /// As the target of a move from `from`: reports to dispatch that this

@@ -19,7 +19,7 @@ use super::migrate::{answer_move, within_move_timeout};
 use super::serve::internal;
 use super::traffic::Kind;
 use crate::export::{ExportHeader, StreamedSnapshot};
-use crate::export::{FRAME_BYTES_MAX, IMPORT_CODES_MAX, Importer};
+use crate::export::{FRAME_BYTES_MAX, Importer};
 use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::MailboxId;
 use crate::mailbox::actor::{ExportedState, vv_after};
@@ -250,19 +250,7 @@ impl Node {
         staging: Option<SnapshotStaging>,
     ) -> Result<Incoming, WireError> {
         let imported = importer.finish().map_err(|e| bad(&e))?;
-        if imported.code.len() > IMPORT_CODES_MAX {
-            return Err(bad(&"too many components"));
-        }
-        for (hash, bytes) in imported.code {
-            // File I/O and a hash check: keep it off the other tasks' way.
-            tokio::task::block_in_place(|| {
-                self.mailboxes
-                    .runtime()
-                    .code()
-                    .insert_expecting(&hash, &bytes)
-            })
-            .map_err(|e| bad(&e))?;
-        }
+        self.insert_carried_code(imported.code)?;
         let mut state = imported.state;
         let streamed = imported.streamed;
         let staged = match (streamed, kept, staging) {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::super::actor::{ExportedState, MailboxActor};
+use super::super::actor::ExportedState;
 use super::super::restore::{Restored, Source, restore};
 use super::Mailboxes;
 use crate::ids::{CodeHash, MailboxId};
@@ -136,17 +136,7 @@ impl Mailboxes {
         // A call may have found the committed mailbox first and started
         // its actor from disk: that one holds the same state, keep it.
         if actors.get(id).is_none_or(|h| h.is_closed()) {
-            let handle = MailboxActor::spawn(
-                id.clone(),
-                &self.host,
-                meta,
-                self.runtime.clone(),
-                self.store.clone(),
-                self.clock.clone(),
-                self.config.clone(),
-                restored,
-            );
-            actors.insert(id.clone(), handle);
+            actors.insert(id.clone(), self.spawn_with(id, meta, restored));
         }
     }
 }
