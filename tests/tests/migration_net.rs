@@ -1,8 +1,9 @@
 //! Mailboxes moving between real `dem host` processes (issue 3 §4–§5):
 //! an explicit `dem admin move` while a sender keeps delivering (nothing
 //! lost or duplicated), the owner's host pulling the mailbox home, a
-//! graceful leave moving everything off, and a failed move leaving the
-//! mailbox intact at the source. Each test has its own loopback addresses
+//! graceful leave moving everything off, a failed move leaving the
+//! mailbox intact at the source, and a mailbox whose snapshot is a file
+//! arriving whole through the target's staged file. Each test has its own loopback addresses
 //! (127.0.0.5x), temp dirs and ports.
 
 use std::collections::BTreeSet;
@@ -292,5 +293,80 @@ fn a_failed_move_leaves_the_mailbox_intact_at_the_source() -> Result<()> {
     // It is live: new mail arrives.
     let late = send_mail(&alice, "bob", "still here")?;
     ensure!(inbox_ids(&bob)?.contains(&late));
+    Ok(())
+}
+
+/// Files in a host's snapshot folder: (content-named, anything else).
+fn snapshot_files(data_dir: &std::path::Path) -> Result<(usize, Vec<String>)> {
+    let mut named = 0;
+    let mut other = Vec::new();
+    for entry in std::fs::read_dir(data_dir.join("store").join("snapshots"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+            named += 1;
+        } else {
+            other.push(name);
+        }
+    }
+    Ok((named, other))
+}
+
+#[test]
+fn a_large_mailbox_moves_through_a_staged_snapshot_file() -> Result<()> {
+    let tmp = temp_dir();
+    let net = Net::start(tmp.path(), &["127.0.0.225", "127.0.0.226", "127.0.0.227"])?;
+    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
+    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
+    let source = holders(&bob, "bob")?;
+    ensure!(source.len() == 1, "bob's mailbox on {source:?}");
+    let target_index = net
+        .hosts
+        .iter()
+        .position(|h| h.id != source[0])
+        .context("a second host")?;
+    let target = net.hosts[target_index].id.clone();
+
+    // Three mails of 700 KiB: the log passes 1 MiB after the second, so
+    // the source snapshots into a file and the third stays in its log tail.
+    let mut sent = Vec::new();
+    for i in 0..3u8 {
+        let body: String = (0..700 * 1024)
+            .map(|n| char::from(b'a' + ((n / 7 + usize::from(i)) % 26) as u8))
+            .collect();
+        let file = tmp.path().join(format!("body{i}.txt"));
+        std::fs::write(&file, &body)?;
+        let out = alice.run([
+            "send",
+            "--to",
+            "bob",
+            "--subject",
+            &format!("big {i}"),
+            "--body-file",
+            arg(&file),
+        ])?;
+        sent.push((out.trim().to_string(), body));
+    }
+    let source_index = 1 - target_index;
+    let (named, _) = snapshot_files(&tmp.path().join(format!("host{source_index}")))?;
+    ensure!(named == 1, "the source should keep its snapshot as a file");
+    let out = bob.run(["admin", "move", "bob", "--to", &target])?;
+    println!("{}", out.trim());
+    ensure!(
+        holders(&bob, "bob")? == vec![target.clone()],
+        "bob's mailbox should be on {target}"
+    );
+
+    // Every mail arrived whole, and the target keeps the snapshot as a
+    // content-named file with no staged file left over.
+    for (id, body) in &sent {
+        let mail: Value = serde_json::from_str(&bob.run(["read", id, "--json"])?)?;
+        ensure!(
+            mail["body"].as_str() == Some(body.as_str()),
+            "mail {id} changed in the move"
+        );
+    }
+    let (named, other) = snapshot_files(&tmp.path().join(format!("host{target_index}")))?;
+    ensure!(named == 1, "{named} snapshot files at the target");
+    ensure!(other.is_empty(), "left over at the target: {other:?}");
     Ok(())
 }
