@@ -177,12 +177,19 @@ impl Node {
             .map_err(|_| bad(&"the mailbox id is not a user key"))?;
         let mut importer = Importer::streaming();
         let mut sink: Option<Sink> = None;
+        // Where the receive's time goes, for the debug log.
+        let (mut check_ms, mut queue_ms, mut first_ms) = (0.0, 0.0, None);
+        let started = std::time::Instant::now();
         while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
             .await
             .map_err(|e| bad(&e))?
         {
+            first_ms.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
             self.traffic.frame(Kind::Full, bytes.len());
-            let Some(chunk) = importer.handle_encoded(&bytes).map_err(|e| bad(&e))? else {
+            let t = std::time::Instant::now();
+            let handled = importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
+            check_ms += t.elapsed().as_secs_f64() * 1e3;
+            let Some(chunk) = handled else {
                 continue;
             };
             if sink.is_none() {
@@ -192,13 +199,22 @@ impl Node {
                 });
                 sink = Some(self.snapshot_sink(format, size)?);
             }
+            let t = std::time::Instant::now();
             match &mut sink {
                 Some(Sink::Memory(bytes)) => bytes.extend_from_slice(&chunk),
                 // The writer stopped: its error says why.
                 Some(Sink::File { chunks, .. }) if chunks.send(chunk).await.is_err() => break,
                 Some(Sink::File { .. }) | None => {}
             }
+            queue_ms += t.elapsed().as_secs_f64() * 1e3;
         }
+        tracing::debug!(
+            first_ms,
+            check_ms,
+            queue_ms,
+            frames_ms = started.elapsed().as_secs_f64() * 1e3,
+            "received the frames"
+        );
         let staged_file = match sink {
             Some(Sink::File { chunks, writer }) => {
                 drop(chunks);
