@@ -22,14 +22,14 @@ use tracing::Instrument as _;
 use super::clock::HybridClock;
 use super::filters::{Placing, view_of};
 use super::request::{Op, Request, Response};
-use super::restore::{Restored, Source, restore};
+use super::restore::Restored;
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
 use crate::ids::{CodeHash, MailboxId};
 use crate::replica::{OpId, Since, VersionVector, Window};
 use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
 use crate::runtime::filter::FilterInstance;
 use crate::runtime::{MailboxInstance, Runtime};
-use crate::store::{Commit, MailboxMeta, MailboxStore, SnapshotRecord};
+use crate::store::{MailboxMeta, MailboxStore, SnapshotRecord};
 
 /// Which digest of a mailbox's state to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +43,11 @@ pub enum DigestKind {
 #[path = "actor_move.rs"]
 mod moving;
 pub use moving::{DeltaState, MoveState};
+#[path = "actor_durable.rs"]
+mod durable;
 #[path = "actor_sync.rs"]
 mod sync;
+use durable::load;
 
 type Reply<T> = oneshot::Sender<Result<T, E>>;
 
@@ -402,90 +405,6 @@ impl MailboxActor {
         let _ = self.settle().await;
     }
 
-    /// Waits until every entry handed to the writer has committed or failed.
-    async fn settle(&mut self) -> Result<(), E> {
-        let target = self.applied_seq;
-        let mut rx = self.durable.subscribe();
-        let waited = tokio::time::timeout(
-            self.config.settle_timeout,
-            rx.wait_for(|d| d.settled >= target),
-        )
-        .await;
-        match waited {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(E::Restore {
-                id: self.id.clone(),
-                reason: format!(
-                    "log writes did not settle within {:?}",
-                    self.config.settle_timeout
-                ),
-            }),
-        }
-    }
-
-    /// Makes sure a healthy instance is running: rebuilds it from durable
-    /// state after hibernation, a trap or a failed commit.
-    async fn wake(&mut self) -> Result<(), E> {
-        let failed = self.durable.borrow().failed;
-        if self.instance.is_some() && !failed {
-            return Ok(());
-        }
-        self.drop_instance();
-        self.settle().await?;
-        let Some(store) = self.store.clone() else {
-            self.instance = Some(
-                self.runtime
-                    .instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone())
-                    .await?,
-            );
-            return Ok(());
-        };
-        let recovery = load(self.id.clone(), store, false).await?;
-        let source = Source {
-            snapshot: recovery.snapshot.as_ref(),
-            tail: &recovery.tail,
-            last_seq: recovery.last_seq,
-        };
-        let restored = restore(
-            &self.runtime,
-            &self.clock,
-            &self.id,
-            self.label.clone(),
-            &self.meta,
-            source,
-        )
-        .await?;
-        tracing::debug!(
-            seq = restored.last_seq,
-            replayed = recovery.tail.len(),
-            "woke"
-        );
-        self.adopt(restored);
-        Ok(())
-    }
-
-    /// Takes a restored instance as the running one.
-    fn adopt(&mut self, r: Restored) {
-        // After hibernation nothing changed: keep the longer window.
-        if !self.loaded || r.vv != self.vv {
-            self.window = r.window;
-        }
-        self.vv = r.vv;
-        self.loaded = true;
-        self.applied_seq = r.last_seq;
-        self.snapshot_seq = r.snapshot_seq;
-        self.snapshot_bytes = r.snapshot_bytes;
-        self.log_bytes = r.log_bytes;
-        let applied = self.applied_seq;
-        self.durable.send_modify(|d| {
-            *d = Durability {
-                settled: applied,
-                failed: false,
-            }
-        });
-        self.instance = Some(r.instance);
-    }
-
     async fn handle_call(&mut self, request: Request, reply: Reply<Tracked>) {
         if let Err(e) = self.wake().await {
             let _ = reply.send(Err(e));
@@ -657,127 +576,6 @@ impl MailboxActor {
             }
         }
     }
-
-    /// Hands an op to the writer; the reply goes out once it is durable.
-    async fn log(&mut self, op: Op, reply: Reply<Tracked>, response: Response) {
-        let op_id = op.id_after(&self.vv);
-        let response = Tracked {
-            response,
-            op: Some(op_id),
-        };
-        match self.append_logged(op_id, op.encode()) {
-            None => {
-                let _ = reply.send(Ok(response));
-            }
-            Some(durable) => {
-                tokio::spawn(async move {
-                    let result = durable
-                        .await
-                        .unwrap_or(Err(crate::store::CommitError::WriterGone));
-                    let _ = reply.send(result.map(|()| response).map_err(E::Commit));
-                });
-            }
-        }
-        self.maybe_snapshot().await;
-    }
-
-    /// Records an op just applied to the instance: version vector, window,
-    /// and the log (the returned receiver says when it is durable; `None`
-    /// for an in-memory mailbox).
-    fn append_logged(
-        &mut self,
-        op_id: OpId,
-        bytes: Vec<u8>,
-    ) -> Option<oneshot::Receiver<Result<(), crate::store::CommitError>>> {
-        self.vv.record(op_id);
-        self.window.push(op_id, bytes.as_slice().into());
-        let store = self.store.as_ref()?;
-        self.applied_seq += 1;
-        let seq = self.applied_seq;
-        self.log_bytes += bytes.len() as u64;
-        let commit = store.append(self.id.as_str(), seq, bytes);
-        let durable = self.durable.clone();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let result = commit.await;
-            durable.send_modify(|d| {
-                d.settled = d.settled.max(seq);
-                d.failed |= result.is_err();
-            });
-            if let Err(e) = &result {
-                tracing::error!(seq, "log append failed: {e}");
-            }
-            let _ = tx.send(result);
-        });
-        Some(rx)
-    }
-
-    /// Snapshots once the log has grown past the policy's bound.
-    async fn maybe_snapshot(&mut self) {
-        if self.store.is_some()
-            && self.log_bytes >= self.config.snapshot_log_bytes_min.max(self.snapshot_bytes)
-            && let Some(commit) = self.snapshot_now().await
-        {
-            tokio::spawn(async move {
-                if let Err(e) = commit.await {
-                    tracing::warn!("periodic snapshot failed, the log stays: {e}");
-                }
-            });
-        }
-    }
-
-    fn reply_when_durable<T: Send + 'static>(&self, reply: Reply<T>, result: Result<T, E>) {
-        let target = self.applied_seq;
-        if self.store.is_none() || self.durable.borrow().settled >= target {
-            let _ = reply.send(result);
-            return;
-        }
-        let mut rx = self.durable.subscribe();
-        tokio::spawn(async move {
-            let _ = rx.wait_for(|d| d.settled >= target).await;
-            let _ = reply.send(result);
-        });
-    }
-
-    /// Snapshots the instance at `applied_seq` and hands it to the writer,
-    /// which also drops the log entries it covers.
-    async fn snapshot_now(&mut self) -> Option<Commit> {
-        let store = self.store.clone()?;
-        let instance = self.instance.as_mut()?;
-        match instance.snapshot().await {
-            Ok((schema_version, bytes)) => {
-                self.snapshot_seq = self.applied_seq;
-                self.snapshot_bytes = bytes.len() as u64;
-                self.log_bytes = 0;
-                let record = SnapshotRecord {
-                    seq: self.applied_seq,
-                    schema_version,
-                    bytes,
-                    vv: self.vv.clone(),
-                };
-                Some(store.snapshot(self.id.as_str(), record))
-            }
-            Err(trap) => {
-                tracing::error!("snapshot failed: {trap}; dropping the instance");
-                self.drop_instance();
-                None
-            }
-        }
-    }
-
-    async fn hibernate(&mut self) {
-        if self.instance.is_none() || self.store.is_none() {
-            return;
-        }
-        if self.applied_seq > self.snapshot_seq
-            && let Some(commit) = self.snapshot_now().await
-            && let Err(e) = commit.await
-        {
-            tracing::warn!("snapshot before hibernation failed, the log stays: {e}");
-        }
-        self.drop_instance();
-        tracing::debug!("hibernated");
-    }
 }
 /// The request as it took effect, for the log. A delivery the guest filed
 /// into INBOX rather than its placement's folder (a bad name, the folder
@@ -794,30 +592,6 @@ fn as_applied(request: Request, response: &Response) -> Request {
         }
         (request, _) => request,
     }
-}
-
-/// The durable state of mailbox `id` in `store`, read off the async
-/// workers; for shipping (`to_ship`), without hashing a snapshot file's
-/// bytes (the receiver checks them against the file's name).
-pub(super) async fn load(
-    id: MailboxId,
-    store: MailboxStore,
-    to_ship: bool,
-) -> Result<crate::store::Recovery, E> {
-    let key = id.to_string();
-    let loaded = tokio::task::spawn_blocking(move || {
-        if to_ship {
-            store.load_to_ship(&key)
-        } else {
-            store.load(&key)
-        }
-    })
-    .await
-    .map_err(|e| E::Restore {
-        id: id.clone(),
-        reason: e.to_string(),
-    })??;
-    loaded.ok_or(E::Unknown(id))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 
 mod blobs;
 mod error;
+mod read;
 mod staging;
 mod tables;
 #[cfg(test)]
@@ -39,7 +40,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -48,7 +49,7 @@ use blobs::Blobs;
 pub use error::{CommitError, LoadError, OpenError};
 use staging::ImportSnapshot;
 pub use staging::{SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
-use tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
+use tables::{META, MetaRecord};
 use writer::{Op, Request, Writer};
 
 use crate::replica::VersionVector;
@@ -302,105 +303,6 @@ impl MailboxStore {
         self.submit(id, Op::Remove)
     }
 
-    /// Reads what is needed to rebuild a mailbox; `None` if it does not
-    /// exist. Blocking (a 10 MiB snapshot is one read and one copy): call it
-    /// from `spawn_blocking` in async code.
-    pub fn load(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
-        match self.load_once(id, true) {
-            // A snapshot written meanwhile deletes the file the record we
-            // read named, after committing the one that replaces it.
-            Err(LoadError::Corrupt(_)) => self.load_once(id, true),
-            r => r,
-        }
-    }
-
-    /// Like [`MailboxStore::load`], for a state about to be shipped: a
-    /// snapshot file's bytes are not hashed here, because the receiver
-    /// checks them against its name ([`Recovery::snapshot_file`]), which
-    /// the export carries as the snapshot's checksum.
-    pub fn load_to_ship(&self, id: &str) -> Result<Option<Recovery>, LoadError> {
-        match self.load_once(id, false) {
-            Err(LoadError::Corrupt(_)) => self.load_once(id, false),
-            r => r,
-        }
-    }
-
-    fn load_once(&self, id: &str, check: bool) -> Result<Option<Recovery>, LoadError> {
-        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
-        let Some(rec) = read_meta(&txn, id)? else {
-            return Ok(None);
-        };
-        let snapshot = match &rec.snapshot {
-            None => None,
-            Some(
-                header @ SnapshotHeader {
-                    file: Some(name), ..
-                },
-            ) => Some(SnapshotRecord {
-                seq: header.seq,
-                schema_version: header.schema_version,
-                bytes: self.inner.blobs.read(id, name, header.bytes, check)?,
-                vv: header.vv.clone(),
-            }),
-            Some(header) => {
-                let table = txn.open_table(SNAPSHOT).map_err(LoadError::database)?;
-                let guard = table.get(id).map_err(LoadError::database)?.ok_or_else(|| {
-                    LoadError::Corrupt(format!("mailbox {id:?}: snapshot missing"))
-                })?;
-                let bytes = guard.value();
-                if bytes.len() as u64 != header.bytes {
-                    return Err(LoadError::Corrupt(format!(
-                        "mailbox {id:?}: snapshot is {} bytes, meta says {}",
-                        bytes.len(),
-                        header.bytes
-                    )));
-                }
-                Some(SnapshotRecord {
-                    seq: header.seq,
-                    schema_version: header.schema_version,
-                    bytes: bytes.to_vec(),
-                    vv: header.vv.clone(),
-                })
-            }
-        };
-        let tail = read_tail(&txn, id, &rec)?;
-        Ok(Some(Recovery {
-            meta: rec.meta,
-            snapshot,
-            tail,
-            last_seq: rec.last_seq,
-            snapshot_file: rec.snapshot.as_ref().and_then(|h| h.file),
-        }))
-    }
-
-    /// The mailbox's meta, `None` if it does not exist.
-    pub fn meta(&self, id: &str) -> Result<Option<MailboxMeta>, LoadError> {
-        Ok(self.read_record(id)?.map(|r| r.meta))
-    }
-
-    /// All mailbox ids, sorted (redb orders `&str` keys like `str`).
-    pub fn list(&self) -> Result<Vec<String>, LoadError> {
-        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
-        let table = txn.open_table(META).map_err(LoadError::database)?;
-        let mut ids = Vec::with_capacity(table.len().map_err(LoadError::database)? as usize);
-        for entry in table.iter().map_err(LoadError::database)? {
-            let (key, _) = entry.map_err(LoadError::database)?;
-            ids.push(key.value().to_owned());
-        }
-        Ok(ids)
-    }
-
-    /// Seq of the mailbox's newest op (0 before any), `None` if it does not exist.
-    pub fn last_seq(&self, id: &str) -> Result<Option<u64>, LoadError> {
-        Ok(self.read_record(id)?.map(|r| r.last_seq))
-    }
-
-    /// The mailbox's storage use, `None` if it does not exist. O(1): the
-    /// counters are kept in its meta record.
-    pub fn usage(&self, id: &str) -> Result<Option<MailboxUsage>, LoadError> {
-        Ok(self.read_record(id)?.map(|r| r.usage()))
-    }
-
     /// Number of write transactions committed since open: with group commit
     /// far fewer than requests. For tests and benchmarks.
     pub fn commits(&self) -> u64 {
@@ -435,11 +337,6 @@ impl MailboxStore {
             let _ = tx.send(request);
         }
         Commit { rx }
-    }
-
-    fn read_record(&self, id: &str) -> Result<Option<MetaRecord>, LoadError> {
-        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
-        read_meta(&txn, id)
     }
 }
 
@@ -541,47 +438,4 @@ fn named_files(
         }
     }
     Ok(Some(named))
-}
-
-fn read_meta(txn: &redb::ReadTransaction, id: &str) -> Result<Option<MetaRecord>, LoadError> {
-    let table = txn.open_table(META).map_err(LoadError::database)?;
-    let guard = table.get(id).map_err(LoadError::database)?;
-    guard.map(|g| MetaRecord::decode(id, g.value())).transpose()
-}
-
-/// Reads the log after the snapshot and checks it matches the meta record.
-fn read_tail(
-    txn: &redb::ReadTransaction,
-    id: &str,
-    rec: &MetaRecord,
-) -> Result<Vec<(u64, Vec<u8>)>, LoadError> {
-    let Some(first) = rec.snapshot_seq().checked_add(1) else {
-        return Ok(Vec::new());
-    };
-    let table = txn.open_table(LOG).map_err(LoadError::database)?;
-    // Bound the pre-allocation: the counter comes from disk.
-    let mut tail = Vec::with_capacity(rec.log_entries.min(1 << 16) as usize);
-    let mut expected = first;
-    for entry in table
-        .range((id, first)..=(id, u64::MAX))
-        .map_err(LoadError::database)?
-    {
-        let (key, value) = entry.map_err(LoadError::database)?;
-        let seq = key.value().1;
-        if seq != expected {
-            return Err(LoadError::Corrupt(format!(
-                "mailbox {id:?}: log has seq {seq} where {expected} was expected"
-            )));
-        }
-        tail.push((seq, value.value().to_vec()));
-        expected = seq.saturating_add(1);
-    }
-    let last = tail.last().map_or(rec.snapshot_seq(), |&(seq, _)| seq);
-    if last != rec.last_seq {
-        return Err(LoadError::Corrupt(format!(
-            "mailbox {id:?}: log ends at seq {last}, meta says {}",
-            rec.last_seq
-        )));
-    }
-    Ok(tail)
 }
