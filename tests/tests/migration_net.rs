@@ -68,6 +68,17 @@ impl Net {
     }
 }
 
+/// A network on `ips` with alice and bob registered, and the one host
+/// holding bob's mailbox.
+fn alice_and_bob(tmp: &std::path::Path, ips: &[&str]) -> Result<(Net, User, User, String)> {
+    let net = Net::start(tmp, ips)?;
+    let alice = register_user(tmp, "alice", &net.dispatch.addr)?;
+    let bob = register_user(tmp, "bob", &net.dispatch.addr)?;
+    let source = holders(&bob, "bob")?;
+    ensure!(source.len() == 1, "bob's mailbox on {source:?}");
+    Ok((net, alice, bob, source[0].clone()))
+}
+
 /// The host ids holding `name`'s mailbox, per `admin status`.
 fn holders(user: &User, name: &str) -> Result<Vec<String>> {
     holders_in(&admin_status(user)?, name)
@@ -79,18 +90,23 @@ fn wait_for(what: &str, cond: impl FnMut() -> Result<bool>) -> Result<()> {
 
 /// The other host of two.
 fn other<'a>(hosts: &'a [Daemon], id: &str) -> Result<&'a Daemon> {
-    hosts.iter().find(|h| h.id != id).context("a second host")
+    Ok(&hosts[other_index(hosts, id)?])
+}
+
+/// Where in `hosts` the first host other than `id` is.
+fn other_index(hosts: &[Daemon], id: &str) -> Result<usize> {
+    hosts
+        .iter()
+        .position(|h| h.id != id)
+        .context("a second host")
 }
 
 #[test]
 fn admin_move_while_a_sender_delivers_loses_and_duplicates_nothing() -> Result<()> {
     let tmp = temp_dir();
-    let net = Net::start(tmp.path(), &["127.0.0.51", "127.0.0.52", "127.0.0.53"])?;
-    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
-    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
-    let source = holders(&bob, "bob")?;
-    ensure!(source.len() == 1, "bob's mailbox on {source:?}");
-    let target = other(&net.hosts, &source[0])?.id.clone();
+    let (net, alice, bob, source) =
+        alice_and_bob(tmp.path(), &["127.0.0.51", "127.0.0.52", "127.0.0.53"])?;
+    let target = other(&net.hosts, &source)?.id.clone();
 
     let sender = {
         let alice = alice.clone();
@@ -267,27 +283,23 @@ fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
 #[test]
 fn a_failed_move_leaves_the_mailbox_intact_at_the_source() -> Result<()> {
     let tmp = temp_dir();
-    let mut net = Net::start(tmp.path(), &["127.0.0.74", "127.0.0.75", "127.0.0.76"])?;
-    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
-    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
-    let source = holders(&bob, "bob")?;
-    ensure!(source.len() == 1);
+    let (mut net, alice, bob, source) =
+        alice_and_bob(tmp.path(), &["127.0.0.74", "127.0.0.75", "127.0.0.76"])?;
     let mut sent = Vec::new();
     for i in 0..3 {
         sent.push(send_mail(&alice, "bob", &format!("m{i}"))?);
     }
     // The target dies (its lease has not expired yet, so dispatch still
     // authorizes the move): the transfer cannot complete.
-    let at = net
-        .hosts
-        .iter()
-        .position(|h| h.id != source[0])
-        .context("a second host")?;
+    let at = other_index(&net.hosts, &source)?;
     let target = net.hosts[at].id.clone();
     net.hosts[at].kill();
     let err = bob.fail(["admin", "move", "bob", "--to", &target])?;
     println!("refused: {}", err.trim());
-    ensure!(holders(&bob, "bob")? == source, "bob's mailbox stays put");
+    ensure!(
+        holders(&bob, "bob")? == vec![source],
+        "bob's mailbox stays put"
+    );
     let got: BTreeSet<_> = inbox_ids(&bob)?.into_iter().collect();
     ensure!(got == sent.iter().cloned().collect(), "{got:?}");
     // It is live: new mail arrives.
@@ -314,16 +326,9 @@ fn snapshot_files(data_dir: &std::path::Path) -> Result<(usize, Vec<String>)> {
 #[test]
 fn a_large_mailbox_moves_through_a_staged_snapshot_file() -> Result<()> {
     let tmp = temp_dir();
-    let net = Net::start(tmp.path(), &["127.0.0.225", "127.0.0.226", "127.0.0.227"])?;
-    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
-    let bob = register_user(tmp.path(), "bob", &net.dispatch.addr)?;
-    let source = holders(&bob, "bob")?;
-    ensure!(source.len() == 1, "bob's mailbox on {source:?}");
-    let target_index = net
-        .hosts
-        .iter()
-        .position(|h| h.id != source[0])
-        .context("a second host")?;
+    let (net, alice, bob, source) =
+        alice_and_bob(tmp.path(), &["127.0.0.225", "127.0.0.226", "127.0.0.227"])?;
+    let target_index = other_index(&net.hosts, &source)?;
     let target = net.hosts[target_index].id.clone();
 
     // Three mails of 700 KiB: the log passes 1 MiB after the second, so

@@ -233,7 +233,7 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                 .with_context(|| format!("creating {}", output.display()))?;
             let mut w = std::io::BufWriter::new(file);
             for frame in export::encode_export(&id, &state, &code) {
-                export::write_frame(&mut w, &frame)?;
+                export::write_frame(&mut w, &frame?)?;
             }
             w.flush()?;
             w.get_ref().sync_all()?;

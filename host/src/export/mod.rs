@@ -121,15 +121,19 @@ pub enum ImportError {
     /// A frame is not valid rmp-serde.
     #[error("undecodable frame: {0}")]
     Decode(String),
+    /// A frame could not be encoded.
+    #[error("encoding an export frame: {0}")]
+    Encode(String),
 }
 
 /// The encoded frames of one export, ready to be length-prefixed and sent:
-/// the frames of `frames` with a real stream digest in `End`.
+/// the frames of `frames` with a real stream digest in `End`. A frame that
+/// cannot be encoded is an error item; the stream must stop there.
 pub fn encode_export<'a>(
     id: &MailboxId,
     state: &'a ExportedState,
     with_code: &'a [(CodeHash, Vec<u8>)],
-) -> impl Iterator<Item = Vec<u8>> + 'a {
+) -> impl Iterator<Item = Result<Vec<u8>, ImportError>> + 'a {
     let mut hasher = blake3::Hasher::new();
     frames(id, state, with_code).map(move |frame| {
         let frame = match frame {
@@ -138,17 +142,17 @@ pub fn encode_export<'a>(
             },
             other => other,
         };
-        let bytes = encode_frame(&frame);
+        let bytes = encode_frame(&frame)?;
         if !matches!(frame, FrameRef::Snapshot(_)) {
             hasher.update(&bytes);
         }
-        bytes
+        Ok(bytes)
     })
 }
 
 /// One frame as rmp-serde bytes.
-pub fn encode_frame(frame: &impl Serialize) -> Vec<u8> {
-    rmp_serde::to_vec(frame).expect("frames always serialise")
+pub fn encode_frame(frame: &impl Serialize) -> Result<Vec<u8>, ImportError> {
+    rmp_serde::to_vec(frame).map_err(|e| ImportError::Encode(e.to_string()))
 }
 
 /// A [`Frame`] borrowing its payload, encoded to the same bytes, so the
@@ -283,6 +287,8 @@ mod tests {
     use super::*;
     use crate::store::{MailboxMeta, SnapshotRecord};
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     fn state(snapshot: &[u8], ops: u64) -> ExportedState {
         ExportedState {
             meta: MailboxMeta {
@@ -301,164 +307,184 @@ mod tests {
         }
     }
 
-    fn encode(frames: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    /// Length-prefixes encoded frames into one stream.
+    fn encode(
+        frames: impl IntoIterator<Item = Result<Vec<u8>, ImportError>>,
+    ) -> Result<Vec<u8>, ImportError> {
         let mut out = Vec::new();
         for f in frames {
-            write_frame(&mut out, &f).unwrap();
+            write_frame(&mut out, &f?)?;
         }
-        out
+        Ok(out)
     }
 
     /// Re-encodes decoded frames with a correct stream digest, so a test
     /// can check the structural checks behind the checksum.
-    fn reseal(frames: Vec<Frame>) -> impl Iterator<Item = Vec<u8>> {
+    fn reseal(frames: Vec<Frame>) -> Result<Vec<u8>, ImportError> {
         let mut hasher = blake3::Hasher::new();
         let format = match frames.first() {
             Some(Frame::Header(h)) => h.format_version,
             _ => EXPORT_FORMAT_VERSION,
         };
-        frames.into_iter().map(move |f| {
+        let mut encoded = Vec::new();
+        for f in frames {
             let f = match f {
                 Frame::End { .. } => Frame::End {
                     digest: CodeHash(*hasher.finalize().as_bytes()),
                 },
                 f => f,
             };
-            let b = encode_frame(&f);
+            let b = encode_frame(&f)?;
             if format < 2 || !matches!(f, Frame::Snapshot(_)) {
                 hasher.update(&b);
             }
-            b
-        })
+            encoded.push(Ok(b));
+        }
+        encode(encoded)
     }
 
-    fn decoded(id: &MailboxId, s: &ExportedState) -> Vec<Frame> {
+    fn decoded(id: &MailboxId, s: &ExportedState) -> Result<Vec<Frame>, ImportError> {
         encode_export(id, s, &[])
-            .map(|b| rmp_serde::from_slice(&b).unwrap())
+            .map(|b| rmp_serde::from_slice(&b?).map_err(|e| ImportError::Decode(e.to_string())))
             .collect()
     }
 
+    fn alice() -> Result<MailboxId, Box<dyn std::error::Error>> {
+        Ok(MailboxId::new("alice")?)
+    }
+
     #[test]
-    fn round_trips_with_chunks_code_and_ops() {
-        let id = MailboxId::new("alice").unwrap();
+    fn round_trips_with_chunks_code_and_ops() -> TestResult {
+        let id = alice()?;
         let big = vec![42u8; EXPORT_CHUNK_BYTES * 2 + 17];
         let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
-        let bytes = encode(encode_export(&id, &state(&big, 3), &code));
-        let imported = read_export(&mut &bytes[..]).unwrap();
+        let bytes = encode(encode_export(&id, &state(&big, 3), &code))?;
+        let imported = read_export(&mut &bytes[..])?;
         assert_eq!(imported.mailbox, id);
-        assert_eq!(imported.state.snapshot.unwrap().bytes, big);
+        assert_eq!(imported.state.snapshot.map(|s| s.bytes), Some(big));
         assert_eq!(imported.state.tail.len(), 3);
         assert_eq!(imported.code, code);
+        Ok(())
     }
 
     #[test]
-    fn borrowed_frames_encode_like_owned_ones() {
-        let id = MailboxId::new("alice").unwrap();
+    fn borrowed_frames_encode_like_owned_ones() -> TestResult {
+        let id = alice()?;
         let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
         let s = state(b"snapshot", 2);
-        let owned: Vec<Frame> = encode_export(&id, &s, &code)
-            .map(|b| rmp_serde::from_slice(&b).unwrap())
-            .collect();
-        let reencoded: Vec<Vec<u8>> = owned.iter().map(encode_frame).collect();
-        let sent: Vec<Vec<u8>> = encode_export(&id, &s, &code).collect();
+        let sent = encode_export(&id, &s, &code).collect::<Result<Vec<_>, _>>()?;
+        let owned = sent
+            .iter()
+            .map(|b| rmp_serde::from_slice::<Frame>(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let reencoded = owned
+            .iter()
+            .map(encode_frame)
+            .collect::<Result<Vec<_>, _>>()?;
         assert_eq!(sent, reencoded);
         assert_eq!(owned.len(), 1 + 1 + 1 + 2 + 1);
+        Ok(())
     }
 
     #[test]
-    fn reads_format_1_and_checks_the_keyed_checksum_of_format_2() {
-        let id = MailboxId::new("alice").unwrap();
+    fn reads_format_1_and_checks_the_keyed_checksum_of_format_2() -> TestResult {
+        let id = alice()?;
         let s = state(b"snapshot", 1);
         // Format 1: the plain BLAKE3 of the snapshot.
-        let mut v1 = decoded(&id, &s);
+        let mut v1 = decoded(&id, &s)?;
         if let Frame::Header(h) = &mut v1[0] {
             h.format_version = 1;
             if let Some(snap) = &mut h.snapshot {
                 snap.blake3 = CodeHash::of(b"snapshot");
             }
         }
-        let imported = read_export(&mut &encode(reseal(v1.clone()))[..]).unwrap();
-        assert_eq!(imported.state.snapshot.unwrap().bytes, b"snapshot");
+        let imported = read_export(&mut &reseal(v1.clone())?[..])?;
+        assert_eq!(
+            imported.state.snapshot.map(|s| s.bytes),
+            Some(b"snapshot".to_vec())
+        );
         // Format 2 with a plain BLAKE3, or one keyed by another mailbox.
         if let Frame::Header(h) = &mut v1[0] {
             h.format_version = 2;
         }
         assert!(matches!(
-            read_export(&mut &encode(reseal(v1.clone()))[..]),
+            read_export(&mut &reseal(v1.clone())?[..]),
             Err(ImportError::Checksum)
         ));
-        let bob = MailboxId::new("bob").unwrap();
+        let bob = MailboxId::new("bob")?;
         if let Frame::Header(h) = &mut v1[0]
             && let Some(snap) = &mut h.snapshot
         {
             snap.blake3 = snapshot_checksum(&bob, b"snapshot");
         }
         assert!(matches!(
-            read_export(&mut &encode(reseal(v1))[..]),
+            read_export(&mut &reseal(v1)?[..]),
             Err(ImportError::Checksum)
         ));
         // A known checksum is sent as is: the receiver checks the bytes.
         let mut known = state(b"snapshot", 0);
         known.snapshot_checksum = Some([9; 32]);
         assert!(matches!(
-            read_export(&mut &encode(encode_export(&id, &known, &[]))[..]),
+            read_export(&mut &encode(encode_export(&id, &known, &[]))?[..]),
             Err(ImportError::Checksum)
         ));
+        Ok(())
     }
 
     #[test]
-    fn a_streaming_importer_hands_the_snapshot_back_in_chunks() {
-        let id = MailboxId::new("alice").unwrap();
+    fn a_streaming_importer_hands_the_snapshot_back_in_chunks() -> TestResult {
+        let id = alice()?;
         let big = vec![7u8; EXPORT_CHUNK_BYTES + 5];
         let mut importer = Importer::streaming();
         let mut chunks = Vec::new();
         for frame in encode_export(&id, &state(&big, 2), &[]) {
-            if let Some(chunk) = importer.handle_encoded(&frame).unwrap() {
+            if let Some(chunk) = importer.handle_encoded(&frame?)? {
                 chunks.push(chunk);
             }
         }
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks.concat(), big);
-        let imported = importer.finish().unwrap();
+        let imported = importer.finish()?;
         assert!(imported.state.snapshot.is_none());
         assert_eq!(imported.state.tail.len(), 2);
-        let streamed = imported.streamed.unwrap().header;
+        let streamed = imported.streamed.ok_or("no streamed snapshot")?.header;
         assert_eq!(streamed.size_bytes, big.len() as u64);
         assert_eq!(streamed.blake3, snapshot_checksum(&id, &big));
+        Ok(())
     }
 
     #[test]
-    fn refuses_damaged_or_malformed_streams() {
-        let id = MailboxId::new("alice").unwrap();
-        let mut all = decoded(&id, &state(b"snapshot", 2));
+    fn refuses_damaged_or_malformed_streams() -> TestResult {
+        let id = alice()?;
+        let mut all = decoded(&id, &state(b"snapshot", 2))?;
         // A flipped snapshot byte.
         let mut damaged = all.clone();
         damaged[1] = Frame::Snapshot(b"snapshoT".to_vec());
         assert!(matches!(
-            read_export(&mut &encode(reseal(damaged))[..]),
+            read_export(&mut &reseal(damaged)?[..]),
             Err(ImportError::Checksum)
         ));
         // A changed header, even one that still decodes, breaks the stream digest.
         let mut renamed = all.clone();
         if let Frame::Header(h) = &mut renamed[0] {
-            h.mailbox = MailboxId::new("alicd").unwrap();
+            h.mailbox = MailboxId::new("alicd")?;
         }
-        let with_old_end = renamed.into_iter().map(|f| encode_frame(&f));
+        let with_old_end = renamed.iter().map(encode_frame);
         assert!(matches!(
-            read_export(&mut &encode(with_old_end)[..]),
+            read_export(&mut &encode(with_old_end)?[..]),
             Err(ImportError::StreamChecksum)
         ));
         // Ops out of order.
         all.swap(2, 3);
         assert!(matches!(
-            read_export(&mut &encode(reseal(all))[..]),
+            read_export(&mut &reseal(all)?[..]),
             Err(ImportError::Malformed(_))
         ));
         // Truncated: no End.
         let small = state(b"s", 0);
         let cut = encode_export(&id, &small, &[]).take(2);
         assert!(matches!(
-            read_export(&mut &encode(cut)[..]),
+            read_export(&mut &encode(cut)?[..]),
             Err(ImportError::Malformed(_))
         ));
         // An oversized frame length.
@@ -479,5 +505,6 @@ mod tests {
             read_export(&mut &short[..]),
             Err(ImportError::Malformed(_))
         ));
+        Ok(())
     }
 }

@@ -29,7 +29,7 @@ use crate::net::{Exchange, WireError, read_raw_frame};
 use crate::proto::dispatch::CONFLICT;
 use crate::proto::host::DeltaHeader;
 use crate::proto::{HostRequest, HostResponse};
-use crate::replica::{DeltaReceiver, VV_ORIGINS_MAX, VersionVector, encode_delta};
+use crate::replica::{DeltaError, DeltaReceiver, VV_ORIGINS_MAX, VersionVector, encode_delta};
 
 /// How long the source waits for `Holds` before trying a fresh connection.
 const HOLDS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -83,7 +83,8 @@ impl Node {
         let code = self
             .missing_code_at(&conn, CodeHash(delta.meta.code_hash), &delta.plugins)
             .await?;
-        let frames = encode_delta(&code, &delta.ops);
+        let frames =
+            encode_delta(&code, &delta.ops).map_err(|e| MigrateError::Pause(e.to_string()))?;
         let request = HostRequest::MoveDelta(Box::new(DeltaHeader {
             mailbox: user,
             epoch,
@@ -93,7 +94,9 @@ impl Node {
             ops: delta.ops.len() as u64,
         }));
         let bytes: usize = frames.iter().map(|f| f.len() + 4).sum();
-        let position = self.stream_to(&conn, &request, frames).await?;
+        let position = self
+            .stream_to(&conn, &request, frames.into_iter().map(Ok::<_, DeltaError>))
+            .await?;
         tracing::info!(ops = delta.ops.len(), bytes, "sent the move as a delta");
         Ok(position)
     }

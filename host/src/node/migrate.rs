@@ -195,11 +195,17 @@ impl Node {
             .missing_code_at(&conn, CodeHash(state.meta.code_hash), &state.plugins)
             .await?;
         let asked_ms = t.elapsed().as_secs_f64() * 1e3;
-        let mut frames = export::encode_export(id, state, &code).peekable();
-        let header = match frames.peek().map(|b| rmp_serde::from_slice::<Frame>(b)) {
-            Some(Ok(Frame::Header(h))) => h,
+        let mut frames = export::encode_export(id, state, &code);
+        let first = match frames.next() {
+            Some(Ok(first)) => first,
+            Some(Err(e)) => return Err(MigrateError::Pause(e.to_string())),
+            None => return Err(MigrateError::Pause("the export has no header".into())),
+        };
+        let header = match rmp_serde::from_slice::<Frame>(&first) {
+            Ok(Frame::Header(h)) => h,
             _ => return Err(MigrateError::Pause("the export has no header".into())),
         };
+        let frames = std::iter::once(Ok(first)).chain(frames);
         tracing::debug!(
             asked_ms,
             header_ms = t.elapsed().as_secs_f64() * 1e3,
@@ -255,12 +261,13 @@ impl Node {
     }
 
     /// Sends `request` then `frames` as raw frames on one stream; the
-    /// log position the target answers with `Imported`.
-    pub(super) async fn stream_to(
+    /// log position the target answers with `Imported`. A frame that could
+    /// not be made resets the stream, so the target drops what it took.
+    pub(super) async fn stream_to<E: std::fmt::Display>(
         &self,
         conn: &Connection,
         request: &HostRequest,
-        frames: impl IntoIterator<Item = Vec<u8>>,
+        frames: impl IntoIterator<Item = Result<Vec<u8>, E>>,
     ) -> Result<u64, MigrateError> {
         let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         let (mut send, mut recv) = conn.open_stream().await.map_err(|e| target(&e))?;
@@ -268,6 +275,13 @@ impl Node {
             .await
             .map_err(|e| target(&e))?;
         for frame in frames {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    let _ = send.reset(quinn::VarInt::from_u32(0));
+                    return Err(MigrateError::Pause(format!("encoding the state: {e}")));
+                }
+            };
             if let Err(e) = write_raw_frame(&mut send, &frame).await {
                 // A refusing target says why before it stops reading.
                 return Err(
@@ -301,11 +315,7 @@ impl Node {
         ex: &mut Exchange,
     ) -> Result<(UserId, ExportedState), WireError> {
         let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
-        let user: UserId = header
-            .mailbox
-            .as_str()
-            .parse()
-            .map_err(|_| bad(&"the mailbox id is not a user key"))?;
+        let user = owner_of(header)?;
         let mut importer = Importer::new();
         while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
             .await
@@ -443,6 +453,15 @@ impl Node {
             Err(e) => Err(WireError::new(WireError::BUSY, e.to_string())),
         }
     }
+}
+
+/// The user whose mailbox an incoming export says it carries.
+pub(super) fn owner_of(header: &ExportHeader) -> Result<UserId, WireError> {
+    header
+        .mailbox
+        .as_str()
+        .parse()
+        .map_err(|_| WireError::new(WireError::BAD_REQUEST, "the mailbox id is not a user key"))
 }
 
 /// An incoming move's answer, or a timeout after [`MIGRATE_TIMEOUT`].

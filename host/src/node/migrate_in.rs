@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::Node;
-use super::migrate::{answer_move, within_move_timeout};
+use super::migrate::{answer_move, owner_of, within_move_timeout};
 use super::serve::internal;
 use super::traffic::Kind;
 use crate::export::{ExportHeader, StreamedSnapshot};
@@ -170,11 +170,7 @@ impl Node {
         header: &ExportHeader,
         ex: &mut Exchange,
     ) -> Result<Incoming, WireError> {
-        let user: UserId = header
-            .mailbox
-            .as_str()
-            .parse()
-            .map_err(|_| bad(&"the mailbox id is not a user key"))?;
+        let user = owner_of(header)?;
         let mut importer = Importer::streaming();
         let mut sink: Option<Sink> = None;
         // Where the receive's time goes, for the debug log.

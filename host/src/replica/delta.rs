@@ -49,6 +49,9 @@ pub enum DeltaError {
     /// Frames came out of order or did not add up to what was announced.
     #[error("delta stream out of order: {0}")]
     Order(String),
+    /// A frame could not be encoded.
+    #[error("encoding a delta frame: {0}")]
+    Encode(String),
     /// More than a limit allows.
     #[error("delta too large: {what} is {actual}, the limit is {limit}")]
     TooLarge {
@@ -86,7 +89,10 @@ pub fn delta_for(
 
 /// The frames of a delta: each component in 1 MiB chunks, then the ops in
 /// batches of about 1 MiB.
-pub fn encode_delta(code: &[(CodeHash, Vec<u8>)], ops: &[Arc<[u8]>]) -> Vec<Vec<u8>> {
+pub fn encode_delta(
+    code: &[(CodeHash, Vec<u8>)],
+    ops: &[Arc<[u8]>],
+) -> Result<Vec<Vec<u8>>, DeltaError> {
     let mut frames = Vec::new();
     for (hash, bytes) in code {
         for chunk in bytes.chunks(EXPORT_CHUNK_BYTES) {
@@ -112,7 +118,7 @@ pub fn encode_delta(code: &[(CodeHash, Vec<u8>)], ops: &[Arc<[u8]>]) -> Vec<Vec<
     }
     frames
         .iter()
-        .map(|f| rmp_serde::to_vec(f).expect("a delta frame always serialises"))
+        .map(|f| rmp_serde::to_vec(f).map_err(|e| DeltaError::Encode(e.to_string())))
         .collect()
 }
 
@@ -290,53 +296,56 @@ mod tests {
         assert_eq!(delta_for(&later, &now, &behind), None);
     }
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn frames_round_trip_through_the_receiver() {
+    fn frames_round_trip_through_the_receiver() -> TestResult {
         let ops: Vec<Arc<[u8]>> = (0..300u32)
             .map(|i| Arc::from(vec![i as u8; 10_000]))
             .collect();
         let code = vec![(CodeHash::of(b"x"), vec![7u8; EXPORT_CHUNK_BYTES + 5])];
-        let frames = encode_delta(&code, &ops);
+        let frames = encode_delta(&code, &ops)?;
         assert!(frames.len() >= 5, "code in 2 chunks, ops in 3 batches");
-        let mut rx = DeltaReceiver::new(ops.len() as u64).expect("within limits");
+        let mut rx = DeltaReceiver::new(ops.len() as u64)?;
         for f in &frames {
-            rx.handle_encoded(f).expect("a good frame");
+            rx.handle_encoded(f)?;
         }
-        let delta = rx.finish().expect("complete");
+        let delta = rx.finish()?;
         assert_eq!(delta.code, code);
         assert_eq!(delta.ops.len(), 300);
         assert_eq!(delta.ops[299], vec![299u32 as u8; 10_000]);
+        Ok(())
     }
 
     #[test]
-    fn refuses_bad_streams() {
+    fn refuses_bad_streams() -> TestResult {
         assert!(matches!(
             DeltaReceiver::new(DELTA_OPS_MAX as u64 + 1),
             Err(DeltaError::TooLarge { .. })
         ));
         let ops: Vec<Arc<[u8]>> = vec![Arc::from(vec![1u8; 4])];
         // Fewer ops than announced.
-        let mut rx = DeltaReceiver::new(2).expect("within limits");
-        for f in encode_delta(&[], &ops) {
-            rx.handle_encoded(&f).expect("a good frame");
+        let mut rx = DeltaReceiver::new(2)?;
+        for f in encode_delta(&[], &ops)? {
+            rx.handle_encoded(&f)?;
         }
         assert!(matches!(rx.finish(), Err(DeltaError::Order(_))));
         // More ops than announced.
-        let mut rx = DeltaReceiver::new(0).expect("within limits");
-        let f = &encode_delta(&[], &ops)[0];
+        let mut rx = DeltaReceiver::new(0)?;
+        let f = &encode_delta(&[], &ops)?[0];
         assert!(matches!(rx.handle_encoded(f), Err(DeltaError::Order(_))));
         // Garbage.
-        let mut rx = DeltaReceiver::new(0).expect("within limits");
+        let mut rx = DeltaReceiver::new(0)?;
         assert!(matches!(
             rx.handle_encoded(b"\xc1"),
             Err(DeltaError::Malformed(_))
         ));
         // A component after ops, and a short component.
         let code = vec![(CodeHash::of(b"y"), vec![1u8; 10])];
-        let mut frames = encode_delta(&[], &ops);
-        frames.extend(encode_delta(&code, &[]));
-        let mut rx = DeltaReceiver::new(1).expect("within limits");
-        rx.handle_encoded(&frames[0]).expect("ops");
+        let mut frames = encode_delta(&[], &ops)?;
+        frames.extend(encode_delta(&code, &[])?);
+        let mut rx = DeltaReceiver::new(1)?;
+        rx.handle_encoded(&frames[0])?;
         assert!(matches!(
             rx.handle_encoded(&frames[1]),
             Err(DeltaError::Order(_))
@@ -345,10 +354,10 @@ mod tests {
             hash: CodeHash::of(b"z"),
             total_bytes: 20,
             chunk: vec![0; 10],
-        })
-        .expect("encodes");
-        let mut rx = DeltaReceiver::new(0).expect("within limits");
-        rx.handle_encoded(&short).expect("a first chunk");
+        })?;
+        let mut rx = DeltaReceiver::new(0)?;
+        rx.handle_encoded(&short)?;
         assert!(matches!(rx.finish(), Err(DeltaError::Order(_))));
+        Ok(())
     }
 }
