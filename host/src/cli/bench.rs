@@ -93,6 +93,9 @@ pub enum Bench {
     NetSink {
         #[arg(long)]
         listen: std::net::SocketAddr,
+        /// Where durable transfers are written.
+        #[arg(long)]
+        data: std::path::PathBuf,
     },
 }
 
@@ -144,7 +147,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             print(&super::bench_repl::run(params).await?, json);
             Ok(())
         }
-        Bench::NetSink { listen } => super::bench_sink::serve(listen).await,
+        Bench::NetSink { listen, data } => super::bench_sink::serve(listen, data).await,
     }
 }
 

@@ -68,8 +68,10 @@ pub enum StagingError {
 }
 
 impl SnapshotStaging {
-    /// A new temporary file in `dir`.
-    pub(super) fn create(dir: &std::path::Path) -> io::Result<Self> {
+    /// A new temporary file in `dir` (a store's snapshot folder, through
+    /// `MailboxStore::stage_snapshot`; the raw baseline of `dem bench net`
+    /// writes through it too, to measure the same writes).
+    pub fn create(dir: &std::path::Path) -> io::Result<Self> {
         let (file, path) = tempfile::Builder::new()
             .prefix(".staged-")
             .tempfile_in(dir)?
