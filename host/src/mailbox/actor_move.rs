@@ -63,8 +63,15 @@ impl MailboxActor {
             _ => Vec::new(),
         };
         if let Some(store) = self.store.clone() {
+            let t = std::time::Instant::now();
             self.settle().await?;
+            let settle_ms = t.elapsed().as_secs_f64() * 1e3;
             let recovery = super::load(self.id.clone(), store, true).await?;
+            tracing::debug!(
+                settle_ms,
+                load_ms = t.elapsed().as_secs_f64() * 1e3 - settle_ms,
+                "read the state to ship"
+            );
             return Ok(ExportedState {
                 meta: recovery.meta,
                 snapshot: recovery.snapshot,

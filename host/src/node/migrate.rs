@@ -80,18 +80,19 @@ impl Node {
         }
         let started = std::time::Instant::now();
         // Read the epoch before pausing, so the pause is as short as the
-        // transfer itself.
-        let epoch = match self
-            .session
-            .dispatch(&DispatchRequest::LookupUser { user })
-            .await
-        {
+        // transfer itself; meanwhile ask the target for its copy (one
+        // holding an older copy may need only the ops it lacks), which
+        // also sets up the connection the state will go over.
+        let lookup = DispatchRequest::LookupUser { user };
+        let (found, mut peer) = tokio::join!(
+            self.session.dispatch(&lookup),
+            self.target_copy(user, to, to_addr),
+        );
+        let epoch = match found {
             Ok(DispatchResponse::Mailbox(found)) => found.epoch.next(),
             Ok(other) => return Err(MigrateError::Dispatch(format!("answered {other:?}"))),
             Err(e) => return Err(MigrateError::Dispatch(e.to_string())),
         };
-        // A target holding an older copy may need only the ops it lacks.
-        let mut peer = self.target_copy(user, to, to_addr).await;
         tracing::debug!(
             since_start_ms = started.elapsed().as_secs_f64() * 1e3,
             "asked the target for its copy"
