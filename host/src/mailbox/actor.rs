@@ -20,16 +20,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use super::clock::HybridClock;
-use super::filters::{Placing, view_of};
 use super::request::{Op, Request, Response};
 use super::restore::Restored;
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
-use crate::ids::{CodeHash, MailboxId};
+use crate::ids::MailboxId;
 use crate::replica::{OpId, Since, VersionVector, Window};
-use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
+use crate::runtime::bindings::{NewMail, PluginEntry};
 use crate::runtime::filter::FilterInstance;
 use crate::runtime::{MailboxInstance, Runtime};
-use crate::store::{MailboxMeta, MailboxStore, SnapshotRecord};
+use crate::store::{MailboxMeta, MailboxStore};
 
 /// Which digest of a mailbox's state to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +41,9 @@ pub enum DigestKind {
 
 #[path = "actor_move.rs"]
 mod moving;
-pub use moving::{DeltaState, MoveState};
+pub use moving::{DeltaState, ExportedState, MoveState, vv_after};
+#[path = "actor_deliver.rs"]
+mod deliver;
 #[path = "actor_durable.rs"]
 mod durable;
 #[path = "actor_sync.rs"]
@@ -101,58 +102,6 @@ pub(crate) enum Command {
     Stop {
         reply: oneshot::Sender<()>,
     },
-}
-
-/// A mailbox's durable state as it leaves the host: what `export` yields
-/// and `import` takes.
-#[derive(Debug, Clone)]
-pub struct ExportedState {
-    pub meta: MailboxMeta,
-    pub snapshot: Option<SnapshotRecord>,
-    /// Ops after the snapshot, by sequence number.
-    pub tail: Vec<(u64, Vec<u8>)>,
-    /// Installed plugins, whose code must travel along.
-    pub plugins: Vec<PluginEntry>,
-    /// The snapshot's keyed BLAKE3 (`crate::store::snapshot_hasher`) when
-    /// already known: the name of the file it was read from, unhashed, so
-    /// the receiver's check also catches a file damaged here.
-    pub snapshot_checksum: Option<[u8; 32]>,
-}
-
-impl ExportedState {
-    /// The replicated ops the state includes: the snapshot's vector plus
-    /// the tail's ops.
-    pub fn vv(&self) -> Result<VersionVector, E> {
-        let base = self
-            .snapshot
-            .as_ref()
-            .map(|s| s.vv.clone())
-            .unwrap_or_default();
-        vv_after(base, &self.tail)
-    }
-
-    /// The log position the state reaches.
-    pub fn last_seq(&self) -> u64 {
-        self.tail
-            .last()
-            .map(|(s, _)| *s)
-            .or(self.snapshot.as_ref().map(|s| s.seq))
-            .unwrap_or(0)
-    }
-}
-
-/// The replicated ops a snapshot at `vv` plus `tail` include.
-pub fn vv_after(mut vv: VersionVector, tail: &[(u64, Vec<u8>)]) -> Result<VersionVector, E> {
-    for (seq, bytes) in tail {
-        let op = Op::decode(bytes)
-            .map_err(|e| E::Import(format!("log entry {seq} is malformed: {e}")))?;
-        let id = op.id_after(&vv);
-        if vv.fit(id) != crate::replica::Fit::Next {
-            return Err(E::Import(format!("log entry {seq} is out of order")));
-        }
-        vv.record(id);
-    }
-    Ok(vv)
 }
 
 /// The sending side of an actor's channel.
@@ -443,114 +392,6 @@ impl MailboxActor {
                 }
                 None => self.reply_when_durable(reply, Ok(Tracked { response, op: None })),
             },
-        }
-    }
-
-    /// Runs the filters, then delivers where they decided.
-    ///
-    /// (See [`as_applied`] for how a delivery is logged.)
-    async fn handle_deliver(&mut self, mail: NewMail, reply: Reply<Tracked>) {
-        if let Err(e) = self.wake().await {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        let plugins = match self.installed_plugins().await {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let mut placing = Placing::default();
-        if !plugins.is_empty() {
-            let sender = match self
-                .read(Request::ClassifySender {
-                    address: mail.from.clone(),
-                })
-                .await
-            {
-                Ok(Response::SenderStatus(s)) => s,
-                _ => SenderStatus::Unknown,
-            };
-            let view = view_of(&mail, sender);
-            for plugin in plugins.iter() {
-                match self.run_filter(plugin, &view).await {
-                    Some(verdict) => {
-                        if let Some(reason) = placing.apply(verdict) {
-                            let _ = reply.send(Err(E::Rejected {
-                                plugin: plugin.name.clone(),
-                                reason,
-                            }));
-                            return;
-                        }
-                    }
-                    None => continue,
-                }
-            }
-        }
-        self.run_request(
-            Request::Deliver {
-                mail,
-                place: placing.finish(),
-            },
-            reply,
-        )
-        .await;
-    }
-
-    /// The installed plugins, in the order they run.
-    async fn installed_plugins(&mut self) -> Result<Arc<[PluginEntry]>, E> {
-        if let Some(p) = &self.plugins {
-            return Ok(p.clone());
-        }
-        let plugins = match self.read(Request::ListPlugins).await? {
-            Response::Plugins(p) => p,
-            _ => Vec::new(),
-        };
-        self.filters
-            .retain(|name, _| plugins.iter().any(|p| &p.name == name));
-        let plugins: Arc<[PluginEntry]> = plugins.into();
-        self.plugins = Some(plugins.clone());
-        Ok(plugins)
-    }
-
-    /// Runs one plugin, reusing its live instance; `None` if it failed (it
-    /// is then skipped, and the mail delivered anyway).
-    async fn run_filter(
-        &mut self,
-        plugin: &PluginEntry,
-        view: &crate::runtime::bindings::MailView,
-    ) -> Option<crate::runtime::bindings::Verdict> {
-        let code: CodeHash = match plugin.code_hash.parse() {
-            Ok(code) => code,
-            Err(e) => {
-                tracing::warn!(plugin = %plugin.name, "skipped: {e}");
-                return None;
-            }
-        };
-        if self
-            .filters
-            .get(&plugin.name)
-            .is_none_or(|f| *f.code() != code)
-        {
-            match self.runtime.instantiate_filter(&code, &plugin.name).await {
-                Ok(f) => {
-                    self.filters.insert(plugin.name.clone(), f);
-                }
-                Err(e) => {
-                    tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
-                    return None;
-                }
-            }
-        }
-        let filter = self.filters.get_mut(&plugin.name)?;
-        match filter.run(view, &plugin.config).await {
-            Ok(verdict) => Some(verdict),
-            Err(e) => {
-                tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
-                self.filters.remove(&plugin.name);
-                None
-            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! The moving side of the actor: exporting the durable state, pausing for
+//! The moving side of the actor: the durable state as it leaves the host
+//! (`ExportedState`), exporting it, pausing for
 //! a migration (shipping only the missing ops to a target that holds an
 //! older copy, `crate::replica::delta`) and, once the mailbox has moved,
 //! answering every queued and later call with where it went; and the state
@@ -8,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, DigestKind, E, ExportedState, MailboxActor, Reply};
-use crate::mailbox::request::{Request, Response};
+use super::{Command, DigestKind, E, MailboxActor, Reply};
+use crate::mailbox::request::{Op, Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
 use crate::replica::{VersionVector, delta_for};
 use crate::runtime::bindings::PluginEntry;
@@ -46,6 +47,58 @@ pub struct DeltaState {
     pub vv: VersionVector,
     /// Durable ops, in the order this replica applied them.
     pub ops: Vec<Arc<[u8]>>,
+}
+
+/// A mailbox's durable state as it leaves the host: what `export` yields
+/// and `import` takes.
+#[derive(Debug, Clone)]
+pub struct ExportedState {
+    pub meta: MailboxMeta,
+    pub snapshot: Option<SnapshotRecord>,
+    /// Ops after the snapshot, by sequence number.
+    pub tail: Vec<(u64, Vec<u8>)>,
+    /// Installed plugins, whose code must travel along.
+    pub plugins: Vec<PluginEntry>,
+    /// The snapshot's keyed BLAKE3 (`crate::store::snapshot_hasher`) when
+    /// already known: the name of the file it was read from, unhashed, so
+    /// the receiver's check also catches a file damaged here.
+    pub snapshot_checksum: Option<[u8; 32]>,
+}
+
+impl ExportedState {
+    /// The replicated ops the state includes: the snapshot's vector plus
+    /// the tail's ops.
+    pub fn vv(&self) -> Result<VersionVector, E> {
+        let base = self
+            .snapshot
+            .as_ref()
+            .map(|s| s.vv.clone())
+            .unwrap_or_default();
+        vv_after(base, &self.tail)
+    }
+
+    /// The log position the state reaches.
+    pub fn last_seq(&self) -> u64 {
+        self.tail
+            .last()
+            .map(|(s, _)| *s)
+            .or(self.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0)
+    }
+}
+
+/// The replicated ops a snapshot at `vv` plus `tail` include.
+pub fn vv_after(mut vv: VersionVector, tail: &[(u64, Vec<u8>)]) -> Result<VersionVector, E> {
+    for (seq, bytes) in tail {
+        let op = Op::decode(bytes)
+            .map_err(|e| E::Import(format!("log entry {seq} is malformed: {e}")))?;
+        let id = op.id_after(&vv);
+        if vv.fit(id) != crate::replica::Fit::Next {
+            return Err(E::Import(format!("log entry {seq} is out of order")));
+        }
+        vv.record(id);
+    }
+    Ok(vv)
 }
 
 impl MailboxActor {

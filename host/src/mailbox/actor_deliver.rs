@@ -1,0 +1,122 @@
+//! The actor's delivery path: the mailbox's filter plugins run on a new
+//! mail before the guest files it, each in its own live instance that is
+//! kept between deliveries (instantiating per mail would cost more than
+//! the filter), refuelled per call and dropped when it fails.
+
+use std::sync::Arc;
+
+use super::{E, MailboxActor, Reply, Tracked};
+use crate::ids::CodeHash;
+use crate::mailbox::filters::{Placing, view_of};
+use crate::mailbox::request::{Request, Response};
+use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
+
+impl MailboxActor {
+    /// Runs the filters, then delivers where they decided.
+    ///
+    /// (See `super::as_applied` for how a delivery is logged.)
+    pub(super) async fn handle_deliver(&mut self, mail: NewMail, reply: Reply<Tracked>) {
+        if let Err(e) = self.wake().await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let plugins = match self.installed_plugins().await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let mut placing = Placing::default();
+        if !plugins.is_empty() {
+            let sender = match self
+                .read(Request::ClassifySender {
+                    address: mail.from.clone(),
+                })
+                .await
+            {
+                Ok(Response::SenderStatus(s)) => s,
+                _ => SenderStatus::Unknown,
+            };
+            let view = view_of(&mail, sender);
+            for plugin in plugins.iter() {
+                match self.run_filter(plugin, &view).await {
+                    Some(verdict) => {
+                        if let Some(reason) = placing.apply(verdict) {
+                            let _ = reply.send(Err(E::Rejected {
+                                plugin: plugin.name.clone(),
+                                reason,
+                            }));
+                            return;
+                        }
+                    }
+                    None => continue,
+                }
+            }
+        }
+        self.run_request(
+            Request::Deliver {
+                mail,
+                place: placing.finish(),
+            },
+            reply,
+        )
+        .await;
+    }
+
+    /// The installed plugins, in the order they run.
+    async fn installed_plugins(&mut self) -> Result<Arc<[PluginEntry]>, E> {
+        if let Some(p) = &self.plugins {
+            return Ok(p.clone());
+        }
+        let plugins = match self.read(Request::ListPlugins).await? {
+            Response::Plugins(p) => p,
+            _ => Vec::new(),
+        };
+        self.filters
+            .retain(|name, _| plugins.iter().any(|p| &p.name == name));
+        let plugins: Arc<[PluginEntry]> = plugins.into();
+        self.plugins = Some(plugins.clone());
+        Ok(plugins)
+    }
+
+    /// Runs one plugin, reusing its live instance; `None` if it failed (it
+    /// is then skipped, and the mail delivered anyway).
+    async fn run_filter(
+        &mut self,
+        plugin: &PluginEntry,
+        view: &crate::runtime::bindings::MailView,
+    ) -> Option<crate::runtime::bindings::Verdict> {
+        let code: CodeHash = match plugin.code_hash.parse() {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::warn!(plugin = %plugin.name, "skipped: {e}");
+                return None;
+            }
+        };
+        if self
+            .filters
+            .get(&plugin.name)
+            .is_none_or(|f| *f.code() != code)
+        {
+            match self.runtime.instantiate_filter(&code, &plugin.name).await {
+                Ok(f) => {
+                    self.filters.insert(plugin.name.clone(), f);
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
+                    return None;
+                }
+            }
+        }
+        let filter = self.filters.get_mut(&plugin.name)?;
+        match filter.run(view, &plugin.config).await {
+            Ok(verdict) => Some(verdict),
+            Err(e) => {
+                tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
+                self.filters.remove(&plugin.name);
+                None
+            }
+        }
+    }
+}
