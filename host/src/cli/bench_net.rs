@@ -37,15 +37,9 @@ use serde_json::{Value, json};
 use super::bench_lookups::{Lookups, Path as LookupPath, lookups};
 use super::bench_sink::RawSender;
 use crate::client::{MailboxRef, Session, Target, now_ms};
-use crate::identity::{
-    HostId, KeyPair, MOVE_ORDER, MailSeal, Name, OWNER_CALL, Signed, SignedNameClaim, UserId,
-    mail_id,
-};
+use crate::identity::{HostId, KeyPair, MOVE_ORDER, MailSeal, Name, Signed, UserId, mail_id};
 use crate::node::verify::with_content;
-use crate::proto::{
-    CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder,
-    SignedMail,
-};
+use crate::proto::{HostRequest, HostResponse, MoveOrder, SignedMail};
 use crate::runtime::bindings::NewMail;
 
 /// Sizes of one run.
@@ -359,28 +353,7 @@ pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<
     let key = Arc::new(KeyPair::generate()?);
     let units = backbone.iter().map(|a| (a.clone(), None)).collect();
     let session = Arc::new(Session::new(key.clone(), units)?);
-    let claim = SignedNameClaim::sign(&key, Name::new(name)?, now_ms())?;
-    let placement = match session
-        .dispatch(&DispatchRequest::Register { claim })
-        .await
-        .with_context(|| format!("registering {name}"))?
-    {
-        DispatchResponse::Registered { placement, .. } => placement,
-        other => bail!("unexpected answer to Register: {other:?}"),
-    };
-    let order = CreateOrder {
-        user: key.user_id(),
-        host: placement.host,
-    };
-    let signed = Signed::sign(&key, OWNER_CALL, now_ms(), &order)?;
-    session
-        .host_request(
-            &placement.addr,
-            placement.host,
-            &HostRequest::Create(signed),
-        )
-        .await
-        .with_context(|| format!("creating {name}'s mailbox"))?;
+    super::user::claim_and_create(&session, &key, Name::new(name)?).await?;
     Ok(User {
         key,
         name: name.to_string(),

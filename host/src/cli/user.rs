@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
 use crate::client::{MailboxRef, RefError, Session, Target, now_ms};
+use crate::dispatch::Placement;
 use crate::identity::{
     Home, KeyPair, KeyRole, Name, OWNER_CALL, Signed, SignedNameClaim, UserProfile,
 };
@@ -130,28 +131,7 @@ async fn register(home_arg: &HomeArg, dispatch: Vec<String>) -> anyhow::Result<(
         key.clone(),
         dispatch.iter().map(|a| (a.clone(), None)).collect(),
     )?;
-    let claim = SignedNameClaim::sign(&key, name.clone(), now_ms())?;
-    let placement = match session
-        .dispatch(&DispatchRequest::Register { claim })
-        .await
-        .context("registering the name")?
-    {
-        DispatchResponse::Registered { placement, .. } => placement,
-        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
-    };
-    let order = CreateOrder {
-        user: key.user_id(),
-        host: placement.host,
-    };
-    let signed = Signed::sign(&key, OWNER_CALL, now_ms(), &order)?;
-    session
-        .host_request(
-            &placement.addr,
-            placement.host,
-            &HostRequest::Create(signed),
-        )
-        .await
-        .with_context(|| format!("creating the mailbox on host {}", placement.addr))?;
+    let placement = claim_and_create(&session, &key, name.clone()).await?;
     // Remember the units, the first one given first, with learned keys.
     let units = session.dispatch_units();
     for addr in dispatch.iter().rev() {
@@ -168,6 +148,38 @@ async fn register(home_arg: &HomeArg, dispatch: Vec<String>) -> anyhow::Result<(
     );
     session.close().await;
     Ok(())
+}
+
+/// Claims `name` for `key` at a dispatch unit, then asks the host it
+/// placed the mailbox on to create it: the two steps of `dem register`.
+pub(crate) async fn claim_and_create(
+    session: &Session,
+    key: &KeyPair,
+    name: Name,
+) -> anyhow::Result<Placement> {
+    let claim = SignedNameClaim::sign(key, name.clone(), now_ms())?;
+    let placement = match session
+        .dispatch(&DispatchRequest::Register { claim })
+        .await
+        .with_context(|| format!("registering the name {}", name.as_str()))?
+    {
+        DispatchResponse::Registered { placement, .. } => placement,
+        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
+    };
+    let order = CreateOrder {
+        user: key.user_id(),
+        host: placement.host,
+    };
+    let signed = Signed::sign(key, OWNER_CALL, now_ms(), &order)?;
+    session
+        .host_request(
+            &placement.addr,
+            placement.host,
+            &HostRequest::Create(signed),
+        )
+        .await
+        .with_context(|| format!("creating the mailbox on host {}", placement.addr))?;
+    Ok(placement)
 }
 
 /// A user's session on the network, from their home.

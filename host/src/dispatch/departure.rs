@@ -101,19 +101,10 @@ impl DispatchUnit {
 #[cfg(test)]
 mod tests {
     use super::super::error::PlacementError as E;
-    use super::super::tables::{AttachmentRecord, MailboxRecord};
+    use super::super::tables::AttachmentRecord;
     use super::super::testutil::*;
     use super::*;
     use crate::identity::id::Epoch;
-
-    fn located(u: &mut DispatchUnit, who: u8, hosts: Vec<HostId>) {
-        let rec = MailboxRecord {
-            hosts,
-            epoch: Epoch(1),
-            ..Default::default()
-        };
-        u.tables.mailboxes.insert(user(who), rec);
-    }
 
     #[test]
     fn departure_plans_spread_load() {

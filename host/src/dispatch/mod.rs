@@ -202,6 +202,16 @@ pub(crate) mod testutil {
         format!("{b:02x}").repeat(32).parse().unwrap()
     }
 
+    /// Records user `who`'s mailbox as held by `hosts` at epoch 1.
+    pub fn located(u: &mut DispatchUnit, who: u8, hosts: Vec<HostId>) {
+        let rec = super::tables::MailboxRecord {
+            hosts,
+            epoch: crate::identity::id::Epoch(1),
+            ..Default::default()
+        };
+        u.tables.mailboxes.insert(user(who), rec);
+    }
+
     /// All replicated updates among `actions`.
     pub fn updates(actions: &[Action]) -> Vec<Update> {
         actions

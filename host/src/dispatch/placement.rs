@@ -292,19 +292,10 @@ impl DispatchUnit {
 mod tests {
     use super::super::error::PlacementError as E;
     use super::super::limits::{LEASE_MS, Limit, Limits};
-    use super::super::tables::{AttachmentRecord, MailboxRecord};
+    use super::super::tables::AttachmentRecord;
     use super::super::testutil::*;
     use super::*;
     use crate::identity::id::{DispatchId, Epoch};
-
-    fn located(u: &mut DispatchUnit, who: u8, hosts: Vec<HostId>) {
-        let rec = MailboxRecord {
-            hosts,
-            epoch: Epoch(1),
-            ..Default::default()
-        };
-        u.tables.mailboxes.insert(user(who), rec);
-    }
 
     #[test]
     fn picks_least_loaded_live_non_holding_non_leaving() {
