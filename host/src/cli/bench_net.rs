@@ -35,7 +35,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::bench_lookups::{Lookups, Path as LookupPath, lookups};
-use super::bench_sink::RawSender;
+use super::bench_sink::raw_transfers;
 use crate::client::{MailboxRef, Session, Target, now_ms};
 use crate::identity::{HostId, KeyPair, MOVE_ORDER, MailSeal, Name, Signed, UserId, mail_id};
 use crate::node::verify::with_content;
@@ -325,22 +325,6 @@ pub async fn run(p: NetParams) -> anyhow::Result<Value> {
         "hosts": 4,
         "dispatch_units": 1,
     }))
-}
-
-/// The median times of sending `bytes` to the sink as they are and
-/// written durably, three rounds each on one connection, alternating so a
-/// noisy moment hits both alike.
-async fn raw_transfers(addr: &str, bytes: &[u8]) -> anyhow::Result<(Duration, Duration)> {
-    let sender = RawSender::connect(addr).await?;
-    let (mut plain, mut durable) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        plain.push(sender.send(bytes, false).await?);
-        durable.push(sender.send(bytes, true).await?);
-    }
-    sender.close();
-    plain.sort();
-    durable.sort();
-    Ok((plain[1], durable[1]))
 }
 
 pub(super) fn ms(d: Duration) -> f64 {

@@ -119,8 +119,30 @@ async fn receive_durably(ex: &mut Exchange, dir: &std::path::Path) -> anyhow::Re
     writer.await.context("the file writer")?
 }
 
+/// The median times of sending `bytes` to the sink as they are and
+/// written durably, three rounds each on one connection, alternating so a
+/// noisy moment hits both alike.
+pub async fn raw_transfers(addr: &str, bytes: &[u8]) -> anyhow::Result<(Duration, Duration)> {
+    let sender = RawSender::connect(addr).await?;
+    let (mut plain, mut durable) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        plain.push(sender.send(bytes, false).await?);
+        durable.push(sender.send(bytes, true).await?);
+    }
+    sender.close();
+    Ok((median(plain)?, median(durable)?))
+}
+
+fn median(mut times: Vec<Duration>) -> anyhow::Result<Duration> {
+    times.sort();
+    times
+        .get(times.len() / 2)
+        .copied()
+        .context("no rounds timed")
+}
+
 /// A connection to a sink, set up before anything is timed.
-pub struct RawSender {
+struct RawSender {
     endpoint: Endpoint,
     conn: Connection,
 }
