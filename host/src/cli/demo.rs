@@ -278,7 +278,6 @@ fn demo() -> anyhow::Result<()> {
     println!("   host {} at {} leaves", &leaving.id[..12], leaving.addr);
     leaving.stop_gracefully(Duration::from_secs(60))?;
     spread(&alice)?;
-    print!("{}", indent(&user(&alice, &["inbox"])?));
     user(
         &alice,
         &[
@@ -291,7 +290,8 @@ fn demo() -> anyhow::Result<()> {
             "after the move",
         ],
     )?;
-    println!("   alice can still mail herself after the move");
+    println!("   alice mails herself after the move; her inbox:");
+    print!("{}", indent(&user(&alice, &["inbox"])?));
 
     println!("== done: stopping every process");
     drop(bobs_host);
