@@ -13,11 +13,21 @@ use crate::client::now_ms;
 use crate::identity::{HOME, HostId, KeyPair, MOVE_ORDER, Signed};
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
 
-/// Attempts at bringing the mailbox home before giving up (the holder may
-/// still be joining, or be briefly unreachable).
-const HOME_PULL_ATTEMPTS: u32 = 40;
-/// Pause between attempts.
-const HOME_PULL_RETRY: Duration = Duration::from_millis(500);
+/// The first pause between attempts at bringing the mailbox home (the
+/// holder may still be joining, or be briefly unreachable).
+const HOME_PULL_RETRY_MIN: Duration = Duration::from_millis(500);
+/// The longest pause: the host keeps trying for as long as it runs, since
+/// a mailbox left away from its owner's host would stay away (a dispatch
+/// unit down for a while must not strand it), but not so often that a
+/// long outage floods the logs and the units.
+const HOME_PULL_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The pauses between attempts: doubling from the least to the most.
+fn home_pull_pauses() -> impl Iterator<Item = Duration> {
+    std::iter::successors(Some(HOME_PULL_RETRY_MIN), |d| {
+        Some(d.saturating_mul(2).min(HOME_PULL_RETRY_MAX))
+    })
+}
 
 impl Node {
     /// Signs `Home` for `owner` (this host, or `None` when leaving).
@@ -38,23 +48,27 @@ impl Node {
         }
     }
 
-    /// Announces this host as `owner`'s home and pulls their mailbox here.
+    /// Announces this host as `owner`'s home and pulls their mailbox here,
+    /// retrying until it is here (the task is aborted when the host
+    /// leaves).
     pub async fn go_home(&self, owner: &KeyPair) {
         let user = owner.user_id();
         let span = tracing::info_span!("go-home", mailbox = %user.short(), host = %self.id.short());
         let _e = span.enter();
-        for attempt in 1..=HOME_PULL_ATTEMPTS {
+        for (attempt, pause) in (1u64..).zip(home_pull_pauses()) {
             match self.pull_home_once(owner).await {
                 Ok(true) => {
                     tracing::info!("the owner's mailbox is home");
                     return;
                 }
                 Ok(false) => {}
-                Err(e) => tracing::info!(attempt, error = %e, "mailbox not home yet"),
+                Err(e) => {
+                    let retry_ms = pause.as_millis() as u64;
+                    tracing::info!(attempt, retry_ms, error = %e, "mailbox not home yet");
+                }
             }
-            tokio::time::sleep(HOME_PULL_RETRY).await;
+            tokio::time::sleep(pause).await;
         }
-        tracing::warn!("gave up bringing the owner's mailbox home");
     }
 
     /// One attempt: `Ok(true)` once the mailbox is here.
@@ -103,5 +117,20 @@ impl Node {
             Ok(other) => Err(format!("the holder answered {other:?}")),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_most_and_never_end() {
+        let pauses: Vec<Duration> = home_pull_pauses().take(12).collect();
+        assert_eq!(pauses.first(), Some(&HOME_PULL_RETRY_MIN));
+        assert_eq!(pauses.get(1), Some(&(HOME_PULL_RETRY_MIN * 2)));
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(pauses.last(), Some(&HOME_PULL_RETRY_MAX));
+        assert_eq!(home_pull_pauses().nth(10_000), Some(HOME_PULL_RETRY_MAX));
     }
 }
