@@ -1,10 +1,11 @@
 //! Mailboxes moving between real `dem host` processes (issue 3 §4–§5):
 //! an explicit `dem admin move` while a sender keeps delivering (nothing
 //! lost or duplicated), the owner's host pulling the mailbox home, a
-//! graceful leave moving everything off, a failed move leaving the
-//! mailbox intact at the source, and a mailbox whose snapshot is a file
-//! arriving whole through the target's staged file. Each test has its own loopback addresses
-//! (127.0.0.5x), temp dirs and ports.
+//! graceful leave moving everything off (also when at first there is
+//! nowhere to go), a failed move leaving the mailbox intact at the
+//! source, and a mailbox whose snapshot is a file arriving whole through
+//! the target's staged file. Each test has its own loopback addresses,
+//! temp dirs and ports.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -373,5 +374,59 @@ fn a_large_mailbox_moves_through_a_staged_snapshot_file() -> Result<()> {
     let (named, other) = snapshot_files(&tmp.path().join(format!("host{target_index}")))?;
     ensure!(named == 1, "{named} snapshot files at the target");
     ensure!(other.is_empty(), "left over at the target: {other:?}");
+    Ok(())
+}
+
+/// Whether `admin status` lists host `id` as online.
+fn online(user: &User, id: &str) -> Result<bool> {
+    let s = admin_status(user)?;
+    let host = s["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["id"] == id)
+        .with_context(|| format!("host {id} in {s}"))?;
+    Ok(host["online"] == true)
+}
+
+#[test]
+fn a_leave_with_nowhere_to_go_asks_again_until_a_host_is_back() -> Result<()> {
+    let tmp = temp_dir();
+    let mut net = Net::start(tmp.path(), &["127.0.0.231", "127.0.0.232"])?;
+    let alice = register_user(tmp.path(), "alice", &net.dispatch.addr)?;
+    let mail = send_mail(&alice, "alice", "before the leave")?;
+    let leaving_id = net.hosts[0].id.clone();
+    // The only other host is paused until its lease lapses: the first
+    // departure plans have nowhere to put alice's mailbox.
+    let other = start_host(
+        tmp.path(),
+        "127.0.0.233",
+        "host-b",
+        &net.dispatch.addr,
+        None,
+    )?;
+    other.signal("STOP")?;
+    wait_for("the paused host to go offline", || {
+        Ok(!online(&alice, &other.id)?)
+    })?;
+    net.hosts[0].signal("TERM")?;
+    // A few planning rounds pass (500 ms apart) before the host is back;
+    // the leaving host must keep asking instead of leaving alice behind.
+    std::thread::sleep(Duration::from_millis(1200));
+    other.signal("CONT")?;
+    // (`terminate` signals again, which a host already leaving ignores.)
+    let status = net.hosts[0]
+        .terminate(Duration::from_secs(60))
+        .context("waiting for the leaving host")?;
+    ensure!(status.success(), "the leaving host exited with {status}");
+    ensure!(
+        holders(&alice, "alice")? == vec![other.id.clone()],
+        "alice's mailbox went to the host that came back"
+    );
+    ensure!(!online(&alice, &leaving_id)?, "the leaving host is offline");
+    ensure!(
+        inbox_ids(&alice)? == vec![mail],
+        "alice's mail moved with her"
+    );
     Ok(())
 }
