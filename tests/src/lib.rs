@@ -1078,6 +1078,17 @@ pub fn admin_status(user: &User) -> Result<Value> {
     )?)
 }
 
+/// Host `id`'s entry in an `admin status` answer.
+pub fn host_in(status: &Value, id: &str) -> Result<Value> {
+    status["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["id"] == id)
+        .cloned()
+        .with_context(|| format!("host {id} in {status}"))
+}
+
 /// The hosts listed for `name`'s mailbox in an `admin status` answer.
 pub fn holders_in(status: &Value, name: &str) -> Result<Vec<String>> {
     let u = status["users"]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use dem_tests::{
-    Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, inbox_ids, register_user,
-    send_mail, temp_dir,
+    Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, host_in, inbox_ids,
+    register_user, send_mail, temp_dir,
 };
 use serde_json::Value;
 
@@ -238,15 +238,7 @@ fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
     );
     let s = admin_status(&bob)?;
     println!("{s}");
-    let host = |id: &str| {
-        s["hosts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|h| h["id"] == id)
-            .cloned()
-            .with_context(|| format!("host {id} in {s}"))
-    };
+    let host = |id: &str| host_in(&s, id);
     let left = host(&leaving_id)?;
     ensure!(left["online"] == false, "{left}");
     ensure!(
@@ -379,14 +371,7 @@ fn a_large_mailbox_moves_through_a_staged_snapshot_file() -> Result<()> {
 
 /// Whether `admin status` lists host `id` as online.
 fn online(user: &User, id: &str) -> Result<bool> {
-    let s = admin_status(user)?;
-    let host = s["hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|h| h["id"] == id)
-        .with_context(|| format!("host {id} in {s}"))?;
-    Ok(host["online"] == true)
+    Ok(host_in(&admin_status(user)?, id)?["online"] == true)
 }
 
 #[test]
