@@ -1078,25 +1078,30 @@ pub fn admin_status(user: &User) -> Result<Value> {
     )?)
 }
 
-/// Host `id`'s entry in an `admin status` answer.
-pub fn host_in(status: &Value, id: &str) -> Result<Value> {
-    status["hosts"]
+/// The entry of `status[list]` whose `key` is `value`.
+fn entry_in(status: &Value, list: &str, key: &str, value: &str) -> Result<Value> {
+    status[list]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|h| h["id"] == id)
+        .find(|e| e[key] == value)
         .cloned()
-        .with_context(|| format!("host {id} in {status}"))
+        .with_context(|| format!("{list}: no {key} {value} in the status: {status}"))
+}
+
+/// Host `id`'s entry in an `admin status` answer.
+pub fn host_in(status: &Value, id: &str) -> Result<Value> {
+    entry_in(status, "hosts", "id", id)
+}
+
+/// User `name`'s entry in an `admin status` answer.
+pub fn user_in(status: &Value, name: &str) -> Result<Value> {
+    entry_in(status, "users", "name", name)
 }
 
 /// The hosts listed for `name`'s mailbox in an `admin status` answer.
 pub fn holders_in(status: &Value, name: &str) -> Result<Vec<String>> {
-    let u = status["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|u| u["name"] == name)
-        .with_context(|| format!("{name} in the status: {status}"))?;
+    let u = user_in(status, name)?;
     Ok(u["hosts"]
         .as_array()
         .into_iter()

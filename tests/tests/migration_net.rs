@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use dem_tests::{
     Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, host_in, inbox_ids,
-    register_user, send_mail, temp_dir,
+    register_user, send_mail, temp_dir, user_in,
 };
 use serde_json::Value;
 
@@ -147,14 +147,7 @@ fn admin_move_while_a_sender_delivers_loses_and_duplicates_nothing() -> Result<(
 }
 
 fn user_entry(user: &User, name: &str) -> Result<Value> {
-    let s = admin_status(user)?;
-    s["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|u| u["name"] == name)
-        .cloned()
-        .with_context(|| format!("{name} in the status: {s}"))
+    user_in(&admin_status(user)?, name)
 }
 
 #[test]
