@@ -19,7 +19,7 @@
 //! it is acknowledged. The references themselves are renewed by
 //! `attachment_refs.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -34,16 +34,14 @@ use crate::identity::{Epoch, HostId};
 use crate::net::WireError;
 use crate::proto::dispatch::NOT_FOUND;
 use crate::proto::{DispatchRequest, DispatchResponse};
-use crate::replica::Member;
 use crate::replica::attachment::{AttachmentPlan, holders_after_put, plan_attachment};
+use crate::replica::{Member, UnlistedCopies};
 
 /// What the attachment keeper remembers between rounds.
 #[derive(Default)]
 pub(super) struct AttachmentKeeperState {
-    /// When an attachment stored here was first seen unlisted.
-    unlisted_since: HashMap<AttachmentId, Instant>,
-    /// When a copy arrived here, to let it get listed.
-    arrived: HashMap<AttachmentId, Instant>,
+    /// Copies stored here that dispatch may not list (yet, or any more).
+    copies: UnlistedCopies<AttachmentId>,
     /// Attachments an upload is copying to more hosts right now: the
     /// upload records their set, so the keeper leaves them alone.
     busy: HashSet<AttachmentId>,
@@ -59,8 +57,7 @@ impl Node {
     /// A copy of `id` is now durable here.
     pub(super) fn attachment_arrived(&self, id: &AttachmentId) {
         let mut k = self.att_keeper();
-        k.arrived.insert(id.clone(), Instant::now());
-        k.unlisted_since.remove(id);
+        k.copies.arrived(id, Instant::now());
     }
 
     /// The unit's listing of `id`; `None` if it knows no such attachment.
@@ -249,8 +246,8 @@ impl Node {
             {
                 let here: HashSet<&AttachmentId> = ids.iter().collect();
                 let mut k = self.att_keeper();
-                k.unlisted_since.retain(|id, _| here.contains(id));
-                k.arrived.retain(|_, t| t.elapsed() < grace);
+                k.copies
+                    .prune(|id| here.contains(id), Instant::now(), grace);
             }
             for id in ids {
                 if let Err(e) = self.clone().keep_attachment(&id, grace).await {
@@ -282,7 +279,7 @@ impl Node {
         let epoch = found.as_ref().map_or(Epoch(0), |f| f.epoch);
         let plan = plan_attachment(self.id, self.replication.r(), &members, referenced);
         if plan != AttachmentPlan::NotMember {
-            self.att_keeper().unlisted_since.remove(id);
+            self.att_keeper().copies.listed(id);
         }
         match plan {
             AttachmentPlan::NotMember => self.discard_attachment_if_stale(id, grace).await,
@@ -314,19 +311,8 @@ impl Node {
         id: &AttachmentId,
         grace: Duration,
     ) -> Result<(), WireError> {
-        {
-            let mut k = self.att_keeper();
-            if k.arrived.get(id).is_some_and(|t| t.elapsed() < grace) {
-                return Ok(());
-            }
-            let since = *k
-                .unlisted_since
-                .entry(id.clone())
-                .or_insert_with(Instant::now);
-            if since.elapsed() < grace {
-                return Ok(());
-            }
-            k.unlisted_since.remove(id);
+        if !self.att_keeper().copies.stale(id, Instant::now(), grace) {
+            return Ok(());
         }
         tracing::info!(attachment = %id, host = %self.id.short(), "discarding an attachment copy that is no longer listed");
         self.remove_attachment(id).await

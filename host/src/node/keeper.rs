@@ -12,7 +12,6 @@
 //! Host leases are the failure detector: a replica whose host stops
 //! renewing its lease is offline in every unit's answer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,22 +22,19 @@ use crate::identity::{HostId, UserId};
 use crate::ids::MailboxId;
 use crate::net::WireError;
 use crate::proto::{DispatchRequest, DispatchResponse};
-use crate::replica::{KeeperPlan, plan};
+use crate::replica::{KeeperPlan, UnlistedCopies, plan};
 
 /// What the keeper remembers between rounds.
 #[derive(Default)]
 pub(super) struct KeeperState {
-    /// When a mailbox held here was first seen unlisted.
-    unlisted_since: HashMap<MailboxId, Instant>,
-    /// When a copy arrived or was created here, to let it get listed.
-    arrived: HashMap<MailboxId, Instant>,
+    /// Copies held here that dispatch may not list (yet, or any more).
+    copies: UnlistedCopies<MailboxId>,
 }
 
 impl KeeperState {
     /// A copy of `id` just arrived (or was created) here.
     pub fn copied(&mut self, id: &MailboxId) {
-        self.arrived.insert(id.clone(), Instant::now());
-        self.unlisted_since.remove(id);
+        self.copies.arrived(id, Instant::now());
     }
 }
 
@@ -53,6 +49,12 @@ impl Node {
             let Ok(ids) = self.mailboxes.list() else {
                 continue;
             };
+            {
+                let here: std::collections::HashSet<&MailboxId> = ids.iter().collect();
+                self.keeper()
+                    .copies
+                    .prune(|id| here.contains(id), Instant::now(), grace);
+            }
             for id in ids {
                 let Ok(user) = id.as_str().parse::<UserId>() else {
                     continue;
@@ -83,7 +85,7 @@ impl Node {
         match plan(self.id, self.replication.r(), &members, listing.home) {
             KeeperPlan::NotMember => self.discard_if_stale(user, &id, grace).await,
             KeeperPlan::Follow { peers } => {
-                self.keeper().unlisted_since.remove(&id);
+                self.keeper().copies.listed(&id);
                 self.kick_links(user, &live_peers(&peers));
                 Ok(())
             }
@@ -93,7 +95,7 @@ impl Node {
                 add,
                 changed,
             } => {
-                self.keeper().unlisted_since.remove(&id);
+                self.keeper().copies.listed(&id);
                 self.kick_links(user, &live_peers(&peers));
                 if changed {
                     self.reshape(user, &id, &listing, keep, add).await;
@@ -113,20 +115,8 @@ impl Node {
         id: &MailboxId,
         grace: Duration,
     ) -> Result<(), WireError> {
-        {
-            let mut k = self.keeper();
-            if k.arrived.get(id).is_some_and(|t| t.elapsed() < grace) {
-                return Ok(());
-            }
-            let since = *k
-                .unlisted_since
-                .entry(id.clone())
-                .or_insert_with(Instant::now);
-            if since.elapsed() < grace {
-                return Ok(());
-            }
-            k.unlisted_since.remove(id);
-            k.arrived.remove(id);
+        if !self.keeper().copies.stale(id, Instant::now(), grace) {
+            return Ok(());
         }
         // What this copy acknowledged is on W replicas already; what it
         // holds beyond that was never acknowledged.

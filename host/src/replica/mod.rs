@@ -16,10 +16,12 @@
 pub mod attachment;
 pub mod delta;
 pub mod keeper;
+pub mod unlisted;
 pub mod vv;
 pub mod window;
 
 pub use delta::{Delta, DeltaError, DeltaFrame, DeltaReceiver, delta_for, encode_delta};
 pub use keeper::{KeeperPlan, LinkRetry, Member, link_after_failure, link_wanted, plan};
+pub use unlisted::UnlistedCopies;
 pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};
 pub use window::{Since, Window};
