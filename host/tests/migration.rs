@@ -16,15 +16,20 @@ async fn a_moved_mailbox_forwards_queued_and_later_calls() {
     let (source, target) = (open(a.path()), open(b.path()));
     let alice = id("alice");
     source.create(&alice, None).await.unwrap();
+    let mut ahead = None;
     for i in 0..20 {
         source
             .deliver(&alice, mail(&format!("m{i}"), "x@y.org", "s", "b"))
             .await
             .unwrap();
+        if i == 9 {
+            // The state read ahead misses the later mails: the pause adds them.
+            ahead = source.read_ahead(&alice);
+        }
     }
     let digest = source.digest(&alice).await.unwrap();
 
-    let migration = source.begin_migration(&alice, None).await.unwrap();
+    let migration = source.begin_migration(&alice, None, ahead).await.unwrap();
     // A call made while paused waits in the queue.
     let queued = {
         let source = source.clone();
@@ -79,7 +84,7 @@ async fn a_failed_move_leaves_the_mailbox_live_at_the_source() {
         .deliver(&alice, mail("m1", "x@y.org", "s", "b"))
         .await
         .unwrap();
-    let migration = source.begin_migration(&alice, None).await.unwrap();
+    let migration = source.begin_migration(&alice, None, None).await.unwrap();
     let queued = {
         let source = source.clone();
         let alice = alice.clone();
@@ -124,7 +129,7 @@ async fn a_move_onto_an_older_copy_ships_only_the_missing_ops() {
     let (_, stale) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
 
     let migration = source
-        .begin_migration(&alice, Some(stale.clone()))
+        .begin_migration(&alice, Some(stale.clone()), None)
         .await
         .unwrap();
     let MoveState::Delta(delta) = &migration.state else {
@@ -145,7 +150,7 @@ async fn a_move_onto_an_older_copy_ships_only_the_missing_ops() {
         .unwrap();
     let (_, diverged) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
     let migration = source
-        .begin_migration(&alice, Some(diverged))
+        .begin_migration(&alice, Some(diverged), None)
         .await
         .unwrap();
     assert!(migration.state.full().is_some(), "expected the whole state");

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use super::{
     EXPORT_FORMAT_VERSION, EXPORT_FORMAT_VERSION_MIN, ExportHeader, FRAME_BYTES_MAX, Frame,
     IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX,
-    ImportError, SnapshotHeader,
+    ImportError, SnapshotHeader, StreamDigest,
 };
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::actor::ExportedState;
@@ -46,7 +46,7 @@ pub struct StreamedSnapshot {
 #[derive(Debug, Default)]
 pub struct Importer {
     /// BLAKE3 of the encoded frames so far, checked against `End`.
-    hasher: blake3::Hasher,
+    hasher: StreamDigest,
     header: Option<ExportHeader>,
     code: BTreeMap<CodeHash, (u64, Vec<u8>)>,
     /// Hand snapshot chunks back rather than keep them.
@@ -92,7 +92,7 @@ impl Importer {
             rmp_serde::from_slice(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
         if let Frame::End { digest } = &frame
             && self.header.is_some()
-            && *digest != CodeHash(*self.hasher.finalize().as_bytes())
+            && *digest != self.hasher.digest()
         {
             return Err(ImportError::StreamChecksum);
         }

@@ -134,11 +134,11 @@ pub fn encode_export<'a>(
     state: &'a ExportedState,
     with_code: &'a [(CodeHash, Vec<u8>)],
 ) -> impl Iterator<Item = Result<Vec<u8>, ImportError>> + 'a {
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = StreamDigest::default();
     frames(id, state, with_code).map(move |frame| {
         let frame = match frame {
             FrameRef::End { .. } => FrameRef::End {
-                digest: CodeHash(*hasher.finalize().as_bytes()),
+                digest: hasher.digest(),
             },
             other => other,
         };
@@ -148,6 +148,40 @@ pub fn encode_export<'a>(
         }
         Ok(bytes)
     })
+}
+
+/// Bytes [`StreamDigest`] gathers before hashing them in one go.
+const DIGEST_BATCH_BYTES: usize = 64 * 1024;
+
+/// The BLAKE3 of a stream of frames, hashed in batches: BLAKE3 hashes
+/// many 1 KiB chunks at once with SIMD only when it is given them at once,
+/// so the thousands of ~1 KiB op frames of a log tail, hashed one by one,
+/// would cost several times as much. The digest is the same either way.
+#[derive(Debug, Default)]
+pub struct StreamDigest {
+    hasher: blake3::Hasher,
+    pending: Vec<u8>,
+}
+
+impl StreamDigest {
+    pub fn update(&mut self, bytes: &[u8]) {
+        if self.pending.len() + bytes.len() > DIGEST_BATCH_BYTES {
+            self.hasher.update(&self.pending);
+            self.pending.clear();
+        }
+        if bytes.len() >= DIGEST_BATCH_BYTES {
+            self.hasher.update(bytes);
+        } else {
+            self.pending.extend_from_slice(bytes);
+        }
+    }
+
+    /// The digest of everything so far; more may still be added.
+    pub fn digest(&mut self) -> CodeHash {
+        self.hasher.update(&self.pending);
+        self.pending.clear();
+        CodeHash(*self.hasher.finalize().as_bytes())
+    }
 }
 
 /// One frame as rmp-serde bytes.
@@ -305,6 +339,24 @@ mod tests {
             plugins: vec![],
             snapshot_checksum: None,
         }
+    }
+
+    #[test]
+    fn a_stream_digest_does_not_depend_on_how_it_was_fed() {
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = CodeHash(*blake3::hash(&bytes).as_bytes());
+        for piece in [1, 1000, 65_535, 65_536, 70_000, 300_000] {
+            let mut d = StreamDigest::default();
+            for p in bytes.chunks(piece) {
+                d.update(p);
+            }
+            assert_eq!(d.digest(), whole, "pieces of {piece}");
+        }
+        let mut d = StreamDigest::default();
+        d.update(&bytes[..10]);
+        let _ = d.digest();
+        d.update(&bytes[10..]);
+        assert_eq!(d.digest(), whole, "a digest midway changes nothing");
     }
 
     /// Length-prefixes encoded frames into one stream.

@@ -41,14 +41,14 @@ pub enum DigestKind {
 
 #[path = "actor_move.rs"]
 mod moving;
-pub use moving::{DeltaState, ExportedState, MoveState, vv_after};
+pub use moving::{DeltaState, ExportedState, MoveState, ReadAhead, vv_after};
 #[path = "actor_deliver.rs"]
 mod deliver;
 #[path = "actor_durable.rs"]
 mod durable;
 #[path = "actor_sync.rs"]
 mod sync;
-use durable::load;
+use durable::{LoadFor, load};
 
 type Reply<T> = oneshot::Sender<Result<T, E>>;
 
@@ -93,6 +93,9 @@ pub(crate) enum Command {
     /// queue meanwhile.
     Migrate {
         peer: Option<VersionVector>,
+        /// The state read while the mailbox still ran, for the pause to
+        /// complete rather than read again.
+        ahead: Option<ReadAhead>,
         reply: Reply<MoveState>,
         outcome: oneshot::Receiver<MigrationOutcome>,
     },
@@ -172,11 +175,13 @@ impl ActorHandle {
     pub async fn migrate(
         &self,
         peer: Option<VersionVector>,
+        ahead: Option<ReadAhead>,
     ) -> Result<(MoveState, oneshot::Sender<MigrationOutcome>), E> {
         let (outcome_tx, outcome) = oneshot::channel();
         let state = self
             .ask(|reply| Command::Migrate {
                 peer,
+                ahead,
                 reply,
                 outcome,
             })
@@ -320,17 +325,18 @@ impl MailboxActor {
                     let _ = reply.send(self.handle_since(&peer, budget_bytes).await);
                 }
                 Command::Export { reply } => {
-                    let _ = reply.send(self.handle_export().await);
+                    let _ = reply.send(self.handle_export(None).await);
                 }
                 Command::Digest { kind, reply } => {
                     let _ = reply.send(self.handle_digest(kind).await);
                 }
                 Command::Migrate {
                     peer,
+                    ahead,
                     reply,
                     outcome,
                 } => {
-                    if let Some(to) = self.handle_migrate(peer, reply, outcome).await {
+                    if let Some(to) = self.handle_migrate(peer, ahead, reply, outcome).await {
                         self.forward(rx, to).await;
                         return;
                     }

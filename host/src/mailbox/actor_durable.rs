@@ -51,7 +51,7 @@ impl MailboxActor {
             );
             return Ok(());
         };
-        let recovery = load(self.id.clone(), store, false).await?;
+        let recovery = load(self.id.clone(), store, LoadFor::Wake).await?;
         let source = Source {
             snapshot: recovery.snapshot.as_ref(),
             tail: &recovery.tail,
@@ -223,21 +223,28 @@ impl MailboxActor {
     }
 }
 
+/// What a [`load`] is for.
+pub(super) enum LoadFor {
+    /// Waking the mailbox here: a snapshot file's bytes are checked.
+    Wake,
+    /// Shipping it, without hashing a snapshot file's bytes (the receiver
+    /// checks them against the file's name), keeping what was read ahead
+    /// if anything (`MailboxStore::reload_to_ship`).
+    Ship(Option<crate::store::Recovery>),
+}
+
 /// The durable state of mailbox `id` in `store`, read off the async
-/// workers; for shipping (`to_ship`), without hashing a snapshot file's
-/// bytes (the receiver checks them against the file's name).
+/// workers.
 pub(super) async fn load(
     id: MailboxId,
     store: MailboxStore,
-    to_ship: bool,
+    purpose: LoadFor,
 ) -> Result<crate::store::Recovery, E> {
     let key = id.to_string();
-    let loaded = tokio::task::spawn_blocking(move || {
-        if to_ship {
-            store.load_to_ship(&key)
-        } else {
-            store.load(&key)
-        }
+    let loaded = tokio::task::spawn_blocking(move || match purpose {
+        LoadFor::Wake => store.load(&key),
+        LoadFor::Ship(None) => store.load_to_ship(&key),
+        LoadFor::Ship(Some(earlier)) => store.reload_to_ship(&key, earlier),
     })
     .await
     .map_err(|e| E::Restore {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, DigestKind, E, MailboxActor, Reply};
+use super::{Command, DigestKind, E, LoadFor, MailboxActor, Reply};
 use crate::mailbox::request::{Op, Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
 use crate::replica::{VersionVector, delta_for};
@@ -48,6 +48,12 @@ pub struct DeltaState {
     /// Durable ops, in the order this replica applied them.
     pub ops: Vec<Arc<[u8]>>,
 }
+
+/// A move's read of the durable state made while the mailbox still runs
+/// (`MailboxStore::load_to_ship` on a blocking thread), which the pause
+/// then completes with the ops logged since.
+pub type ReadAhead =
+    tokio::task::JoinHandle<Result<Option<crate::store::Recovery>, crate::store::LoadError>>;
 
 /// A mailbox's durable state as it leaves the host: what `export` yields
 /// and `import` takes.
@@ -109,7 +115,10 @@ impl MailboxActor {
     /// encode the whole state (tens of ms for 10k mails), and ships what a
     /// restart here would restore. Without a store, the running instance's
     /// snapshot and no tail.
-    pub(super) async fn handle_export(&mut self) -> Result<ExportedState, E> {
+    pub(super) async fn handle_export(
+        &mut self,
+        ahead: Option<ReadAhead>,
+    ) -> Result<ExportedState, E> {
         self.wake().await?;
         let plugins = match self.read(Request::ListPlugins).await? {
             Response::Plugins(p) => p,
@@ -119,7 +128,12 @@ impl MailboxActor {
             let t = std::time::Instant::now();
             self.settle().await?;
             let settle_ms = t.elapsed().as_secs_f64() * 1e3;
-            let recovery = super::load(self.id.clone(), store, true).await?;
+            // A read ahead that failed is only time lost: read it all.
+            let earlier = match ahead {
+                Some(ahead) => ahead.await.ok().and_then(Result::ok).flatten(),
+                None => None,
+            };
+            let recovery = super::load(self.id.clone(), store, LoadFor::Ship(earlier)).await?;
             tracing::debug!(
                 settle_ms,
                 load_ms = t.elapsed().as_secs_f64() * 1e3 - settle_ms,
@@ -181,6 +195,7 @@ impl MailboxActor {
     pub(super) async fn handle_migrate(
         &mut self,
         peer: Option<VersionVector>,
+        ahead: Option<ReadAhead>,
         reply: Reply<MoveState>,
         outcome: oneshot::Receiver<MigrationOutcome>,
     ) -> Option<MovedTo> {
@@ -190,7 +205,7 @@ impl MailboxActor {
         };
         let state = match delta {
             Ok(Some(d)) => Ok(MoveState::Delta(d)),
-            Ok(None) => self.handle_export().await.map(MoveState::Full),
+            Ok(None) => self.handle_export(ahead).await.map(MoveState::Full),
             Err(e) => Err(e),
         };
         match state {

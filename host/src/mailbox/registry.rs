@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, MoveState, Tracked};
+use super::actor::{
+    ActorHandle, DigestKind, ExportedState, MailboxActor, MoveState, ReadAhead, Tracked,
+};
 use super::clock::HybridClock;
 use super::request::{Request, Response};
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
@@ -346,14 +348,26 @@ impl Mailboxes {
         self: &Arc<Self>,
         id: &MailboxId,
         peer: Option<VersionVector>,
+        ahead: Option<ReadAhead>,
     ) -> Result<Migration, E> {
-        let (state, outcome) = self.handle(id)?.migrate(peer).await?;
+        let (state, outcome) = self.handle(id)?.migrate(peer, ahead).await?;
         Ok(Migration {
             id: id.clone(),
             state,
             outcome: Some(outcome),
             boxes: self.clone(),
         })
+    }
+
+    /// Starts reading `id`'s durable state to ship, on a blocking thread,
+    /// for [`Mailboxes::begin_migration`] to complete once the mailbox is
+    /// paused; `None` without a store.
+    pub fn read_ahead(&self, id: &MailboxId) -> Option<ReadAhead> {
+        let store = self.store.clone()?;
+        let key = id.to_string();
+        Some(tokio::task::spawn_blocking(move || {
+            store.load_to_ship(&key)
+        }))
     }
 
     /// Removes a mailbox and its durable state from this host (after it has

@@ -97,6 +97,137 @@ pub(crate) async fn read_required<T: DeserializeOwned>(
     read_frame(recv, max).await?.ok_or(NetError::EndOfStream)
 }
 
+/// Bytes of small frames gathered into one write by [`FrameBatch`], and
+/// read ahead by [`FrameReader`].
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Writes raw frames, gathering small ones into one write: a stream of
+/// thousands of small frames (a mailbox's log tail) would otherwise cost
+/// two writes each, and every quinn write takes the connection's lock and
+/// wakes its driver. Large frames go out as they are. Nothing is sent
+/// until [`FrameBatch::flush`] for what is still gathered.
+pub struct FrameBatch<'a> {
+    send: &'a mut SendStream,
+    pending: Vec<u8>,
+}
+
+impl<'a> FrameBatch<'a> {
+    pub fn new(send: &'a mut SendStream) -> Self {
+        Self {
+            send,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes` as one frame, or gathers it.
+    pub async fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        let prefix = frame_prefix(bytes.len())?;
+        if self.pending.len() + PREFIX_BYTES + bytes.len() > BATCH_BYTES {
+            self.flush().await?;
+        }
+        if PREFIX_BYTES + bytes.len() > BATCH_BYTES {
+            self.send.write_all(&prefix).await?;
+            self.send.write_all(bytes).await?;
+            return Ok(());
+        }
+        self.pending.extend_from_slice(&prefix);
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Writes what is gathered.
+    pub async fn flush(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.send.write_all(&self.pending).await?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// The stream, e.g. to reset it.
+    pub fn stream(&mut self) -> &mut SendStream {
+        self.send
+    }
+}
+
+/// Reads raw frames through a read-ahead buffer, so that many small frames
+/// cost one read of the stream rather than two each; a frame larger than
+/// the buffer is read straight into its own.
+pub struct FrameReader<'a> {
+    recv: &'a mut RecvStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> FrameReader<'a> {
+    pub fn new(recv: &'a mut RecvStream) -> Self {
+        Self {
+            recv,
+            buf: vec![0; BATCH_BYTES].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The next frame's bytes, as [`read_raw_frame`] reads them.
+    pub async fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>> {
+        let max = max.min(FRAME_BYTES_MAX);
+        let mut prefix = [0u8; PREFIX_BYTES];
+        match self.fill(&mut prefix).await? {
+            0 => return Ok(None),
+            PREFIX_BYTES => {}
+            got => {
+                return Err(NetError::Truncated {
+                    got,
+                    want: PREFIX_BYTES,
+                });
+            }
+        }
+        let len = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
+        if len > max {
+            return Err(NetError::TooLarge { len, max });
+        }
+        let mut frame = vec![0u8; len];
+        let got = self.fill(&mut frame).await?;
+        if got < len {
+            return Err(NetError::Truncated { got, want: len });
+        }
+        Ok(Some(frame))
+    }
+
+    /// Fills `out` from the buffer and the stream; fewer bytes only at the
+    /// stream's end.
+    async fn fill(&mut self, out: &mut [u8]) -> Result<usize> {
+        let mut got = 0;
+        while got < out.len() {
+            if self.start == self.end {
+                let rest = out.get_mut(got..).unwrap_or_default();
+                if rest.len() >= self.buf.len() {
+                    match self.recv.read(rest).await? {
+                        Some(n) => got += n,
+                        None => break,
+                    }
+                    continue;
+                }
+                match self.recv.read(&mut self.buf).await? {
+                    Some(n) => (self.start, self.end) = (0, n),
+                    None => break,
+                }
+            }
+            let buffered = self.buf.get(self.start..self.end).unwrap_or_default();
+            let rest = out.get_mut(got..).unwrap_or_default();
+            let n = rest.len().min(buffered.len());
+            for (to, from) in rest.iter_mut().zip(buffered) {
+                *to = *from;
+            }
+            self.start += n;
+            got += n;
+        }
+        Ok(got)
+    }
+}
+
 /// The length prefix for a frame of `len` bytes, refusing oversized ones
 /// before anything is sent.
 fn frame_prefix(len: usize) -> Result<[u8; PREFIX_BYTES]> {

@@ -36,7 +36,10 @@ mod tls;
 pub use config::TransportConfig;
 pub use endpoint::{Connection, Endpoint, Incoming};
 pub use error::{NetError, WireError};
-pub use frame::{FRAME_BYTES_MAX, read_frame, read_raw_frame, write_frame, write_raw_frame};
+pub use frame::{
+    FRAME_BYTES_MAX, FrameBatch, FrameReader, read_frame, read_raw_frame, write_frame,
+    write_raw_frame,
+};
 pub use quinn::{RecvStream, SendStream};
 pub use server::{Exchange, serve};
 pub use tls::{ED25519_KEY_BYTES, Identity};

@@ -15,10 +15,16 @@ const T: Duration = Duration::from_secs(10);
 enum TestReq {
     Echo(String),
     WhoAmI,
-    Slow { ms: u64 },
+    Slow {
+        ms: u64,
+    },
     Blob(#[serde(with = "serde_bytes")] Vec<u8>),
     Upload,
-    Download { chunks: u32 },
+    Download {
+        chunks: u32,
+    },
+    /// Frames follow, read through a `FrameReader`.
+    Frames,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -62,6 +68,29 @@ async fn handle(req: TestReq, mut ex: Exchange) -> Result<()> {
             }
             let hash = *hasher.finalize().as_bytes();
             ex.reply(&TestResp::Digest { bytes, hash }).await
+        }
+        TestReq::Frames => {
+            let mut hasher = blake3::Hasher::new();
+            let mut count = 0u64;
+            let mut frames = FrameReader::new(&mut ex.recv);
+            loop {
+                match frames.next(FRAME_BYTES_MAX).await {
+                    Ok(Some(f)) => {
+                        hasher.update(&(f.len() as u32).to_le_bytes());
+                        hasher.update(&f);
+                        count += 1;
+                    }
+                    Ok(None) => break,
+                    Err(NetError::Truncated { got, want }) => {
+                        return ex
+                            .reply(&TestResp::Echo(format!("truncated {got}/{want}")))
+                            .await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let hash = *hasher.finalize().as_bytes();
+            ex.reply(&TestResp::Digest { bytes: count, hash }).await
         }
         TestReq::Download { chunks } => {
             ex.begin_reply(&TestResp::Len(u64::from(chunks) * CHUNK_BYTES as u64))
@@ -348,5 +377,61 @@ async fn non_ed25519_certificates_are_refused() {
     assert_eq!(
         echo(&conn, "ok").await.expect("echo"),
         TestResp::Echo("ok".into())
+    );
+}
+
+/// Sends `frames` through a `FrameBatch` (or, `raw`, these bytes after the
+/// request as they are) and returns the server's answer.
+async fn send_frames(conn: &Connection, frames: &[Vec<u8>], raw: &[u8]) -> TestResp {
+    let (mut send, mut recv) = conn.open_stream().await.expect("stream");
+    write_frame(&mut send, &TestReq::Frames)
+        .await
+        .expect("request");
+    let mut batch = FrameBatch::new(&mut send);
+    for f in frames {
+        batch.push(f).await.expect("push");
+    }
+    batch.flush().await.expect("flush");
+    send.write_all(raw).await.expect("raw");
+    send.finish().expect("finish");
+    let reply: Result<TestResp, WireError> = read_frame(&mut recv, 1024)
+        .await
+        .expect("read")
+        .expect("reply");
+    reply.expect("answer")
+}
+
+#[tokio::test]
+async fn batched_frames_of_every_size_arrive_whole_and_in_order() {
+    let (_srv, addr, key) = server(14, TransportConfig::default());
+    let conn = client(15).connect(addr, key).await.expect("connect");
+    // Small frames around the batch size, a large one between them, and
+    // thousands of log-op-sized ones.
+    let mut frames: Vec<Vec<u8>> = [0, 1, 3, 65_531, 65_532, 65_536, 70_000, CHUNK_BYTES, 5]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| vec![i as u8; n])
+        .collect();
+    frames.extend((0..3000u32).map(|i| vec![(i % 251) as u8; 900 + (i % 400) as usize]));
+    let mut hasher = blake3::Hasher::new();
+    for f in &frames {
+        hasher.update(&(f.len() as u32).to_le_bytes());
+        hasher.update(f);
+    }
+    let want = TestResp::Digest {
+        bytes: frames.len() as u64,
+        hash: *hasher.finalize().as_bytes(),
+    };
+    assert_eq!(send_frames(&conn, &frames, &[]).await, want);
+
+    // A stream that ends inside a frame is an error, not a shorter frame.
+    let cut = [0u8, 0, 0, 10, 1, 2, 3];
+    assert_eq!(
+        send_frames(&conn, &[vec![7; 5]], &cut).await,
+        TestResp::Echo("truncated 3/10".into())
+    );
+    assert_eq!(
+        send_frames(&conn, &[], &cut[..2]).await,
+        TestResp::Echo("truncated 2/4".into())
     );
 }

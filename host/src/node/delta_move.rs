@@ -25,7 +25,7 @@ use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MailboxCallError;
 use crate::mailbox::actor::DeltaState;
-use crate::net::{Exchange, WireError, read_raw_frame};
+use crate::net::{Exchange, FrameReader, WireError};
 use crate::proto::dispatch::CONFLICT;
 use crate::proto::host::DeltaHeader;
 use crate::proto::{HostRequest, HostResponse};
@@ -127,7 +127,7 @@ impl Node {
         let span = tracing::info_span!("delta-in", mailbox = %header.mailbox.short(), host = %self.id.short(), epoch = %header.epoch);
         let _e = span.enter();
         let answer = within_move_timeout(self.receive_delta(&header, &mut ex)).await;
-        answer_move(ex, answer, "refused a delta move").await
+        answer_move(&mut ex, answer, "refused a delta move").await
     }
 
     async fn receive_delta(
@@ -166,10 +166,8 @@ impl Node {
             return Err(conflict("this host already holds that mailbox".into()));
         }
         let mut receiver = DeltaReceiver::new(header.ops).map_err(|e| bad(&e))?;
-        while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
-            .await
-            .map_err(|e| bad(&e))?
-        {
+        let mut frames = FrameReader::new(&mut ex.recv);
+        while let Some(bytes) = frames.next(FRAME_BYTES_MAX).await.map_err(|e| bad(&e))? {
             self.traffic.frame(Kind::Delta, bytes.len());
             receiver.handle_encoded(&bytes).map_err(|e| bad(&e))?;
         }

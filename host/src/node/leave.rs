@@ -55,7 +55,7 @@ impl Node {
             for mv in plan.moves {
                 let moved = match &mv.object {
                     ObjectRef::Mailbox(user) => self
-                        .migrate_out(*user, mv.host, &mv.addr)
+                        .migrate_out(*user, mv.host, &mv.addr, None)
                         .await
                         .map(drop)
                         .map_err(|e| e.to_string()),

@@ -1,8 +1,10 @@
 //! Mailbox migration between hosts (paper IV-B; issue 3 §5). The source
-//! pauses the mailbox (calls queue), asks the target which components it
-//! lacks (`MissingCode`), then sends `Migrate { header, epoch }` followed by
-//! the export frames (`export::encode_export`, only the missing code) on
-//! the same stream, one raw frame at a time so QUIC flow control paces it.
+//! reads the state to ship while the mailbox still runs, pauses it (calls
+//! queue) to add the ops logged since, asks the target which components
+//! it lacks (`MissingCode`), then sends `Migrate { header, epoch }`
+//! followed by the export frames (`export::encode_export`, only the
+//! missing code) on the same stream, small ones batched, so QUIC flow
+//! control paces it.
 //! The target checks the stream (`export::Importer`), inserts the code by
 //! hash, imports durably, and, as the grantee of the move the dispatch
 //! unit authorized, reports the new location at `epoch` (the old one + 1).
@@ -26,9 +28,9 @@ use crate::export::{self, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX
 use crate::identity::{Epoch, Freshness, HostId, MOVE_ORDER, Signed, UserId};
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MovedTo;
-use crate::mailbox::actor::{ExportedState, MoveState};
+use crate::mailbox::actor::{ExportedState, MoveState, ReadAhead};
 use crate::net::{
-    Connection, Exchange, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame,
+    Connection, Exchange, FrameBatch, FrameReader, WireError, read_frame, write_frame,
 };
 use crate::proto::{
     DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX, MoveOrder,
@@ -62,11 +64,13 @@ pub enum MigrateError {
 impl Node {
     /// Moves `user`'s mailbox to `to` at `to_addr`, which the dispatch unit
     /// must have granted. Returns where it went; on error it stays here.
+    /// `ahead`: its state, already being read (else the read starts here).
     pub async fn migrate_out(
         &self,
         user: UserId,
         to: HostId,
         to_addr: &str,
+        ahead: Option<ReadAhead>,
     ) -> Result<MovedTo, MigrateError> {
         let id = mailbox_id(&user).map_err(|e| MigrateError::Pause(e.message))?;
         let span = tracing::info_span!("migrate-out", mailbox = %user.short(), host = %self.id.short(), to = %to.short());
@@ -79,6 +83,9 @@ impl Node {
             return Err(MigrateError::NotHere);
         }
         let started = std::time::Instant::now();
+        // The state is read while the mailbox still runs, and the pause
+        // adds only the ops logged since.
+        let mut ahead = ahead.or_else(|| self.mailboxes.read_ahead(&id));
         // Read the epoch before pausing, so the pause is as short as the
         // transfer itself; meanwhile ask the target for its copy (one
         // holding an older copy may need only the ops it lacks), which
@@ -100,7 +107,7 @@ impl Node {
         let migration = loop {
             let migration = self
                 .mailboxes
-                .begin_migration(&id, peer.take())
+                .begin_migration(&id, peer.take(), ahead.take())
                 .await
                 .map_err(|e| MigrateError::Pause(e.to_string()))?;
             let full = migration.state.full();
@@ -275,28 +282,34 @@ impl Node {
         write_frame(&mut send, request)
             .await
             .map_err(|e| target(&e))?;
+        let mut batch = FrameBatch::new(&mut send);
+        let mut written = Ok(());
         for frame in frames {
             let frame = match frame {
                 Ok(frame) => frame,
                 Err(e) => {
-                    let _ = send.reset(quinn::VarInt::from_u32(0));
+                    let _ = batch.stream().reset(quinn::VarInt::from_u32(0));
                     return Err(MigrateError::Pause(format!("encoding the state: {e}")));
                 }
             };
-            if let Err(e) = write_raw_frame(&mut send, &frame).await {
-                // A refusing target says why before it stops reading.
-                return Err(
-                    match read_frame::<Result<HostResponse, WireError>>(
-                        &mut recv,
-                        MESSAGE_BYTES_MAX,
-                    )
-                    .await
-                    {
-                        Ok(Some(Err(w))) => target(&w),
-                        _ => target(&e),
-                    },
-                );
+            written = batch.push(&frame).await;
+            if written.is_err() {
+                break;
             }
+        }
+        if written.is_ok() {
+            written = batch.flush().await;
+        }
+        if let Err(e) = written {
+            // A refusing target says why before it stops reading.
+            return Err(
+                match read_frame::<Result<HostResponse, WireError>>(&mut recv, MESSAGE_BYTES_MAX)
+                    .await
+                {
+                    Ok(Some(Err(w))) => target(&w),
+                    _ => target(&e),
+                },
+            );
         }
         send.finish().map_err(|e| target(&e))?;
         match read_frame::<Result<HostResponse, WireError>>(&mut recv, MESSAGE_BYTES_MAX).await {
@@ -318,10 +331,8 @@ impl Node {
         let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
         let user = owner_of(header)?;
         let mut importer = Importer::new();
-        while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
-            .await
-            .map_err(|e| bad(&e))?
-        {
+        let mut frames = FrameReader::new(&mut ex.recv);
+        while let Some(bytes) = frames.next(FRAME_BYTES_MAX).await.map_err(|e| bad(&e))? {
             self.traffic.frame(Kind::Full, bytes.len());
             importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
         }
@@ -431,6 +442,8 @@ impl Node {
         if to == self.id {
             return Ok(HostResponse::Done);
         }
+        // Meanwhile the state to ship is read.
+        let ahead = self.mailboxes.read_ahead(&id);
         let placement = match self
             .session
             .dispatch(&DispatchRequest::AuthorizeMove {
@@ -443,7 +456,7 @@ impl Node {
             Err(e) => return Err(forbidden(&format!("the move was not authorized: {e}"))),
         };
         match self
-            .migrate_out(user, placement.host, &placement.addr)
+            .migrate_out(user, placement.host, &placement.addr, ahead)
             .await
         {
             Ok(_) => Ok(HostResponse::Done),
@@ -481,7 +494,7 @@ pub(super) async fn within_move_timeout(
 
 /// Sends an incoming move's answer, logging a refusal as `refused`.
 pub(super) async fn answer_move(
-    mut ex: Exchange,
+    ex: &mut Exchange,
     answer: Result<HostResponse, WireError>,
     refused: &str,
 ) -> crate::net::Result<()> {

@@ -8,7 +8,7 @@
 //! commit only names that file: after the last byte, what remains is the
 //! file's final fsync and a redb commit of the log tail. The move is
 //! acknowledged once the state is durable and every checksum held; the
-//! mailbox is restored right after the answer, off the source's clock.
+//! mailbox is restored once the source has the answer, off its clock.
 
 use std::sync::Arc;
 
@@ -24,10 +24,14 @@ use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::MailboxId;
 use crate::mailbox::actor::{ExportedState, vv_after};
 use crate::mailbox::request::Request;
-use crate::net::{Exchange, WireError, read_raw_frame};
+use crate::net::{Exchange, FrameReader, WireError};
 use crate::proto::HostResponse;
 use crate::replica::VersionVector;
 use crate::store::{SnapshotRecord, SnapshotStaging, StagedRecord, StagingError};
+
+/// How long a moved-in mailbox waits for its answer to be delivered
+/// before it restores.
+const ANSWER_DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Snapshot chunks (of up to 1 MiB) queued for the staging thread.
 const STAGING_CHUNKS_QUEUED: usize = 4;
@@ -86,7 +90,12 @@ impl Node {
         let _e = span.enter();
         let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
         let imported = answer.is_ok();
-        let answered = answer_move(ex, answer, "refused an incoming mailbox").await;
+        let answered = answer_move(&mut ex, answer, "refused an incoming mailbox").await;
+        if imported {
+            // Restoring takes a core for tens of ms: let the answer reach
+            // the source first, which waits on it to finish the move.
+            let _ = tokio::time::timeout(ANSWER_DELIVERY_WAIT, ex.send.stopped()).await;
+        }
         if imported
             && let Err(e) = self
                 .mailboxes
@@ -176,10 +185,8 @@ impl Node {
         // Where the receive's time goes, for the debug log.
         let (mut check_ms, mut queue_ms, mut first_ms) = (0.0, 0.0, None);
         let started = std::time::Instant::now();
-        while let Some(bytes) = read_raw_frame(&mut ex.recv, FRAME_BYTES_MAX)
-            .await
-            .map_err(|e| bad(&e))?
-        {
+        let mut frames = FrameReader::new(&mut ex.recv);
+        while let Some(bytes) = frames.next(FRAME_BYTES_MAX).await.map_err(|e| bad(&e))? {
             first_ms.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
             self.traffic.frame(Kind::Full, bytes.len());
             let t = std::time::Instant::now();

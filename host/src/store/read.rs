@@ -32,6 +32,51 @@ impl MailboxStore {
         }
     }
 
+    /// [`MailboxStore::load_to_ship`] again, keeping what `earlier` (such
+    /// a load, made while the mailbox still ran) read wherever the mailbox
+    /// has not changed since: the same snapshot file (named by its
+    /// content), and the log up to `earlier`'s last seq, which only a new
+    /// snapshot or a removal rewrites. A move reads ahead this way so that
+    /// its pause reads only the ops logged since. Anything else changed:
+    /// a whole load.
+    pub fn reload_to_ship(
+        &self,
+        id: &str,
+        earlier: Recovery,
+    ) -> Result<Option<Recovery>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let Some(rec) = read_meta(&txn, id)? else {
+            return Ok(None);
+        };
+        let same_snapshot = match (&rec.snapshot, &earlier.snapshot) {
+            (None, None) => true,
+            (Some(header), Some(snapshot)) => {
+                header.file.is_some()
+                    && header.file == earlier.snapshot_file
+                    && header.seq == snapshot.seq
+                    && header.bytes == snapshot.bytes.len() as u64
+            }
+            _ => false,
+        };
+        let Some(next) = earlier.last_seq.checked_add(1) else {
+            return self.load_to_ship(id);
+        };
+        if !same_snapshot || rec.meta != earlier.meta || rec.last_seq < earlier.last_seq {
+            drop(txn);
+            return self.load_to_ship(id);
+        }
+        let mut tail = earlier.tail;
+        read_log(&txn, id, next, &mut tail)?;
+        check_log_end(id, &tail, &rec)?;
+        Ok(Some(Recovery {
+            meta: rec.meta,
+            snapshot: earlier.snapshot,
+            tail,
+            last_seq: rec.last_seq,
+            snapshot_file: earlier.snapshot_file,
+        }))
+    }
+
     fn load_once(&self, id: &str, check: bool) -> Result<Option<Recovery>, LoadError> {
         let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
         let Some(rec) = read_meta(&txn, id)? else {
@@ -129,9 +174,22 @@ fn read_tail(
     let Some(first) = rec.snapshot_seq().checked_add(1) else {
         return Ok(Vec::new());
     };
-    let table = txn.open_table(LOG).map_err(LoadError::database)?;
     // Bound the pre-allocation: the counter comes from disk.
     let mut tail = Vec::with_capacity(rec.log_entries.min(1 << 16) as usize);
+    read_log(txn, id, first, &mut tail)?;
+    check_log_end(id, &tail, rec)?;
+    Ok(tail)
+}
+
+/// Appends the log from seq `first` on to `tail`, checking that the seqs
+/// follow one another.
+fn read_log(
+    txn: &redb::ReadTransaction,
+    id: &str,
+    first: u64,
+    tail: &mut Vec<(u64, Vec<u8>)>,
+) -> Result<(), LoadError> {
+    let table = txn.open_table(LOG).map_err(LoadError::database)?;
     let mut expected = first;
     for entry in table
         .range((id, first)..=(id, u64::MAX))
@@ -147,6 +205,11 @@ fn read_tail(
         tail.push((seq, value.value().to_vec()));
         expected = seq.saturating_add(1);
     }
+    Ok(())
+}
+
+/// Checks that `tail` ends where the meta record says the log does.
+fn check_log_end(id: &str, tail: &[(u64, Vec<u8>)], rec: &MetaRecord) -> Result<(), LoadError> {
     let last = tail.last().map_or(rec.snapshot_seq(), |&(seq, _)| seq);
     if last != rec.last_seq {
         return Err(LoadError::Corrupt(format!(
@@ -154,5 +217,5 @@ fn read_tail(
             rec.last_seq
         )));
     }
-    Ok(tail)
+    Ok(())
 }

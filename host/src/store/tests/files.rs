@@ -150,3 +150,55 @@ fn an_unfinished_or_small_staging_leaves_no_file() -> TestResult {
     assert!(files(dir.path())?.is_empty());
     Ok(())
 }
+
+/// What a shipped state is made of, to compare two loads.
+type Shipped = (
+    Option<SnapshotRecord>,
+    Vec<(u64, Vec<u8>)>,
+    u64,
+    Option<[u8; 32]>,
+);
+
+fn shipped(r: Recovery) -> Shipped {
+    (r.snapshot, r.tail, r.last_seq, r.snapshot_file)
+}
+
+#[test]
+fn a_reload_to_ship_adds_the_ops_logged_since_the_read_ahead() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = with_big_snapshot(dir.path(), 3, 1)?;
+    append_n(&store, "a", 4..=6);
+    let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    append_n(&store, "a", 7..=9);
+    let reloaded = store
+        .reload_to_ship("a", earlier)?
+        .ok_or("mailbox a is gone")?;
+    let fresh = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    assert_eq!(
+        reloaded.tail.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (4..=9).collect::<Vec<_>>()
+    );
+    assert_eq!(shipped(reloaded), shipped(fresh));
+    Ok(())
+}
+
+#[test]
+fn a_reload_to_ship_after_a_new_snapshot_or_a_removal_reads_afresh() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = with_big_snapshot(dir.path(), 3, 1)?;
+    append_n(&store, "a", 4..=6);
+    let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    append_n(&store, "a", 7..=8);
+    store.snapshot("a", big(7, 2)).wait_blocking()?;
+    let reloaded = store
+        .reload_to_ship("a", earlier)?
+        .ok_or("mailbox a is gone")?;
+    let fresh = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    assert_eq!(reloaded.snapshot.as_ref().map(|s| s.seq), Some(7));
+    assert_eq!(shipped(reloaded), shipped(fresh));
+
+    let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    store.remove("a").wait_blocking()?;
+    assert!(store.reload_to_ship("a", earlier)?.is_none());
+    Ok(())
+}
