@@ -55,6 +55,8 @@ pub struct Importer {
     snapshot_bytes: u64,
     snapshot_hasher: blake3::Hasher,
     tail: Vec<(u64, Vec<u8>)>,
+    /// The tail's count and last seq once [`Importer::take_tail`] took it.
+    taken: Option<(u64, u64)>,
     ended: bool,
 }
 
@@ -76,6 +78,29 @@ impl Importer {
     /// The stream's header, once its first frame was taken.
     pub fn header(&self) -> Option<&ExportHeader> {
         self.header.as_ref()
+    }
+
+    /// The whole log tail, once every op the header announced arrived, in
+    /// a stream of format 3 or later (where ops come before the snapshot),
+    /// for the caller to write while the snapshot streams; once. The
+    /// stream is still checked to its end as if it had kept them.
+    pub fn take_tail(&mut self) -> Option<Vec<(u64, Vec<u8>)>> {
+        let header = self.header.as_ref()?;
+        if header.format_version < 3
+            || self.taken.is_some()
+            || self.tail.is_empty()
+            || self.tail.len() as u64 != header.ops
+        {
+            return None;
+        }
+        let last = self.tail.last().map(|(seq, _)| *seq)?;
+        self.taken = Some((self.tail.len() as u64, last));
+        Some(std::mem::take(&mut self.tail))
+    }
+
+    /// Ops received so far, taken or not.
+    fn ops_received(&self) -> u64 {
+        self.taken.map_or(self.tail.len() as u64, |(n, _)| n)
     }
 
     /// Takes the next encoded frame. In streaming mode, a snapshot chunk
@@ -130,7 +155,7 @@ impl Importer {
                 total_bytes,
                 chunk,
             } => {
-                if self.snapshot_bytes > 0 || !self.tail.is_empty() {
+                if self.snapshot_bytes > 0 || self.ops_received() > 0 {
                     return bad("Code after Snapshot or Op");
                 }
                 if total_bytes > IMPORT_CODE_BYTES_MAX {
@@ -161,7 +186,12 @@ impl Importer {
                 let Some(s) = &header.snapshot else {
                     return bad("Snapshot frame but the header has none");
                 };
-                if !self.tail.is_empty() {
+                // Format 3 sends the ops first, older ones after.
+                if header.format_version >= 3 {
+                    if self.ops_received() < header.ops {
+                        return bad("Snapshot before the last Op");
+                    }
+                } else if !self.tail.is_empty() {
                     return bad("Snapshot after Op");
                 }
                 if self.snapshot_bytes + chunk.len() as u64 > s.size_bytes {
@@ -180,6 +210,12 @@ impl Importer {
                 Ok(None)
             }
             Frame::Op { seq, bytes } => {
+                if header.format_version >= 3 && self.snapshot_bytes > 0 {
+                    return bad("Op after Snapshot");
+                }
+                if self.taken.is_some() {
+                    return bad("more Op frames than announced");
+                }
                 let expected = match self.tail.last() {
                     Some((last, _)) => last + 1,
                     None => header.snapshot.as_ref().map_or(1, |s| s.seq + 1),
@@ -210,11 +246,11 @@ impl Importer {
         if !self.ended {
             return Err(ImportError::Malformed("export ended without End".into()));
         }
-        if self.tail.len() as u64 != header.ops {
+        let received = self.taken.map_or(self.tail.len() as u64, |(n, _)| n);
+        if received != header.ops {
             return Err(ImportError::Malformed(format!(
-                "{} ops announced, {} sent",
+                "{} ops announced, {received} sent",
                 header.ops,
-                self.tail.len()
             )));
         }
         let (snapshot, streamed) = match &header.snapshot {
@@ -245,6 +281,7 @@ impl Importer {
             .tail
             .last()
             .map(|(s, _)| *s)
+            .or(self.taken.map(|(_, last)| last))
             .or(header.snapshot.as_ref().map(|s| s.seq))
             .unwrap_or(0);
         if reached != header.log_position {

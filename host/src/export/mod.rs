@@ -3,7 +3,7 @@
 //!
 //! An export is a stream of length-prefixed rmp-serde frames:
 //! `Header`, then `Code` chunks for components the receiver may lack, then
-//! `Snapshot` chunks, then `Op` log entries after the snapshot, then `End`,
+//! `Op` log entries after the snapshot, then `Snapshot` chunks, then `End`,
 //! which carries the BLAKE3 of every encoded frame before it but the
 //! snapshot chunks, which the header's snapshot checksum covers, so a
 //! flipped bit anywhere (the header included) is caught.
@@ -25,12 +25,15 @@ use crate::runtime::bindings::PluginEntry;
 mod importer;
 pub use importer::{Imported, Importer, StreamedSnapshot};
 
-/// Version of this format that is written. 2 checks the snapshot by its
-/// BLAKE3 keyed by the mailbox id ([`snapshot_checksum`]), and the `End`
-/// digest leaves the `Snapshot` frames out (that checksum covers their
-/// bytes and order, so no one hashes the bulk twice); 1, still read, used
-/// the plain BLAKE3 and a digest of every frame. A receiver refuses others.
-pub const EXPORT_FORMAT_VERSION: u32 = 2;
+/// Version of this format that is written. 3 sends the `Op` frames before
+/// the `Snapshot` ones, so a move's target can write the log while the
+/// snapshot streams (2 and 1 send them after). 2 checks the snapshot by
+/// its BLAKE3 keyed by the mailbox id ([`snapshot_checksum`]), and the
+/// `End` digest leaves the `Snapshot` frames out (that checksum covers
+/// their bytes and order, so no one hashes the bulk twice); 1 used the
+/// plain BLAKE3 and a digest of every frame. All three are read; a
+/// receiver refuses others.
+pub const EXPORT_FORMAT_VERSION: u32 = 3;
 /// Oldest format still read.
 pub const EXPORT_FORMAT_VERSION_MIN: u32 = 1;
 /// Payload bytes per `Code` or `Snapshot` frame.
@@ -268,8 +271,8 @@ fn frames<'a>(
         .map(|(seq, bytes)| FrameRef::Op { seq: *seq, bytes });
     std::iter::once(header)
         .chain(code)
-        .chain(snap)
         .chain(ops)
+        .chain(snap)
         .chain(std::iter::once(FrameRef::End {
             digest: CodeHash([0; 32]),
         }))
@@ -317,246 +320,4 @@ pub fn read_export(r: &mut impl Read) -> Result<Imported, ImportError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{MailboxMeta, SnapshotRecord};
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    fn state(snapshot: &[u8], ops: u64) -> ExportedState {
-        ExportedState {
-            meta: MailboxMeta {
-                code_hash: [7; 32],
-                created_ms: 5,
-            },
-            snapshot: Some(SnapshotRecord {
-                seq: 10,
-                schema_version: 1,
-                bytes: snapshot.to_vec(),
-                vv: [(3, 10)].into_iter().collect(),
-            }),
-            tail: (11..11 + ops).map(|s| (s, vec![s as u8; 3])).collect(),
-            plugins: vec![],
-            snapshot_checksum: None,
-        }
-    }
-
-    #[test]
-    fn a_stream_digest_does_not_depend_on_how_it_was_fed() {
-        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let whole = CodeHash(*blake3::hash(&bytes).as_bytes());
-        for piece in [1, 1000, 65_535, 65_536, 70_000, 300_000] {
-            let mut d = StreamDigest::default();
-            for p in bytes.chunks(piece) {
-                d.update(p);
-            }
-            assert_eq!(d.digest(), whole, "pieces of {piece}");
-        }
-        let mut d = StreamDigest::default();
-        d.update(&bytes[..10]);
-        let _ = d.digest();
-        d.update(&bytes[10..]);
-        assert_eq!(d.digest(), whole, "a digest midway changes nothing");
-    }
-
-    /// Length-prefixes encoded frames into one stream.
-    fn encode(
-        frames: impl IntoIterator<Item = Result<Vec<u8>, ImportError>>,
-    ) -> Result<Vec<u8>, ImportError> {
-        let mut out = Vec::new();
-        for f in frames {
-            write_frame(&mut out, &f?)?;
-        }
-        Ok(out)
-    }
-
-    /// Re-encodes decoded frames with a correct stream digest, so a test
-    /// can check the structural checks behind the checksum.
-    fn reseal(frames: Vec<Frame>) -> Result<Vec<u8>, ImportError> {
-        let mut hasher = blake3::Hasher::new();
-        let format = match frames.first() {
-            Some(Frame::Header(h)) => h.format_version,
-            _ => EXPORT_FORMAT_VERSION,
-        };
-        let mut encoded = Vec::new();
-        for f in frames {
-            let f = match f {
-                Frame::End { .. } => Frame::End {
-                    digest: CodeHash(*hasher.finalize().as_bytes()),
-                },
-                f => f,
-            };
-            let b = encode_frame(&f)?;
-            if format < 2 || !matches!(f, Frame::Snapshot(_)) {
-                hasher.update(&b);
-            }
-            encoded.push(Ok(b));
-        }
-        encode(encoded)
-    }
-
-    fn decoded(id: &MailboxId, s: &ExportedState) -> Result<Vec<Frame>, ImportError> {
-        encode_export(id, s, &[])
-            .map(|b| rmp_serde::from_slice(&b?).map_err(|e| ImportError::Decode(e.to_string())))
-            .collect()
-    }
-
-    fn alice() -> Result<MailboxId, Box<dyn std::error::Error>> {
-        Ok(MailboxId::new("alice")?)
-    }
-
-    #[test]
-    fn round_trips_with_chunks_code_and_ops() -> TestResult {
-        let id = alice()?;
-        let big = vec![42u8; EXPORT_CHUNK_BYTES * 2 + 17];
-        let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
-        let bytes = encode(encode_export(&id, &state(&big, 3), &code))?;
-        let imported = read_export(&mut &bytes[..])?;
-        assert_eq!(imported.mailbox, id);
-        assert_eq!(imported.state.snapshot.map(|s| s.bytes), Some(big));
-        assert_eq!(imported.state.tail.len(), 3);
-        assert_eq!(imported.code, code);
-        Ok(())
-    }
-
-    #[test]
-    fn borrowed_frames_encode_like_owned_ones() -> TestResult {
-        let id = alice()?;
-        let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
-        let s = state(b"snapshot", 2);
-        let sent = encode_export(&id, &s, &code).collect::<Result<Vec<_>, _>>()?;
-        let owned = sent
-            .iter()
-            .map(|b| rmp_serde::from_slice::<Frame>(b))
-            .collect::<Result<Vec<_>, _>>()?;
-        let reencoded = owned
-            .iter()
-            .map(encode_frame)
-            .collect::<Result<Vec<_>, _>>()?;
-        assert_eq!(sent, reencoded);
-        assert_eq!(owned.len(), 1 + 1 + 1 + 2 + 1);
-        Ok(())
-    }
-
-    #[test]
-    fn reads_format_1_and_checks_the_keyed_checksum_of_format_2() -> TestResult {
-        let id = alice()?;
-        let s = state(b"snapshot", 1);
-        // Format 1: the plain BLAKE3 of the snapshot.
-        let mut v1 = decoded(&id, &s)?;
-        if let Frame::Header(h) = &mut v1[0] {
-            h.format_version = 1;
-            if let Some(snap) = &mut h.snapshot {
-                snap.blake3 = CodeHash::of(b"snapshot");
-            }
-        }
-        let imported = read_export(&mut &reseal(v1.clone())?[..])?;
-        assert_eq!(
-            imported.state.snapshot.map(|s| s.bytes),
-            Some(b"snapshot".to_vec())
-        );
-        // Format 2 with a plain BLAKE3, or one keyed by another mailbox.
-        if let Frame::Header(h) = &mut v1[0] {
-            h.format_version = 2;
-        }
-        assert!(matches!(
-            read_export(&mut &reseal(v1.clone())?[..]),
-            Err(ImportError::Checksum)
-        ));
-        let bob = MailboxId::new("bob")?;
-        if let Frame::Header(h) = &mut v1[0]
-            && let Some(snap) = &mut h.snapshot
-        {
-            snap.blake3 = snapshot_checksum(&bob, b"snapshot");
-        }
-        assert!(matches!(
-            read_export(&mut &reseal(v1)?[..]),
-            Err(ImportError::Checksum)
-        ));
-        // A known checksum is sent as is: the receiver checks the bytes.
-        let mut known = state(b"snapshot", 0);
-        known.snapshot_checksum = Some([9; 32]);
-        assert!(matches!(
-            read_export(&mut &encode(encode_export(&id, &known, &[]))?[..]),
-            Err(ImportError::Checksum)
-        ));
-        Ok(())
-    }
-
-    #[test]
-    fn a_streaming_importer_hands_the_snapshot_back_in_chunks() -> TestResult {
-        let id = alice()?;
-        let big = vec![7u8; EXPORT_CHUNK_BYTES + 5];
-        let mut importer = Importer::streaming();
-        let mut chunks = Vec::new();
-        for frame in encode_export(&id, &state(&big, 2), &[]) {
-            if let Some(chunk) = importer.handle_encoded(&frame?)? {
-                chunks.push(chunk);
-            }
-        }
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(chunks.concat(), big);
-        let imported = importer.finish()?;
-        assert!(imported.state.snapshot.is_none());
-        assert_eq!(imported.state.tail.len(), 2);
-        let streamed = imported.streamed.ok_or("no streamed snapshot")?.header;
-        assert_eq!(streamed.size_bytes, big.len() as u64);
-        assert_eq!(streamed.blake3, snapshot_checksum(&id, &big));
-        Ok(())
-    }
-
-    #[test]
-    fn refuses_damaged_or_malformed_streams() -> TestResult {
-        let id = alice()?;
-        let mut all = decoded(&id, &state(b"snapshot", 2))?;
-        // A flipped snapshot byte.
-        let mut damaged = all.clone();
-        damaged[1] = Frame::Snapshot(b"snapshoT".to_vec());
-        assert!(matches!(
-            read_export(&mut &reseal(damaged)?[..]),
-            Err(ImportError::Checksum)
-        ));
-        // A changed header, even one that still decodes, breaks the stream digest.
-        let mut renamed = all.clone();
-        if let Frame::Header(h) = &mut renamed[0] {
-            h.mailbox = MailboxId::new("alicd")?;
-        }
-        let with_old_end = renamed.iter().map(encode_frame);
-        assert!(matches!(
-            read_export(&mut &encode(with_old_end)?[..]),
-            Err(ImportError::StreamChecksum)
-        ));
-        // Ops out of order.
-        all.swap(2, 3);
-        assert!(matches!(
-            read_export(&mut &reseal(all)?[..]),
-            Err(ImportError::Malformed(_))
-        ));
-        // Truncated: no End.
-        let small = state(b"s", 0);
-        let cut = encode_export(&id, &small, &[]).take(2);
-        assert!(matches!(
-            read_export(&mut &encode(cut)?[..]),
-            Err(ImportError::Malformed(_))
-        ));
-        // An oversized frame length.
-        let huge = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes();
-        assert!(matches!(
-            read_frame(&mut &huge[..]),
-            Err(ImportError::TooLarge { .. })
-        ));
-        // Garbage.
-        let garbage = [0, 0, 0, 3, 0xc1, 0xc1, 0xc1];
-        assert!(matches!(
-            read_export(&mut &garbage[..]),
-            Err(ImportError::Decode(_))
-        ));
-        // A frame cut short.
-        let short = [0, 0, 0, 9, 1, 2];
-        assert!(matches!(
-            read_export(&mut &short[..]),
-            Err(ImportError::Malformed(_))
-        ));
-        Ok(())
-    }
-}
+mod tests;

@@ -27,7 +27,9 @@ use crate::mailbox::request::Request;
 use crate::net::{Exchange, FrameReader, WireError};
 use crate::proto::HostResponse;
 use crate::replica::VersionVector;
-use crate::store::{SnapshotRecord, SnapshotStaging, StagedRecord, StagingError};
+use crate::store::{
+    Commit, MailboxStore, SnapshotRecord, SnapshotStaging, StagedRecord, StagingError,
+};
 
 /// How long a moved-in mailbox waits for its answer to be delivered
 /// before it restores.
@@ -47,11 +49,57 @@ enum Sink {
     },
 }
 
-/// An incoming state: what the export carried, its snapshot staged if large.
+/// An incoming state: what the export carried, its snapshot staged if
+/// large, and its log tail staged in the store if it came first.
 struct Incoming {
     user: UserId,
     state: ExportedState,
     staged: Option<StagedRecord>,
+    staged_tail: Option<StagedTail>,
+}
+
+/// A log tail written to the store while the snapshot streams
+/// (`MailboxStore::stage_log`), dropped from it again unless the import
+/// took it.
+struct StagedTail {
+    store: MailboxStore,
+    id: MailboxId,
+    first: u64,
+    last: u64,
+    written: Option<Commit>,
+    imported: bool,
+}
+
+impl StagedTail {
+    fn start(store: &MailboxStore, id: &MailboxId, tail: Vec<(u64, Vec<u8>)>) -> Option<Self> {
+        let (first, last) = (tail.first()?.0, tail.last()?.0);
+        let written = store.stage_log(id.as_str(), tail);
+        Some(StagedTail {
+            store: store.clone(),
+            id: id.clone(),
+            first,
+            last,
+            written: Some(written),
+            imported: false,
+        })
+    }
+
+    /// Its first and last seq, once its rows are committed.
+    async fn written(&mut self) -> Result<(u64, u64), WireError> {
+        if let Some(written) = self.written.take() {
+            written.await.map_err(internal)?;
+        }
+        Ok((self.first, self.last))
+    }
+}
+
+impl Drop for StagedTail {
+    fn drop(&mut self) {
+        if !self.imported {
+            // Queued behind the staging, so the writer drops what it wrote.
+            drop(self.store.drop_staged_log(self.id.as_str()));
+        }
+    }
 }
 
 impl Incoming {
@@ -65,10 +113,11 @@ impl Incoming {
     }
 
     fn last_seq(&self) -> u64 {
-        match (&self.staged, self.state.tail.last()) {
-            (_, Some((seq, _))) => *seq,
-            (Some(s), None) => s.seq,
-            (None, None) => self.state.last_seq(),
+        match (&self.staged_tail, &self.staged, self.state.tail.last()) {
+            (Some(t), _, _) => t.last,
+            (None, _, Some((seq, _))) => *seq,
+            (None, Some(s), None) => s.seq,
+            (None, None, None) => self.state.last_seq(),
         }
     }
 }
@@ -121,6 +170,12 @@ impl Node {
         // host kept from before (it was down, others took over) may be
         // replaced by a state that has everything it has.
         let replace = self.mailboxes.contains(&id).map_err(internal)?;
+        if replace && incoming.staged_tail.is_some() {
+            return Err(WireError::new(
+                crate::proto::dispatch::CONFLICT,
+                "this host took a copy of that mailbox meanwhile",
+            ));
+        }
         if replace {
             let listed = self
                 .listing(incoming.user, true)
@@ -143,11 +198,23 @@ impl Node {
         }
         let from = HostId(ex.peer_key);
         let log_position = incoming.last_seq();
-        let user = incoming.user;
+        let Incoming {
+            user,
+            state,
+            staged,
+            mut staged_tail,
+        } = incoming;
+        let tail_range = match staged_tail.as_mut() {
+            Some(t) => Some(t.written().await?),
+            None => None,
+        };
         self.mailboxes
-            .import_durable(&id, incoming.state, incoming.staged, replace)
+            .import_durable(&id, state, staged, tail_range, replace)
             .await
             .map_err(internal)?;
+        if let Some(t) = staged_tail.as_mut() {
+            t.imported = true;
+        }
         self.replication.forget(&id);
         let imported_ms = started.elapsed().as_secs_f64() * 1e3;
         // Only the grantee of an authorized move may say so: if dispatch
@@ -182,6 +249,15 @@ impl Node {
         let user = owner_of(header)?;
         let mut importer = Importer::streaming();
         let mut sink: Option<Sink> = None;
+        // A tail that comes before its snapshot is written meanwhile,
+        // unless this host has a copy the import may replace.
+        let stage_to = match self.mailboxes.store() {
+            Some(store) if !self.mailboxes.contains(&header.mailbox).map_err(internal)? => {
+                Some(store.clone())
+            }
+            _ => None,
+        };
+        let mut staged_tail = None;
         // Where the receive's time goes, for the debug log.
         let (mut check_ms, mut queue_ms, mut first_ms) = (0.0, 0.0, None);
         let started = std::time::Instant::now();
@@ -192,6 +268,13 @@ impl Node {
             let t = std::time::Instant::now();
             let handled = importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
             check_ms += t.elapsed().as_secs_f64() * 1e3;
+            if staged_tail.is_none()
+                && let Some(store) = &stage_to
+                && importer.header().is_some_and(|h| h.snapshot.is_some())
+                && let Some(tail) = importer.take_tail()
+            {
+                staged_tail = StagedTail::start(store, &header.mailbox, tail);
+            }
             let Some(chunk) = handled else {
                 continue;
             };
@@ -226,13 +309,25 @@ impl Node {
             }
             Some(Sink::Memory(bytes)) => {
                 return self
-                    .finish_incoming(&header.mailbox, user, importer, Some(bytes), None)
+                    .finish_incoming(
+                        &header.mailbox,
+                        user,
+                        importer,
+                        (Some(bytes), None),
+                        staged_tail,
+                    )
                     .await;
             }
             None => None,
         };
-        self.finish_incoming(&header.mailbox, user, importer, None, staged_file)
-            .await
+        self.finish_incoming(
+            &header.mailbox,
+            user,
+            importer,
+            (None, staged_file),
+            staged_tail,
+        )
+        .await
     }
 
     /// Where the chunks of a snapshot of `size_bytes` go.
@@ -265,8 +360,8 @@ impl Node {
         id: &MailboxId,
         user: UserId,
         importer: Importer,
-        kept: Option<Vec<u8>>,
-        staging: Option<SnapshotStaging>,
+        (kept, staging): (Option<Vec<u8>>, Option<SnapshotStaging>),
+        staged_tail: Option<StagedTail>,
     ) -> Result<Incoming, WireError> {
         let imported = importer.finish().map_err(|e| bad(&e))?;
         self.insert_carried_code(imported.code)?;
@@ -308,6 +403,7 @@ impl Node {
             user,
             state,
             staged,
+            staged_tail,
         })
     }
 }

@@ -24,6 +24,7 @@
 
 mod blobs;
 mod error;
+mod import;
 mod read;
 mod staging;
 mod tables;
@@ -47,8 +48,8 @@ use tokio::sync::oneshot;
 pub use blobs::BLOB_BYTES_MIN;
 use blobs::Blobs;
 pub use error::{CommitError, LoadError, OpenError};
-use staging::ImportSnapshot;
-pub use staging::{SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
+pub use import::ImportTail;
+pub use staging::{ImportSnapshot, SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
 use tables::{META, MetaRecord};
 use writer::{Op, Request, Writer};
 
@@ -178,6 +179,13 @@ impl MailboxStore {
             // Which files are named is unknown: keep them all.
             None => tracing::warn!("a mailbox record does not decode; snapshot files kept"),
         }
+        let unnamed = import::sweep_unnamed_logs(&db)?;
+        if unnamed > 0 {
+            tracing::info!(
+                unnamed,
+                "removed log rows no record names (imports cut short)"
+            );
+        }
         let db = Arc::new(db);
         let commits = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
@@ -260,10 +268,29 @@ impl MailboxStore {
             Op::Import {
                 meta,
                 snapshot: snapshot.map(ImportSnapshot::Bytes),
-                tail,
+                tail: ImportTail::Rows(tail),
                 replace,
             },
         )
+    }
+
+    /// Writes the log tail of a mailbox that an import will bring (a move's
+    /// target has it before the snapshot), so that the import only checks
+    /// the rows ([`ImportTail::Staged`]); refused if the mailbox is here.
+    /// Call [`MailboxStore::drop_staged_log`] if the import does not follow.
+    pub fn stage_log(&self, id: &str, tail: Vec<(u64, Vec<u8>)>) -> Commit {
+        for (_, op) in &tail {
+            if let Err(e) = check_len("op", op.len(), OP_BYTES_MAX) {
+                return Commit::failed(e);
+            }
+        }
+        self.submit(id, Op::StageLog(tail))
+    }
+
+    /// Deletes a staged log no import took (nothing if a mailbox of that
+    /// id is here: the rows are its log now).
+    pub fn drop_staged_log(&self, id: &str) -> Commit {
+        self.submit(id, Op::DropStagedLog)
     }
 
     /// A file to write a snapshot into as it arrives, for
@@ -272,26 +299,35 @@ impl MailboxStore {
         SnapshotStaging::create(self.inner.blobs.dir())
     }
 
-    /// Like [`MailboxStore::import`], with the snapshot already written to
-    /// a staged file: the commit only names it.
+    /// Like [`MailboxStore::import`], for a move's target: the snapshot
+    /// may already be written to a staged file (the commit only names it),
+    /// and the tail staged ([`MailboxStore::stage_log`]; the commit only
+    /// checks its rows, and refuses to replace a mailbox).
     pub fn import_staged(
         &self,
         id: &str,
         meta: MailboxMeta,
-        snapshot: StagedRecord,
-        tail: Vec<(u64, Vec<u8>)>,
+        snapshot: Option<ImportSnapshot>,
+        tail: ImportTail,
         replace: bool,
     ) -> Commit {
-        for (_, op) in &tail {
-            if let Err(e) = check_len("op", op.len(), OP_BYTES_MAX) {
-                return Commit::failed(e);
+        if let Some(ImportSnapshot::Bytes(s)) = &snapshot
+            && let Err(e) = check_len("snapshot", s.bytes.len(), SNAPSHOT_BYTES_MAX)
+        {
+            return Commit::failed(e);
+        }
+        if let ImportTail::Rows(rows) = &tail {
+            for (_, op) in rows {
+                if let Err(e) = check_len("op", op.len(), OP_BYTES_MAX) {
+                    return Commit::failed(e);
+                }
             }
         }
         self.submit(
             id,
             Op::Import {
                 meta,
-                snapshot: Some(ImportSnapshot::Staged(snapshot)),
+                snapshot,
                 tail,
                 replace,
             },

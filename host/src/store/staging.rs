@@ -52,7 +52,7 @@ pub struct StagedRecord {
 
 /// The snapshot of an import: bytes to store, or a file already staged.
 #[derive(Debug)]
-pub(super) enum ImportSnapshot {
+pub enum ImportSnapshot {
     Bytes(SnapshotRecord),
     Staged(StagedRecord),
 }

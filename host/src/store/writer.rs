@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::blobs::{BLOB_BYTES_MIN, BlobName, Blobs};
+use super::import::{ImportTail, Imported, clear_log, drop_staged_log, import, stage_log};
 use super::staging::ImportSnapshot;
 use super::tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
 use super::{CommitError, MailboxMeta, SnapshotRecord};
@@ -50,9 +51,11 @@ pub(super) enum Op {
     Import {
         meta: MailboxMeta,
         snapshot: Option<ImportSnapshot>,
-        tail: Vec<(u64, Vec<u8>)>,
+        tail: ImportTail,
         replace: bool,
     },
+    StageLog(Vec<(u64, Vec<u8>)>),
+    DropStagedLog,
     Remove,
 }
 
@@ -68,43 +71,43 @@ pub(super) struct Writer {
 }
 
 /// The snapshot files one batch writes and the ones it stops naming.
-struct BatchFiles<'a> {
-    blobs: &'a Blobs,
+pub(super) struct BatchFiles<'a> {
+    pub blobs: &'a Blobs,
     /// Whether a file was written, so the folder needs an fsync.
-    written: bool,
+    pub written: bool,
     /// Files no record names once the batch commits.
-    doomed: Vec<BlobName>,
+    pub doomed: Vec<BlobName>,
 }
 
 /// The three data tables, opened once per batch.
-struct Tables<'txn> {
-    meta: Table<'txn, &'static str, &'static [u8]>,
-    log: Table<'txn, (&'static str, u64), &'static [u8]>,
-    snapshot: Table<'txn, &'static str, &'static [u8]>,
+pub(super) struct Tables<'txn> {
+    pub meta: Table<'txn, &'static str, &'static [u8]>,
+    pub log: Table<'txn, (&'static str, u64), &'static [u8]>,
+    pub snapshot: Table<'txn, &'static str, &'static [u8]>,
 }
 
 /// A mailbox's `META` record as the batch has left it so far.
-struct Slot {
-    rec: Option<MetaRecord>,
-    dirty: bool,
+pub(super) struct Slot {
+    pub rec: Option<MetaRecord>,
+    pub dirty: bool,
 }
 
 /// Outcome of one request: the outer error aborts the whole batch (redb
 /// failed mid-transaction, so its state is unknown), the inner one fails only
 /// this request, which has then written nothing.
-type Applied = Result<Result<(), CommitError>, CommitError>;
+pub(super) type Applied = Result<Result<(), CommitError>, CommitError>;
 
 impl Op {
     /// Bytes this request carries, for the batch byte budget.
     fn payload_bytes(&self) -> usize {
         match self {
-            Op::Create(_) | Op::Remove => 0,
+            Op::Create(_) | Op::Remove | Op::DropStagedLog => 0,
             Op::Append { op, .. } => op.len(),
             Op::Snapshot(s) => s.bytes.len(),
             Op::Import { snapshot, tail, .. } => {
-                snapshot.as_ref().map_or(0, |s| s.len())
-                    + tail.iter().map(|(_, op)| op.len()).sum::<usize>()
+                snapshot.as_ref().map_or(0, |s| s.len()) + tail.payload_bytes()
             }
+            Op::StageLog(rows) => rows.iter().map(|(_, op)| op.len()).sum(),
         }
     }
 }
@@ -253,6 +256,8 @@ fn apply_one<'b>(
                 replace: *replace,
             },
         ),
+        Op::StageLog(rows) => stage_log(t, slot, id, rows),
+        Op::DropStagedLog => drop_staged_log(t, slot, id),
         Op::Remove => remove(t, files, slot, id),
     }
 }
@@ -340,7 +345,7 @@ fn snapshot_op(
 
 /// Stores a snapshot's bytes: a file if large (the inline copy, if any,
 /// is dropped), else inline in `SNAPSHOT`. The file it went to, if any.
-fn store_bytes(
+pub(super) fn store_bytes(
     t: &mut Tables<'_>,
     files: &mut BatchFiles<'_>,
     id: &str,
@@ -364,94 +369,13 @@ fn store_bytes(
 impl BatchFiles<'_> {
     /// The snapshot `old` gives way to one stored in `new`: its file, if
     /// it had one of another name, goes once the batch commits.
-    fn replaced(&mut self, old: Option<&SnapshotHeader>, new: Option<BlobName>) {
+    pub(super) fn replaced(&mut self, old: Option<&SnapshotHeader>, new: Option<BlobName>) {
         if let Some(old) = old.and_then(|h| h.file)
             && Some(old) != new
         {
             self.doomed.push(old);
         }
     }
-}
-
-/// What an `Op::Import` carries, borrowed.
-struct Imported<'a> {
-    meta: &'a MailboxMeta,
-    snapshot: Option<&'a ImportSnapshot>,
-    tail: &'a [(u64, Vec<u8>)],
-    replace: bool,
-}
-
-fn import(
-    t: &mut Tables<'_>,
-    files: &mut BatchFiles<'_>,
-    slot: &mut Slot,
-    id: &str,
-    imported: Imported<'_>,
-) -> Applied {
-    let Imported {
-        meta,
-        snapshot,
-        tail,
-        replace,
-    } = imported;
-    if slot.rec.is_some() && !replace {
-        return Ok(Err(CommitError::Exists(id.to_owned())));
-    }
-    let base = snapshot.map_or(0, |s| s.seq());
-    let mut expected = base.checked_add(1);
-    for &(seq, _) in tail {
-        if expected != Some(seq) {
-            let expected = expected.map_or_else(|| "nothing".to_owned(), |e| e.to_string());
-            return Ok(Err(CommitError::BadSnapshot(format!(
-                "mailbox {id:?}: import tail has seq {seq} where {expected} was expected \
-                 (snapshot seq {base})"
-            ))));
-        }
-        expected = seq.checked_add(1);
-    }
-    let file = match snapshot {
-        Some(ImportSnapshot::Bytes(s)) => match store_bytes(t, files, id, &s.bytes)? {
-            Ok(file) => file,
-            Err(e) => return Ok(Err(e)),
-        },
-        Some(ImportSnapshot::Staged(s)) => match files.blobs.adopt(&s.staged) {
-            Ok(name) => {
-                files.written = true;
-                t.snapshot.remove(id).map_err(CommitError::database)?;
-                Some(name)
-            }
-            Err(e) => return Ok(Err(CommitError::SnapshotFile(e.to_string()))),
-        },
-        None => None,
-    };
-    if let Some(old) = &slot.rec {
-        files.replaced(old.snapshot.as_ref(), file);
-        clear_log(t, id)?;
-        if snapshot.is_none() {
-            t.snapshot.remove(id).map_err(CommitError::database)?;
-        }
-    }
-    let mut rec = MetaRecord::new(meta.clone());
-    rec.last_seq = tail.last().map_or(base, |&(seq, _)| seq);
-    if let Some(s) = snapshot {
-        rec.snapshot = Some(SnapshotHeader {
-            seq: s.seq(),
-            schema_version: s.schema_version(),
-            bytes: s.len() as u64,
-            vv: s.vv().clone(),
-            file,
-        });
-    }
-    for (seq, op) in tail {
-        t.log
-            .insert((id, *seq), op.as_slice())
-            .map_err(CommitError::database)?;
-        rec.log_entries += 1;
-        rec.log_bytes += op.len() as u64;
-    }
-    slot.rec = Some(rec);
-    slot.dirty = true;
-    Ok(Ok(()))
 }
 
 fn remove(t: &mut Tables<'_>, files: &mut BatchFiles<'_>, slot: &mut Slot, id: &str) -> Applied {
@@ -464,11 +388,4 @@ fn remove(t: &mut Tables<'_>, files: &mut BatchFiles<'_>, slot: &mut Slot, id: &
     slot.rec = None;
     slot.dirty = true;
     Ok(Ok(()))
-}
-
-/// Deletes a mailbox's whole log.
-fn clear_log(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
-    t.log
-        .retain_in((id, 0u64)..=(id, u64::MAX), |_, _| false)
-        .map_err(CommitError::database)
 }

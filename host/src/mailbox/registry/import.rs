@@ -10,7 +10,7 @@ use super::super::restore::{Restored, Source, restore};
 use super::Mailboxes;
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MailboxCallError as E;
-use crate::store::{MailboxMeta, MailboxStore, StagedRecord};
+use crate::store::{ImportSnapshot, ImportTail, MailboxMeta, MailboxStore, StagedRecord};
 
 impl Mailboxes {
     /// Rebuilds a mailbox from an export. Every component it needs must
@@ -65,33 +65,38 @@ impl Mailboxes {
     /// code, which its own restart would restore without a proof; a state
     /// that still fails to restore stays on disk, never dropped.
     /// With `staged`, the snapshot is that file, written as it arrived,
-    /// and `state` carries none.
+    /// and `state` carries none; with `staged_tail` (first and last seq),
+    /// the log tail is in the store already (`MailboxStore::stage_log`)
+    /// and `state` carries none of it.
     pub async fn import_durable(
         &self,
         id: &MailboxId,
         state: ExportedState,
         staged: Option<StagedRecord>,
+        staged_tail: Option<(u64, u64)>,
         replace: bool,
     ) -> Result<(), E> {
         let store = self.import_prelude(id, &state, replace).await?;
         let meta = state.meta.clone();
-        match staged {
-            Some(staged) if state.snapshot.is_none() => {
-                store
-                    .import_staged(id.as_str(), meta, staged, state.tail, replace)
-                    .await?
-            }
-            Some(_) => {
+        let snapshot = match (staged, state.snapshot) {
+            (Some(_), Some(_)) => {
                 return Err(E::Import(
                     "an import has a snapshot and a staged file".into(),
                 ));
             }
-            None => {
-                store
-                    .import(id.as_str(), meta, state.snapshot, state.tail, replace)
-                    .await?
+            (Some(file), None) => Some(ImportSnapshot::Staged(file)),
+            (None, bytes) => bytes.map(ImportSnapshot::Bytes),
+        };
+        let tail = match staged_tail {
+            None => ImportTail::Rows(state.tail),
+            Some((first, last)) if state.tail.is_empty() => ImportTail::Staged { first, last },
+            Some(_) => {
+                return Err(E::Import("an import has a tail and a staged one".into()));
             }
-        }
+        };
+        store
+            .import_staged(id.as_str(), meta, snapshot, tail, replace)
+            .await?;
         self.adopt_import(id, state.meta, None);
         Ok(())
     }

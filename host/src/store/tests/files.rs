@@ -122,7 +122,13 @@ fn a_staged_file_is_named_by_its_import_and_loads_as_written() -> TestResult {
         staged,
     };
     store
-        .import_staged("a", meta(1), record, vec![(5, b"5".to_vec())], false)
+        .import_staged(
+            "a",
+            meta(1),
+            Some(ImportSnapshot::Staged(record)),
+            ImportTail::Rows(vec![(5, b"5".to_vec())]),
+            false,
+        )
         .wait_blocking()?;
     let names = files(dir.path())?;
     assert_eq!(names.len(), 1, "the staged file took its name: {names:?}");

@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod files;
+mod staged_log;
 
 use redb::ReadableDatabase;
 

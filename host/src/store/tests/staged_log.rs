@@ -1,0 +1,110 @@
+//! A move's log tail staged ahead of its import: named by the import,
+//! dropped when the import does not follow, swept when a crash left it,
+//! and never mixed into another mailbox's log.
+
+use super::*;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn ops(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, Vec<u8>)> {
+    seqs.map(|s| (s, format!("op{s}").into_bytes())).collect()
+}
+
+fn snapshot_at(seq: u64) -> Option<ImportSnapshot> {
+    Some(ImportSnapshot::Bytes(snap(seq, b"state")))
+}
+
+#[test]
+fn an_import_names_a_staged_tail_and_counts_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    store.stage_log("a", ops(4..=6)).wait_blocking()?;
+    assert!(store.load("a")?.is_none(), "staged rows are no mailbox");
+    let staged = ImportTail::Staged { first: 4, last: 6 };
+    store
+        .import_staged("a", meta(1), snapshot_at(3), staged, false)
+        .wait_blocking()?;
+    let rec = store.load("a")?.ok_or("mailbox a is gone")?;
+    assert_eq!(rec.tail, ops(4..=6));
+    assert_eq!(rec.last_seq, 6);
+    let usage = store.usage("a")?.ok_or("mailbox a is gone")?;
+    assert_eq!((usage.log_entries, usage.log_bytes), (3, 9));
+    store.append("a", 7, b"op7".to_vec()).wait_blocking()?;
+    Ok(())
+}
+
+#[test]
+fn a_staged_tail_that_does_not_match_is_refused_and_writes_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    store.stage_log("a", ops(4..=6)).wait_blocking()?;
+    for (snapshot_seq, first, last) in [(3, 4, 7), (3, 4, 5), (2, 3, 6)] {
+        let staged = ImportTail::Staged { first, last };
+        let r = store
+            .import_staged("a", meta(1), snapshot_at(snapshot_seq), staged, false)
+            .wait_blocking();
+        assert!(matches!(r, Err(CommitError::BadSnapshot(_))), "{r:?}");
+        assert!(store.load("a")?.is_none());
+    }
+    Ok(())
+}
+
+#[test]
+fn staging_is_refused_for_a_mailbox_here_and_a_drop_spares_its_log() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    store.create("a", meta(1)).wait_blocking()?;
+    append_n(&store, "a", 1..=2);
+    assert_eq!(
+        store.stage_log("a", ops(1..=3)).wait_blocking(),
+        Err(CommitError::Exists("a".into()))
+    );
+    store.drop_staged_log("a").wait_blocking()?;
+    assert_eq!(raw_log(&store, "a"), vec![1, 2]);
+    // A staged tail cannot replace a mailbox either.
+    let staged = ImportTail::Staged { first: 4, last: 6 };
+    assert_eq!(
+        store
+            .import_staged("a", meta(1), snapshot_at(3), staged, true)
+            .wait_blocking(),
+        Err(CommitError::Exists("a".into()))
+    );
+    Ok(())
+}
+
+#[test]
+fn a_dropped_or_crashed_staging_leaves_no_rows() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let store = open(dir.path());
+        store.create("b", meta(2)).wait_blocking()?;
+        append_n(&store, "b", 1..=2);
+        store.stage_log("a", ops(4..=6)).wait_blocking()?;
+        store.drop_staged_log("a").wait_blocking()?;
+        assert!(raw_log(&store, "a").is_empty());
+        // Staged, then the process dies before the import.
+        store.stage_log("a", ops(4..=6)).wait_blocking()?;
+        store.stage_log("c", ops(1..=1)).wait_blocking()?;
+        store.shutdown();
+    }
+    let store = open(dir.path());
+    assert!(raw_log(&store, "a").is_empty());
+    assert!(raw_log(&store, "c").is_empty());
+    assert_eq!(raw_log(&store, "b"), vec![1, 2], "a named log stays");
+    Ok(())
+}
+
+#[test]
+fn an_import_of_rows_clears_leftover_staged_ones() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    // A longer tail staged by an import that failed, not yet dropped.
+    store.stage_log("a", ops(4..=9)).wait_blocking()?;
+    store
+        .import("a", meta(1), Some(snap(3, b"state")), ops(4..=5), false)
+        .wait_blocking()?;
+    let rec = store.load("a")?.ok_or("mailbox a is gone")?;
+    assert_eq!(rec.tail, ops(4..=5));
+    assert_eq!(raw_log(&store, "a"), vec![4, 5]);
+    Ok(())
+}
