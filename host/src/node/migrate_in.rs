@@ -28,7 +28,8 @@ use crate::net::{Exchange, FrameReader, WireError};
 use crate::proto::HostResponse;
 use crate::replica::VersionVector;
 use crate::store::{
-    Commit, MailboxStore, SnapshotRecord, SnapshotStaging, StagedRecord, StagingError,
+    Commit, ImportTail, MailboxStore, SnapshotRecord, SnapshotStaging, StageToken, StagedRecord,
+    StagingError,
 };
 
 /// How long a moved-in mailbox waits for its answer to be delivered
@@ -64,6 +65,7 @@ struct Incoming {
 struct StagedTail {
     store: MailboxStore,
     id: MailboxId,
+    token: StageToken,
     first: u64,
     last: u64,
     written: Option<Commit>,
@@ -73,10 +75,11 @@ struct StagedTail {
 impl StagedTail {
     fn start(store: &MailboxStore, id: &MailboxId, tail: Vec<(u64, Vec<u8>)>) -> Option<Self> {
         let (first, last) = (tail.first()?.0, tail.last()?.0);
-        let written = store.stage_log(id.as_str(), tail);
+        let (token, written) = store.stage_log(id.as_str(), tail);
         Some(StagedTail {
             store: store.clone(),
             id: id.clone(),
+            token,
             first,
             last,
             written: Some(written),
@@ -84,12 +87,16 @@ impl StagedTail {
         })
     }
 
-    /// Its first and last seq, once its rows are committed.
-    async fn written(&mut self) -> Result<(u64, u64), WireError> {
+    /// The import's tail, once its rows are committed.
+    async fn written(&mut self) -> Result<ImportTail, WireError> {
         if let Some(written) = self.written.take() {
             written.await.map_err(internal)?;
         }
-        Ok((self.first, self.last))
+        Ok(ImportTail::Staged {
+            token: self.token,
+            first: self.first,
+            last: self.last,
+        })
     }
 }
 
@@ -97,7 +104,7 @@ impl Drop for StagedTail {
     fn drop(&mut self) {
         if !self.imported {
             // Queued behind the staging, so the writer drops what it wrote.
-            drop(self.store.drop_staged_log(self.id.as_str()));
+            drop(self.store.drop_staged_log(self.id.as_str(), self.token));
         }
     }
 }
@@ -204,12 +211,12 @@ impl Node {
             staged,
             mut staged_tail,
         } = incoming;
-        let tail_range = match staged_tail.as_mut() {
+        let staged_rows = match staged_tail.as_mut() {
             Some(t) => Some(t.written().await?),
             None => None,
         };
         self.mailboxes
-            .import_durable(&id, state, staged, tail_range, replace)
+            .import_durable(&id, state, staged, staged_rows, replace)
             .await
             .map_err(internal)?;
         if let Some(t) = staged_tail.as_mut() {

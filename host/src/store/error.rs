@@ -61,6 +61,9 @@ pub enum CommitError {
         /// The request's size in bytes.
         actual: u64,
     },
+    /// Another import is staging this mailbox's log tail.
+    #[error("mailbox {0:?} is being imported by another transfer")]
+    Staging(String),
     /// A large snapshot's file could not be written; nothing of this
     /// request is stored.
     #[error("writing the snapshot file: {0}")]

@@ -5,25 +5,37 @@
 //! format 3) and stages it (`Op::StageLog`): its rows go into `LOG` in a
 //! commit of their own while the snapshot still streams, so the import
 //! that follows only checks them and writes the `META` record that makes
-//! them a mailbox's log. Until then no record names them: an import that
-//! fails drops them (`Op::DropStagedLog`), one cut short by a crash
-//! leaves rows that the next open sweeps ([`sweep_unnamed_logs`]), and any
-//! import clears a mailbox's leftover rows before it writes its own.
+//! them a mailbox's log. Until then `STAGED` names them, with the token of
+//! the import they belong to, in the same transaction: an import takes
+//! only rows staged under its own token (two transfers of one mailbox
+//! cannot mix their logs), one that fails drops them (`Op::DropStagedLog`),
+//! one cut short by a crash leaves an entry that the next open sweeps with
+//! its rows ([`sweep_staged_logs`]), and an import of rows clears any
+//! leftover rows and staging of the mailbox before it writes its own.
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableTable};
 
 use super::writer::{Applied, BatchFiles, Slot, Tables, store_bytes};
 use super::{CommitError, ImportSnapshot, MailboxMeta, OpenError};
-use crate::store::tables::{LOG, META, MetaRecord, SnapshotHeader};
+use crate::store::tables::{LOG, META, MetaRecord, STAGED, SnapshotHeader};
+
+/// Which import a staged log tail belongs to (unique while the store is
+/// open; stagings do not outlive it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageToken(pub(super) u64);
 
 /// The log tail of an import: its rows, or where they were staged.
 #[derive(Debug)]
 pub enum ImportTail {
     /// The ops after the snapshot, by seq.
     Rows(Vec<(u64, Vec<u8>)>),
-    /// Staged by `MailboxStore::stage_log`: seqs `first..=last` (with
-    /// `last` = `first` - 1 for none).
-    Staged { first: u64, last: u64 },
+    /// Staged by `MailboxStore::stage_log` under `token`: seqs
+    /// `first..=last`.
+    Staged {
+        token: StageToken,
+        first: u64,
+        last: u64,
+    },
 }
 
 impl ImportTail {
@@ -79,9 +91,13 @@ pub(super) fn import(
             }
             rows.last().map_or(base, |&(seq, _)| seq)
         }
-        ImportTail::Staged { first, last } => {
+        ImportTail::Staged { token, first, last } => {
             if base.checked_add(1) != Some(*first) {
                 return bad_seq(*first, base.checked_add(1));
+            }
+            let staged_by = t.staged.get(id).map_err(CommitError::database)?;
+            if staged_by.map(|g| g.value()) != Some(token.0) {
+                return Ok(Err(CommitError::Staging(id.to_owned())));
             }
             match staged_rows(t, id, *first, *last)? {
                 Ok((n, b)) => (entries, bytes) = (n, b),
@@ -122,8 +138,11 @@ pub(super) fn import(
             file,
         });
     }
+    // The staging ends here: its rows are this mailbox's log now, or
+    // (importing rows) another transfer's, whose import then fails.
+    t.staged.remove(id).map_err(CommitError::database)?;
     if let ImportTail::Rows(rows) = tail {
-        // Rows left by a replaced copy, or by a staged import that failed.
+        // Rows left by a replaced copy, or staged by another transfer.
         clear_log(t, id)?;
         for (seq, op) in rows {
             t.log
@@ -172,16 +191,20 @@ fn staged_rows(
     Ok(Ok((last.wrapping_add(1).wrapping_sub(first), bytes)))
 }
 
-/// Writes the rows of a log that an import will name; refused if a
-/// mailbox of that id is here.
+/// Writes the rows of a log that the import holding `token` will name;
+/// refused if a mailbox of that id is here or another import stages it.
 pub(super) fn stage_log(
     t: &mut Tables<'_>,
     slot: &Slot,
     id: &str,
+    token: StageToken,
     rows: &[(u64, Vec<u8>)],
 ) -> Applied {
     if slot.rec.is_some() {
         return Ok(Err(CommitError::Exists(id.to_owned())));
+    }
+    if t.staged.get(id).map_err(CommitError::database)?.is_some() {
+        return Ok(Err(CommitError::Staging(id.to_owned())));
     }
     let mut expected = rows.first().map(|&(seq, _)| seq);
     for &(seq, _) in rows {
@@ -198,14 +221,19 @@ pub(super) fn stage_log(
             .insert((id, *seq), op.as_slice())
             .map_err(CommitError::database)?;
     }
+    t.staged
+        .insert(id, token.0)
+        .map_err(CommitError::database)?;
     Ok(Ok(()))
 }
 
-/// Drops the staged rows of an import that failed, unless a mailbox of
-/// that id (whose log they now are) is here.
-pub(super) fn drop_staged_log(t: &mut Tables<'_>, slot: &Slot, id: &str) -> Applied {
-    if slot.rec.is_none() {
+/// Drops the rows `token`'s import staged, if they are still its (an
+/// import that took them, or another transfer's, leaves nothing to drop).
+pub(super) fn drop_staged_log(t: &mut Tables<'_>, id: &str, token: StageToken) -> Applied {
+    let staged_by = t.staged.get(id).map_err(CommitError::database)?;
+    if staged_by.map(|g| g.value()) == Some(token.0) {
         clear_log(t, id)?;
+        t.staged.remove(id).map_err(CommitError::database)?;
     }
     Ok(Ok(()))
 }
@@ -217,44 +245,29 @@ pub(super) fn clear_log(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError>
         .map_err(CommitError::database)
 }
 
-/// Deletes the `LOG` rows no `META` record names (staged by an import a
-/// crash cut short); how many mailboxes' rows went. One range read per
-/// distinct id, not a scan of every row.
-pub(super) fn sweep_unnamed_logs(db: &Database) -> Result<u64, OpenError> {
-    let mut unnamed = Vec::new();
-    {
-        let txn = db.begin_read().map_err(redb::Error::from)?;
-        let meta = txn.open_table(META).map_err(redb::Error::from)?;
-        let log = txn.open_table(LOG).map_err(redb::Error::from)?;
-        let mut next = log.first().map_err(redb::Error::from)?;
-        while let Some((key, _)) = next {
-            let id = key.value().0.to_owned();
-            if meta.get(id.as_str()).map_err(redb::Error::from)?.is_none() {
-                unnamed.push(id.clone());
-            }
-            let after = (
-                std::ops::Bound::Excluded((id.as_str(), u64::MAX)),
-                std::ops::Bound::Unbounded,
-            );
-            next = log
-                .range::<(&str, u64)>(after)
-                .map_err(redb::Error::from)?
-                .next()
-                .transpose()
-                .map_err(redb::Error::from)?;
-        }
-    }
-    if unnamed.is_empty() {
-        return Ok(0);
-    }
+/// Drops every staging left by an import a crash cut short, with its
+/// rows (a mailbox record never names staged rows: the import that names
+/// them ends the staging in the same transaction); how many.
+pub(super) fn sweep_staged_logs(db: &Database) -> Result<u64, OpenError> {
     let txn = db.begin_write().map_err(redb::Error::from)?;
+    let mut swept = 0;
     {
+        let mut staged = txn.open_table(STAGED).map_err(redb::Error::from)?;
+        let meta = txn.open_table(META).map_err(redb::Error::from)?;
         let mut log = txn.open_table(LOG).map_err(redb::Error::from)?;
-        for id in &unnamed {
-            log.retain_in((id.as_str(), 0u64)..=(id.as_str(), u64::MAX), |_, _| false)
-                .map_err(redb::Error::from)?;
+        let mut ids = Vec::new();
+        for entry in staged.iter().map_err(redb::Error::from)? {
+            ids.push(entry.map_err(redb::Error::from)?.0.value().to_owned());
+        }
+        for id in &ids {
+            if meta.get(id.as_str()).map_err(redb::Error::from)?.is_none() {
+                log.retain_in((id.as_str(), 0u64)..=(id.as_str(), u64::MAX), |_, _| false)
+                    .map_err(redb::Error::from)?;
+            }
+            staged.remove(id.as_str()).map_err(redb::Error::from)?;
+            swept += 1;
         }
     }
     txn.commit().map_err(redb::Error::from)?;
-    Ok(unnamed.len() as u64)
+    Ok(swept)
 }

@@ -48,7 +48,7 @@ use tokio::sync::oneshot;
 pub use blobs::BLOB_BYTES_MIN;
 use blobs::Blobs;
 pub use error::{CommitError, LoadError, OpenError};
-pub use import::ImportTail;
+pub use import::{ImportTail, StageToken};
 pub use staging::{ImportSnapshot, SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
 use tables::{META, MetaRecord};
 use writer::{Op, Request, Writer};
@@ -149,6 +149,8 @@ struct Inner {
     commits: Arc<AtomicU64>,
     /// Large snapshots, as files the `META` records name.
     blobs: Arc<Blobs>,
+    /// The last [`StageToken`] handed out.
+    stage_tokens: AtomicU64,
 }
 
 /// Completes when a write is durable (`Ok`) or refused. Await it, or call
@@ -179,11 +181,11 @@ impl MailboxStore {
             // Which files are named is unknown: keep them all.
             None => tracing::warn!("a mailbox record does not decode; snapshot files kept"),
         }
-        let unnamed = import::sweep_unnamed_logs(&db)?;
-        if unnamed > 0 {
+        let swept = import::sweep_staged_logs(&db)?;
+        if swept > 0 {
             tracing::info!(
-                unnamed,
-                "removed log rows no record names (imports cut short)"
+                swept,
+                "dropped log tails staged by imports a crash cut short"
             );
         }
         let db = Arc::new(db);
@@ -211,6 +213,7 @@ impl MailboxStore {
                 writer: Mutex::new(Some(handle)),
                 commits,
                 blobs,
+                stage_tokens: AtomicU64::new(0),
             }),
         })
     }
@@ -276,21 +279,22 @@ impl MailboxStore {
 
     /// Writes the log tail of a mailbox that an import will bring (a move's
     /// target has it before the snapshot), so that the import only checks
-    /// the rows ([`ImportTail::Staged`]); refused if the mailbox is here.
-    /// Call [`MailboxStore::drop_staged_log`] if the import does not follow.
-    pub fn stage_log(&self, id: &str, tail: Vec<(u64, Vec<u8>)>) -> Commit {
+    /// the rows ([`ImportTail::Staged`] with the token returned here);
+    /// refused if the mailbox is here or another import stages it. Call
+    /// [`MailboxStore::drop_staged_log`] if the import does not follow.
+    pub fn stage_log(&self, id: &str, tail: Vec<(u64, Vec<u8>)>) -> (StageToken, Commit) {
+        let token = StageToken(self.inner.stage_tokens.fetch_add(1, Ordering::Relaxed) + 1);
         for (_, op) in &tail {
             if let Err(e) = check_len("op", op.len(), OP_BYTES_MAX) {
-                return Commit::failed(e);
+                return (token, Commit::failed(e));
             }
         }
-        self.submit(id, Op::StageLog(tail))
+        (token, self.submit(id, Op::StageLog { token, rows: tail }))
     }
 
-    /// Deletes a staged log no import took (nothing if a mailbox of that
-    /// id is here: the rows are its log now).
-    pub fn drop_staged_log(&self, id: &str) -> Commit {
-        self.submit(id, Op::DropStagedLog)
+    /// Deletes the log tail `token`'s import staged, if it did not take it.
+    pub fn drop_staged_log(&self, id: &str, token: StageToken) -> Commit {
+        self.submit(id, Op::DropStagedLog(token))
     }
 
     /// A file to write a snapshot into as it arrives, for

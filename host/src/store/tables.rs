@@ -9,6 +9,9 @@
 //! - `SNAPSHOT`: id → the snapshot's bytes alone, for snapshots under
 //!   [`super::blobs::BLOB_BYTES_MIN`]; larger ones are files (`blobs.rs`)
 //!   that the header names.
+//! - `STAGED`: id → the token of the import whose log tail is staged in
+//!   `LOG` without a `META` record yet (`import.rs`); created on demand,
+//!   so older stores open as they are.
 //! - `INFO`: "format" → [`FORMAT`], checked on open.
 
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -21,6 +24,7 @@ use crate::replica::VersionVector;
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_meta");
 pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox_log");
 pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_snapshot");
+pub(super) const STAGED: TableDefinition<&str, u64> = TableDefinition::new("mailbox_staged_log");
 const INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
 
 /// On-disk format of this module; bump on incompatible layout changes.

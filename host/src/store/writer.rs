@@ -24,9 +24,11 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::blobs::{BLOB_BYTES_MIN, BlobName, Blobs};
-use super::import::{ImportTail, Imported, clear_log, drop_staged_log, import, stage_log};
+use super::import::{
+    ImportTail, Imported, StageToken, clear_log, drop_staged_log, import, stage_log,
+};
 use super::staging::ImportSnapshot;
-use super::tables::{LOG, META, MetaRecord, SNAPSHOT, SnapshotHeader};
+use super::tables::{LOG, META, MetaRecord, SNAPSHOT, STAGED, SnapshotHeader};
 use super::{CommitError, MailboxMeta, SnapshotRecord};
 
 /// Stop draining the queue once a batch holds this many payload bytes, so a
@@ -54,8 +56,11 @@ pub(super) enum Op {
         tail: ImportTail,
         replace: bool,
     },
-    StageLog(Vec<(u64, Vec<u8>)>),
-    DropStagedLog,
+    StageLog {
+        token: StageToken,
+        rows: Vec<(u64, Vec<u8>)>,
+    },
+    DropStagedLog(StageToken),
     Remove,
 }
 
@@ -84,6 +89,7 @@ pub(super) struct Tables<'txn> {
     pub meta: Table<'txn, &'static str, &'static [u8]>,
     pub log: Table<'txn, (&'static str, u64), &'static [u8]>,
     pub snapshot: Table<'txn, &'static str, &'static [u8]>,
+    pub staged: Table<'txn, &'static str, u64>,
 }
 
 /// A mailbox's `META` record as the batch has left it so far.
@@ -101,13 +107,13 @@ impl Op {
     /// Bytes this request carries, for the batch byte budget.
     fn payload_bytes(&self) -> usize {
         match self {
-            Op::Create(_) | Op::Remove | Op::DropStagedLog => 0,
+            Op::Create(_) | Op::Remove | Op::DropStagedLog(_) => 0,
             Op::Append { op, .. } => op.len(),
             Op::Snapshot(s) => s.bytes.len(),
             Op::Import { snapshot, tail, .. } => {
                 snapshot.as_ref().map_or(0, |s| s.len()) + tail.payload_bytes()
             }
-            Op::StageLog(rows) => rows.iter().map(|(_, op)| op.len()).sum(),
+            Op::StageLog { rows, .. } => rows.iter().map(|(_, op)| op.len()).sum(),
         }
     }
 }
@@ -185,6 +191,7 @@ impl Writer {
                 meta: txn.open_table(META).map_err(CommitError::database)?,
                 log: txn.open_table(LOG).map_err(CommitError::database)?,
                 snapshot: txn.open_table(SNAPSHOT).map_err(CommitError::database)?,
+                staged: txn.open_table(STAGED).map_err(CommitError::database)?,
             };
             let mut cache: HashMap<&str, Slot> = HashMap::new();
             for req in batch {
@@ -256,8 +263,8 @@ fn apply_one<'b>(
                 replace: *replace,
             },
         ),
-        Op::StageLog(rows) => stage_log(t, slot, id, rows),
-        Op::DropStagedLog => drop_staged_log(t, slot, id),
+        Op::StageLog { token, rows } => stage_log(t, slot, id, *token, rows),
+        Op::DropStagedLog(token) => drop_staged_log(t, id, *token),
         Op::Remove => remove(t, files, slot, id),
     }
 }

@@ -65,15 +65,15 @@ impl Mailboxes {
     /// code, which its own restart would restore without a proof; a state
     /// that still fails to restore stays on disk, never dropped.
     /// With `staged`, the snapshot is that file, written as it arrived,
-    /// and `state` carries none; with `staged_tail` (first and last seq),
-    /// the log tail is in the store already (`MailboxStore::stage_log`)
-    /// and `state` carries none of it.
+    /// and `state` carries none; with `staged_tail`, the log tail is in
+    /// the store already (`MailboxStore::stage_log`) and `state` carries
+    /// none of it.
     pub async fn import_durable(
         &self,
         id: &MailboxId,
         state: ExportedState,
         staged: Option<StagedRecord>,
-        staged_tail: Option<(u64, u64)>,
+        staged_tail: Option<ImportTail>,
         replace: bool,
     ) -> Result<(), E> {
         let store = self.import_prelude(id, &state, replace).await?;
@@ -89,7 +89,7 @@ impl Mailboxes {
         };
         let tail = match staged_tail {
             None => ImportTail::Rows(state.tail),
-            Some((first, last)) if state.tail.is_empty() => ImportTail::Staged { first, last },
+            Some(staged) if state.tail.is_empty() => staged,
             Some(_) => {
                 return Err(E::Import("an import has a tail and a staged one".into()));
             }

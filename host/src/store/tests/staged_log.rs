@@ -1,6 +1,6 @@
-//! A move's log tail staged ahead of its import: named by the import,
-//! dropped when the import does not follow, swept when a crash left it,
-//! and never mixed into another mailbox's log.
+//! A move's log tail staged ahead of its import: named by the import that
+//! staged it and by no other, dropped when the import does not follow,
+//! swept when a crash left it, and never mixed into another log.
 
 use super::*;
 
@@ -14,13 +14,28 @@ fn snapshot_at(seq: u64) -> Option<ImportSnapshot> {
     Some(ImportSnapshot::Bytes(snap(seq, b"state")))
 }
 
+/// Stages `rows` for mailbox `id`, waiting for the commit.
+fn stage(
+    store: &MailboxStore,
+    id: &str,
+    rows: Vec<(u64, Vec<u8>)>,
+) -> Result<StageToken, CommitError> {
+    let (token, written) = store.stage_log(id, rows);
+    written.wait_blocking()?;
+    Ok(token)
+}
+
 #[test]
 fn an_import_names_a_staged_tail_and_counts_it() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path());
-    store.stage_log("a", ops(4..=6)).wait_blocking()?;
+    let token = stage(&store, "a", ops(4..=6))?;
     assert!(store.load("a")?.is_none(), "staged rows are no mailbox");
-    let staged = ImportTail::Staged { first: 4, last: 6 };
+    let staged = ImportTail::Staged {
+        token,
+        first: 4,
+        last: 6,
+    };
     store
         .import_staged("a", meta(1), snapshot_at(3), staged, false)
         .wait_blocking()?;
@@ -30,6 +45,9 @@ fn an_import_names_a_staged_tail_and_counts_it() -> TestResult {
     let usage = store.usage("a")?.ok_or("mailbox a is gone")?;
     assert_eq!((usage.log_entries, usage.log_bytes), (3, 9));
     store.append("a", 7, b"op7".to_vec()).wait_blocking()?;
+    // The staging ended with the import: dropping it now changes nothing.
+    store.drop_staged_log("a", token).wait_blocking()?;
+    assert_eq!(raw_log(&store, "a"), vec![4, 5, 6, 7]);
     Ok(())
 }
 
@@ -37,9 +55,9 @@ fn an_import_names_a_staged_tail_and_counts_it() -> TestResult {
 fn a_staged_tail_that_does_not_match_is_refused_and_writes_nothing() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path());
-    store.stage_log("a", ops(4..=6)).wait_blocking()?;
+    let token = stage(&store, "a", ops(4..=6))?;
     for (snapshot_seq, first, last) in [(3, 4, 7), (3, 4, 5), (2, 3, 6)] {
-        let staged = ImportTail::Staged { first, last };
+        let staged = ImportTail::Staged { token, first, last };
         let r = store
             .import_staged("a", meta(1), snapshot_at(snapshot_seq), staged, false)
             .wait_blocking();
@@ -55,14 +73,17 @@ fn staging_is_refused_for_a_mailbox_here_and_a_drop_spares_its_log() -> TestResu
     let store = open(dir.path());
     store.create("a", meta(1)).wait_blocking()?;
     append_n(&store, "a", 1..=2);
-    assert_eq!(
-        store.stage_log("a", ops(1..=3)).wait_blocking(),
-        Err(CommitError::Exists("a".into()))
-    );
-    store.drop_staged_log("a").wait_blocking()?;
+    let refused = stage(&store, "a", ops(1..=3));
+    assert_eq!(refused, Err(CommitError::Exists("a".into())));
+    let (token, _) = store.stage_log("b", vec![]);
+    store.drop_staged_log("a", token).wait_blocking()?;
     assert_eq!(raw_log(&store, "a"), vec![1, 2]);
     // A staged tail cannot replace a mailbox either.
-    let staged = ImportTail::Staged { first: 4, last: 6 };
+    let staged = ImportTail::Staged {
+        token,
+        first: 4,
+        last: 6,
+    };
     assert_eq!(
         store
             .import_staged("a", meta(1), snapshot_at(3), staged, true)
@@ -79,18 +100,20 @@ fn a_dropped_or_crashed_staging_leaves_no_rows() -> TestResult {
         let store = open(dir.path());
         store.create("b", meta(2)).wait_blocking()?;
         append_n(&store, "b", 1..=2);
-        store.stage_log("a", ops(4..=6)).wait_blocking()?;
-        store.drop_staged_log("a").wait_blocking()?;
+        let token = stage(&store, "a", ops(4..=6))?;
+        store.drop_staged_log("a", token).wait_blocking()?;
         assert!(raw_log(&store, "a").is_empty());
         // Staged, then the process dies before the import.
-        store.stage_log("a", ops(4..=6)).wait_blocking()?;
-        store.stage_log("c", ops(1..=1)).wait_blocking()?;
+        stage(&store, "a", ops(4..=6))?;
+        stage(&store, "c", ops(1..=1))?;
         store.shutdown();
     }
     let store = open(dir.path());
     assert!(raw_log(&store, "a").is_empty());
     assert!(raw_log(&store, "c").is_empty());
     assert_eq!(raw_log(&store, "b"), vec![1, 2], "a named log stays");
+    // Nothing is left staged: a new transfer may stage again.
+    stage(&store, "a", ops(4..=6))?;
     Ok(())
 }
 
@@ -98,13 +121,53 @@ fn a_dropped_or_crashed_staging_leaves_no_rows() -> TestResult {
 fn an_import_of_rows_clears_leftover_staged_ones() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path());
-    // A longer tail staged by an import that failed, not yet dropped.
-    store.stage_log("a", ops(4..=9)).wait_blocking()?;
+    // A longer tail staged by another transfer, not yet dropped.
+    let token = stage(&store, "a", ops(4..=9))?;
     store
         .import("a", meta(1), Some(snap(3, b"state")), ops(4..=5), false)
         .wait_blocking()?;
     let rec = store.load("a")?.ok_or("mailbox a is gone")?;
     assert_eq!(rec.tail, ops(4..=5));
     assert_eq!(raw_log(&store, "a"), vec![4, 5]);
+    // That transfer's drop spares the imported log.
+    store.drop_staged_log("a", token).wait_blocking()?;
+    assert_eq!(raw_log(&store, "a"), vec![4, 5]);
+    Ok(())
+}
+
+#[test]
+fn two_transfers_of_one_mailbox_cannot_mix_their_logs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    let first = stage(&store, "a", ops(4..=6))?;
+    let second = stage(&store, "a", vec![(4, b"other".to_vec())]);
+    assert_eq!(second, Err(CommitError::Staging("a".into())));
+    // Another token, even with the right seqs, does not name those rows.
+    let (other, _) = store.stage_log("z", vec![]);
+    let taken = ImportTail::Staged {
+        token: other,
+        first: 4,
+        last: 6,
+    };
+    assert_eq!(
+        store
+            .import_staged("a", meta(1), snapshot_at(3), taken, false)
+            .wait_blocking(),
+        Err(CommitError::Staging("a".into()))
+    );
+    store.drop_staged_log("a", other).wait_blocking()?;
+    assert_eq!(raw_log(&store, "a"), vec![4, 5, 6], "not its rows to drop");
+    let own = ImportTail::Staged {
+        token: first,
+        first: 4,
+        last: 6,
+    };
+    store
+        .import_staged("a", meta(1), snapshot_at(3), own, false)
+        .wait_blocking()?;
+    assert_eq!(
+        store.load("a")?.ok_or("mailbox a is gone")?.tail,
+        ops(4..=6)
+    );
     Ok(())
 }
