@@ -5,6 +5,8 @@
 //! failure or a host that no longer knows the mailbox drops the cache and
 //! looks it up afresh. Both are bounded by [`HOPS_MAX`].
 
+use tracing::Instrument as _;
+
 use crate::identity::{Epoch, HostId, UserId};
 use crate::net::{NetError, WireError};
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
@@ -156,8 +158,13 @@ impl MailboxRef {
             let req = build(user)?;
             let span =
                 tracing::debug_span!("call", mailbox = %user.short(), host = %holder.host.short());
+            let answer = session
+                .host_request(&holder.addr, holder.host, &req)
+                .instrument(span.clone())
+                .await;
+            // Only synchronous handling below: the guard never spans an await.
             let _e = span.enter();
-            match session.host_request(&holder.addr, holder.host, &req).await {
+            match answer {
                 Ok(HostResponse::Moved(to)) => {
                     tracing::debug!(to = %to.host, epoch = to.epoch, "mailbox moved");
                     last = format!("moved to {}", to.addr);

@@ -15,6 +15,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::Node;
 use super::migrate::{MigrateError, answer_move, within_move_timeout};
 use super::serve::{internal, mailbox_id};
@@ -125,9 +127,12 @@ impl Node {
         mut ex: Exchange,
     ) -> crate::net::Result<()> {
         let span = tracing::info_span!("delta-in", mailbox = %header.mailbox.short(), host = %self.id.short(), epoch = %header.epoch);
-        let _e = span.enter();
-        let answer = within_move_timeout(self.receive_delta(&header, &mut ex)).await;
-        answer_move(&mut ex, answer, "refused a delta move").await
+        async {
+            let answer = within_move_timeout(self.receive_delta(&header, &mut ex)).await;
+            answer_move(&mut ex, answer, "refused a delta move").await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn receive_delta(

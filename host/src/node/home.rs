@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::Node;
 use crate::client::now_ms;
 use crate::identity::{HOME, HostId, KeyPair, MOVE_ORDER, Signed};
@@ -54,21 +56,24 @@ impl Node {
     pub async fn go_home(&self, owner: &KeyPair) {
         let user = owner.user_id();
         let span = tracing::info_span!("go-home", mailbox = %user.short(), host = %self.id.short());
-        let _e = span.enter();
-        for (attempt, pause) in (1u64..).zip(home_pull_pauses()) {
-            match self.pull_home_once(owner).await {
-                Ok(true) => {
-                    tracing::info!("the owner's mailbox is home");
-                    return;
+        async {
+            for (attempt, pause) in (1u64..).zip(home_pull_pauses()) {
+                match self.pull_home_once(owner).await {
+                    Ok(true) => {
+                        tracing::info!("the owner's mailbox is home");
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        let retry_ms = pause.as_millis() as u64;
+                        tracing::info!(attempt, retry_ms, error = %e, "mailbox not home yet");
+                    }
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    let retry_ms = pause.as_millis() as u64;
-                    tracing::info!(attempt, retry_ms, error = %e, "mailbox not home yet");
-                }
+                tokio::time::sleep(pause).await;
             }
-            tokio::time::sleep(pause).await;
         }
+        .instrument(span)
+        .await
     }
 
     /// One attempt: `Ok(true)` once the mailbox is here.

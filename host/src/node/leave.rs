@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::Node;
 use crate::attachments;
 use crate::dispatch::{AttachmentId, ObjectRef};
@@ -35,51 +37,54 @@ impl Node {
     /// Moves everything off and tells dispatch this host left.
     pub async fn leave(&self) -> Result<(), LeaveError> {
         let span = tracing::info_span!("leave", host = %self.id.short());
-        let _e = span.enter();
-        if let Some(owner) = &self.owner
-            && let Err(e) = self.announce_home(owner, None).await
-        {
-            tracing::warn!(error = %e, "could not sign the owner away");
-        }
-        let mut stranded = 0;
-        for round in 1..=LEAVE_ROUNDS {
-            let plan = match self.session.dispatch(&DispatchRequest::Leave).await {
-                Ok(DispatchResponse::Plan(p)) => p,
-                Ok(other) => return Err(LeaveError::Dispatch(format!("answered {other:?}"))),
-                Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
-            };
-            stranded = plan.unplaced.len();
-            if plan.moves.is_empty() && plan.unplaced.is_empty() {
-                break;
+        async {
+            if let Some(owner) = &self.owner
+                && let Err(e) = self.announce_home(owner, None).await
+            {
+                tracing::warn!(error = %e, "could not sign the owner away");
             }
-            for mv in plan.moves {
-                let moved = match &mv.object {
-                    ObjectRef::Mailbox(user) => self
-                        .migrate_out(*user, mv.host, &mv.addr, None)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    ObjectRef::Attachment(id) => self.move_attachment(id, mv.host, &mv.addr).await,
+            let mut stranded = 0;
+            for round in 1..=LEAVE_ROUNDS {
+                let plan = match self.session.dispatch(&DispatchRequest::Leave).await {
+                    Ok(DispatchResponse::Plan(p)) => p,
+                    Ok(other) => return Err(LeaveError::Dispatch(format!("answered {other:?}"))),
+                    Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
                 };
-                if let Err(e) = moved {
-                    stranded += 1;
-                    tracing::warn!(round, object = %mv.object, to = %mv.host.short(), error = %e, "move failed; will ask again");
+                stranded = plan.unplaced.len();
+                if plan.moves.is_empty() && plan.unplaced.is_empty() {
+                    break;
                 }
+                for mv in plan.moves {
+                    let moved = match &mv.object {
+                        ObjectRef::Mailbox(user) => self
+                            .migrate_out(*user, mv.host, &mv.addr, None)
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string()),
+                        ObjectRef::Attachment(id) => self.move_attachment(id, mv.host, &mv.addr).await,
+                    };
+                    if let Err(e) = moved {
+                        stranded += 1;
+                        tracing::warn!(round, object = %mv.object, to = %mv.host.short(), error = %e, "move failed; will ask again");
+                    }
+                }
+                if stranded == 0 && self.holds_nothing() {
+                    break;
+                }
+                tokio::time::sleep(LEAVE_RETRY).await;
             }
-            if stranded == 0 && self.holds_nothing() {
-                break;
+            match self.session.dispatch(&DispatchRequest::Left).await {
+                Ok(_) => {}
+                Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
             }
-            tokio::time::sleep(LEAVE_RETRY).await;
+            if stranded > 0 {
+                return Err(LeaveError::Stranded(stranded));
+            }
+            tracing::info!("left: everything moved off");
+            Ok(())
         }
-        match self.session.dispatch(&DispatchRequest::Left).await {
-            Ok(_) => {}
-            Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
-        }
-        if stranded > 0 {
-            return Err(LeaveError::Stranded(stranded));
-        }
-        tracing::info!("left: everything moved off");
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// No mailbox and no attachment left here.

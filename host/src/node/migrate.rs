@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::Node;
 use super::serve::{internal, mailbox_id};
 use super::traffic::Kind;
@@ -74,103 +76,105 @@ impl Node {
     ) -> Result<MovedTo, MigrateError> {
         let id = mailbox_id(&user).map_err(|e| MigrateError::Pause(e.message))?;
         let span = tracing::info_span!("migrate-out", mailbox = %user.short(), host = %self.id.short(), to = %to.short());
-        let _e = span.enter();
-        if !self
-            .mailboxes
-            .contains(&id)
-            .map_err(|e| MigrateError::Pause(e.to_string()))?
-        {
-            return Err(MigrateError::NotHere);
-        }
-        let started = std::time::Instant::now();
-        // The state is read while the mailbox still runs, and the pause
-        // adds only the ops logged since.
-        let mut ahead = ahead.or_else(|| self.mailboxes.read_ahead(&id));
-        // Read the epoch before pausing, so the pause is as short as the
-        // transfer itself; meanwhile ask the target for its copy (one
-        // holding an older copy may need only the ops it lacks), which
-        // also sets up the connection the state will go over.
-        let lookup = DispatchRequest::LookupUser { user };
-        let (found, mut peer) = tokio::join!(
-            self.session.dispatch(&lookup),
-            self.target_copy(user, to, to_addr),
-        );
-        let epoch = match found {
-            Ok(DispatchResponse::Mailbox(found)) => found.epoch.next(),
-            Ok(other) => return Err(MigrateError::Dispatch(format!("answered {other:?}"))),
-            Err(e) => return Err(MigrateError::Dispatch(e.to_string())),
-        };
-        tracing::debug!(
-            since_start_ms = started.elapsed().as_secs_f64() * 1e3,
-            "asked the target for its copy"
-        );
-        let migration = loop {
-            let migration = self
+        async {
+            if !self
                 .mailboxes
-                .begin_migration(&id, peer.take(), ahead.take())
-                .await
-                .map_err(|e| MigrateError::Pause(e.to_string()))?;
-            let full = migration.state.full();
+                .contains(&id)
+                .map_err(|e| MigrateError::Pause(e.to_string()))?
+            {
+                return Err(MigrateError::NotHere);
+            }
+            let started = std::time::Instant::now();
+            // The state is read while the mailbox still runs, and the pause
+            // adds only the ops logged since.
+            let mut ahead = ahead.or_else(|| self.mailboxes.read_ahead(&id));
+            // Read the epoch before pausing, so the pause is as short as the
+            // transfer itself; meanwhile ask the target for its copy (one
+            // holding an older copy may need only the ops it lacks), which
+            // also sets up the connection the state will go over.
+            let lookup = DispatchRequest::LookupUser { user };
+            let (found, mut peer) = tokio::join!(
+                self.session.dispatch(&lookup),
+                self.target_copy(user, to, to_addr),
+            );
+            let epoch = match found {
+                Ok(DispatchResponse::Mailbox(found)) => found.epoch.next(),
+                Ok(other) => return Err(MigrateError::Dispatch(format!("answered {other:?}"))),
+                Err(e) => return Err(MigrateError::Dispatch(e.to_string())),
+            };
             tracing::debug!(
                 since_start_ms = started.elapsed().as_secs_f64() * 1e3,
-                snapshot_bytes = full
-                    .and_then(|s| s.snapshot.as_ref())
-                    .map_or(0, |s| s.bytes.len()),
-                tail_ops = full.map_or(0, |s| s.tail.len()),
-                "paused with the state to send"
+                "asked the target for its copy"
             );
-            let delta = matches!(migration.state, MoveState::Delta(_));
-            let sent = tokio::time::timeout(MIGRATE_TIMEOUT, async {
-                match &migration.state {
-                    MoveState::Delta(d) => self.send_delta(user, d, to, to_addr, epoch).await,
-                    MoveState::Full(state) => {
-                        self.send_mailbox(&id, state, to, to_addr, |header| HostRequest::Migrate {
-                            header,
-                            epoch,
-                        })
-                        .await
+            let migration = loop {
+                let migration = self
+                    .mailboxes
+                    .begin_migration(&id, peer.take(), ahead.take())
+                    .await
+                    .map_err(|e| MigrateError::Pause(e.to_string()))?;
+                let full = migration.state.full();
+                tracing::debug!(
+                    since_start_ms = started.elapsed().as_secs_f64() * 1e3,
+                    snapshot_bytes = full
+                        .and_then(|s| s.snapshot.as_ref())
+                        .map_or(0, |s| s.bytes.len()),
+                    tail_ops = full.map_or(0, |s| s.tail.len()),
+                    "paused with the state to send"
+                );
+                let delta = matches!(migration.state, MoveState::Delta(_));
+                let sent = tokio::time::timeout(MIGRATE_TIMEOUT, async {
+                    match &migration.state {
+                        MoveState::Delta(d) => self.send_delta(user, d, to, to_addr, epoch).await,
+                        MoveState::Full(state) => {
+                            self.send_mailbox(&id, state, to, to_addr, |header| {
+                                HostRequest::Migrate { header, epoch }
+                            })
+                            .await
+                        }
                     }
+                })
+                .await
+                .unwrap_or(Err(MigrateError::Timeout(MIGRATE_TIMEOUT)));
+                let Err(e) = sent else { break migration };
+                // The target may have taken it and only its answer got lost:
+                // the dispatch tables say who holds it now.
+                if self.dispatch_says_held_by(user, to, epoch).await {
+                    break migration;
                 }
-            })
-            .await
-            .unwrap_or(Err(MigrateError::Timeout(MIGRATE_TIMEOUT)));
-            let Err(e) = sent else { break migration };
-            // The target may have taken it and only its answer got lost:
-            // the dispatch tables say who holds it now.
-            if self.dispatch_says_held_by(user, to, epoch).await {
-                break migration;
-            }
-            migration.stay();
-            if delta && matches!(e, MigrateError::Target(_)) {
-                // The copy changed or the delta was refused: the whole
-                // state always does (the mailbox ran on for a moment).
-                tracing::info!(error = %e, "the delta move failed; sending the whole state");
-                continue;
-            }
-            tracing::warn!(error = %e, "move failed; the mailbox stays here");
-            return Err(e);
-        };
-        let moved = MovedTo {
-            host: to.to_hex(),
-            addr: to_addr.to_string(),
-            epoch: epoch.0,
-        };
-        // The target holds it durably and dispatch points there: the local
-        // copy is only a stale duplicate now (the forwarding entry stays),
-        // so the move is done without waiting for its delete to be synced.
-        if let Some(removal) = migration.moved(moved.clone()) {
-            tokio::spawn(async move {
-                if let Err(e) = removal.await {
-                    tracing::warn!(error = %e, "removing the moved mailbox's local copy");
+                migration.stay();
+                if delta && matches!(e, MigrateError::Target(_)) {
+                    // The copy changed or the delta was refused: the whole
+                    // state always does (the mailbox ran on for a moment).
+                    tracing::info!(error = %e, "the delta move failed; sending the whole state");
+                    continue;
                 }
-            });
+                tracing::warn!(error = %e, "move failed; the mailbox stays here");
+                return Err(e);
+            };
+            let moved = MovedTo {
+                host: to.to_hex(),
+                addr: to_addr.to_string(),
+                epoch: epoch.0,
+            };
+            // The target holds it durably and dispatch points there: the local
+            // copy is only a stale duplicate now (the forwarding entry stays),
+            // so the move is done without waiting for its delete to be synced.
+            if let Some(removal) = migration.moved(moved.clone()) {
+                tokio::spawn(async move {
+                    if let Err(e) = removal.await {
+                        tracing::warn!(error = %e, "removing the moved mailbox's local copy");
+                    }
+                });
+            }
+            tracing::info!(
+                epoch = epoch.0,
+                took_ms = started.elapsed().as_secs_f64() * 1e3,
+                "mailbox moved"
+            );
+            Ok(moved)
         }
-        tracing::info!(
-            epoch = epoch.0,
-            took_ms = started.elapsed().as_secs_f64() * 1e3,
-            "mailbox moved"
-        );
-        Ok(moved)
+        .instrument(span)
+        .await
     }
 
     /// Whether dispatch records `to` as holding `user`'s mailbox at

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::Node;
 use super::migrate::{answer_move, owner_of, within_move_timeout};
@@ -143,24 +144,27 @@ impl Node {
         mut ex: Exchange,
     ) -> crate::net::Result<()> {
         let span = tracing::info_span!("migrate-in", mailbox = %header.mailbox, host = %self.id.short(), %epoch);
-        let _e = span.enter();
-        let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
-        let imported = answer.is_ok();
-        let answered = answer_move(&mut ex, answer, "refused an incoming mailbox").await;
-        if imported {
-            // Restoring takes a core for tens of ms: let the answer reach
-            // the source first, which waits on it to finish the move.
-            let _ = tokio::time::timeout(ANSWER_DELIVERY_WAIT, ex.send.stopped()).await;
+        async {
+            let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
+            let imported = answer.is_ok();
+            let answered = answer_move(&mut ex, answer, "refused an incoming mailbox").await;
+            if imported {
+                // Restoring takes a core for tens of ms: let the answer reach
+                // the source first, which waits on it to finish the move.
+                let _ = tokio::time::timeout(ANSWER_DELIVERY_WAIT, ex.send.stopped()).await;
+            }
+            if imported
+                && let Err(e) = self
+                    .mailboxes
+                    .call(&header.mailbox, Request::ListPlugins)
+                    .await
+            {
+                tracing::error!(error = %e, "a moved-in mailbox does not restore; its state stays on disk");
+            }
+            answered
         }
-        if imported
-            && let Err(e) = self
-                .mailboxes
-                .call(&header.mailbox, Request::ListPlugins)
-                .await
-        {
-            tracing::error!(error = %e, "a moved-in mailbox does not restore; its state stays on disk");
-        }
-        answered
+        .instrument(span)
+        .await
     }
 
     async fn import_stream(

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 pub use leave::LeaveError;
 pub use migrate::{MIGRATE_TIMEOUT, MigrateError};
+use tracing::Instrument as _;
 
 use crate::attachments::AttachmentStore;
 use crate::client::{Session, SessionError, identity_of};
@@ -302,46 +303,49 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let node = Node::start(&config)?;
     let span = tracing::info_span!("host", host = %node.id.short());
-    let _e = span.enter();
-    // Compiling the mailbox component takes most of a second (a cached
-    // artifact loads in milliseconds); doing it lazily would stall the
-    // first mailbox that arrives or wakes here, a move included.
-    let boxes = node.mailboxes.clone();
-    match tokio::task::spawn_blocking(move || boxes.prepare_builtin()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot prepare the built-in components"),
-        Err(e) => tracing::warn!(error = %e, "preparing the built-in components failed"),
+    async {
+        // Compiling the mailbox component takes most of a second (a cached
+        // artifact loads in milliseconds); doing it lazily would stall the
+        // first mailbox that arrives or wakes here, a move included.
+        let boxes = node.mailboxes.clone();
+        match tokio::task::spawn_blocking(move || boxes.prepare_builtin()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prepare the built-in components"),
+            Err(e) => tracing::warn!(error = %e, "preparing the built-in components failed"),
+        }
+        let server = tokio::spawn(node.clone().serve());
+        node.join(config.capacity).await?;
+        on_ready(&node.id, &node.addr);
+        let beat = tokio::spawn(node.clone().heartbeat(config.heartbeat, config.capacity));
+        let keeper = tokio::spawn(node.clone().keep(config.keeper));
+        let attachment_keeper = tokio::spawn(node.clone().keep_attachments(config.keeper));
+        let attachment_refs = tokio::spawn(node.clone().renew_attachment_refs(config.keeper));
+        let homing = node.owner.clone().map(|owner| {
+            let node = node.clone();
+            tokio::spawn(async move { node.go_home(&owner).await })
+        });
+        wait_for_signal().await;
+        tracing::info!("leaving");
+        if let Some(h) = homing {
+            h.abort();
+        }
+        // The leave moves each attachment copy itself.
+        attachment_keeper.abort();
+        // Keep serving and heartbeating while everything moves off: queued
+        // calls must be answered "moved", and the lease must not lapse.
+        if let Err(e) = node.leave().await {
+            tracing::error!(error = %e, "the leave did not finish cleanly");
+        }
+        tracing::info!("stopping");
+        keeper.abort();
+        attachment_refs.abort();
+        beat.abort();
+        node.shutdown().await;
+        server.abort();
+        Ok(())
     }
-    let server = tokio::spawn(node.clone().serve());
-    node.join(config.capacity).await?;
-    on_ready(&node.id, &node.addr);
-    let beat = tokio::spawn(node.clone().heartbeat(config.heartbeat, config.capacity));
-    let keeper = tokio::spawn(node.clone().keep(config.keeper));
-    let attachment_keeper = tokio::spawn(node.clone().keep_attachments(config.keeper));
-    let attachment_refs = tokio::spawn(node.clone().renew_attachment_refs(config.keeper));
-    let homing = node.owner.clone().map(|owner| {
-        let node = node.clone();
-        tokio::spawn(async move { node.go_home(&owner).await })
-    });
-    wait_for_signal().await;
-    tracing::info!("leaving");
-    if let Some(h) = homing {
-        h.abort();
-    }
-    // The leave moves each attachment copy itself.
-    attachment_keeper.abort();
-    // Keep serving and heartbeating while everything moves off: queued
-    // calls must be answered "moved", and the lease must not lapse.
-    if let Err(e) = node.leave().await {
-        tracing::error!(error = %e, "the leave did not finish cleanly");
-    }
-    tracing::info!("stopping");
-    keeper.abort();
-    attachment_refs.abort();
-    beat.abort();
-    node.shutdown().await;
-    server.abort();
-    Ok(())
+    .instrument(span)
+    .await
 }
 
 async fn wait_for_signal() {

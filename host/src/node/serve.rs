@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use super::traffic::Kind;
 use super::{Node, verify};
 use crate::client::mailbox_ref::NOT_HERE;
@@ -106,17 +108,20 @@ impl Node {
         .map_err(forbidden)?;
         let id = mailbox_id(&checked.mailbox)?;
         let span = tracing::debug_span!("owner", mailbox = %checked.mailbox.short(), host = %self.id.short(), call = checked.request.name());
-        let _e = span.enter();
-        let user = checked.mailbox;
-        match self.mailboxes.call_tracked(&id, checked.request).await {
-            Ok(t) => {
-                if let Some(op) = t.op {
-                    self.replicate(user, op).await?;
+        async {
+            let user = checked.mailbox;
+            match self.mailboxes.call_tracked(&id, checked.request).await {
+                Ok(t) => {
+                    if let Some(op) = t.op {
+                        self.replicate(user, op).await?;
+                    }
+                    Ok(HostResponse::Reply(Box::new(t.response)))
                 }
-                Ok(HostResponse::Reply(Box::new(t.response)))
+                Err(e) => self.call_error(&id, e),
             }
-            Err(e) => self.call_error(&id, e),
         }
+        .instrument(span)
+        .await
     }
 
     async fn create(&self, order: &Signed<CreateOrder>) -> Result<HostResponse, WireError> {
@@ -148,32 +153,35 @@ impl Node {
     async fn deliver(&self, to: UserId, signed: &SignedMail) -> Result<HostResponse, WireError> {
         let id = mailbox_id(&to)?;
         let span = tracing::debug_span!("deliver", mailbox = %to.short(), host = %self.id.short());
-        let _e = span.enter();
-        let sender = match self
-            .session
-            .dispatch(&DispatchRequest::LookupName {
-                name: signed.sender_name.clone(),
-            })
-            .await
-        {
-            Ok(DispatchResponse::Mailbox(found)) => found.user,
-            Ok(_) | Err(_) => {
-                return Err(forbidden(format!(
-                    "refused as forged: the sender name {:?} is not registered",
-                    signed.sender_name.chars().take(64).collect::<String>()
-                )));
-            }
-        };
-        let mail = verify::sealed_mail(signed, sender).map_err(forbidden)?;
-        match self.mailboxes.deliver_tracked(&id, mail).await {
-            Ok((d, op)) => {
-                if let Some(op) = op {
-                    self.replicate(to, op).await?;
+        async {
+            let sender = match self
+                .session
+                .dispatch(&DispatchRequest::LookupName {
+                    name: signed.sender_name.clone(),
+                })
+                .await
+            {
+                Ok(DispatchResponse::Mailbox(found)) => found.user,
+                Ok(_) | Err(_) => {
+                    return Err(forbidden(format!(
+                        "refused as forged: the sender name {:?} is not registered",
+                        signed.sender_name.chars().take(64).collect::<String>()
+                    )));
                 }
-                Ok(HostResponse::Delivered(d))
+            };
+            let mail = verify::sealed_mail(signed, sender).map_err(forbidden)?;
+            match self.mailboxes.deliver_tracked(&id, mail).await {
+                Ok((d, op)) => {
+                    if let Some(op) = op {
+                        self.replicate(to, op).await?;
+                    }
+                    Ok(HostResponse::Delivered(d))
+                }
+                Err(e) => self.call_error(&id, e),
             }
-            Err(e) => self.call_error(&id, e),
         }
+        .instrument(span)
+        .await
     }
 
     async fn plugin_add(&self, upload: &Signed<PluginUpload>) -> Result<HostResponse, WireError> {

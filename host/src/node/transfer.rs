@@ -16,6 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::Node;
 use super::serve::internal;
 use crate::attachments::{self, BeginError, CHUNK_BYTES};
@@ -69,26 +71,29 @@ impl Node {
     ) -> Result<()> {
         let span =
             tracing::debug_span!("attachment-put", attachment = %id, host = %self.id.short());
-        let _e = span.enter();
-        let sender = HostId(ex.peer_key);
-        let answer = match self
-            .receive_attachment(&id, size_bytes, name, media_type, &mut ex)
-            .await?
-        {
-            Received::Refused => return Ok(()),
-            Received::AlreadyStored => HostResponse::AlreadyStored,
-            Received::Stored => HostResponse::Done,
-        };
-        match self.clone().settle_put(&id, sender).await {
-            Ok(()) => {
-                tracing::info!(attachment = %id, size_bytes, "attachment stored");
-                ex.reply(&answer).await
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.message, "stored, but not yet on enough hosts");
-                ex.reply_err(&e).await
+        async {
+            let sender = HostId(ex.peer_key);
+            let answer = match self
+                .receive_attachment(&id, size_bytes, name, media_type, &mut ex)
+                .await?
+            {
+                Received::Refused => return Ok(()),
+                Received::AlreadyStored => HostResponse::AlreadyStored,
+                Received::Stored => HostResponse::Done,
+            };
+            match self.clone().settle_put(&id, sender).await {
+                Ok(()) => {
+                    tracing::info!(attachment = %id, size_bytes, "attachment stored");
+                    ex.reply(&answer).await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "stored, but not yet on enough hosts");
+                    ex.reply_err(&e).await
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// `AttachmentCopy`: another replica from a listed holder, which
