@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::actor::{
-    ActorHandle, DigestKind, ExportedState, MailboxActor, MoveState, ReadAhead, Tracked,
-};
+use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, Tracked};
 use super::clock::HybridClock;
 use super::request::{Request, Response};
-use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome, MovedTo};
+use super::{MailboxCallError as E, MailboxesConfig, MovedTo};
 use crate::builtin;
 use crate::ids::{CodeHash, MailboxId};
 use crate::replica::{OpId, Since, VersionVector};
@@ -21,6 +19,8 @@ use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{MailboxMeta, MailboxStore, StoreConfig};
 
 mod import;
+mod migration;
+pub use migration::Migration;
 
 /// Why a host's mailboxes could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -340,36 +340,6 @@ impl Mailboxes {
         self.handle(id)?.export().await
     }
 
-    /// Pauses a mailbox and exports it for a move, or takes only the ops a
-    /// target copy at `peer` lacks if this replica's window reaches back to
-    /// it. Calls queue until the returned `Migration` is settled; if it is
-    /// dropped unsettled, the mailbox carries on here.
-    pub async fn begin_migration(
-        self: &Arc<Self>,
-        id: &MailboxId,
-        peer: Option<VersionVector>,
-        ahead: Option<ReadAhead>,
-    ) -> Result<Migration, E> {
-        let (state, outcome) = self.handle(id)?.migrate(peer, ahead).await?;
-        Ok(Migration {
-            id: id.clone(),
-            state,
-            outcome: Some(outcome),
-            boxes: self.clone(),
-        })
-    }
-
-    /// Starts reading `id`'s durable state to ship, on a blocking thread,
-    /// for [`Mailboxes::begin_migration`] to complete once the mailbox is
-    /// paused; `None` without a store.
-    pub fn read_ahead(&self, id: &MailboxId) -> Option<ReadAhead> {
-        let store = self.store.clone()?;
-        let key = id.to_string();
-        Some(tokio::task::spawn_blocking(move || {
-            store.load_to_ship(&key)
-        }))
-    }
-
     /// Removes a mailbox and its durable state from this host (after it has
     /// moved away).
     pub async fn remove(&self, id: &MailboxId) -> Result<(), E> {
@@ -440,46 +410,6 @@ impl Mailboxes {
         let handles: Vec<ActorHandle> = self.lock().drain().map(|(_, h)| h).collect();
         for h in handles {
             h.stop().await;
-        }
-    }
-}
-
-/// A mailbox paused for a move, with what it ships.
-pub struct Migration {
-    pub id: MailboxId,
-    pub state: MoveState,
-    outcome: Option<tokio::sync::oneshot::Sender<MigrationOutcome>>,
-    boxes: Arc<Mailboxes>,
-}
-
-impl Migration {
-    /// The target has the mailbox durably: forget it here and forward.
-    /// The local copy's delete is queued to the store writer before this
-    /// returns, so a later import of the same mailbox (a move back) is
-    /// written after it; the caller only decides whether to wait for its
-    /// fsync (a move need not: the target already holds the mailbox).
-    pub fn moved(mut self, to: MovedTo) -> Option<crate::store::Commit> {
-        self.boxes
-            .moved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(self.id.clone(), to.clone());
-        self.boxes.lock().remove(&self.id);
-        let removal = self
-            .boxes
-            .store
-            .as_ref()
-            .map(|store| store.remove(self.id.as_str()));
-        if let Some(tx) = self.outcome.take() {
-            let _ = tx.send(MigrationOutcome::Moved(to));
-        }
-        removal
-    }
-
-    /// The move failed: the mailbox resumes here.
-    pub fn stay(mut self) {
-        if let Some(tx) = self.outcome.take() {
-            let _ = tx.send(MigrationOutcome::Stay);
         }
     }
 }

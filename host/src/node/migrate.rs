@@ -12,22 +12,20 @@
 //! mailbox and forward queued and later calls ("moved"); on any failure
 //! the mailbox carries on at the source, intact.
 //!
-//! `Pull(Signed<MoveOrder>)` is the owner's order to move their mailbox:
-//! the holder relays it to dispatch as `AuthorizeMove` (which grants the
-//! target and names its address) and migrates.
+//! The owner's order to move a mailbox (`Pull`) arrives in `pull.rs`,
+//! which calls [`Node::migrate_out`] once dispatch granted the target.
 
 use std::time::Duration;
 
 use tracing::Instrument as _;
 
 use super::Node;
-use super::serve::{internal, mailbox_id};
+use super::serve::mailbox_id;
 use super::traffic::Kind;
-use crate::client::mailbox_ref::NOT_HERE;
-use crate::client::{HOST_REQUEST_TIMEOUT, SessionError, now_ms};
+use crate::client::{HOST_REQUEST_TIMEOUT, SessionError};
 use crate::dispatch::ObjectRef;
 use crate::export::{self, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer};
-use crate::identity::{Epoch, Freshness, HostId, MOVE_ORDER, Signed, UserId};
+use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MovedTo;
 use crate::mailbox::actor::{ExportedState, MoveState, ReadAhead};
@@ -35,7 +33,7 @@ use crate::net::{
     Connection, Exchange, FrameBatch, FrameReader, WireError, read_frame, write_frame,
 };
 use crate::proto::{
-    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX, MoveOrder,
+    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
 };
 use crate::runtime::bindings::PluginEntry;
 
@@ -420,56 +418,6 @@ impl Node {
                 .copied()
                 .collect(),
         ))
-    }
-
-    /// `Pull`: the owner orders their mailbox moved to the order's host.
-    pub(super) async fn pull(&self, order: &Signed<MoveOrder>) -> Result<HostResponse, WireError> {
-        let forbidden =
-            |e: &dyn std::fmt::Display| WireError::new(WireError::FORBIDDEN, e.to_string());
-        let verified = order
-            .verify(MOVE_ORDER, now_ms(), Freshness::default())
-            .map_err(|e| forbidden(&e))?;
-        let MoveOrder { user, to } = verified.body;
-        if verified.signer != user {
-            return Err(forbidden(&"only a mailbox's owner may move it"));
-        }
-        let id = mailbox_id(&user)?;
-        if let Some(moved) = self.mailboxes.moved_to(&id) {
-            return Ok(HostResponse::Moved(moved));
-        }
-        if !self.mailboxes.contains(&id).map_err(internal)? {
-            return Err(WireError::new(
-                NOT_HERE,
-                "this host does not hold that mailbox",
-            ));
-        }
-        if to == self.id {
-            return Ok(HostResponse::Done);
-        }
-        // Meanwhile the state to ship is read.
-        let ahead = self.mailboxes.read_ahead(&id);
-        let placement = match self
-            .session
-            .dispatch(&DispatchRequest::AuthorizeMove {
-                order: order.clone(),
-            })
-            .await
-        {
-            Ok(DispatchResponse::Placement(p)) => p,
-            Ok(other) => return Err(internal(format!("dispatch answered {other:?}"))),
-            Err(e) => return Err(forbidden(&format!("the move was not authorized: {e}"))),
-        };
-        match self
-            .migrate_out(user, placement.host, &placement.addr, ahead)
-            .await
-        {
-            Ok(_) => Ok(HostResponse::Done),
-            Err(MigrateError::NotHere) => Err(WireError::new(
-                NOT_HERE,
-                "this host does not hold that mailbox",
-            )),
-            Err(e) => Err(WireError::new(WireError::BUSY, e.to_string())),
-        }
     }
 }
 

@@ -28,6 +28,7 @@ mod leave;
 mod migrate;
 mod migrate_in;
 mod plugin_code;
+mod pull;
 mod serve;
 mod sync;
 mod sync_serve;
