@@ -56,6 +56,17 @@ enum Received {
     Refused,
 }
 
+impl Received {
+    /// The answer owed to the sender; `None` if it was already answered.
+    fn answer(self) -> Option<HostResponse> {
+        match self {
+            Received::Stored => Some(HostResponse::Done),
+            Received::AlreadyStored => Some(HostResponse::AlreadyStored),
+            Received::Refused => None,
+        }
+    }
+}
+
 impl Node {
     /// `AttachmentPut`: a user uploading, or a leaving holder moving its
     /// copy here. Once the content is durable here, the listing is updated
@@ -73,13 +84,11 @@ impl Node {
             tracing::debug_span!("attachment-put", attachment = %id, host = %self.id.short());
         async {
             let sender = HostId(ex.peer_key);
-            let answer = match self
+            let received = self
                 .receive_attachment(&id, size_bytes, name, media_type, &mut ex)
-                .await?
-            {
-                Received::Refused => return Ok(()),
-                Received::AlreadyStored => HostResponse::AlreadyStored,
-                Received::Stored => HostResponse::Done,
+                .await?;
+            let Some(answer) = received.answer() else {
+                return Ok(());
             };
             match self.clone().settle_put(&id, sender).await {
                 Ok(()) => {
@@ -118,13 +127,11 @@ impl Node {
             );
             return ex.reply_err(&e).await;
         }
-        let answer = match self
+        let received = self
             .receive_attachment(&id, size_bytes, name, media_type, &mut ex)
-            .await?
-        {
-            Received::Refused => return Ok(()),
-            Received::AlreadyStored => HostResponse::AlreadyStored,
-            Received::Stored => HostResponse::Done,
+            .await?;
+        let Some(answer) = received.answer() else {
+            return Ok(());
         };
         tracing::debug!(attachment = %id, from = %sender.short(), "attachment replica stored");
         ex.reply(&answer).await

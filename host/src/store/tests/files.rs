@@ -169,6 +169,18 @@ fn shipped(r: Recovery) -> Shipped {
     (r.snapshot, r.tail, r.last_seq, r.snapshot_file)
 }
 
+/// Mailbox "a" reloaded to ship from `earlier`, and loaded afresh.
+fn reload_and_load(
+    store: &MailboxStore,
+    earlier: Recovery,
+) -> Result<(Recovery, Recovery), Box<dyn std::error::Error>> {
+    let reloaded = store
+        .reload_to_ship("a", earlier)?
+        .ok_or("mailbox a is gone")?;
+    let fresh = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    Ok((reloaded, fresh))
+}
+
 #[test]
 fn a_reload_to_ship_adds_the_ops_logged_since_the_read_ahead() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -176,10 +188,7 @@ fn a_reload_to_ship_adds_the_ops_logged_since_the_read_ahead() -> TestResult {
     append_n(&store, "a", 4..=6);
     let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
     append_n(&store, "a", 7..=9);
-    let reloaded = store
-        .reload_to_ship("a", earlier)?
-        .ok_or("mailbox a is gone")?;
-    let fresh = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    let (reloaded, fresh) = reload_and_load(&store, earlier)?;
     assert_eq!(
         reloaded.tail.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         (4..=9).collect::<Vec<_>>()
@@ -196,10 +205,7 @@ fn a_reload_to_ship_after_a_new_snapshot_or_a_removal_reads_afresh() -> TestResu
     let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
     append_n(&store, "a", 7..=8);
     store.snapshot("a", big(7, 2)).wait_blocking()?;
-    let reloaded = store
-        .reload_to_ship("a", earlier)?
-        .ok_or("mailbox a is gone")?;
-    let fresh = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    let (reloaded, fresh) = reload_and_load(&store, earlier)?;
     assert_eq!(reloaded.snapshot.as_ref().map(|s| s.seq), Some(7));
     assert_eq!(shipped(reloaded), shipped(fresh));
 

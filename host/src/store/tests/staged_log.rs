@@ -25,20 +25,28 @@ fn stage(
     Ok(token)
 }
 
+/// Imports mailbox "a" with a snapshot at `first` - 1 and the tail that
+/// `token` staged as seqs `first..=last`.
+fn import_staged_tail(
+    store: &MailboxStore,
+    token: StageToken,
+    (first, last): (u64, u64),
+    replace: bool,
+) -> Result<(), CommitError> {
+    let tail = ImportTail::Staged { token, first, last };
+    let snapshot = snapshot_at(first.saturating_sub(1));
+    store
+        .import_staged("a", meta(1), snapshot, tail, replace)
+        .wait_blocking()
+}
+
 #[test]
 fn an_import_names_a_staged_tail_and_counts_it() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path());
     let token = stage(&store, "a", ops(4..=6))?;
     assert!(store.load("a")?.is_none(), "staged rows are no mailbox");
-    let staged = ImportTail::Staged {
-        token,
-        first: 4,
-        last: 6,
-    };
-    store
-        .import_staged("a", meta(1), snapshot_at(3), staged, false)
-        .wait_blocking()?;
+    import_staged_tail(&store, token, (4, 6), false)?;
     let rec = store.load("a")?.ok_or("mailbox a is gone")?;
     assert_eq!(rec.tail, ops(4..=6));
     assert_eq!(rec.last_seq, 6);
@@ -56,11 +64,8 @@ fn a_staged_tail_that_does_not_match_is_refused_and_writes_nothing() -> TestResu
     let dir = tempfile::tempdir()?;
     let store = open(dir.path());
     let token = stage(&store, "a", ops(4..=6))?;
-    for (snapshot_seq, first, last) in [(3, 4, 7), (3, 4, 5), (2, 3, 6)] {
-        let staged = ImportTail::Staged { token, first, last };
-        let r = store
-            .import_staged("a", meta(1), snapshot_at(snapshot_seq), staged, false)
-            .wait_blocking();
+    for range in [(4, 7), (4, 5), (3, 6)] {
+        let r = import_staged_tail(&store, token, range, false);
         assert!(matches!(r, Err(CommitError::BadSnapshot(_))), "{r:?}");
         assert!(store.load("a")?.is_none());
     }
@@ -79,15 +84,8 @@ fn staging_is_refused_for_a_mailbox_here_and_a_drop_spares_its_log() -> TestResu
     store.drop_staged_log("a", token).wait_blocking()?;
     assert_eq!(raw_log(&store, "a"), vec![1, 2]);
     // A staged tail cannot replace a mailbox either.
-    let staged = ImportTail::Staged {
-        token,
-        first: 4,
-        last: 6,
-    };
     assert_eq!(
-        store
-            .import_staged("a", meta(1), snapshot_at(3), staged, true)
-            .wait_blocking(),
+        import_staged_tail(&store, token, (4, 6), true),
         Err(CommitError::Exists("a".into()))
     );
     Ok(())
@@ -144,27 +142,13 @@ fn two_transfers_of_one_mailbox_cannot_mix_their_logs() -> TestResult {
     assert_eq!(second, Err(CommitError::Staging("a".into())));
     // Another token, even with the right seqs, does not name those rows.
     let (other, _) = store.stage_log("z", vec![]);
-    let taken = ImportTail::Staged {
-        token: other,
-        first: 4,
-        last: 6,
-    };
     assert_eq!(
-        store
-            .import_staged("a", meta(1), snapshot_at(3), taken, false)
-            .wait_blocking(),
+        import_staged_tail(&store, other, (4, 6), false),
         Err(CommitError::Staging("a".into()))
     );
     store.drop_staged_log("a", other).wait_blocking()?;
     assert_eq!(raw_log(&store, "a"), vec![4, 5, 6], "not its rows to drop");
-    let own = ImportTail::Staged {
-        token: first,
-        first: 4,
-        last: 6,
-    };
-    store
-        .import_staged("a", meta(1), snapshot_at(3), own, false)
-        .wait_blocking()?;
+    import_staged_tail(&store, first, (4, 6), false)?;
     assert_eq!(
         store.load("a")?.ok_or("mailbox a is gone")?.tail,
         ops(4..=6)
