@@ -10,9 +10,10 @@
 //! in memory and the write overlaps the transfer.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use super::{
-    EXPORT_FORMAT_VERSION, EXPORT_FORMAT_VERSION_MIN, ExportHeader, FRAME_BYTES_MAX, Frame,
+    EXPORT_FORMAT_VERSION, EXPORT_FORMAT_VERSION_MIN, ExportHeader, FRAME_BYTES_MAX, FrameRef,
     IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX,
     ImportError, SnapshotHeader, StreamDigest,
 };
@@ -104,8 +105,10 @@ impl Importer {
     }
 
     /// Takes the next encoded frame. In streaming mode, a snapshot chunk
-    /// comes back for the caller to keep; otherwise always `None`.
-    pub fn handle_encoded(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, ImportError> {
+    /// comes back for the caller to keep, as where it lies in `bytes` (so
+    /// the caller can keep the frame's buffer rather than copy the chunk
+    /// out); otherwise always `None`.
+    pub fn handle_encoded(&mut self, bytes: &[u8]) -> Result<Option<Range<usize>>, ImportError> {
         if bytes.len() > FRAME_BYTES_MAX {
             return Err(ImportError::TooLarge {
                 what: "frame",
@@ -113,9 +116,9 @@ impl Importer {
                 limit: FRAME_BYTES_MAX as u64,
             });
         }
-        let frame: Frame =
+        let frame: FrameRef<'_> =
             rmp_serde::from_slice(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
-        if let Frame::End { digest } = &frame
+        if let FrameRef::End { digest } = &frame
             && self.header.is_some()
             && *digest != self.hasher.digest()
         {
@@ -123,34 +126,45 @@ impl Importer {
         }
         // Format 2 leaves snapshot chunks to the snapshot checksum.
         let digested = match (&frame, &self.header) {
-            (Frame::Snapshot(_), Some(h)) => h.format_version < 2,
+            (FrameRef::Snapshot(_), Some(h)) => h.format_version < 2,
             _ => true,
         };
         if digested {
             self.hasher.update(bytes);
         }
-        self.handle(frame)
+        let Some(chunk) = self.handle(frame)? else {
+            return Ok(None);
+        };
+        // The payload was borrowed from `bytes`: find where it lies.
+        let start = (chunk.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        let range = start..start.saturating_add(chunk.len());
+        match bytes.get(range.clone()) {
+            Some(found) if std::ptr::eq(found, chunk) => Ok(Some(range)),
+            _ => Err(ImportError::Decode(
+                "a snapshot chunk outside its frame".into(),
+            )),
+        }
     }
 
-    fn handle(&mut self, frame: Frame) -> Result<Option<Vec<u8>>, ImportError> {
+    fn handle<'a>(&mut self, frame: FrameRef<'a>) -> Result<Option<&'a [u8]>, ImportError> {
         let bad = |m: &str| Err(ImportError::Malformed(m.into()));
         if self.ended {
             return bad("frame after End");
         }
         let Some(header) = &self.header else {
-            let Frame::Header(h) = frame else {
+            let FrameRef::Header(h) = frame else {
                 return bad("the first frame must be Header");
             };
             check_header(&h)?;
             if h.format_version >= 2 {
                 self.snapshot_hasher = crate::store::snapshot_hasher(h.mailbox.as_str());
             }
-            self.header = Some(h);
+            self.header = Some(*h);
             return Ok(None);
         };
         match frame {
-            Frame::Header(_) => bad("second Header"),
-            Frame::Code {
+            FrameRef::Header(_) => bad("second Header"),
+            FrameRef::Code {
                 hash,
                 total_bytes,
                 chunk,
@@ -179,10 +193,10 @@ impl Importer {
                 if *total != total_bytes || bytes.len() as u64 + chunk.len() as u64 > total_bytes {
                     return bad("Code chunks exceed their announced size");
                 }
-                bytes.extend_from_slice(&chunk);
+                bytes.extend_from_slice(chunk);
                 Ok(None)
             }
-            Frame::Snapshot(chunk) => {
+            FrameRef::Snapshot(chunk) => {
                 let Some(s) = &header.snapshot else {
                     return bad("Snapshot frame but the header has none");
                 };
@@ -198,7 +212,7 @@ impl Importer {
                     return bad("Snapshot chunks exceed the announced size");
                 }
                 self.snapshot_bytes += chunk.len() as u64;
-                self.snapshot_hasher.update(&chunk);
+                self.snapshot_hasher.update(chunk);
                 if self.streaming {
                     return Ok(Some(chunk));
                 }
@@ -206,10 +220,10 @@ impl Importer {
                     self.snapshot
                         .reserve_exact(usize::try_from(s.size_bytes).unwrap_or(0));
                 }
-                self.snapshot.extend_from_slice(&chunk);
+                self.snapshot.extend_from_slice(chunk);
                 Ok(None)
             }
-            Frame::Op { seq, bytes } => {
+            FrameRef::Op { seq, bytes } => {
                 if header.format_version >= 3 && self.snapshot_bytes > 0 {
                     return bad("Op after Snapshot");
                 }
@@ -228,10 +242,10 @@ impl Importer {
                 if self.tail.len() as u64 >= header.ops {
                     return bad("more Op frames than announced");
                 }
-                self.tail.push((seq, bytes));
+                self.tail.push((seq, bytes.to_vec()));
                 Ok(None)
             }
-            Frame::End { .. } => {
+            FrameRef::End { .. } => {
                 self.ended = true;
                 Ok(None)
             }
@@ -269,7 +283,7 @@ impl Importer {
                     let record = SnapshotRecord {
                         seq: s.seq,
                         schema_version: s.schema_version,
-                        bytes: self.snapshot,
+                        bytes: self.snapshot.into(),
                         vv: s.vv.clone(),
                     };
                     (Some(record), None)

@@ -16,6 +16,7 @@
 
 use std::io::{Read, Write};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CodeHash, MailboxId};
@@ -129,6 +130,44 @@ pub enum ImportError {
     Encode(String),
 }
 
+/// One encoded frame as a head and the body that follows it. A snapshot
+/// chunk's body is a shared slice of the snapshot, so the sender neither
+/// copies the chunk into its frame nor hands QUIC a copy of it; every other
+/// frame is all head.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodedFrame {
+    pub head: Vec<u8>,
+    pub body: Bytes,
+}
+
+impl EncodedFrame {
+    /// Bytes of the frame, without its length prefix.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+impl From<Vec<u8>> for EncodedFrame {
+    fn from(head: Vec<u8>) -> Self {
+        EncodedFrame {
+            head,
+            body: Bytes::new(),
+        }
+    }
+}
+
 /// The encoded frames of one export, ready to be length-prefixed and sent:
 /// the frames of `frames` with a real stream digest in `End`. A frame that
 /// cannot be encoded is an error item; the stream must stop there.
@@ -136,21 +175,64 @@ pub fn encode_export<'a>(
     id: &MailboxId,
     state: &'a ExportedState,
     with_code: &'a [(CodeHash, Vec<u8>)],
-) -> impl Iterator<Item = Result<Vec<u8>, ImportError>> + 'a {
+) -> impl Iterator<Item = Result<EncodedFrame, ImportError>> + 'a {
     let mut hasher = StreamDigest::default();
+    let mut snapshot_head = None;
     frames(id, state, with_code).map(move |frame| {
         let frame = match frame {
-            FrameRef::End { .. } => FrameRef::End {
+            Outgoing::Frame(FrameRef::End { .. }) => FrameRef::End {
                 digest: hasher.digest(),
             },
-            other => other,
+            Outgoing::Frame(other) => other,
+            // Snapshot chunks are not digested (their checksum covers them).
+            Outgoing::Snapshot(body) => {
+                let head = match &snapshot_head {
+                    Some(head) => head,
+                    None => snapshot_head.insert(snapshot_frame_head()?),
+                };
+                return Ok(EncodedFrame {
+                    head: with_bin_len(head, body.len())?,
+                    body,
+                });
+            }
         };
         let bytes = encode_frame(&frame)?;
-        if !matches!(frame, FrameRef::Snapshot(_)) {
-            hasher.update(&bytes);
-        }
-        Ok(bytes)
+        hasher.update(&bytes);
+        Ok(EncodedFrame::from(bytes))
     })
+}
+
+/// The encoding of a `Snapshot` frame up to its payload's length: the
+/// encoding of an empty one without the empty bin's two bytes (`c4 00`).
+fn snapshot_frame_head() -> Result<Vec<u8>, ImportError> {
+    let mut head = encode_frame(&FrameRef::Snapshot(&[]))?;
+    match head.len().checked_sub(2) {
+        Some(cut) if head.get(cut..) == Some(&[0xc4, 0][..]) => {
+            head.truncate(cut);
+            Ok(head)
+        }
+        _ => Err(ImportError::Encode(
+            "an empty snapshot frame did not end in an empty bin".into(),
+        )),
+    }
+}
+
+/// `head` followed by the MessagePack bin header for `len` bytes.
+fn with_bin_len(head: &[u8], len: usize) -> Result<Vec<u8>, ImportError> {
+    let mut out = Vec::with_capacity(head.len() + 5);
+    out.extend_from_slice(head);
+    if let Ok(n) = u8::try_from(len) {
+        out.extend_from_slice(&[0xc4, n]);
+    } else if let Ok(n) = u16::try_from(len) {
+        out.push(0xc5);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        let n = u32::try_from(len)
+            .map_err(|_| ImportError::Encode(format!("a chunk of {len} bytes")))?;
+        out.push(0xc6);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    Ok(out)
 }
 
 /// Bytes [`StreamDigest`] gathers before hashing them in one go.
@@ -192,22 +274,23 @@ pub fn encode_frame(frame: &impl Serialize) -> Result<Vec<u8>, ImportError> {
     rmp_serde::to_vec(frame).map_err(|e| ImportError::Encode(e.to_string()))
 }
 
-/// A [`Frame`] borrowing its payload, encoded to the same bytes, so the
-/// sender copies each chunk once (into its encoded frame), not twice.
-#[derive(Debug, Clone, Serialize)]
+/// A [`Frame`] borrowing its payload, encoded to the same bytes: the
+/// sender encodes from the state without copying it first, and the
+/// receiver decodes without copying the payload out of the frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename = "Frame")]
 enum FrameRef<'a> {
     Header(Box<ExportHeader>),
     Code {
         hash: CodeHash,
         total_bytes: u64,
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "serde_bytes", borrow)]
         chunk: &'a [u8],
     },
-    Snapshot(#[serde(with = "serde_bytes")] &'a [u8]),
+    Snapshot(#[serde(with = "serde_bytes", borrow)] &'a [u8]),
     Op {
         seq: u64,
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "serde_bytes", borrow)]
         bytes: &'a [u8],
     },
     End {
@@ -224,13 +307,19 @@ pub fn snapshot_checksum(id: &MailboxId, bytes: &[u8]) -> CodeHash {
     CodeHash(*h.finalize().as_bytes())
 }
 
+/// A frame to encode, or a snapshot chunk, which goes out as it is.
+enum Outgoing<'a> {
+    Frame(FrameRef<'a>),
+    Snapshot(Bytes),
+}
+
 /// Frames of one export, code first (only the hashes in `with_code`). The
 /// `End` digest is left zero: `encode_export` fills it in.
 fn frames<'a>(
     id: &MailboxId,
     state: &'a ExportedState,
     with_code: &'a [(CodeHash, Vec<u8>)],
-) -> impl Iterator<Item = FrameRef<'a>> + 'a {
+) -> impl Iterator<Item = Outgoing<'a>> + 'a {
     let snapshot = state.snapshot.as_ref().map(|s| SnapshotHeader {
         schema_version: s.schema_version,
         seq: s.seq,
@@ -261,27 +350,37 @@ fn frames<'a>(
                 chunk: c,
             })
     });
-    let snap = state
+    let mut rest = state
         .snapshot
-        .iter()
-        .flat_map(|s| s.bytes.chunks(EXPORT_CHUNK_BYTES).map(FrameRef::Snapshot));
+        .as_ref()
+        .map(|s| s.bytes.clone())
+        .unwrap_or_default();
+    let snap = std::iter::from_fn(move || {
+        let n = rest.len().min(EXPORT_CHUNK_BYTES);
+        (n > 0).then(|| Outgoing::Snapshot(rest.split_to(n)))
+    });
     let ops = state
         .tail
         .iter()
         .map(|(seq, bytes)| FrameRef::Op { seq: *seq, bytes });
+    let end = FrameRef::End {
+        digest: CodeHash([0; 32]),
+    };
     std::iter::once(header)
         .chain(code)
         .chain(ops)
+        .map(Outgoing::Frame)
         .chain(snap)
-        .chain(std::iter::once(FrameRef::End {
-            digest: CodeHash([0; 32]),
-        }))
+        .chain(std::iter::once(Outgoing::Frame(end)))
 }
 
 /// Writes one encoded frame: a 4-byte big-endian length, then the bytes.
-pub fn write_frame(w: &mut impl Write, encoded: &[u8]) -> std::io::Result<()> {
-    w.write_all(&(encoded.len() as u32).to_be_bytes())?;
-    w.write_all(encoded)
+pub fn write_frame(w: &mut impl Write, encoded: &EncodedFrame) -> std::io::Result<()> {
+    let len = u32::try_from(encoded.len())
+        .map_err(|_| std::io::Error::other(format!("a frame of {} bytes", encoded.len())))?;
+    w.write_all(&len.to_be_bytes())?;
+    w.write_all(&encoded.head)?;
+    w.write_all(&encoded.body)
 }
 
 /// Reads one encoded frame; `None` at a clean end of input.

@@ -14,7 +14,7 @@ fn state(snapshot: &[u8], ops: u64) -> ExportedState {
         snapshot: Some(SnapshotRecord {
             seq: 10,
             schema_version: 1,
-            bytes: snapshot.to_vec(),
+            bytes: snapshot.to_vec().into(),
             vv: [(3, 10)].into_iter().collect(),
         }),
         tail: (11..11 + ops).map(|s| (s, vec![s as u8; 3])).collect(),
@@ -43,7 +43,7 @@ fn a_stream_digest_does_not_depend_on_how_it_was_fed() {
 
 /// Length-prefixes encoded frames into one stream.
 fn encode(
-    frames: impl IntoIterator<Item = Result<Vec<u8>, ImportError>>,
+    frames: impl IntoIterator<Item = Result<EncodedFrame, ImportError>>,
 ) -> Result<Vec<u8>, ImportError> {
     let mut out = Vec::new();
     for f in frames {
@@ -72,14 +72,16 @@ fn reseal(frames: Vec<Frame>) -> Result<Vec<u8>, ImportError> {
         if format < 2 || !matches!(f, Frame::Snapshot(_)) {
             hasher.update(&b);
         }
-        encoded.push(Ok(b));
+        encoded.push(Ok(EncodedFrame::from(b)));
     }
     encode(encoded)
 }
 
 fn decoded(id: &MailboxId, s: &ExportedState) -> Result<Vec<Frame>, ImportError> {
     encode_export(id, s, &[])
-        .map(|b| rmp_serde::from_slice(&b?).map_err(|e| ImportError::Decode(e.to_string())))
+        .map(|b| {
+            rmp_serde::from_slice(&b?.to_vec()).map_err(|e| ImportError::Decode(e.to_string()))
+        })
         .collect()
 }
 
@@ -121,7 +123,7 @@ fn round_trips_with_chunks_code_and_ops() -> TestResult {
     let bytes = encode(encode_export(&id, &state(&big, 3), &code))?;
     let imported = read_export(&mut &bytes[..])?;
     assert_eq!(imported.mailbox, id);
-    assert_eq!(imported.state.snapshot.map(|s| s.bytes), Some(big));
+    assert_eq!(imported.state.snapshot.map(|s| s.bytes), Some(big.into()));
     assert_eq!(imported.state.tail.len(), 3);
     assert_eq!(imported.code, code);
     Ok(())
@@ -132,7 +134,9 @@ fn borrowed_frames_encode_like_owned_ones() -> TestResult {
     let id = alice()?;
     let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
     let s = state(b"snapshot", 2);
-    let sent = encode_export(&id, &s, &code).collect::<Result<Vec<_>, _>>()?;
+    let sent = encode_export(&id, &s, &code)
+        .map(|f| f.map(|f| f.to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
     let owned = sent
         .iter()
         .map(|b| rmp_serde::from_slice::<Frame>(b))
@@ -143,6 +147,28 @@ fn borrowed_frames_encode_like_owned_ones() -> TestResult {
         .collect::<Result<Vec<_>, _>>()?;
     assert_eq!(sent, reencoded);
     assert_eq!(owned.len(), 1 + 1 + 1 + 2 + 1);
+    Ok(())
+}
+
+#[test]
+fn snapshot_chunks_go_out_as_head_and_shared_body() -> TestResult {
+    let id = alice()?;
+    // Every bin length encoding (8, 16 and 32 bits) and a partial last chunk.
+    for size in [1, 255, 256, 65_535, 65_536, EXPORT_CHUNK_BYTES * 2 + 17] {
+        let big: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let s = state(&big, 1);
+        let mut chunks = Vec::new();
+        for frame in encode_export(&id, &s, &[]) {
+            let frame = frame?;
+            if frame.body.is_empty() {
+                continue;
+            }
+            let reencoded = encode_frame(&Frame::Snapshot(frame.body.to_vec()))?;
+            assert_eq!(frame.to_vec(), reencoded, "size {size}");
+            chunks.extend_from_slice(&frame.body);
+        }
+        assert_eq!(chunks, big, "size {size}");
+    }
     Ok(())
 }
 
@@ -161,7 +187,7 @@ fn reads_format_1_and_checks_the_keyed_checksum_of_format_2() -> TestResult {
     let imported = read_export(&mut &reseal(v1.clone())?[..])?;
     assert_eq!(
         imported.state.snapshot.map(|s| s.bytes),
-        Some(b"snapshot".to_vec())
+        Some(b"snapshot".to_vec().into())
     );
     // Format 2 with a plain BLAKE3, or one keyed by another mailbox.
     if let Frame::Header(h) = &mut v1[0] {
@@ -198,8 +224,15 @@ fn a_streaming_importer_hands_the_snapshot_back_in_chunks() -> TestResult {
     let mut importer = Importer::streaming();
     let mut chunks = Vec::new();
     for frame in encode_export(&id, &state(&big, 2), &[]) {
-        if let Some(chunk) = importer.handle_encoded(&frame?)? {
-            chunks.push(chunk);
+        let frame = frame?.to_vec();
+        if let Some(range) = importer.handle_encoded(&frame)? {
+            assert_eq!(range.end, frame.len(), "the chunk ends its frame");
+            chunks.push(
+                frame
+                    .get(range)
+                    .ok_or("a range outside the frame")?
+                    .to_vec(),
+            );
         }
     }
     assert_eq!(chunks.len(), 2);
@@ -229,7 +262,9 @@ fn refuses_damaged_or_malformed_streams() -> TestResult {
     if let Frame::Header(h) = &mut renamed[0] {
         h.mailbox = MailboxId::new("alicd")?;
     }
-    let with_old_end = renamed.iter().map(encode_frame);
+    let with_old_end = renamed
+        .iter()
+        .map(|f| encode_frame(f).map(EncodedFrame::from));
     assert!(matches!(
         read_export(&mut &encode(with_old_end)?[..]),
         Err(ImportError::StreamChecksum)
@@ -277,7 +312,7 @@ fn format_3_sends_the_ops_first_for_a_receiver_to_take_early() -> TestResult {
     let mut importer = Importer::streaming();
     let (mut taken, mut chunks_before) = (None, 0);
     for frame in encode_export(&id, &s, &[]) {
-        if importer.handle_encoded(&frame?)?.is_some() && taken.is_none() {
+        if importer.handle_encoded(&frame?.to_vec())?.is_some() && taken.is_none() {
             chunks_before += 1;
         }
         if taken.is_none() {

@@ -195,7 +195,7 @@ impl MailboxActor {
                 let record = SnapshotRecord {
                     seq: self.applied_seq,
                     schema_version,
-                    bytes,
+                    bytes: bytes.into(),
                     vv: self.vv.clone(),
                 };
                 Some(store.snapshot(self.id.as_str(), record))

@@ -155,7 +155,7 @@ impl MailboxActor {
         let snapshot = SnapshotRecord {
             seq: self.applied_seq,
             schema_version,
-            bytes,
+            bytes: bytes.into(),
             vv: self.vv.clone(),
         };
         Ok(ExportedState {

@@ -11,6 +11,7 @@
 //! waits for QUIC flow control, so neither side ever holds more than a
 //! chunk plus the receive window in memory.
 
+use bytes::Bytes;
 use quinn::{ReadExactError, RecvStream, SendStream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -121,17 +122,28 @@ impl<'a> FrameBatch<'a> {
 
     /// Writes `bytes` as one frame, or gathers it.
     pub async fn push(&mut self, bytes: &[u8]) -> Result<()> {
-        let prefix = frame_prefix(bytes.len())?;
-        if self.pending.len() + PREFIX_BYTES + bytes.len() > BATCH_BYTES {
+        self.push_parts(bytes, Bytes::new()).await
+    }
+
+    /// Writes `head` followed by `body` as one frame, or gathers it. A
+    /// large `body` is handed to quinn as it is, without a copy.
+    pub async fn push_parts(&mut self, head: &[u8], body: Bytes) -> Result<()> {
+        let len = head.len().saturating_add(body.len());
+        let prefix = frame_prefix(len)?;
+        if self.pending.len() + PREFIX_BYTES + len > BATCH_BYTES {
             self.flush().await?;
         }
-        if PREFIX_BYTES + bytes.len() > BATCH_BYTES {
+        if PREFIX_BYTES + len > BATCH_BYTES {
             self.send.write_all(&prefix).await?;
-            self.send.write_all(bytes).await?;
+            self.send.write_all(head).await?;
+            if !body.is_empty() {
+                self.send.write_chunk(body).await?;
+            }
             return Ok(());
         }
         self.pending.extend_from_slice(&prefix);
-        self.pending.extend_from_slice(bytes);
+        self.pending.extend_from_slice(head);
+        self.pending.extend_from_slice(&body);
         Ok(())
     }
 

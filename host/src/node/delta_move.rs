@@ -22,7 +22,7 @@ use super::migrate::{MigrateError, answer_move, within_move_timeout};
 use super::serve::{internal, mailbox_id};
 use super::traffic::Kind;
 use crate::client::mailbox_ref::NOT_HERE;
-use crate::export::FRAME_BYTES_MAX;
+use crate::export::{EncodedFrame, FRAME_BYTES_MAX};
 use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MailboxCallError;
@@ -97,7 +97,13 @@ impl Node {
         }));
         let bytes: usize = frames.iter().map(|f| f.len() + 4).sum();
         let position = self
-            .stream_to(&conn, &request, frames.into_iter().map(Ok::<_, DeltaError>))
+            .stream_to(
+                &conn,
+                &request,
+                frames
+                    .into_iter()
+                    .map(|f| Ok::<_, DeltaError>(EncodedFrame::from(f))),
+            )
             .await?;
         tracing::info!(ops = delta.ops.len(), bytes, "sent the move as a delta");
         Ok(position)

@@ -24,7 +24,9 @@ use super::serve::mailbox_id;
 use super::traffic::Kind;
 use crate::client::{HOST_REQUEST_TIMEOUT, SessionError};
 use crate::dispatch::ObjectRef;
-use crate::export::{self, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer};
+use crate::export::{
+    self, EncodedFrame, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer,
+};
 use crate::identity::{Epoch, HostId, UserId};
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MovedTo;
@@ -211,7 +213,7 @@ impl Node {
             Some(Err(e)) => return Err(MigrateError::Pause(e.to_string())),
             None => return Err(MigrateError::Pause("the export has no header".into())),
         };
-        let header = match rmp_serde::from_slice::<Frame>(&first) {
+        let header = match rmp_serde::from_slice::<Frame>(&first.head) {
             Ok(Frame::Header(h)) => h,
             _ => return Err(MigrateError::Pause("the export has no header".into())),
         };
@@ -277,7 +279,7 @@ impl Node {
         &self,
         conn: &Connection,
         request: &HostRequest,
-        frames: impl IntoIterator<Item = Result<Vec<u8>, E>>,
+        frames: impl IntoIterator<Item = Result<EncodedFrame, E>>,
     ) -> Result<u64, MigrateError> {
         let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         let (mut send, mut recv) = conn.open_stream().await.map_err(|e| target(&e))?;
@@ -294,7 +296,7 @@ impl Node {
                     return Err(MigrateError::Pause(format!("encoding the state: {e}")));
                 }
             };
-            written = batch.push(&frame).await;
+            written = batch.push_parts(&frame.head, frame.body).await;
             if written.is_err() {
                 break;
             }

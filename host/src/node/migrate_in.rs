@@ -40,13 +40,17 @@ const ANSWER_DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_mill
 /// Snapshot chunks (of up to 1 MiB) queued for the staging thread.
 const STAGING_CHUNKS_QUEUED: usize = 4;
 
+/// A frame's buffer and where its snapshot chunk lies in it: the chunk
+/// goes to the staging thread without being copied out of its frame.
+type FrameChunk = (Vec<u8>, std::ops::Range<usize>);
+
 /// Where the chunks of an incoming snapshot go.
 enum Sink {
     /// Small enough for the database: kept in memory.
     Memory(Vec<u8>),
     /// Written to a staged file by a blocking task.
     File {
-        chunks: mpsc::Sender<Vec<u8>>,
+        chunks: mpsc::Sender<FrameChunk>,
         writer: tokio::task::JoinHandle<Result<SnapshotStaging, StagingError>>,
     },
 }
@@ -286,7 +290,7 @@ impl Node {
             {
                 staged_tail = StagedTail::start(store, &header.mailbox, tail);
             }
-            let Some(chunk) = handled else {
+            let Some(range) = handled else {
                 continue;
             };
             if sink.is_none() {
@@ -298,9 +302,13 @@ impl Node {
             }
             let t = std::time::Instant::now();
             match &mut sink {
-                Some(Sink::Memory(bytes)) => bytes.extend_from_slice(&chunk),
+                Some(Sink::Memory(kept)) => {
+                    kept.extend_from_slice(bytes.get(range).unwrap_or_default())
+                }
                 // The writer stopped: its error says why.
-                Some(Sink::File { chunks, .. }) if chunks.send(chunk).await.is_err() => break,
+                Some(Sink::File { chunks, .. }) if chunks.send((bytes, range)).await.is_err() => {
+                    break;
+                }
                 Some(Sink::File { .. }) | None => {}
             }
             queue_ms += t.elapsed().as_secs_f64() * 1e3;
@@ -353,11 +361,14 @@ impl Node {
         if size_bytes < crate::store::BLOB_BYTES_MIN as u64 || format_version < 2 {
             return Ok(Sink::Memory(Vec::with_capacity(size_bytes as usize)));
         }
-        let (chunks, mut rx) = mpsc::channel::<Vec<u8>>(STAGING_CHUNKS_QUEUED);
+        let (chunks, mut rx) = mpsc::channel::<FrameChunk>(STAGING_CHUNKS_QUEUED);
         let writer = tokio::task::spawn_blocking(move || {
             let mut staging = store.stage_snapshot()?;
-            while let Some(chunk) = rx.blocking_recv() {
-                staging.write(&chunk)?;
+            while let Some((frame, range)) = rx.blocking_recv() {
+                let chunk = frame.get(range).ok_or_else(|| {
+                    std::io::Error::other("a snapshot chunk lies outside its frame")
+                })?;
+                staging.write(chunk)?;
             }
             Ok(staging)
         });
@@ -387,7 +398,7 @@ impl Node {
                 state.snapshot = Some(SnapshotRecord {
                     seq: s.seq,
                     schema_version: s.schema_version,
-                    bytes,
+                    bytes: bytes.into(),
                     vv: s.vv,
                 });
                 None

@@ -92,8 +92,9 @@ pub struct SnapshotRecord {
     pub seq: u64,
     /// The guest's state schema version, so a newer guest can migrate.
     pub schema_version: u32,
-    /// The guest's opaque state.
-    pub bytes: Vec<u8>,
+    /// The guest's opaque state; shared, so that a move sends slices of it
+    /// without copying them.
+    pub bytes: bytes::Bytes,
     /// The replicated ops the state includes.
     pub vv: VersionVector,
 }

@@ -91,7 +91,7 @@ impl MailboxStore {
             ) => Some(SnapshotRecord {
                 seq: header.seq,
                 schema_version: header.schema_version,
-                bytes: self.inner.blobs.read(id, name, header.bytes, check)?,
+                bytes: self.inner.blobs.read(id, name, header.bytes, check)?.into(),
                 vv: header.vv.clone(),
             }),
             Some(header) => {
@@ -110,7 +110,7 @@ impl MailboxStore {
                 Some(SnapshotRecord {
                     seq: header.seq,
                     schema_version: header.schema_version,
-                    bytes: bytes.to_vec(),
+                    bytes: bytes::Bytes::copy_from_slice(bytes),
                     vv: header.vv.clone(),
                 })
             }

@@ -25,7 +25,7 @@ fn snap(seq: u64, bytes: &[u8]) -> SnapshotRecord {
     SnapshotRecord {
         seq,
         schema_version: 3,
-        bytes: bytes.to_vec(),
+        bytes: bytes.to_vec().into(),
         vv: Default::default(),
     }
 }
@@ -118,7 +118,7 @@ fn snapshot_compacts_log() {
     let rec = store.load("a").unwrap().unwrap();
     assert!(rec.tail.is_empty());
     assert_eq!(rec.last_seq, 10);
-    assert_eq!(rec.snapshot.unwrap().bytes, b"again");
+    assert_eq!(rec.snapshot.unwrap().bytes, b"again"[..]);
     assert!(raw_log(&store, "a").is_empty());
     append_n(&store, "a", 11..=11);
     assert_eq!(
@@ -298,7 +298,7 @@ fn limits_refused() {
     let huge = SnapshotRecord {
         seq: 0,
         schema_version: 1,
-        bytes: vec![0; SNAPSHOT_BYTES_MAX + 1],
+        bytes: vec![0; SNAPSHOT_BYTES_MAX + 1].into(),
         vv: Default::default(),
     };
     let err = store
