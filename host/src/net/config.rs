@@ -45,6 +45,12 @@ pub struct TransportConfig {
     /// stream opens, so that idle streams cannot pin handler slots (default
     /// 10 s).
     pub request_read_timeout_ms: u64,
+    /// The UDP socket's receive and send buffers (default 4 MiB; the
+    /// kernel caps them, on Linux at `net.core.rmem_max`/`wmem_max`). The
+    /// kernel's usual 208 KiB holds a quarter of a millisecond of a bulk
+    /// transfer: a receiver that is off its core for longer drops
+    /// datagrams, and every loss halves the sender's congestion window.
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for TransportConfig {
@@ -60,6 +66,7 @@ impl Default for TransportConfig {
             connections_max: 1024,
             request_bytes_max: FRAME_BYTES_MAX,
             request_read_timeout_ms: 10_000,
+            socket_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }

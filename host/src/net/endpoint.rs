@@ -57,8 +57,18 @@ impl Endpoint {
         alpn: &[u8],
     ) -> Result<Self> {
         let server = tls::server_config(&identity, &config, alpn)?;
-        let inner = quinn::Endpoint::server(server, addr)
-            .map_err(|source| NetError::Bind { addr, source })?;
+        let bind = |source| NetError::Bind { addr, source };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+        size_socket_buffers(&socket, config.socket_buffer_bytes);
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| bind(std::io::Error::other("no async runtime")))?;
+        let inner = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(bind)?;
         Ok(Self {
             inner,
             identity,
@@ -185,6 +195,25 @@ impl Endpoint {
     /// process can exit without leaving them to time out.
     pub async fn wait_idle(&self) {
         self.inner.wait_idle().await;
+    }
+}
+
+/// Asks for `bytes` of receive and send buffer on `socket`. Best effort:
+/// the kernel may cap it (the transfer still works, only with more loss
+/// under load), so a refusal is logged rather than fatal.
+fn size_socket_buffers(socket: &std::net::UdpSocket, bytes: usize) {
+    let state = match quinn::udp::UdpSocketState::new(socket.into()) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot size the UDP buffers");
+            return;
+        }
+    };
+    if let Err(e) = state.set_recv_buffer_size(socket.into(), bytes) {
+        tracing::debug!(error = %e, bytes, "the UDP receive buffer keeps its size");
+    }
+    if let Err(e) = state.set_send_buffer_size(socket.into(), bytes) {
+        tracing::debug!(error = %e, bytes, "the UDP send buffer keeps its size");
     }
 }
 
@@ -336,5 +365,32 @@ impl Connection {
     /// The underlying quinn connection, for what this wrapper lacks.
     pub fn quinn(&self) -> &quinn::Connection {
         &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The buffers grow to what was asked, or to the kernel's cap.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn socket_buffers_grow_up_to_the_kernels_cap() {
+        let cap = |name: &str| -> usize {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).expect("state");
+        let asked = 4 * 1024 * 1024;
+        size_socket_buffers(&socket, asked);
+        let recv = state.recv_buffer_size((&socket).into()).expect("recv size");
+        let send = state.send_buffer_size((&socket).into()).expect("send size");
+        // Linux reports twice what it grants (the other half is its own
+        // bookkeeping).
+        assert!(recv >= asked.min(cap("rmem_max")), "receive buffer {recv}");
+        assert!(send >= asked.min(cap("wmem_max")), "send buffer {send}");
     }
 }

@@ -224,8 +224,22 @@ impl Node {
             missing = code.len(),
             "sending the state"
         );
-        self.stream_to(&conn, &request(Box::new(header)), frames)
-            .await
+        let before = conn.quinn().stats().path;
+        let sent = self
+            .stream_to(&conn, &request(Box::new(header)), frames)
+            .await;
+        // Loss on a bulk transfer means the receiver's socket buffer
+        // overflowed (`TransportConfig::socket_buffer_bytes`).
+        let after = conn.quinn().stats().path;
+        tracing::debug!(
+            sent_packets = after.sent_packets.saturating_sub(before.sent_packets),
+            lost_packets = after.lost_packets.saturating_sub(before.lost_packets),
+            congestion_events = after
+                .congestion_events
+                .saturating_sub(before.congestion_events),
+            "sent the state"
+        );
+        sent
     }
 
     /// Asks the target which of the mailbox's components (`code` and the
