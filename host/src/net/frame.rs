@@ -184,6 +184,12 @@ impl<'a> FrameReader<'a> {
 
     /// The next frame's bytes, as [`read_raw_frame`] reads them.
     pub async fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>> {
+        self.next_into(max, Vec::new()).await
+    }
+
+    /// [`FrameReader::next`], reading into `buffer` (whatever it holds is
+    /// dropped), so a caller can reuse its buffers.
+    pub async fn next_into(&mut self, max: usize, mut buffer: Vec<u8>) -> Result<Option<Vec<u8>>> {
         let max = max.min(FRAME_BYTES_MAX);
         let mut prefix = [0u8; PREFIX_BYTES];
         match self.fill(&mut prefix).await? {
@@ -200,12 +206,13 @@ impl<'a> FrameReader<'a> {
         if len > max {
             return Err(NetError::TooLarge { len, max });
         }
-        let mut frame = vec![0u8; len];
-        let got = self.fill(&mut frame).await?;
+        buffer.clear();
+        buffer.resize(len, 0);
+        let got = self.fill(&mut buffer).await?;
         if got < len {
             return Err(NetError::Truncated { got, want: len });
         }
-        Ok(Some(frame))
+        Ok(Some(buffer))
     }
 
     /// Fills `out` from the buffer and the stream; fewer bytes only at the
