@@ -82,44 +82,53 @@ impl MailboxStore {
         let Some(rec) = read_meta(&txn, id)? else {
             return Ok(None);
         };
-        let snapshot = match &rec.snapshot {
-            None => None,
+        // A snapshot file is read (and hashed, with `check`) on a thread of
+        // its own while the log is read here: a move waits on both.
+        let file = match &rec.snapshot {
             Some(
                 header @ SnapshotHeader {
                     file: Some(name), ..
                 },
-            ) => Some(SnapshotRecord {
+            ) => Some((name, header)),
+            _ => None,
+        };
+        let (file, tail) = std::thread::scope(|scope| {
+            let read = file.map(|(name, header)| {
+                let read = move || self.inner.blobs.read(id, name, header.bytes, check);
+                let thread = std::thread::Builder::new()
+                    .name("dem-store-read".into())
+                    .spawn_scoped(scope, read);
+                (thread, read, header)
+            });
+            let tail = read_tail(&txn, id, &rec);
+            let file = read.map(|(thread, read, header)| {
+                let bytes = match thread {
+                    Ok(thread) => thread.join().unwrap_or_else(|_| {
+                        Err(LoadError::Corrupt(format!(
+                            "mailbox {id:?}: reading the snapshot file failed"
+                        )))
+                    }),
+                    // No thread to spare: one after the other.
+                    Err(_) => read(),
+                };
+                (bytes, header)
+            });
+            (file, tail)
+        });
+        let snapshot = match (&rec.snapshot, file) {
+            (None, _) => None,
+            (Some(_), Some((bytes, header))) => Some(SnapshotRecord {
                 seq: header.seq,
                 schema_version: header.schema_version,
-                bytes: self.inner.blobs.read(id, name, header.bytes, check)?.into(),
+                bytes: bytes?.into(),
                 vv: header.vv.clone(),
             }),
-            Some(header) => {
-                let table = txn.open_table(SNAPSHOT).map_err(LoadError::database)?;
-                let guard = table.get(id).map_err(LoadError::database)?.ok_or_else(|| {
-                    LoadError::Corrupt(format!("mailbox {id:?}: snapshot missing"))
-                })?;
-                let bytes = guard.value();
-                if bytes.len() as u64 != header.bytes {
-                    return Err(LoadError::Corrupt(format!(
-                        "mailbox {id:?}: snapshot is {} bytes, meta says {}",
-                        bytes.len(),
-                        header.bytes
-                    )));
-                }
-                Some(SnapshotRecord {
-                    seq: header.seq,
-                    schema_version: header.schema_version,
-                    bytes: bytes::Bytes::copy_from_slice(bytes),
-                    vv: header.vv.clone(),
-                })
-            }
+            (Some(header), None) => Some(inline_snapshot(&txn, id, header)?),
         };
-        let tail = read_tail(&txn, id, &rec)?;
         Ok(Some(Recovery {
             meta: rec.meta,
             snapshot,
-            tail,
+            tail: tail?,
             last_seq: rec.last_seq,
             snapshot_file: rec.snapshot.as_ref().and_then(|h| h.file),
         }))
@@ -157,6 +166,33 @@ impl MailboxStore {
         let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
         read_meta(&txn, id)
     }
+}
+
+/// A snapshot small enough to live in the database.
+fn inline_snapshot(
+    txn: &redb::ReadTransaction,
+    id: &str,
+    header: &SnapshotHeader,
+) -> Result<SnapshotRecord, LoadError> {
+    let table = txn.open_table(SNAPSHOT).map_err(LoadError::database)?;
+    let guard = table
+        .get(id)
+        .map_err(LoadError::database)?
+        .ok_or_else(|| LoadError::Corrupt(format!("mailbox {id:?}: snapshot missing")))?;
+    let bytes = guard.value();
+    if bytes.len() as u64 != header.bytes {
+        return Err(LoadError::Corrupt(format!(
+            "mailbox {id:?}: snapshot is {} bytes, meta says {}",
+            bytes.len(),
+            header.bytes
+        )));
+    }
+    Ok(SnapshotRecord {
+        seq: header.seq,
+        schema_version: header.schema_version,
+        bytes: bytes::Bytes::copy_from_slice(bytes),
+        vv: header.vv.clone(),
+    })
 }
 
 fn read_meta(txn: &redb::ReadTransaction, id: &str) -> Result<Option<MetaRecord>, LoadError> {
