@@ -42,7 +42,12 @@ fn bench_net_measures_every_key() -> Result<()> {
             "{key} missing or not positive in {report}"
         );
     }
-    let runs = report["move_ms_runs"].as_array().context("no move_ms_runs")?;
-    ensure!(runs.len() == 3, "three moves, one to each other host: {report}");
+    let runs = report["move_ms_runs"]
+        .as_array()
+        .context("no move_ms_runs")?;
+    ensure!(
+        runs.len() == 3,
+        "three moves, one to each other host: {report}"
+    );
     Ok(())
 }

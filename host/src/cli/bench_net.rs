@@ -16,13 +16,12 @@
 //!   host fsynced the delivery.
 //! - `move_ms` against `raw_quic_ms`: one mailbox is filled with N mails
 //!   over the network and moved on to each of the three other hosts in
-//!   turn (`HostRequest::Pull`, what `dem admin move` sends; the median of
-//!   the three, as for the raw baseline); the same number of bytes as its
-//!   export is sent over plain QUIC streams to a `dem bench net-sink`
-//!   child process, as
-//!   they are (`raw_quic_ms`) and written to a file and fsynced before the
-//!   answer (`raw_quic_durable_ms`, the floor of any move that persists
-//!   before it acknowledges).
+//!   turn (`bench_move.rs`; the median of the three, as for the raw
+//!   baseline); the same number of bytes as its export is sent over plain
+//!   QUIC streams to a `dem bench net-sink` child process, as they are
+//!   (`raw_quic_ms`) and written to a file and fsynced before the answer
+//!   (`raw_quic_durable_ms`, the floor of any move that persists before it
+//!   acknowledges).
 //!
 //! Every child is killed when its handle drops, so also on error.
 
@@ -37,19 +36,13 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::bench_lookups::{Lookups, Path as LookupPath, lookups};
+use super::bench_move::move_along;
 use super::bench_sink::raw_transfers;
 use crate::client::{MailboxRef, Session, Target, now_ms};
-use crate::identity::{HostId, KeyPair, MOVE_ORDER, MailSeal, Name, Signed, UserId, mail_id};
+use crate::identity::{KeyPair, MailSeal, Name, UserId, mail_id};
 use crate::node::verify::with_content;
-use crate::proto::{HostRequest, HostResponse, MoveOrder, SignedMail};
+use crate::proto::{HostRequest, HostResponse, SignedMail};
 use crate::runtime::bindings::NewMail;
-
-/// Moves timed, each to another host; `move_ms` is their median.
-const MOVE_RUNS: usize = 3;
-
-/// Pause after each timed move, for the new holder's restore and the old
-/// holder's delete.
-const MOVE_SETTLE: Duration = Duration::from_millis(500);
 
 /// Sizes of one run.
 #[derive(Debug, Clone)]
@@ -249,42 +242,14 @@ pub async fn run(p: NetParams) -> anyhow::Result<Value> {
     fill(&senders, &big.name, p.mails).await?;
     let fill_per_s = p.mails as f64 / fill_t.elapsed().as_secs_f64();
 
-    // Move the big mailbox on to each host that does not hold it, and
-    // take the median, as the raw baseline does: one move is one sample
-    // on a noisy machine. Each goes to a host that never held it, so each
-    // sends the whole state.
     let mut r = MailboxRef::new(Target::User(big.id()));
     r.lookup(&big.session).await?;
     let from = r.holder().context("the big mailbox has no holder")?.clone();
-    let (mut holder_addr, mut holder) = (from.addr.clone(), from.host);
-    let (mut move_runs, mut move_note) = (Vec::new(), None);
-    for target in hosts
-        .iter()
-        .flatten()
-        .filter(|h| h.id != from.host.to_hex())
-        .take(MOVE_RUNS)
-    {
-        let to: HostId = target.id.parse().context("host id from the child")?;
-        match move_mailbox(&big, &holder_addr, holder, to).await {
-            Ok(t) => move_runs.push(ms(t)),
-            Err(e) => {
-                move_note = Some(format!("not measured: {e:#}"));
-                break;
-            }
-        }
-        (holder_addr, holder) = (target.addr.clone(), to);
-        // The new holder restores the mailbox and the old one deletes its
-        // copy: let that pass before the next move is timed.
-        tokio::time::sleep(MOVE_SETTLE).await;
-    }
-    let move_ms = (move_note.is_none() && !move_runs.is_empty()).then(|| {
-        let mut sorted = move_runs.clone();
-        sorted.sort_by(f64::total_cmp);
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
-    });
+    let moves = move_along(&big, &from.addr, from.host, &hosts).await?;
+    let (move_ms, move_runs, move_note) = (moves.median_ms(), moves.runs_ms, moves.note);
     // Whoever holds it now: stop that host and export the mailbox from its
     // data dir, which gives the exact export bytes a move sends.
-    let holder_id = holder.to_hex();
+    let holder_id = moves.holder.to_hex();
     let idx = hosts
         .iter()
         .position(|h| h.as_ref().is_some_and(|h| h.id == holder_id))
@@ -468,41 +433,4 @@ pub(super) async fn fill(senders: &[User], to: &str, mails: u32) -> anyhow::Resu
         done??;
     }
     Ok(())
-}
-
-/// Orders `owner`'s mailbox moved from `from` to `to`, as `dem admin move`
-/// does, and times it until the host answers that the move is done.
-async fn move_mailbox(
-    owner: &User,
-    from_addr: &str,
-    from: HostId,
-    to: HostId,
-) -> anyhow::Result<Duration> {
-    let order = MoveOrder {
-        user: owner.id(),
-        to,
-    };
-    let signed = Signed::sign(&owner.key, MOVE_ORDER, now_ms(), &order)?;
-    // The raw baseline times a connection set up beforehand; so does the
-    // move: the client's handshake with the source is not part of moving.
-    owner
-        .session
-        .host_request(
-            from_addr,
-            from,
-            &HostRequest::Holds {
-                mailbox: owner.id(),
-            },
-        )
-        .await?;
-    let t = Instant::now();
-    let answer = owner
-        .session
-        .host_request(from_addr, from, &HostRequest::Pull(signed))
-        .await?;
-    let took = t.elapsed();
-    match answer {
-        HostResponse::Done | HostResponse::Imported { .. } => Ok(took),
-        other => bail!("unexpected answer to Pull: {other:?}"),
-    }
 }

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod bench;
 mod bench_lookups;
+mod bench_move;
 mod bench_net;
 mod bench_repl;
 mod bench_sink;
