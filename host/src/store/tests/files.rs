@@ -181,12 +181,21 @@ fn reload_and_load(
     Ok((reloaded, fresh))
 }
 
+/// Mailbox "a" with a snapshot file at seq 3 and ops 4 to 6 logged after
+/// it, and a move's read-ahead of it.
+fn read_ahead(
+    dir: &std::path::Path,
+) -> Result<(MailboxStore, Recovery), Box<dyn std::error::Error>> {
+    let store = with_big_snapshot(dir, 3, 1)?;
+    append_n(&store, "a", 4..=6);
+    let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    Ok((store, earlier))
+}
+
 #[test]
 fn a_reload_to_ship_adds_the_ops_logged_since_the_read_ahead() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let store = with_big_snapshot(dir.path(), 3, 1)?;
-    append_n(&store, "a", 4..=6);
-    let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    let (store, earlier) = read_ahead(dir.path())?;
     append_n(&store, "a", 7..=9);
     let (reloaded, fresh) = reload_and_load(&store, earlier)?;
     assert_eq!(
@@ -200,9 +209,7 @@ fn a_reload_to_ship_adds_the_ops_logged_since_the_read_ahead() -> TestResult {
 #[test]
 fn a_reload_to_ship_after_a_new_snapshot_or_a_removal_reads_afresh() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let store = with_big_snapshot(dir.path(), 3, 1)?;
-    append_n(&store, "a", 4..=6);
-    let earlier = store.load_to_ship("a")?.ok_or("mailbox a is gone")?;
+    let (store, earlier) = read_ahead(dir.path())?;
     append_n(&store, "a", 7..=8);
     store.snapshot("a", big(7, 2)).wait_blocking()?;
     let (reloaded, fresh) = reload_and_load(&store, earlier)?;

@@ -14,6 +14,13 @@ fn snapshot_at(seq: u64) -> Option<ImportSnapshot> {
     Some(ImportSnapshot::Bytes(snap(seq, b"state")))
 }
 
+/// An empty store in a temp dir, which lives as long as the dir handle.
+fn fresh_store() -> Result<(tempfile::TempDir, MailboxStore), std::io::Error> {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path());
+    Ok((dir, store))
+}
+
 /// Stages `rows` for mailbox `id`, waiting for the commit.
 fn stage(
     store: &MailboxStore,
@@ -23,6 +30,13 @@ fn stage(
     let (token, written) = store.stage_log(id, rows);
     written.wait_blocking()?;
     Ok(token)
+}
+
+/// Creates mailbox `id` here with ops 1 and 2 logged.
+fn held_with_two_ops(store: &MailboxStore, id: &str, code: u8) -> Result<(), CommitError> {
+    store.create(id, meta(code)).wait_blocking()?;
+    append_n(store, id, 1..=2);
+    Ok(())
 }
 
 /// Imports mailbox "a" with a snapshot at `first` - 1 and the tail that
@@ -42,8 +56,7 @@ fn import_staged_tail(
 
 #[test]
 fn an_import_names_a_staged_tail_and_counts_it() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open(dir.path());
+    let (_dir, store) = fresh_store()?;
     let token = stage(&store, "a", ops(4..=6))?;
     assert!(store.load("a")?.is_none(), "staged rows are no mailbox");
     import_staged_tail(&store, token, (4, 6), false)?;
@@ -61,8 +74,7 @@ fn an_import_names_a_staged_tail_and_counts_it() -> TestResult {
 
 #[test]
 fn a_staged_tail_that_does_not_match_is_refused_and_writes_nothing() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open(dir.path());
+    let (_dir, store) = fresh_store()?;
     let token = stage(&store, "a", ops(4..=6))?;
     for range in [(4, 7), (4, 5), (3, 6)] {
         let r = import_staged_tail(&store, token, range, false);
@@ -74,10 +86,8 @@ fn a_staged_tail_that_does_not_match_is_refused_and_writes_nothing() -> TestResu
 
 #[test]
 fn staging_is_refused_for_a_mailbox_here_and_a_drop_spares_its_log() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open(dir.path());
-    store.create("a", meta(1)).wait_blocking()?;
-    append_n(&store, "a", 1..=2);
+    let (_dir, store) = fresh_store()?;
+    held_with_two_ops(&store, "a", 1)?;
     let refused = stage(&store, "a", ops(1..=3));
     assert_eq!(refused, Err(CommitError::Exists("a".into())));
     let (token, _) = store.stage_log("b", vec![]);
@@ -96,8 +106,7 @@ fn a_dropped_or_crashed_staging_leaves_no_rows() -> TestResult {
     let dir = tempfile::tempdir()?;
     {
         let store = open(dir.path());
-        store.create("b", meta(2)).wait_blocking()?;
-        append_n(&store, "b", 1..=2);
+        held_with_two_ops(&store, "b", 2)?;
         let token = stage(&store, "a", ops(4..=6))?;
         store.drop_staged_log("a", token).wait_blocking()?;
         assert!(raw_log(&store, "a").is_empty());
@@ -117,8 +126,7 @@ fn a_dropped_or_crashed_staging_leaves_no_rows() -> TestResult {
 
 #[test]
 fn an_import_of_rows_clears_leftover_staged_ones() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open(dir.path());
+    let (_dir, store) = fresh_store()?;
     // A longer tail staged by another transfer, not yet dropped.
     let token = stage(&store, "a", ops(4..=9))?;
     store
@@ -135,8 +143,7 @@ fn an_import_of_rows_clears_leftover_staged_ones() -> TestResult {
 
 #[test]
 fn two_transfers_of_one_mailbox_cannot_mix_their_logs() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open(dir.path());
+    let (_dir, store) = fresh_store()?;
     let first = stage(&store, "a", ops(4..=6))?;
     let second = stage(&store, "a", vec![(4, b"other".to_vec())]);
     assert_eq!(second, Err(CommitError::Staging("a".into())));
