@@ -39,6 +39,7 @@ impl Node {
             return Ok(HostResponse::Done);
         }
         // Meanwhile the state to ship is read.
+        let started = std::time::Instant::now();
         let ahead = self.mailboxes.read_ahead(&id);
         let placement = match self
             .session
@@ -51,6 +52,11 @@ impl Node {
             Ok(other) => return Err(internal(format!("dispatch answered {other:?}"))),
             Err(e) => return Err(forbidden(&format!("the move was not authorized: {e}"))),
         };
+        tracing::debug!(
+            mailbox = %user.short(),
+            authorize_ms = started.elapsed().as_secs_f64() * 1e3,
+            "dispatch authorized the move"
+        );
         match self
             .migrate_out(user, placement.host, &placement.addr, ahead)
             .await

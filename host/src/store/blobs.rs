@@ -13,10 +13,11 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::PathBuf;
 
 use super::LoadError;
+use super::buffers::BufferPool;
 
 /// Snapshots at least this large are kept as files; smaller ones stay in
 /// redb, where they cost less than a file and its fsyncs.
@@ -33,6 +34,7 @@ pub type BlobName = [u8; 32];
 #[derive(Debug)]
 pub(super) struct Blobs {
     dir: PathBuf,
+    buffers: BufferPool,
 }
 
 impl Blobs {
@@ -40,7 +42,10 @@ impl Blobs {
     pub fn open(data_dir: &std::path::Path) -> io::Result<Self> {
         let dir = data_dir.join(DIR);
         fs::create_dir_all(&dir)?;
-        Ok(Blobs { dir })
+        Ok(Blobs {
+            dir,
+            buffers: BufferPool::default(),
+        })
     }
 
     /// The name the snapshot `bytes` of mailbox `id` is stored under.
@@ -91,26 +96,40 @@ impl Blobs {
     }
 
     /// The snapshot of `id` stored as `name`, checked to be `len` bytes
-    /// that (with `check`) hash to that name.
+    /// that (with `check`) hash to that name. The bytes are in a pooled
+    /// buffer ([`BufferPool`]), reused once they are dropped.
     pub fn read(
         &self,
         id: &str,
         name: &BlobName,
         len: u64,
         check: bool,
-    ) -> Result<Vec<u8>, LoadError> {
+    ) -> Result<bytes::Bytes, LoadError> {
         let path = self.path(name);
-        let bytes = fs::read(&path).map_err(|e| {
+        let corrupt = |why: &dyn std::fmt::Display| {
             LoadError::Corrupt(format!(
-                "mailbox {id:?}: snapshot file {}: {e}",
+                "mailbox {id:?}: snapshot file {}: {why}",
                 path.display()
             ))
-        })?;
-        if bytes.len() as u64 != len || (check && Self::name(id, &bytes) != *name) {
-            return Err(LoadError::Corrupt(format!(
-                "mailbox {id:?}: snapshot file {} is damaged",
-                path.display()
+        };
+        let mut file = fs::File::open(&path).map_err(|e| corrupt(&e))?;
+        let on_disk = file.metadata().map_err(|e| corrupt(&e))?.len();
+        // The length comes from our own meta record, but is checked against
+        // the file before any memory is taken for it.
+        let Ok(len_usize) = usize::try_from(len) else {
+            return Err(corrupt(&format_args!("{len} bytes do not fit in memory")));
+        };
+        if on_disk != len {
+            return Err(corrupt(&format_args!(
+                "is damaged: {on_disk} bytes, the record says {len}"
             )));
+        }
+        let mut buf = self.buffers.take(len_usize);
+        let read = file.read_exact(&mut buf);
+        let bytes = self.buffers.share(buf);
+        read.map_err(|e| corrupt(&e))?;
+        if check && Self::name(id, &bytes) != *name {
+            return Err(corrupt(&"is damaged"));
         }
         Ok(bytes)
     }

@@ -23,6 +23,7 @@
 //! produces and consumes the bytes.
 
 mod blobs;
+mod buffers;
 mod error;
 mod import;
 mod read;

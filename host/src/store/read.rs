@@ -120,7 +120,7 @@ impl MailboxStore {
             (Some(_), Some((bytes, header))) => Some(SnapshotRecord {
                 seq: header.seq,
                 schema_version: header.schema_version,
-                bytes: bytes?.into(),
+                bytes: bytes?,
                 vv: header.vv.clone(),
             }),
             (Some(header), None) => Some(inline_snapshot(&txn, id, header)?),

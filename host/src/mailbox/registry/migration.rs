@@ -38,7 +38,15 @@ impl Mailboxes {
         let store = self.store.clone()?;
         let key = id.to_string();
         Some(tokio::task::spawn_blocking(move || {
-            store.load_to_ship(&key)
+            let started = std::time::Instant::now();
+            let read = store.load_to_ship(&key);
+            // The pause waits for this read: worth seeing in a move's log.
+            tracing::debug!(
+                mailbox = %key,
+                read_ms = started.elapsed().as_secs_f64() * 1e3,
+                "read the state to ship ahead"
+            );
+            read
         }))
     }
 }

@@ -91,8 +91,36 @@ fn a_damaged_file_is_an_error_not_a_state() -> TestResult {
     bytes[7] ^= 1;
     std::fs::write(&path, &bytes)?;
     assert!(matches!(store.load("a"), Err(LoadError::Corrupt(_))));
+    // Cut short, or grown: refused by its length before it is read.
+    for len in [bytes.len() - 1, bytes.len() + 1] {
+        bytes.resize(len, 0);
+        std::fs::write(&path, &bytes)?;
+        assert!(matches!(store.load("a"), Err(LoadError::Corrupt(_))));
+        assert!(matches!(
+            store.load_to_ship("a"),
+            Err(LoadError::Corrupt(_))
+        ));
+    }
     std::fs::remove_file(&path)?;
     assert!(matches!(store.load("a"), Err(LoadError::Corrupt(_))));
+    Ok(())
+}
+
+#[test]
+fn loads_that_reuse_a_buffer_read_each_snapshot_whole() -> TestResult {
+    // Two mailboxes' files of different sizes, read in turn: each load
+    // reuses the buffer the one before gave back (`store::buffers`).
+    let dir = tempfile::tempdir()?;
+    let store = with_big_snapshot(dir.path(), 1, 5)?;
+    let larger = snap(2, &vec![9; blobs::BLOB_BYTES_MIN + 4096]);
+    store
+        .import("b", meta(1), Some(larger.clone()), vec![], false)
+        .wait_blocking()?;
+    for _ in 0..3 {
+        assert_eq!(loaded_snapshot(&store)?, big(1, 5));
+        let b = store.load("b")?.and_then(|r| r.snapshot);
+        assert_eq!(b, Some(larger.clone()));
+    }
     Ok(())
 }
 
