@@ -287,7 +287,14 @@ async fn move_mailbox(ctx: &UserCtx, name: &str, to: &str) -> anyhow::Result<()>
     let addr = holder.addr.clone().unwrap_or_default();
     match ctx
         .session
-        .host_request(&addr, holder.host, &HostRequest::Pull(signed))
+        .host_request(
+            &addr,
+            holder.host,
+            &HostRequest::Pull {
+                order: signed,
+                to_addr: Some(placement.addr.clone()),
+            },
+        )
         .await
         .with_context(|| format!("moving the mailbox off host {addr}"))?
     {

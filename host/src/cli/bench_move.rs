@@ -63,7 +63,7 @@ pub(super) async fn move_along(
         .take(MOVE_RUNS)
     {
         let to: HostId = target.id.parse().context("host id from the child")?;
-        match move_mailbox(big, &holder_addr, moves.holder, to).await {
+        match move_mailbox(big, (&holder_addr, moves.holder), (&target.addr, to)).await {
             Ok(t) => moves.runs_ms.push(ms(t)),
             Err(e) => {
                 moves.note = Some(format!("not measured: {e:#}"));
@@ -82,9 +82,8 @@ pub(super) async fn move_along(
 /// does, and times it until the host answers that the move is done.
 async fn move_mailbox(
     owner: &User,
-    from_addr: &str,
-    from: HostId,
-    to: HostId,
+    (from_addr, from): (&str, HostId),
+    (to_addr, to): (&str, HostId),
 ) -> anyhow::Result<Duration> {
     let order = MoveOrder {
         user: owner.id(),
@@ -106,7 +105,14 @@ async fn move_mailbox(
     let t = Instant::now();
     let answer = owner
         .session
-        .host_request(from_addr, from, &HostRequest::Pull(signed))
+        .host_request(
+            from_addr,
+            from,
+            &HostRequest::Pull {
+                order: signed,
+                to_addr: Some(to_addr.to_string()),
+            },
+        )
         .await?;
     let took = t.elapsed();
     match answer {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use super::Node;
+use super::grant::PendingGrant;
 use super::migrate::{MigrateError, answer_move, within_move_timeout};
 use super::serve::{internal, mailbox_id};
 use super::traffic::Kind;
@@ -68,14 +69,15 @@ impl Node {
         None
     }
 
-    /// Sends `delta` of `user`'s mailbox to `to` as the move to `epoch`.
+    /// Sends `delta` of `user`'s mailbox to `to` as the move to `epoch`,
+    /// finished once `grant` is.
     pub(super) async fn send_delta(
         &self,
         user: UserId,
         delta: &DeltaState,
-        to: HostId,
-        to_addr: &str,
+        (to, to_addr): (HostId, &str),
         epoch: Epoch,
+        grant: &mut PendingGrant,
     ) -> Result<u64, MigrateError> {
         let conn = self
             .session
@@ -103,6 +105,7 @@ impl Node {
                 frames
                     .into_iter()
                     .map(|f| Ok::<_, DeltaError>(EncodedFrame::from(f))),
+                grant,
             )
             .await?;
         tracing::info!(ops = delta.ops.len(), bytes, "sent the move as a delta");
@@ -202,7 +205,7 @@ impl Node {
         }
         self.replication.forget(&id);
         let from = HostId(ex.peer_key);
-        if let Err(e) = self.take_over_from(user, from, header.epoch).await {
+        if let Err(e) = self.take_over_from(user, from, header.epoch, None).await {
             // As for a whole move: without dispatch's record this copy
             // must not serve.
             if let Err(e) = self.mailboxes.remove(&id).await {

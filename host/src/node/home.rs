@@ -115,7 +115,14 @@ impl Node {
             Signed::sign(owner, MOVE_ORDER, now_ms(), &order).map_err(|e| e.to_string())?;
         match self
             .session
-            .host_request(&addr, holder, &HostRequest::Pull(signed))
+            .host_request(
+                &addr,
+                holder,
+                &HostRequest::Pull {
+                    order: signed,
+                    to_addr: Some(self.addr.clone()),
+                },
+            )
             .await
         {
             Ok(HostResponse::Done | HostResponse::Imported { .. }) => Ok(true),

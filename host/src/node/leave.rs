@@ -12,6 +12,7 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use super::Node;
+use super::grant::PendingGrant;
 use crate::attachments;
 use crate::dispatch::{AttachmentId, ObjectRef};
 use crate::identity::HostId;
@@ -57,7 +58,7 @@ impl Node {
                 for mv in plan.moves {
                     let moved = match &mv.object {
                         ObjectRef::Mailbox(user) => self
-                            .migrate_out(*user, mv.host, &mv.addr, None)
+                            .migrate_out(*user, mv.host, &mv.addr, None, PendingGrant::given())
                             .await
                             .map(drop)
                             .map_err(|e| e.to_string()),

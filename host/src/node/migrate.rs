@@ -13,17 +13,18 @@
 //! the mailbox carries on at the source, intact.
 //!
 //! The owner's order to move a mailbox (`Pull`) arrives in `pull.rs`,
-//! which calls [`Node::migrate_out`] once dispatch granted the target.
+//! which calls [`Node::migrate_out`] with dispatch's grant of the target,
+//! granted or still on its way (`grant.rs`): the stream's end waits for it.
 
 use std::time::Duration;
 
 use tracing::Instrument as _;
 
 use super::Node;
+use super::grant::PendingGrant;
 use super::serve::mailbox_id;
 use super::traffic::Kind;
-use crate::client::{HOST_REQUEST_TIMEOUT, SessionError};
-use crate::dispatch::ObjectRef;
+use crate::client::HOST_REQUEST_TIMEOUT;
 use crate::export::{
     self, EncodedFrame, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer,
 };
@@ -55,6 +56,9 @@ pub enum MigrateError {
     /// The dispatch unit did not answer or refused.
     #[error("the dispatch unit: {0}")]
     Dispatch(String),
+    /// The dispatch unit did not authorize the move.
+    #[error("the move was not authorized: {0}")]
+    NotAuthorized(String),
     /// The target could not be reached, refused, or broke off.
     #[error("the target host: {0}")]
     Target(String),
@@ -66,13 +70,16 @@ pub enum MigrateError {
 impl Node {
     /// Moves `user`'s mailbox to `to` at `to_addr`, which the dispatch unit
     /// must have granted. Returns where it went; on error it stays here.
-    /// `ahead`: its state, already being read (else the read starts here).
+    /// `ahead`: its state, already being read (else the read starts here);
+    /// `grant`: dispatch's authorization, which the end of the stream waits
+    /// for (`grant.rs`).
     pub async fn migrate_out(
         &self,
         user: UserId,
         to: HostId,
         to_addr: &str,
         ahead: Option<ReadAhead>,
+        mut grant: PendingGrant,
     ) -> Result<MovedTo, MigrateError> {
         let id = mailbox_id(&user).map_err(|e| MigrateError::Pause(e.message))?;
         let span = tracing::info_span!("migrate-out", mailbox = %user.short(), host = %self.id.short(), to = %to.short());
@@ -107,6 +114,9 @@ impl Node {
                 "asked the target for its copy"
             );
             let migration = loop {
+                if let Some(refused) = grant.refused() {
+                    return Err(refused);
+                }
                 let migration = self
                     .mailboxes
                     .begin_migration(&id, peer.take(), ahead.take())
@@ -124,12 +134,14 @@ impl Node {
                 let delta = matches!(migration.state, MoveState::Delta(_));
                 let sent = tokio::time::timeout(MIGRATE_TIMEOUT, async {
                     match &migration.state {
-                        MoveState::Delta(d) => self.send_delta(user, d, to, to_addr, epoch).await,
+                        MoveState::Delta(d) => {
+                            self.send_delta(user, d, (to, to_addr), epoch, &mut grant)
+                                .await
+                        }
                         MoveState::Full(state) => {
-                            self.send_mailbox(&id, state, to, to_addr, |header| {
-                                HostRequest::Migrate { header, epoch }
-                            })
-                            .await
+                            let request = |header| HostRequest::Migrate { header, epoch };
+                            self.send_mailbox(&id, state, (to, to_addr), request, &mut grant)
+                                .await
                         }
                     }
                 })
@@ -188,14 +200,14 @@ impl Node {
     }
 
     /// The transfer itself: missing code, then `request` (made from the
-    /// export's header) and the export frames.
+    /// export's header) and the export frames, finished once `grant` is.
     pub(super) async fn send_mailbox(
         &self,
         id: &MailboxId,
         state: &ExportedState,
-        to: HostId,
-        to_addr: &str,
+        (to, to_addr): (HostId, &str),
         request: impl FnOnce(Box<ExportHeader>) -> HostRequest,
+        grant: &mut PendingGrant,
     ) -> Result<u64, MigrateError> {
         let conn = self
             .session
@@ -226,7 +238,7 @@ impl Node {
         );
         let before = conn.quinn().stats().path;
         let sent = self
-            .stream_to(&conn, &request(Box::new(header)), frames)
+            .stream_to(&conn, &request(Box::new(header)), frames, grant)
             .await;
         // Loss on a bulk transfer means the receiver's socket buffer
         // overflowed (`TransportConfig::socket_buffer_bytes`).
@@ -286,14 +298,16 @@ impl Node {
         Ok(code)
     }
 
-    /// Sends `request` then `frames` as raw frames on one stream; the
-    /// log position the target answers with `Imported`. A frame that could
-    /// not be made resets the stream, so the target drops what it took.
+    /// Sends `request` then `frames` as raw frames on one stream, and ends
+    /// it once `grant` is granted; the log position the target answers
+    /// with `Imported`. A frame that could not be made, or a refused grant,
+    /// resets the stream, so the target drops what it took.
     pub(super) async fn stream_to<E: std::fmt::Display>(
         &self,
         conn: &Connection,
         request: &HostRequest,
         frames: impl IntoIterator<Item = Result<EncodedFrame, E>>,
+        grant: &mut PendingGrant,
     ) -> Result<u64, MigrateError> {
         let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         let (mut send, mut recv) = conn.open_stream().await.map_err(|e| target(&e))?;
@@ -328,6 +342,10 @@ impl Node {
                     _ => target(&e),
                 },
             );
+        }
+        if let Err(e) = grant.granted().await {
+            let _ = send.reset(quinn::VarInt::from_u32(0));
+            return Err(e);
         }
         send.finish().map_err(|e| target(&e))?;
         match read_frame::<Result<HostResponse, WireError>>(&mut recv, MESSAGE_BYTES_MAX).await {
@@ -383,39 +401,6 @@ impl Node {
             .map_err(|e| bad(&e))?;
         }
         Ok(())
-    }
-
-    /// As the target of a move from `from`: reports to dispatch that this
-    /// host now holds `user`'s mailbox in `from`'s place at `epoch`, the
-    /// other replicas staying.
-    pub(super) async fn take_over_from(
-        &self,
-        user: UserId,
-        from: HostId,
-        epoch: Epoch,
-    ) -> Result<(), SessionError> {
-        let mut hosts: Vec<HostId> = match self
-            .session
-            .dispatch(&DispatchRequest::LookupUser { user })
-            .await?
-        {
-            DispatchResponse::Mailbox(found) => found.hosts.iter().map(|h| h.host).collect(),
-            other => {
-                return Err(SessionError::Unexpected(format!(
-                    "dispatch answered {other:?}"
-                )));
-            }
-        };
-        hosts.retain(|h| *h != from && *h != self.id);
-        hosts.insert(0, self.id);
-        self.session
-            .dispatch(&DispatchRequest::LocationUpdate {
-                object: ObjectRef::Mailbox(user),
-                hosts,
-                epoch,
-            })
-            .await
-            .map(drop)
     }
 
     /// `MissingCode`: which of these components this host lacks.

@@ -182,7 +182,13 @@ impl Node {
     ) -> Result<HostResponse, WireError> {
         let id = header.mailbox.clone();
         let started = std::time::Instant::now();
-        let incoming = self.receive_staged(header, ex).await?;
+        // The holders to report the move with are looked up meanwhile, so
+        // only the update itself follows the import.
+        let (incoming, listed) = tokio::join!(
+            self.receive_staged(header, ex),
+            self.holders_before(owner_of(header)?, epoch)
+        );
+        let incoming = incoming?;
         let received_ms = started.elapsed().as_secs_f64() * 1e3;
         // A peer cannot overwrite a live replica here; a stale copy this
         // host kept from before (it was down, others took over) may be
@@ -237,7 +243,7 @@ impl Node {
         let imported_ms = started.elapsed().as_secs_f64() * 1e3;
         // Only the grantee of an authorized move may say so: if dispatch
         // refuses, this copy must not exist.
-        if let Err(e) = self.take_over_from(user, from, epoch).await {
+        if let Err(e) = self.take_over_from(user, from, epoch, listed.ok()).await {
             if let Err(e) = self.mailboxes.remove(&id).await {
                 tracing::warn!(error = %e, "dropping a refused import");
             }

@@ -22,6 +22,7 @@
 mod attachment_keeper;
 mod attachment_refs;
 mod delta_move;
+mod grant;
 mod home;
 mod keeper;
 mod leave;

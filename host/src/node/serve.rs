@@ -61,7 +61,7 @@ impl Node {
                 return self.migrate_in(header, epoch, ex).await;
             }
             HostRequest::MissingCode { hashes } => self.missing_code(&hashes),
-            HostRequest::Pull(order) => self.pull(&order).await,
+            HostRequest::Pull { order, to_addr } => self.pull(&order, to_addr.as_deref()).await,
             HostRequest::Sync { mailbox, ops } => {
                 self.handle_sync(mailbox, ops, HostId(ex.peer_key)).await
             }

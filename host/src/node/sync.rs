@@ -26,6 +26,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{Notify, watch};
 
 use super::Node;
+use super::grant::PendingGrant;
 use super::serve::{internal, mailbox_id};
 use crate::client::mailbox_ref::NOT_HERE;
 use crate::dispatch::HostAddr;
@@ -455,9 +456,14 @@ impl Node {
     ) -> Result<VersionVector, String> {
         let state = self.mailboxes.export(id).await.map_err(|e| e.to_string())?;
         let vv = state.vv().map_err(|e| e.to_string())?;
-        self.send_mailbox(id, &state, host, addr, |header| HostRequest::Copy {
-            header,
-        })
+        let request = |header| HostRequest::Copy { header };
+        self.send_mailbox(
+            id,
+            &state,
+            (host, addr),
+            request,
+            &mut PendingGrant::given(),
+        )
         .await
         .map_err(|e| e.to_string())?;
         tracing::info!(mailbox = %id, peer = %host.short(), "sent a whole copy");

@@ -80,8 +80,16 @@ pub enum HostRequest {
     },
     /// Which of these code hashes this host lacks.
     MissingCode { hashes: Vec<crate::ids::CodeHash> },
-    /// Move the owner's mailbox to the order's target host now.
-    Pull(Signed<MoveOrder>),
+    /// Move the owner's mailbox to the order's target host now. `to_addr`,
+    /// where the caller knows that host to listen, lets the holder start
+    /// the move while dispatch authorizes it (`node::grant`); it is not
+    /// signed, and need not be: the holder's connection pins the order's
+    /// host key, so a wrong address only fails. Without it the holder
+    /// waits for dispatch's placement.
+    Pull {
+        order: Signed<MoveOrder>,
+        to_addr: Option<String>,
+    },
     /// Store an attachment; its chunks follow as raw frames.
     AttachmentPut {
         id: AttachmentId,
