@@ -232,6 +232,7 @@ impl Node {
             Some(t) => Some(t.written().await?),
             None => None,
         };
+        let tail_ms = started.elapsed().as_secs_f64() * 1e3;
         self.mailboxes
             .import_durable(&id, state, staged, staged_rows, replace)
             .await
@@ -255,6 +256,7 @@ impl Node {
         tracing::info!(
             log_position,
             received_ms,
+            tail_ms,
             imported_ms,
             listed_ms = started.elapsed().as_secs_f64() * 1e3,
             "mailbox imported"
@@ -341,6 +343,10 @@ impl Node {
             Some(Sink::File { chunks, writer, .. }) => {
                 drop(chunks);
                 let staging = writer.await.map_err(internal)?.map_err(internal)?;
+                tracing::debug!(
+                    written_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "wrote the snapshot file"
+                );
                 Some(staging)
             }
             Some(Sink::Memory(bytes)) => {
