@@ -68,11 +68,11 @@ pub enum MigrateError {
 }
 
 impl Node {
-    /// Moves `user`'s mailbox to `to` at `to_addr`, which the dispatch unit
-    /// must have granted. Returns where it went; on error it stays here.
-    /// `ahead`: its state, already being read (else the read starts here);
-    /// `grant`: dispatch's authorization, which the end of the stream waits
-    /// for (`grant.rs`).
+    /// Moves `user`'s mailbox to `to` at `to_addr`, as the dispatch unit
+    /// grants it: `grant`, granted already or on its way, which the end of
+    /// the stream waits for (`grant.rs`). Returns where it went; on error
+    /// it stays here. `ahead`: its state, already being read (else the read
+    /// starts here).
     pub async fn migrate_out(
         &self,
         user: UserId,
