@@ -17,7 +17,7 @@ pub mod attachment;
 pub mod delta;
 pub mod keeper;
 pub mod unlisted;
-pub mod vv;
+pub use dem_proto::vv;
 pub mod window;
 
 pub use delta::{Delta, DeltaError, DeltaFrame, DeltaReceiver, delta_for, encode_delta};

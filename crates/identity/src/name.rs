@@ -196,7 +196,7 @@ impl SignedNameClaim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::signed::OWNER_CALL;
+    use crate::signed::OWNER_CALL;
 
     #[test]
     fn valid_names() {

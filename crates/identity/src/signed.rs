@@ -257,7 +257,7 @@ fn signed_bytes<K: KeyId>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::id::HostId;
+    use crate::id::HostId;
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     struct Call {

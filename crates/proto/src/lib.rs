@@ -1,0 +1,14 @@
+//! DEM's wire protocol as data: what clients, hosts and dispatch units say
+//! to each other, and the formats a mailbox travels in. No I/O happens
+//! here (the crate cannot name tokio, quinn, redb or wasmtime): `dem-net`
+//! moves the frames, `dem-core` decides, `dem-node` drives.
+//!
+//! - [`ids`]: mailbox, mail and code ids;
+//! - [`vv`]: version vectors and op ids.
+
+pub mod ids;
+pub mod vv;
+
+pub use dem_identity::{DispatchId, Epoch, HostId, UserId};
+pub use ids::{CodeHash, IdError, MailboxId};
+pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};
