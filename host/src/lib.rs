@@ -19,7 +19,7 @@
 //! - `client`: `MailboxRef` and the user side of the network.
 //! - `cli`: the `dem` command line.
 
-pub mod attachments;
+pub use dem_store::attachments;
 pub mod builtin;
 pub mod cli;
 pub mod client;
@@ -33,4 +33,4 @@ pub mod node;
 pub mod proto;
 pub mod replica;
 pub mod runtime;
-pub mod store;
+pub use dem_store as store;

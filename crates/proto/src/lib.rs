@@ -4,11 +4,14 @@
 //! moves the frames, `dem-core` decides, `dem-node` drives.
 //!
 //! - [`ids`]: mailbox, mail and code ids;
+//! - [`attachment`]: the one attachment id, BLAKE3 of the content;
 //! - [`vv`]: version vectors and op ids.
 
+pub mod attachment;
 pub mod ids;
 pub mod vv;
 
 pub use dem_identity::{DispatchId, Epoch, HostId, UserId};
+pub use attachment::{ATTACHMENT_ID_HEX_LEN, AttachmentId, AttachmentIdError};
 pub use ids::{CodeHash, IdError, MailboxId};
 pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};

@@ -17,7 +17,7 @@ use redb::{Database, ReadableTable};
 
 use super::writer::{Applied, BatchFiles, Slot, Tables, store_bytes};
 use super::{CommitError, ImportSnapshot, MailboxMeta, OpenError};
-use crate::store::tables::{LOG, META, MetaRecord, STAGED, SnapshotHeader};
+use crate::tables::{LOG, META, MetaRecord, STAGED, SnapshotHeader};
 
 /// Which import a staged log tail belongs to (unique while the store is
 /// open; stagings do not outlive it).

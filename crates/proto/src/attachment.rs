@@ -16,7 +16,7 @@ pub const ATTACHMENT_ID_HEX_LEN: usize = 64;
 
 /// Why a string is not an [`AttachmentId`].
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum IdError {
+pub enum AttachmentIdError {
     /// The string is not exactly [`ATTACHMENT_ID_HEX_LEN`] bytes long.
     #[error("attachment id is {0} bytes long, expected {ATTACHMENT_ID_HEX_LEN} hex characters")]
     Length(usize),
@@ -34,10 +34,10 @@ pub struct AttachmentId([u8; 32]);
 
 impl AttachmentId {
     /// Parses the 64-char lower-case hex spelling.
-    pub fn parse(hex: &str) -> Result<Self, IdError> {
+    pub fn parse(hex: &str) -> Result<Self, AttachmentIdError> {
         let bytes = hex.as_bytes();
         if bytes.len() != ATTACHMENT_ID_HEX_LEN {
-            return Err(IdError::Length(bytes.len()));
+            return Err(AttachmentIdError::Length(bytes.len()));
         }
         let mut out = [0u8; 32];
         for (i, pair) in bytes.chunks_exact(2).enumerate() {
@@ -73,24 +73,24 @@ impl AttachmentId {
     }
 }
 
-fn nibble(c: u8) -> Result<u8, IdError> {
+fn nibble(c: u8) -> Result<u8, AttachmentIdError> {
     match c {
         b'0'..=b'9' => Ok(c - b'0'),
         b'a'..=b'f' => Ok(c - b'a' + 10),
-        _ => Err(IdError::NotLowerHex),
+        _ => Err(AttachmentIdError::NotLowerHex),
     }
 }
 
 impl FromStr for AttachmentId {
-    type Err = IdError;
-    fn from_str(s: &str) -> Result<Self, IdError> {
+    type Err = AttachmentIdError;
+    fn from_str(s: &str) -> Result<Self, AttachmentIdError> {
         Self::parse(s)
     }
 }
 
 impl TryFrom<String> for AttachmentId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, IdError> {
+    type Error = AttachmentIdError;
+    fn try_from(s: String) -> Result<Self, AttachmentIdError> {
         Self::parse(&s)
     }
 }
@@ -129,21 +129,21 @@ mod tests {
     #[test]
     fn refuses_bad_spellings() {
         let good = AttachmentId::of(b"x").to_hex();
-        assert_eq!(AttachmentId::parse(""), Err(IdError::Length(0)));
-        assert_eq!(AttachmentId::parse(&good[..63]), Err(IdError::Length(63)));
+        assert_eq!(AttachmentId::parse(""), Err(AttachmentIdError::Length(0)));
+        assert_eq!(AttachmentId::parse(&good[..63]), Err(AttachmentIdError::Length(63)));
         assert_eq!(
             AttachmentId::parse(&format!("{good}0")),
-            Err(IdError::Length(65))
+            Err(AttachmentIdError::Length(65))
         );
         let upper = good.to_uppercase();
         if upper != good {
-            assert_eq!(AttachmentId::parse(&upper), Err(IdError::NotLowerHex));
+            assert_eq!(AttachmentId::parse(&upper), Err(AttachmentIdError::NotLowerHex));
         }
         let traversal = format!("../{}", &good[3..]);
-        assert_eq!(AttachmentId::parse(&traversal), Err(IdError::NotLowerHex));
+        assert_eq!(AttachmentId::parse(&traversal), Err(AttachmentIdError::NotLowerHex));
         // A multi-byte character must not be split into "hex" bytes.
         let accented = format!("é{}", &good[2..]);
-        assert_eq!(AttachmentId::parse(&accented), Err(IdError::NotLowerHex));
+        assert_eq!(AttachmentId::parse(&accented), Err(AttachmentIdError::NotLowerHex));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tempfile::TempPath;
 
 use super::blobs::{BLOB_BYTES_MIN, BlobName};
 use super::{SNAPSHOT_BYTES_MAX, SnapshotRecord};
-use crate::replica::VersionVector;
+use dem_proto::VersionVector;
 
 /// Start writing back what was written after this many bytes, so the
 /// final fsync has little left to do.

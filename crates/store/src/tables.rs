@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blobs::BlobName;
 use super::{LoadError, MailboxMeta, MailboxUsage, OpenError};
-use crate::replica::VersionVector;
+use dem_proto::VersionVector;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_meta");
 pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox_log");

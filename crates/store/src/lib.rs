@@ -22,6 +22,7 @@
 //! an op is and when to snapshot (using [`MailboxStore::usage`]), the runtime
 //! produces and consumes the bytes.
 
+pub mod attachments;
 mod blobs;
 mod buffers;
 mod error;
@@ -54,7 +55,7 @@ pub use staging::{ImportSnapshot, SnapshotStaging, StagedRecord, StagedSnapshot,
 use tables::{META, MetaRecord};
 use writer::{Op, Request, Writer};
 
-use crate::replica::VersionVector;
+use dem_proto::VersionVector;
 
 /// Largest single log entry. Ops are single mutating calls (a delivered
 /// mail, a flag change); anything bigger is a bug or an attack.

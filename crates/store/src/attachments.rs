@@ -46,7 +46,6 @@
 
 mod error;
 mod format;
-mod id;
 mod read;
 #[cfg(test)]
 mod test_support;
@@ -62,7 +61,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use error::{BeginError, FinishError, OpenError, ReadError, RemoveError, WriteError};
-pub use id::{ATTACHMENT_ID_HEX_LEN, AttachmentId, IdError};
+pub use dem_proto::{ATTACHMENT_ID_HEX_LEN, AttachmentId, AttachmentIdError};
 pub use read::{Chunk, ChunkStream};
 pub use upload::Upload;
 
