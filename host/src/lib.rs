@@ -28,7 +28,7 @@ pub mod export;
 pub use dem_identity as identity;
 pub use dem_proto::ids;
 pub mod mailbox;
-pub mod net;
+pub use dem_net as net;
 pub mod node;
 pub mod proto;
 pub mod replica;

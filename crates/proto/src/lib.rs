@@ -5,13 +5,16 @@
 //!
 //! - [`ids`]: mailbox, mail and code ids;
 //! - [`attachment`]: the one attachment id, BLAKE3 of the content;
+//! - [`error`]: the error a server answers with;
 //! - [`vv`]: version vectors and op ids.
 
 pub mod attachment;
+pub mod error;
 pub mod ids;
 pub mod vv;
 
 pub use dem_identity::{DispatchId, Epoch, HostId, UserId};
 pub use attachment::{ATTACHMENT_ID_HEX_LEN, AttachmentId, AttachmentIdError};
+pub use error::WireError;
 pub use ids::{CodeHash, IdError, MailboxId};
 pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};
