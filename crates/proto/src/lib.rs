@@ -6,9 +6,11 @@
 //! - [`ids`]: mailbox, mail and code ids;
 //! - [`attachment`]: the one attachment id, BLAKE3 of the content;
 //! - [`error`]: the error a server answers with;
+//! - [`dispatch`]: what dispatch units are asked and answer, and their tables;
 //! - [`vv`]: version vectors and op ids.
 
 pub mod attachment;
+pub mod dispatch;
 pub mod error;
 pub mod ids;
 pub mod vv;

@@ -191,7 +191,7 @@ fn status_json(view: &StatusView) -> Value {
         .iter()
         .map(|a| {
             json!({
-                "id": a.id.as_str(),
+                "id": a.id.to_hex(),
                 "hosts": a.hosts.iter().map(HostId::to_hex).collect::<Vec<_>>(),
                 "epoch": a.epoch.0,
                 "size_bytes": a.size_bytes,

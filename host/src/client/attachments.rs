@@ -312,7 +312,7 @@ async fn fetch_from(
     progress.finish();
     file.sync_all().map_err(io)?;
     let whole = range.is_none();
-    if got != expected || (whole && hasher.finalize().to_hex().as_str() != id.as_str()) {
+    if got != expected || (whole && AttachmentId::from_bytes(*hasher.finalize().as_bytes()) != *id) {
         let _ = std::fs::remove_file(out);
         return Err(AttachmentError::Corrupt(id.to_string()));
     }

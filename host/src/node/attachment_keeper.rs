@@ -319,7 +319,7 @@ impl Node {
     }
 
     async fn remove_attachment(&self, id: &AttachmentId) -> Result<(), WireError> {
-        let local = attachments::AttachmentId::parse(id.as_str()).map_err(internal)?;
+        let local = *id;
         let store = self.attachments.clone();
         match tokio::task::spawn_blocking(move || store.remove(&local)).await {
             Ok(Ok(())) | Ok(Err(attachments::RemoveError::NotFound(_))) => Ok(()),

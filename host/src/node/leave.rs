@@ -13,7 +13,6 @@ use tracing::Instrument as _;
 
 use super::Node;
 use super::grant::PendingGrant;
-use crate::attachments;
 use crate::dispatch::{AttachmentId, ObjectRef};
 use crate::identity::HostId;
 use crate::proto::{DispatchRequest, DispatchResponse};
@@ -105,7 +104,7 @@ impl Node {
         // Probed and bounded in time: the target may have restarted behind
         // a cached connection.
         self.copy_attachment(id, to, addr, true).await?;
-        let local = attachments::AttachmentId::parse(id.as_str()).map_err(|e| e.to_string())?;
+        let local = *id;
         let store = self.attachments.clone();
         tokio::task::spawn_blocking(move || store.remove(&local))
             .await

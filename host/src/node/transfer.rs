@@ -148,11 +148,7 @@ impl Node {
         media_type: Option<String>,
         ex: &mut Exchange,
     ) -> Result<Received> {
-        let Ok(local) = attachments::AttachmentId::parse(id.as_str()) else {
-            ex.reply_err(&WireError::new(WireError::BAD_REQUEST, "bad attachment id"))
-                .await?;
-            return Ok(Received::Refused);
-        };
+        let local = *id;
         let store = self.attachments.clone();
         let begun = tokio::task::spawn_blocking(move || {
             store.begin_upload(local, size_bytes, name, media_type)
@@ -228,7 +224,7 @@ impl Node {
         move_out: bool,
     ) -> std::result::Result<(), String> {
         self.probe(to, addr).await?;
-        let local = attachments::AttachmentId::parse(id.as_str()).map_err(|e| e.to_string())?;
+        let local = *id;
         let store = self.attachments.clone();
         let chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local))
             .await
@@ -342,11 +338,7 @@ impl Node {
         end: u64,
         mut ex: Exchange,
     ) -> Result<()> {
-        let Ok(local) = attachments::AttachmentId::parse(id.as_str()) else {
-            return ex
-                .reply_err(&WireError::new(WireError::BAD_REQUEST, "bad attachment id"))
-                .await;
-        };
+        let local = id;
         let store = self.attachments.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let size = store.meta(&local)?.size_bytes;

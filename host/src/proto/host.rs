@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::replica::VersionVector;
 
 use crate::dispatch::AttachmentId;
+pub use dem_proto::dispatch::MoveOrder;
 use crate::export::ExportHeader;
 use crate::identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
 use crate::mailbox::{MovedTo, Request, Response};
@@ -29,13 +30,6 @@ pub struct OwnerCall {
 pub struct CreateOrder {
     pub user: UserId,
     pub host: HostId,
-}
-
-/// The owner orders their mailbox moved to `to` (home pull, admin move).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoveOrder {
-    pub user: UserId,
-    pub to: HostId,
 }
 
 /// A mail and its sender's seal over its content.

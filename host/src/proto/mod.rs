@@ -9,7 +9,7 @@
 //! a host or dispatch unit talking for itself needs no other signature;
 //! anything done on behalf of a user carries that user's signature.
 
-pub mod dispatch;
+pub use dem_proto::dispatch;
 pub mod host;
 
 pub use dispatch::{DispatchRequest, DispatchResponse};

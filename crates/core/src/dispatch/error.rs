@@ -3,8 +3,9 @@
 //! the exact refusal) instead of passing strings around.
 
 use super::limits::LimitExceeded;
-use super::objects::{AttachmentId, ObjectRef};
-use crate::identity::id::{Epoch, HostId, UserId};
+use dem_proto::AttachmentId;
+use dem_proto::dispatch::ObjectRef;
+use dem_identity::{Epoch, HostId, UserId};
 
 /// A host or unit address that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -18,7 +19,7 @@ pub enum AddrError {
 }
 
 /// A malformed user name: the rule is `identity::name`'s.
-pub use crate::identity::name::NameError as NameFormatError;
+pub use dem_identity::name::NameError as NameFormatError;
 
 /// A list of holder hosts that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

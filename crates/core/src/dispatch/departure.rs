@@ -5,21 +5,13 @@
 //! network instead of dumping them all on the currently emptiest host.
 //! Every planned move is granted, which authorizes the target to report it.
 
-use serde::{Deserialize, Serialize};
+pub use dem_proto::dispatch::departure::*;
 
 use super::error::PlacementError;
 use super::objects::ObjectRef;
-use super::placement::Placement;
 use super::{Action, DispatchUnit};
-use crate::identity::id::HostId;
+use dem_identity::HostId;
 
-/// Where the objects of a departing host should go.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeparturePlan {
-    pub moves: Vec<Placement>,
-    /// Objects no live host can take now; ask again later.
-    pub unplaced: Vec<ObjectRef>,
-}
 
 impl DispatchUnit {
     /// Plans where every object held by the departing `host` should go,
@@ -104,7 +96,7 @@ mod tests {
     use super::super::tables::AttachmentRecord;
     use super::super::testutil::*;
     use super::*;
-    use crate::identity::id::Epoch;
+    use dem_identity::Epoch;
 
     #[test]
     fn departure_plans_spread_load() {

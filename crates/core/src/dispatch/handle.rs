@@ -8,12 +8,12 @@
 //! persists after changes and hands [`Outcome::updates`] to the replicator
 //! ([`super::peers`]).
 
-use crate::identity::{
+use dem_identity::{
     DispatchId, Freshness, HOME, HostId, MOVE_ORDER, ReplayGuard, Signed, UserId,
 };
-use crate::net::WireError;
-use crate::proto::dispatch::{CONFLICT, NOT_FOUND};
-use crate::proto::{DispatchRequest, DispatchResponse, MoveOrder};
+use dem_proto::WireError;
+use dem_proto::dispatch::{CONFLICT, NOT_FOUND};
+use dem_proto::dispatch::{DispatchRequest, DispatchResponse, MoveOrder};
 
 use super::admission::Network;
 use super::error::{HostError, LocationError, LookupError, NameError, PlacementError, UnitError};
@@ -327,10 +327,10 @@ fn lease(unit: &DispatchUnit) -> DispatchResponse {
 /// Checks a user's signed envelope under `tag`, signed by `user`.
 fn verify_user<T>(
     signed: &Signed<T>,
-    tag: crate::identity::DomainTag,
+    tag: dem_identity::DomainTag,
     now_ms: u64,
     user: UserId,
-) -> Result<crate::identity::Verified<T, UserId>, WireError>
+) -> Result<dem_identity::Verified<T, UserId>, WireError>
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
 {

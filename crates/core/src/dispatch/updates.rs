@@ -13,68 +13,14 @@
 //! Received updates are checked like local input (formats, list sizes,
 //! table limits), so a faulty peer cannot plant what a host could not.
 
-use serde::{Deserialize, Serialize};
+pub use dem_proto::dispatch::updates::*;
 
+use super::tables::Merge;
 use super::error::UpdateError;
 use super::limits::MAX_CAPACITY;
-use super::objects::{AttachmentId, ObjectRef};
-use super::tables::{HostRecord, MoveGrant, NameRecord, UnitRecord};
 use super::{DispatchUnit, validate};
-use crate::identity::id::{DispatchId, Epoch, HostId, UserId};
+use dem_identity::Epoch;
 
-/// A replicated change. Conflicts are settled by the merge orders of
-/// [`super::tables`]: higher epochs win; at equal epochs the
-/// lexicographically larger host list wins; names go to the smaller
-/// `(issued_ms, user)`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Update {
-    /// A host joined, heartbeat, started leaving or left: the whole record,
-    /// whose `epoch` (session) and `state` say which.
-    Host { host: HostId, record: HostRecord },
-    /// A name was registered.
-    NameRegistered { name: String, record: NameRecord },
-    /// A mailbox is held by `hosts` from `epoch` on (empty only at epoch 0:
-    /// placed but not yet confirmed).
-    MailboxLocated {
-        user: UserId,
-        hosts: Vec<HostId>,
-        epoch: Epoch,
-    },
-    /// A user's home host changed.
-    MailboxHome {
-        user: UserId,
-        home: Option<HostId>,
-        set_ms: u64,
-    },
-    /// An attachment is held by `hosts` from `epoch` on.
-    AttachmentLocated {
-        id: AttachmentId,
-        hosts: Vec<HostId>,
-        size_bytes: u64,
-        epoch: Epoch,
-    },
-    /// An attachment was removed at `epoch` (a location with no hosts).
-    AttachmentRemoved {
-        id: AttachmentId,
-        size_bytes: u64,
-        epoch: Epoch,
-    },
-    /// Some mail may reference an attachment until `until_ms` (its
-    /// reference lease, renewed; the later expiry wins).
-    AttachmentReferenced { id: AttachmentId, until_ms: u64 },
-    /// `target` may report holding `object` (a placement was handed out).
-    MoveAuthorized {
-        object: ObjectRef,
-        target: HostId,
-        grant: MoveGrant,
-    },
-    /// A dispatch unit announced itself.
-    Unit {
-        unit: DispatchId,
-        record: UnitRecord,
-    },
-}
 
 impl DispatchUnit {
     /// Merges an update from a peer unit. Returns whether the tables

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::error::{AddrError, HostListError, NameFormatError};
 use super::limits::MAX_ADDR_LEN;
-use crate::identity::id::HostId;
+use dem_identity::HostId;
 
 /// `addr` must be a socket address `IP:PORT` of bounded length.
 pub(crate) fn addr(addr: &str) -> Result<(), AddrError> {
@@ -25,7 +25,7 @@ pub(crate) fn addr(addr: &str) -> Result<(), AddrError> {
 
 /// Names follow the one rule `identity::name` signs claims under.
 pub(crate) fn name(name: &str) -> Result<(), NameFormatError> {
-    crate::identity::name::validate_name(name)
+    dem_identity::name::validate_name(name)
 }
 
 /// A holder list: at most `max` hosts, none twice; empty only if allowed.
@@ -88,9 +88,9 @@ mod tests {
             name("alicé"),
             Err(NameFormatError::BadChar { .. } | NameFormatError::BadStart { .. })
         ));
-        assert!(name(&"a".repeat(crate::identity::name::MAX_NAME_LEN)).is_ok());
+        assert!(name(&"a".repeat(dem_identity::name::MAX_NAME_LEN)).is_ok());
         assert!(matches!(
-            name(&"a".repeat(crate::identity::name::MAX_NAME_LEN + 1)),
+            name(&"a".repeat(dem_identity::name::MAX_NAME_LEN + 1)),
             Err(NameFormatError::TooLong { .. })
         ));
     }

@@ -7,63 +7,18 @@
 //! the smaller `(issued_ms, user)`, and `issued_ms` must be near the unit's
 //! clock so nobody wins by back-dating a claim.
 
-use serde::{Deserialize, Serialize};
+pub use dem_proto::dispatch::names::*;
 
+use super::tables::Merge;
 use super::error::{LookupError, NameError};
 use super::limits::MAX_CLAIM_SKEW_MS;
-use super::objects::{AttachmentId, ObjectRef};
+use dem_proto::AttachmentId;
+use dem_proto::dispatch::ObjectRef;
 use super::tables::NameRecord;
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
-use crate::identity::id::{Epoch, HostId, UserId};
+use dem_identity::{HostId, UserId};
 
-/// The outcome of a successful registration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Registration {
-    /// The name is now the user's.
-    New,
-    /// The user already held the name: nothing changed.
-    AlreadyYours,
-}
-
-/// A holder host, resolved for a client to connect to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostAddr {
-    pub host: HostId,
-    /// `None` if this unit has not yet heard of the host itself (its record
-    /// is still being replicated).
-    pub addr: Option<String>,
-    pub online: bool,
-}
-
-/// Where a user's mailbox is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailboxLookup {
-    pub user: UserId,
-    pub epoch: Epoch,
-    /// Holders in the order the holders reported them.
-    pub hosts: Vec<HostAddr>,
-    /// The owner's own host, while connected.
-    pub home: Option<HostAddr>,
-}
-
-/// Where an attachment is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentLookup {
-    pub id: AttachmentId,
-    pub size_bytes: u64,
-    pub epoch: Epoch,
-    pub hosts: Vec<HostAddr>,
-    /// Whether its reference lease holds: some mail may reference it, so
-    /// it must not be collected yet.
-    #[serde(default = "referenced_by_default")]
-    pub referenced: bool,
-}
-
-/// An answer from a unit that predates reference leases: keep everything.
-fn referenced_by_default() -> bool {
-    true
-}
 
 impl DispatchUnit {
     /// Registers `name` for `user`, first come first served.
@@ -187,7 +142,7 @@ mod tests {
     use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
     use super::*;
-    use crate::identity::id::DispatchId;
+    use dem_identity::DispatchId;
 
     #[test]
     fn names_are_first_come() {

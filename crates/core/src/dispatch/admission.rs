@@ -9,7 +9,7 @@
 //! The signature names the unit's key, which the QUIC handshake proved, so
 //! an admission copied off the wire is useless to anyone else.
 
-use crate::identity::{DispatchId, KeyPair, SignatureError, verify_signature};
+use dem_identity::{DispatchId, KeyPair, SignatureError, verify_signature};
 
 /// Domain tag of a unit admission, so no other signature can pass for one.
 const UNIT_ADMISSION: &[u8] = b"dem/1 unit-admission\0";

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+pub use dem_proto::dispatch::{ATTACHMENT_GRACE_MS, REPLICAS, WRITE_QUORUM};
+
 /// Most host records (including hosts that left, kept as tombstones so a
 /// late heartbeat cannot resurrect them).
 pub const MAX_HOSTS: usize = 10_000;
@@ -26,7 +28,7 @@ pub const MAX_HOSTS_PER_OBJECT: usize = 8;
 /// is dropped (deterministically, so peer units drop the same one).
 pub const MAX_PENDING_MOVES_PER_OBJECT: usize = 8;
 /// Longest user name: the rule of the signed claims.
-pub use crate::identity::name::MAX_NAME_LEN;
+pub use dem_identity::MAX_NAME_LEN;
 /// Longest host or unit address (`IP:PORT`; a bracketed IPv6 address with a
 /// port is at most 47 characters, plus room for a zone id).
 pub const MAX_ADDR_LEN: usize = 64;
@@ -49,12 +51,6 @@ pub const MOVE_GRANT_MS: u64 = 10 * 60_000;
 /// come is decided by `issued_ms`, so without this bound a claim could be
 /// back-dated to steal a name from a peer unit's earlier registration.
 pub const MAX_CLAIM_SKEW_MS: u64 = 5 * 60_000;
-/// How long an attachment is kept after the last sign that a mail
-/// references it (its upload, a sender reusing it, or a renewal by a host
-/// holding a mailbox whose mails reference it); then it is collected.
-/// Hosts renew every quarter of it, so it also bounds how long a sender
-/// may take between uploading and delivering.
-pub const ATTACHMENT_GRACE_MS: u64 = 24 * 3_600_000;
 /// Most attachment ids one `AttachmentRefs` request may renew.
 pub const ATTACHMENT_REFS_MAX: usize = 4_096;
 
@@ -81,10 +77,6 @@ pub struct Limits {
     pub attachment_grace_ms: u64,
 }
 
-/// Default R: replicas per object.
-pub const REPLICAS: usize = 3;
-/// Default W: durable copies before a mutation is acknowledged.
-pub const WRITE_QUORUM: usize = 2;
 
 impl Default for Limits {
     fn default() -> Self {

@@ -119,7 +119,7 @@ mod tests {
     use super::super::tables::{HostState, MoveGrant};
     use super::super::testutil::*;
     use super::*;
-    use crate::identity::id::{DispatchId, Epoch};
+    use dem_identity::{DispatchId, Epoch};
 
     /// splitmix64: a tiny seeded generator, so a failing order can be
     /// replayed from the printed seed.

@@ -12,13 +12,14 @@
 //!
 //! The driver verifies signatures; these methods get the verified `from`.
 
+use super::tables::Merge;
 use super::error::LocationError;
 use super::limits::MAX_EPOCH_STEP;
 use super::objects::ObjectRef;
 use super::tables::HostState;
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
-use crate::identity::id::{Epoch, HostId, UserId};
+use dem_identity::{Epoch, HostId, UserId};
 
 impl DispatchUnit {
     /// Host `from` reports that `object` is now held by `new_hosts` (in
@@ -178,7 +179,7 @@ impl DispatchUnit {
 mod tests {
     use super::super::error::{HostListError, LocationError as E};
     use super::super::limits::MOVE_GRANT_MS;
-    use super::super::objects::AttachmentId;
+    use dem_proto::AttachmentId;
     use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
     use super::*;

@@ -14,10 +14,11 @@
 //! passed, a holder may remove the attachment ([`super::location`] refuses
 //! the removal before).
 
-use super::objects::AttachmentId;
+use dem_proto::AttachmentId;
+use super::tables::Merge;
 use super::updates::Update;
 use super::{Action, DispatchUnit};
-use crate::identity::id::Epoch;
+use dem_identity::Epoch;
 
 impl DispatchUnit {
     /// Some mail may reference each of `ids` for another grace period from

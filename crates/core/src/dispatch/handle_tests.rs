@@ -1,7 +1,7 @@
 use super::*;
 use crate::dispatch::Limits;
-use crate::identity::{KeyPair, Name, SignedNameClaim};
-use crate::proto::dispatch::NOT_FOUND;
+use dem_identity::{KeyPair, Name, SignedNameClaim};
+use dem_proto::dispatch::NOT_FOUND;
 
 const NOW: u64 = 1_700_000_000_000;
 

@@ -9,12 +9,13 @@
 //! Callers must have verified that the request was signed by `host` (or by
 //! the announcing unit); these methods trust the ids they are given.
 
+use super::tables::Merge;
 use super::error::{HostError, UnitError};
 use super::limits::MAX_CAPACITY;
 use super::tables::{HostRecord, HostState, UnitRecord};
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
-use crate::identity::id::{DispatchId, Epoch, HostId};
+use dem_identity::{DispatchId, Epoch, HostId};
 
 impl DispatchUnit {
     /// A host (re)joins: starts a new session (epoch + 1) as Active, online

@@ -4,15 +4,48 @@
 //! join, heartbeat, leave, location updates. Users' requests carry their
 //! signature where they claim something (a name, a home, a move). Units
 //! replicate to each other with `Announce`, `Snapshot` and `Replicate`.
+//!
+//! The tables and answers these messages carry are data here; the rules
+//! that change them are `dem-core`'s.
 
 use serde::{Deserialize, Serialize};
 
-use crate::dispatch::{
-    AttachmentId, AttachmentLookup, DeparturePlan, DispatchTables, MailboxLookup, ObjectRef,
-    Placement, StatusView, Update,
+use dem_identity::{DispatchId, Epoch, HostId, Signed, SignedNameClaim, UserId};
+
+use crate::AttachmentId;
+
+pub mod departure;
+pub mod names;
+pub mod objects;
+pub mod placement;
+pub mod status;
+pub mod tables;
+pub mod updates;
+
+pub use departure::DeparturePlan;
+pub use names::{AttachmentLookup, HostAddr, MailboxLookup, Registration};
+pub use objects::ObjectRef;
+pub use placement::Placement;
+pub use status::StatusView;
+pub use tables::{
+    AttachmentRecord, DispatchTables, HostRecord, HostState, MailboxRecord, MoveGrant, NameRecord,
+    UnitRecord,
 };
-use crate::identity::{DispatchId, Epoch, HostId, Signed, SignedNameClaim, UserId};
-use crate::proto::host::MoveOrder;
+pub use updates::Update;
+
+/// Replicas per mailbox and attachment unless a network says otherwise.
+pub const REPLICAS: usize = 3;
+/// Replicas that must hold an op durably before it is acknowledged.
+pub const WRITE_QUORUM: usize = 2;
+/// How long an unreferenced attachment is kept before it is collected.
+pub const ATTACHMENT_GRACE_MS: u64 = 24 * 3_600_000;
+
+/// The owner orders their mailbox moved to `to` (home pull, admin move).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveOrder {
+    pub user: UserId,
+    pub to: HostId,
+}
 
 /// Refusal code (in a `WireError`) for something that does not exist: an
 /// unknown name, user, host or attachment.
@@ -126,15 +159,15 @@ impl DispatchRequest {
 
 /// A dispatch unit's answer.
 fn default_replicas() -> usize {
-    crate::dispatch::limits::REPLICAS
+    REPLICAS
 }
 
 fn default_write_quorum() -> usize {
-    crate::dispatch::limits::WRITE_QUORUM
+    WRITE_QUORUM
 }
 
 fn default_attachment_grace_ms() -> u64 {
-    crate::dispatch::limits::ATTACHMENT_GRACE_MS
+    ATTACHMENT_GRACE_MS
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

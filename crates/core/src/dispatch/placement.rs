@@ -15,25 +15,20 @@
 //! O(objects) per call; fine at the table limits and at the rate users
 //! register or hosts leave. Departure plans are in [`super::departure`].
 
+pub use dem_proto::dispatch::placement::*;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 
+use super::tables::Merge;
 use super::error::PlacementError;
 use super::limits::{LimitExceeded, MOVE_GRANT_MS};
-use super::objects::{AttachmentId, ObjectRef};
+use dem_proto::AttachmentId;
+use dem_proto::dispatch::ObjectRef;
 use super::tables::MoveGrant;
 use super::updates::Update;
 use super::{Action, DispatchUnit};
-use crate::identity::id::{HostId, UserId};
+use dem_identity::{HostId, UserId};
 
-/// An object and the host it should go to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    pub object: ObjectRef,
-    pub host: HostId,
-    pub addr: String,
-}
 
 impl DispatchUnit {
     /// The host that should take `object`, which is held by `holders`,
@@ -295,7 +290,7 @@ mod tests {
     use super::super::tables::AttachmentRecord;
     use super::super::testutil::*;
     use super::*;
-    use crate::identity::id::{DispatchId, Epoch};
+    use dem_identity::{DispatchId, Epoch};
 
     #[test]
     fn picks_least_loaded_live_non_holding_non_leaving() {

@@ -23,155 +23,15 @@
 //!   is itself an order-independent merge);
 //! - dispatch unit: `(seen_ms, addr)`.
 
+pub use dem_proto::dispatch::tables::*;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 
 use super::limits::{Limit, LimitExceeded, Limits, check_room};
-use super::objects::{AttachmentId, ObjectRef};
-use crate::identity::id::{DispatchId, Epoch, HostId, UserId};
+use dem_proto::AttachmentId;
+use dem_proto::dispatch::ObjectRef;
+use dem_identity::{DispatchId, Epoch, HostId, UserId};
 
-/// Where a host is in its session. Declared in session order: the derived
-/// `Ord` is the merge order, so a later state always wins within an epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HostState {
-    /// Joined; may receive objects while its lease holds.
-    Active,
-    /// Leaving gracefully: still online and moving its objects away, but
-    /// placement no longer picks it.
-    Leaving,
-    /// Reported that it moved everything and left; kept as a tombstone.
-    Left,
-}
-
-/// A live (or formerly live) host.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostRecord {
-    /// Where the host listens, `IP:PORT`.
-    pub addr: String,
-    /// How many objects (mailboxes + attachments) it is willing to hold.
-    pub capacity: u64,
-    /// How many objects it held at its last report.
-    pub load: u64,
-    /// The host is online while `now_ms < lease_expires_ms`. Online is not
-    /// stored as a bool because it changes with time alone; see
-    /// [`HostRecord::is_online`].
-    pub lease_expires_ms: u64,
-    pub last_seen_ms: u64,
-    /// The host's session: bumped by every join.
-    pub epoch: Epoch,
-    pub state: HostState,
-}
-
-impl HostRecord {
-    /// Whether the host's lease holds at `now_ms` (and it has not left).
-    pub fn is_online(&self, now_ms: u64) -> bool {
-        self.state != HostState::Left && now_ms < self.lease_expires_ms
-    }
-
-    /// Whether placement may send new objects here at `now_ms`.
-    pub fn accepts_objects(&self, now_ms: u64) -> bool {
-        self.state == HostState::Active && self.is_online(now_ms)
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn version(&self) -> (Epoch, HostState, u64, u64, u64, u64, &str) {
-        (
-            self.epoch,
-            self.state,
-            self.last_seen_ms,
-            self.lease_expires_ms,
-            self.load,
-            self.capacity,
-            &self.addr,
-        )
-    }
-}
-
-/// Who holds a name, and since when by their own signed claim.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NameRecord {
-    pub user: UserId,
-    pub issued_ms: u64,
-}
-
-/// An authorization for `target` to report itself as a holder of an object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoveGrant {
-    /// The object's epoch when the grant was issued; the grant is void once
-    /// the object moves past it (someone else's move won).
-    pub base_epoch: Epoch,
-    pub expires_ms: u64,
-}
-
-impl MoveGrant {
-    /// Whether the grant may still be used at `now_ms` for an object at
-    /// `epoch`.
-    pub fn is_live(&self, now_ms: u64, epoch: Epoch) -> bool {
-        now_ms < self.expires_ms && self.base_epoch >= epoch
-    }
-
-    fn version(&self) -> (Epoch, u64) {
-        (self.base_epoch, self.expires_ms)
-    }
-}
-
-/// Where a user's mailbox is.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailboxRecord {
-    /// Hosts holding a copy; empty until the first placement is confirmed.
-    pub hosts: Vec<HostId>,
-    pub epoch: Epoch,
-    /// The owner's own host while they are connected.
-    pub home: Option<HostId>,
-    /// When `home` was set, for last-writer-wins between units.
-    pub home_set_ms: u64,
-    /// Outstanding move grants by target host.
-    pub pending: BTreeMap<HostId, MoveGrant>,
-}
-
-/// Where an attachment is. Empty `hosts` with a non-zero epoch is a removed
-/// attachment (a tombstone).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentRecord {
-    pub hosts: Vec<HostId>,
-    pub size_bytes: u64,
-    pub epoch: Epoch,
-    pub pending: BTreeMap<HostId, MoveGrant>,
-    /// The reference lease: some mail may reference the attachment until
-    /// then (see [`super::references`]). `None` for records written before
-    /// leases existed: never collected until a renewal sets it.
-    #[serde(default)]
-    pub referenced_until_ms: Option<u64>,
-}
-
-impl AttachmentRecord {
-    /// Whether a mail may still reference the attachment at `now_ms`, so
-    /// it must not be collected.
-    pub fn is_referenced(&self, now_ms: u64) -> bool {
-        self.referenced_until_ms.is_none_or(|until| now_ms < until)
-    }
-}
-
-/// A known dispatch unit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UnitRecord {
-    pub addr: String,
-    /// When the unit last announced itself.
-    pub seen_ms: u64,
-}
-
-/// Everything a dispatch unit knows; what peers replicate and what a new
-/// unit copies.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DispatchTables {
-    pub hosts: BTreeMap<HostId, HostRecord>,
-    pub names: BTreeMap<String, NameRecord>,
-    pub mailboxes: BTreeMap<UserId, MailboxRecord>,
-    pub attachments: BTreeMap<AttachmentId, AttachmentRecord>,
-    pub units: BTreeMap<DispatchId, UnitRecord>,
-}
 
 /// Drops void grants, then the smallest ones beyond `max`.
 fn normalize_pending(pending: &mut BTreeMap<HostId, MoveGrant>, epoch: Epoch, max: usize) {
@@ -208,9 +68,91 @@ fn merge_grant(
     *pending != before
 }
 
-impl DispatchTables {
+/// The merge rules of the tables: every local change and every replicated
+/// update goes through one of these, so units that saw the same updates in
+/// any order end with equal tables. A trait because the tables are
+/// `dem-proto`'s data and their rules are this crate's.
+pub(crate) trait Merge {
     /// Merges a host record; true if anything changed.
-    pub(crate) fn merge_host(
+    fn merge_host(
+        &mut self,
+        limits: &Limits,
+        host: HostId,
+        incoming: HostRecord,
+    ) -> Result<bool, LimitExceeded>;
+    /// Merges a name claim: the earlier `(issued_ms, user)` keeps the name.
+    fn merge_name(
+        &mut self,
+        limits: &Limits,
+        name: &str,
+        incoming: NameRecord,
+    ) -> Result<bool, LimitExceeded>;
+    /// The mailbox record of `user`, created empty (epoch 0) if need be.
+    fn mailbox_entry(
+        &mut self,
+        limits: &Limits,
+        user: UserId,
+    ) -> Result<(&mut MailboxRecord, bool), LimitExceeded>;
+    /// The attachment record of `id`, created empty (epoch 0) if need be.
+    fn attachment_entry(
+        &mut self,
+        limits: &Limits,
+        id: &AttachmentId,
+    ) -> Result<(&mut AttachmentRecord, bool), LimitExceeded>;
+    /// Merges a mailbox location by `(epoch, hosts)`.
+    fn merge_mailbox_location(
+        &mut self,
+        limits: &Limits,
+        user: UserId,
+        hosts: Vec<HostId>,
+        epoch: Epoch,
+    ) -> Result<bool, LimitExceeded>;
+    /// Merges a mailbox's home by `(set_ms, home)`.
+    fn merge_mailbox_home(
+        &mut self,
+        limits: &Limits,
+        user: UserId,
+        home: Option<HostId>,
+        set_ms: u64,
+    ) -> Result<bool, LimitExceeded>;
+    /// Merges an attachment location by `(epoch, hosts, size_bytes)`.
+    fn merge_attachment_location(
+        &mut self,
+        limits: &Limits,
+        id: &AttachmentId,
+        hosts: Vec<HostId>,
+        size_bytes: u64,
+        epoch: Epoch,
+    ) -> Result<bool, LimitExceeded>;
+    /// Merges an attachment's reference lease: the later expiry wins. A
+    /// lease replicated before the record's location creates the record
+    /// (as a grant does), so the order updates arrive in does not matter.
+    fn merge_attachment_referenced(
+        &mut self,
+        limits: &Limits,
+        id: &AttachmentId,
+        until_ms: u64,
+    ) -> Result<bool, LimitExceeded>;
+    /// Merges a move grant for `object` (creating an empty record for an
+    /// object not yet located, as a new mailbox's first placement does).
+    fn merge_move_grant(
+        &mut self,
+        limits: &Limits,
+        object: &ObjectRef,
+        target: HostId,
+        grant: MoveGrant,
+    ) -> Result<bool, LimitExceeded>;
+    /// Merges a dispatch unit record by `(seen_ms, addr)`.
+    fn merge_unit(
+        &mut self,
+        limits: &Limits,
+        unit: DispatchId,
+        incoming: UnitRecord,
+    ) -> Result<bool, LimitExceeded>;
+}
+
+impl Merge for DispatchTables {
+    fn merge_host(
         &mut self,
         limits: &Limits,
         host: HostId,
@@ -230,8 +172,7 @@ impl DispatchTables {
         }
     }
 
-    /// Merges a name claim: the earlier `(issued_ms, user)` keeps the name.
-    pub(crate) fn merge_name(
+    fn merge_name(
         &mut self,
         limits: &Limits,
         name: &str,
@@ -253,7 +194,6 @@ impl DispatchTables {
         }
     }
 
-    /// The mailbox record of `user`, created empty (epoch 0) if need be.
     fn mailbox_entry(
         &mut self,
         limits: &Limits,
@@ -266,7 +206,6 @@ impl DispatchTables {
         Ok((self.mailboxes.entry(user).or_default(), created))
     }
 
-    /// The attachment record of `id`, created empty (epoch 0) if need be.
     fn attachment_entry(
         &mut self,
         limits: &Limits,
@@ -283,8 +222,7 @@ impl DispatchTables {
         Ok((self.attachments.entry(id.clone()).or_default(), created))
     }
 
-    /// Merges a mailbox location by `(epoch, hosts)`.
-    pub(crate) fn merge_mailbox_location(
+    fn merge_mailbox_location(
         &mut self,
         limits: &Limits,
         user: UserId,
@@ -301,8 +239,7 @@ impl DispatchTables {
         Ok(true)
     }
 
-    /// Merges a mailbox's home by `(set_ms, home)`.
-    pub(crate) fn merge_mailbox_home(
+    fn merge_mailbox_home(
         &mut self,
         limits: &Limits,
         user: UserId,
@@ -318,8 +255,7 @@ impl DispatchTables {
         Ok(true)
     }
 
-    /// Merges an attachment location by `(epoch, hosts, size_bytes)`.
-    pub(crate) fn merge_attachment_location(
+    fn merge_attachment_location(
         &mut self,
         limits: &Limits,
         id: &AttachmentId,
@@ -338,10 +274,7 @@ impl DispatchTables {
         Ok(true)
     }
 
-    /// Merges an attachment's reference lease: the later expiry wins. A
-    /// lease replicated before the record's location creates the record
-    /// (as a grant does), so the order updates arrive in does not matter.
-    pub(crate) fn merge_attachment_referenced(
+    fn merge_attachment_referenced(
         &mut self,
         limits: &Limits,
         id: &AttachmentId,
@@ -355,9 +288,7 @@ impl DispatchTables {
         Ok(true)
     }
 
-    /// Merges a move grant for `object` (creating an empty record for an
-    /// object not yet located, as a new mailbox's first placement does).
-    pub(crate) fn merge_move_grant(
+    fn merge_move_grant(
         &mut self,
         limits: &Limits,
         object: &ObjectRef,
@@ -377,8 +308,7 @@ impl DispatchTables {
         })
     }
 
-    /// Merges a dispatch unit record by `(seen_ms, addr)`.
-    pub(crate) fn merge_unit(
+    fn merge_unit(
         &mut self,
         limits: &Limits,
         unit: DispatchId,
@@ -400,30 +330,6 @@ impl DispatchTables {
         }
     }
 
-    /// The hosts and epoch of an object, if it has a record.
-    pub fn location(&self, object: &ObjectRef) -> Option<(&[HostId], Epoch)> {
-        match object {
-            ObjectRef::Mailbox(user) => self.mailboxes.get(user).map(|r| (&r.hosts[..], r.epoch)),
-            ObjectRef::Attachment(id) => self.attachments.get(id).map(|r| (&r.hosts[..], r.epoch)),
-        }
-    }
-
-    /// The outstanding grants of an object, if it has a record.
-    pub fn pending(&self, object: &ObjectRef) -> Option<&BTreeMap<HostId, MoveGrant>> {
-        match object {
-            ObjectRef::Mailbox(user) => self.mailboxes.get(user).map(|r| &r.pending),
-            ObjectRef::Attachment(id) => self.attachments.get(id).map(|r| &r.pending),
-        }
-    }
-
-    /// The names registered to `user`, in name order.
-    pub fn names_of(&self, user: UserId) -> Vec<String> {
-        self.names
-            .iter()
-            .filter(|(_, r)| r.user == user)
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,11 @@
+//! DEM's decisions, sans-IO: the dispatch unit's tables, placement, epochs
+//! and move grants; replica decisions; the steps of a migration. Nothing
+//! here reads a clock, touches a socket or a disk, or runs a guest: this
+//! crate cannot name tokio, quinn, redb or wasmtime (the layer check in
+//! `scripts/layers.py` refuses it). Inputs come in as calls that take
+//! `now_ms`; what to do comes back as return values and actions, which
+//! `dem-node` carries out.
+//!
+//! - [`dispatch`]: the dispatch unit.
+
+pub mod dispatch;
