@@ -6,6 +6,8 @@
 //! `now_ms`; what to do comes back as return values and actions, which
 //! `dem-node` carries out.
 //!
-//! - [`dispatch`]: the dispatch unit.
+//! - [`dispatch`]: the dispatch unit;
+//! - [`replica`]: replica sets, the op window, copies no listing names.
 
 pub mod dispatch;
+pub mod replica;

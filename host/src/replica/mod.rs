@@ -13,15 +13,9 @@
 //! Replicas apply each origin's ops in order, so a [`VersionVector`] says
 //! exactly what a copy has and anti-entropy sends only the difference.
 
-pub mod attachment;
 pub mod delta;
-pub mod keeper;
-pub mod unlisted;
 pub use dem_proto::vv;
-pub mod window;
 
 pub use delta::{Delta, DeltaError, DeltaFrame, DeltaReceiver, delta_for, encode_delta};
-pub use keeper::{KeeperPlan, LinkRetry, Member, link_after_failure, link_wanted, plan};
-pub use unlisted::UnlistedCopies;
+pub use dem_core::replica::*;
 pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};
-pub use window::{Since, Window};

@@ -137,6 +137,7 @@ impl DispatchUnit {
 
 #[cfg(test)]
 mod tests {
+    use dem_identity::Epoch;
     use super::super::error::NameFormatError;
     use super::super::limits::{Limit, LimitExceeded, Limits};
     use super::super::tables::{AttachmentRecord, MailboxRecord};

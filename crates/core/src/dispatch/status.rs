@@ -131,10 +131,11 @@ impl DispatchUnit {
 
 #[cfg(test)]
 mod tests {
+    use dem_identity::Epoch;
+    use dem_proto::AttachmentId;
     use super::super::limits::LEASE_MS;
     use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
-    use super::*;
 
     #[test]
     fn status_shows_hosts_users_and_units() {

@@ -86,6 +86,8 @@ impl DispatchUnit {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tables::{HostRecord, NameRecord};
+    use dem_identity::DispatchId;
     use super::super::AddrError;
     use super::super::limits::{Limit, LimitExceeded, Limits};
     use super::super::tables::{DispatchTables, HostState};

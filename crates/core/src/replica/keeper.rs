@@ -15,7 +15,7 @@
 //!   paper's "synchronized termination", decided by one host and committed
 //!   by the unit's epoch check, so concurrent attempts cannot both land.
 
-use crate::identity::HostId;
+use dem_identity::HostId;
 
 /// A listed replica and whether its host holds a live lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::vv::{OpId, VersionVector};
+use dem_proto::{OpId, VersionVector};
 
 /// Most ops a window keeps.
 pub const WINDOW_OPS_MAX: usize = 16_384;

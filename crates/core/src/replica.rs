@@ -1,0 +1,23 @@
+//! Replication of mailboxes and attachments, sans-IO: the window of recent
+//! ops a replica can ship to a peer (`window`), the keeper's decisions
+//! about a replica set (`keeper`; `attachment` for attachments' replica
+//! sets and references) and the grace given to copies no listing names
+//! (`unlisted`). Version vectors are data and live in `dem-proto`. The host
+//! daemon drives all of it over QUIC; the mailbox actor applies ops.
+//!
+//! The model (paper §IV-C): every mailbox has R replicas on distinct
+//! hosts, any of which serves calls. A mutation runs at the replica that
+//! got the call, is stamped there with an `OpId`, logged durably, and
+//! pushed to the other replicas, which apply the same op with the same
+//! context; the call is acknowledged once W replicas hold it durably.
+//! Replicas apply each origin's ops in order, so a `VersionVector` says
+//! exactly what a copy has and anti-entropy sends only the difference.
+
+pub mod attachment;
+pub mod keeper;
+pub mod unlisted;
+pub mod window;
+
+pub use keeper::{KeeperPlan, LinkRetry, Member, link_after_failure, link_wanted, plan};
+pub use unlisted::UnlistedCopies;
+pub use window::{Since, Window};
