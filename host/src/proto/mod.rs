@@ -11,6 +11,7 @@
 
 pub mod dispatch;
 pub mod host;
+pub mod mail;
 
 pub use dispatch::{DispatchRequest, DispatchResponse};
 pub use host::{CreateOrder, HostRequest, HostResponse, MoveOrder, OwnerCall, SignedMail};
