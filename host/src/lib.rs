@@ -1,7 +1,7 @@
 //! The DEM host: runs users' mailbox components and their filter plugins,
 //! keeps them durable, snapshots, hibernates, exports and imports them.
 //!
-//! - `runtime`: wasmtime engine, code store, guest bindings and limits.
+//! - `runtime`: wasmtime engine, code store, typed guest calls and limits.
 //! - `store`: the redb operation log and snapshots, with group commit.
 //! - `mailbox`: the per-mailbox actor and the host-wide registry of them.
 //! - `export`: the streamed export/import format a migration sends.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use dem_host::ids::MailboxId;
 use dem_host::mailbox::{Mailboxes, MailboxesConfig, Request, Response};
+use dem_host::proto::mail::{AttachmentRef, Header, NewMail};
 use dem_host::runtime::RuntimeConfig;
-use dem_host::runtime::bindings::{AttachmentRef, Header, NewMail};
 
 pub fn open(dir: &std::path::Path) -> Arc<Mailboxes> {
     Mailboxes::open(dir, RuntimeConfig::default(), MailboxesConfig::default())

@@ -5,7 +5,7 @@ mod common;
 
 use common::{call, id, mail, open};
 use dem_host::mailbox::{MailboxCallError, Request, Response};
-use dem_host::runtime::bindings::{
+use dem_host::proto::mail::{
     ByteRange, Contact, FlagState, GetParts, MailFlags, MailboxError, PluginEntry, SearchQuery,
     SenderList, SenderStatus,
 };

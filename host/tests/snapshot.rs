@@ -8,7 +8,7 @@ use dem_host::builtin;
 use dem_host::ids::CodeHash;
 use dem_host::mailbox::clock::HybridClock;
 use dem_host::mailbox::{Request, Response};
-use dem_host::runtime::bindings::{FlagState, MailFlags, Placement};
+use dem_host::proto::mail::{FlagState, MailFlags, Placement};
 use dem_host::runtime::{Runtime, RuntimeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,12 +29,12 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
         spam_score: None,
     };
     for i in 0..200 {
-        let r = Request::Deliver {
+        let mut r = Request::Deliver {
             mail: mail(&format!("m{i}"), "x@y.org", "s", &"b".repeat(i)),
             place: place.clone(),
         };
         first
-            .call(Some(clock.context()), &r)
+            .call(Some(clock.context()), &mut r)
             .await
             .unwrap()
             .unwrap();
@@ -50,7 +50,7 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
     first
         .call(
             Some(clock.context()),
-            &Request::SetFlags {
+            &mut Request::SetFlags {
                 id: "m3".into(),
                 add,
                 remove: none,
@@ -62,7 +62,7 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
     first
         .call(
             Some(clock.context()),
-            &Request::CreateFolder { name: "A/B".into() },
+            &mut Request::CreateFolder { name: "A/B".into() },
         )
         .await
         .unwrap()
@@ -82,8 +82,20 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
         Response::Stats(s) => s,
         other => panic!("{other:?}"),
     };
-    let s1 = stats(first.call(None, &Request::Stats).await.unwrap().unwrap());
-    let s2 = stats(second.call(None, &Request::Stats).await.unwrap().unwrap());
+    let s1 = stats(
+        first
+            .call(None, &mut Request::Stats)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let s2 = stats(
+        second
+            .call(None, &mut Request::Stats)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(s1, s2);
 
     // A snapshot from a newer schema is refused with a clear error.

@@ -18,7 +18,7 @@ pub struct TransportConfig {
     /// A connection silent this long is dropped (default 30 s).
     pub idle_timeout_ms: u64,
     /// Send a keep-alive after this much silence, so that idle but wanted
-    /// connections (and NAT bindings) survive (default 5 s; 0 = off).
+    /// connections (and NAT mappings) survive (default 5 s; 0 = off).
     pub keep_alive_interval_ms: u64,
     /// Give up on a handshake after this long (default 10 s).
     pub connect_timeout_ms: u64,

@@ -17,7 +17,7 @@ use crate::builtin;
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::clock::HybridClock;
 use crate::mailbox::{Mailboxes, MailboxesConfig, Request};
-use crate::runtime::bindings::{MailFlags, NewMail, Placement};
+use crate::proto::mail::{MailFlags, NewMail, Placement};
 use crate::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Args)]
@@ -258,12 +258,12 @@ async fn mailbox(
     let clock = HybridClock::new(1);
     let mut instance = runtime.instantiate_mailbox(&code, "snap".into()).await?;
     for i in 0..mails as u64 {
-        let request = Request::Deliver {
+        let mut request = Request::Deliver {
             mail: sample_mail(i),
             place: inbox(),
         };
         instance
-            .call(Some(clock.context()), &request)
+            .call(Some(clock.context()), &mut request)
             .await?
             .map_err(|e| anyhow::anyhow!(e.describe()))?;
     }

@@ -41,8 +41,8 @@ use super::bench_sink::raw_transfers;
 use crate::client::{MailboxRef, Session, Target, now_ms};
 use crate::identity::{KeyPair, MailSeal, Name, UserId, mail_id};
 use crate::node::verify::with_content;
+use crate::proto::mail::NewMail;
 use crate::proto::{HostRequest, HostResponse, SignedMail};
-use crate::runtime::bindings::NewMail;
 
 /// Sizes of one run.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ use crate::export;
 use crate::ids::{CodeHash, MailboxId, new_mail_id};
 use crate::mailbox::clock::HybridClock;
 use crate::mailbox::{Mailboxes, Request, Response};
-use crate::runtime::bindings::{ByteRange, GetParts, NewMail};
+use crate::proto::mail::{ByteRange, GetParts, NewMail};
 
 /// Longest request line `local serve` accepts.
 pub const SERVE_LINE_BYTES_MAX: usize = 40 << 20;

@@ -17,8 +17,8 @@ use crate::attachments::{ATTACHMENT_BYTES_MAX, CHUNK_BYTES};
 use crate::dispatch::{AttachmentId, HostAddr};
 use crate::identity::HostId;
 use crate::net::{NetError, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame};
+use crate::proto::mail::AttachmentRef;
 use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
-use crate::runtime::bindings::AttachmentRef;
 
 use super::{Session, SessionError};
 

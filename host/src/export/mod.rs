@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::actor::ExportedState;
+use crate::proto::mail::PluginEntry;
 use crate::replica::VersionVector;
-use crate::runtime::bindings::PluginEntry;
 mod importer;
 pub use importer::{Imported, Importer, StreamedSnapshot};
 

@@ -24,8 +24,8 @@ use super::request::{Op, Request, Response};
 use super::restore::Restored;
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
 use crate::ids::MailboxId;
+use crate::proto::mail::{NewMail, PluginEntry};
 use crate::replica::{OpId, Since, VersionVector, Window};
-use crate::runtime::bindings::{NewMail, PluginEntry};
 use crate::runtime::filter::FilterInstance;
 use crate::runtime::{MailboxInstance, Runtime};
 use crate::store::{MailboxMeta, MailboxStore};
@@ -368,13 +368,13 @@ impl MailboxActor {
         self.run_request(request, reply).await;
     }
 
-    async fn run_request(&mut self, request: Request, reply: Reply<Tracked>) {
+    async fn run_request(&mut self, mut request: Request, reply: Reply<Tracked>) {
         let ctx = request.is_mutation().then(|| self.clock.context());
         let Some(instance) = self.instance.as_mut() else {
             let _ = reply.send(Err(E::Gone(self.id.clone())));
             return;
         };
-        match instance.call(ctx, &request).await {
+        match instance.call(ctx, &mut request).await {
             Err(trap) => {
                 tracing::error!("{trap}; dropping the instance");
                 self.drop_instance();
@@ -410,12 +410,12 @@ impl MailboxActor {
 
     /// A read for the actor's own use (no durability wait needed: the
     /// result is not shown to anyone before the following mutation is).
-    async fn read(&mut self, request: Request) -> Result<Response, E> {
+    async fn read(&mut self, mut request: Request) -> Result<Response, E> {
         let instance = self
             .instance
             .as_mut()
             .ok_or_else(|| E::Gone(self.id.clone()))?;
-        match instance.call(None, &request).await {
+        match instance.call(None, &mut request).await {
             Ok(r) => r.map_err(E::Refused),
             Err(trap) => {
                 self.drop_instance();
@@ -444,7 +444,7 @@ fn as_applied(request: Request, response: &Response) -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::{Delivered, MailFlags, Placement};
+    use crate::proto::mail::{Delivered, MailFlags, Placement};
 
     fn deliver(folder: &str) -> Request {
         Request::Deliver {

@@ -9,7 +9,7 @@ use super::{E, MailboxActor, Reply, Tracked};
 use crate::ids::CodeHash;
 use crate::mailbox::filters::{Placing, view_of};
 use crate::mailbox::request::{Request, Response};
-use crate::runtime::bindings::{NewMail, PluginEntry, SenderStatus};
+use crate::proto::mail::{MailView, NewMail, PluginEntry, SenderStatus, Verdict};
 
 impl MailboxActor {
     /// Runs the filters, then delivers where they decided.
@@ -38,9 +38,9 @@ impl MailboxActor {
                 Ok(Response::SenderStatus(s)) => s,
                 _ => SenderStatus::Unknown,
             };
-            let view = view_of(&mail, sender);
+            let mut view = view_of(&mail, sender);
             for plugin in plugins.iter() {
-                match self.run_filter(plugin, &view).await {
+                match self.run_filter(plugin, &mut view).await {
                     Some(verdict) => {
                         if let Some(reason) = placing.apply(verdict) {
                             let _ = reply.send(Err(E::Rejected {
@@ -82,11 +82,7 @@ impl MailboxActor {
 
     /// Runs one plugin, reusing its live instance; `None` if it failed (it
     /// is then skipped, and the mail delivered anyway).
-    async fn run_filter(
-        &mut self,
-        plugin: &PluginEntry,
-        view: &crate::runtime::bindings::MailView,
-    ) -> Option<crate::runtime::bindings::Verdict> {
+    async fn run_filter(&mut self, plugin: &PluginEntry, view: &mut MailView) -> Option<Verdict> {
         let code: CodeHash = match plugin.code_hash.parse() {
             Ok(code) => code,
             Err(e) => {

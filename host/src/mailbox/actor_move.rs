@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Command, DigestKind, E, LoadFor, MailboxActor, Reply};
 use crate::mailbox::request::{Op, Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
+use crate::proto::mail::PluginEntry;
 use crate::replica::{VersionVector, delta_for};
-use crate::runtime::bindings::PluginEntry;
 use crate::store::{MailboxMeta, SnapshotRecord};
 
 /// What a paused mailbox ships to the target of its move.

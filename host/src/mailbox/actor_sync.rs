@@ -23,7 +23,7 @@ impl MailboxActor {
         let mut replaying = false;
         let mut failed = None;
         for bytes in ops {
-            let op = match Op::decode(&bytes) {
+            let mut op = match Op::decode(&bytes) {
                 Ok(op) if op.seq > 0 => op,
                 Ok(_) => {
                     failed = Some(E::Import("a replicated op has no sequence number".into()));
@@ -53,7 +53,7 @@ impl MailboxActor {
                 replaying = true;
             }
             let result = match result {
-                Ok(()) => instance.call(Some(op.ctx), &op.request).await,
+                Ok(()) => instance.call(Some(op.ctx), &mut op.request).await,
                 Err(trap) => Err(trap),
             };
             match result {

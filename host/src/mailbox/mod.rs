@@ -17,7 +17,7 @@ mod restore;
 use std::time::Duration;
 
 use crate::ids::{CodeHash, IdError, MailboxId};
-use crate::runtime::bindings::MailboxError;
+use crate::proto::mail::MailboxError;
 use crate::runtime::{CallError, RuntimeError};
 use crate::store::{CommitError, LoadError};
 

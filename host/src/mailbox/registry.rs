@@ -13,8 +13,8 @@ use super::request::{Request, Response};
 use super::{MailboxCallError as E, MailboxesConfig, MovedTo};
 use crate::builtin;
 use crate::ids::{CodeHash, MailboxId};
+use crate::proto::mail::{Delivered, NewMail, PluginEntry};
 use crate::replica::{OpId, Since, VersionVector};
-use crate::runtime::bindings::{Delivered, NewMail, PluginEntry};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{MailboxMeta, MailboxStore, StoreConfig};
 

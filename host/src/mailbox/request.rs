@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::replica::{OpId, VersionVector};
 
-use crate::runtime::bindings::{
+use crate::proto::mail::{
     Contact, Delivered, FlagState, FolderInfo, GetParts, MailDetail, MailPage, MailSummary,
     MailboxStats, NewMail, OpContext, Placement, PluginEntry, SearchQuery, SenderList,
     SenderStatus, Tombstone,

@@ -73,7 +73,7 @@ pub(crate) async fn restore(
     }
     for (seq, bytes) in source.tail {
         log_bytes += bytes.len() as u64;
-        let op = Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
+        let mut op = Op::decode(bytes).map_err(|e| restore_err(format!("log entry {seq}: {e}")))?;
         let op_id = op.id_after(&vv);
         if vv.fit(op_id) != Fit::Next {
             return Err(restore_err(format!(
@@ -83,7 +83,7 @@ pub(crate) async fn restore(
         vv.record(op_id);
         window.push(op_id, bytes.as_slice().into());
         clock.observe(op.ctx.hlc);
-        match instance.call(Some(op.ctx), &op.request).await {
+        match instance.call(Some(op.ctx), &mut op.request).await {
             Ok(Ok(_)) => {}
             Ok(Err(refusal)) => {
                 // Ops from other replicas are logged even when they change

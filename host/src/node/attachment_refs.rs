@@ -23,7 +23,7 @@ use crate::dispatch::limits::ATTACHMENT_REFS_MAX;
 use crate::ids::MailboxId;
 use crate::mailbox::{Request, Response};
 use crate::proto::DispatchRequest;
-use crate::runtime::bindings::GetParts;
+use crate::proto::mail::GetParts;
 
 /// Mails asked for per `ListFolder` call while scanning.
 const SCAN_PAGE: u32 = 500;

@@ -35,10 +35,10 @@ use crate::mailbox::actor::{ExportedState, MoveState, ReadAhead};
 use crate::net::{
     Connection, Exchange, FrameBatch, FrameReader, WireError, read_frame, write_frame,
 };
+use crate::proto::mail::PluginEntry;
 use crate::proto::{
     DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
 };
-use crate::runtime::bindings::PluginEntry;
 
 /// How long one whole move may take, each side, before it is abandoned
 /// (the source resumes the mailbox; the target drops a partial import).

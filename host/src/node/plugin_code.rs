@@ -122,7 +122,7 @@ fn missing_plugin_code(ops: &[ByteBuf], have: impl Fn(&CodeHash) -> bool) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::{OpContext, PluginEntry};
+    use crate::proto::mail::{OpContext, PluginEntry};
 
     fn install(hash: &CodeHash) -> ByteBuf {
         let op = Op {

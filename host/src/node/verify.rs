@@ -9,8 +9,8 @@ use crate::identity::{
 };
 use crate::mailbox::Request;
 use crate::proto::host::{PLUGIN_UPLOAD, PluginUpload};
+use crate::proto::mail::NewMail;
 use crate::proto::{CreateOrder, OwnerCall, SignedMail};
-use crate::runtime::bindings::NewMail;
 
 /// Why a host refused a request before running it.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ pub use dem_proto::dispatch::MoveOrder;
 use crate::export::ExportHeader;
 use crate::identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
 use crate::mailbox::{MovedTo, Request, Response};
-use crate::runtime::bindings::{Delivered, NewMail};
+use crate::proto::mail::{Delivered, NewMail};
 
 /// A signed call on a mailbox: the mailbox is named inside the signed body
 /// so a signature for one mailbox cannot be replayed at another.

@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::bindings::{Filter, MailView, Verdict};
+use super::bindings::Filter;
+use super::convert::lend;
 use super::guest_state::GuestState;
 use super::{Runtime, RuntimeError};
 use crate::ids::CodeHash;
+use crate::proto::mail::{MailView, Verdict};
 
 /// Why one filter produced no verdict.
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +48,22 @@ impl FilterInstance {
 
     /// Runs the filter over one mail. After an error the instance must be
     /// dropped.
-    pub async fn run(&mut self, mail: &MailView, config: &str) -> Result<Verdict, FilterError> {
+    ///
+    /// `mail` is moved into the generated type for the call and back after
+    /// it, as `MailboxInstance::call` does with its request, so the next
+    /// filter gets it as it was without it ever being copied.
+    pub async fn run(&mut self, mail: &mut MailView, config: &str) -> Result<Verdict, FilterError> {
         let _ = self.store.set_fuel(self.fuel_per_call);
-        let name = &self.name;
-        self.filter
-            .call_filter(&mut self.store, mail, config)
-            .await
-            .map_err(|e| FilterError::Trap {
-                name: name.clone(),
-                reason: format!("{e:#}"),
-            })
+        let wit_mail = lend(mail);
+        let verdict = self
+            .filter
+            .call_filter(&mut self.store, &wit_mail, config)
+            .await;
+        *mail = wit_mail.into();
+        verdict.map(Verdict::from).map_err(|e| FilterError::Trap {
+            name: self.name.clone(),
+            reason: format!("{e:#}"),
+        })
     }
 }
 
@@ -91,7 +99,7 @@ impl Runtime {
         &self,
         code: &CodeHash,
         name: &str,
-        mail: &MailView,
+        mail: &mut MailView,
         config: &str,
     ) -> Result<Verdict, FilterError> {
         self.instantiate_filter(code, name)

@@ -8,9 +8,11 @@
 
 use wasmtime::Store;
 
-use super::bindings::{Mailbox, MailboxError, OpContext, SnapshotInfo};
+use super::bindings::{self as w, Mailbox, SnapshotInfo};
+use super::convert::{lend, list};
 use super::guest_state::GuestState;
 use crate::mailbox::request::{Request, Response};
+use crate::proto::mail::{MailboxError, OpContext};
 
 /// Bytes moved per `snapshot-read` / `restore-write` call.
 pub const SNAPSHOT_CHUNK_BYTES: u32 = 1 << 20;
@@ -56,13 +58,21 @@ impl MailboxInstance {
     }
 
     /// Runs one request. `ctx` must be given for mutations.
+    ///
+    /// The request's records are moved into the generated types for the
+    /// call and moved back after it, so not even a delivery's body is
+    /// copied; `request` is as it was when this returns (a call whose
+    /// future is dropped halfway may leave them empty).
     pub async fn call(
         &mut self,
         ctx: Option<OpContext>,
-        request: &Request,
+        request: &mut Request,
     ) -> Result<Result<Response, MailboxError>, CallError> {
         let name = request.name();
-        let need_ctx = || ctx.ok_or(CallError::MissingContext(name));
+        let need_ctx = || {
+            ctx.map(w::OpContext::from)
+                .ok_or(CallError::MissingContext(name))
+        };
         self.refuel();
         let api = self.guest.dem_mail_api();
         let s = &mut self.store;
@@ -73,11 +83,13 @@ impl MailboxInstance {
         use Request as R;
         use Response as P;
         let out = match request {
-            R::Deliver { mail, place } => api
-                .call_deliver(s, need_ctx()?, mail, place)
-                .await
-                .map_err(trap)?
-                .map(P::Delivered),
+            R::Deliver { mail, place } => {
+                let ctx = need_ctx()?;
+                let (wit_mail, wit_place) = (lend(mail), lend(place));
+                let out = api.call_deliver(s, ctx, &wit_mail, &wit_place).await;
+                (*mail, *place) = (wit_mail.into(), wit_place.into());
+                out.map_err(trap)?.map(|d| P::Delivered(d.into()))
+            }
             R::ListFolder {
                 folder,
                 offset,
@@ -86,17 +98,19 @@ impl MailboxInstance {
                 .call_list_folder(s, folder, *offset, *limit)
                 .await
                 .map_err(trap)?
-                .map(P::Page),
+                .map(|p| P::Page(p.into())),
             R::Get { id, parts } => api
-                .call_get(s, id, *parts)
+                .call_get(s, id, (*parts).into())
                 .await
                 .map_err(trap)?
-                .map(|d| P::Detail(Box::new(d))),
-            R::SetFlags { id, add, remove } => api
-                .call_set_flags(s, need_ctx()?, id, add, remove)
-                .await
-                .map_err(trap)?
-                .map(P::Flags),
+                .map(|d| P::Detail(Box::new(d.into()))),
+            R::SetFlags { id, add, remove } => {
+                let ctx = need_ctx()?;
+                let (wit_add, wit_remove) = (lend(add), lend(remove));
+                let out = api.call_set_flags(s, ctx, id, &wit_add, &wit_remove).await;
+                (*add, *remove) = (wit_add.into(), wit_remove.into());
+                out.map_err(trap)?.map(|f| P::Flags(f.into()))
+            }
             R::MoveMail { id, folder } => api
                 .call_move_mail(s, need_ctx()?, id, folder)
                 .await
@@ -107,58 +121,70 @@ impl MailboxInstance {
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
-            R::DeleteHistory { offset, limit } => Ok(P::Tombstones(
+            R::DeleteHistory { offset, limit } => Ok(P::Tombstones(list(
                 api.call_delete_history(s, *offset, *limit)
                     .await
                     .map_err(trap)?,
-            )),
-            R::Search { query, limit } => api
-                .call_search(s, query, *limit)
-                .await
-                .map_err(trap)?
-                .map(P::Summaries),
+            ))),
+            R::Search { query, limit } => {
+                let wit_query = lend(query);
+                let out = api.call_search(s, &wit_query, *limit).await;
+                *query = wit_query.into();
+                out.map_err(trap)?.map(|found| P::Summaries(list(found)))
+            }
             R::CreateFolder { name } => api
                 .call_create_folder(s, need_ctx()?, name)
                 .await
                 .map_err(trap)?
-                .map(P::Folder),
+                .map(|f| P::Folder(f.into())),
             R::RenameFolder { name, new_name } => api
                 .call_rename_folder(s, need_ctx()?, name, new_name)
                 .await
                 .map_err(trap)?
-                .map(P::Folder),
+                .map(|f| P::Folder(f.into())),
             R::DeleteFolder { name } => api
                 .call_delete_folder(s, need_ctx()?, name)
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
-            R::ListFolders => Ok(P::Folders(api.call_list_folders(s).await.map_err(trap)?)),
-            R::AddContact { contact } => api
-                .call_add_contact(s, need_ctx()?, contact)
-                .await
-                .map_err(trap)?
-                .map(|()| P::Done),
+            R::ListFolders => Ok(P::Folders(list(
+                api.call_list_folders(s).await.map_err(trap)?,
+            ))),
+            R::AddContact { contact } => {
+                let ctx = need_ctx()?;
+                let wit_contact = lend(contact);
+                let out = api.call_add_contact(s, ctx, &wit_contact).await;
+                *contact = wit_contact.into();
+                out.map_err(trap)?.map(|()| P::Done)
+            }
             R::RemoveContact { address } => api
                 .call_remove_contact(s, need_ctx()?, address)
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
-            R::ListContacts => Ok(P::Contacts(api.call_list_contacts(s).await.map_err(trap)?)),
+            R::ListContacts => Ok(P::Contacts(list(
+                api.call_list_contacts(s).await.map_err(trap)?,
+            ))),
             R::AddSender { which, pattern } => api
-                .call_add_sender(s, need_ctx()?, *which, pattern)
+                .call_add_sender(s, need_ctx()?, (*which).into(), pattern)
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
             R::RemoveSender { which, pattern } => api
-                .call_remove_sender(s, need_ctx()?, *which, pattern)
+                .call_remove_sender(s, need_ctx()?, (*which).into(), pattern)
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
             R::ListSenders { which } => Ok(P::Senders(
-                api.call_list_senders(s, *which).await.map_err(trap)?,
+                api.call_list_senders(s, (*which).into())
+                    .await
+                    .map_err(trap)?,
             )),
             R::ClassifySender { address } => Ok(P::SenderStatus(
-                api.call_classify_sender(s, address).await.map_err(trap)?,
+                api.call_classify_sender(s, address)
+                    .await
+                    .map_err(trap)?
+                    .into(),
             )),
             R::SetPreference { key, value } => api
                 .call_set_preference(s, need_ctx()?, key, value)
@@ -176,20 +202,24 @@ impl MailboxInstance {
             R::ListPreferences => Ok(P::Preferences(
                 api.call_list_preferences(s).await.map_err(trap)?,
             )),
-            R::InstallPlugin { entry } => api
-                .call_install_plugin(s, need_ctx()?, entry)
-                .await
-                .map_err(trap)?
-                .map(|()| P::Done),
+            R::InstallPlugin { entry } => {
+                let ctx = need_ctx()?;
+                let wit_entry = lend(entry);
+                let out = api.call_install_plugin(s, ctx, &wit_entry).await;
+                *entry = wit_entry.into();
+                out.map_err(trap)?.map(|()| P::Done)
+            }
             R::RemovePlugin { name } => api
                 .call_remove_plugin(s, need_ctx()?, name)
                 .await
                 .map_err(trap)?
                 .map(|()| P::Done),
-            R::ListPlugins => Ok(P::Plugins(api.call_list_plugins(s).await.map_err(trap)?)),
-            R::Stats => Ok(P::Stats(api.call_stats(s).await.map_err(trap)?)),
+            R::ListPlugins => Ok(P::Plugins(list(
+                api.call_list_plugins(s).await.map_err(trap)?,
+            ))),
+            R::Stats => Ok(P::Stats(api.call_stats(s).await.map_err(trap)?.into())),
         };
-        Ok(out)
+        Ok(out.map_err(MailboxError::from))
     }
 
     /// Serialises the state and streams it out in chunks, so the guest never
@@ -289,7 +319,7 @@ impl MailboxInstance {
             .await
             .map_err(trap("restore-begin"))?
         {
-            return Ok(Err(e));
+            return Ok(Err(e.into()));
         }
         for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES as usize) {
             let _ = self.store.set_fuel(fuel);
@@ -298,12 +328,129 @@ impl MailboxInstance {
                 .await
                 .map_err(trap("restore-write"))?
             {
-                return Ok(Err(e));
+                return Ok(Err(e.into()));
             }
         }
         let _ = self.store.set_fuel(fuel);
-        api.call_restore_finish(&mut self.store)
+        Ok(api
+            .call_restore_finish(&mut self.store)
             .await
-            .map_err(trap("restore-finish"))
+            .map_err(trap("restore-finish"))?
+            .map_err(MailboxError::from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builtin;
+    use crate::proto::mail::{
+        Contact, FlagState, Header, MailFlags, NewMail, Placement, PluginEntry, SearchQuery,
+    };
+    use crate::runtime::{Runtime, RuntimeConfig};
+
+    fn context(hlc: u64) -> Option<OpContext> {
+        Some(OpContext {
+            now_ms: 1_700_000_000_000,
+            hlc,
+            replica: 1,
+        })
+    }
+
+    /// The actor logs the request after the call, so what was lent to the
+    /// guest must come back whole, whether the call succeeds, is refused or
+    /// never starts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_gives_its_request_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(dir.path(), RuntimeConfig::default()).unwrap();
+        let code = runtime.code().insert(builtin::MAILBOX).unwrap();
+        let mut instance = runtime
+            .instantiate_mailbox(&code, "lend".into())
+            .await
+            .unwrap();
+        let flags = |f: MailFlags| FlagState {
+            flags: f,
+            keywords: vec!["k".into()],
+        };
+        let requests = [
+            Request::Deliver {
+                mail: NewMail {
+                    id: "m1".into(),
+                    from: "a@x.org".into(),
+                    to: vec!["b@y.org".into()],
+                    subject: "s".into(),
+                    message_id: "<1@x.org>".into(),
+                    in_reply_to: Some("<0@x.org>".into()),
+                    headers: vec![Header {
+                        name: "X-A".into(),
+                        value: "1".into(),
+                    }],
+                    body: "body".into(),
+                    ..NewMail::default()
+                },
+                place: Placement {
+                    folder: "INBOX".into(),
+                    flags: MailFlags::SEEN,
+                    keywords: vec!["k".into()],
+                    spam_score: Some(0.5),
+                },
+            },
+            Request::SetFlags {
+                id: "m1".into(),
+                add: flags(MailFlags::FLAGGED),
+                remove: flags(MailFlags::SEEN),
+            },
+            // Refused: no such mail.
+            Request::SetFlags {
+                id: "nope".into(),
+                add: flags(MailFlags::DRAFT),
+                remove: flags(MailFlags::empty()),
+            },
+            Request::Search {
+                query: SearchQuery {
+                    subject: Some("s".into()),
+                    flags_set: MailFlags::FLAGGED,
+                    ..SearchQuery::default()
+                },
+                limit: 10,
+            },
+            Request::AddContact {
+                contact: Contact {
+                    name: "A".into(),
+                    address: "a@x.org".into(),
+                    note: "n".into(),
+                },
+            },
+            Request::InstallPlugin {
+                entry: PluginEntry {
+                    name: "p".into(),
+                    code_hash: "00".repeat(32),
+                    config: "c".into(),
+                    order: 1,
+                },
+            },
+        ];
+        for (i, request) in requests.into_iter().enumerate() {
+            let mut lent = request.clone();
+            let ctx = lent.is_mutation().then(|| context(i as u64 + 1)).flatten();
+            let answer = instance.call(ctx, &mut lent).await.unwrap();
+            assert_eq!(lent, request, "{answer:?}");
+            if i == 2 {
+                assert!(
+                    matches!(answer, Err(MailboxError::NotFound(_))),
+                    "{answer:?}"
+                );
+            } else {
+                assert!(answer.is_ok(), "{}: {answer:?}", request.name());
+            }
+        }
+        let mut without_ctx = Request::AddContact {
+            contact: Contact::default(),
+        };
+        assert!(matches!(
+            instance.call(None, &mut without_ctx).await,
+            Err(CallError::MissingContext("add-contact"))
+        ));
     }
 }

@@ -5,9 +5,13 @@
 //! `MailboxInstance` (instance.rs) is one live mailbox component; `filter.rs`
 //! runs filter plugins, each in a Store of its own. The mailbox actor
 //! (`crate::mailbox`) drives both; nothing here knows about durability.
+//! The types `bindgen!` generates stay private to this module: calls take
+//! and return the plain mirrors of `crate::proto::mail`, converted at the
+//! call (`convert.rs`).
 
-pub mod bindings;
+mod bindings;
 pub mod code_store;
+mod convert;
 pub mod filter;
 pub mod guest_state;
 pub mod instance;

@@ -14,8 +14,8 @@ use crate::client::{MailboxRef, Target, attachments, now_ms};
 use crate::identity::MailSeal;
 use crate::mailbox::{Request, Response};
 use crate::node::verify::with_content;
+use crate::proto::mail::{ByteRange, FlagState, GetParts, MailFlags, NewMail, SearchQuery};
 use crate::proto::{HostRequest, HostResponse, SignedMail};
-use crate::runtime::bindings::{ByteRange, FlagState, GetParts, MailFlags, NewMail, SearchQuery};
 
 /// The domain part of DEM addresses.
 pub const DOMAIN: &str = "dem";

@@ -12,8 +12,8 @@ use crate::client::{MailboxRef, RefError, Target, attachments, now_ms};
 use crate::identity::Signed;
 use crate::mailbox::{Request, Response};
 use crate::proto::host::{PLUGIN_UPLOAD, PluginUpload};
+use crate::proto::mail::{Contact, SenderList};
 use crate::proto::{HostRequest, HostResponse};
-use crate::runtime::bindings::{Contact, SenderList};
 
 /// Largest plugin component uploaded: it travels in one request frame.
 const PLUGIN_BYTES_MAX: u64 = 3 << 20;
