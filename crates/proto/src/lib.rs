@@ -7,12 +7,17 @@
 //! - [`attachment`]: the one attachment id, BLAKE3 of the content;
 //! - [`error`]: the error a server answers with;
 //! - [`dispatch`]: what dispatch units are asked and answer, and their tables;
+//! - [`mail`]: the records of the mailbox's WIT interface, as plain data;
+//! - [`mailbox`]: one call on a mailbox and its answer, as the op log
+//!   records it and a replica replays it;
 //! - [`vv`]: version vectors and op ids.
 
 pub mod attachment;
 pub mod dispatch;
 pub mod error;
 pub mod ids;
+pub mod mail;
+pub mod mailbox;
 pub mod vv;
 
 pub use dem_identity::{DispatchId, Epoch, HostId, UserId};

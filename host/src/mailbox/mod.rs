@@ -11,7 +11,7 @@ pub mod actor;
 pub mod clock;
 pub mod filters;
 pub mod registry;
-pub mod request;
+pub use dem_proto::mailbox as request;
 mod restore;
 
 use std::time::Duration;

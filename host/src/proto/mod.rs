@@ -11,7 +11,7 @@
 
 pub use dem_proto::dispatch;
 pub mod host;
-pub mod mail;
+pub use dem_proto::mail;
 
 pub use dispatch::{DispatchRequest, DispatchResponse};
 pub use host::{CreateOrder, HostRequest, HostResponse, MoveOrder, OwnerCall, SignedMail};

@@ -8,9 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::replica::{OpId, VersionVector};
+use crate::{OpId, VersionVector};
 
-use crate::proto::mail::{
+use crate::mail::{
     Contact, Delivered, FlagState, FolderInfo, GetParts, MailDetail, MailPage, MailSummary,
     MailboxStats, NewMail, OpContext, Placement, PluginEntry, SearchQuery, SenderList,
     SenderStatus, Tombstone,
