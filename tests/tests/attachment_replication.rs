@@ -1,4 +1,4 @@
-//! Attachment replication with real processes (issue 4 §5): five hosts,
+//! Attachment replication with real processes: five hosts,
 //! R = 3, W = 2, short leases, keeper rounds and attachment grace period.
 //! A mail with an attachment to two recipients leaves exactly 3 stored
 //! copies (whatever the number of recipients); after SIGKILL of a holder

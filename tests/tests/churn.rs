@@ -1,4 +1,4 @@
-//! Seeded churn with real processes (issue 4 §6): hosts join, leave
+//! Seeded churn with real processes: hosts join, leave
 //! gracefully (SIGTERM), crash (SIGKILL), pause (SIGSTOP, so their lease
 //! may lapse) and restart from their data dirs at random for a bounded
 //! time, while a sender delivers (one mail in six with an attachment) and
@@ -242,7 +242,7 @@ fn all_at_r(status: &Value, in_sync: bool) -> Result<bool> {
 }
 
 /// Whether every attachment `admin status --json` lists has exactly R
-/// live holders (attachment replication, issue 4 §5). A status without an
+/// live holders (attachment replication). A status without an
 /// `attachments` list (before that work) has nothing to check.
 fn attachments_at_r(status: &Value) -> Result<bool> {
     let online = online_hosts(status);

@@ -1,4 +1,4 @@
-//! A move onto an older copy ships only the missing ops (issue 4 §4), on
+//! A move onto an older copy ships only the missing ops, on
 //! real `dem` processes: bob's home host takes his mailbox, is SIGKILLed
 //! (so it keeps a copy on disk), mail keeps arriving at the other
 //! replicas, and when the home host starts again and pulls the mailbox

@@ -1,4 +1,4 @@
-//! Dispatch units failing under load, with real processes (issue 4 §5):
+//! Dispatch units failing under load, with real processes:
 //! two units replicate their tables, four hosts (R = 3, W = 2) and the
 //! users know both. While a sender keeps delivering, one unit is SIGKILLed:
 //! every send still succeeds (clients fall back to the other unit), a host

@@ -1,4 +1,4 @@
-//! Mailboxes moving between real `dem host` processes (issue 3 §4–§5):
+//! Mailboxes moving between real `dem host` processes:
 //! an explicit `dem admin move` while a sender keeps delivering (nothing
 //! lost or duplicated), the owner's host pulling the mailbox home, a
 //! graceful leave moving everything off (also when at first there is

@@ -1,4 +1,4 @@
-//! Replication under faults, with real processes (issue 4 §6): R = 3,
+//! Replication under faults, with real processes: R = 3,
 //! W = 2, short leases and keeper rounds.
 //! - crash: SIGKILL two of five hosts (both holding bob's mailbox) while a
 //!   sender keeps delivering; every acknowledged mail is readable after,

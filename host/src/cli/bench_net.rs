@@ -158,7 +158,7 @@ pub async fn run(p: NetParams) -> anyhow::Result<Value> {
             "127.0.0.61:0",
             "--data",
             &path("unit")?,
-            // The moves measured here are of the one copy (issue 3);
+            // The moves measured here are of the one copy;
             // `dem bench repl` measures replication.
             "--replicas",
             "1",

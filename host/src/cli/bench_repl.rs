@@ -1,5 +1,5 @@
-//! `dem bench repl`: the replication numbers BENCHMARKS.md records
-//! (issue 4 §7), measured on real processes over loopback QUIC.
+//! `dem bench repl`: the replication numbers BENCHMARKS.md records,
+//! measured on real processes over loopback QUIC.
 //!
 //! Two networks run one after the other, each one `dem dispatch` unit with
 //! R=3 and four `dem host` daemons (started with `bench_net`'s `Proc`,

@@ -1,4 +1,4 @@
-//! The attachment keeper (issue 4 §5): every keeper round, for each
+//! The attachment keeper: every keeper round, for each
 //! attachment stored here, look at its listing and act on
 //! [`plan_attachment`]:
 //! - as the leader (smallest online listed host), drop holders whose lease

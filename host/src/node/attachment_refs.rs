@@ -1,4 +1,4 @@
-//! Attachment reference leases from the mailbox side (issue 4 §5): every
+//! Attachment reference leases from the mailbox side: every
 //! quarter of the network's attachment grace period, this host tells the
 //! dispatch units which attachments the mails of the mailboxes it holds
 //! reference (`AttachmentRefs`), which renews their leases

@@ -1,4 +1,4 @@
-//! Moves that ship only the missing ops (issue 4 §4), the driver around
+//! Moves that ship only the missing ops, the driver around
 //! `crate::replica::delta`.
 //!
 //! Before pausing a mailbox for a move, the source asks the target whether

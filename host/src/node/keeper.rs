@@ -1,5 +1,5 @@
 //! The keeper: every `keeper` interval, for each mailbox held here, look at
-//! its replica listing and act on [`crate::replica::plan`] (issue 4 §3):
+//! its replica listing and act on [`crate::replica::plan`]:
 //! - as a follower, kick the links to the other live replicas
 //!   (anti-entropy: each side pushes what the other lacks);
 //! - as the leader, also drop replicas whose lease expired, place and copy

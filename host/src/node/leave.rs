@@ -1,4 +1,4 @@
-//! Graceful leave (paper IV-B; issue 3 §4): on SIGTERM or Ctrl-C the host
+//! Graceful leave (paper IV-B): on SIGTERM or Ctrl-C the host
 //! asks dispatch for a departure plan (`Leave`), moves every mailbox
 //! (`migrate`) and every attachment (an `AttachmentPut` stream to the
 //! planned host, which then reports the location; the local copy is

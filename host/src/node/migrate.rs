@@ -1,4 +1,4 @@
-//! Mailbox migration between hosts (paper IV-B; issue 3 §5). The source
+//! Mailbox migration between hosts (paper IV-B). The source
 //! reads the state to ship while the mailbox still runs, pauses it (calls
 //! queue) to add the ops logged since, asks the target which components
 //! it lacks (`MissingCode`), then sends `Migrate { header, epoch }`

@@ -1,4 +1,4 @@
-//! Keeping a mailbox's replicas in sync (issue 4 §1–2), the driver around
+//! Keeping a mailbox's replicas in sync, the driver around
 //! `crate::replica`.
 //!
 //! - Every mutation made here is pushed to the other replicas by a **link**

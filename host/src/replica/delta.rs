@@ -1,4 +1,4 @@
-//! Moves that ship only the missing ops, sans-IO (issue 4 §4).
+//! Moves that ship only the missing ops, sans-IO.
 //!
 //! When a mailbox moves to a host that still holds an older copy of it (an
 //! owner's host reconnecting with the copy it kept), and the source's

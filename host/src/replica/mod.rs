@@ -5,7 +5,7 @@
 //! replica sets and references). The host daemon (`node::sync`,
 //! `node::keeper`) drives them over QUIC; the mailbox actor applies ops.
 //!
-//! The model (paper §IV-C, issue 4): every mailbox has R replicas on
+//! The model (paper §IV-C): every mailbox has R replicas on
 //! distinct hosts, any of which serves calls. A mutation runs at the replica
 //! that got the call, is stamped there with an [`OpId`], logged durably, and
 //! pushed to the other replicas, which apply the same op with the same

@@ -1,5 +1,5 @@
 //! Attachment reference leases: how the unit knows an attachment may be
-//! garbage-collected (issue 4 §5).
+//! garbage-collected.
 //!
 //! An attachment is shared by every mail that references it, on every
 //! replica of every recipient's mailbox, and it is uploaded before the mail

@@ -1,4 +1,4 @@
-//! Attachment replicas and references, sans-IO (issue 4 §5).
+//! Attachment replicas and references, sans-IO.
 //!
 //! An attachment is immutable and named by its BLAKE3, so its replicas
 //! never need syncing: the keeper only keeps R copies listed and collects
