@@ -480,5 +480,4 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 #[cfg(test)]
-#[path = "service_tests.rs"]
 mod tests;

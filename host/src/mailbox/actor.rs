@@ -39,14 +39,10 @@ pub enum DigestKind {
     State,
 }
 
-#[path = "actor_move.rs"]
 mod moving;
 pub use moving::{DeltaState, ExportedState, MoveState, ReadAhead, vv_after};
-#[path = "actor_deliver.rs"]
 mod deliver;
-#[path = "actor_durable.rs"]
 mod durable;
-#[path = "actor_sync.rs"]
 mod sync;
 use durable::{LoadFor, load};
 

@@ -287,5 +287,4 @@ pub(super) fn list<W, M: From<W>>(v: Vec<W>) -> Vec<M> {
 }
 
 #[cfg(test)]
-#[path = "convert_tests.rs"]
 mod tests;

@@ -414,5 +414,4 @@ fn unit_err(e: UnitError) -> WireError {
 }
 
 #[cfg(test)]
-#[path = "handle_tests.rs"]
 mod tests;
