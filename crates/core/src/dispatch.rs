@@ -53,16 +53,16 @@ pub mod tables;
 pub mod updates;
 mod validate;
 
-pub use error::{
-    AddrError, HostError, HostListError, LocationError, LookupError, NameError, NameFormatError,
-    PlacementError, UnitError, UpdateError,
-};
-pub use limits::{LimitExceeded, Limits};
 pub use dem_proto::dispatch::{
     AttachmentLookup, DeparturePlan, HostAddr, MailboxLookup, ObjectRef, Placement, Registration,
     StatusView, Update, objects,
 };
 pub use dem_proto::{AttachmentId, AttachmentIdError};
+pub use error::{
+    AddrError, HostError, HostListError, LocationError, LookupError, NameError, NameFormatError,
+    PlacementError, UnitError, UpdateError,
+};
+pub use limits::{LimitExceeded, Limits};
 pub use snapshot::{MergeReport, updates_of};
 pub use tables::{
     AttachmentRecord, DispatchTables, HostRecord, HostState, MailboxRecord, MoveGrant, NameRecord,
@@ -150,11 +150,10 @@ impl DispatchUnit {
     }
 }
 
-/// Fixtures for unit tests, here and in the drivers' tests (feature
-/// `testutil`).
 #[cfg(any(test, feature = "testutil"))]
 pub mod testutil {
-    //! Shared fixtures for the unit tests of the submodules.
+    //! Shared fixtures for the unit tests of the submodules, and of the
+    //! drivers' tests in other crates (feature `testutil`).
     use super::*;
     use dem_identity::{HostId, UserId};
 

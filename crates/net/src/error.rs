@@ -88,4 +88,3 @@ pub enum NetError {
     #[error("peer refused the request: {0}")]
     Remote(WireError),
 }
-

@@ -130,20 +130,32 @@ mod tests {
     fn refuses_bad_spellings() {
         let good = AttachmentId::of(b"x").to_hex();
         assert_eq!(AttachmentId::parse(""), Err(AttachmentIdError::Length(0)));
-        assert_eq!(AttachmentId::parse(&good[..63]), Err(AttachmentIdError::Length(63)));
+        assert_eq!(
+            AttachmentId::parse(&good[..63]),
+            Err(AttachmentIdError::Length(63))
+        );
         assert_eq!(
             AttachmentId::parse(&format!("{good}0")),
             Err(AttachmentIdError::Length(65))
         );
         let upper = good.to_uppercase();
         if upper != good {
-            assert_eq!(AttachmentId::parse(&upper), Err(AttachmentIdError::NotLowerHex));
+            assert_eq!(
+                AttachmentId::parse(&upper),
+                Err(AttachmentIdError::NotLowerHex)
+            );
         }
         let traversal = format!("../{}", &good[3..]);
-        assert_eq!(AttachmentId::parse(&traversal), Err(AttachmentIdError::NotLowerHex));
+        assert_eq!(
+            AttachmentId::parse(&traversal),
+            Err(AttachmentIdError::NotLowerHex)
+        );
         // A multi-byte character must not be split into "hex" bytes.
         let accented = format!("é{}", &good[2..]);
-        assert_eq!(AttachmentId::parse(&accented), Err(AttachmentIdError::NotLowerHex));
+        assert_eq!(
+            AttachmentId::parse(&accented),
+            Err(AttachmentIdError::NotLowerHex)
+        );
     }
 
     #[test]

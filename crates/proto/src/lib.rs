@@ -20,8 +20,8 @@ pub mod mail;
 pub mod mailbox;
 pub mod vv;
 
-pub use dem_identity::{DispatchId, Epoch, HostId, UserId};
 pub use attachment::{ATTACHMENT_ID_HEX_LEN, AttachmentId, AttachmentIdError};
+pub use dem_identity::{DispatchId, Epoch, HostId, UserId};
 pub use error::WireError;
 pub use ids::{CodeHash, IdError, MailboxId};
 pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};

@@ -60,8 +60,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use error::{BeginError, FinishError, OpenError, ReadError, RemoveError, WriteError};
 pub use dem_proto::{ATTACHMENT_ID_HEX_LEN, AttachmentId, AttachmentIdError};
+pub use error::{BeginError, FinishError, OpenError, ReadError, RemoveError, WriteError};
 pub use read::{Chunk, ChunkStream};
 pub use upload::Upload;
 

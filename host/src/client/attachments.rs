@@ -142,7 +142,7 @@ async fn store_once(
     };
     let no_host = |e: AttachmentError| (e, None);
     if let Ok(DispatchResponse::Attachment(found)) = session
-        .dispatch(&DispatchRequest::LookupAttachment { id: id.clone() })
+        .dispatch(&DispatchRequest::LookupAttachment { id: *id })
         .await
         && found
             .hosts
@@ -150,9 +150,7 @@ async fn store_once(
             .any(|h| h.online && !failed.contains(&h.host))
     {
         session
-            .dispatch(&DispatchRequest::AttachmentRefs {
-                ids: vec![id.clone()],
-            })
+            .dispatch(&DispatchRequest::AttachmentRefs { ids: vec![*id] })
             .await
             .map_err(|e| no_host(e.into()))?;
         return Ok(Stored::Known);
@@ -161,7 +159,7 @@ async fn store_once(
     // failed before is skipped here in case dispatch has not learnt yet
     // (the next attempt asks again).
     let place = DispatchRequest::PlaceAttachment {
-        id: id.clone(),
+        id: *id,
         size_bytes: reference.size_bytes,
     };
     let placement = match session
@@ -181,7 +179,7 @@ async fn store_once(
     }
     let host = placement.host;
     let put = HostRequest::AttachmentPut {
-        id: id.clone(),
+        id: *id,
         size_bytes: reference.size_bytes,
         name: Some(reference.name.clone()),
         media_type: Some(reference.media_type.clone()),
@@ -243,7 +241,7 @@ pub async fn fetch(
     out: &Path,
 ) -> Result<u64, AttachmentError> {
     let found = match session
-        .dispatch(&DispatchRequest::LookupAttachment { id: id.clone() })
+        .dispatch(&DispatchRequest::LookupAttachment { id: *id })
         .await?
     {
         DispatchResponse::Attachment(found) => found,
@@ -280,7 +278,7 @@ async fn fetch_from(
     let conn = session.connect(addr, holder.host).await?;
     let (mut send, mut recv) = conn.open_stream().await?;
     let get = HostRequest::AttachmentGet {
-        id: id.clone(),
+        id: *id,
         start,
         end,
     };
@@ -312,7 +310,8 @@ async fn fetch_from(
     progress.finish();
     file.sync_all().map_err(io)?;
     let whole = range.is_none();
-    if got != expected || (whole && AttachmentId::from_bytes(*hasher.finalize().as_bytes()) != *id) {
+    if got != expected || (whole && AttachmentId::from_bytes(*hasher.finalize().as_bytes()) != *id)
+    {
         let _ = std::fs::remove_file(out);
         return Err(AttachmentError::Corrupt(id.to_string()));
     }

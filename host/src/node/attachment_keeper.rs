@@ -65,7 +65,7 @@ impl Node {
         &self,
         id: &AttachmentId,
     ) -> Result<Option<AttachmentLookup>, WireError> {
-        let req = DispatchRequest::LookupAttachment { id: id.clone() };
+        let req = DispatchRequest::LookupAttachment { id: *id };
         match self.session.dispatch(&req).await {
             Ok(DispatchResponse::Attachment(found)) => Ok(Some(found)),
             Ok(other) => Err(internal(format!("dispatch answered {other:?}"))),
@@ -89,7 +89,7 @@ impl Node {
         epoch: Epoch,
     ) -> Result<(), WireError> {
         let req = DispatchRequest::LocationUpdate {
-            object: ObjectRef::Attachment(id.clone()),
+            object: ObjectRef::Attachment(*id),
             hosts,
             epoch,
         };
@@ -109,7 +109,7 @@ impl Node {
         sender: HostId,
     ) -> Result<(), WireError> {
         // The keeper leaves the set to this upload meanwhile.
-        self.att_keeper().busy.insert(id.clone());
+        self.att_keeper().busy.insert(*id);
         let settled = self.clone().settle_put_busy(id, sender).await;
         self.att_keeper().busy.remove(id);
         settled
@@ -196,7 +196,7 @@ impl Node {
         let mut placed = 0;
         for _ in 0..n {
             let req = DispatchRequest::Place {
-                object: ObjectRef::Attachment(id.clone()),
+                object: ObjectRef::Attachment(*id),
                 exclude: exclude.clone(),
             };
             let p = match self.session.dispatch(&req).await {
@@ -206,7 +206,7 @@ impl Node {
             exclude.push(p.host);
             placed += 1;
             let node = self.clone();
-            let id = id.clone();
+            let id = *id;
             copies.spawn(async move {
                 match node.copy_attachment(&id, p.host, &p.addr, false).await {
                     Ok(()) => Some(p.host),

@@ -278,14 +278,14 @@ impl Node {
         let (size_bytes, name, media_type) = (meta.size_bytes, meta.name, meta.media_type);
         let req = if move_out {
             HostRequest::AttachmentPut {
-                id: id.clone(),
+                id: *id,
                 size_bytes,
                 name,
                 media_type,
             }
         } else {
             HostRequest::AttachmentCopy {
-                id: id.clone(),
+                id: *id,
                 size_bytes,
                 name,
                 media_type,

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::replica::VersionVector;
 
 use crate::dispatch::AttachmentId;
-pub use dem_proto::dispatch::MoveOrder;
 use crate::export::ExportHeader;
 use crate::identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
 use crate::mailbox::{MovedTo, Request, Response};
 use crate::proto::mail::{Delivered, NewMail};
+pub use dem_proto::dispatch::MoveOrder;
 
 /// A signed call on a mailbox: the mailbox is named inside the signed body
 /// so a signature for one mailbox cannot be replayed at another.

@@ -12,7 +12,6 @@ use super::objects::ObjectRef;
 use super::{Action, DispatchUnit};
 use dem_identity::HostId;
 
-
 impl DispatchUnit {
     /// Plans where every object held by the departing `host` should go,
     /// spreading them by adding each planned move to its target's load. An
@@ -40,7 +39,7 @@ impl DispatchUnit {
             .filter(|(_, r)| r.hosts.contains(&host));
         let attachments = attachments.map(|(id, r)| {
             (
-                ObjectRef::Attachment(id.clone()),
+                ObjectRef::Attachment(*id),
                 r.hosts.clone(),
                 &r.pending,
                 r.epoch,

@@ -3,9 +3,9 @@
 //! the exact refusal) instead of passing strings around.
 
 use super::limits::LimitExceeded;
+use dem_identity::{Epoch, HostId, UserId};
 use dem_proto::AttachmentId;
 use dem_proto::dispatch::ObjectRef;
-use dem_identity::{Epoch, HostId, UserId};
 
 /// A host or unit address that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -8,9 +8,7 @@
 //! persists after changes and hands [`Outcome::updates`] to the replicator
 //! ([`super::peers`]).
 
-use dem_identity::{
-    DispatchId, Freshness, HOME, HostId, MOVE_ORDER, ReplayGuard, Signed, UserId,
-};
+use dem_identity::{DispatchId, Freshness, HOME, HostId, MOVE_ORDER, ReplayGuard, Signed, UserId};
 use dem_proto::WireError;
 use dem_proto::dispatch::{CONFLICT, NOT_FOUND};
 use dem_proto::dispatch::{DispatchRequest, DispatchResponse, MoveOrder};

@@ -9,9 +9,9 @@
 //! Callers must have verified that the request was signed by `host` (or by
 //! the announcing unit); these methods trust the ids they are given.
 
-use super::tables::Merge;
 use super::error::{HostError, UnitError};
 use super::limits::MAX_CAPACITY;
+use super::tables::Merge;
 use super::tables::{HostRecord, HostState, UnitRecord};
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};

@@ -77,7 +77,6 @@ pub struct Limits {
     pub attachment_grace_ms: u64,
 }
 
-
 impl Default for Limits {
     fn default() -> Self {
         Limits {

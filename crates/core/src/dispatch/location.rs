@@ -12,11 +12,11 @@
 //!
 //! The driver verifies signatures; these methods get the verified `from`.
 
-use super::tables::Merge;
 use super::error::LocationError;
 use super::limits::MAX_EPOCH_STEP;
 use super::objects::ObjectRef;
 use super::tables::HostState;
+use super::tables::Merge;
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
 use dem_identity::{Epoch, HostId, UserId};
@@ -123,13 +123,13 @@ impl DispatchUnit {
                 )?;
                 if new_hosts.is_empty() {
                     Update::AttachmentRemoved {
-                        id: id.clone(),
+                        id: *id,
                         size_bytes,
                         epoch,
                     }
                 } else {
                     Update::AttachmentLocated {
-                        id: id.clone(),
+                        id: *id,
                         hosts: new_hosts,
                         size_bytes,
                         epoch,
@@ -179,10 +179,10 @@ impl DispatchUnit {
 mod tests {
     use super::super::error::{HostListError, LocationError as E};
     use super::super::limits::MOVE_GRANT_MS;
-    use dem_proto::AttachmentId;
     use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
     use super::*;
+    use dem_proto::AttachmentId;
 
     fn setup() -> DispatchUnit {
         let mut u = unit_with_hosts(0, 4);
@@ -323,8 +323,8 @@ mod tests {
             referenced_until_ms: Some(5),
             ..Default::default()
         };
-        u.tables.attachments.insert(id.clone(), rec);
-        let obj = ObjectRef::Attachment(id.clone());
+        u.tables.attachments.insert(id, rec);
+        let obj = ObjectRef::Attachment(id);
         // Not while its reference lease holds (nor forever for a record
         // without one).
         assert_eq!(
@@ -351,7 +351,7 @@ mod tests {
         assert_eq!(
             updates(&acts),
             vec![Update::AttachmentRemoved {
-                id: id.clone(),
+                id,
                 size_bytes: 9,
                 epoch: Epoch(2)
             }]

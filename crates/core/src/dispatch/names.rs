@@ -9,16 +9,15 @@
 
 pub use dem_proto::dispatch::names::*;
 
-use super::tables::Merge;
 use super::error::{LookupError, NameError};
 use super::limits::MAX_CLAIM_SKEW_MS;
-use dem_proto::AttachmentId;
-use dem_proto::dispatch::ObjectRef;
+use super::tables::Merge;
 use super::tables::NameRecord;
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
 use dem_identity::{HostId, UserId};
-
+use dem_proto::AttachmentId;
+use dem_proto::dispatch::ObjectRef;
 
 impl DispatchUnit {
     /// Registers `name` for `user`, first come first served.
@@ -111,9 +110,9 @@ impl DispatchUnit {
             .tables
             .attachments
             .get(id)
-            .ok_or_else(|| LookupError::UnknownAttachment(id.clone()))?;
+            .ok_or(LookupError::UnknownAttachment(*id))?;
         Ok(AttachmentLookup {
-            id: id.clone(),
+            id: *id,
             size_bytes: rec.size_bytes,
             epoch: rec.epoch,
             hosts: rec
@@ -137,13 +136,13 @@ impl DispatchUnit {
 
 #[cfg(test)]
 mod tests {
-    use dem_identity::Epoch;
     use super::super::error::NameFormatError;
     use super::super::limits::{Limit, LimitExceeded, Limits};
     use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
     use super::*;
     use dem_identity::DispatchId;
+    use dem_identity::Epoch;
 
     #[test]
     fn names_are_first_come() {
@@ -239,11 +238,9 @@ mod tests {
         let id: AttachmentId = "ab".repeat(32).parse().unwrap();
         assert_eq!(
             u.lookup_attachment(0, &id),
-            Err(LookupError::UnknownAttachment(id.clone()))
+            Err(LookupError::UnknownAttachment(id))
         );
-        u.tables
-            .attachments
-            .insert(id.clone(), AttachmentRecord::default());
+        u.tables.attachments.insert(id, AttachmentRecord::default());
         let l = u.lookup_attachment(0, &id).unwrap();
         assert!(
             l.hosts.is_empty() && l.epoch == Epoch(0),
@@ -255,7 +252,7 @@ mod tests {
             epoch: Epoch(2),
             ..Default::default()
         };
-        u.tables.attachments.insert(id.clone(), rec);
+        u.tables.attachments.insert(id, rec);
         let l = u.lookup_attachment(0, &id).unwrap();
         assert!(l.hosts.is_empty() && l.epoch == Epoch(2), "removed");
         let rec = AttachmentRecord {
@@ -264,7 +261,7 @@ mod tests {
             epoch: Epoch(3),
             ..Default::default()
         };
-        u.tables.attachments.insert(id.clone(), rec);
+        u.tables.attachments.insert(id, rec);
         let l = u.lookup_attachment(LEASE, &id).unwrap();
         assert_eq!(
             (l.size_bytes, l.hosts[0].online),

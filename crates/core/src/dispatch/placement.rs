@@ -18,17 +18,15 @@
 pub use dem_proto::dispatch::placement::*;
 use std::collections::BTreeMap;
 
-
-use super::tables::Merge;
 use super::error::PlacementError;
 use super::limits::{LimitExceeded, MOVE_GRANT_MS};
-use dem_proto::AttachmentId;
-use dem_proto::dispatch::ObjectRef;
+use super::tables::Merge;
 use super::tables::MoveGrant;
 use super::updates::Update;
 use super::{Action, DispatchUnit};
 use dem_identity::{HostId, UserId};
-
+use dem_proto::AttachmentId;
+use dem_proto::dispatch::ObjectRef;
 
 impl DispatchUnit {
     /// The host that should take `object`, which is held by `holders`,
@@ -66,7 +64,7 @@ impl DispatchUnit {
         id: &AttachmentId,
         size_bytes: u64,
     ) -> Result<(Placement, Vec<Action>), PlacementError> {
-        let object = ObjectRef::Attachment(id.clone());
+        let object = ObjectRef::Attachment(*id);
         if let Some((hosts, _)) = self.tables.location(&object)
             && !hosts.is_empty()
         {
@@ -105,7 +103,7 @@ impl DispatchUnit {
             .merge_attachment_location(&self.limits, id, Vec::new(), size_bytes, epoch)?
         {
             actions.push(Action::Replicate(Update::AttachmentLocated {
-                id: id.clone(),
+                id: *id,
                 hosts: Vec::new(),
                 size_bytes,
                 epoch,
@@ -372,7 +370,7 @@ mod tests {
             epoch: Epoch(1),
             ..Default::default()
         };
-        u.tables.attachments.insert(id.clone(), rec);
+        u.tables.attachments.insert(id, rec);
         assert!(matches!(
             u.place_new_attachment(0, &id, 77),
             Err(E::AlreadyPlaced { .. })
@@ -396,7 +394,7 @@ mod tests {
             epoch: Epoch(1),
             ..Default::default()
         };
-        u.tables.attachments.insert(id.clone(), rec);
+        u.tables.attachments.insert(id, rec);
         assert!(matches!(
             u.place_new_attachment(0, &id, 5),
             Err(E::AlreadyPlaced { .. })

@@ -14,11 +14,11 @@
 //! passed, a holder may remove the attachment ([`super::location`] refuses
 //! the removal before).
 
-use dem_proto::AttachmentId;
 use super::tables::Merge;
 use super::updates::Update;
 use super::{Action, DispatchUnit};
 use dem_identity::Epoch;
+use dem_proto::AttachmentId;
 
 impl DispatchUnit {
     /// Some mail may reference each of `ids` for another grace period from
@@ -56,12 +56,10 @@ impl DispatchUnit {
             .merge_attachment_referenced(&self.limits, id, until_ms)
             // The record exists, so no table limit applies.
             .unwrap_or(false);
-        changed.then(|| {
-            Action::Replicate(Update::AttachmentReferenced {
-                id: id.clone(),
-                until_ms,
-            })
-        })
+        changed.then_some(Action::Replicate(Update::AttachmentReferenced {
+            id: *id,
+            until_ms,
+        }))
     }
 }
 

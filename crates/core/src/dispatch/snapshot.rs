@@ -89,19 +89,16 @@ pub fn updates_of(tables: &DispatchTables) -> Vec<Update> {
     }
     for (id, r) in &tables.attachments {
         out.push(Update::AttachmentLocated {
-            id: id.clone(),
+            id: *id,
             hosts: r.hosts.clone(),
             size_bytes: r.size_bytes,
             epoch: r.epoch,
         });
         if let Some(until_ms) = r.referenced_until_ms {
-            out.push(Update::AttachmentReferenced {
-                id: id.clone(),
-                until_ms,
-            });
+            out.push(Update::AttachmentReferenced { id: *id, until_ms });
         }
         for (target, grant) in &r.pending {
-            let object = ObjectRef::Attachment(id.clone());
+            let object = ObjectRef::Attachment(*id);
             out.push(Update::MoveAuthorized {
                 object,
                 target: *target,

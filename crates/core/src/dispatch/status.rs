@@ -6,10 +6,8 @@
 pub use dem_proto::dispatch::status::*;
 use std::collections::BTreeMap;
 
-
 use super::DispatchUnit;
 use dem_identity::{HostId, UserId};
-
 
 impl DispatchUnit {
     /// The status view at `now_ms`.
@@ -110,7 +108,7 @@ impl DispatchUnit {
             .filter(|(_, r)| !r.hosts.is_empty())
             .take(STATUS_ATTACHMENTS_MAX)
             .map(|(id, r)| AttachmentStatus {
-                id: id.clone(),
+                id: *id,
                 hosts: r.hosts.clone(),
                 epoch: r.epoch,
                 size_bytes: r.size_bytes,
@@ -131,11 +129,11 @@ impl DispatchUnit {
 
 #[cfg(test)]
 mod tests {
-    use dem_identity::Epoch;
-    use dem_proto::AttachmentId;
     use super::super::limits::LEASE_MS;
     use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
+    use dem_identity::Epoch;
+    use dem_proto::AttachmentId;
 
     #[test]
     fn status_shows_hosts_users_and_units() {

@@ -26,12 +26,10 @@
 pub use dem_proto::dispatch::tables::*;
 use std::collections::BTreeMap;
 
-
 use super::limits::{Limit, LimitExceeded, Limits, check_room};
+use dem_identity::{DispatchId, Epoch, HostId, UserId};
 use dem_proto::AttachmentId;
 use dem_proto::dispatch::ObjectRef;
-use dem_identity::{DispatchId, Epoch, HostId, UserId};
-
 
 /// Drops void grants, then the smallest ones beyond `max`.
 fn normalize_pending(pending: &mut BTreeMap<HostId, MoveGrant>, epoch: Epoch, max: usize) {
@@ -219,7 +217,7 @@ impl Merge for DispatchTables {
                 limits.max_attachments,
             )?;
         }
-        Ok((self.attachments.entry(id.clone()).or_default(), created))
+        Ok((self.attachments.entry(*id).or_default(), created))
     }
 
     fn merge_mailbox_location(
@@ -329,7 +327,6 @@ impl Merge for DispatchTables {
             }
         }
     }
-
 }
 
 #[cfg(test)]

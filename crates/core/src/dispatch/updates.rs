@@ -15,12 +15,11 @@
 
 pub use dem_proto::dispatch::updates::*;
 
-use super::tables::Merge;
 use super::error::UpdateError;
 use super::limits::MAX_CAPACITY;
+use super::tables::Merge;
 use super::{DispatchUnit, validate};
 use dem_identity::Epoch;
-
 
 impl DispatchUnit {
     /// Merges an update from a peer unit. Returns whether the tables
@@ -86,13 +85,13 @@ impl DispatchUnit {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tables::{HostRecord, NameRecord};
-    use dem_identity::DispatchId;
     use super::super::AddrError;
     use super::super::limits::{Limit, LimitExceeded, Limits};
     use super::super::tables::{DispatchTables, HostState};
+    use super::super::tables::{HostRecord, NameRecord};
     use super::super::testutil::*;
     use super::*;
+    use dem_identity::DispatchId;
 
     #[test]
     fn duplicates_report_no_change_and_bad_records_are_refused() {

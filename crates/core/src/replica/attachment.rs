@@ -14,8 +14,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::keeper::{KeeperPlan, Member, plan};
-use dem_proto::AttachmentId;
 use dem_identity::HostId;
+use dem_proto::AttachmentId;
 
 /// What this host should do about one attachment it stores.
 #[derive(Debug, Clone, PartialEq, Eq)]

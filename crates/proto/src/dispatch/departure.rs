@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-
 use super::objects::ObjectRef;
 use super::placement::Placement;
 

@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use dem_identity::HostId;
 
-
 /// An object and the host it should go to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {

@@ -1,12 +1,11 @@
 //! The `dem admin status` view: hosts, users, each mailbox's replicas.
 
-
 use serde::{Deserialize, Serialize};
 
 use dem_identity::{DispatchId, Epoch, HostId, UserId};
 
-use crate::AttachmentId;
 use super::tables::HostState;
+use crate::AttachmentId;
 
 /// The whole status view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

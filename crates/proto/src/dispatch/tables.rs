@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use dem_identity::{DispatchId, Epoch, HostId, UserId};
 
-use crate::AttachmentId;
 use super::objects::ObjectRef;
+use crate::AttachmentId;
 
 /// Where a host is in its session. Declared in session order: the derived
 /// `Ord` is the merge order, so a later state always wins within an epoch.

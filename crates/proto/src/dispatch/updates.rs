@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use dem_identity::{DispatchId, Epoch, HostId, UserId};
 
-use crate::AttachmentId;
 use super::objects::ObjectRef;
 use super::tables::{HostRecord, MoveGrant, NameRecord, UnitRecord};
+use crate::AttachmentId;
 
 /// A replicated change. Conflicts are settled by the merge orders of
 /// [`super::tables`]: higher epochs win; at equal epochs the

@@ -276,21 +276,16 @@ fn attachment_refs_are_bounded_and_renew_known_attachments() {
     join(&mut s, 1);
     let id: crate::dispatch::AttachmentId = "ab".repeat(32).parse().unwrap();
     let req = DispatchRequest::AttachmentRefs {
-        ids: vec![id.clone(); ATTACHMENT_REFS_MAX + 1],
+        ids: vec![id; ATTACHMENT_REFS_MAX + 1],
     };
     assert_eq!(
         refusal(s.handle(NOW, [9; 32], req)).code,
         WireError::TOO_LARGE
     );
-    let place = DispatchRequest::PlaceAttachment {
-        id: id.clone(),
-        size_bytes: 3,
-    };
+    let place = DispatchRequest::PlaceAttachment { id, size_bytes: 3 };
     assert!(s.handle(NOW, [9; 32], place).response.is_ok());
     let later = NOW + s.unit.limits().attachment_grace_ms / 2;
-    let renew = DispatchRequest::AttachmentRefs {
-        ids: vec![id.clone()],
-    };
+    let renew = DispatchRequest::AttachmentRefs { ids: vec![id] };
     let out = s.handle(later, [9; 32], renew);
     assert!(matches!(out.response, Ok(DispatchResponse::Done)));
     assert!(out.changed);
