@@ -39,7 +39,7 @@ ALLOWED_WORKSPACE = {
     # What is still to be split out of the first crate: the runtime, the
     # mailbox actors, the daemon, the client and the CLI. It sits on top,
     # like the binary it builds.
-    "dem-host": {
+    "dem-node": {
         "dem-proto", "dem-identity", "dem-core", "dem-store", "dem-net", "dem-wit",
     },
 }
@@ -58,7 +58,7 @@ FORBIDDEN_EXTERNAL = {
     "dem-builtin": IO | {"anyhow"},
     "dem-node": {"anyhow"},
     "dem": set(),
-    "dem-host": set(),
+    "dem-node": set(),
 }
 
 

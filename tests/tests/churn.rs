@@ -7,7 +7,7 @@
 //! The schedule (which event, on which host, after how long) is drawn from
 //! one seed: `DEM_SEED` if set, else the clock; it is printed first and in
 //! every failure. Only the waits for the keeper depend on timing. With
-//! `DEM_TEST_LOG_DIR` set (and e.g. `RUST_LOG=info,dem_host::node=debug`)
+//! `DEM_TEST_LOG_DIR` set (and e.g. `RUST_LOG=info,dem_node::node=debug`)
 //! every daemon's whole log is kept there.
 //!
 //! Faults respect the guarantee's premise (ARCHITECTURE.md, Replication):

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::ids::CodeHash;
+use dem_proto::ids::CodeHash;
 
 /// Largest component the host accepts.
 pub const CODE_BYTES_MAX: usize = 64 << 20;

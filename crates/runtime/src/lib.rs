@@ -4,9 +4,9 @@
 //!
 //! `MailboxInstance` (instance.rs) is one live mailbox component; `filter.rs`
 //! runs filter plugins, each in a Store of its own. The mailbox actor
-//! (`crate::mailbox`) drives both; nothing here knows about durability.
-//! The types `bindgen!` generates stay private to this module: calls take
-//! and return the plain mirrors of `crate::proto::mail`, converted at the
+//! (`dem_node::mailbox`) drives both; nothing here knows about durability.
+//! The types `bindgen!` generates stay private to this crate: calls take
+//! and return the plain mirrors of `dem_proto::mail`, converted at the
 //! call (`convert.rs`).
 
 mod bindings;
@@ -25,7 +25,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
 
-use crate::ids::CodeHash;
+use dem_proto::ids::CodeHash;
 use bindings::{FilterPre, MailboxPre};
 use code_store::{CodeError, CodeStore};
 use guest_state::GuestState;

@@ -6,9 +6,9 @@
 mod common;
 
 use common::{id, mail, open};
-use dem_host::mailbox::actor::MoveState;
-use dem_host::mailbox::{MailboxCallError, MovedTo, Request, Response};
-use dem_host::replica::VersionVector;
+use dem_node::mailbox::actor::MoveState;
+use dem_node::mailbox::{MailboxCallError, MovedTo, Request, Response};
+use dem_node::replica::VersionVector;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_mailbox_forwards_queued_and_later_calls() {

@@ -11,7 +11,7 @@
 /// The `mailbox` world: a user's mailbox component.
 pub mod mailbox {
     wasmtime::component::bindgen!({
-        path: "../wit/wit",
+        path: "../../wit/wit",
         world: "mailbox",
         exports: { default: async },
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
@@ -22,7 +22,7 @@ pub mod mailbox {
 /// interfaces with the mailbox world, so both use the same Rust types.
 pub mod filter {
     wasmtime::component::bindgen!({
-        path: "../wit/wit",
+        path: "../../wit/wit",
         world: "filter",
         exports: { default: async },
         with: {

@@ -9,7 +9,7 @@
 //! the wire hold what the generated types once wrote.
 
 use super::bindings as w;
-use crate::proto::mail as m;
+use dem_proto::mail as m;
 
 /// Converts one field: moved as it is, or converted with `Into` as a value
 /// (`into`), per element (`vec`), inside an option (`opt`) or both

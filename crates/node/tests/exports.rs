@@ -4,8 +4,8 @@
 mod common;
 
 use common::{call, id, mail, open};
-use dem_host::mailbox::{MailboxCallError, Request, Response};
-use dem_host::proto::mail::{
+use dem_node::mailbox::{MailboxCallError, Request, Response};
+use dem_node::proto::mail::{
     ByteRange, Contact, FlagState, GetParts, MailFlags, MailboxError, PluginEntry, SearchQuery,
     SenderList, SenderStatus,
 };

@@ -1,6 +1,6 @@
 //! The components built from this repository and embedded in the `dem`
 //! binary: the mailbox and the three standard filter plugins. `build.rs`
-//! compiles them for `wasm32-wasip2`; the hostile test guests are only
+//! (beside this crate) compiles them for `wasm32-wasip2`; the hostile test guests are only
 //! referred to by path and never ship.
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));

@@ -17,8 +17,8 @@ use super::bindings::Filter;
 use super::convert::lend;
 use super::guest_state::GuestState;
 use super::{Runtime, RuntimeError};
-use crate::ids::CodeHash;
-use crate::proto::mail::{MailView, Verdict};
+use dem_proto::ids::CodeHash;
+use dem_proto::mail::{MailView, Verdict};
 
 /// Why one filter produced no verdict.
 #[derive(Debug, thiserror::Error)]

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use dem_host::ids::MailboxId;
-use dem_host::mailbox::{Mailboxes, MailboxesConfig, Request, Response};
-use dem_host::proto::mail::{AttachmentRef, Header, NewMail};
-use dem_host::runtime::RuntimeConfig;
+use dem_node::ids::MailboxId;
+use dem_node::mailbox::{Mailboxes, MailboxesConfig, Request, Response};
+use dem_node::proto::mail::{AttachmentRef, Header, NewMail};
+use dem_node::runtime::RuntimeConfig;
 
 pub fn open(dir: &std::path::Path) -> Arc<Mailboxes> {
     Mailboxes::open(dir, RuntimeConfig::default(), MailboxesConfig::default())

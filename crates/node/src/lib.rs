@@ -20,7 +20,7 @@
 //! - `cli`: the `dem` command line.
 
 pub use dem_store::attachments;
-pub mod builtin;
+pub use dem_builtin as builtin;
 pub mod cli;
 pub mod client;
 pub mod dispatch;
@@ -32,5 +32,5 @@ pub use dem_net as net;
 pub mod node;
 pub mod proto;
 pub mod replica;
-pub mod runtime;
+pub use dem_runtime as runtime;
 pub use dem_store as store;
