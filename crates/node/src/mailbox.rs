@@ -51,16 +51,7 @@ impl Default for MailboxesConfig {
     }
 }
 
-/// Where a mailbox went: the forwarding answer a host gives after a move.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MovedTo {
-    /// The new holder's host id (hex public key).
-    pub host: String,
-    /// Its address, `IP:PORT`.
-    pub addr: String,
-    /// The location epoch of the move.
-    pub epoch: u64,
-}
+pub use dem_proto::mailbox::MovedTo;
 
 /// How a migration that paused a mailbox ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

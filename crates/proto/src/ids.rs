@@ -12,6 +12,9 @@ pub const MAILBOX_ID_BYTES_MAX: usize = 128;
 /// Longest mail id, in bytes; the guest enforces the same bound.
 pub const MAIL_ID_BYTES_MAX: usize = 128;
 
+/// Largest component the host accepts.
+pub const CODE_BYTES_MAX: usize = 64 << 20;
+
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {

@@ -223,3 +223,14 @@ impl Op {
         rmp_serde::from_slice(bytes)
     }
 }
+
+/// Where a mailbox went: the forwarding answer a host gives after a move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedTo {
+    /// The new holder's host id (hex public key).
+    pub host: String,
+    /// Its address, `IP:PORT`.
+    pub addr: String,
+    /// The location epoch of the move.
+    pub epoch: u64,
+}

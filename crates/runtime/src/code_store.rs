@@ -21,8 +21,7 @@ use wasmtime::component::Component;
 
 use dem_proto::ids::CodeHash;
 
-/// Largest component the host accepts.
-pub const CODE_BYTES_MAX: usize = 64 << 20;
+pub use dem_proto::ids::CODE_BYTES_MAX;
 /// Compiled components kept in memory; beyond this the least recently
 /// inserted is dropped (it stays on disk).
 pub const LOADED_COMPONENTS_MAX: usize = 256;

@@ -57,10 +57,7 @@ impl Blobs {
 
     /// A hasher that yields [`Blobs::name`] once fed the bytes.
     pub fn name_hasher(id: &str) -> blake3::Hasher {
-        let mut h = blake3::Hasher::new();
-        h.update(&(id.len() as u64).to_le_bytes());
-        h.update(id.as_bytes());
-        h
+        dem_proto::export::snapshot_hasher(id)
     }
 
     /// The folder staged files are written in.

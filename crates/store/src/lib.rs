@@ -44,7 +44,6 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 pub use blobs::BLOB_BYTES_MIN;
@@ -55,7 +54,7 @@ pub use staging::{ImportSnapshot, SnapshotStaging, StagedRecord, StagedSnapshot,
 use tables::{META, MetaRecord};
 use writer::{Op, Request, Writer};
 
-use dem_proto::VersionVector;
+pub use dem_proto::export::{MailboxMeta, SnapshotRecord, snapshot_hasher};
 
 /// Largest single log entry. Ops are single mutating calls (a delivered
 /// mail, a flag change); anything bigger is a bug or an attack.
@@ -78,29 +77,6 @@ pub struct StoreConfig {
     pub fsync: bool,
 }
 
-/// What the host records about a mailbox besides its state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailboxMeta {
-    /// blake3 of the guest component the mailbox runs.
-    pub code_hash: [u8; 32],
-    /// Creation time, milliseconds since the Unix epoch.
-    pub created_ms: i64,
-}
-
-/// A snapshot of a mailbox's guest state taken after op `seq`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotRecord {
-    /// Seq of the last op the snapshot includes (0: before any op).
-    pub seq: u64,
-    /// The guest's state schema version, so a newer guest can migrate.
-    pub schema_version: u32,
-    /// The guest's opaque state; shared, so that a move sends slices of it
-    /// without copying them.
-    pub bytes: bytes::Bytes,
-    /// The replicated ops the state includes.
-    pub vv: VersionVector,
-}
-
 /// Everything needed to rebuild a mailbox.
 #[derive(Debug)]
 pub struct Recovery {
@@ -117,11 +93,6 @@ pub struct Recovery {
     pub snapshot_file: Option<[u8; 32]>,
 }
 
-/// A hasher that, fed a snapshot of mailbox `id`, yields its keyed BLAKE3:
-/// the name a store files it under, and its checksum in an export.
-pub fn snapshot_hasher(id: &str) -> blake3::Hasher {
-    Blobs::name_hasher(id)
-}
 
 /// Storage used by one mailbox, for the snapshot policy and admin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

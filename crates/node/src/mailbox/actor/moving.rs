@@ -10,11 +10,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, DigestKind, E, LoadFor, MailboxActor, Reply};
-use crate::mailbox::request::{Op, Request, Response};
+use crate::mailbox::request::{Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
 use crate::proto::mail::PluginEntry;
 use crate::replica::{VersionVector, delta_for};
 use crate::store::{MailboxMeta, SnapshotRecord};
+pub use dem_proto::export::{ExportedState, vv_after};
 
 /// What a paused mailbox ships to the target of its move.
 #[derive(Debug, Clone)]
@@ -54,58 +55,6 @@ pub struct DeltaState {
 /// then completes with the ops logged since.
 pub type ReadAhead =
     tokio::task::JoinHandle<Result<Option<crate::store::Recovery>, crate::store::LoadError>>;
-
-/// A mailbox's durable state as it leaves the host: what `export` yields
-/// and `import` takes.
-#[derive(Debug, Clone)]
-pub struct ExportedState {
-    pub meta: MailboxMeta,
-    pub snapshot: Option<SnapshotRecord>,
-    /// Ops after the snapshot, by sequence number.
-    pub tail: Vec<(u64, Vec<u8>)>,
-    /// Installed plugins, whose code must travel along.
-    pub plugins: Vec<PluginEntry>,
-    /// The snapshot's keyed BLAKE3 (`crate::store::snapshot_hasher`) when
-    /// already known: the name of the file it was read from, unhashed, so
-    /// the receiver's check also catches a file damaged here.
-    pub snapshot_checksum: Option<[u8; 32]>,
-}
-
-impl ExportedState {
-    /// The replicated ops the state includes: the snapshot's vector plus
-    /// the tail's ops.
-    pub fn vv(&self) -> Result<VersionVector, E> {
-        let base = self
-            .snapshot
-            .as_ref()
-            .map(|s| s.vv.clone())
-            .unwrap_or_default();
-        vv_after(base, &self.tail)
-    }
-
-    /// The log position the state reaches.
-    pub fn last_seq(&self) -> u64 {
-        self.tail
-            .last()
-            .map(|(s, _)| *s)
-            .or(self.snapshot.as_ref().map(|s| s.seq))
-            .unwrap_or(0)
-    }
-}
-
-/// The replicated ops a snapshot at `vv` plus `tail` include.
-pub fn vv_after(mut vv: VersionVector, tail: &[(u64, Vec<u8>)]) -> Result<VersionVector, E> {
-    for (seq, bytes) in tail {
-        let op = Op::decode(bytes)
-            .map_err(|e| E::Import(format!("log entry {seq} is malformed: {e}")))?;
-        let id = op.id_after(&vv);
-        if vv.fit(id) != crate::replica::Fit::Next {
-            return Err(E::Import(format!("log entry {seq} is out of order")));
-        }
-        vv.record(id);
-    }
-    Ok(vv)
-}
 
 impl MailboxActor {
     /// The durable state. With a store, that is exactly what the store

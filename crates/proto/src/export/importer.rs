@@ -18,8 +18,8 @@ use super::{
     ImportError, SnapshotHeader, StreamDigest,
 };
 use crate::ids::{CodeHash, MailboxId};
-use crate::mailbox::actor::ExportedState;
-use crate::store::{MailboxMeta, SnapshotRecord};
+use crate::export::ExportedState;
+use crate::export::{MailboxMeta, SnapshotRecord};
 
 /// What an import stream yields once checked.
 #[derive(Debug)]
@@ -157,7 +157,7 @@ impl Importer {
             };
             check_header(&h)?;
             if h.format_version >= 2 {
-                self.snapshot_hasher = crate::store::snapshot_hasher(h.mailbox.as_str());
+                self.snapshot_hasher = crate::export::snapshot_hasher(h.mailbox.as_str());
             }
             self.header = Some(*h);
             return Ok(None);

@@ -1,7 +1,7 @@
 //! The export format's round trips, checksums, frame orders and refusals.
 
 use super::*;
-use crate::store::{MailboxMeta, SnapshotRecord};
+use crate::export::{MailboxMeta, SnapshotRecord};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -8,14 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::replica::VersionVector;
+use dem_identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
 
-use crate::dispatch::AttachmentId;
+pub use crate::dispatch::MoveOrder;
 use crate::export::ExportHeader;
-use crate::identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
+use crate::mail::{Delivered, NewMail};
 use crate::mailbox::{MovedTo, Request, Response};
-use crate::proto::mail::{Delivered, NewMail};
-pub use dem_proto::dispatch::MoveOrder;
+use crate::{AttachmentId, VersionVector};
 
 /// A signed call on a mailbox: the mailbox is named inside the signed body
 /// so a signature for one mailbox cannot be replayed at another.

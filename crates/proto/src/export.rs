@@ -20,11 +20,14 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CodeHash, MailboxId};
-use crate::mailbox::actor::ExportedState;
-use crate::proto::mail::PluginEntry;
-use crate::replica::VersionVector;
+use crate::mail::PluginEntry;
+use crate::VersionVector;
 mod importer;
+mod state;
 pub use importer::{Imported, Importer, StreamedSnapshot};
+pub use state::{
+    ExportedState, MailboxMeta, SnapshotRecord, TailError, snapshot_hasher, vv_after,
+};
 
 /// Version of this format that is written. 3 sends the `Op` frames before
 /// the `Snapshot` ones, so a move's target can write the log while the
@@ -48,7 +51,7 @@ pub const IMPORT_OPS_MAX: usize = 10_000_000;
 /// Most distinct components an export may carry.
 pub const IMPORT_CODES_MAX: usize = 64;
 /// Largest component an export may carry.
-pub const IMPORT_CODE_BYTES_MAX: u64 = crate::runtime::code_store::CODE_BYTES_MAX as u64;
+pub const IMPORT_CODE_BYTES_MAX: u64 = crate::ids::CODE_BYTES_MAX as u64;
 
 /// First frame: what follows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,7 +305,7 @@ enum FrameRef<'a> {
 /// name a store keeps the snapshot's file under (format 1 used the plain
 /// BLAKE3 of the bytes).
 pub fn snapshot_checksum(id: &MailboxId, bytes: &[u8]) -> CodeHash {
-    let mut h = crate::store::snapshot_hasher(id.as_str());
+    let mut h = state::snapshot_hasher(id.as_str());
     h.update(bytes);
     CodeHash(*h.finalize().as_bytes())
 }
