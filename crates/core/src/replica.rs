@@ -1,5 +1,6 @@
 //! Replication of mailboxes and attachments, sans-IO: the window of recent
-//! ops a replica can ship to a peer (`window`), the keeper's decisions
+//! ops a replica can ship to a peer (`window`), moves that ship only
+//! those ops to an older copy (`delta`), the keeper's decisions
 //! about a replica set (`keeper`; `attachment` for attachments' replica
 //! sets and references) and the grace given to copies no listing names
 //! (`unlisted`). Version vectors are data and live in `dem-proto`. The host
@@ -14,10 +15,12 @@
 //! exactly what a copy has and anti-entropy sends only the difference.
 
 pub mod attachment;
+pub mod delta;
 pub mod keeper;
 pub mod unlisted;
 pub mod window;
 
+pub use delta::{Delta, DeltaError, DeltaFrame, DeltaReceiver, delta_for, encode_delta};
 pub use keeper::{KeeperPlan, LinkRetry, Member, link_after_failure, link_wanted, plan};
 pub use unlisted::UnlistedCopies;
 pub use window::{Since, Window};

@@ -7,17 +7,17 @@
 //! whether that is possible; [`encode_delta`] turns the components the
 //! target lacks and the ops into frames; [`DeltaReceiver`] checks them on
 //! the target (order, sizes, counts against the limits). `node::delta_move`
-//! drives both sides over QUIC; the plain export (`crate::export`) remains
+//! drives both sides over QUIC; the plain export (`dem_proto::export`) remains
 //! the fallback.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::vv::VersionVector;
+use dem_proto::VersionVector;
 use super::window::{Since, WINDOW_BYTES_MAX, WINDOW_OPS_MAX, Window};
-use crate::export::{EXPORT_CHUNK_BYTES, IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX};
-use crate::ids::CodeHash;
+use dem_proto::export::{EXPORT_CHUNK_BYTES, IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX};
+use dem_proto::CodeHash;
 
 /// Most ops one delta may carry: no more than a window holds.
 pub const DELTA_OPS_MAX: usize = WINDOW_OPS_MAX;
@@ -263,7 +263,7 @@ impl DeltaReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replica::OpId;
+    use dem_proto::OpId;
 
     fn window(ids: &[(u64, u64)]) -> (Window, VersionVector) {
         let mut w = Window::starting_at(VersionVector::new());
