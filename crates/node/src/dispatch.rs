@@ -8,13 +8,12 @@
 //! - [`pipeline`]: the unit's side of a lookup pipeline;
 //! - [`persist`]: `tables.bin`, written atomically;
 //! - [`peers`]: background replication to the other units;
-//! - [`client`]: `DispatchClient`, which hosts and users use to reach any
-//!   unit of the backbone.
+//! - `client`: `DispatchClient`, which hosts and users use to reach any
+//!   unit of the backbone (`dem-client`'s, named here for the drivers).
 
 pub use dem_core::dispatch::*;
 
-pub mod client;
-mod client_pipe;
+pub use dem_client::dispatch as client;
 pub mod peers;
 pub mod persist;
 pub mod pipeline;

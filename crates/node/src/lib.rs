@@ -22,7 +22,7 @@
 pub use dem_store::attachments;
 pub use dem_builtin as builtin;
 pub mod cli;
-pub mod client;
+pub use dem_client as client;
 pub mod dispatch;
 pub use dem_proto::export;
 pub use dem_identity as identity;

@@ -14,6 +14,13 @@ use thiserror::Error;
 /// Length of an id in hex characters (32 bytes of BLAKE3 output).
 pub const ATTACHMENT_ID_HEX_LEN: usize = 64;
 
+/// Size of every chunk but an attachment's last: the unit of transfer,
+/// of verification on read, and of the network layer's frames.
+pub const CHUNK_BYTES: u64 = 1 << 20;
+/// Largest attachment accepted (1 GiB): far above what mail carries, far
+/// below what would let one sender fill a host's disk in one go.
+pub const ATTACHMENT_BYTES_MAX: u64 = 1 << 30;
+
 /// Why a string is not an [`AttachmentId`].
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum AttachmentIdError {

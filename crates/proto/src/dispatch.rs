@@ -40,6 +40,24 @@ pub const WRITE_QUORUM: usize = 2;
 /// How long an unreferenced attachment is kept before it is collected.
 pub const ATTACHMENT_GRACE_MS: u64 = 24 * 3_600_000;
 
+/// Most known dispatch units, this one included.
+pub const MAX_UNITS: usize = 64;
+
+/// Largest lookup frame in a pipeline (`dispatch::pipeline`); lookups name
+/// one user, name or attachment, far below this.
+pub const PIPELINE_FRAME_BYTES_MAX: usize = 4_096;
+
+/// A pipeline with no lookup for this long is closed by the unit, so an
+/// idle client does not hold one of its connection's stream slots.
+pub const PIPELINE_IDLE_MS: u64 = 30_000;
+
+/// A client closes its pipeline after this long without a lookup, well
+/// before the unit would, so the two never race over an idle stream.
+pub const PIPELINE_CLIENT_IDLE_MS: u64 = 10_000;
+
+/// What a pipeline frame answers with, for clients.
+pub type PipelineAnswer = Result<DispatchResponse, crate::WireError>;
+
 /// The owner orders their mailbox moved to `to` (home pull, admin move).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveOrder {

@@ -60,6 +60,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use dem_proto::attachment::{ATTACHMENT_BYTES_MAX, CHUNK_BYTES};
 pub use dem_proto::{ATTACHMENT_ID_HEX_LEN, AttachmentId, AttachmentIdError};
 pub use error::{BeginError, FinishError, OpenError, ReadError, RemoveError, WriteError};
 pub use read::{Chunk, ChunkStream};
@@ -68,12 +69,6 @@ pub use upload::Upload;
 use format::Layout;
 use upload::UploadSlot;
 
-/// Size of every chunk but an attachment's last: the unit of transfer,
-/// of verification on read, and of the network layer's frames.
-pub const CHUNK_BYTES: u64 = 1 << 20;
-/// Largest attachment accepted (1 GiB): far above what mail carries, far
-/// below what would let one sender fill a host's disk in one go.
-pub const ATTACHMENT_BYTES_MAX: u64 = 1 << 30;
 /// Longest file name, in bytes (the common file system limit).
 pub const NAME_BYTES_MAX: usize = 255;
 /// Longest media type, in bytes (RFC 6838 allows 127 per type and subtype).

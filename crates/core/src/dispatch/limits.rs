@@ -9,7 +9,10 @@
 
 use std::fmt;
 
-pub use dem_proto::dispatch::{ATTACHMENT_GRACE_MS, REPLICAS, WRITE_QUORUM};
+pub use dem_proto::dispatch::{
+    ATTACHMENT_GRACE_MS, MAX_UNITS, PIPELINE_CLIENT_IDLE_MS, PIPELINE_FRAME_BYTES_MAX,
+    PIPELINE_IDLE_MS, REPLICAS, WRITE_QUORUM,
+};
 
 /// Most host records (including hosts that left, kept as tombstones so a
 /// late heartbeat cannot resurrect them).
@@ -20,8 +23,6 @@ pub const MAX_NAMES: usize = 1_000_000;
 pub const MAX_MAILBOXES: usize = 1_000_000;
 /// Most attachment records (removed attachments stay as tombstones).
 pub const MAX_ATTACHMENTS: usize = 4_000_000;
-/// Most known dispatch units, this one included.
-pub const MAX_UNITS: usize = 64;
 /// Most hosts holding copies of one mailbox or attachment (replicas).
 pub const MAX_HOSTS_PER_OBJECT: usize = 8;
 /// Most outstanding move grants kept per object; beyond it the oldest grant
@@ -134,12 +135,3 @@ pub(crate) fn check_room(limit: Limit, len: usize, max: usize) -> Result<(), Lim
     }
 }
 
-/// Largest lookup frame in a pipeline (`dispatch::pipeline`); lookups name
-/// one user, name or attachment, far below this.
-pub const PIPELINE_FRAME_BYTES_MAX: usize = 4_096;
-/// A pipeline with no lookup for this long is closed by the unit, so an
-/// idle client does not hold one of its connection's stream slots.
-pub const PIPELINE_IDLE_MS: u64 = 30_000;
-/// A client closes its pipeline after this long without a lookup, well
-/// before the unit would, so the two never race over an idle stream.
-pub const PIPELINE_CLIENT_IDLE_MS: u64 = 10_000;

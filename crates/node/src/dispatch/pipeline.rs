@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::limits::{PIPELINE_FRAME_BYTES_MAX, PIPELINE_IDLE_MS};
 use super::service::{Shared, now_ms};
 use crate::net::{self, Exchange, NetError, WireError, read_frame, write_frame};
-use crate::proto::{DispatchRequest, DispatchResponse};
+use crate::proto::DispatchRequest;
 
 /// Answers lookups on `ex` until the client finishes its side or stays
 /// idle for [`PIPELINE_IDLE_MS`].
@@ -52,5 +52,3 @@ pub(crate) async fn serve(shared: &Shared, mut ex: Exchange) -> net::Result<()> 
     }
 }
 
-/// What a pipeline frame answers with, for clients.
-pub type PipelineAnswer = Result<DispatchResponse, WireError>;

@@ -177,7 +177,7 @@ async fn lookups_share_a_pipeline_and_refusals_do_not_break_it() {
     }
     send.finish().unwrap();
     let read = async |recv: &mut quinn::RecvStream| {
-        net::read_frame::<crate::dispatch::pipeline::PipelineAnswer>(recv, MESSAGE_BYTES_MAX)
+        net::read_frame::<dem_proto::dispatch::PipelineAnswer>(recv, MESSAGE_BYTES_MAX)
             .await
             .unwrap()
     };

@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::limits::PIPELINE_CLIENT_IDLE_MS;
-use super::pipeline::PipelineAnswer;
-use crate::net::{Connection, NetError, read_frame, write_frame};
-use crate::proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
+use dem_proto::dispatch::{PIPELINE_CLIENT_IDLE_MS, PipelineAnswer};
+use dem_net::{Connection, NetError, read_frame, write_frame};
+use dem_proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
 
 /// Lookups queued for the writer; callers wait beyond this.
 const QUEUE_MAX: usize = 256;

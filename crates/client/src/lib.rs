@@ -10,6 +10,7 @@
 //! - [`attachments`]: storing and fetching floating attachments in chunks.
 
 pub mod attachments;
+pub mod dispatch;
 pub mod mailbox_ref;
 pub mod progress;
 
@@ -21,12 +22,12 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 
-pub use crate::dispatch::client::{ClientError, DispatchClient};
+pub use dispatch::{ClientError, DispatchClient};
 pub use mailbox_ref::{MailboxRef, RefError, Target};
 
-use crate::identity::{DispatchId, HostId, KeyPair};
-use crate::net::{Connection, Endpoint, Identity, NetError};
-use crate::proto::{
+use dem_identity::{DispatchId, HostId, KeyPair};
+use dem_net::{Connection, Endpoint, Identity, NetError};
+use dem_proto::{
     DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
 };
 
@@ -197,7 +198,11 @@ impl Session {
     }
 }
 
-/// Milliseconds since the Unix epoch by this machine's clock.
+/// Milliseconds since the Unix epoch by this machine's clock: the one
+/// place a client reads the wall clock (for the freshness window of the
+/// envelopes it signs).
 pub fn now_ms() -> i64 {
-    crate::mailbox::clock::HybridClock::wall_ms()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -7,9 +7,9 @@
 
 use tracing::Instrument as _;
 
-use crate::identity::{Epoch, HostId, UserId};
-use crate::net::{NetError, WireError};
-use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
+use dem_identity::{Epoch, HostId, UserId};
+use dem_net::{NetError, WireError};
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 
 use super::{Session, SessionError};
 

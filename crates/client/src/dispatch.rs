@@ -1,7 +1,7 @@
 //! A client of the dispatch backbone: sends one [`DispatchRequest`] to any
 //! live dispatch unit and returns its answer.
 //!
-//! Units replicate their tables to one another (see [`super::service`]), so
+//! Units replicate their tables to one another (in `dem-node`'s dispatch service), so
 //! any of them can answer. Each request goes to a unit picked at random, so
 //! load spreads and no unit is special; if that unit cannot be reached (no
 //! connection, a lost connection, a timeout) the others are tried in random
@@ -17,7 +17,7 @@
 //! (whole-value updates merged by epoch), so asking two is safe.
 //!
 //! Lookups share one stream per unit connection, a pipeline
-//! (`client_pipe.rs`), instead of opening a stream each.
+//! (`dispatch/pipe.rs`), instead of opening a stream each.
 //!
 //! Connections are cached per unit. A unit's key is pinned once known,
 //! either given up front or learned on first contact (trust on first use),
@@ -28,10 +28,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::client_pipe::Pipe;
-use crate::identity::DispatchId;
-use crate::net::{Connection, Endpoint, NetError, WireError};
-use crate::proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
+mod pipe;
+
+use pipe::Pipe;
+use dem_identity::DispatchId;
+use dem_net::{Connection, Endpoint, NetError, WireError};
+use dem_proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
 
 /// How long one request to one unit may take, connecting included, before
 /// the next unit is tried.
@@ -46,7 +48,7 @@ pub const HEDGE_AFTER_MS: u64 = 500;
 pub const SUSPECT_MS: u64 = 5_000;
 /// Most units a client keeps; more addresses (e.g. learned from a lease
 /// answer) are ignored, matching the unit table's bound.
-pub const BACKBONE_UNITS_MAX: usize = super::limits::MAX_UNITS;
+pub const BACKBONE_UNITS_MAX: usize = dem_proto::dispatch::MAX_UNITS;
 
 /// Why a dispatch request got no answer.
 #[derive(Debug, thiserror::Error)]
