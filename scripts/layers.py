@@ -30,17 +30,11 @@ ALLOWED_WORKSPACE = {
     "dem-builtin": set(),
     "dem-node": {
         "dem-proto", "dem-identity", "dem-core", "dem-runtime", "dem-store",
-        "dem-net", "dem-client", "dem-builtin",
+        "dem-net", "dem-client", "dem-builtin", "dem-wit",
     },
     "dem": {
         "dem-proto", "dem-identity", "dem-core", "dem-runtime", "dem-store",
         "dem-net", "dem-client", "dem-node", "dem-builtin",
-    },
-    # What is still to be split out of the first crate: the runtime, the
-    # mailbox actors, the daemon, the client and the CLI. It sits on top,
-    # like the binary it builds.
-    "dem-node": {
-        "dem-proto", "dem-identity", "dem-core", "dem-store", "dem-net", "dem-wit",
     },
 }
 
@@ -58,7 +52,6 @@ FORBIDDEN_EXTERNAL = {
     "dem-builtin": IO | {"anyhow"},
     "dem-node": {"anyhow"},
     "dem": set(),
-    "dem-node": set(),
 }
 
 

@@ -55,7 +55,7 @@ pub fn dem_bin() -> &'static Path {
         let bin = dir.join(format!("dem{}", std::env::consts::EXE_SUFFIX));
         assert!(
             bin.is_file(),
-            "the `dem` binary is missing at {}: run `cargo build -p dem-host --bin dem` first \
+            "the `dem` binary is missing at {}: run `cargo build -p dem --bin dem` first \
              (or point DEM_BIN at it)",
             bin.display()
         );

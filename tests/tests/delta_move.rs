@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use dem_node::client::Session;
-use dem_node::identity::{HostId, KeyPair};
-use dem_node::proto::host::ReplicationTraffic;
-use dem_node::proto::{HostRequest, HostResponse};
+use dem_client::Session;
+use dem_identity::{HostId, KeyPair};
+use dem_proto::host::ReplicationTraffic;
+use dem_proto::{HostRequest, HostResponse};
 use dem_tests::{
     Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, inbox_ids, register_user,
     send_mail, temp_dir,

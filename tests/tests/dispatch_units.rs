@@ -7,17 +7,17 @@
 //! its tables and key intact. A malformed frame gets an error answer while
 //! the unit keeps serving another client.
 //!
-//! The test drives the units with `dem_node`'s `DispatchClient` over QUIC,
+//! The test drives the units with `dem_client`'s `DispatchClient` over QUIC,
 //! as hosts and the user CLI do.
 
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use dem_node::dispatch::client::{ClientError, DispatchClient};
-use dem_node::dispatch::{MailboxLookup, ObjectRef};
-use dem_node::identity::{Epoch, HostId, KeyPair, Name, SignedNameClaim, UserId};
-use dem_node::net::{self, Endpoint, Identity, WireError};
-use dem_node::proto::{DispatchRequest, DispatchResponse};
+use dem_client::dispatch::{ClientError, DispatchClient};
+use dem_identity::{Epoch, HostId, KeyPair, Name, SignedNameClaim, UserId};
+use dem_net::{self as net, Endpoint, Identity, WireError};
+use dem_proto::dispatch::{MailboxLookup, ObjectRef};
+use dem_proto::{DispatchRequest, DispatchResponse};
 use dem_tests::{Daemon, Result, free_udp_port, start_dispatch_at, temp_dir};
 
 const UNIT_IPS: [&str; 2] = ["127.0.0.21", "127.0.0.22"];

@@ -332,14 +332,14 @@ fn a_paused_replica_converges_and_deleted_mail_stays_deleted() -> Result<()> {
 
 /// One of the standard plugins written to a file, and its code hash.
 fn builtin_plugin(dir: &std::path::Path, name: &str) -> Result<(std::path::PathBuf, String)> {
-    let bytes = dem_node::builtin::PLUGINS
+    let bytes = dem_builtin::PLUGINS
         .iter()
         .find(|(n, _)| *n == name)
         .context("no such builtin plugin")?
         .1;
     let file = dir.join(format!("{name}.wasm"));
     std::fs::write(&file, bytes)?;
-    Ok((file, dem_node::ids::CodeHash::of(bytes).to_string()))
+    Ok((file, dem_proto::ids::CodeHash::of(bytes).to_string()))
 }
 
 #[test]

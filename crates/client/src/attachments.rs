@@ -13,11 +13,11 @@
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
-use dem_proto::attachment::{ATTACHMENT_BYTES_MAX, CHUNK_BYTES};
-use dem_proto::AttachmentId;
-use dem_proto::dispatch::HostAddr;
 use dem_identity::HostId;
 use dem_net::{NetError, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame};
+use dem_proto::AttachmentId;
+use dem_proto::attachment::{ATTACHMENT_BYTES_MAX, CHUNK_BYTES};
+use dem_proto::dispatch::HostAddr;
 use dem_proto::mail::AttachmentRef;
 use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 
@@ -321,9 +321,7 @@ async fn fetch_from(
 
 /// Reads one answer frame: a host's `Result<HostResponse, WireError>`.
 async fn answer(recv: &mut dem_net::RecvStream) -> Result<HostResponse, AttachmentError> {
-    match read_frame::<Result<HostResponse, WireError>>(recv, dem_proto::MESSAGE_BYTES_MAX)
-        .await?
-    {
+    match read_frame::<Result<HostResponse, WireError>>(recv, dem_proto::MESSAGE_BYTES_MAX).await? {
         Some(Ok(r)) => Ok(r),
         Some(Err(wire)) => Err(NetError::Remote(wire).into()),
         None => Err(NetError::EndOfStream.into()),

@@ -30,10 +30,10 @@ use std::time::Duration;
 
 mod pipe;
 
-use pipe::Pipe;
 use dem_identity::DispatchId;
 use dem_net::{Connection, Endpoint, NetError, WireError};
 use dem_proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
+use pipe::Pipe;
 
 /// How long one request to one unit may take, connecting included, before
 /// the next unit is tried.

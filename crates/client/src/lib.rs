@@ -27,9 +27,7 @@ pub use mailbox_ref::{MailboxRef, RefError, Target};
 
 use dem_identity::{DispatchId, HostId, KeyPair};
 use dem_net::{Connection, Endpoint, Identity, NetError};
-use dem_proto::{
-    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
-};
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX};
 
 /// Past this many host addresses, slots without a connection are pruned.
 const HOST_SLOTS_PRUNE_AT: usize = 256;

@@ -16,10 +16,10 @@ mod restore;
 
 use std::time::Duration;
 
-use crate::ids::{CodeHash, IdError, MailboxId};
-use crate::proto::mail::MailboxError;
-use crate::runtime::{CallError, RuntimeError};
-use crate::store::{CommitError, LoadError};
+use dem_proto::ids::{CodeHash, IdError, MailboxId};
+use dem_proto::mail::MailboxError;
+use dem_runtime::{CallError, RuntimeError};
+use dem_store::{CommitError, LoadError};
 
 pub use registry::Mailboxes;
 pub use request::{Op, Request, Response};

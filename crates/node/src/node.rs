@@ -46,14 +46,14 @@ pub use leave::LeaveError;
 pub use migrate::{MIGRATE_TIMEOUT, MigrateError};
 use tracing::Instrument as _;
 
-use crate::attachments::AttachmentStore;
-use crate::client::{Session, SessionError, identity_of};
 use crate::dispatch::ObjectRef;
-use crate::identity::{DEFAULT_WINDOW_MS, Epoch, HostId, MAX_REMEMBERED_NONCES, ReplayGuard};
 use crate::mailbox::{Mailboxes, MailboxesConfig};
-use crate::net::{Endpoint, TransportConfig};
-use crate::proto::{DispatchRequest, DispatchResponse, HostRequest};
-use crate::runtime::RuntimeConfig;
+use dem_client::{Session, SessionError, identity_of};
+use dem_identity::{DEFAULT_WINDOW_MS, Epoch, HostId, MAX_REMEMBERED_NONCES, ReplayGuard};
+use dem_net::{Endpoint, TransportConfig};
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest};
+use dem_runtime::RuntimeConfig;
+use dem_store::attachments::AttachmentStore;
 
 /// How a host runs.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ pub struct NodeConfig {
     /// Mailboxes this host offers to hold.
     pub capacity: u64,
     /// The owner's user key (`--home`): this host is their home.
-    pub owner: Option<Arc<crate::identity::KeyPair>>,
+    pub owner: Option<Arc<dem_identity::KeyPair>>,
     /// How often the keeper checks every replica set.
     pub keeper: Duration,
 }
@@ -80,18 +80,18 @@ pub enum NodeError {
     #[error("host key in {path}: {source}")]
     Key {
         path: String,
-        source: crate::identity::KeyError,
+        source: dem_identity::KeyError,
     },
     #[error("opening mailboxes: {0}")]
     Mailboxes(#[from] crate::mailbox::registry::OpenError),
     #[error("opening attachments: {0}")]
-    Attachments(#[from] crate::attachments::OpenError),
+    Attachments(#[from] dem_store::attachments::OpenError),
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
-        source: crate::net::NetError,
+        source: dem_net::NetError,
     },
     #[error("joining the backbone: {0}")]
     Join(String),
@@ -107,7 +107,7 @@ pub struct Node {
     /// Owner calls seen recently, so a captured call cannot be replayed.
     replay: Mutex<ReplayGuard>,
     /// The owner whose home this host is, if any.
-    owner: Option<Arc<crate::identity::KeyPair>>,
+    owner: Option<Arc<dem_identity::KeyPair>>,
     /// Replica listings and the links that push ops to peer replicas.
     replication: sync::Replication,
     keeper_state: Mutex<keeper::KeeperState>,
@@ -128,14 +128,14 @@ impl Node {
     pub fn start(config: &NodeConfig) -> Result<Arc<Self>, NodeError> {
         std::fs::create_dir_all(&config.data).map_err(|e| NodeError::Key {
             path: config.data.display().to_string(),
-            source: crate::identity::KeyError::Io {
+            source: dem_identity::KeyError::Io {
                 path: config.data.clone(),
                 source: e,
             },
         })?;
-        let home = crate::identity::Home::new(&config.data);
+        let home = dem_identity::Home::new(&config.data);
         let (key, _) = home
-            .load_or_create_key(crate::identity::KeyRole::Host)
+            .load_or_create_key(dem_identity::KeyRole::Host)
             .map_err(|source| NodeError::Key {
                 path: config.data.display().to_string(),
                 source,
@@ -283,7 +283,7 @@ impl Node {
     /// Serves requests until the endpoint closes.
     pub async fn serve(self: Arc<Self>) {
         let endpoint = self.session.endpoint().clone();
-        crate::net::serve(endpoint, move |req: HostRequest, ex| {
+        dem_net::serve(endpoint, move |req: HostRequest, ex| {
             let node = self.clone();
             async move { node.handle(req, ex).await }
         })

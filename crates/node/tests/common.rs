@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use dem_node::ids::MailboxId;
 use dem_node::mailbox::{Mailboxes, MailboxesConfig, Request, Response};
-use dem_node::proto::mail::{AttachmentRef, Header, NewMail};
-use dem_node::runtime::RuntimeConfig;
+use dem_proto::ids::MailboxId;
+use dem_proto::mail::{AttachmentRef, Header, NewMail};
+use dem_runtime::RuntimeConfig;
 
 pub fn open(dir: &std::path::Path) -> Arc<Mailboxes> {
     Mailboxes::open(dir, RuntimeConfig::default(), MailboxesConfig::default())

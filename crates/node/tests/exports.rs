@@ -5,7 +5,7 @@ mod common;
 
 use common::{call, id, mail, open};
 use dem_node::mailbox::{MailboxCallError, Request, Response};
-use dem_node::proto::mail::{
+use dem_proto::mail::{
     ByteRange, Contact, FlagState, GetParts, MailFlags, MailboxError, PluginEntry, SearchQuery,
     SenderList, SenderStatus,
 };

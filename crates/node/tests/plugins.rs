@@ -5,9 +5,9 @@
 mod common;
 
 use common::{call, id, mail, open};
-use dem_node::builtin;
+use dem_builtin as builtin;
 use dem_node::mailbox::{MailboxCallError, Request};
-use dem_node::proto::mail::SenderList;
+use dem_proto::mail::SenderList;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standard_plugins_file_flag_and_reject() {

@@ -7,10 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::{id, mail};
-use dem_node::builtin;
-use dem_node::ids::CodeHash;
+use dem_builtin as builtin;
 use dem_node::mailbox::{MailboxCallError, Mailboxes, MailboxesConfig, Request, Response};
-use dem_node::runtime::RuntimeConfig;
+use dem_proto::ids::CodeHash;
+use dem_runtime::RuntimeConfig;
 
 fn config() -> RuntimeConfig {
     RuntimeConfig {
@@ -142,8 +142,8 @@ async fn refusals_are_clear_and_lose_nothing() {
     assert!(err.to_string().contains("limit"), "{err}");
 
     // Bad names at the host boundary.
-    assert!(dem_node::ids::MailboxId::new("../etc").is_err());
-    assert!(dem_node::ids::MailboxId::new("x".repeat(500)).is_err());
+    assert!(dem_proto::ids::MailboxId::new("../etc").is_err());
+    assert!(dem_proto::ids::MailboxId::new("x".repeat(500)).is_err());
 
     // A code hash mismatch.
     let claimed = CodeHash::of(b"real");

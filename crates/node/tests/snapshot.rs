@@ -4,12 +4,12 @@
 mod common;
 
 use common::{id, mail, open};
-use dem_node::builtin;
-use dem_node::ids::CodeHash;
+use dem_builtin as builtin;
 use dem_node::mailbox::clock::HybridClock;
 use dem_node::mailbox::{Request, Response};
-use dem_node::proto::mail::{FlagState, MailFlags, Placement};
-use dem_node::runtime::{Runtime, RuntimeConfig};
+use dem_proto::ids::CodeHash;
+use dem_proto::mail::{FlagState, MailFlags, Placement};
+use dem_runtime::{Runtime, RuntimeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {

@@ -19,15 +19,13 @@ use std::io::{Read, Write};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::VersionVector;
 use crate::ids::{CodeHash, MailboxId};
 use crate::mail::PluginEntry;
-use crate::VersionVector;
 mod importer;
 mod state;
 pub use importer::{Imported, Importer, StreamedSnapshot};
-pub use state::{
-    ExportedState, MailboxMeta, SnapshotRecord, TailError, snapshot_hasher, vv_after,
-};
+pub use state::{ExportedState, MailboxMeta, SnapshotRecord, TailError, snapshot_hasher, vv_after};
 
 /// Version of this format that is written. 3 sends the `Op` frames before
 /// the `Snapshot` ones, so a move's target can write the log while the

@@ -11,8 +11,8 @@ use wasmtime::Store;
 use super::bindings::{self as w, Mailbox, SnapshotInfo};
 use super::convert::{lend, list};
 use super::guest_state::GuestState;
-use dem_proto::mailbox::{Request, Response};
 use dem_proto::mail::{MailboxError, OpContext};
+use dem_proto::mailbox::{Request, Response};
 
 /// Bytes moved per `snapshot-read` / `restore-write` call.
 pub const SNAPSHOT_CHUNK_BYTES: u32 = 1 << 20;
@@ -343,11 +343,11 @@ impl MailboxInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Runtime, RuntimeConfig};
     use dem_builtin as builtin;
     use dem_proto::mail::{
         Contact, FlagState, Header, MailFlags, NewMail, Placement, PluginEntry, SearchQuery,
     };
-    use crate::{Runtime, RuntimeConfig};
 
     fn context(hlc: u64) -> Option<OpContext> {
         Some(OpContext {

@@ -25,9 +25,9 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
 
-use dem_proto::ids::CodeHash;
 use bindings::{FilterPre, MailboxPre};
 use code_store::{CodeError, CodeStore};
+use dem_proto::ids::CodeHash;
 use guest_state::GuestState;
 pub use instance::{CallError, MailboxInstance};
 

@@ -93,7 +93,6 @@ pub struct Recovery {
     pub snapshot_file: Option<[u8; 32]>,
 }
 
-
 /// Storage used by one mailbox, for the snapshot policy and admin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MailboxUsage {

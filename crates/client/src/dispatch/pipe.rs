@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use dem_proto::dispatch::{PIPELINE_CLIENT_IDLE_MS, PipelineAnswer};
 use dem_net::{Connection, NetError, read_frame, write_frame};
+use dem_proto::dispatch::{PIPELINE_CLIENT_IDLE_MS, PipelineAnswer};
 use dem_proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
 
 /// Lookups queued for the writer; callers wait beyond this.

@@ -134,4 +134,3 @@ pub(crate) fn check_room(limit: Limit, len: usize, max: usize) -> Result<(), Lim
         Ok(())
     }
 }
-

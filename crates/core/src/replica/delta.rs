@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use dem_proto::VersionVector;
 use super::window::{Since, WINDOW_BYTES_MAX, WINDOW_OPS_MAX, Window};
-use dem_proto::export::{EXPORT_CHUNK_BYTES, IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX};
 use dem_proto::CodeHash;
+use dem_proto::VersionVector;
+use dem_proto::export::{EXPORT_CHUNK_BYTES, IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX};
 
 /// Most ops one delta may carry: no more than a window holds.
 pub const DELTA_OPS_MAX: usize = WINDOW_OPS_MAX;

@@ -28,9 +28,9 @@ use tracing::Instrument;
 
 use super::service::{Shared, now_ms};
 use super::{Update, updates_of};
-use crate::identity::DispatchId;
-use crate::net::{Connection, Endpoint, NetError};
-use crate::proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
+use dem_identity::DispatchId;
+use dem_net::{Connection, Endpoint, NetError};
+use dem_proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
 
 /// Most updates in one `Replicate` request.
 pub const REPLICATE_BATCH_MAX: usize = 512;

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::limits::{PIPELINE_FRAME_BYTES_MAX, PIPELINE_IDLE_MS};
 use super::service::{Shared, now_ms};
-use crate::net::{self, Exchange, NetError, WireError, read_frame, write_frame};
-use crate::proto::DispatchRequest;
+use dem_net::{self as net, Exchange, NetError, WireError, read_frame, write_frame};
+use dem_proto::DispatchRequest;
 
 /// Answers lookups on `ex` until the client finishes its side or stays
 /// idle for [`PIPELINE_IDLE_MS`].
@@ -51,4 +51,3 @@ pub(crate) async fn serve(shared: &Shared, mut ex: Exchange) -> net::Result<()> 
         write_frame(&mut ex.send, &answer).await?;
     }
 }
-

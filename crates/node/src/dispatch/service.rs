@@ -31,10 +31,10 @@ use super::admission::Network;
 use super::handle::State;
 use super::persist::{self, PersistError};
 use super::{DispatchTables, DispatchUnit, Limits, UnitError, Update, UpdateError, peers};
-use crate::identity::{DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES};
-use crate::identity::{DispatchId, Home, KeyError, KeyPair, KeyRole, ReplayGuard};
-use crate::net::{self, Endpoint, Exchange, NetError, TransportConfig, WireError};
-use crate::proto::{DispatchRequest, MESSAGE_BYTES_MAX};
+use dem_identity::{DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES};
+use dem_identity::{DispatchId, Home, KeyError, KeyPair, KeyRole, ReplayGuard};
+use dem_net::{self as net, Endpoint, Exchange, NetError, TransportConfig, WireError};
+use dem_proto::{DispatchRequest, MESSAGE_BYTES_MAX};
 
 /// How long a request waits for its change to be saved before it is
 /// answered with an error instead.

@@ -23,12 +23,12 @@ use super::clock::HybridClock;
 use super::request::{Op, Request, Response};
 use super::restore::Restored;
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
-use crate::ids::MailboxId;
-use crate::proto::mail::{NewMail, PluginEntry};
 use crate::replica::{OpId, Since, VersionVector, Window};
-use crate::runtime::filter::FilterInstance;
-use crate::runtime::{MailboxInstance, Runtime};
-use crate::store::{MailboxMeta, MailboxStore};
+use dem_proto::ids::MailboxId;
+use dem_proto::mail::{NewMail, PluginEntry};
+use dem_runtime::filter::FilterInstance;
+use dem_runtime::{MailboxInstance, Runtime};
+use dem_store::{MailboxMeta, MailboxStore};
 
 /// Which digest of a mailbox's state to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,7 +440,7 @@ fn as_applied(request: Request, response: &Response) -> Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::mail::{Delivered, MailFlags, Placement};
+    use dem_proto::mail::{Delivered, MailFlags, Placement};
 
     fn deliver(folder: &str) -> Request {
         Request::Deliver {

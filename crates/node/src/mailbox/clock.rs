@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::proto::mail::OpContext;
+use dem_proto::mail::OpContext;
 
 /// A host's clock. Shared by all its mailboxes.
 #[derive(Debug)]

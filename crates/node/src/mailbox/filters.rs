@@ -7,7 +7,7 @@
 //! `spam-score` accumulate. A plugin that fails is skipped (see
 //! `runtime::filter`).
 
-use crate::proto::mail::{MailFlags, MailView, NewMail, Placement, SenderStatus, Verdict};
+use dem_proto::mail::{MailFlags, MailView, NewMail, Placement, SenderStatus, Verdict};
 
 /// Body bytes a filter sees; the rest is summarised by `body-size-bytes`.
 pub const BODY_PREVIEW_BYTES: usize = 64 << 10;
@@ -91,7 +91,7 @@ impl Placing {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::proto::mail::FlagChange;
+    use dem_proto::mail::FlagChange;
 
     pub(crate) fn mail(body: &str) -> NewMail {
         NewMail {

@@ -11,12 +11,12 @@ use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, Tracked
 use super::clock::HybridClock;
 use super::request::{Request, Response};
 use super::{MailboxCallError as E, MailboxesConfig, MovedTo};
-use crate::builtin;
-use crate::ids::{CodeHash, MailboxId};
-use crate::proto::mail::{Delivered, NewMail, PluginEntry};
 use crate::replica::{OpId, Since, VersionVector};
-use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
-use crate::store::{MailboxMeta, MailboxStore, StoreConfig};
+use dem_builtin as builtin;
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_proto::mail::{Delivered, NewMail, PluginEntry};
+use dem_runtime::{Runtime, RuntimeConfig, RuntimeError};
+use dem_store::{MailboxMeta, MailboxStore, StoreConfig};
 
 mod import;
 mod migration;
@@ -30,7 +30,7 @@ pub enum OpenError {
     Runtime(#[from] RuntimeError),
     /// The durable store could not be opened.
     #[error(transparent)]
-    Store(#[from] crate::store::OpenError),
+    Store(#[from] dem_store::OpenError),
     /// The data directory is unusable.
     #[error("data directory {path}: {source}")]
     Io {
@@ -192,7 +192,7 @@ impl Mailboxes {
                 .create(id.as_str(), meta.clone())
                 .await
                 .map_err(|e| match e {
-                    crate::store::CommitError::Exists(_) => E::Exists(id.clone()),
+                    dem_store::CommitError::Exists(_) => E::Exists(id.clone()),
                     e => E::Commit(e),
                 })?;
         }
@@ -349,7 +349,7 @@ impl Mailboxes {
         }
         if let Some(store) = &self.store {
             store.remove(id.as_str()).await.map_err(|e| match e {
-                crate::store::CommitError::UnknownMailbox(_) => E::Unknown(id.clone()),
+                dem_store::CommitError::UnknownMailbox(_) => E::Unknown(id.clone()),
                 e => E::Commit(e),
             })?;
         }
@@ -432,7 +432,7 @@ fn replica_id(data_dir: &Path) -> std::io::Result<u64> {
             )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = crate::ids::random_u64();
+            let id = dem_proto::ids::random_u64();
             std::fs::write(&path, format!("{id:016x}\n"))?;
             Ok(id)
         }

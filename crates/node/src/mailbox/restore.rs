@@ -10,10 +10,10 @@ use std::sync::Arc;
 use super::MailboxCallError as E;
 use super::clock::HybridClock;
 use super::request::Op;
-use crate::ids::{CodeHash, MailboxId};
 use crate::replica::{Fit, VersionVector, Window};
-use crate::runtime::{MailboxInstance, Runtime};
-use crate::store::{MailboxMeta, SnapshotRecord};
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_runtime::{MailboxInstance, Runtime};
+use dem_store::{MailboxMeta, SnapshotRecord};
 
 /// A running instance at the state of a snapshot plus a log tail, and what
 /// the actor keeps track of about that state.

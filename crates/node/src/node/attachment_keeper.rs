@@ -26,16 +26,16 @@ use std::time::{Duration, Instant};
 
 use super::Node;
 use super::serve::internal;
-use crate::attachments;
-use crate::client::SessionError;
 use crate::dispatch::client::ClientError;
 use crate::dispatch::{AttachmentId, AttachmentLookup, HostAddr, ObjectRef};
-use crate::identity::{Epoch, HostId};
-use crate::net::WireError;
-use crate::proto::dispatch::NOT_FOUND;
-use crate::proto::{DispatchRequest, DispatchResponse};
 use crate::replica::attachment::{AttachmentPlan, holders_after_put, plan_attachment};
 use crate::replica::{Member, UnlistedCopies};
+use dem_client::SessionError;
+use dem_identity::{Epoch, HostId};
+use dem_net::WireError;
+use dem_proto::dispatch::NOT_FOUND;
+use dem_proto::{DispatchRequest, DispatchResponse};
+use dem_store::attachments;
 
 /// What the attachment keeper remembers between rounds.
 #[derive(Default)]

@@ -20,10 +20,10 @@ use std::time::Duration;
 use super::Node;
 use crate::dispatch::AttachmentId;
 use crate::dispatch::limits::ATTACHMENT_REFS_MAX;
-use crate::ids::MailboxId;
 use crate::mailbox::{Request, Response};
-use crate::proto::DispatchRequest;
-use crate::proto::mail::GetParts;
+use dem_proto::DispatchRequest;
+use dem_proto::ids::MailboxId;
+use dem_proto::mail::GetParts;
 
 /// Mails asked for per `ListFolder` call while scanning.
 const SCAN_PAGE: u32 = 500;

@@ -22,17 +22,17 @@ use super::grant::PendingGrant;
 use super::migrate::{MigrateError, answer_move, within_move_timeout};
 use super::serve::{internal, mailbox_id};
 use super::traffic::Kind;
-use crate::client::mailbox_ref::NOT_HERE;
-use crate::export::{EncodedFrame, FRAME_BYTES_MAX};
-use crate::identity::{Epoch, HostId, UserId};
-use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MailboxCallError;
 use crate::mailbox::actor::DeltaState;
-use crate::net::{Exchange, FrameReader, WireError};
-use crate::proto::dispatch::CONFLICT;
-use crate::proto::host::DeltaHeader;
-use crate::proto::{HostRequest, HostResponse};
 use crate::replica::{DeltaError, DeltaReceiver, VV_ORIGINS_MAX, VersionVector, encode_delta};
+use dem_client::mailbox_ref::NOT_HERE;
+use dem_identity::{Epoch, HostId, UserId};
+use dem_net::{Exchange, FrameReader, WireError};
+use dem_proto::dispatch::CONFLICT;
+use dem_proto::export::{EncodedFrame, FRAME_BYTES_MAX};
+use dem_proto::host::DeltaHeader;
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_proto::{HostRequest, HostResponse};
 
 /// How long the source waits for `Holds` before trying a fresh connection.
 const HOLDS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,7 +134,7 @@ impl Node {
         self: Arc<Self>,
         header: Box<DeltaHeader>,
         mut ex: Exchange,
-    ) -> crate::net::Result<()> {
+    ) -> dem_net::Result<()> {
         let span = tracing::info_span!("delta-in", mailbox = %header.mailbox.short(), host = %self.id.short(), epoch = %header.epoch);
         async {
             let answer = within_move_timeout(self.receive_delta(&header, &mut ex)).await;

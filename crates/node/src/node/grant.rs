@@ -17,10 +17,10 @@ use tokio::sync::watch;
 
 use super::Node;
 use super::migrate::MigrateError;
-use crate::client::SessionError;
 use crate::dispatch::ObjectRef;
-use crate::identity::{Epoch, HostId, UserId};
-use crate::proto::{DispatchRequest, DispatchResponse};
+use dem_client::SessionError;
+use dem_identity::{Epoch, HostId, UserId};
+use dem_proto::{DispatchRequest, DispatchResponse};
 
 /// The grant a move waits for before it finishes its stream.
 #[derive(Debug)]

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use super::Node;
-use crate::client::now_ms;
-use crate::identity::{HOME, HostId, KeyPair, MOVE_ORDER, Signed};
-use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
+use dem_client::now_ms;
+use dem_identity::{HOME, HostId, KeyPair, MOVE_ORDER, Signed};
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
 
 /// The first pause between attempts at bringing the mailbox home (the
 /// holder may still be joining, or be briefly unreachable).

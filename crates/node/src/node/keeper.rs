@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use super::Node;
 use super::serve::mailbox_id;
 use crate::dispatch::ObjectRef;
-use crate::identity::{HostId, UserId};
-use crate::ids::MailboxId;
-use crate::net::WireError;
-use crate::proto::{DispatchRequest, DispatchResponse};
 use crate::replica::{KeeperPlan, UnlistedCopies, plan};
+use dem_identity::{HostId, UserId};
+use dem_net::WireError;
+use dem_proto::ids::MailboxId;
+use dem_proto::{DispatchRequest, DispatchResponse};
 
 /// What the keeper remembers between rounds.
 #[derive(Default)]

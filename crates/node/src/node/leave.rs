@@ -14,8 +14,8 @@ use tracing::Instrument as _;
 use super::Node;
 use super::grant::PendingGrant;
 use crate::dispatch::{AttachmentId, ObjectRef};
-use crate::identity::HostId;
-use crate::proto::{DispatchRequest, DispatchResponse};
+use dem_identity::HostId;
+use dem_proto::{DispatchRequest, DispatchResponse};
 
 /// Planning rounds before the host gives up moving what is left.
 const LEAVE_ROUNDS: u32 = 10;

@@ -24,21 +24,17 @@ use super::Node;
 use super::grant::PendingGrant;
 use super::serve::mailbox_id;
 use super::traffic::Kind;
-use crate::client::HOST_REQUEST_TIMEOUT;
-use crate::export::{
-    self, EncodedFrame, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer,
-};
-use crate::identity::{Epoch, HostId, UserId};
-use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MovedTo;
 use crate::mailbox::actor::{ExportedState, MoveState, ReadAhead};
-use crate::net::{
-    Connection, Exchange, FrameBatch, FrameReader, WireError, read_frame, write_frame,
+use dem_client::HOST_REQUEST_TIMEOUT;
+use dem_identity::{Epoch, HostId, UserId};
+use dem_net::{Connection, Exchange, FrameBatch, FrameReader, WireError, read_frame, write_frame};
+use dem_proto::export::{
+    self, EncodedFrame, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer,
 };
-use crate::proto::mail::PluginEntry;
-use crate::proto::{
-    DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX,
-};
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_proto::mail::PluginEntry;
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MESSAGE_BYTES_MAX};
 
 /// How long one whole move may take, each side, before it is abandoned
 /// (the source resumes the mailbox; the target drops a partial import).
@@ -450,7 +446,7 @@ pub(super) async fn answer_move(
     ex: &mut Exchange,
     answer: Result<HostResponse, WireError>,
     refused: &str,
-) -> crate::net::Result<()> {
+) -> dem_net::Result<()> {
     match answer {
         Ok(r) => ex.reply(&r).await,
         Err(e) => {

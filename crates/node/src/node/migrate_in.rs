@@ -19,16 +19,16 @@ use super::Node;
 use super::migrate::{answer_move, owner_of, within_move_timeout};
 use super::serve::internal;
 use super::traffic::Kind;
-use crate::export::{ExportHeader, StreamedSnapshot};
-use crate::export::{FRAME_BYTES_MAX, Importer};
-use crate::identity::{Epoch, HostId, UserId};
-use crate::ids::MailboxId;
 use crate::mailbox::actor::{ExportedState, vv_after};
 use crate::mailbox::request::Request;
-use crate::net::{Exchange, FrameReader, WireError};
-use crate::proto::HostResponse;
 use crate::replica::VersionVector;
-use crate::store::{
+use dem_identity::{Epoch, HostId, UserId};
+use dem_net::{Exchange, FrameReader, WireError};
+use dem_proto::HostResponse;
+use dem_proto::export::{ExportHeader, StreamedSnapshot};
+use dem_proto::export::{FRAME_BYTES_MAX, Importer};
+use dem_proto::ids::MailboxId;
+use dem_store::{
     Commit, ImportTail, MailboxStore, SnapshotRecord, SnapshotStaging, StageToken, StagedRecord,
     StagingError,
 };
@@ -149,7 +149,7 @@ impl Node {
         header: Box<ExportHeader>,
         epoch: Epoch,
         mut ex: Exchange,
-    ) -> crate::net::Result<()> {
+    ) -> dem_net::Result<()> {
         let span = tracing::info_span!("migrate-in", mailbox = %header.mailbox, host = %self.id.short(), %epoch);
         async {
             let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
@@ -196,7 +196,7 @@ impl Node {
         let replace = self.mailboxes.contains(&id).map_err(internal)?;
         if replace && incoming.staged_tail.is_some() {
             return Err(WireError::new(
-                crate::proto::dispatch::CONFLICT,
+                dem_proto::dispatch::CONFLICT,
                 "this host took a copy of that mailbox meanwhile",
             ));
         }
@@ -215,7 +215,7 @@ impl Node {
             let covers = incoming.vv().is_ok_and(|vv| vv.covers(&ours));
             if listed || !covers {
                 return Err(WireError::new(
-                    crate::proto::dispatch::CONFLICT,
+                    dem_proto::dispatch::CONFLICT,
                     "this host already holds that mailbox",
                 ));
             }
@@ -381,7 +381,7 @@ impl Node {
             .clone();
         // A format-1 checksum is not the file's name: keep it for the
         // store to write (only older peers send it).
-        if size_bytes < crate::store::BLOB_BYTES_MIN as u64 || format_version < 2 {
+        if size_bytes < dem_store::BLOB_BYTES_MIN as u64 || format_version < 2 {
             return Ok(Sink::Memory(Vec::with_capacity(size_bytes as usize)));
         }
         let (chunks, mut rx) = mpsc::channel::<FrameChunk>(STAGING_CHUNKS_QUEUED);

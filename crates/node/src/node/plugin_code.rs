@@ -13,15 +13,15 @@ use serde_bytes::ByteBuf;
 
 use super::Node;
 use super::serve::internal;
-use crate::identity::{HostId, UserId};
-use crate::ids::CodeHash;
 use crate::mailbox::{Op, Request};
-use crate::net::WireError;
-use crate::proto::{HostRequest, HostResponse};
+use dem_identity::{HostId, UserId};
+use dem_net::WireError;
+use dem_proto::ids::CodeHash;
+use dem_proto::{HostRequest, HostResponse};
 
 /// The largest component `CodeGet` answers with: it travels in one frame,
 /// as a plugin upload does.
-pub const CODE_GET_BYTES_MAX: usize = crate::net::frame::FRAME_BYTES_MAX - (64 << 10);
+pub const CODE_GET_BYTES_MAX: usize = dem_net::frame::FRAME_BYTES_MAX - (64 << 10);
 /// Most distinct plugins one `Sync` may make this host fetch.
 const FETCHES_PER_SYNC_MAX: usize = 16;
 
@@ -31,7 +31,7 @@ impl Node {
         let code = self.mailboxes.runtime().code();
         if !code.contains(hash) {
             return Err(WireError::new(
-                crate::client::mailbox_ref::NOT_HERE,
+                dem_client::mailbox_ref::NOT_HERE,
                 "this host does not hold that code",
             ));
         }
@@ -122,7 +122,7 @@ fn missing_plugin_code(ops: &[ByteBuf], have: impl Fn(&CodeHash) -> bool) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::mail::{OpContext, PluginEntry};
+    use dem_proto::mail::{OpContext, PluginEntry};
 
     fn install(hash: &CodeHash) -> ByteBuf {
         let op = Op {

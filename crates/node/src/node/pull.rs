@@ -10,13 +10,13 @@ use super::Node;
 use super::grant::PendingGrant;
 use super::migrate::MigrateError;
 use super::serve::{internal, mailbox_id};
-use crate::client::mailbox_ref::NOT_HERE;
-use crate::client::now_ms;
 use crate::dispatch::Placement;
-use crate::identity::{Freshness, MOVE_ORDER, Signed};
 use crate::mailbox::MovedTo;
-use crate::net::WireError;
-use crate::proto::{DispatchRequest, DispatchResponse, HostResponse, MoveOrder};
+use dem_client::mailbox_ref::NOT_HERE;
+use dem_client::now_ms;
+use dem_identity::{Freshness, MOVE_ORDER, Signed};
+use dem_net::WireError;
+use dem_proto::{DispatchRequest, DispatchResponse, HostResponse, MoveOrder};
 
 impl Node {
     /// `Pull`: the owner orders their mailbox moved to the order's host.
@@ -135,7 +135,7 @@ fn retry_at<'p>(
 mod tests {
     use super::*;
     use crate::dispatch::ObjectRef;
-    use crate::identity::{HostId, UserId};
+    use dem_identity::{HostId, UserId};
 
     fn placed(addr: &str) -> Result<Placement, String> {
         Ok(Placement {

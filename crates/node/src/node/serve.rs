@@ -9,15 +9,15 @@ use tracing::Instrument as _;
 
 use super::traffic::Kind;
 use super::{Node, verify};
-use crate::client::mailbox_ref::NOT_HERE;
-use crate::client::now_ms;
 use crate::dispatch::ObjectRef;
-use crate::identity::{Epoch, HostId, Signed, UserId};
-use crate::ids::MailboxId;
 use crate::mailbox::MailboxCallError;
-use crate::net::{Exchange, Result, WireError};
-use crate::proto::host::PluginUpload;
-use crate::proto::{
+use dem_client::mailbox_ref::NOT_HERE;
+use dem_client::now_ms;
+use dem_identity::{Epoch, HostId, Signed, UserId};
+use dem_net::{Exchange, Result, WireError};
+use dem_proto::host::PluginUpload;
+use dem_proto::ids::MailboxId;
+use dem_proto::{
     CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, OwnerCall,
     SignedMail,
 };

@@ -28,15 +28,15 @@ use tokio::sync::{Notify, watch};
 use super::Node;
 use super::grant::PendingGrant;
 use super::serve::{internal, mailbox_id};
-use crate::client::mailbox_ref::NOT_HERE;
 use crate::dispatch::HostAddr;
-use crate::identity::{Epoch, HostId, UserId};
-use crate::ids::MailboxId;
-use crate::net::WireError;
-use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 use crate::replica::{
     LinkRetry, Member, OpId, Since, VersionVector, link_after_failure, link_wanted,
 };
+use dem_client::mailbox_ref::NOT_HERE;
+use dem_identity::{Epoch, HostId, UserId};
+use dem_net::WireError;
+use dem_proto::ids::MailboxId;
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 
 /// Op bytes per `Sync` message (one op may exceed it: it travels alone).
 pub const SYNC_BATCH_BYTES: usize = 8 << 20;
@@ -438,7 +438,7 @@ impl Node {
         match answer {
             Ok(HostResponse::Synced { vv }) => Ok(Some(vv)),
             Ok(other) => Err(format!("answered {other:?}")),
-            Err(crate::client::SessionError::Net(crate::net::NetError::Remote(w)))
+            Err(dem_client::SessionError::Net(dem_net::NetError::Remote(w)))
                 if w.code == NOT_HERE =>
             {
                 Ok(None)

@@ -11,14 +11,14 @@ use serde_bytes::ByteBuf;
 use super::Node;
 use super::serve::{internal, mailbox_id};
 use super::sync::SYNC_OPS_MAX;
-use crate::client::mailbox_ref::NOT_HERE;
-use crate::export::ExportHeader;
-use crate::identity::{HostId, UserId};
 use crate::mailbox::MailboxCallError;
-use crate::net::{Exchange, WireError};
-use crate::proto::HostResponse;
-use crate::proto::host::ReplicaState;
 use crate::replica::{VV_ORIGINS_MAX, VersionVector};
+use dem_client::mailbox_ref::NOT_HERE;
+use dem_identity::{HostId, UserId};
+use dem_net::{Exchange, WireError};
+use dem_proto::HostResponse;
+use dem_proto::export::ExportHeader;
+use dem_proto::host::ReplicaState;
 
 impl Node {
     /// `Sync` from another replica.
@@ -67,7 +67,7 @@ impl Node {
         self: Arc<Self>,
         header: Box<ExportHeader>,
         mut ex: Exchange,
-    ) -> crate::net::Result<()> {
+    ) -> dem_net::Result<()> {
         let answer = self.receive_copy(&header, &mut ex).await;
         match answer {
             Ok(r) => ex.reply(&r).await,
@@ -113,7 +113,7 @@ impl Node {
                 .map_err(internal)?;
             if !incoming.covers(&ours) {
                 return Err(WireError::new(
-                    crate::proto::dispatch::CONFLICT,
+                    dem_proto::dispatch::CONFLICT,
                     format!(
                         "this replica has ops the copy lacks ({ours} against {incoming}); sync first"
                     ),

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::proto::host::ReplicationTraffic;
+use dem_proto::host::ReplicationTraffic;
 
 /// Bytes of a frame's length prefix.
 const PREFIX_BYTES: u64 = 4;
@@ -95,7 +95,7 @@ impl std::io::Write for CountingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::HostRequest;
+    use dem_proto::HostRequest;
 
     #[test]
     fn a_request_counts_as_its_encoded_frame() {

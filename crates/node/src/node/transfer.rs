@@ -20,14 +20,14 @@ use tracing::Instrument as _;
 
 use super::Node;
 use super::serve::internal;
-use crate::attachments::{self, BeginError, CHUNK_BYTES};
-use crate::client::SessionError;
 use crate::dispatch::AttachmentId;
-use crate::identity::HostId;
-use crate::net::{
+use dem_client::SessionError;
+use dem_identity::HostId;
+use dem_net::{
     Exchange, NetError, Result, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame,
 };
-use crate::proto::{HostRequest, HostResponse, MESSAGE_BYTES_MAX};
+use dem_proto::{HostRequest, HostResponse, MESSAGE_BYTES_MAX};
+use dem_store::attachments::{self, BeginError, CHUNK_BYTES};
 
 /// Longest the probe before a copy may wait for an answer. A live host
 /// answers within milliseconds; past this the cached connection is taken
@@ -351,7 +351,7 @@ impl Node {
             Ok(Err(e)) => {
                 return ex
                     .reply_err(&WireError::new(
-                        crate::client::mailbox_ref::NOT_HERE,
+                        dem_client::mailbox_ref::NOT_HERE,
                         e.to_string(),
                     ))
                     .await;

@@ -3,24 +3,24 @@
 //! (and, for mail, the sender key the dispatch unit resolved) as input, so
 //! the refusals are unit-tested here without a network.
 
-use crate::identity::{
+use crate::mailbox::Request;
+use dem_identity::{
     AttachmentRef as SealedRef, Freshness, HostId, MailContent, MailDigest, OWNER_CALL,
     ReplayGuard, Signed, UserId, mail_id,
 };
-use crate::mailbox::Request;
-use crate::proto::host::{PLUGIN_UPLOAD, PluginUpload};
-use crate::proto::mail::NewMail;
-use crate::proto::{CreateOrder, OwnerCall, SignedMail};
+use dem_proto::host::{PLUGIN_UPLOAD, PluginUpload};
+use dem_proto::mail::NewMail;
+use dem_proto::{CreateOrder, OwnerCall, SignedMail};
 
 /// Why a host refused a request before running it.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyCallError {
     /// The signature, its freshness or its body is bad.
     #[error("refused: {0}")]
-    Envelope(#[from] crate::identity::VerifyError),
+    Envelope(#[from] dem_identity::VerifyError),
     /// The same signed call was seen before.
     #[error("refused: {0}")]
-    Replay(#[from] crate::identity::ReplayError),
+    Replay(#[from] dem_identity::ReplayError),
     /// Signed by someone other than the mailbox's owner.
     #[error("only the owner may {action} this mailbox")]
     NotOwner {
@@ -43,7 +43,7 @@ pub enum VerifyMailError {
     FromMismatch { from: String, name: String },
     /// The seal does not match the sender's key or the content.
     #[error("refused as forged: {0}")]
-    Seal(#[from] crate::identity::SealError),
+    Seal(#[from] dem_identity::SealError),
 }
 
 /// Checks an owner call: signature under `OWNER_CALL`, freshness, replay,
@@ -120,7 +120,7 @@ pub fn sealed_mail(signed: &SignedMail, sender: UserId) -> Result<NewMail, Verif
 
 /// The seal's digest of `mail` as sent by `sender` (the client seals with it).
 pub fn digest_of(mail: &NewMail, sender: &UserId) -> MailDigest {
-    with_content(mail, sender, crate::identity::mail_digest)
+    with_content(mail, sender, dem_identity::mail_digest)
 }
 
 /// Borrows `mail` as the `MailContent` the seal covers.
@@ -182,7 +182,7 @@ fn action_of(request: &Request) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{KeyPair, MailSeal};
+    use dem_identity::{KeyPair, MailSeal};
 
     fn mail(from: &str) -> NewMail {
         NewMail {

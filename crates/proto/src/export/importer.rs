@@ -17,9 +17,9 @@ use super::{
     IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX,
     ImportError, SnapshotHeader, StreamDigest,
 };
-use crate::ids::{CodeHash, MailboxId};
 use crate::export::ExportedState;
 use crate::export::{MailboxMeta, SnapshotRecord};
+use crate::ids::{CodeHash, MailboxId};
 
 /// What an import stream yields once checked.
 #[derive(Debug)]

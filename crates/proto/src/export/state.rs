@@ -94,7 +94,10 @@ impl ExportedState {
 }
 
 /// The replicated ops a snapshot at `vv` plus `tail` include.
-pub fn vv_after(mut vv: VersionVector, tail: &[(u64, Vec<u8>)]) -> Result<VersionVector, TailError> {
+pub fn vv_after(
+    mut vv: VersionVector,
+    tail: &[(u64, Vec<u8>)],
+) -> Result<VersionVector, TailError> {
     for (seq, bytes) in tail {
         let op = Op::decode(bytes).map_err(|source| TailError::Malformed { seq: *seq, source })?;
         let id = op.id_after(&vv);

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::dispatch::client::{ClientError, DispatchClient};
-use crate::identity::{KeyPair, Name, SignedNameClaim};
-use crate::proto::DispatchResponse;
+use dem_identity::{KeyPair, Name, SignedNameClaim};
+use dem_proto::DispatchResponse;
 
 fn config(dir: &Path, peers: Vec<String>) -> ServiceConfig {
     let mut c = ServiceConfig::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());

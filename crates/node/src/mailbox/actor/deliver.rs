@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use super::{E, MailboxActor, Reply, Tracked};
-use crate::ids::CodeHash;
 use crate::mailbox::filters::{Placing, view_of};
 use crate::mailbox::request::{Request, Response};
-use crate::proto::mail::{MailView, NewMail, PluginEntry, SenderStatus, Verdict};
+use dem_proto::ids::CodeHash;
+use dem_proto::mail::{MailView, NewMail, PluginEntry, SenderStatus, Verdict};
 
 impl MailboxActor {
     /// Runs the filters, then delivers where they decided.

@@ -6,11 +6,11 @@
 use tokio::sync::oneshot;
 
 use super::{Durability, E, MailboxActor, Reply, Tracked};
-use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::request::{Op, Response};
 use crate::mailbox::restore::{Restored, Source, restore};
 use crate::replica::OpId;
-use crate::store::{Commit, MailboxStore, SnapshotRecord};
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_store::{Commit, MailboxStore, SnapshotRecord};
 
 impl MailboxActor {
     /// Waits until every entry handed to the writer has committed or failed.
@@ -112,7 +112,7 @@ impl MailboxActor {
                 tokio::spawn(async move {
                     let result = durable
                         .await
-                        .unwrap_or(Err(crate::store::CommitError::WriterGone));
+                        .unwrap_or(Err(dem_store::CommitError::WriterGone));
                     let _ = reply.send(result.map(|()| response).map_err(E::Commit));
                 });
             }
@@ -127,7 +127,7 @@ impl MailboxActor {
         &mut self,
         op_id: OpId,
         bytes: Vec<u8>,
-    ) -> Option<oneshot::Receiver<Result<(), crate::store::CommitError>>> {
+    ) -> Option<oneshot::Receiver<Result<(), dem_store::CommitError>>> {
         self.vv.record(op_id);
         self.window.push(op_id, bytes.as_slice().into());
         let store = self.store.as_ref()?;
@@ -230,7 +230,7 @@ pub(super) enum LoadFor {
     /// Shipping it, without hashing a snapshot file's bytes (the receiver
     /// checks them against the file's name), keeping what was read ahead
     /// if anything (`MailboxStore::reload_to_ship`).
-    Ship(Option<crate::store::Recovery>),
+    Ship(Option<dem_store::Recovery>),
 }
 
 /// The durable state of mailbox `id` in `store`, read off the async
@@ -239,7 +239,7 @@ pub(super) async fn load(
     id: MailboxId,
     store: MailboxStore,
     purpose: LoadFor,
-) -> Result<crate::store::Recovery, E> {
+) -> Result<dem_store::Recovery, E> {
     let key = id.to_string();
     let loaded = tokio::task::spawn_blocking(move || match purpose {
         LoadFor::Wake => store.load(&key),

@@ -12,10 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Command, DigestKind, E, LoadFor, MailboxActor, Reply};
 use crate::mailbox::request::{Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
-use crate::proto::mail::PluginEntry;
 use crate::replica::{VersionVector, delta_for};
-use crate::store::{MailboxMeta, SnapshotRecord};
 pub use dem_proto::export::{ExportedState, vv_after};
+use dem_proto::mail::PluginEntry;
+use dem_store::{MailboxMeta, SnapshotRecord};
 
 /// What a paused mailbox ships to the target of its move.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ pub struct DeltaState {
 /// (`MailboxStore::load_to_ship` on a blocking thread), which the pause
 /// then completes with the ops logged since.
 pub type ReadAhead =
-    tokio::task::JoinHandle<Result<Option<crate::store::Recovery>, crate::store::LoadError>>;
+    tokio::task::JoinHandle<Result<Option<dem_store::Recovery>, dem_store::LoadError>>;
 
 impl MailboxActor {
     /// The durable state. With a store, that is exactly what the store

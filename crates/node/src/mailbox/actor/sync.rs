@@ -100,7 +100,7 @@ impl MailboxActor {
         tokio::spawn(async move {
             let result = match durable.wait_for(|d| d.settled >= target).await {
                 Ok(d) if !d.failed => Ok(vv),
-                _ => Err(E::Commit(crate::store::CommitError::WriterGone)),
+                _ => Err(E::Commit(dem_store::CommitError::WriterGone)),
             };
             let _ = reply.send(result);
         });

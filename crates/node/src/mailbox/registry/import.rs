@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::super::actor::ExportedState;
 use super::super::restore::{Restored, Source, restore};
 use super::Mailboxes;
-use crate::ids::{CodeHash, MailboxId};
 use crate::mailbox::MailboxCallError as E;
-use crate::store::{ImportSnapshot, ImportTail, MailboxMeta, MailboxStore, StagedRecord};
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_store::{ImportSnapshot, ImportTail, MailboxMeta, MailboxStore, StagedRecord};
 
 impl Mailboxes {
     /// Rebuilds a mailbox from an export. Every component it needs must

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::super::actor::{MoveState, ReadAhead};
 use super::Mailboxes;
-use crate::ids::MailboxId;
 use crate::mailbox::{MailboxCallError as E, MigrationOutcome, MovedTo};
 use crate::replica::VersionVector;
+use dem_proto::ids::MailboxId;
 
 impl Mailboxes {
     /// Pauses a mailbox and exports it for a move, or takes only the ops a
@@ -65,7 +65,7 @@ impl Migration {
     /// returns, so a later import of the same mailbox (a move back) is
     /// written after it; the caller only decides whether to wait for its
     /// fsync (a move need not: the target already holds the mailbox).
-    pub fn moved(mut self, to: MovedTo) -> Option<crate::store::Commit> {
+    pub fn moved(mut self, to: MovedTo) -> Option<dem_store::Commit> {
         self.boxes
             .moved
             .lock()

@@ -8,12 +8,12 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
 use super::{HomeArg, UserCtx};
-use crate::client::{MailboxRef, RefError, Target, attachments, now_ms};
-use crate::identity::Signed;
-use crate::mailbox::{Request, Response};
-use crate::proto::host::{PLUGIN_UPLOAD, PluginUpload};
-use crate::proto::mail::{Contact, SenderList};
-use crate::proto::{HostRequest, HostResponse};
+use dem_client::{MailboxRef, RefError, Target, attachments, now_ms};
+use dem_identity::Signed;
+use dem_node::mailbox::{Request, Response};
+use dem_proto::host::{PLUGIN_UPLOAD, PluginUpload};
+use dem_proto::mail::{Contact, SenderList};
+use dem_proto::{HostRequest, HostResponse};
 
 /// Largest plugin component uploaded: it travels in one request frame.
 const PLUGIN_BYTES_MAX: u64 = 3 << 20;
@@ -184,7 +184,7 @@ pub async fn run(cmd: ManageCommand) -> anyhow::Result<()> {
             cmd: AttachmentCommand::Get { id, output, range },
             home,
         } => {
-            let id: crate::dispatch::AttachmentId = id
+            let id: dem_node::dispatch::AttachmentId = id
                 .parse()
                 .with_context(|| format!("attachment id {id:?}"))?;
             let range = range.as_deref().map(super::mail::parse_range).transpose()?;

@@ -12,15 +12,15 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::user::{HomeArg, UserCtx};
-use crate::client::now_ms;
-use crate::dispatch::StatusView;
+use dem_client::now_ms;
+use dem_node::dispatch::StatusView;
 use std::collections::HashMap;
 
-use crate::identity::{HostId, MOVE_ORDER, Signed, UserId};
-use crate::ids::CodeHash;
-use crate::proto::host::ReplicaState;
-use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
-use crate::replica::VersionVector;
+use dem_identity::{HostId, MOVE_ORDER, Signed, UserId};
+use dem_node::replica::VersionVector;
+use dem_proto::host::ReplicaState;
+use dem_proto::ids::CodeHash;
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {

@@ -28,11 +28,11 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::bench_net::{Proc, User, deliveries, fill, ms, register, sealed};
-use crate::client::{MailboxRef, Target};
-use crate::identity::HostId;
-use crate::proto::host::ReplicationTraffic;
-use crate::proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
-use crate::replica::VersionVector;
+use dem_client::{MailboxRef, Target};
+use dem_identity::HostId;
+use dem_node::replica::VersionVector;
+use dem_proto::host::ReplicationTraffic;
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 
 /// Sizes of one run.
 #[derive(Debug, Clone)]

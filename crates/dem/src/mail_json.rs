@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::proto::mail::{AttachmentRef, MailDetail, MailSummary};
+use dem_proto::mail::{AttachmentRef, MailDetail, MailSummary};
 
 pub fn attachment(a: &AttachmentRef) -> Value {
     json!({ "id": a.hash, "name": a.name, "media_type": a.media_type, "size": a.size_bytes })

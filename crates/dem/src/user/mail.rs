@@ -9,13 +9,13 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::{HomeArg, UserCtx};
-use crate::cli::mail_json;
-use crate::client::{MailboxRef, Target, attachments, now_ms};
-use crate::identity::MailSeal;
-use crate::mailbox::{Request, Response};
-use crate::node::verify::with_content;
-use crate::proto::mail::{ByteRange, FlagState, GetParts, MailFlags, NewMail, SearchQuery};
-use crate::proto::{HostRequest, HostResponse, SignedMail};
+use crate::mail_json;
+use dem_client::{MailboxRef, Target, attachments, now_ms};
+use dem_identity::MailSeal;
+use dem_node::mailbox::{Request, Response};
+use dem_node::node::verify::with_content;
+use dem_proto::mail::{ByteRange, FlagState, GetParts, MailFlags, NewMail, SearchQuery};
+use dem_proto::{HostRequest, HostResponse, SignedMail};
 
 /// The domain part of DEM addresses.
 pub const DOMAIN: &str = "dem";
@@ -301,7 +301,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         cc: vec![],
         subject: args.subject.clone(),
         date_ms: now,
-        message_id: format!("<{}@{DOMAIN}>", crate::ids::new_mail_id()),
+        message_id: format!("<{}@{DOMAIN}>", dem_proto::ids::new_mail_id()),
         in_reply_to: None,
         headers: vec![],
         body,
@@ -309,7 +309,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
     };
     let me = ctx.key.user_id();
     let seal = with_content(&mail, &me, |c| MailSeal::seal(&ctx.key, c));
-    mail.id = crate::identity::mail_id(&seal.digest);
+    mail.id = dem_identity::mail_id(&seal.digest);
     let signed = SignedMail {
         mail,
         sender_name: name,

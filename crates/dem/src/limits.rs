@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::mailbox::MailboxesConfig;
-use crate::runtime::RuntimeConfig;
+use dem_node::mailbox::MailboxesConfig;
+use dem_runtime::RuntimeConfig;
 
 /// Guest limits and mailbox behaviour.
 #[derive(Debug, Clone, Args)]

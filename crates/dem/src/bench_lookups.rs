@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::client::{DispatchClient, identity_of};
-use crate::identity::{KeyPair, UserId};
-use crate::net::{Connection, Endpoint};
-use crate::proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
+use dem_client::{DispatchClient, identity_of};
+use dem_identity::{KeyPair, UserId};
+use dem_net::{Connection, Endpoint};
+use dem_proto::{DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
 
 /// Sizes of one lookup run.
 pub(super) struct Lookups {

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use super::bench_net::{Proc, User, ms};
-use crate::client::now_ms;
-use crate::identity::{HostId, MOVE_ORDER, Signed};
-use crate::proto::{HostRequest, HostResponse, MoveOrder};
+use dem_client::now_ms;
+use dem_identity::{HostId, MOVE_ORDER, Signed};
+use dem_proto::{HostRequest, HostResponse, MoveOrder};
 
 /// Moves timed, each to another host; `move_ms` is their median.
 const MOVE_RUNS: usize = 3;

@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use super::mail_json;
-use crate::export;
-use crate::ids::{CodeHash, MailboxId, new_mail_id};
-use crate::mailbox::clock::HybridClock;
-use crate::mailbox::{Mailboxes, Request, Response};
-use crate::proto::mail::{ByteRange, GetParts, NewMail};
+use dem_node::mailbox::clock::HybridClock;
+use dem_node::mailbox::{Mailboxes, Request, Response};
+use dem_proto::export;
+use dem_proto::ids::{CodeHash, MailboxId, new_mail_id};
+use dem_proto::mail::{ByteRange, GetParts, NewMail};
 
 /// Longest request line `local serve` accepts.
 pub const SERVE_LINE_BYTES_MAX: usize = 40 << 20;
@@ -264,7 +264,7 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
             order,
         } => {
             let (default_name, bytes) =
-                match crate::builtin::PLUGINS.iter().find(|(n, _)| *n == plugin) {
+                match dem_builtin::PLUGINS.iter().find(|(n, _)| *n == plugin) {
                     Some((n, b)) => (n.to_string(), b.to_vec()),
                     None => {
                         let path = PathBuf::from(&plugin);

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
-use crate::client::{MailboxRef, RefError, Session, Target, now_ms};
-use crate::dispatch::Placement;
-use crate::identity::{
+use dem_client::{MailboxRef, RefError, Session, Target, now_ms};
+use dem_identity::{
     Home, KeyPair, KeyRole, Name, OWNER_CALL, Signed, SignedNameClaim, UserProfile,
 };
-use crate::mailbox::{Request, Response};
-use crate::proto::{
+use dem_node::dispatch::Placement;
+use dem_node::mailbox::{Request, Response};
+use dem_proto::{
     CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, OwnerCall,
 };
 

@@ -13,12 +13,12 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::builtin;
-use crate::ids::{CodeHash, MailboxId};
-use crate::mailbox::clock::HybridClock;
-use crate::mailbox::{Mailboxes, MailboxesConfig, Request};
-use crate::proto::mail::{MailFlags, NewMail, Placement};
-use crate::runtime::{Runtime, RuntimeConfig};
+use dem_builtin as builtin;
+use dem_node::mailbox::clock::HybridClock;
+use dem_node::mailbox::{Mailboxes, MailboxesConfig, Request};
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_proto::mail::{MailFlags, NewMail, Placement};
+use dem_runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::dispatch::service::{DispatchService, ServiceConfig};
+use dem_node::dispatch::service::{DispatchService, ServiceConfig};
 
 #[derive(Debug, Args)]
 pub struct DispatchArgs {
@@ -37,15 +37,15 @@ pub struct DispatchArgs {
     pub lease_ms: Option<u64>,
     /// Replicas (R) of each mailbox and attachment; a network setting, so
     /// give every unit the same.
-    #[arg(long, default_value_t = crate::dispatch::limits::REPLICAS)]
+    #[arg(long, default_value_t = dem_node::dispatch::limits::REPLICAS)]
     pub replicas: usize,
     /// Replicas (W) a mutation must be durable on before it is
     /// acknowledged; at most R.
-    #[arg(long, default_value_t = crate::dispatch::limits::WRITE_QUORUM)]
+    #[arg(long, default_value_t = dem_node::dispatch::limits::WRITE_QUORUM)]
     pub write_quorum: usize,
     /// How long an attachment no mail references is kept before it is
     /// collected, in milliseconds (shorter in tests).
-    #[arg(long, default_value_t = crate::dispatch::limits::ATTACHMENT_GRACE_MS)]
+    #[arg(long, default_value_t = dem_node::dispatch::limits::ATTACHMENT_GRACE_MS)]
     pub attachment_grace_ms: u64,
 }
 

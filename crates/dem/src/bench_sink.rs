@@ -24,14 +24,14 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::client::identity_of;
-use crate::identity::KeyPair;
-use crate::net::frame::CHUNK_BYTES;
-use crate::net::{
+use dem_client::identity_of;
+use dem_identity::KeyPair;
+use dem_net::frame::CHUNK_BYTES;
+use dem_net::{
     Connection, Endpoint, Exchange, FRAME_BYTES_MAX, NetError, WireError, read_frame,
     read_raw_frame, write_frame, write_raw_frame,
 };
-use crate::store::SnapshotStaging;
+use dem_store::SnapshotStaging;
 
 /// Chunks queued for the file writer, as a move's target queues them.
 const WRITE_CHUNKS_QUEUED: usize = 4;
@@ -61,7 +61,7 @@ pub async fn serve(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         )?;
         out.flush()?;
     }
-    crate::net::serve(endpoint, move |put: Put, mut ex: Exchange| {
+    dem_net::serve(endpoint, move |put: Put, mut ex: Exchange| {
         let data = data.clone();
         async move {
             let got = match put.durable {

@@ -38,11 +38,11 @@ use serde_json::{Value, json};
 use super::bench_lookups::{Lookups, Path as LookupPath, lookups};
 use super::bench_move::move_along;
 use super::bench_sink::raw_transfers;
-use crate::client::{MailboxRef, Session, Target, now_ms};
-use crate::identity::{KeyPair, MailSeal, Name, UserId, mail_id};
-use crate::node::verify::with_content;
-use crate::proto::mail::NewMail;
-use crate::proto::{HostRequest, HostResponse, SignedMail};
+use dem_client::{MailboxRef, Session, Target, now_ms};
+use dem_identity::{KeyPair, MailSeal, Name, UserId, mail_id};
+use dem_node::node::verify::with_content;
+use dem_proto::mail::NewMail;
+use dem_proto::{HostRequest, HostResponse, SignedMail};
 
 /// Sizes of one run.
 #[derive(Debug, Clone)]
@@ -345,7 +345,7 @@ pub(super) fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
         cc: vec![],
         subject: sample.subject,
         date_ms: now_ms(),
-        message_id: format!("<{}@dem>", crate::ids::new_mail_id()),
+        message_id: format!("<{}@dem>", dem_proto::ids::new_mail_id()),
         in_reply_to: None,
         headers: vec![],
         body: sample.body,

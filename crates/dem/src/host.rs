@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::identity::{Home, KeyPair, KeyRole};
+use dem_identity::{Home, KeyPair, KeyRole};
 
-use crate::node::{NodeConfig, run as run_node};
+use dem_node::node::{NodeConfig, run as run_node};
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
