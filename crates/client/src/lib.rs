@@ -196,6 +196,15 @@ impl Session {
     }
 }
 
+/// A fresh mail id: 32 hex characters of OS randomness. Ids need to be
+/// unique, not secret; delivery is idempotent by id, so two mails must
+/// never share one.
+pub fn new_mail_id() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Milliseconds since the Unix epoch by this machine's clock: the one
 /// place a client reads the wall clock (for the freshness window of the
 /// envelopes it signs).

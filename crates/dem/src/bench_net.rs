@@ -345,7 +345,7 @@ pub(super) fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
         cc: vec![],
         subject: sample.subject,
         date_ms: now_ms(),
-        message_id: format!("<{}@dem>", dem_proto::ids::new_mail_id()),
+        message_id: format!("<bench-{i}-{}@dem>", now_ms()),
         in_reply_to: None,
         headers: vec![],
         body: sample.body,

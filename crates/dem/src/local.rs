@@ -18,11 +18,13 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use super::mail_json;
+use dem_client::new_mail_id;
 use dem_node::mailbox::clock::HybridClock;
-use dem_node::mailbox::{Mailboxes, Request, Response};
+use dem_node::mailbox::{Mailboxes, Request};
 use dem_proto::export;
-use dem_proto::ids::{CodeHash, MailboxId, new_mail_id};
+use dem_proto::ids::{CodeHash, MailboxId};
 use dem_proto::mail::{ByteRange, GetParts, NewMail};
+use dem_proto::mailbox::verbs::{Get, ListFolder};
 
 /// Longest request line `local serve` accepts.
 pub const SERVE_LINE_BYTES_MAX: usize = 40 << 20;
@@ -148,7 +150,11 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                 })?,
                 (None, None) => bail!("give --body or --body-file"),
             };
-            let mail = new_mail(id.unwrap_or_else(new_mail_id), from, to, subject, body);
+            let id = match id {
+                Some(id) => id,
+                None => new_mail_id()?,
+            };
+            let mail = new_mail(id, from, to, subject, body);
             let id = mail.id.clone();
             let d = boxes.deliver(&mailbox_id(&mailbox)?, mail).await?;
             println!("{id} {} {}", d.folder, d.uid);
@@ -159,19 +165,12 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
             limit,
             json,
         } => {
-            let r = boxes
-                .call(
-                    &mailbox_id(&mailbox)?,
-                    Request::ListFolder {
-                        folder,
-                        offset: 0,
-                        limit,
-                    },
-                )
-                .await?;
-            let Response::Page(page) = r else {
-                bail!("unexpected answer {r:?}")
+            let list = ListFolder {
+                folder,
+                offset: 0,
+                limit,
             };
+            let page = boxes.ask(&mailbox_id(&mailbox)?, list).await?;
             if json {
                 let items: Vec<Value> = page.items.iter().map(mail_json::summary).collect();
                 println!("{}", Value::Array(items));
@@ -191,12 +190,7 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                 }),
                 attachments: true,
             };
-            let r = boxes
-                .call(&mailbox_id(&mailbox)?, Request::Get { id, parts })
-                .await?;
-            let Response::Detail(d) = r else {
-                bail!("unexpected answer {r:?}")
-            };
+            let d = boxes.ask(&mailbox_id(&mailbox)?, Get { id, parts }).await?;
             if json {
                 println!("{}", mail_json::detail(&d));
             } else {

@@ -168,25 +168,6 @@ impl From<CodeHash> for String {
     }
 }
 
-/// 64 random bits from the OS-seeded hasher of the standard library: enough
-/// for replica numbers and mail ids, which need uniqueness, not secrecy.
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-/// A fresh mail id: 32 hex characters.
-pub fn new_mail_id() -> String {
-    format!("{:016x}{:016x}", random_u64(), random_u64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

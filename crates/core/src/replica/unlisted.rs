@@ -6,19 +6,20 @@
 //! location, and a listing read in the middle of a change can be stale.
 //! So a copy goes only after it has stayed unlisted for a grace period,
 //! counted from the first round that saw it unlisted, and never within the
-//! grace period after it arrived. Sans-IO: callers pass the time.
+//! grace period after it arrived. Sans-IO: callers pass the time, in
+//! milliseconds of a monotonic clock (a wall clock that jumps forward must
+//! not make a copy look stale early).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::time::{Duration, Instant};
 
 /// The arrival and first-unlisted times of the copies kept here.
 #[derive(Debug)]
 pub struct UnlistedCopies<K> {
     /// When a copy was first seen unlisted (since it was last listed).
-    unlisted_since: HashMap<K, Instant>,
+    unlisted_since: HashMap<K, u64>,
     /// When a copy arrived or was created here, to let it get listed.
-    arrived: HashMap<K, Instant>,
+    arrived: HashMap<K, u64>,
 }
 
 impl<K> Default for UnlistedCopies<K> {
@@ -31,9 +32,9 @@ impl<K> Default for UnlistedCopies<K> {
 }
 
 impl<K: Eq + Hash + Clone> UnlistedCopies<K> {
-    /// A copy of `id` arrived (or was created) here at `now`.
-    pub fn arrived(&mut self, id: &K, now: Instant) {
-        self.arrived.insert(id.clone(), now);
+    /// A copy of `id` arrived (or was created) here at `now_ms`.
+    pub fn arrived(&mut self, id: &K, now_ms: u64) {
+        self.arrived.insert(id.clone(), now_ms);
         self.unlisted_since.remove(id);
     }
 
@@ -42,14 +43,14 @@ impl<K: Eq + Hash + Clone> UnlistedCopies<K> {
         self.unlisted_since.remove(id);
     }
 
-    /// A round found `id` unlisted at `now`: whether the copy may go (it
+    /// A round found `id` unlisted at `now_ms`: whether the copy may go (it
     /// is then forgotten here). The first such round starts the count.
-    pub fn stale(&mut self, id: &K, now: Instant, grace: Duration) -> bool {
-        let within = |since: &Instant| now.saturating_duration_since(*since) < grace;
+    pub fn stale(&mut self, id: &K, now_ms: u64, grace_ms: u64) -> bool {
+        let within = |since_ms: &u64| now_ms.saturating_sub(*since_ms) < grace_ms;
         if self.arrived.get(id).is_some_and(within) {
             return false;
         }
-        let since = self.unlisted_since.entry(id.clone()).or_insert(now);
+        let since = self.unlisted_since.entry(id.clone()).or_insert(now_ms);
         if within(since) {
             return false;
         }
@@ -59,11 +60,11 @@ impl<K: Eq + Hash + Clone> UnlistedCopies<K> {
     }
 
     /// Forgets copies no longer here (`here` says which are) and arrivals
-    /// older than `grace`, so the maps stay as small as the store.
-    pub fn prune(&mut self, here: impl Fn(&K) -> bool, now: Instant, grace: Duration) {
+    /// older than `grace_ms`, so the maps stay as small as the store.
+    pub fn prune(&mut self, here: impl Fn(&K) -> bool, now_ms: u64, grace_ms: u64) {
         self.unlisted_since.retain(|id, _| here(id));
         self.arrived
-            .retain(|id, t| here(id) && now.saturating_duration_since(*t) < grace);
+            .retain(|id, t| here(id) && now_ms.saturating_sub(*t) < grace_ms);
     }
 }
 
@@ -71,11 +72,11 @@ impl<K: Eq + Hash + Clone> UnlistedCopies<K> {
 mod tests {
     use super::*;
 
-    const GRACE: Duration = Duration::from_secs(3);
+    const GRACE: u64 = 3_000;
 
     #[test]
     fn a_copy_goes_only_after_a_whole_grace_unlisted() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_000_000;
         let mut copies = UnlistedCopies::default();
         assert!(
             !copies.stale(&"a", t0, GRACE),
@@ -89,7 +90,7 @@ mod tests {
 
     #[test]
     fn being_listed_restarts_the_count() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_000_000;
         let mut copies = UnlistedCopies::default();
         assert!(!copies.stale(&"a", t0, GRACE));
         copies.listed(&"a");
@@ -99,7 +100,7 @@ mod tests {
 
     #[test]
     fn a_fresh_arrival_is_kept_through_its_grace() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_000_000;
         let mut copies = UnlistedCopies::default();
         assert!(!copies.stale(&"a", t0, GRACE));
         copies.arrived(&"a", t0 + GRACE);
@@ -110,7 +111,7 @@ mod tests {
 
     #[test]
     fn pruning_forgets_copies_gone_and_old_arrivals() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_000_000;
         let mut copies = UnlistedCopies::default();
         copies.arrived(&"old", t0);
         copies.arrived(&"gone", t0 + GRACE);

@@ -301,7 +301,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         cc: vec![],
         subject: args.subject.clone(),
         date_ms: now,
-        message_id: format!("<{}@{DOMAIN}>", dem_proto::ids::new_mail_id()),
+        message_id: format!("<{}@{DOMAIN}>", dem_client::new_mail_id()?),
         in_reply_to: None,
         headers: vec![],
         body,

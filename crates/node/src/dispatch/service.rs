@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
@@ -471,12 +471,10 @@ async fn announcer(shared: Arc<Shared>) {
     }
 }
 
-/// The wall clock in milliseconds since the Unix epoch.
+/// The wall clock in milliseconds since the Unix epoch, from the one place
+/// a DEM process reads it (`dem_client::now_ms`).
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    u64::try_from(dem_client::now_ms()).unwrap_or(0)
 }
 
 #[cfg(test)]

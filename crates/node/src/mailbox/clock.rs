@@ -6,8 +6,9 @@
 //! stamps from different hosts still order roughly by real time. Replicas
 //! settle concurrent flag and folder changes by (hlc, replica).
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use dem_proto::mail::OpContext;
 
@@ -26,12 +27,10 @@ impl HybridClock {
         }
     }
 
-    /// Wall-clock milliseconds since the Unix epoch.
+    /// Wall-clock milliseconds since the Unix epoch, from the one place
+    /// a DEM process reads the wall clock (`dem_client::now_ms`).
     pub fn wall_ms() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        dem_client::now_ms()
     }
 
     /// The next stamp: strictly greater than every stamp before it.
@@ -68,6 +67,15 @@ impl HybridClock {
     pub fn replica(&self) -> u64 {
         self.replica
     }
+}
+
+/// Milliseconds of a monotonic clock since this process first asked: the
+/// time the sans-IO decisions that measure grace periods take (a wall
+/// clock that jumps forward must not make a copy look stale early).
+pub fn monotonic_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

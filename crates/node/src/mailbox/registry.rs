@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, Tracked};
 use super::clock::HybridClock;
-use super::request::{Request, Response};
+use super::request::verbs::{Deliver, InstallPlugin};
+use super::request::{Request, Response, Verb};
 use super::{MailboxCallError as E, MailboxesConfig, MovedTo};
 use crate::replica::{OpId, Since, VersionVector};
 use dem_builtin as builtin;
@@ -262,6 +263,13 @@ impl Mailboxes {
         self.call_tracked(id, request).await.map(|t| t.response)
     }
 
+    /// Runs one call and answers with the verb's own answer type (use
+    /// `deliver` for incoming mail: it runs the filters).
+    pub async fn ask<V: Verb>(&self, id: &MailboxId, verb: V) -> Result<V::Answer, E> {
+        let response = self.call(id, verb.into()).await?;
+        Ok(V::answer(response)?)
+    }
+
     /// Runs one call and says which op it was logged as, if any, so the
     /// caller can wait for replicas to hold it.
     pub async fn call_tracked(&self, id: &MailboxId, request: Request) -> Result<Tracked, E> {
@@ -288,10 +296,7 @@ impl Mailboxes {
             Err(e) => Err(e),
         };
         let tracked = self.or_moved(id, r)?;
-        match tracked.response {
-            Response::Delivered(d) => Ok((d, tracked.op)),
-            other => unreachable_response("deliver", &other),
-        }
+        Ok((Deliver::answer(tracked.response)?, tracked.op))
     }
 
     /// Applies ops from another replica of `id`; its version vector after.
@@ -400,7 +405,7 @@ impl Mailboxes {
             config: config.into(),
             order,
         };
-        self.call(id, Request::InstallPlugin { entry }).await?;
+        self.ask(id, InstallPlugin { entry }).await?;
         Ok(code)
     }
 
@@ -412,12 +417,6 @@ impl Mailboxes {
             h.stop().await;
         }
     }
-}
-
-fn unreachable_response<T>(call: &str, response: &Response) -> Result<T, E> {
-    Err(E::Import(format!(
-        "mailbox answered `{call}` with an unexpected {response:?}"
-    )))
 }
 
 /// This host's replica number: random at first start, then kept in
@@ -432,7 +431,9 @@ fn replica_id(data_dir: &Path) -> std::io::Result<u64> {
             )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = dem_proto::ids::random_u64();
+            // Replica numbers break ties between concurrent changes: they must
+            // differ between hosts, so they come from the OS's randomness.
+            let id = getrandom::u64().map_err(std::io::Error::other)?;
             std::fs::write(&path, format!("{id:016x}\n"))?;
             Ok(id)
         }

@@ -22,12 +22,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Node;
 use super::serve::internal;
 use crate::dispatch::client::ClientError;
 use crate::dispatch::{AttachmentId, AttachmentLookup, HostAddr, ObjectRef};
+use crate::mailbox::clock::monotonic_ms;
 use crate::replica::attachment::{AttachmentPlan, holders_after_put, plan_attachment};
 use crate::replica::{Member, UnlistedCopies};
 use dem_client::SessionError;
@@ -57,7 +58,7 @@ impl Node {
     /// A copy of `id` is now durable here.
     pub(super) fn attachment_arrived(&self, id: &AttachmentId) {
         let mut k = self.att_keeper();
-        k.copies.arrived(id, Instant::now());
+        k.copies.arrived(id, monotonic_ms());
     }
 
     /// The unit's listing of `id`; `None` if it knows no such attachment.
@@ -230,7 +231,8 @@ impl Node {
 
     /// Runs attachment keeper rounds forever.
     pub async fn keep_attachments(self: Arc<Self>, every: Duration) {
-        let grace = (every * 5).max(Duration::from_secs(3));
+        let grace_ms =
+            u64::try_from((every * 5).max(Duration::from_secs(3)).as_millis()).unwrap_or(u64::MAX);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -247,10 +249,10 @@ impl Node {
                 let here: HashSet<&AttachmentId> = ids.iter().collect();
                 let mut k = self.att_keeper();
                 k.copies
-                    .prune(|id| here.contains(id), Instant::now(), grace);
+                    .prune(|id| here.contains(id), monotonic_ms(), grace_ms);
             }
             for id in ids {
-                if let Err(e) = self.clone().keep_attachment(&id, grace).await {
+                if let Err(e) = self.clone().keep_attachment(&id, grace_ms).await {
                     tracing::debug!(attachment = %id, host = %self.id.short(), error = %e.message, "attachment keeper round");
                 }
             }
@@ -261,7 +263,7 @@ impl Node {
     async fn keep_attachment(
         self: Arc<Self>,
         id: &AttachmentId,
-        grace: Duration,
+        grace_ms: u64,
     ) -> Result<(), WireError> {
         if self.att_keeper().busy.contains(id) {
             return Ok(());
@@ -282,7 +284,7 @@ impl Node {
             self.att_keeper().copies.listed(id);
         }
         match plan {
-            AttachmentPlan::NotMember => self.discard_attachment_if_stale(id, grace).await,
+            AttachmentPlan::NotMember => self.discard_attachment_if_stale(id, grace_ms).await,
             AttachmentPlan::Steady => Ok(()),
             AttachmentPlan::Collect => {
                 self.record_holders(id, Vec::new(), epoch.next()).await?;
@@ -309,9 +311,9 @@ impl Node {
     async fn discard_attachment_if_stale(
         &self,
         id: &AttachmentId,
-        grace: Duration,
+        grace_ms: u64,
     ) -> Result<(), WireError> {
-        if !self.att_keeper().copies.stale(id, Instant::now(), grace) {
+        if !self.att_keeper().copies.stale(id, monotonic_ms(), grace_ms) {
             return Ok(());
         }
         tracing::info!(attachment = %id, host = %self.id.short(), "discarding an attachment copy that is no longer listed");

@@ -13,11 +13,12 @@
 //! renewing its lease is offline in every unit's answer.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Node;
 use super::serve::mailbox_id;
 use crate::dispatch::ObjectRef;
+use crate::mailbox::clock::monotonic_ms;
 use crate::replica::{KeeperPlan, UnlistedCopies, plan};
 use dem_identity::{HostId, UserId};
 use dem_net::WireError;
@@ -34,14 +35,15 @@ pub(super) struct KeeperState {
 impl KeeperState {
     /// A copy of `id` just arrived (or was created) here.
     pub fn copied(&mut self, id: &MailboxId) {
-        self.copies.arrived(id, Instant::now());
+        self.copies.arrived(id, monotonic_ms());
     }
 }
 
 impl Node {
     /// Runs keeper rounds forever.
     pub async fn keep(self: Arc<Self>, every: Duration) {
-        let grace = (every * 5).max(Duration::from_secs(3));
+        let grace_ms =
+            u64::try_from((every * 5).max(Duration::from_secs(3)).as_millis()).unwrap_or(u64::MAX);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -53,7 +55,7 @@ impl Node {
                 let here: std::collections::HashSet<&MailboxId> = ids.iter().collect();
                 self.keeper()
                     .copies
-                    .prune(|id| here.contains(id), Instant::now(), grace);
+                    .prune(|id| here.contains(id), monotonic_ms(), grace_ms);
             }
             for id in ids {
                 let Ok(user) = id.as_str().parse::<UserId>() else {
@@ -62,7 +64,7 @@ impl Node {
                 if self.mailboxes.moved_to(&id).is_some() {
                     continue;
                 }
-                if let Err(e) = self.keep_one(user, grace).await {
+                if let Err(e) = self.keep_one(user, grace_ms).await {
                     tracing::debug!(mailbox = %user.short(), host = %self.id.short(), error = %e.message, "keeper round");
                 }
             }
@@ -70,7 +72,7 @@ impl Node {
     }
 
     /// One keeper step for `user`'s mailbox.
-    pub(super) async fn keep_one(&self, user: UserId, grace: Duration) -> Result<(), WireError> {
+    pub(super) async fn keep_one(&self, user: UserId, grace_ms: u64) -> Result<(), WireError> {
         let id = mailbox_id(&user)?;
         let listing = self.listing(user, true).await?;
         let members = listing.liveness();
@@ -83,7 +85,7 @@ impl Node {
                 .collect()
         };
         match plan(self.id, self.replication.r(), &members, listing.home) {
-            KeeperPlan::NotMember => self.discard_if_stale(user, &id, grace).await,
+            KeeperPlan::NotMember => self.discard_if_stale(user, &id, grace_ms).await,
             KeeperPlan::Follow { peers } => {
                 self.keeper().copies.listed(&id);
                 self.kick_links(user, &live_peers(&peers));
@@ -113,9 +115,9 @@ impl Node {
         &self,
         user: UserId,
         id: &MailboxId,
-        grace: Duration,
+        grace_ms: u64,
     ) -> Result<(), WireError> {
-        if !self.keeper().copies.stale(id, Instant::now(), grace) {
+        if !self.keeper().copies.stale(id, monotonic_ms(), grace_ms) {
             return Ok(());
         }
         // What this copy acknowledged is on W replicas already; what it

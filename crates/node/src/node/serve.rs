@@ -142,7 +142,7 @@ impl Node {
         // Place the other replicas now, so the mailbox is acknowledged as
         // registered only once it can take W-replicated writes.
         if let Err(e) = self
-            .keep_one(order.user, std::time::Duration::from_secs(3))
+            .keep_one(order.user, 3_000)
             .await
         {
             tracing::warn!(mailbox = %order.user.short(), error = %e.message, "placing replicas of a new mailbox; the keeper will retry");

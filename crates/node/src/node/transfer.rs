@@ -199,7 +199,8 @@ impl Node {
                 }
             }
         }
-        let refusal = match tokio::task::spawn_blocking(move || upload.finish()).await {
+        let stored_ms = dem_client::now_ms();
+        let refusal = match tokio::task::spawn_blocking(move || upload.finish(stored_ms)).await {
             Ok(Ok(_meta)) => {
                 self.attachment_arrived(id);
                 return Ok(Received::Stored);

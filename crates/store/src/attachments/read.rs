@@ -233,7 +233,7 @@ mod tests {
             let chunk = chunk.unwrap();
             up.write_chunk(chunk.index, &chunk.bytes).unwrap();
         }
-        up.finish().unwrap();
+        up.finish(super::super::test_support::STORED_MS).unwrap();
         assert_eq!(read(&to, &id, 0, data.len() as u64), data);
     }
 }

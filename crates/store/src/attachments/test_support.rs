@@ -2,6 +2,9 @@
 
 use super::{AttachmentId, AttachmentMeta, AttachmentStore, CHUNK_BYTES};
 
+/// The arrival time the tests record for an attachment.
+pub(super) const STORED_MS: i64 = 1_700_000_000_000;
+
 /// A fresh store in a temporary directory (keep the directory alive).
 pub(super) fn store() -> (tempfile::TempDir, AttachmentStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -28,5 +31,5 @@ pub(super) fn upload_all(store: &AttachmentStore, data: &[u8]) -> AttachmentMeta
     for (i, chunk) in data.chunks(CHUNK_BYTES as usize).enumerate() {
         up.write_chunk(i as u64, chunk).unwrap();
     }
-    up.finish().unwrap()
+    up.finish(STORED_MS).unwrap()
 }

@@ -131,8 +131,9 @@ impl Upload {
     /// makes the attachment durable and visible. On any error the upload is
     /// discarded. (If syncing the directory after the rename fails, the
     /// attachment is already visible but its durability unknown; the error
-    /// is still reported.)
-    pub fn finish(mut self) -> Result<AttachmentMeta, FinishError> {
+    /// is still reported.) `stored_ms` is the wall-clock time the caller
+    /// records as the attachment's arrival.
+    pub fn finish(mut self, stored_ms: i64) -> Result<AttachmentMeta, FinishError> {
         if self.failed {
             return Err(FinishError::Failed);
         }
@@ -156,7 +157,7 @@ impl Upload {
             size_bytes: self.size_bytes,
             name: self.name.take(),
             media_type: self.media_type.take(),
-            stored_ms: super::now_ms(),
+            stored_ms,
         };
         let mut file = self.file.take().ok_or(FinishError::Failed)?;
         file.write_all(&format::encode_trailer(&meta, &self.hashes))?;
@@ -192,6 +193,7 @@ impl Drop for Upload {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::STORED_MS;
     use super::super::test_support::{content, store, upload_all};
     use super::super::*;
 
@@ -209,7 +211,7 @@ mod tests {
             assert!(!store.contains(&id));
             up.write_chunk(i as u64, chunk).unwrap();
         }
-        let meta = up.finish().unwrap();
+        let meta = up.finish(STORED_MS).unwrap();
         assert_eq!(meta.size_bytes, data.len() as u64);
         assert_eq!(meta.name.as_deref(), Some("big.bin"));
         assert!(store.contains(&id));
@@ -243,7 +245,7 @@ mod tests {
         let mut up = store.begin_upload(id, 100, None, None).unwrap();
         up.write_chunk(0, &data).unwrap();
         assert!(matches!(
-            up.finish(),
+            up.finish(STORED_MS),
             Err(FinishError::HashMismatch { expected, .. }) if expected == id
         ));
         assert!(!store.contains(&id));
@@ -305,7 +307,7 @@ mod tests {
             up.write_chunk(2, b"x"),
             Err(WriteError::PastEnd { .. })
         ));
-        up.finish().unwrap();
+        up.finish(STORED_MS).unwrap();
         let back: Vec<u8> = store
             .read_range(&id, 0, size)
             .unwrap()
@@ -324,7 +326,7 @@ mod tests {
             .unwrap();
         up.write_chunk(0, &data[..CHUNK_BYTES as usize]).unwrap();
         assert!(matches!(
-            up.finish(),
+            up.finish(STORED_MS),
             Err(FinishError::Incomplete {
                 written: 1,
                 chunk_count: 2
@@ -344,7 +346,7 @@ mod tests {
             Err(BeginError::InProgress(i)) if i == id
         ));
         first.write_chunk(0, &data).unwrap();
-        first.finish().unwrap();
+        first.finish(STORED_MS).unwrap();
         // The same file for another recipient or mail is not sent again.
         assert!(matches!(
             store.begin_upload(id, 1000, Some("other-name.txt".into()), None),
@@ -367,7 +369,7 @@ mod tests {
                                 for (i, c) in data.chunks(CHUNK_BYTES as usize).enumerate() {
                                     up.write_chunk(i as u64, c).unwrap();
                                 }
-                                up.finish().unwrap();
+                                up.finish(STORED_MS).unwrap();
                                 "stored"
                             }
                             Err(BeginError::InProgress(_)) => "in progress",
