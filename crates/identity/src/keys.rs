@@ -69,10 +69,10 @@ pub enum KeyError {
     },
     /// PKCS#8 DER bytes handed in directly were not an Ed25519 private key.
     #[error("not a PKCS#8 Ed25519 private key: {0}")]
-    BadPkcs8(String),
+    BadPkcs8(#[source] ed25519_dalek::pkcs8::Error),
     /// Encoding the key as PKCS#8 failed (never expected for Ed25519).
     #[error("could not encode the key as PKCS#8: {0}")]
-    Encode(String),
+    Encode(#[source] ed25519_dalek::pkcs8::Error),
 }
 
 /// Errors from checking one Ed25519 signature.
@@ -198,7 +198,7 @@ impl KeyPair {
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
         SigningKey::from_pkcs8_der(der)
             .map(|signing| Self { signing })
-            .map_err(|e| KeyError::BadPkcs8(e.to_string()))
+            .map_err(KeyError::BadPkcs8)
     }
 
     /// Reads a key file, refusing one that group or others could read.
@@ -223,7 +223,7 @@ impl KeyPair {
         let pem = self
             .signing
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Encode(e.to_string()))?;
+            .map_err(KeyError::Encode)?;
         write_new_private(path, pem.as_bytes()).map_err(|source| {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 KeyError::AlreadyExists {

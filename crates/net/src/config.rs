@@ -74,15 +74,15 @@ impl Default for TransportConfig {
 impl TransportConfig {
     /// The quinn transport parameters for these settings.
     pub(crate) fn quinn(&self) -> Result<Arc<quinn::TransportConfig>> {
-        let var = |name: &str, v: u64| {
-            VarInt::from_u64(v).map_err(|_| NetError::Config(format!("{name} {v} is too large")))
+        let var = |name: &'static str, v: u64| {
+            VarInt::from_u64(v).map_err(|_| NetError::SettingTooLarge { name, value: v })
         };
         let idle =
             IdleTimeout::try_from(Duration::from_millis(self.idle_timeout_ms)).map_err(|_| {
-                NetError::Config(format!(
-                    "idle_timeout_ms {} is too large",
-                    self.idle_timeout_ms
-                ))
+                NetError::SettingTooLarge {
+                    name: "idle_timeout_ms",
+                    value: self.idle_timeout_ms,
+                }
             })?;
         let mut t = quinn::TransportConfig::default();
         t.max_idle_timeout(Some(idle))
@@ -126,6 +126,6 @@ mod tests {
             idle_timeout_ms: u64::MAX,
             ..TransportConfig::default()
         };
-        assert!(matches!(bad.quinn(), Err(NetError::Config(_))));
+        assert!(matches!(bad.quinn(), Err(NetError::SettingTooLarge { .. })));
     }
 }

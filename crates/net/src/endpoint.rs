@@ -79,9 +79,7 @@ impl Endpoint {
 
     /// The address actually bound (with the real port when 0 was asked).
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.inner
-            .local_addr()
-            .map_err(|e| NetError::Config(e.to_string()))
+        self.inner.local_addr().map_err(NetError::LocalAddr)
     }
 
     /// This node's identity.

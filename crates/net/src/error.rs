@@ -18,12 +18,30 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
-    /// The identity key could not be turned into a TLS certificate.
-    #[error("bad identity: {0}")]
-    Identity(String),
-    /// The TLS or QUIC configuration could not be built.
+    /// The identity key could not be encoded as PKCS#8 for TLS.
+    #[error("bad identity: cannot encode the key as PKCS#8: {0}")]
+    KeyEncoding(#[source] ed25519_dalek::pkcs8::Error),
+    /// rcgen could not build or sign the identity's certificate.
+    #[error("bad identity: cannot build its certificate: {0}")]
+    Certificate(#[source] rcgen::Error),
+    /// The identity's own certificate fails the checks peers apply.
+    #[error("bad identity: its own certificate is invalid: {0}")]
+    OwnCertificate(#[source] rustls::Error),
+    /// The identity's own certificate names another key than its own.
+    #[error("bad identity: its certificate names another key")]
+    OwnCertificateKey,
+    /// rustls refused the TLS configuration.
     #[error("bad transport configuration: {0}")]
-    Config(String),
+    Tls(#[from] rustls::Error),
+    /// The TLS configuration offers no cipher suite QUIC can start with.
+    #[error("bad transport configuration: {0}")]
+    NoInitialCipherSuite(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    /// A transport setting does not fit QUIC's encoding.
+    #[error("bad transport configuration: {name} {value} is too large")]
+    SettingTooLarge { name: &'static str, value: u64 },
+    /// The endpoint's socket could not say where it is bound.
+    #[error("cannot read the endpoint's local address: {0}")]
+    LocalAddr(#[source] io::Error),
     /// quinn refused to start a connection (endpoint closed, bad address...).
     #[error("cannot connect to {addr}: {source}")]
     Connect {

@@ -70,13 +70,10 @@ impl Identity {
     /// The identity of `key`: builds its self-signed certificate.
     pub fn from_signing_key(key: &SigningKey) -> Result<Self> {
         let public_key = key.verifying_key().to_bytes();
-        let pkcs8 = key
-            .to_pkcs8_der()
-            .map_err(|e| NetError::Identity(format!("cannot encode key as PKCS#8: {e}")))?;
-        let key_pair = rcgen::KeyPair::try_from(pkcs8.as_bytes())
-            .map_err(|e| NetError::Identity(format!("rcgen refused the key: {e}")))?;
+        let pkcs8 = key.to_pkcs8_der().map_err(NetError::KeyEncoding)?;
+        let key_pair = rcgen::KeyPair::try_from(pkcs8.as_bytes()).map_err(NetError::Certificate)?;
         let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])
-            .map_err(|e| NetError::Identity(e.to_string()))?;
+            .map_err(NetError::Certificate)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(
             rcgen::DnType::CommonName,
@@ -84,7 +81,7 @@ impl Identity {
         );
         let cert = params
             .self_signed(&key_pair)
-            .map_err(|e| NetError::Identity(format!("cannot sign certificate: {e}")))?;
+            .map_err(NetError::Certificate)?;
         let identity = Self(Arc::new(IdentityInner {
             public_key,
             cert: cert.der().clone(),
@@ -92,9 +89,9 @@ impl Identity {
         }));
         // Our own certificate must pass the checks peers will apply.
         let seen = verify_self_signed(&identity.0.cert, UnixTime::now())
-            .map_err(|e| NetError::Identity(format!("own certificate is invalid: {e}")))?;
+            .map_err(NetError::OwnCertificate)?;
         if seen != public_key {
-            return Err(NetError::Identity("certificate key differs".into()));
+            return Err(NetError::OwnCertificateKey);
         }
         Ok(identity)
     }
@@ -157,20 +154,18 @@ pub(crate) fn server_config(
     alpn: &[u8],
 ) -> Result<quinn::ServerConfig> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(config_err)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(SelfSignedClientVerifier))
         .with_single_cert(
             vec![identity.0.cert.clone()],
             PrivateKeyDer::Pkcs8(identity.0.key.clone_key()),
-        )
-        .map_err(config_err)?;
+        )?;
     tls.alpn_protocols = vec![alpn.to_vec()];
     // No resumption: every handshake shows the peer's certificate, which is
     // where its key comes from.
     tls.session_storage = Arc::new(NoServerSessionStorage {});
     tls.send_tls13_tickets = 0;
-    let quic = QuicServerConfig::try_from(tls).map_err(config_err)?;
+    let quic = QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(transport.quinn()?);
     Ok(config)
@@ -191,25 +186,19 @@ pub(crate) fn client_config(
         rejection: rejection.clone(),
     };
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(config_err)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(
             vec![identity.0.cert.clone()],
             PrivateKeyDer::Pkcs8(identity.0.key.clone_key()),
-        )
-        .map_err(config_err)?;
+        )?;
     tls.alpn_protocols = vec![alpn.to_vec()];
     tls.resumption = rustls::client::Resumption::disabled();
-    let quic = QuicClientConfig::try_from(tls).map_err(config_err)?;
+    let quic = QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(transport.quinn()?);
     Ok((config, rejection))
-}
-
-fn config_err(e: impl fmt::Display) -> NetError {
-    NetError::Config(e.to_string())
 }
 
 /// The ring crypto provider, built once.

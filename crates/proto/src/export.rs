@@ -125,10 +125,20 @@ pub enum ImportError {
     Io(#[from] std::io::Error),
     /// A frame is not valid rmp-serde.
     #[error("undecodable frame: {0}")]
-    Decode(String),
+    Decode(#[from] rmp_serde::decode::Error),
+    /// A snapshot chunk's payload does not lie inside its own frame.
+    #[error("undecodable frame: a snapshot chunk outside its frame")]
+    ChunkOutsideFrame,
     /// A frame could not be encoded.
     #[error("encoding an export frame: {0}")]
-    Encode(String),
+    Encode(#[from] rmp_serde::encode::Error),
+    /// The encoder of this build does not write an empty snapshot frame as
+    /// the splicing of chunks into frames assumes.
+    #[error("encoding an export frame: an empty snapshot frame did not end in an empty bin")]
+    SnapshotFrameHead,
+    /// A chunk is too large for a MessagePack bin.
+    #[error("encoding an export frame: a chunk of {len_bytes} bytes")]
+    ChunkTooLarge { len_bytes: usize },
 }
 
 /// One encoded frame as a head and the body that follows it. A snapshot
@@ -212,9 +222,7 @@ fn snapshot_frame_head() -> Result<Vec<u8>, ImportError> {
             head.truncate(cut);
             Ok(head)
         }
-        _ => Err(ImportError::Encode(
-            "an empty snapshot frame did not end in an empty bin".into(),
-        )),
+        _ => Err(ImportError::SnapshotFrameHead),
     }
 }
 
@@ -228,8 +236,7 @@ fn with_bin_len(head: &[u8], len: usize) -> Result<Vec<u8>, ImportError> {
         out.push(0xc5);
         out.extend_from_slice(&n.to_be_bytes());
     } else {
-        let n = u32::try_from(len)
-            .map_err(|_| ImportError::Encode(format!("a chunk of {len} bytes")))?;
+        let n = u32::try_from(len).map_err(|_| ImportError::ChunkTooLarge { len_bytes: len })?;
         out.push(0xc6);
         out.extend_from_slice(&n.to_be_bytes());
     }
@@ -272,7 +279,7 @@ impl StreamDigest {
 
 /// One frame as rmp-serde bytes.
 pub fn encode_frame(frame: &impl Serialize) -> Result<Vec<u8>, ImportError> {
-    rmp_serde::to_vec(frame).map_err(|e| ImportError::Encode(e.to_string()))
+    Ok(rmp_serde::to_vec(frame)?)
 }
 
 /// A [`Frame`] borrowing its payload, encoded to the same bytes: the

@@ -66,8 +66,8 @@ impl Default for RuntimeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The engine or linker could not be set up.
-    #[error("wasm engine setup failed: {0}")]
-    Engine(String),
+    #[error("wasm engine setup failed: {0:#}")]
+    Engine(#[source] wasmtime::Error),
     /// The code could not be found, verified or compiled.
     #[error(transparent)]
     Code(#[from] CodeError),
@@ -98,7 +98,7 @@ impl Runtime {
     pub fn new(code_dir: &Path, config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
         let engine = Self::engine(&config)?;
         let code = CodeStore::open(code_dir, engine.clone())?;
-        let setup = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let setup = RuntimeError::Engine;
         let mut mailbox_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut mailbox_linker).map_err(setup)?;
         bindings::Mailbox::add_to_linker::<_, HasSelf<GuestState>>(&mut mailbox_linker, |s| s)
@@ -140,7 +140,7 @@ impl Runtime {
         cfg.wasm_component_model(true)
             .consume_fuel(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        Engine::new(&cfg).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+        Engine::new(&cfg).map_err(RuntimeError::Engine)
     }
 
     pub fn engine_ref(&self) -> &Engine {

@@ -41,17 +41,17 @@ pub enum DeltaFrame {
 }
 
 /// Why a delta stream was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum DeltaError {
     /// A frame did not decode.
     #[error("malformed delta frame: {0}")]
-    Malformed(String),
+    Malformed(#[source] rmp_serde::decode::Error),
     /// Frames came out of order or did not add up to what was announced.
     #[error("delta stream out of order: {0}")]
     Order(String),
     /// A frame could not be encoded.
     #[error("encoding a delta frame: {0}")]
-    Encode(String),
+    Encode(#[source] rmp_serde::encode::Error),
     /// More than a limit allows.
     #[error("delta too large: {what} is {actual}, the limit is {limit}")]
     TooLarge {
@@ -118,7 +118,7 @@ pub fn encode_delta(
     }
     frames
         .iter()
-        .map(|f| rmp_serde::to_vec(f).map_err(|e| DeltaError::Encode(e.to_string())))
+        .map(|f| rmp_serde::to_vec(f).map_err(DeltaError::Encode))
         .collect()
 }
 
@@ -153,8 +153,7 @@ impl DeltaReceiver {
 
     /// Takes one encoded frame.
     pub fn handle_encoded(&mut self, bytes: &[u8]) -> Result<(), DeltaError> {
-        let frame: DeltaFrame =
-            rmp_serde::from_slice(bytes).map_err(|e| DeltaError::Malformed(e.to_string()))?;
+        let frame: DeltaFrame = rmp_serde::from_slice(bytes).map_err(DeltaError::Malformed)?;
         match frame {
             DeltaFrame::Code {
                 hash,

@@ -89,6 +89,9 @@ pub enum ServiceError {
     /// The unit's key could not be read or created.
     #[error("dispatch key: {0}")]
     Key(#[from] KeyError),
+    /// The unit's key did not decode as an ed25519 signing key.
+    #[error("cannot decode the dispatch key: {0}")]
+    KeyDecode(#[source] ed25519_dalek::pkcs8::Error),
     /// The endpoint could not be set up.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -268,7 +271,7 @@ impl DispatchService {
         let (key, created) = Home::new(&dir).load_or_create_key(KeyRole::Dispatch)?;
         let id = key.dispatch_id();
         let signing = SigningKey::from_pkcs8_der(&key.to_pkcs8_der_zeroizing())
-            .map_err(|e| NetError::Identity(format!("cannot decode the dispatch key: {e}")))?;
+            .map_err(ServiceError::KeyDecode)?;
         let identity = net::Identity::from_signing_key(&signing)?;
         let network_key = match &config.network_key {
             Some(path) => load_or_create(path)?,

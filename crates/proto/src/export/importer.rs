@@ -116,8 +116,7 @@ impl Importer {
                 limit: FRAME_BYTES_MAX as u64,
             });
         }
-        let frame: FrameRef<'_> =
-            rmp_serde::from_slice(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+        let frame: FrameRef<'_> = rmp_serde::from_slice(bytes)?;
         if let FrameRef::End { digest } = &frame
             && self.header.is_some()
             && *digest != self.hasher.digest()
@@ -140,9 +139,7 @@ impl Importer {
         let range = start..start.saturating_add(chunk.len());
         match bytes.get(range.clone()) {
             Some(found) if std::ptr::eq(found, chunk) => Ok(Some(range)),
-            _ => Err(ImportError::Decode(
-                "a snapshot chunk outside its frame".into(),
-            )),
+            _ => Err(ImportError::ChunkOutsideFrame),
         }
     }
 

@@ -79,9 +79,7 @@ fn reseal(frames: Vec<Frame>) -> Result<Vec<u8>, ImportError> {
 
 fn decoded(id: &MailboxId, s: &ExportedState) -> Result<Vec<Frame>, ImportError> {
     encode_export(id, s, &[])
-        .map(|b| {
-            rmp_serde::from_slice(&b?.to_vec()).map_err(|e| ImportError::Decode(e.to_string()))
-        })
+        .map(|b| rmp_serde::from_slice(&b?.to_vec()).map_err(ImportError::Decode))
         .collect()
 }
 
