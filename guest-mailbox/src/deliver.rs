@@ -67,6 +67,18 @@ fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
     }
 }
 
+/// The placement `m` was filed with, as `Delivered::placement` reports
+/// it: a delivery with it replays to what `m`'s delivery did, since
+/// `to_stored` leaves each of its parts as it is.
+fn applied(m: &StoredMail) -> Placement {
+    Placement {
+        folder: m.place.clone(),
+        flags: m.flags(),
+        keywords: m.keywords.iter().cloned().collect(),
+        spam_score: m.spam_score,
+    }
+}
+
 /// Checks a mail against the per-mail limits before it is stored.
 fn validate(m: &StoredMail, place: &Placement) -> Result<()> {
     let size = m.size_bytes();
@@ -161,16 +173,16 @@ impl Mailbox {
             let folder = self.follow(&m.place, m.delivered);
             if self.ensure_folder(&folder).is_err() || !self.uid_available(&folder) {
                 // At the folder limit (or with a folder's UIDs used up)
-                // the mail goes to INBOX rather than being refused; the
-                // host logs the delivery as filed into INBOX, so replicas
-                // do the same.
+                // the mail goes to INBOX rather than being refused. The
+                // answer's placement says so, and the host logs that, so
+                // replays and replicas, which skip this check, do the same.
                 m.place = INBOX.to_string();
             }
         }
-        let place = m.place.clone();
-        self.note_delivery(&place, m.delivered);
+        let placement = applied(&m);
+        self.note_delivery(&placement.folder, m.delivered);
         if known {
-            return self.deliver_again(&id, m);
+            return self.deliver_again(&id, m, placement);
         }
         let mut folder = self.follow(&m.place, m.delivered);
         if self.ensure_folder_unchecked(&folder).is_err() || !self.uid_available(&folder) {
@@ -185,12 +197,20 @@ impl Mailbox {
             uid,
             folder,
             duplicate: false,
+            placement,
         })
     }
 
     /// A delivery of an id already here or deleted: settles which delivery
-    /// wins (see the module comment) and reports a duplicate.
-    fn deliver_again(&mut self, id: &str, new: StoredMail) -> Result<Delivered> {
+    /// wins (see the module comment) and reports a duplicate. `placement`
+    /// is `new`'s: the note of its folder and, where it wins, its
+    /// placement took effect, so a replay needs it, not the kept mail's.
+    fn deliver_again(
+        &mut self,
+        id: &str,
+        new: StoredMail,
+        placement: Placement,
+    ) -> Result<Delivered> {
         let Some(m) = self.state.mails.get(id) else {
             // Deleted: acknowledged but never brought back. There is no
             // folder or uid to report.
@@ -198,6 +218,7 @@ impl Mailbox {
                 uid: 0,
                 folder: String::new(),
                 duplicate: true,
+                placement,
             });
         };
         if new.delivered < m.delivered {
@@ -215,104 +236,11 @@ impl Mailbox {
             uid: m.uid,
             folder: self.folder_name_of(m.folder).to_string(),
             duplicate: true,
+            placement,
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{flags, mail, none, place};
-    use crate::wit::OpContext;
-
-    fn at(hlc: u64, replica: u64) -> OpContext {
-        OpContext {
-            now_ms: 1_000 + hlc as i64,
-            hlc,
-            replica,
-        }
-    }
-
-    fn filed(folder: &str, f: MailFlags, kws: &[&str]) -> Placement {
-        let mut p = place(folder);
-        p.flags = f;
-        p.keywords = kws.iter().map(|k| k.to_string()).collect();
-        p
-    }
-
-    /// The same id delivered on two replicas, plus a flag change made
-    /// after the earlier delivery: either arrival order gives the earlier
-    /// delivery's placement and received time, with the flag change kept.
-    #[test]
-    fn earliest_concurrent_delivery_wins_in_either_order() {
-        let early = (at(5, 2), filed("Work", MailFlags::FLAGGED, &["x"]));
-        let late = (at(7, 1), filed("Other", MailFlags::SEEN, &["y"]));
-        let seen_later = at(6, 2);
-        let mut results = Vec::new();
-        for early_first in [true, false] {
-            let order = if early_first {
-                [(&early, true), (&late, false)]
-            } else {
-                [(&late, false), (&early, true)]
-            };
-            let mut mb = Mailbox::default();
-            for (i, ((c, p), is_early)) in order.into_iter().enumerate() {
-                let d = mb.deliver(c, mail("m", 1), p.clone()).unwrap();
-                assert_eq!(d.duplicate, i == 1);
-                if is_early {
-                    mb.set_flags(&seen_later, "m", &flags(MailFlags::SEEN, &[]), &none())
-                        .unwrap();
-                }
-            }
-            let m = &mb.state.mails["m"];
-            assert_eq!(mb.folder_name_of(m.folder), "Work");
-            assert_eq!(m.received_ms, early.0.now_ms);
-            assert_eq!(m.flags(), MailFlags::FLAGGED | MailFlags::SEEN);
-            assert_eq!(m.keywords.iter().collect::<Vec<_>>(), ["x"]);
-            // The later delivery's folder exists too, whoever won.
-            assert!(mb.state.folders.contains_key("Other"));
-            results.push(mb.state_digest());
-        }
-        assert_eq!(results[0], results[1]);
-    }
-
-    /// A move made after the earlier delivery keeps the mail where it was
-    /// moved when the earlier delivery arrives second.
-    #[test]
-    fn winner_keeps_later_moves() {
-        let mut mb = Mailbox::default();
-        mb.deliver(&at(7, 1), mail("m", 1), place("INBOX")).unwrap();
-        mb.deliver(&at(5, 2), mail("m", 1), place("Lists")).unwrap();
-        mb.create_folder(&at(8, 2), "Kept").unwrap();
-        mb.move_mail(&at(9, 2), "m", "Kept").unwrap();
-        let mut other = Mailbox::default();
-        other
-            .deliver(&at(5, 2), mail("m", 1), place("Lists"))
-            .unwrap();
-        other.create_folder(&at(8, 2), "Kept").unwrap();
-        other.move_mail(&at(9, 2), "m", "Kept").unwrap();
-        other
-            .deliver(&at(7, 1), mail("m", 1), place("INBOX"))
-            .unwrap();
-        assert_eq!(mb.state_digest(), other.state_digest());
-        assert_eq!(mb.folder_name_of(mb.state.mails["m"].folder), "Kept");
-    }
-
-    /// Concurrent deletes keep the earliest record; a delivery after a
-    /// delete of an id never seen stays deleted.
-    #[test]
-    fn deletes_keep_earliest_and_block_late_deliveries() {
-        let mut a = Mailbox::default();
-        a.delete_mail(&at(9, 1), "m").unwrap();
-        a.delete_mail(&at(8, 3), "m").unwrap();
-        let d = a.deliver(&at(5, 2), mail("m", 1), place("Late")).unwrap();
-        assert!(d.duplicate && a.state.mails.is_empty());
-        let mut b = Mailbox::default();
-        b.deliver(&at(5, 2), mail("m", 1), place("Late")).unwrap();
-        b.delete_mail(&at(8, 3), "m").unwrap();
-        b.delete_mail(&at(9, 1), "m").unwrap();
-        assert_eq!(a.state_digest(), b.state_digest());
-        assert_eq!(a.delete_history(0, 9)[0].hlc, 8);
-        assert_eq!(a.stats().tombstones, 1);
-    }
-}
+#[path = "deliver_tests.rs"]
+mod tests;

@@ -333,13 +333,20 @@ impl fmt::Display for MailboxError {
 impl std::error::Error for MailboxError {}
 
 /// Result of a delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivered {
+    /// Where the mail with this id is now; for a deleted id, 0 and "".
     pub uid: u32,
     pub folder: String,
     /// True if a mail with this id was already here (or deleted):
     /// delivery is idempotent by mail id.
     pub duplicate: bool,
+    /// This delivery's placement as the mailbox applied it (INBOX where
+    /// the asked folder was invalid, past the folder limit or out of
+    /// UIDs; for a duplicate still this delivery's). The host logs the
+    /// delivery with it, so a replay or a replica, which holds no folder
+    /// limit, does what the mailbox did.
+    pub placement: Placement,
 }
 
 /// A mail's headers, as lists show them.

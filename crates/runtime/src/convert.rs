@@ -184,7 +184,8 @@ cases!(MailboxError {
 record!(Delivered {
     uid,
     folder,
-    duplicate
+    duplicate,
+    placement: into,
 });
 record!(MailSummary {
     id,

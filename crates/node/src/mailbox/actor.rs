@@ -385,9 +385,24 @@ impl MailboxActor {
                     ) {
                         self.plugins = None;
                     }
+                    // The op is the request as it took effect. A delivery
+                    // takes the placement the guest reports it applied
+                    // (INBOX where it fell back; a duplicate's own), since
+                    // only the guest knows its fallback rules, and replays
+                    // and replicas, which hold no folder limit, must file
+                    // the mail where it did here.
+                    let request = match (request, &response) {
+                        (Request::Deliver { mail, .. }, Response::Delivered(d)) => {
+                            Request::Deliver {
+                                mail,
+                                place: d.placement.clone(),
+                            }
+                        }
+                        (request, _) => request,
+                    };
                     let op = Op {
                         ctx,
-                        request: as_applied(request, &response),
+                        request,
                         seq: self.vv.next_of(ctx.replica).seq,
                     };
                     self.log(op, reply, response).await
@@ -420,63 +435,6 @@ impl MailboxActor {
         }
     }
 }
-/// The request as it took effect, for the log. A delivery the guest filed
-/// into INBOX rather than its placement's folder (a bad name, the folder
-/// limit, a folder's UIDs used up) is logged as filed into INBOX, so that
-/// replicas and replays of the log, which do not hold new deliveries to
-/// that limit, file it where the origin did.
-fn as_applied(request: Request, response: &Response) -> Request {
-    match (request, response) {
-        (Request::Deliver { mail, mut place }, Response::Delivered(d))
-            if !d.duplicate && d.folder == "INBOX" =>
-        {
-            place.folder = "INBOX".into();
-            Request::Deliver { mail, place }
-        }
-        (request, _) => request,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use dem_proto::mail::{Delivered, MailFlags, Placement};
-
-    fn deliver(folder: &str) -> Request {
-        Request::Deliver {
-            mail: super::super::filters::tests::mail("hi"),
-            place: Placement {
-                folder: folder.into(),
-                flags: MailFlags::empty(),
-                keywords: vec![],
-                spam_score: None,
-            },
-        }
-    }
-
-    fn filed(folder: &str, duplicate: bool) -> Response {
-        Response::Delivered(Delivered {
-            uid: 1,
-            folder: folder.into(),
-            duplicate,
-        })
-    }
-
-    fn logged_folder(request: Request) -> String {
-        match request {
-            Request::Deliver { place, .. } => place.folder,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_delivery_is_logged_where_the_guest_filed_it() {
-        let as_asked = as_applied(deliver("Lists/rust"), &filed("Lists/rust", false));
-        assert_eq!(logged_folder(as_asked), "Lists/rust");
-        let fell_back = as_applied(deliver("Lists/rust"), &filed("INBOX", false));
-        assert_eq!(logged_folder(fell_back), "INBOX");
-        // A duplicate reports where the first delivery is, not a choice.
-        let duplicate = as_applied(deliver("Lists/rust"), &filed("INBOX", true));
-        assert_eq!(logged_folder(duplicate), "Lists/rust");
-    }
-}
+#[path = "actor/tests.rs"]
+mod tests;

@@ -49,6 +49,27 @@ fn strings(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("s{i}")).collect()
 }
 
+/// A placement with no flags or score, and one with some of each.
+fn placements() -> [(w::Placement, m::Placement); 2] {
+    [(None, 0), (Some(-1.5f32), 0b10101)].map(|(score, bits)| {
+        let (wf, mf) = flags(bits);
+        (
+            w::Placement {
+                folder: "Junk".into(),
+                flags: wf,
+                keywords: strings(2),
+                spam_score: score,
+            },
+            m::Placement {
+                folder: "Junk".into(),
+                flags: mf,
+                keywords: strings(2),
+                spam_score: score,
+            },
+        )
+    })
+}
+
 #[test]
 fn every_flag_set_encodes_alike() {
     for bits in 0u8..32 {
@@ -131,22 +152,8 @@ fn types_records_encode_alike() {
             },
         );
     }
-    for (score, bits) in [(None, 0), (Some(-1.5f32), 0b10101)] {
-        let (wf, mf) = flags(bits);
-        same(
-            w::Placement {
-                folder: "Junk".into(),
-                flags: wf,
-                keywords: strings(2),
-                spam_score: score,
-            },
-            m::Placement {
-                folder: "Junk".into(),
-                flags: mf,
-                keywords: strings(2),
-                spam_score: score,
-            },
-        );
+    for (wp, mp) in placements() {
+        same(wp, mp);
     }
     let statuses = [
         (w::SenderStatus::Unknown, m::SenderStatus::Unknown),
@@ -333,18 +340,22 @@ fn summaries(n: u32) -> (w::MailSummary, m::MailSummary) {
 
 #[test]
 fn mail_reads_encode_alike() {
-    same(
-        w::Delivered {
-            uid: 3,
-            folder: "INBOX".into(),
-            duplicate: true,
-        },
-        m::Delivered {
-            uid: 3,
-            folder: "INBOX".into(),
-            duplicate: true,
-        },
-    );
+    for (duplicate, (wp, mp)) in [true, false].into_iter().zip(placements()) {
+        same(
+            w::Delivered {
+                uid: 3,
+                folder: "INBOX".into(),
+                duplicate,
+                placement: wp,
+            },
+            m::Delivered {
+                uid: 3,
+                folder: "INBOX".into(),
+                duplicate,
+                placement: mp,
+            },
+        );
+    }
     let (ws, ms): (Vec<_>, Vec<_>) = (0..3).map(summaries).unzip();
     for (ws, ms) in ws.iter().cloned().zip(ms.iter().cloned()) {
         same(ws, ms);

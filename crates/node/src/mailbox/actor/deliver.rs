@@ -14,7 +14,8 @@ use dem_proto::mail::{MailView, NewMail, PluginEntry, SenderStatus, Verdict};
 impl MailboxActor {
     /// Runs the filters, then delivers where they decided.
     ///
-    /// (See `super::as_applied` for how a delivery is logged.)
+    /// It is logged with the placement the guest reports it applied
+    /// (see `run_request`), not the one the filters chose.
     pub(super) async fn handle_deliver(&mut self, mail: NewMail, reply: Reply<Tracked>) {
         if let Err(e) = self.wake().await {
             let _ = reply.send(Err(e));
