@@ -39,8 +39,7 @@ use super::bench_lookups::{Lookups, Path as LookupPath, lookups};
 use super::bench_move::move_along;
 use super::bench_sink::raw_transfers;
 use dem_client::{MailboxRef, Session, Target, now_ms};
-use dem_identity::{KeyPair, MailSeal, Name, UserId, mail_id};
-use dem_node::node::verify::with_content;
+use dem_identity::{KeyPair, Name, UserId};
 use dem_proto::mail::NewMail;
 use dem_proto::{HostRequest, HostResponse, SignedMail};
 
@@ -338,7 +337,7 @@ pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<
 /// A mail from `from` to `to` of about 1 KiB, sealed as `dem send` seals.
 pub(super) fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
     let sample = super::bench::sample_mail(i);
-    let mut mail = NewMail {
+    let mail = NewMail {
         id: String::new(),
         from: format!("{}@dem", from.name),
         to: vec![format!("{to}@dem")],
@@ -351,14 +350,7 @@ pub(super) fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
         body: sample.body,
         attachments: vec![],
     };
-    let me = from.id();
-    let seal = with_content(&mail, &me, |c| MailSeal::seal(&from.key, c));
-    mail.id = mail_id(&seal.digest);
-    SignedMail {
-        mail,
-        sender_name: from.name.clone(),
-        seal,
-    }
+    SignedMail::seal(&from.key, from.name.clone(), mail)
 }
 
 /// Delivers one sealed mail through `r`, checking the durable answer.

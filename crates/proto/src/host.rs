@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use dem_identity::{DomainTag, Epoch, HostId, MailSeal, Signed, UserId};
+use dem_identity::{
+    AttachmentRef as SealedRef, DomainTag, Epoch, HostId, KeyPair, MailContent, MailSeal, Signed,
+    UserId, mail_id,
+};
 
 pub use crate::dispatch::MoveOrder;
 use crate::export::ExportHeader;
@@ -38,6 +41,60 @@ pub struct SignedMail {
     /// The sender's registered name, which `mail.from` must start with.
     pub sender_name: String,
     pub seal: MailSeal,
+}
+
+impl SignedMail {
+    /// Seals `mail` as `key`'s, sent under `sender_name`, and gives it the
+    /// id of its content, so delivering it twice files it once. The sender's
+    /// client does this; the receiving host checks it with [`sealed_content`]
+    /// and the key dispatch resolves for `sender_name`.
+    pub fn seal(key: &KeyPair, sender_name: String, mut mail: NewMail) -> Self {
+        let sender = key.user_id();
+        let seal = sealed_content(&mail, &sender, |c| MailSeal::seal(key, c));
+        mail.id = mail_id(&seal.digest);
+        SignedMail {
+            mail,
+            sender_name,
+            seal,
+        }
+    }
+}
+
+/// Borrows `mail`, sent by `sender`, as the `MailContent` a seal covers:
+/// the one mapping both the sealing client and the checking host use.
+pub fn sealed_content<R>(
+    mail: &NewMail,
+    sender: &UserId,
+    f: impl FnOnce(&MailContent<'_>) -> R,
+) -> R {
+    let headers: Vec<(String, String)> = mail
+        .headers
+        .iter()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    let attachments: Vec<SealedRef> = mail
+        .attachments
+        .iter()
+        .map(|a| SealedRef {
+            hash: a.hash.clone(),
+            name: a.name.clone(),
+            media_type: a.media_type.clone(),
+            size_bytes: a.size_bytes,
+        })
+        .collect();
+    f(&MailContent {
+        from_user: sender,
+        from_addr: &mail.from,
+        to: &mail.to,
+        cc: &mail.cc,
+        subject: &mail.subject,
+        date_ms: mail.date_ms,
+        message_id: &mail.message_id,
+        in_reply_to: mail.in_reply_to.as_deref(),
+        headers: &headers,
+        body: &mail.body,
+        attachments: &attachments,
+    })
 }
 
 /// The signature tag of a [`PluginUpload`], distinct from owner calls so

@@ -11,9 +11,7 @@ use serde_json::Value;
 use super::{HomeArg, UserCtx};
 use crate::mail_json;
 use dem_client::{MailboxRef, Target, attachments, now_ms};
-use dem_identity::MailSeal;
 use dem_node::mailbox::{Request, Response};
-use dem_node::node::verify::with_content;
 use dem_proto::mail::{ByteRange, FlagState, GetParts, MailFlags, NewMail, SearchQuery};
 use dem_proto::{HostRequest, HostResponse, SignedMail};
 
@@ -294,7 +292,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         refs.push(r);
     }
     let now = now_ms();
-    let mut mail = NewMail {
+    let mail = NewMail {
         id: String::new(),
         from: format!("{name}@{DOMAIN}"),
         to: args.to.iter().map(|n| format!("{n}@{DOMAIN}")).collect(),
@@ -307,14 +305,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         body,
         attachments: refs,
     };
-    let me = ctx.key.user_id();
-    let seal = with_content(&mail, &me, |c| MailSeal::seal(&ctx.key, c));
-    mail.id = dem_identity::mail_id(&seal.digest);
-    let signed = SignedMail {
-        mail,
-        sender_name: name,
-        seal,
-    };
+    let signed = SignedMail::seal(&ctx.key, name, mail);
     let mut failed = Vec::new();
     for to in &args.to {
         let mut r = MailboxRef::new(Target::Name(to.clone()));

@@ -5,9 +5,11 @@
 
 use crate::mailbox::Request;
 use dem_identity::{
-    AttachmentRef as SealedRef, Freshness, HostId, MailContent, MailDigest, OWNER_CALL,
-    ReplayGuard, Signed, UserId, mail_id,
+    Freshness, HostId, MailDigest, OWNER_CALL, ReplayGuard, Signed, UserId, mail_id,
 };
+// The mapping from a mail to what its seal covers is the sealing client's
+// too, so it lives beside `SignedMail` in dem-proto.
+use dem_proto::host::sealed_content as with_content;
 use dem_proto::host::{PLUGIN_UPLOAD, PluginUpload};
 use dem_proto::mail::NewMail;
 use dem_proto::{CreateOrder, OwnerCall, SignedMail};
@@ -121,42 +123,6 @@ pub fn sealed_mail(signed: &SignedMail, sender: UserId) -> Result<NewMail, Verif
 /// The seal's digest of `mail` as sent by `sender` (the client seals with it).
 pub fn digest_of(mail: &NewMail, sender: &UserId) -> MailDigest {
     with_content(mail, sender, dem_identity::mail_digest)
-}
-
-/// Borrows `mail` as the `MailContent` the seal covers.
-pub fn with_content<R>(
-    mail: &NewMail,
-    sender: &UserId,
-    f: impl FnOnce(&MailContent<'_>) -> R,
-) -> R {
-    let headers: Vec<(String, String)> = mail
-        .headers
-        .iter()
-        .map(|h| (h.name.clone(), h.value.clone()))
-        .collect();
-    let attachments: Vec<SealedRef> = mail
-        .attachments
-        .iter()
-        .map(|a| SealedRef {
-            hash: a.hash.clone(),
-            name: a.name.clone(),
-            media_type: a.media_type.clone(),
-            size_bytes: a.size_bytes,
-        })
-        .collect();
-    f(&MailContent {
-        from_user: sender,
-        from_addr: &mail.from,
-        to: &mail.to,
-        cc: &mail.cc,
-        subject: &mail.subject,
-        date_ms: mail.date_ms,
-        message_id: &mail.message_id,
-        in_reply_to: mail.in_reply_to.as_deref(),
-        headers: &headers,
-        body: &mail.body,
-        attachments: &attachments,
-    })
 }
 
 /// `from` is `name` itself or `name@domain`.
