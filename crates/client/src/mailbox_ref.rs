@@ -4,14 +4,20 @@
 //! E" answer updates the cache and the call goes on to H; a connection
 //! failure or a host that no longer knows the mailbox drops the cache and
 //! looks it up afresh. Both are bounded by [`HOPS_MAX`].
+//!
+//! Over [`MailboxRef::call`], which sends any host request, sit the owner's
+//! signed calls on the mailbox: [`MailboxRef::owner_call`] with an untyped
+//! `Request`, and [`MailboxRef::ask`] with a verb of
+//! `dem_proto::mailbox::verbs`, which answers that verb's type.
 
 use tracing::Instrument as _;
 
-use dem_identity::{Epoch, HostId, UserId};
+use dem_identity::{Epoch, HostId, OWNER_CALL, Signed, UserId};
 use dem_net::{NetError, WireError};
-use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
+use dem_proto::mailbox::{Request, Response, UnexpectedAnswer, Verb};
+use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, OwnerCall};
 
-use super::{Session, SessionError};
+use super::{Session, SessionError, now_ms};
 
 /// Most hosts one call visits (moves followed plus fresh lookups).
 pub const HOPS_MAX: usize = 4;
@@ -58,6 +64,13 @@ pub enum RefError {
     /// Signing the call failed.
     #[error("cannot sign: {0}")]
     Sign(String),
+    /// The host answered an owner call with something other than the
+    /// mailbox's reply.
+    #[error("unexpected answer from the host: {0:?}")]
+    NotAReply(Box<HostResponse>),
+    /// The mailbox's reply is not the answer of the verb asked.
+    #[error(transparent)]
+    Unexpected(#[from] UnexpectedAnswer),
 }
 
 /// Where a mailbox was last seen.
@@ -195,6 +208,42 @@ impl MailboxRef {
             last,
         })
     }
+
+    /// The owner's call `request` on the mailbox, signed with the
+    /// session's key (afresh for each attempt, so each has its own nonce).
+    pub async fn owner_call(
+        &mut self,
+        session: &Session,
+        request: Request,
+    ) -> Result<Response, RefError> {
+        let key = session.key();
+        let answer = self
+            .call(session, |user| {
+                let call = OwnerCall {
+                    mailbox: user,
+                    request: request.clone(),
+                };
+                Signed::sign(key, OWNER_CALL, now_ms(), &call)
+                    .map(HostRequest::Owner)
+                    .map_err(|e| RefError::Sign(e.to_string()))
+            })
+            .await?;
+        match answer {
+            HostResponse::Reply(r) => Ok(*r),
+            other => Err(RefError::NotAReply(Box::new(other))),
+        }
+    }
+
+    /// The owner's call `verb` on the mailbox, answered with the verb's
+    /// own answer type.
+    pub async fn ask<V: Verb>(
+        &mut self,
+        session: &Session,
+        verb: V,
+    ) -> Result<V::Answer, RefError> {
+        let response = self.owner_call(session, verb.into()).await?;
+        Ok(V::answer(response)?)
+    }
 }
 
 #[cfg(test)]
@@ -206,5 +255,16 @@ mod tests {
         let hex = "ab".repeat(32);
         assert_eq!(Target::parse(&hex), Target::User(UserId([0xab; 32])));
         assert_eq!(Target::parse("alice"), Target::Name("alice".into()));
+    }
+
+    #[test]
+    fn a_wrong_answer_keeps_what_was_asked_and_what_came() {
+        let wrong = UnexpectedAnswer {
+            verb: "list-folder",
+            answer: "Stats",
+        };
+        let e = RefError::from(wrong);
+        assert_eq!(e.to_string(), wrong.to_string());
+        assert!(matches!(e, RefError::Unexpected(w) if w == wrong));
     }
 }

@@ -18,6 +18,7 @@ use dem_node::mailbox::clock::HybridClock;
 use dem_node::mailbox::{Mailboxes, MailboxesConfig, Request};
 use dem_proto::ids::{CodeHash, MailboxId};
 use dem_proto::mail::{MailFlags, NewMail, Placement};
+use dem_proto::mailbox::verbs::Stats;
 use dem_runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Args)]
@@ -314,7 +315,7 @@ async fn mailbox(
     for _ in 0..7 {
         durable.hibernate(&big).await?;
         let t = Instant::now();
-        durable.call(&big, Request::Stats).await?;
+        durable.ask(&big, Stats).await?;
         wakes.push(t.elapsed());
     }
 
@@ -324,7 +325,7 @@ async fn mailbox(
     for i in 0..count {
         let id = MailboxId::new(format!("idle-{i}"))?;
         durable.create(&id, None).await?;
-        durable.call(&id, Request::Stats).await?;
+        durable.ask(&id, Stats).await?;
     }
     let awake = rss_bytes();
     for i in 0..count {

@@ -14,15 +14,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 
-use dem_client::{MailboxRef, RefError, Session, Target, now_ms};
+use dem_client::{MailboxRef, Session, Target, now_ms};
 use dem_identity::{
     Home, KeyPair, KeyRole, Name, OWNER_CALL, Signed, SignedNameClaim, UserProfile,
 };
 use dem_node::dispatch::Placement;
-use dem_node::mailbox::{Request, Response};
-use dem_proto::{
-    CreateOrder, DispatchRequest, DispatchResponse, HostRequest, HostResponse, OwnerCall,
-};
+use dem_node::mailbox::Verb;
+use dem_proto::{CreateOrder, DispatchRequest, DispatchResponse, HostRequest};
 
 /// Where the user's key and profile are.
 #[derive(Debug, Args, Clone)]
@@ -218,29 +216,13 @@ impl UserCtx {
     }
 
     /// A signed owner call on `mailbox` (a name or id; the user's own if
-    /// `None`).
-    pub async fn call(&self, mailbox: Option<&str>, request: Request) -> anyhow::Result<Response> {
+    /// `None`), answered with the verb's own answer type.
+    pub async fn ask<V: Verb>(&self, mailbox: Option<&str>, verb: V) -> anyhow::Result<V::Answer> {
         let target = match mailbox {
             Some(m) => Target::parse(m),
             None => Target::User(self.key.user_id()),
         };
-        let mut r = MailboxRef::new(target);
-        let key = self.key.clone();
-        let answer = r
-            .call(&self.session, |user| {
-                let call = OwnerCall {
-                    mailbox: user,
-                    request: request.clone(),
-                };
-                Signed::sign(&key, OWNER_CALL, now_ms(), &call)
-                    .map(HostRequest::Owner)
-                    .map_err(|e| RefError::Sign(e.to_string()))
-            })
-            .await?;
-        match answer {
-            HostResponse::Reply(r) => Ok(*r),
-            other => bail!("unexpected answer from the host: {other:?}"),
-        }
+        Ok(MailboxRef::new(target).ask(&self.session, verb).await?)
     }
 
     pub async fn close(&self) {

@@ -1,7 +1,7 @@
 //! Mailboxes on a host: one actor per mailbox (`actor`), the registry that
 //! finds, creates, wakes, exports and imports them (`registry`), the filter
 //! pipeline on the delivery path (`filters`), and the calls as data
-//! (`request`).
+//! (`request`, with one typed verb per call in `request::verbs`).
 //!
 //! The actor owns the wasm Store; the registry owns the actors; the store
 //! module below owns durability. A call goes registry → actor channel →
@@ -22,7 +22,7 @@ use dem_runtime::{CallError, RuntimeError};
 use dem_store::{CommitError, LoadError};
 
 pub use registry::Mailboxes;
-pub use request::{Op, Request, Response};
+pub use request::{Op, Request, Response, UnexpectedAnswer, Verb};
 
 /// How the host treats its mailboxes.
 #[derive(Debug, Clone)]
@@ -107,8 +107,8 @@ pub enum MailboxCallError {
     Moved { id: MailboxId, to: MovedTo },
     /// The mailbox answered with something the call cannot produce: a
     /// mismatched mailbox component.
-    #[error("mailbox answered `{call}` with an unexpected {answer}")]
-    Unexpected { call: &'static str, answer: String },
+    #[error(transparent)]
+    Unexpected(#[from] UnexpectedAnswer),
     /// The mailbox's actor is gone (host shutting down, or mailbox moved).
     #[error("mailbox `{0}` is not available (shutting down or moved)")]
     Gone(MailboxId),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dem_node::mailbox::{Mailboxes, MailboxesConfig, Request, Response};
+use dem_node::mailbox::{Mailboxes, MailboxesConfig, Verb};
 use dem_proto::ids::MailboxId;
 use dem_proto::mail::{AttachmentRef, Header, NewMail};
 use dem_runtime::RuntimeConfig;
@@ -41,10 +41,10 @@ pub fn mail(id: &str, from: &str, subject: &str, body: &str) -> NewMail {
     }
 }
 
-pub async fn call(boxes: &Mailboxes, who: &str, request: Request) -> Response {
-    let name = request.name();
+/// `verb` on `who`'s mailbox, which must answer it.
+pub async fn ask<V: Verb>(boxes: &Mailboxes, who: &str, verb: V) -> V::Answer {
     boxes
-        .call(&id(who), request)
+        .ask(&id(who), verb)
         .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .unwrap_or_else(|e| panic!("{}: {e}", V::NAME))
 }

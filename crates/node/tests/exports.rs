@@ -3,11 +3,17 @@
 
 mod common;
 
-use common::{call, id, mail, open};
-use dem_node::mailbox::{MailboxCallError, Request, Response};
+use common::{ask, id, mail, open};
+use dem_node::mailbox::MailboxCallError;
 use dem_proto::mail::{
     ByteRange, Contact, FlagState, GetParts, MailFlags, MailboxError, PluginEntry, SearchQuery,
     SenderList, SenderStatus,
+};
+use dem_proto::mailbox::verbs::{
+    AddContact, AddSender, ClassifySender, CreateFolder, DeleteFolder, DeleteHistory, DeleteMail,
+    Get, GetPreference, InstallPlugin, ListContacts, ListFolder, ListFolders, ListPlugins,
+    ListPreferences, ListSenders, MoveMail, RemoveContact, RemovePlugin, RemovePreference,
+    RemoveSender, RenameFolder, Search, SetFlags, SetPreference, Stats,
 };
 
 fn no_flags() -> FlagState {
@@ -65,34 +71,28 @@ async fn every_export_works_against_the_real_component() {
         .unwrap();
 
     // list-folder: newest first, paged
-    let Response::Page(page) = call(
+    let page = ask(
         &boxes,
         "alice",
-        Request::ListFolder {
+        ListFolder {
             folder: "INBOX".into(),
             offset: 0,
             limit: 10,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(page.total, 2);
     assert_eq!(page.items[0].id, "m22");
-    let Response::Page(page) = call(
+    let page = ask(
         &boxes,
         "alice",
-        Request::ListFolder {
+        ListFolder {
             folder: "INBOX".into(),
             offset: 1,
             limit: 10,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].id, "m1");
 
@@ -102,18 +102,15 @@ async fn every_export_works_against_the_real_component() {
         body: Some(ByteRange { start: 0, end: 5 }),
         attachments: true,
     };
-    let Response::Detail(detail) = call(
+    let detail = ask(
         &boxes,
         "alice",
-        Request::Get {
+        Get {
             id: "m1".into(),
             parts,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(detail.body.as_deref(), Some(&b"first"[..]));
     assert_eq!(detail.body_size_bytes, 10);
     assert_eq!(detail.attachments.unwrap()[0].name, "report.pdf");
@@ -123,18 +120,15 @@ async fn every_export_works_against_the_real_component() {
         body: None,
         attachments: false,
     };
-    let Response::Detail(detail) = call(
+    let detail = ask(
         &boxes,
         "alice",
-        Request::Get {
+        Get {
             id: "m1".into(),
             parts: headers_only,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert!(detail.body.is_none() && detail.attachments.is_none());
 
     // set-flags with keywords
@@ -142,80 +136,65 @@ async fn every_export_works_against_the_real_component() {
         flags: MailFlags::SEEN | MailFlags::FLAGGED,
         keywords: vec!["work".into()],
     };
-    let Response::Flags(f) = call(
+    let f = ask(
         &boxes,
         "alice",
-        Request::SetFlags {
+        SetFlags {
             id: "m1".into(),
             add,
             remove: no_flags(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(f.flags, MailFlags::SEEN | MailFlags::FLAGGED);
     let remove = FlagState {
         flags: MailFlags::FLAGGED,
         keywords: vec!["work".into()],
     };
-    let Response::Flags(f) = call(
+    let f = ask(
         &boxes,
         "alice",
-        Request::SetFlags {
+        SetFlags {
             id: "m1".into(),
             add: no_flags(),
             remove,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!((f.flags, f.keywords.len()), (MailFlags::SEEN, 0));
 
     // folders: create, move into, rename, delete refusals
-    let Response::Folder(work) = call(
+    let work = ask(
         &boxes,
         "alice",
-        Request::CreateFolder {
+        CreateFolder {
             name: "Work".into(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(work.uid_next, 1);
-    let Response::Uid(uid) = call(
+    let uid = ask(
         &boxes,
         "alice",
-        Request::MoveMail {
+        MoveMail {
             id: "m1".into(),
             folder: "Work".into(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(uid, 1);
-    let Response::Folder(renamed) = call(
+    let renamed = ask(
         &boxes,
         "alice",
-        Request::RenameFolder {
+        RenameFolder {
             name: "Work".into(),
             new_name: "Job".into(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!((renamed.name.as_str(), renamed.total), ("Job", 1));
     let refused = boxes
-        .call(&id("alice"), Request::DeleteFolder { name: "Job".into() })
+        .ask(&id("alice"), DeleteFolder { name: "Job".into() })
         .await;
     assert!(
         matches!(
@@ -225,9 +204,9 @@ async fn every_export_works_against_the_real_component() {
         "{refused:?}"
     );
     let refused = boxes
-        .call(
+        .ask(
             &id("alice"),
-            Request::DeleteFolder {
+            DeleteFolder {
                 name: "INBOX".into(),
             },
         )
@@ -236,25 +215,23 @@ async fn every_export_works_against_the_real_component() {
         matches!(refused, Err(MailboxCallError::Refused(_))),
         "{refused:?}"
     );
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::CreateFolder {
+        CreateFolder {
             name: "Empty".into(),
         },
     )
     .await;
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::DeleteFolder {
+        DeleteFolder {
             name: "Empty".into(),
         },
     )
     .await;
-    let Response::Folders(folders) = call(&boxes, "alice", Request::ListFolders).await else {
-        panic!()
-    };
+    let folders = ask(&boxes, "alice", ListFolders).await;
     let names: Vec<_> = folders.iter().map(|f| f.name.as_str()).collect();
     assert!(
         names.contains(&"INBOX") && names.contains(&"Job") && !names.contains(&"Empty"),
@@ -264,18 +241,15 @@ async fn every_export_works_against_the_real_component() {
     // search
     let mut q = query();
     q.subject = Some("invoice".into());
-    let Response::Summaries(hits) = call(
+    let hits = ask(
         &boxes,
         "alice",
-        Request::Search {
+        Search {
             query: q,
             limit: 10,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(
         hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
         ["m22"]
@@ -283,34 +257,28 @@ async fn every_export_works_against_the_real_component() {
     let mut q = query();
     q.flags_set = MailFlags::SEEN;
     q.text_terms = vec!["FIRST".into()];
-    let Response::Summaries(hits) = call(
+    let hits = ask(
         &boxes,
         "alice",
-        Request::Search {
+        Search {
             query: q,
             limit: 10,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(hits.len(), 1);
 
     // delete and its history; a deleted mail never comes back
-    call(&boxes, "alice", Request::DeleteMail { id: "m22".into() }).await;
-    let Response::Tombstones(t) = call(
+    ask(&boxes, "alice", DeleteMail { id: "m22".into() }).await;
+    let t = ask(
         &boxes,
         "alice",
-        Request::DeleteHistory {
+        DeleteHistory {
             offset: 0,
             limit: 10,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(t[0].id, "m22");
     let back = boxes
         .deliver(
@@ -321,9 +289,9 @@ async fn every_export_works_against_the_real_component() {
         .unwrap();
     assert!(back.duplicate);
     let gone = boxes
-        .call(
+        .ask(
             &id("alice"),
-            Request::Get {
+            Get {
                 id: "m22".into(),
                 parts: headers_only,
             },
@@ -343,98 +311,84 @@ async fn every_export_works_against_the_real_component() {
         address: "bob@example.org".into(),
         note: "".into(),
     };
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::AddContact {
+        AddContact {
             contact: contact.clone(),
         },
     )
     .await;
-    let Response::Contacts(c) = call(&boxes, "alice", Request::ListContacts).await else {
-        panic!()
-    };
+    let c = ask(&boxes, "alice", ListContacts).await;
     assert_eq!(c, vec![contact]);
-    let Response::SenderStatus(s) = call(
+    let s = ask(
         &boxes,
         "alice",
-        Request::ClassifySender {
+        ClassifySender {
             address: "Bob <BOB@example.org>".into(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(s, SenderStatus::Contact);
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::RemoveContact {
+        RemoveContact {
             address: "bob@example.org".into(),
         },
     )
     .await;
 
     // allow and block lists
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::AddSender {
+        AddSender {
             which: SenderList::Allow,
             pattern: "@example.org".into(),
         },
     )
     .await;
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::AddSender {
+        AddSender {
             which: SenderList::Block,
             pattern: "spam@example.org".into(),
         },
     )
     .await;
-    let Response::Senders(allow) = call(
+    let allow = ask(
         &boxes,
         "alice",
-        Request::ListSenders {
+        ListSenders {
             which: SenderList::Allow,
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(allow.len(), 1);
-    let Response::SenderStatus(s) = call(
+    let s = ask(
         &boxes,
         "alice",
-        Request::ClassifySender {
+        ClassifySender {
             address: "spam@example.org".into(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(s, SenderStatus::Blocked);
-    let Response::SenderStatus(s) = call(
+    let s = ask(
         &boxes,
         "alice",
-        Request::ClassifySender {
+        ClassifySender {
             address: "x@example.org".into(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(s, SenderStatus::Allowed);
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::RemoveSender {
+        RemoveSender {
             which: SenderList::Block,
             pattern: "spam@example.org".into(),
         },
@@ -442,35 +396,30 @@ async fn every_export_works_against_the_real_component() {
     .await;
 
     // preferences
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::SetPreference {
+        SetPreference {
             key: "signature".into(),
             value: "-- A".into(),
         },
     )
     .await;
-    let Response::Preference(p) = call(
+    let p = ask(
         &boxes,
         "alice",
-        Request::GetPreference {
+        GetPreference {
             key: "signature".into(),
         },
     )
-    .await
-    else {
-        panic!()
-    };
+    .await;
     assert_eq!(p.as_deref(), Some("-- A"));
-    let Response::Preferences(all) = call(&boxes, "alice", Request::ListPreferences).await else {
-        panic!()
-    };
+    let all = ask(&boxes, "alice", ListPreferences).await;
     assert_eq!(all.len(), 1);
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::RemovePreference {
+        RemovePreference {
             key: "signature".into(),
         },
     )
@@ -483,24 +432,20 @@ async fn every_export_works_against_the_real_component() {
         config: "".into(),
         order: 5,
     };
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::InstallPlugin {
+        InstallPlugin {
             entry: entry.clone(),
         },
     )
     .await;
-    let Response::Plugins(p) = call(&boxes, "alice", Request::ListPlugins).await else {
-        panic!()
-    };
+    let p = ask(&boxes, "alice", ListPlugins).await;
     assert_eq!(p, vec![entry]);
-    call(&boxes, "alice", Request::RemovePlugin { name: "x".into() }).await;
+    ask(&boxes, "alice", RemovePlugin { name: "x".into() }).await;
 
     // stats
-    let Response::Stats(stats) = call(&boxes, "alice", Request::Stats).await else {
-        panic!()
-    };
+    let stats = ask(&boxes, "alice", Stats).await;
     assert_eq!((stats.mails, stats.tombstones, stats.plugins), (1, 1, 0));
     assert!(stats.state_bytes > 0);
 

@@ -7,8 +7,9 @@ mod common;
 
 use common::{id, mail, open};
 use dem_node::mailbox::actor::MoveState;
-use dem_node::mailbox::{MailboxCallError, MovedTo, Request, Response};
+use dem_node::mailbox::{MailboxCallError, MovedTo};
 use dem_node::replica::VersionVector;
+use dem_proto::mailbox::verbs::Stats;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_mailbox_forwards_queued_and_later_calls() {
@@ -63,7 +64,7 @@ async fn a_moved_mailbox_forwards_queued_and_later_calls() {
         matches!(&r, Err(MailboxCallError::Moved { to: t, .. }) if *t == to),
         "{r:?}"
     );
-    let r = source.call(&alice, Request::Stats).await;
+    let r = source.ask(&alice, Stats).await;
     assert!(matches!(&r, Err(MailboxCallError::Moved { .. })), "{r:?}");
     assert!(
         !source.list().unwrap().contains(&alice),
@@ -97,9 +98,7 @@ async fn a_failed_move_leaves_the_mailbox_live_at_the_source() {
     // The target died part-way: the move is abandoned.
     drop(migration);
     assert!(!queued.await.unwrap().unwrap().duplicate);
-    let Response::Stats(s) = source.call(&alice, Request::Stats).await.unwrap() else {
-        panic!()
-    };
+    let s = source.ask(&alice, Stats).await.unwrap();
     assert_eq!(s.mails, 2);
     source.shutdown().await;
 }

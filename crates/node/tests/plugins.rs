@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::{call, id, mail, open};
+use common::{ask, id, mail, open};
 use dem_builtin as builtin;
-use dem_node::mailbox::{MailboxCallError, Request};
+use dem_node::mailbox::MailboxCallError;
 use dem_proto::mail::SenderList;
+use dem_proto::mailbox::verbs::AddSender;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standard_plugins_file_flag_and_reject() {
@@ -30,19 +31,19 @@ async fn the_standard_plugins_file_flag_and_reject() {
             .await
             .unwrap();
     }
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::AddSender {
+        AddSender {
             which: SenderList::Allow,
             pattern: "@friends.org".into(),
         },
     )
     .await;
-    call(
+    ask(
         &boxes,
         "alice",
-        Request::AddSender {
+        AddSender {
             which: SenderList::Block,
             pattern: "@spam.biz".into(),
         },

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::{id, mail};
 use dem_builtin as builtin;
-use dem_node::mailbox::{MailboxCallError, Mailboxes, MailboxesConfig, Request, Response};
+use dem_node::mailbox::{MailboxCallError, Mailboxes, MailboxesConfig};
 use dem_proto::ids::CodeHash;
+use dem_proto::mailbox::verbs::{CreateFolder, Stats};
 use dem_runtime::RuntimeConfig;
 
 fn config() -> RuntimeConfig {
@@ -58,13 +59,9 @@ async fn hostile_plugins_are_skipped_and_the_mail_still_arrives() {
         .unwrap();
     assert_eq!(delivered.folder, "INBOX");
     bob_side.await.unwrap();
-    let Response::Stats(s) = boxes.call(&bob, Request::Stats).await.unwrap() else {
-        panic!()
-    };
+    let s = boxes.ask(&bob, Stats).await.unwrap();
     assert_eq!(s.mails, 20);
-    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else {
-        panic!()
-    };
+    let s = boxes.ask(&alice, Stats).await.unwrap();
     assert_eq!(s.mails, 1);
     boxes.shutdown().await;
 }
@@ -84,7 +81,7 @@ async fn a_looping_mailbox_is_trapped_and_the_host_stays_up() {
     assert!(matches!(r, Err(MailboxCallError::Trap(_))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(60));
     // The instance was rebuilt: calls that do not loop still work.
-    assert!(boxes.call(&evil, Request::Stats).await.is_ok());
+    assert!(boxes.ask(&evil, Stats).await.is_ok());
     // Other mailboxes never noticed.
     let d = boxes
         .deliver(&good, mail("m1", "x@y.org", "s", "b"))
@@ -115,9 +112,9 @@ async fn refusals_are_clear_and_lose_nothing() {
 
     // An oversized folder name, and too many folders.
     let r = boxes
-        .call(
+        .ask(
             &alice,
-            Request::CreateFolder {
+            CreateFolder {
                 name: "n".repeat(10_000),
             },
         )
@@ -126,9 +123,9 @@ async fn refusals_are_clear_and_lose_nothing() {
     let mut created = 0;
     let err = loop {
         match boxes
-            .call(
+            .ask(
                 &alice,
-                Request::CreateFolder {
+                CreateFolder {
                     name: format!("f{created}"),
                 },
             )
@@ -156,9 +153,7 @@ async fn refusals_are_clear_and_lose_nothing() {
     );
 
     // Nothing was lost.
-    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else {
-        panic!()
-    };
+    let s = boxes.ask(&alice, Stats).await.unwrap();
     assert_eq!((s.mails as usize, s.folders as usize), (1, created + 1));
     boxes.shutdown().await;
 }

@@ -6,9 +6,10 @@ mod common;
 use common::{id, mail, open};
 use dem_builtin as builtin;
 use dem_node::mailbox::clock::HybridClock;
-use dem_node::mailbox::{Request, Response};
+use dem_node::mailbox::{Request, Verb};
 use dem_proto::ids::CodeHash;
 use dem_proto::mail::{FlagState, MailFlags, Placement};
+use dem_proto::mailbox::verbs::Stats;
 use dem_runtime::{Runtime, RuntimeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,10 +79,7 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
     assert_eq!(schema, schema2);
     assert_eq!(CodeHash::of(&bytes), CodeHash::of(&bytes2));
     assert_eq!(bytes, bytes2);
-    let stats = |r| match r {
-        Response::Stats(s) => s,
-        other => panic!("{other:?}"),
-    };
+    let stats = |r| Stats::answer(r).unwrap();
     let s1 = stats(
         first
             .call(None, &mut Request::Stats)
@@ -131,9 +129,7 @@ async fn hibernated_mailboxes_wake_with_their_state() {
         .deliver(&alice, mail("late", "x@y.org", "s", "b"))
         .await
         .unwrap();
-    let Response::Stats(s) = boxes.call(&alice, Request::Stats).await.unwrap() else {
-        panic!()
-    };
+    let s = boxes.ask(&alice, Stats).await.unwrap();
     assert_eq!(s.mails, 51);
     boxes.shutdown().await;
 }

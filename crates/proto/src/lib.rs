@@ -16,7 +16,8 @@
 //! - [`error`]: the error a server answers with;
 //! - [`mail`]: the records of the mailbox's WIT interface, as plain data;
 //! - [`mailbox`]: one call on a mailbox and its answer, as the op log
-//!   records it and a replica replays it;
+//!   records it and a replica replays it, and one typed verb per call
+//!   (`mailbox::verbs`);
 //! - [`host`]: what hosts are asked and answer: owner calls, sealed mail,
 //!   migrations, replication, attachments;
 //! - [`dispatch`]: what dispatch units are asked and answer, and their tables;

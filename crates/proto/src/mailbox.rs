@@ -5,10 +5,17 @@
 //! Each variant maps to one export of the `api` interface. A mutation is
 //! logged together with the `OpContext` the host gave it, which is all a
 //! replay needs: the guest is deterministic given its arguments.
+//!
+//! [`verbs`] has one type per call, each tied to the answer it gets, for
+//! callers that know what they ask; `Request` and `Response` stay the
+//! formats on the wire and in the log.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{OpId, VersionVector};
+
+pub mod verbs;
+pub use verbs::{UnexpectedAnswer, Verb};
 
 use crate::mail::{
     Contact, Delivered, FlagState, FolderInfo, GetParts, MailDetail, MailPage, MailSummary,
@@ -185,6 +192,31 @@ pub enum Response {
     Preferences(Vec<(String, String)>),
     Plugins(Vec<PluginEntry>),
     Stats(MailboxStats),
+}
+
+impl Response {
+    /// The variant's name, for errors about an answer nobody expected.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Delivered(_) => "Delivered",
+            Response::Page(_) => "Page",
+            Response::Detail(_) => "Detail",
+            Response::Flags(_) => "Flags",
+            Response::Uid(_) => "Uid",
+            Response::Done => "Done",
+            Response::Tombstones(_) => "Tombstones",
+            Response::Summaries(_) => "Summaries",
+            Response::Folder(_) => "Folder",
+            Response::Folders(_) => "Folders",
+            Response::Contacts(_) => "Contacts",
+            Response::Senders(_) => "Senders",
+            Response::SenderStatus(_) => "SenderStatus",
+            Response::Preference(_) => "Preference",
+            Response::Preferences(_) => "Preferences",
+            Response::Plugins(_) => "Plugins",
+            Response::Stats(_) => "Stats",
+        }
+    }
 }
 
 /// One entry of the operation log: a mutation and the context it ran with.

@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::{HomeArg, UserCtx};
 use crate::mail_json;
 use dem_client::{MailboxRef, Target, attachments, now_ms};
-use dem_node::mailbox::{Request, Response};
+use dem_node::mailbox::Verb;
 use dem_proto::mail::{ByteRange, FlagState, GetParts, MailFlags, NewMail, SearchQuery};
+use dem_proto::mailbox::verbs::{DeleteMail, Get, ListFolder, MoveMail, Search, SetFlags};
 use dem_proto::{HostRequest, HostResponse, SignedMail};
 
 /// The domain part of DEM addresses.
@@ -120,19 +121,12 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
             home,
         } => {
             let ctx = UserCtx::open(&home)?;
-            let r = ctx
-                .call(
-                    mailbox.as_deref(),
-                    Request::ListFolder {
-                        folder,
-                        offset: 0,
-                        limit,
-                    },
-                )
-                .await?;
-            let Response::Page(page) = r else {
-                bail!("unexpected answer {r:?}")
+            let list = ListFolder {
+                folder,
+                offset: 0,
+                limit,
             };
+            let page = ctx.ask(mailbox.as_deref(), list).await?;
             if json {
                 let items: Vec<Value> = page.items.iter().map(mail_json::summary).collect();
                 println!("{}", Value::Array(items));
@@ -173,12 +167,7 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
                 attachments: true,
             };
             let ctx = UserCtx::open(&home)?;
-            let r = ctx
-                .call(mailbox.as_deref(), Request::Get { id, parts })
-                .await?;
-            let Response::Detail(d) = r else {
-                bail!("unexpected answer {r:?}")
-            };
+            let d = ctx.ask(mailbox.as_deref(), Get { id, parts }).await?;
             if json {
                 println!("{}", mail_json::detail(&d));
             } else {
@@ -204,14 +193,14 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MailCommand::Delete { id, mailbox, home } => {
-            simple(&home, mailbox.as_deref(), Request::DeleteMail { id }).await
+            simple(&home, mailbox.as_deref(), DeleteMail { id }).await
         }
         MailCommand::Move { id, folder, home } => {
-            simple(&home, None, Request::MoveMail { id, folder }).await
+            simple(&home, None, MoveMail { id, folder }).await
         }
         MailCommand::Flag { id, changes, home } => {
             let (add, remove) = parse_flags(&changes)?;
-            simple(&home, None, Request::SetFlags { id, add, remove }).await
+            simple(&home, None, SetFlags { id, add, remove }).await
         }
         MailCommand::Search {
             query,
@@ -233,10 +222,7 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
                 keyword: None,
             };
             let ctx = UserCtx::open(&home)?;
-            let r = ctx.call(None, Request::Search { query, limit }).await?;
-            let Response::Summaries(items) = r else {
-                bail!("unexpected answer {r:?}")
-            };
+            let items = ctx.ask(None, Search { query, limit }).await?;
             if json {
                 println!(
                     "{}",
@@ -253,10 +239,10 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
     }
 }
 
-/// An owner call whose answer is only "done".
-async fn simple(home: &HomeArg, mailbox: Option<&str>, request: Request) -> anyhow::Result<()> {
+/// An owner call whose answer is not shown: "ok" once it is done.
+async fn simple(home: &HomeArg, mailbox: Option<&str>, verb: impl Verb) -> anyhow::Result<()> {
     let ctx = UserCtx::open(home)?;
-    ctx.call(mailbox, request).await?;
+    ctx.ask(mailbox, verb).await?;
     ctx.close().await;
     println!("ok");
     Ok(())

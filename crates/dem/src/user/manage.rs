@@ -10,9 +10,13 @@ use clap::Subcommand;
 use super::{HomeArg, UserCtx};
 use dem_client::{MailboxRef, RefError, Target, attachments, now_ms};
 use dem_identity::Signed;
-use dem_node::mailbox::{Request, Response};
+use dem_node::mailbox::Verb;
 use dem_proto::host::{PLUGIN_UPLOAD, PluginUpload};
-use dem_proto::mail::{Contact, SenderList};
+use dem_proto::mail::{Contact, FolderInfo, PluginEntry, SenderList};
+use dem_proto::mailbox::verbs::{
+    AddContact, AddSender, CreateFolder, DeleteFolder, ListContacts, ListFolders, ListPlugins,
+    RemoveContact, RemovePlugin, RenameFolder,
+};
 use dem_proto::{HostRequest, HostResponse};
 
 /// Largest plugin component uploaded: it travels in one request frame.
@@ -121,54 +125,47 @@ pub enum AttachmentCommand {
 
 pub async fn run(cmd: ManageCommand) -> anyhow::Result<()> {
     match cmd {
-        ManageCommand::Folders { cmd, home } => {
-            let req = match cmd.unwrap_or(FolderCommand::List) {
-                FolderCommand::List => Request::ListFolders,
-                FolderCommand::Create { name } => Request::CreateFolder { name },
-                FolderCommand::Rename { name, new_name } => {
-                    Request::RenameFolder { name, new_name }
-                }
-                FolderCommand::Delete { name } => Request::DeleteFolder { name },
-            };
-            show(&home, req).await
-        }
-        ManageCommand::Contacts { cmd, home } => {
-            let req = match cmd.unwrap_or(ContactCommand::List) {
-                ContactCommand::List => Request::ListContacts,
-                ContactCommand::Add {
-                    address,
+        ManageCommand::Folders { cmd, home } => match cmd.unwrap_or(FolderCommand::List) {
+            FolderCommand::List => show(&home, ListFolders, print_folders).await,
+            FolderCommand::Create { name } => {
+                show(&home, CreateFolder { name }, print_folder).await
+            }
+            FolderCommand::Rename { name, new_name } => {
+                show(&home, RenameFolder { name, new_name }, print_folder).await
+            }
+            FolderCommand::Delete { name } => show(&home, DeleteFolder { name }, print_ok).await,
+        },
+        ManageCommand::Contacts { cmd, home } => match cmd.unwrap_or(ContactCommand::List) {
+            ContactCommand::List => show(&home, ListContacts, print_contacts).await,
+            ContactCommand::Add {
+                address,
+                name,
+                note,
+            } => {
+                let contact = Contact {
                     name,
+                    address,
                     note,
-                } => Request::AddContact {
-                    contact: Contact {
-                        name,
-                        address,
-                        note,
-                    },
-                },
-                ContactCommand::Remove { address } => Request::RemoveContact { address },
-            };
-            show(&home, req).await
-        }
+                };
+                show(&home, AddContact { contact }, print_ok).await
+            }
+            ContactCommand::Remove { address } => {
+                show(&home, RemoveContact { address }, print_ok).await
+            }
+        },
         ManageCommand::Allow { addr, home } => {
-            show(
-                &home,
-                Request::AddSender {
-                    which: SenderList::Allow,
-                    pattern: addr,
-                },
-            )
-            .await
+            let add = AddSender {
+                which: SenderList::Allow,
+                pattern: addr,
+            };
+            show(&home, add, print_ok).await
         }
         ManageCommand::Block { addr, home } => {
-            show(
-                &home,
-                Request::AddSender {
-                    which: SenderList::Block,
-                    pattern: addr,
-                },
-            )
-            .await
+            let add = AddSender {
+                which: SenderList::Block,
+                pattern: addr,
+            };
+            show(&home, add, print_ok).await
         }
         ManageCommand::Plugin { cmd, home } => match cmd {
             PluginCommand::Add {
@@ -177,8 +174,8 @@ pub async fn run(cmd: ManageCommand) -> anyhow::Result<()> {
                 name,
                 order,
             } => plugin_add(&home, file, config, name, order).await,
-            PluginCommand::List => show(&home, Request::ListPlugins).await,
-            PluginCommand::Remove { name } => show(&home, Request::RemovePlugin { name }).await,
+            PluginCommand::List => show(&home, ListPlugins, print_plugins).await,
+            PluginCommand::Remove { name } => show(&home, RemovePlugin { name }, print_ok).await,
         },
         ManageCommand::Attachment {
             cmd: AttachmentCommand::Get { id, output, range },
@@ -197,31 +194,41 @@ pub async fn run(cmd: ManageCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Runs an owner call on the user's own mailbox and prints the answer.
-async fn show(home: &HomeArg, req: Request) -> anyhow::Result<()> {
+/// Runs an owner call on the user's own mailbox and prints the answer
+/// with `print`.
+async fn show<V: Verb>(home: &HomeArg, verb: V, print: fn(V::Answer)) -> anyhow::Result<()> {
     let ctx = UserCtx::open(home)?;
-    let r = ctx.call(None, req).await?;
+    let answer = ctx.ask(None, verb).await?;
     ctx.close().await;
-    match r {
-        Response::Folders(list) => {
-            for f in list {
-                println!("{:<20} {:>6} mails {:>6} unseen", f.name, f.total, f.unseen);
-            }
-        }
-        Response::Folder(f) => println!("{}", f.name),
-        Response::Contacts(list) => {
-            for c in list {
-                println!("{:<30} {} {}", c.address, c.name, c.note);
-            }
-        }
-        Response::Plugins(list) => {
-            for p in list {
-                println!("{:<20} order {:<4} {}", p.name, p.order, p.code_hash);
-            }
-        }
-        _ => println!("ok"),
-    }
+    print(answer);
     Ok(())
+}
+
+fn print_folders(list: Vec<FolderInfo>) {
+    for f in list {
+        println!("{:<20} {:>6} mails {:>6} unseen", f.name, f.total, f.unseen);
+    }
+}
+
+fn print_folder(f: FolderInfo) {
+    println!("{}", f.name);
+}
+
+fn print_contacts(list: Vec<Contact>) {
+    for c in list {
+        println!("{:<30} {} {}", c.address, c.name, c.note);
+    }
+}
+
+fn print_plugins(list: Vec<PluginEntry>) {
+    for p in list {
+        println!("{:<20} order {:<4} {}", p.name, p.order, p.code_hash);
+    }
+}
+
+/// For the calls whose answer says only that they were done.
+fn print_ok(_done: ()) {
+    println!("ok");
 }
 
 async fn plugin_add(

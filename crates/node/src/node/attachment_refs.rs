@@ -20,7 +20,8 @@ use std::time::Duration;
 use super::Node;
 use crate::dispatch::AttachmentId;
 use crate::dispatch::limits::ATTACHMENT_REFS_MAX;
-use crate::mailbox::{Request, Response};
+use crate::mailbox::MailboxCallError;
+use crate::mailbox::request::verbs::{Get, ListFolder, ListFolders};
 use dem_proto::DispatchRequest;
 use dem_proto::ids::MailboxId;
 use dem_proto::mail::GetParts;
@@ -31,12 +32,10 @@ const SCAN_PAGE: u32 = 500;
 /// Why a mailbox's references could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    /// The mailbox refused or failed a read.
+    /// The mailbox refused or failed a read, or answered one with
+    /// something else.
     #[error("reading the mailbox: {0}")]
-    Call(String),
-    /// The mailbox answered something a read does not.
-    #[error("the mailbox answered {0}")]
-    Unexpected(String),
+    Call(#[from] MailboxCallError),
 }
 
 impl Node {
@@ -104,31 +103,19 @@ impl Node {
 
     /// The attachments the mails of mailbox `id` reference.
     async fn referenced_by(&self, id: &MailboxId) -> Result<BTreeSet<AttachmentId>, ScanError> {
-        let call = |request| async move {
-            self.mailboxes
-                .call(id, request)
-                .await
-                .map_err(|e| ScanError::Call(e.to_string()))
-        };
-        let folders = match call(Request::ListFolders).await? {
-            Response::Folders(f) => f,
-            other => return Err(ScanError::Unexpected(format!("{other:?}"))),
-        };
+        let folders = self.mailboxes.ask(id, ListFolders).await?;
         let mut found = BTreeSet::new();
         for folder in folders {
             let mut offset = 0u32;
             loop {
-                let request = Request::ListFolder {
+                let list = ListFolder {
                     folder: folder.name.clone(),
                     offset,
                     limit: SCAN_PAGE,
                 };
-                let page = match call(request).await? {
-                    Response::Page(p) => p,
-                    other => return Err(ScanError::Unexpected(format!("{other:?}"))),
-                };
+                let page = self.mailboxes.ask(id, list).await?;
                 for mail in page.items.iter().filter(|m| m.attachment_count > 0) {
-                    let request = Request::Get {
+                    let get = Get {
                         id: mail.id.clone(),
                         parts: GetParts {
                             headers: false,
@@ -136,10 +123,7 @@ impl Node {
                             attachments: true,
                         },
                     };
-                    let detail = match call(request).await? {
-                        Response::Detail(d) => d,
-                        other => return Err(ScanError::Unexpected(format!("{other:?}"))),
-                    };
+                    let detail = self.mailboxes.ask(id, get).await?;
                     let refs = detail.attachments.iter().flatten();
                     found.extend(refs.filter_map(|a| a.hash.parse::<AttachmentId>().ok()));
                 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::{E, MailboxActor, Reply, Tracked};
 use crate::mailbox::filters::{Placing, view_of};
-use crate::mailbox::request::{Request, Response};
+use crate::mailbox::request::verbs::{ClassifySender, ListPlugins};
+use crate::mailbox::request::{Request, Verb};
 use dem_proto::ids::CodeHash;
 use dem_proto::mail::{MailView, NewMail, PluginEntry, SenderStatus, Verdict};
 
@@ -30,15 +31,13 @@ impl MailboxActor {
         };
         let mut placing = Placing::default();
         if !plugins.is_empty() {
-            let sender = match self
-                .read(Request::ClassifySender {
+            // A sender the mailbox cannot classify is one it does not know.
+            let sender = self
+                .ask(ClassifySender {
                     address: mail.from.clone(),
                 })
                 .await
-            {
-                Ok(Response::SenderStatus(s)) => s,
-                _ => SenderStatus::Unknown,
-            };
+                .unwrap_or(SenderStatus::Unknown);
             let mut view = view_of(&mail, sender);
             for plugin in plugins.iter() {
                 match self.run_filter(plugin, &mut view).await {
@@ -70,15 +69,27 @@ impl MailboxActor {
         if let Some(p) = &self.plugins {
             return Ok(p.clone());
         }
-        let plugins = match self.read(Request::ListPlugins).await? {
-            Response::Plugins(p) => p,
-            _ => Vec::new(),
-        };
+        let plugins = self.listed_plugins().await?;
         self.filters
             .retain(|name, _| plugins.iter().any(|p| &p.name == name));
         let plugins: Arc<[PluginEntry]> = plugins.into();
         self.plugins = Some(plugins.clone());
         Ok(plugins)
+    }
+
+    /// The plugins as the guest lists them. A component that answers the
+    /// list with anything else has none to run (nor to ship on a move).
+    pub(super) async fn listed_plugins(&mut self) -> Result<Vec<PluginEntry>, E> {
+        match self.ask(ListPlugins).await {
+            Err(E::Unexpected(_)) => Ok(Vec::new()),
+            listed => listed,
+        }
+    }
+
+    /// A typed `read`: the verb's own answer, or `E::Unexpected`.
+    async fn ask<V: Verb>(&mut self, verb: V) -> Result<V::Answer, E> {
+        let response = self.read(verb.into()).await?;
+        Ok(V::answer(response)?)
     }
 
     /// Runs one plugin, reusing its live instance; `None` if it failed (it

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, DigestKind, E, LoadFor, MailboxActor, Reply};
-use crate::mailbox::request::{Request, Response};
 use crate::mailbox::{MigrationOutcome, MovedTo};
 use crate::replica::{VersionVector, delta_for};
 pub use dem_proto::export::{ExportedState, vv_after};
@@ -69,10 +68,7 @@ impl MailboxActor {
         ahead: Option<ReadAhead>,
     ) -> Result<ExportedState, E> {
         self.wake().await?;
-        let plugins = match self.read(Request::ListPlugins).await? {
-            Response::Plugins(p) => p,
-            _ => Vec::new(),
-        };
+        let plugins = self.listed_plugins().await?;
         if let Some(store) = self.store.clone() {
             let t = std::time::Instant::now();
             self.settle().await?;
@@ -125,10 +121,7 @@ impl MailboxActor {
         let Some(ops) = delta_for(&self.window, &self.vv, peer) else {
             return Ok(None);
         };
-        let plugins = match self.read(Request::ListPlugins).await? {
-            Response::Plugins(p) => p,
-            _ => Vec::new(),
-        };
+        let plugins = self.listed_plugins().await?;
         Ok(Some(DeltaState {
             meta: self.meta.clone(),
             plugins,
