@@ -242,5 +242,4 @@ impl Mailbox {
 }
 
 #[cfg(test)]
-#[path = "deliver_tests.rs"]
 mod tests;

@@ -289,5 +289,4 @@ fn removed(write: Write, what: &str, key: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-#[path = "directory_tests.rs"]
 mod tests;

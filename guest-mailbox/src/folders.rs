@@ -225,5 +225,4 @@ impl Mailbox {
 }
 
 #[cfg(test)]
-#[path = "folders_tests.rs"]
 mod tests;

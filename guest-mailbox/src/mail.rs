@@ -367,5 +367,4 @@ fn prune_keyword_stamps(m: &mut StoredMail) {
 }
 
 #[cfg(test)]
-#[path = "mail_tests.rs"]
 mod tests;

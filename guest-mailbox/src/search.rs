@@ -162,5 +162,4 @@ impl Mailbox {
 }
 
 #[cfg(test)]
-#[path = "search_tests.rs"]
 mod tests;

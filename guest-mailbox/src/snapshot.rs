@@ -227,5 +227,4 @@ impl Mailbox {
 }
 
 #[cfg(test)]
-#[path = "snapshot_tests.rs"]
 mod tests;

@@ -448,5 +448,4 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-#[path = "parse_tests.rs"]
 mod tests;

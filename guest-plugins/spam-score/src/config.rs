@@ -438,5 +438,4 @@ fn end_of_line(tokens: &[Token], expected: usize) -> Result<(), LineError> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

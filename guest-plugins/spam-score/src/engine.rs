@@ -90,5 +90,4 @@ fn truncate(mut text: String, max: usize) -> String {
 }
 
 #[cfg(test)]
-#[path = "engine_tests.rs"]
 mod tests;

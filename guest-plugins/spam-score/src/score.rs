@@ -298,5 +298,4 @@ fn is_dangerous(name: &str, media_type: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "score_tests.rs"]
 mod tests;

@@ -436,5 +436,4 @@ impl MailboxActor {
     }
 }
 #[cfg(test)]
-#[path = "actor/tests.rs"]
 mod tests;
