@@ -74,27 +74,52 @@ pub struct NodeConfig {
     pub keeper: Duration,
 }
 
+/// Attempts at joining the backbone before the host gives up.
+const JOIN_ATTEMPTS: u32 = 20;
+const _: () = assert!(JOIN_ATTEMPTS >= 1, "a host tries to join at least once");
+/// Pause after a failed attempt at joining.
+const JOIN_RETRY: Duration = Duration::from_millis(250);
+
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The data directory or the host key in it could not be created or
+    /// read.
     #[error("host key in {path}: {source}")]
     Key {
         path: String,
         source: dem_identity::KeyError,
     },
+    /// The mailbox stores or the runtime could not be opened.
     #[error("opening mailboxes: {0}")]
     Mailboxes(#[from] crate::mailbox::registry::OpenError),
+    /// The attachment store could not be opened.
     #[error("opening attachments: {0}")]
     Attachments(#[from] dem_store::attachments::OpenError),
+    /// The host's key could not become a TLS identity, or the session to
+    /// the backbone could not be set up.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The endpoint could not be bound, or its address read.
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: dem_net::NetError,
     },
+    /// Every attempt at joining the backbone failed; the last failure.
     #[error("joining the backbone: {0}")]
-    Join(String),
+    Join(#[source] JoinError),
+}
+
+/// Why one attempt at joining the backbone failed ([`Node::join`]).
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// No dispatch unit answered, or one refused.
+    #[error(transparent)]
+    Dispatch(#[from] SessionError),
+    /// A unit answered something else than a lease.
+    #[error("unexpected answer {0:?}")]
+    Unexpected(Box<DispatchResponse>),
 }
 
 /// The running host's shared state.
@@ -202,9 +227,9 @@ impl Node {
             capacity,
             load: self.load(),
         };
-        let mut last = String::new();
-        for _ in 0..20 {
-            match self.session.dispatch(&req).await {
+        let mut attempts = 0;
+        loop {
+            let failed = match self.session.dispatch(&req).await {
                 Ok(DispatchResponse::Lease {
                     units,
                     replicas,
@@ -218,12 +243,15 @@ impl Node {
                     return Ok(());
                 }
                 Ok(DispatchResponse::Done) => return Ok(()),
-                Ok(other) => last = format!("unexpected answer {other:?}"),
-                Err(e) => last = e.to_string(),
+                Ok(other) => JoinError::Unexpected(Box::new(other)),
+                Err(e) => JoinError::Dispatch(e),
+            };
+            tokio::time::sleep(JOIN_RETRY).await;
+            attempts += 1;
+            if attempts == JOIN_ATTEMPTS {
+                return Err(NodeError::Join(failed));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Err(NodeError::Join(last))
     }
 
     /// Renews the lease every `every`; joins again if a unit forgot us.

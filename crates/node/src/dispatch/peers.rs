@@ -51,8 +51,12 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     /// The address is not `IP:PORT`.
-    #[error("peer address {0:?} is not IP:PORT")]
-    BadAddr(String),
+    #[error("peer address {addr:?} is not IP:PORT")]
+    BadAddr {
+        addr: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
     /// The unit is no longer in the tables.
     #[error("unit {0} is not known")]
     UnknownUnit(DispatchId),
@@ -239,7 +243,9 @@ async fn push(
         Some(c) => c,
         None => {
             let addr = shared.unit_addr(peer).ok_or(PeerError::UnknownUnit(peer))?;
-            let sock: SocketAddr = addr.parse().map_err(|_| PeerError::BadAddr(addr))?;
+            let sock: SocketAddr = addr
+                .parse()
+                .map_err(|source| PeerError::BadAddr { addr, source })?;
             let c = tokio::time::timeout(PEER_TIMEOUT, endpoint.connect(sock, peer.0))
                 .await
                 .map_err(|_| NetError::Timeout {
@@ -275,7 +281,7 @@ async fn bootstrap_peer(shared: Arc<Shared>, endpoint: Endpoint, addr: String) {
     loop {
         match introduce(&shared, &endpoint, &addr).await {
             Ok(()) => return,
-            Err(PeerError::BadAddr(a)) => {
+            Err(PeerError::BadAddr { addr: a, .. }) => {
                 tracing::error!(addr = %a, "peer address is not IP:PORT; giving up on it");
                 return;
             }
@@ -292,9 +298,10 @@ async fn bootstrap_peer(shared: Arc<Shared>, endpoint: Endpoint, addr: String) {
 }
 
 async fn introduce(shared: &Shared, endpoint: &Endpoint, addr: &str) -> Result<(), PeerError> {
-    let sock: SocketAddr = addr
-        .parse()
-        .map_err(|_| PeerError::BadAddr(addr.to_string()))?;
+    let sock: SocketAddr = addr.parse().map_err(|source| PeerError::BadAddr {
+        addr: addr.to_string(),
+        source,
+    })?;
     let (conn, key) = tokio::time::timeout(PEER_TIMEOUT, endpoint.connect_unpinned(sock))
         .await
         .map_err(|_| NetError::Timeout {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use super::Node;
-use dem_client::now_ms;
-use dem_identity::{HOME, HostId, KeyPair, MOVE_ORDER, Signed};
+use dem_client::{SessionError, now_ms};
+use dem_identity::{HOME, HostId, KeyPair, MOVE_ORDER, SignError, Signed};
 use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
 
 /// The first pause between attempts at bringing the mailbox home (the
@@ -31,23 +31,58 @@ fn home_pull_pauses() -> impl Iterator<Item = Duration> {
     })
 }
 
+/// Why `Home` could not be signed and told to dispatch
+/// ([`Node::announce_home`]).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AnnounceHomeError {
+    /// The owner's key could not sign it.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// No dispatch unit took it.
+    #[error(transparent)]
+    Dispatch(#[from] SessionError),
+}
+
+/// Why one attempt at bringing the owner's mailbox home failed
+/// ([`Node::pull_home_once`]); the next attempt follows a pause.
+#[derive(Debug, thiserror::Error)]
+enum PullHomeError {
+    /// This host could not be announced as the owner's home.
+    #[error(transparent)]
+    Announce(#[from] AnnounceHomeError),
+    /// No dispatch unit answered the lookup of the mailbox.
+    #[error(transparent)]
+    Lookup(SessionError),
+    /// Dispatch answered the lookup with something else than the mailbox.
+    #[error("dispatch answered {0:?}")]
+    LookupAnswer(Box<DispatchResponse>),
+    /// Every listed holder is offline.
+    #[error("no online host holds the mailbox")]
+    NoOnlineHolder,
+    /// The owner's key could not sign the move order.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// The holder did not take the `Pull`.
+    #[error(transparent)]
+    Pull(SessionError),
+    /// The holder answered the `Pull` with something else than a move.
+    #[error("the holder answered {0:?}")]
+    PullAnswer(Box<HostResponse>),
+}
+
 impl Node {
     /// Signs `Home` for `owner` (this host, or `None` when leaving).
     pub(super) async fn announce_home(
         &self,
         owner: &KeyPair,
         home: Option<HostId>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AnnounceHomeError> {
         let user = owner.user_id();
-        let signed = Signed::sign(owner, HOME, now_ms(), &home).map_err(|e| e.to_string())?;
-        match self
-            .session
+        let signed = Signed::sign(owner, HOME, now_ms(), &home)?;
+        self.session
             .dispatch(&DispatchRequest::Home { user, home: signed })
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+            .await?;
+        Ok(())
     }
 
     /// Announces this host as `owner`'s home and pulls their mailbox here,
@@ -77,7 +112,7 @@ impl Node {
     }
 
     /// One attempt: `Ok(true)` once the mailbox is here.
-    async fn pull_home_once(&self, owner: &KeyPair) -> Result<bool, String> {
+    async fn pull_home_once(&self, owner: &KeyPair) -> Result<bool, PullHomeError> {
         let user = owner.user_id();
         self.announce_home(owner, Some(self.id)).await?;
         let found = match self
@@ -86,8 +121,8 @@ impl Node {
             .await
         {
             Ok(DispatchResponse::Mailbox(m)) => m,
-            Ok(other) => return Err(format!("dispatch answered {other:?}")),
-            Err(e) => return Err(e.to_string()),
+            Ok(other) => return Err(PullHomeError::LookupAnswer(Box::new(other))),
+            Err(e) => return Err(PullHomeError::Lookup(e)),
         };
         if found.hosts.iter().any(|h| h.host == self.id) {
             return Ok(true);
@@ -97,7 +132,7 @@ impl Node {
             .iter()
             .find_map(|h| h.addr.clone().filter(|_| h.online).map(|a| (h.host, a)))
         else {
-            return Err("no online host holds the mailbox".into());
+            return Err(PullHomeError::NoOnlineHolder);
         };
         // A copy kept from before (this host was away) is no longer
         // listed; keep the keeper from discarding it while the holder
@@ -111,8 +146,7 @@ impl Node {
                 .copied(&id);
         }
         let order = MoveOrder { user, to: self.id };
-        let signed =
-            Signed::sign(owner, MOVE_ORDER, now_ms(), &order).map_err(|e| e.to_string())?;
+        let signed = Signed::sign(owner, MOVE_ORDER, now_ms(), &order)?;
         match self
             .session
             .host_request(
@@ -126,8 +160,8 @@ impl Node {
             .await
         {
             Ok(HostResponse::Done | HostResponse::Imported { .. }) => Ok(true),
-            Ok(other) => Err(format!("the holder answered {other:?}")),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(PullHomeError::PullAnswer(Box::new(other))),
+            Err(e) => Err(PullHomeError::Pull(e)),
         }
     }
 }

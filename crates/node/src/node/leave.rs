@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use tracing::Instrument as _;
 
-use super::Node;
 use super::grant::PendingGrant;
+use super::transfer::CopyAttachmentError;
+use super::{MigrateError, Node};
 use crate::dispatch::{AttachmentId, ObjectRef};
+use dem_client::SessionError;
 use dem_identity::HostId;
 use dem_proto::{DispatchRequest, DispatchResponse};
+use dem_store::attachments::RemoveError;
 
 /// Planning rounds before the host gives up moving what is left.
 const LEAVE_ROUNDS: u32 = 10;
@@ -30,7 +33,37 @@ pub enum LeaveError {
     Stranded(usize),
     /// Dispatch refused or did not answer.
     #[error("the dispatch unit: {0}")]
-    Dispatch(String),
+    Dispatch(#[source] SessionError),
+    /// Dispatch answered the `Leave` with something else than a plan.
+    #[error("the dispatch unit: answered {0:?}")]
+    Unexpected(Box<DispatchResponse>),
+}
+
+/// Why one object could not be moved off this host (it is asked for again
+/// in the next round).
+#[derive(Debug, thiserror::Error)]
+enum MoveOffError {
+    /// The mailbox's migration failed.
+    #[error(transparent)]
+    Mailbox(#[from] MigrateError),
+    /// The attachment's move failed.
+    #[error(transparent)]
+    Attachment(#[from] MoveAttachmentError),
+}
+
+/// Why an attachment could not be moved to its planned host
+/// ([`Node::move_attachment`]).
+#[derive(Debug, thiserror::Error)]
+enum MoveAttachmentError {
+    /// The copy to the target failed; the local copy is kept.
+    #[error(transparent)]
+    Copy(#[from] CopyAttachmentError),
+    /// The blocking removal task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// The target holds it, but the local copy could not be removed.
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
 }
 
 impl Node {
@@ -47,8 +80,8 @@ impl Node {
             for round in 1..=LEAVE_ROUNDS {
                 let plan = match self.session.dispatch(&DispatchRequest::Leave).await {
                     Ok(DispatchResponse::Plan(p)) => p,
-                    Ok(other) => return Err(LeaveError::Dispatch(format!("answered {other:?}"))),
-                    Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
+                    Ok(other) => return Err(LeaveError::Unexpected(Box::new(other))),
+                    Err(e) => return Err(LeaveError::Dispatch(e)),
                 };
                 stranded = plan.unplaced.len();
                 if plan.moves.is_empty() && plan.unplaced.is_empty() {
@@ -60,8 +93,11 @@ impl Node {
                             .migrate_out(*user, mv.host, &mv.addr, None, PendingGrant::given())
                             .await
                             .map(drop)
-                            .map_err(|e| e.to_string()),
-                        ObjectRef::Attachment(id) => self.move_attachment(id, mv.host, &mv.addr).await,
+                            .map_err(MoveOffError::from),
+                        ObjectRef::Attachment(id) => self
+                            .move_attachment(id, mv.host, &mv.addr)
+                            .await
+                            .map_err(MoveOffError::from),
                     };
                     if let Err(e) = moved {
                         stranded += 1;
@@ -75,7 +111,7 @@ impl Node {
             }
             match self.session.dispatch(&DispatchRequest::Left).await {
                 Ok(_) => {}
-                Err(e) => return Err(LeaveError::Dispatch(e.to_string())),
+                Err(e) => return Err(LeaveError::Dispatch(e)),
             }
             if stranded > 0 {
                 return Err(LeaveError::Stranded(stranded));
@@ -100,16 +136,13 @@ impl Node {
         id: &AttachmentId,
         to: HostId,
         addr: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), MoveAttachmentError> {
         // Probed and bounded in time: the target may have restarted behind
         // a cached connection.
         self.copy_attachment(id, to, addr, true).await?;
         let local = *id;
         let store = self.attachments.clone();
-        tokio::task::spawn_blocking(move || store.remove(&local))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || store.remove(&local)).await??;
         tracing::info!(attachment = %id, to = %to.short(), "attachment moved");
         Ok(())
     }

@@ -14,16 +14,38 @@ use serde_bytes::ByteBuf;
 use super::Node;
 use super::serve::internal;
 use crate::mailbox::{Op, Request};
+use dem_client::SessionError;
 use dem_identity::{HostId, UserId};
 use dem_net::WireError;
 use dem_proto::ids::CodeHash;
 use dem_proto::{HostRequest, HostResponse};
+use dem_runtime::RuntimeError;
+use dem_runtime::code_store::CodeError;
 
 /// The largest component `CodeGet` answers with: it travels in one frame,
 /// as a plugin upload does.
 pub const CODE_GET_BYTES_MAX: usize = dem_net::frame::FRAME_BYTES_MAX - (64 << 10);
 /// Most distinct plugins one `Sync` may make this host fetch.
 const FETCHES_PER_SYNC_MAX: usize = 16;
+
+/// Why a plugin's code could not be fetched from a replica
+/// ([`Node::fetch_code`]); the filter runs once the code arrives later.
+#[derive(Debug, thiserror::Error)]
+enum FetchCodeError {
+    /// The `CodeGet` failed or the peer refused it.
+    #[error(transparent)]
+    Request(#[from] SessionError),
+    /// The peer answered something else than code.
+    #[error("answered {0:?}")]
+    Unexpected(Box<HostResponse>),
+    /// The bytes do not hash to the installed plugin's hash, or could not
+    /// be stored.
+    #[error(transparent)]
+    Store(#[from] CodeError),
+    /// The component is not a filter; it was removed again.
+    #[error("not a filter component: {0}")]
+    NotAFilter(#[source] RuntimeError),
+}
 
 impl Node {
     /// `CodeGet`: a component this host holds, for a replica that lacks it.
@@ -77,19 +99,22 @@ impl Node {
         }
     }
 
-    async fn fetch_code(&self, addr: &str, from: HostId, hash: &CodeHash) -> Result<(), String> {
+    async fn fetch_code(
+        &self,
+        addr: &str,
+        from: HostId,
+        hash: &CodeHash,
+    ) -> Result<(), FetchCodeError> {
         let req = HostRequest::CodeGet { hash: *hash };
-        let bytes = match self.session.host_request(addr, from, &req).await {
-            Ok(HostResponse::Code(bytes)) => bytes.into_vec(),
-            Ok(other) => return Err(format!("answered {other:?}")),
-            Err(e) => return Err(e.to_string()),
+        let bytes = match self.session.host_request(addr, from, &req).await? {
+            HostResponse::Code(bytes) => bytes.into_vec(),
+            other => return Err(FetchCodeError::Unexpected(Box::new(other))),
         };
         let code = self.mailboxes.runtime().code();
-        code.insert_expecting(hash, &bytes)
-            .map_err(|e| e.to_string())?;
+        code.insert_expecting(hash, &bytes)?;
         if let Err(e) = self.mailboxes.runtime().check_filter(hash) {
             code.remove(hash);
-            return Err(format!("not a filter component: {e}"));
+            return Err(FetchCodeError::NotAFilter(e));
         }
         tracing::info!(host = %self.id.short(), code = %hash.to_hex(), "fetched plugin code from a replica");
         Ok(())

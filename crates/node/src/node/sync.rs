@@ -25,16 +25,19 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 use tokio::sync::{Notify, watch};
 
-use super::Node;
 use super::grant::PendingGrant;
 use super::serve::{internal, mailbox_id};
+use super::{MigrateError, Node};
 use crate::dispatch::HostAddr;
+use crate::mailbox::MailboxCallError;
 use crate::replica::{
     LinkRetry, Member, OpId, Since, VersionVector, link_after_failure, link_wanted,
 };
+use dem_client::SessionError;
 use dem_client::mailbox_ref::NOT_HERE;
 use dem_identity::{Epoch, HostId, UserId};
-use dem_net::WireError;
+use dem_net::{NetError, WireError};
+use dem_proto::export::TailError;
 use dem_proto::ids::MailboxId;
 use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 
@@ -59,6 +62,57 @@ const RELIST_EVERY: Duration = Duration::from_millis(500);
 /// timeout (30 s); past this the connection is dropped and the next push
 /// dials afresh, well within [`REPLICATE_TIMEOUT`].
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a `Sync` to a peer replica failed ([`Node::send_sync`]).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendSyncError {
+    /// No answer within [`SYNC_TIMEOUT`]; the connection was dropped.
+    #[error("no answer within {limit:?}")]
+    Timeout { limit: Duration },
+    /// The request failed, or the peer refused it (other than "not here",
+    /// which means it holds no copy).
+    #[error(transparent)]
+    Request(#[from] SessionError),
+    /// The peer answered something else than its vector.
+    #[error("answered {0:?}")]
+    Unexpected(Box<HostResponse>),
+}
+
+/// Why a whole copy to a peer replica failed ([`Node::send_copy`]).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendCopyError {
+    /// The local mailbox could not be exported.
+    #[error(transparent)]
+    Export(#[from] MailboxCallError),
+    /// The export's log tail is unreadable, so its vector is unknown.
+    #[error(transparent)]
+    Tail(#[from] TailError),
+    /// The transfer to the peer failed.
+    #[error(transparent)]
+    Send(#[from] MigrateError),
+}
+
+/// Why one step of a link failed ([`Node::push_once`]); the link then
+/// retries or ends as the listing says.
+#[derive(Debug, thiserror::Error)]
+enum PushError {
+    /// The listing has no address for the peer yet.
+    #[error("the peer's address is not known yet")]
+    NoAddr,
+    /// The ops this replica holds beyond the peer's vector could not be
+    /// read.
+    #[error(transparent)]
+    Since(#[from] MailboxCallError),
+    /// Sending ops failed.
+    #[error(transparent)]
+    Sync(#[from] SendSyncError),
+    /// Sending a whole copy failed.
+    #[error(transparent)]
+    Copy(#[from] SendCopyError),
+    /// The peer's vector did not move: it lacks ops older than those sent.
+    #[error("the peer applied nothing (it lacks older ops)")]
+    NoProgress,
+}
 
 /// A mailbox's replicas as a dispatch unit listed them.
 #[derive(Debug, Clone)]
@@ -364,11 +418,8 @@ impl Node {
         id: &MailboxId,
         peer: &HostAddr,
         link: &Link,
-    ) -> Result<bool, String> {
-        let addr = peer
-            .addr
-            .clone()
-            .ok_or("the peer's address is not known yet")?;
+    ) -> Result<bool, PushError> {
+        let addr = peer.addr.clone().ok_or(PushError::NoAddr)?;
         let known = link.acked.borrow().clone();
         let Some(peer_vv) = known else {
             let vv = self.send_sync(user, &addr, peer.host, Vec::new()).await?;
@@ -384,8 +435,7 @@ impl Node {
         let (since, ours) = self
             .mailboxes
             .since(id, peer_vv.clone(), SYNC_BATCH_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         match since {
             Since::Ops { ops, .. } if ops.is_empty() => Ok(false),
             Since::Ops { ops, more } => {
@@ -400,7 +450,7 @@ impl Node {
                         let done = !more && vv.covers(&ours);
                         link.acked.send_replace(Some(vv));
                         if !progressed {
-                            return Err("the peer applied nothing (it lacks older ops)".into());
+                            return Err(PushError::NoProgress);
                         }
                         Ok(!done)
                     }
@@ -427,24 +477,17 @@ impl Node {
         addr: &str,
         host: HostId,
         ops: Vec<ByteBuf>,
-    ) -> Result<Option<VersionVector>, String> {
+    ) -> Result<Option<VersionVector>, SendSyncError> {
         let req = HostRequest::Sync { mailbox: user, ops };
         let answer =
             tokio::time::timeout(SYNC_TIMEOUT, self.session.host_request(addr, host, &req)).await;
         let Ok(answer) = answer else {
             self.session.drop_connection(addr).await;
-            return Err(format!("no answer within {SYNC_TIMEOUT:?}"));
+            return Err(SendSyncError::Timeout {
+                limit: SYNC_TIMEOUT,
+            });
         };
-        match answer {
-            Ok(HostResponse::Synced { vv }) => Ok(Some(vv)),
-            Ok(other) => Err(format!("answered {other:?}")),
-            Err(dem_client::SessionError::Net(dem_net::NetError::Remote(w)))
-                if w.code == NOT_HERE =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        sync_answer(answer)
     }
 
     /// Sends a whole copy; the vector the peer then has.
@@ -453,9 +496,9 @@ impl Node {
         id: &MailboxId,
         addr: &str,
         host: HostId,
-    ) -> Result<VersionVector, String> {
-        let state = self.mailboxes.export(id).await.map_err(|e| e.to_string())?;
-        let vv = state.vv().map_err(|e| e.to_string())?;
+    ) -> Result<VersionVector, SendCopyError> {
+        let state = self.mailboxes.export(id).await?;
+        let vv = state.vv()?;
         let request = |header| HostRequest::Copy { header };
         self.send_mailbox(
             id,
@@ -464,8 +507,7 @@ impl Node {
             request,
             &mut PendingGrant::given(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         tracing::info!(mailbox = %id, peer = %host.short(), "sent a whole copy");
         Ok(vv)
     }
@@ -488,6 +530,19 @@ impl Node {
             .members
             .iter()
             .any(|m| m.host == from))
+    }
+}
+
+/// What a peer's answer to a `Sync` says: its vector, or `None` if it
+/// holds no copy (it refused with "not here", so a whole copy follows).
+fn sync_answer(
+    answer: Result<HostResponse, SessionError>,
+) -> Result<Option<VersionVector>, SendSyncError> {
+    match answer {
+        Ok(HostResponse::Synced { vv }) => Ok(Some(vv)),
+        Ok(other) => Err(SendSyncError::Unexpected(Box::new(other))),
+        Err(SessionError::Net(NetError::Remote(w))) if w.code == NOT_HERE => Ok(None),
+        Err(e) => Err(SendSyncError::Request(e)),
     }
 }
 
@@ -514,4 +569,59 @@ where
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: u16) -> SessionError {
+        SessionError::Net(NetError::Remote(WireError::new(code, "refused")))
+    }
+
+    #[test]
+    fn only_a_not_here_refusal_means_the_peer_needs_a_whole_copy() {
+        let vv = VersionVector::new();
+        assert_eq!(
+            sync_answer(Ok(HostResponse::Synced { vv: vv.clone() })).unwrap(),
+            Some(vv)
+        );
+        assert_eq!(sync_answer(Err(refused(NOT_HERE))).unwrap(), None);
+        // Any other refusal or failure is a failed push, its cause kept.
+        match sync_answer(Err(refused(WireError::FORBIDDEN))) {
+            Err(SendSyncError::Request(SessionError::Net(NetError::Remote(w)))) => {
+                assert_eq!(w.code, WireError::FORBIDDEN)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            sync_answer(Err(SessionError::Net(NetError::EndOfStream))),
+            Err(SendSyncError::Request(SessionError::Net(
+                NetError::EndOfStream
+            )))
+        ));
+        assert!(matches!(
+            sync_answer(Ok(HostResponse::Done)),
+            Err(SendSyncError::Unexpected(r)) if matches!(*r, HostResponse::Done)
+        ));
+    }
+
+    #[test]
+    fn push_failures_read_as_before() {
+        let timeout = SendSyncError::Timeout {
+            limit: SYNC_TIMEOUT,
+        };
+        assert_eq!(
+            timeout.to_string(),
+            format!("no answer within {SYNC_TIMEOUT:?}")
+        );
+        assert_eq!(
+            PushError::from(timeout).to_string(),
+            format!("no answer within {SYNC_TIMEOUT:?}")
+        );
+        assert_eq!(
+            SendSyncError::Unexpected(Box::new(HostResponse::Done)).to_string(),
+            format!("answered {:?}", HostResponse::Done)
+        );
+    }
 }

@@ -36,6 +36,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Probes before a copy gives up on its target (the second one dials
 /// afresh after the first timed out).
 const PROBE_ATTEMPTS: u32 = 2;
+const _: () = assert!(PROBE_ATTEMPTS >= 1, "a copy probes at least once");
 /// A copy may take this long plus its size at [`COPY_BYTES_PER_SEC_MIN`].
 const COPY_TIMEOUT_BASE: Duration = Duration::from_secs(5);
 /// The slowest transfer rate a copy is allowed before it counts as hung.
@@ -44,6 +45,54 @@ const COPY_BYTES_PER_SEC_MIN: u64 = 1 << 20;
 /// How long a copy of `size_bytes` may take before it counts as failed.
 pub(super) fn copy_timeout(size_bytes: u64) -> Duration {
     COPY_TIMEOUT_BASE + Duration::from_secs(size_bytes / COPY_BYTES_PER_SEC_MIN)
+}
+
+/// Why the target of a copy did not show it is alive ([`Node::probe`]);
+/// the last attempt's failure.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProbeError {
+    /// The request failed before any answer (a refusal is an answer).
+    #[error("the probe failed: {0}")]
+    Failed(#[source] SessionError),
+    /// No answer within the limit: the connection is taken for stale.
+    #[error("no answer to a probe within {limit:?}")]
+    Timeout { limit: Duration },
+}
+
+/// Why an attachment copy to another host failed
+/// ([`Node::copy_attachment`]).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CopyAttachmentError {
+    /// The target did not answer the probe before the copy.
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    /// A blocking store task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// The local copy could not be opened or a chunk of it read.
+    #[error(transparent)]
+    Read(#[from] attachments::ReadError),
+    /// No connection to the target.
+    #[error(transparent)]
+    Connect(#[from] SessionError),
+    /// Opening the stream, writing or reading a frame failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The stream was closed before its end could be sent.
+    #[error(transparent)]
+    Finish(#[from] quinn::ClosedStream),
+    /// The target refused the copy.
+    #[error(transparent)]
+    Refused(WireError),
+    /// The target ended the stream without answering.
+    #[error("the target closed the stream")]
+    Closed,
+    /// The target answered something a copy does not expect.
+    #[error("the target answered {0:?}")]
+    Unexpected(Box<HostResponse>),
+    /// The whole copy took longer than [`copy_timeout`] of its size.
+    #[error("the copy took longer than {limit:?}")]
+    Timeout { limit: Duration },
 }
 
 /// How taking an attachment's chunks ended.
@@ -223,42 +272,43 @@ impl Node {
         to: HostId,
         addr: &str,
         move_out: bool,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), CopyAttachmentError> {
         self.probe(to, addr).await?;
         let local = *id;
         let store = self.attachments.clone();
-        let chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let chunks = tokio::task::spawn_blocking(move || store.export_chunks(&local)).await??;
         let limit = copy_timeout(chunks.meta().size_bytes);
         let sent = self.send_attachment_copy(id, to, addr, chunks, move_out);
         match tokio::time::timeout(limit, sent).await {
             Ok(copied) => copied,
             Err(_) => {
                 self.session.drop_connection(addr).await;
-                Err(format!("the copy took longer than {limit:?}"))
+                Err(CopyAttachmentError::Timeout { limit })
             }
         }
     }
 
     /// Whether `to` answers a small request within [`PROBE_TIMEOUT`]
     /// (any answer, a refusal included, shows the connection is alive).
-    async fn probe(&self, to: HostId, addr: &str) -> std::result::Result<(), String> {
-        let mut last = String::new();
-        for _ in 0..PROBE_ATTEMPTS {
+    async fn probe(&self, to: HostId, addr: &str) -> std::result::Result<(), ProbeError> {
+        let mut attempt = 1;
+        loop {
             let asked = self.session.host_request(addr, to, &HostRequest::Traffic);
-            match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
-                Ok(Ok(_)) | Ok(Err(SessionError::Net(NetError::Remote(_)))) => return Ok(()),
+            let answer = tokio::time::timeout(PROBE_TIMEOUT, asked).await.ok();
+            let failed = match probe_outcome(answer) {
+                Ok(()) => return Ok(()),
                 // `host_request` dropped a failed connection already.
-                Ok(Err(e)) => last = format!("the probe failed: {e}"),
-                Err(_) => {
+                Err(e @ ProbeError::Failed(_)) => e,
+                Err(e @ ProbeError::Timeout { .. }) => {
                     self.session.drop_connection(addr).await;
-                    last = format!("no answer to a probe within {PROBE_TIMEOUT:?}");
+                    e
                 }
+            };
+            if attempt == PROBE_ATTEMPTS {
+                return Err(failed);
             }
+            attempt += 1;
         }
-        Err(last)
     }
 
     async fn send_attachment_copy(
@@ -268,14 +318,10 @@ impl Node {
         addr: &str,
         mut chunks: attachments::ChunkStream,
         move_out: bool,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), CopyAttachmentError> {
         let meta = chunks.meta().clone();
-        let conn = self
-            .session
-            .connect(addr, to)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut send, mut recv) = conn.open_stream().await.map_err(|e| e.to_string())?;
+        let conn = self.session.connect(addr, to).await?;
+        let (mut send, mut recv) = conn.open_stream().await?;
         let (size_bytes, name, media_type) = (meta.size_bytes, meta.name, meta.media_type);
         let req = if move_out {
             HostRequest::AttachmentPut {
@@ -292,43 +338,28 @@ impl Node {
                 media_type,
             }
         };
-        write_frame(&mut send, &req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let answer = |r: std::result::Result<
-            Option<std::result::Result<HostResponse, WireError>>,
-            NetError,
-        >| match r {
-            Ok(Some(Ok(r))) => Ok(r),
-            Ok(Some(Err(w))) => Err(w.to_string()),
-            Ok(None) => Err("the target closed the stream".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+        write_frame(&mut send, &req).await?;
+        match copy_answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
             HostResponse::AlreadyStored => return Ok(()),
             HostResponse::Done => {}
-            other => return Err(format!("the target answered {other:?}")),
+            other => return Err(CopyAttachmentError::Unexpected(Box::new(other))),
         }
         loop {
             let next = tokio::task::spawn_blocking(move || {
                 let c = chunks.next();
                 (chunks, c)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             chunks = next.0;
             match next.1 {
-                Some(Ok(chunk)) => write_raw_frame(&mut send, &chunk.bytes)
-                    .await
-                    .map_err(|e| e.to_string())?,
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(chunk) => write_raw_frame(&mut send, &chunk?.bytes).await?,
                 None => break,
             }
         }
-        send.finish().map_err(|e| e.to_string())?;
-        match answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
+        send.finish()?;
+        match copy_answer(read_frame(&mut recv, MESSAGE_BYTES_MAX).await)? {
             HostResponse::Done => Ok(()),
-            other => Err(format!("the target answered {other:?}")),
+            other => Err(CopyAttachmentError::Unexpected(Box::new(other))),
         }
     }
 
@@ -389,6 +420,32 @@ impl Node {
     }
 }
 
+/// What one probe's answer (`None`: none within [`PROBE_TIMEOUT`]) says:
+/// any answer, a refusal included, shows the target is alive.
+fn probe_outcome(
+    answer: Option<std::result::Result<HostResponse, SessionError>>,
+) -> std::result::Result<(), ProbeError> {
+    match answer {
+        Some(Ok(_)) | Some(Err(SessionError::Net(NetError::Remote(_)))) => Ok(()),
+        Some(Err(e)) => Err(ProbeError::Failed(e)),
+        None => Err(ProbeError::Timeout {
+            limit: PROBE_TIMEOUT,
+        }),
+    }
+}
+
+/// The target's answer frame during a copy, its refusal and an early end
+/// of the stream as errors.
+fn copy_answer(
+    frame: Result<Option<std::result::Result<HostResponse, WireError>>>,
+) -> std::result::Result<HostResponse, CopyAttachmentError> {
+    match frame? {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(w)) => Err(CopyAttachmentError::Refused(w)),
+        None => Err(CopyAttachmentError::Closed),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +460,54 @@ mod tests {
         );
         // Even the largest attachment is bounded.
         assert!(copy_timeout(attachments::ATTACHMENT_BYTES_MAX) < Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_refusal_answers_a_probe_but_a_failed_request_or_silence_does_not() {
+        let refused = WireError::new(WireError::FORBIDDEN, "no");
+        assert!(probe_outcome(Some(Ok(HostResponse::Done))).is_ok());
+        assert!(probe_outcome(Some(Err(SessionError::Net(NetError::Remote(refused))))).is_ok());
+        let failed = probe_outcome(Some(Err(SessionError::Net(NetError::EndOfStream))));
+        assert!(matches!(
+            failed,
+            Err(ProbeError::Failed(SessionError::Net(NetError::EndOfStream)))
+        ));
+        let silent = probe_outcome(None).unwrap_err();
+        assert!(matches!(silent, ProbeError::Timeout { limit } if limit == PROBE_TIMEOUT));
+        // The wording the logs had before the errors were typed.
+        assert_eq!(
+            silent.to_string(),
+            format!("no answer to a probe within {PROBE_TIMEOUT:?}")
+        );
+        assert_eq!(
+            ProbeError::Failed(SessionError::Net(NetError::EndOfStream)).to_string(),
+            format!("the probe failed: {}", NetError::EndOfStream)
+        );
+    }
+
+    #[test]
+    fn a_copy_answer_keeps_the_refusal_and_the_transport_error() {
+        let refused = WireError::new(WireError::FORBIDDEN, "not listed");
+        match copy_answer(Ok(Some(Err(refused.clone())))) {
+            Err(CopyAttachmentError::Refused(w)) => assert_eq!(w, refused),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            copy_answer(Ok(None)),
+            Err(CopyAttachmentError::Closed)
+        ));
+        assert!(matches!(
+            copy_answer(Err(NetError::EndOfStream)),
+            Err(CopyAttachmentError::Net(NetError::EndOfStream))
+        ));
+        assert!(matches!(
+            copy_answer(Ok(Some(Ok(HostResponse::Done)))),
+            Ok(HostResponse::Done)
+        ));
+        // A refusal reads as the refusal itself, as before.
+        assert_eq!(
+            CopyAttachmentError::Refused(refused.clone()).to_string(),
+            refused.to_string()
+        );
     }
 }
