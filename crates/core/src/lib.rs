@@ -7,7 +7,9 @@
 //! `dem-node` carries out.
 //!
 //! - [`dispatch`]: the dispatch unit;
-//! - [`replica`]: replica sets, the op window, copies no listing names.
+//! - [`replica`]: replica sets, the op window, copies no listing names;
+//! - [`migration`]: the steps of a mailbox move, source and target.
 
 pub mod dispatch;
+pub mod migration;
 pub mod replica;

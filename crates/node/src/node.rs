@@ -8,10 +8,12 @@
 //! - `transfer`: attachment chunk streams in and out;
 //! - `attachment_keeper`: R replicas per attachment, regenerated and
 //!   collected; `attachment_refs`: renewing what this host's mails reference;
-//! - `migrate`: mailboxes moving to and from other hosts (`Migrate`,
-//!   `MissingCode`, `Pull`); `delta_move`: a move onto an older copy
-//!   that ships only the missing ops (`Holds`, `MoveDelta`); `traffic`:
-//!   the replication bytes received (`Traffic`);
+//! - `migrate` (source) and `migrate_in` (target): mailboxes moving to and
+//!   from other hosts (`Migrate`, `MissingCode`, `Pull`), driving
+//!   `dem_core::migration`'s state machines; `move_stream`: the bytes of a
+//!   move; `delta_move`: a move onto an older copy that ships only the
+//!   missing ops (`Holds`, `MoveDelta`); `traffic`: the replication bytes
+//!   received (`Traffic`);
 //! - `home`: an owner's host pulling its owner's mailbox home;
 //! - `leave`: the graceful leave that moves everything off.
 //!
@@ -28,6 +30,7 @@ mod keeper;
 mod leave;
 mod migrate;
 mod migrate_in;
+mod move_stream;
 mod plugin_code;
 mod pull;
 mod serve;

@@ -8,9 +8,10 @@
 //! the ops as `DeltaFrame`s on the same stream. The target checks that its
 //! copy is unlisted and still at the vector the ops were chosen against,
 //! applies them durably, and then, as the grantee of the move, records
-//! itself at the next epoch exactly as `migrate_in` does. Anything else
-//! (no copy, a copy with ops of its own, a window that does not reach back,
-//! a refusal) falls back to the whole state (`migrate.rs`).
+//! itself at the next epoch exactly as `migrate_in` does (the same
+//! `TargetMove` decides both). Anything else (no copy, a copy with ops of
+//! its own, a window that does not reach back, a refusal) falls back to
+//! the whole state, as `SourceMove` decides (`migrate.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +19,16 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use super::Node;
-use super::grant::PendingGrant;
-use super::migrate::{MigrateError, answer_move, within_move_timeout};
+use super::migrate::{MigrateError, answer_move};
+use super::migrate_in::{Arrival, Inbound};
+use super::move_stream::MoveStream;
 use super::serve::{internal, mailbox_id};
 use super::traffic::Kind;
 use crate::mailbox::MailboxCallError;
 use crate::mailbox::actor::DeltaState;
 use crate::replica::{DeltaError, DeltaReceiver, VV_ORIGINS_MAX, VersionVector, encode_delta};
 use dem_client::mailbox_ref::NOT_HERE;
+use dem_core::migration::CopyHere;
 use dem_identity::{Epoch, HostId, UserId};
 use dem_net::{Exchange, FrameReader, WireError};
 use dem_proto::dispatch::CONFLICT;
@@ -70,15 +73,15 @@ impl Node {
     }
 
     /// Sends `delta` of `user`'s mailbox to `to` as the move to `epoch`,
-    /// finished once `grant` is.
+    /// every frame but not the end (which the source's `SourceMove`
+    /// decides).
     pub(super) async fn send_delta(
         &self,
         user: UserId,
         delta: &DeltaState,
         (to, to_addr): (HostId, &str),
         epoch: Epoch,
-        grant: &mut PendingGrant,
-    ) -> Result<u64, MigrateError> {
+    ) -> Result<MoveStream, MigrateError> {
         let conn = self
             .session
             .connect(to_addr, to)
@@ -98,18 +101,17 @@ impl Node {
             ops: delta.ops.len() as u64,
         }));
         let bytes: usize = frames.iter().map(|f| f.len() + 4).sum();
-        let position = self
-            .stream_to(
+        let stream = self
+            .write_stream(
                 &conn,
                 &request,
                 frames
                     .into_iter()
                     .map(|f| Ok::<_, DeltaError>(EncodedFrame::from(f))),
-                grant,
             )
             .await?;
         tracing::info!(ops = delta.ops.len(), bytes, "sent the move as a delta");
-        Ok(position)
+        Ok(stream)
     }
 
     /// `Holds`: this host's copy's vector, if it has one.
@@ -129,7 +131,8 @@ impl Node {
     }
 
     /// Target side of `MoveDelta`: reads the frames, applies the ops to the
-    /// older copy, reports the location, answers `Imported`.
+    /// older copy, reports the location, answers `Imported`, as
+    /// `TargetMove` decides (`migrate_in.rs` drives it).
     pub(super) async fn move_delta_in(
         self: Arc<Self>,
         header: Box<DeltaHeader>,
@@ -137,18 +140,33 @@ impl Node {
     ) -> dem_net::Result<()> {
         let span = tracing::info_span!("delta-in", mailbox = %header.mailbox.short(), host = %self.id.short(), epoch = %header.epoch);
         async {
-            let answer = within_move_timeout(self.receive_delta(&header, &mut ex)).await;
-            answer_move(&mut ex, answer, "refused a delta move").await
+            const REFUSED: &str = "refused a delta move";
+            let from = HostId(ex.peer_key);
+            let mut inbound = match Inbound::new(&self, header.mailbox, from, header.epoch, REFUSED)
+            {
+                Ok(inbound) => inbound,
+                Err(e) => return answer_move(&mut ex, Err(e), REFUSED).await,
+            };
+            let receive = async {
+                let arrival = self.receive_delta(&header, &mut ex).await?;
+                // `receive_delta` refused any other copy.
+                Ok((arrival, CopyHere::Stale))
+            };
+            inbound.receive(receive).await;
+            inbound.run(&mut ex).await
         }
         .instrument(span)
         .await
     }
 
+    /// Checks that this host keeps an unlisted copy at the delta's base,
+    /// reads the frames and stores the components they carry; the ops are
+    /// not applied yet.
     async fn receive_delta(
         &self,
         header: &DeltaHeader,
         ex: &mut Exchange,
-    ) -> Result<HostResponse, WireError> {
+    ) -> Result<Arrival, WireError> {
         let conflict = |m: String| WireError::new(CONFLICT, m);
         let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
         let user = header.mailbox;
@@ -188,32 +206,29 @@ impl Node {
         let delta = receiver.finish().map_err(|e| bad(&e))?;
         self.check_copy(&id, header).await?;
         self.insert_carried_code(delta.code)?;
-        let ops = delta.ops.len();
-        let vv = self
-            .mailboxes
-            .apply(&id, delta.ops)
-            .await
-            .map_err(|e| match e {
-                MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m),
-                e => internal(e),
-            })?;
-        if !vv.covers(&header.vv) {
-            return Err(conflict(format!(
-                "the ops left this copy at {vv}, short of {}; send the whole state",
-                header.vv
-            )));
-        }
-        self.replication.forget(&id);
-        let from = HostId(ex.peer_key);
-        if let Err(e) = self.take_over_from(user, from, header.epoch, None).await {
-            // As for a whole move: without dispatch's record this copy
-            // must not serve.
-            if let Err(e) = self.mailboxes.remove(&id).await {
-                tracing::warn!(error = %e, "dropping a refused delta move");
-            }
+        Ok(Arrival::Delta {
+            ops: delta.ops,
+            vv: header.vv.clone(),
+        })
+    }
+
+    /// Applies a delta's ops durably to the copy here, which must then
+    /// cover `vv`; the log position it ends at.
+    pub(super) async fn apply_delta(
+        &self,
+        id: &MailboxId,
+        ops: Vec<Vec<u8>>,
+        vv: &VersionVector,
+    ) -> Result<u64, WireError> {
+        let count = ops.len();
+        let now = self.mailboxes.apply(id, ops).await.map_err(|e| match e {
+            MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m),
+            e => internal(e),
+        })?;
+        if !now.covers(vv) {
             return Err(WireError::new(
-                WireError::FORBIDDEN,
-                format!("the dispatch unit did not accept the move: {e}"),
+                CONFLICT,
+                format!("the ops left this copy at {now}, short of {vv}; send the whole state"),
             ));
         }
         let log_position = self
@@ -221,8 +236,12 @@ impl Node {
             .store()
             .and_then(|s| s.last_seq(id.as_str()).ok().flatten())
             .unwrap_or(0);
-        tracing::info!(ops, log_position, "mailbox caught up by a delta move");
-        Ok(HostResponse::Imported { log_position })
+        tracing::info!(
+            ops = count,
+            log_position,
+            "mailbox caught up by a delta move"
+        );
+        Ok(log_position)
     }
 
     /// The copy here must be exactly what the source chose the ops

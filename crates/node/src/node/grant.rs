@@ -3,29 +3,34 @@
 //! At the source, dispatch's grant may still be on its way while the move
 //! starts. An owner's `Pull` that names where the target listens lets the
 //! source read, pause and stream the state while the dispatch unit
-//! records the grant (one fsync there), instead of one after the other. Only the end of the stream waits for the grant: the
-//! target imports and claims the mailbox after the end, so a move that
-//! dispatch refuses never gets past the target's staging, which the reset
-//! stream throws away. (The target's location update would be refused
+//! records the grant (one fsync there), instead of one after the other.
+//! Only the end of the stream waits for the grant: the target imports and
+//! claims the mailbox after the end, so a move that dispatch refuses never
+//! gets past the target's staging, which the reset stream throws away. (The target's location update would be refused
 //! too: dispatch accepts it only from the grantee.)
 //!
 //! At the target, the grantee reports the move at the new epoch once it
 //! has imported the mailbox durably, with the holder list it looked up
-//! while the state streamed in.
+//! while the state streamed in. What each answer means, and what to do
+//! when one is lost, the state machines of `dem_core::migration` decide;
+//! this file only asks.
 
 use tokio::sync::watch;
 
 use super::Node;
-use super::migrate::MigrateError;
 use crate::dispatch::ObjectRef;
-use dem_client::SessionError;
+use dem_client::{ClientError, SessionError};
+use dem_core::migration::{Listing, LocationAnswer};
 use dem_identity::{Epoch, HostId, UserId};
 use dem_proto::{DispatchRequest, DispatchResponse};
 
-/// The grant a move waits for before it finishes its stream.
+/// Dispatch's grant of a move, as it arrives: the source's state machine
+/// (`dem_core::migration::SourceMove`) decides what it means at each step.
 #[derive(Debug)]
 pub struct PendingGrant {
     settled: watch::Receiver<Option<Result<(), String>>>,
+    /// The answer was handed to the move already.
+    taken: bool,
 }
 
 /// Settles a [`PendingGrant`] with dispatch's answer.
@@ -39,34 +44,44 @@ impl PendingGrant {
     /// departure's or a failover's placement is one).
     pub fn given() -> Self {
         let (_, settled) = watch::channel(Some(Ok(())));
-        PendingGrant { settled }
+        PendingGrant {
+            settled,
+            taken: false,
+        }
     }
 
     /// A grant still being asked for, and the handle that settles it.
     pub fn pending() -> (GrantAnswer, Self) {
         let (tx, settled) = watch::channel(None);
-        (GrantAnswer { tx }, PendingGrant { settled })
+        (
+            GrantAnswer { tx },
+            PendingGrant {
+                settled,
+                taken: false,
+            },
+        )
     }
 
-    /// Waits for dispatch's answer; a refusal, or an answer that will not
-    /// come, is an error.
-    pub async fn granted(&mut self) -> Result<(), MigrateError> {
-        match self.settled.wait_for(Option::is_some).await.as_deref() {
-            Ok(Some(Ok(()))) => Ok(()),
-            Ok(Some(Err(e))) => Err(MigrateError::NotAuthorized(e.clone())),
-            Ok(None) | Err(_) => Err(MigrateError::NotAuthorized(
-                "the authorization was abandoned".into(),
-            )),
+    /// Dispatch's answer if it has come and was not taken yet: `Ok` grants
+    /// the move, an error refuses it.
+    pub fn take(&mut self) -> Option<Result<(), String>> {
+        if self.taken {
+            return None;
         }
+        let answer = self.settled.borrow().clone()?;
+        self.taken = true;
+        Some(answer)
     }
 
-    /// Dispatch's refusal, if it has already come: no need to pause the
-    /// mailbox and send its state only to throw it away.
-    pub fn refused(&self) -> Option<MigrateError> {
-        match &*self.settled.borrow() {
-            Some(Err(e)) => Some(MigrateError::NotAuthorized(e.clone())),
-            Some(Ok(())) | None => None,
-        }
+    /// Waits for dispatch's answer and takes it; an answer that will not
+    /// come (the asking side gave up) is a refusal.
+    pub async fn answer(&mut self) -> Result<(), String> {
+        let answer = match self.settled.wait_for(Option::is_some).await.as_deref() {
+            Ok(Some(answer)) => answer.clone(),
+            Ok(None) | Err(_) => Err("the authorization was abandoned".into()),
+        };
+        self.taken = true;
+        answer
     }
 }
 
@@ -79,54 +94,48 @@ impl GrantAnswer {
 }
 
 impl Node {
-    /// As the target of a move from `from`: reports to dispatch that this
-    /// host now holds `user`'s mailbox in `from`'s place at `epoch`, the
-    /// other replicas staying. `listed`: the holders as looked up while the
-    /// state streamed in (see `holders_before`); else they are
-    /// looked up now.
-    pub(super) async fn take_over_from(
+    /// As the target of a move: asks dispatch to record `hosts` (this host
+    /// first, as `TargetMove` put them) for `user`'s mailbox at `epoch`.
+    /// Dispatch's answer as far as it can be told: a refusal that proves
+    /// nothing, or no answer, may hide an update that was taken.
+    pub(super) async fn update_location(
         &self,
         user: UserId,
-        from: HostId,
         epoch: Epoch,
-        listed: Option<Vec<HostId>>,
-    ) -> Result<(), SessionError> {
-        let mut hosts = match listed {
-            Some(hosts) => hosts,
-            None => self.holders_before(user, Epoch(u64::MAX)).await?,
+        hosts: Vec<HostId>,
+    ) -> LocationAnswer {
+        let update = DispatchRequest::LocationUpdate {
+            object: ObjectRef::Mailbox(user),
+            hosts,
+            epoch,
         };
-        hosts.retain(|h| *h != from && *h != self.id);
-        hosts.insert(0, self.id);
-        self.session
-            .dispatch(&DispatchRequest::LocationUpdate {
-                object: ObjectRef::Mailbox(user),
-                hosts,
-                epoch,
-            })
-            .await
-            .map(drop)
+        match self.session.dispatch(&update).await {
+            Ok(_) => LocationAnswer::Applied,
+            Err(SessionError::Dispatch(ClientError::Refused { error, .. })) => {
+                LocationAnswer::from_refusal(&error)
+            }
+            Err(e) => LocationAnswer::Lost(e.to_string()),
+        }
     }
 
-    /// The hosts dispatch lists for `user`'s mailbox at an epoch below
-    /// `epoch`. A listing looked up ahead of the update that claims
-    /// `epoch` cannot go stale unnoticed: every change of the list raises
-    /// the epoch, and dispatch takes only a strictly higher one.
-    pub(super) async fn holders_before(
-        &self,
-        user: UserId,
-        epoch: Epoch,
-    ) -> Result<Vec<HostId>, SessionError> {
+    /// Where dispatch says `user`'s mailbox is: its epoch and holders. Both
+    /// sides of a move ask it: the target for the holders to report the
+    /// move with (a listing below the move's epoch cannot go stale
+    /// unnoticed: every change of the list raises the epoch, and dispatch
+    /// takes only a strictly higher one), and either side to learn whether
+    /// an update whose answer was lost was taken.
+    pub(super) async fn mailbox_listing(&self, user: UserId) -> Result<Listing, String> {
         match self
             .session
             .dispatch(&DispatchRequest::LookupUser { user })
-            .await?
+            .await
         {
-            DispatchResponse::Mailbox(found) if found.epoch < epoch => {
-                Ok(found.hosts.iter().map(|h| h.host).collect())
-            }
-            other => Err(SessionError::Unexpected(format!(
-                "dispatch answered {other:?}"
-            ))),
+            Ok(DispatchResponse::Mailbox(found)) => Ok(Listing {
+                epoch: found.epoch,
+                hosts: found.hosts.iter().map(|h| h.host).collect(),
+            }),
+            Ok(other) => Err(format!("dispatch answered {other:?}")),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -136,16 +145,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_given_grant_is_granted_at_once() {
+    async fn a_given_grant_is_taken_once() {
         let mut grant = PendingGrant::given();
-        assert!(grant.refused().is_none());
-        assert!(grant.granted().await.is_ok());
+        assert_eq!(grant.take(), Some(Ok(())));
+        assert_eq!(grant.take(), None);
     }
 
     #[tokio::test]
     async fn a_pending_grant_waits_for_its_answer() {
         let (answer, mut grant) = PendingGrant::pending();
-        let waiting = tokio::spawn(async move { grant.granted().await });
+        assert_eq!(grant.take(), None);
+        let waiting = tokio::spawn(async move { grant.answer().await });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         answer.settle(Ok(()));
@@ -153,24 +163,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refusal_or_a_dropped_answer_stops_the_move() {
+    async fn a_refusal_or_a_dropped_answer_refuses_the_move() {
         let (answer, mut grant) = PendingGrant::pending();
-        assert!(grant.refused().is_none());
         answer.settle(Err("the host is not live".into()));
-        assert!(grant.refused().is_some());
-        let refused = grant.granted().await;
-        assert!(
-            matches!(&refused, Err(MigrateError::NotAuthorized(e)) if e.contains("not live")),
-            "{refused:?}"
-        );
-        // Asked again (a delta move falling back to the whole state), the
-        // answer is the same.
-        assert!(grant.granted().await.is_err());
+        assert!(matches!(grant.take(), Some(Err(e)) if e.contains("not live")));
         let (answer, mut grant) = PendingGrant::pending();
         drop(answer);
-        assert!(matches!(
-            grant.granted().await,
-            Err(MigrateError::NotAuthorized(_))
-        ));
+        assert_eq!(grant.take(), None);
+        assert!(grant.answer().await.is_err());
     }
 }

@@ -1,144 +1,283 @@
-//! The target side of a mailbox move (`Migrate`, see `migrate.rs`): reads
-//! the export stream, imports it durably, takes over the location at the
-//! granted epoch and answers `Imported`.
+//! The target side of a mailbox move, the driver of
+//! `dem_core::migration::TargetMove`: for `Migrate` (the whole state, here)
+//! and `MoveDelta` (the ops an older copy lacks, `delta_move.rs`). The
+//! machine decides the steps (import only after the end of the stream,
+//! report the location only once durable, what a refusal or a lost answer
+//! from dispatch means, when to delete the import and when to keep it);
+//! [`Inbound`] carries them out and feeds the results back.
 //!
-//! A large snapshot is written to a staged file chunk by chunk as it
-//! arrives, on a blocking thread fed through a short channel (so QUIC flow
-//! control paces the sender when the disk falls behind), and the import
-//! commit only names that file: after the last byte, what remains is the
+//! A whole state is received by `receive`: a large snapshot is staged as
+//! its file while it streams, so after the last byte what remains is the
 //! file's final fsync and a redb commit of the log tail. The move is
-//! acknowledged once the state is durable and every checksum held; the
-//! mailbox is restored once the source has the answer, off its clock.
+//! acknowledged once the state is durable, every checksum held and
+//! dispatch records this host; the mailbox is restored once the source has
+//! the answer, off its clock.
 
+mod receive;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use super::Node;
-use super::migrate::{answer_move, owner_of, within_move_timeout};
+use super::migrate::{MoveClock, answer_move};
+use super::move_stream::owner_of;
 use super::serve::internal;
-use super::traffic::Kind;
-use crate::mailbox::actor::{ExportedState, vv_after};
 use crate::mailbox::request::Request;
 use crate::replica::VersionVector;
+use dem_core::migration::{CopyHere, StepError, TargetAction, TargetMove};
 use dem_identity::{Epoch, HostId, UserId};
-use dem_net::{Exchange, FrameReader, WireError};
+use dem_net::{Exchange, WireError};
 use dem_proto::HostResponse;
-use dem_proto::export::{ExportHeader, StreamedSnapshot};
-use dem_proto::export::{FRAME_BYTES_MAX, Importer};
+use dem_proto::export::ExportHeader;
 use dem_proto::ids::MailboxId;
-use dem_store::{
-    Commit, ImportTail, MailboxStore, SnapshotRecord, SnapshotStaging, StageToken, StagedRecord,
-    StagingError,
-};
+use receive::Incoming;
 
 /// How long a moved-in mailbox waits for its answer to be delivered
 /// before it restores.
 const ANSWER_DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Snapshot chunks (of up to 1 MiB) queued for the staging thread.
-const STAGING_CHUNKS_QUEUED: usize = 4;
-
-/// A frame's buffer and where its snapshot chunk lies in it: the chunk
-/// goes to the staging thread without being copied out of its frame.
-type FrameChunk = (Vec<u8>, std::ops::Range<usize>);
-
-/// Where the chunks of an incoming snapshot go.
-enum Sink {
-    /// Small enough for the database: kept in memory.
-    Memory(Vec<u8>),
-    /// Written to a staged file by a blocking task, which hands each
-    /// frame's buffer back for the next frame to be read into: a fresh
-    /// 1 MiB buffer per frame costs hundreds of page faults.
-    File {
-        chunks: mpsc::Sender<FrameChunk>,
-        emptied: mpsc::UnboundedReceiver<Vec<u8>>,
-        writer: tokio::task::JoinHandle<Result<SnapshotStaging, StagingError>>,
+/// What a move brings in, until it is imported or thrown away (dropping
+/// it drops what was staged).
+pub(super) enum Arrival {
+    /// A whole state (`Migrate`).
+    Whole(Box<Incoming>),
+    /// The ops of a `MoveDelta` for the older copy here, and the vector
+    /// they must bring it to.
+    Delta {
+        ops: Vec<Vec<u8>>,
+        vv: VersionVector,
     },
 }
 
-/// An incoming state: what the export carried, its snapshot staged if
-/// large, and its log tail staged in the store if it came first.
-struct Incoming {
+/// The target's driver: what it holds while its [`TargetMove`] runs.
+pub(super) struct Inbound<'a> {
+    node: &'a Node,
     user: UserId,
-    state: ExportedState,
-    staged: Option<StagedRecord>,
-    staged_tail: Option<StagedTail>,
-}
-
-/// A log tail written to the store while the snapshot streams
-/// (`MailboxStore::stage_log`), dropped from it again unless the import
-/// took it.
-struct StagedTail {
-    store: MailboxStore,
     id: MailboxId,
-    token: StageToken,
-    first: u64,
-    last: u64,
-    written: Option<Commit>,
-    imported: bool,
+    clock: MoveClock,
+    mv: TargetMove,
+    /// Actions the machine returned, not yet carried out.
+    todo: VecDeque<TargetAction>,
+    /// What to import, until the import takes it or it is discarded.
+    arrival: Option<Arrival>,
+    /// Where the import's log ends, for the `Imported` answer.
+    log_position: u64,
+    /// What a refusal is logged as.
+    refused: &'static str,
+    /// The import was a delta: the copy here ran already, nothing to
+    /// restore.
+    delta: bool,
+    started: std::time::Instant,
 }
 
-impl StagedTail {
-    fn start(store: &MailboxStore, id: &MailboxId, tail: Vec<(u64, Vec<u8>)>) -> Option<Self> {
-        let (first, last) = (tail.first()?.0, tail.last()?.0);
-        let (token, written) = store.stage_log(id.as_str(), tail);
-        Some(StagedTail {
-            store: store.clone(),
-            id: id.clone(),
-            token,
-            first,
-            last,
-            written: Some(written),
-            imported: false,
+impl<'a> Inbound<'a> {
+    /// A move of `user`'s mailbox onto this host from `from` at `epoch`.
+    pub(super) fn new(
+        node: &'a Node,
+        user: UserId,
+        from: HostId,
+        epoch: Epoch,
+        refused: &'static str,
+    ) -> Result<Self, WireError> {
+        let id = super::serve::mailbox_id(&user)?;
+        let clock = MoveClock::start();
+        let (mv, first) = TargetMove::new(clock.now_ms(), node.id, from, epoch);
+        Ok(Inbound {
+            node,
+            user,
+            id,
+            clock,
+            mv,
+            todo: first.into(),
+            arrival: None,
+            log_position: 0,
+            refused,
+            delta: false,
+            started: std::time::Instant::now(),
         })
     }
 
-    /// The import's tail, once its rows are committed.
-    async fn written(&mut self) -> Result<ImportTail, WireError> {
-        if let Some(written) = self.written.take() {
-            written.await.map_err(internal)?;
+    /// Receives the stream with `receive` (what arrived and what this host
+    /// keeps already) while the holders to report are looked up, as the
+    /// machine first asks, both within the move's deadline.
+    pub(super) async fn receive(
+        &mut self,
+        receive: impl Future<Output = Result<(Arrival, CopyHere), WireError>>,
+    ) {
+        let (node, user) = (self.node, self.user);
+        let lookup = self.todo.front() == Some(&TargetAction::LookupHolders);
+        if lookup {
+            self.todo.pop_front();
         }
-        Ok(ImportTail::Staged {
-            token: self.token,
-            first: self.first,
-            last: self.last,
-        })
-    }
-}
-
-impl Drop for StagedTail {
-    fn drop(&mut self) {
-        if !self.imported {
-            // Queued behind the staging, so the writer drops what it wrote.
-            drop(self.store.drop_staged_log(self.id.as_str(), self.token));
-        }
-    }
-}
-
-impl Incoming {
-    fn vv(&self) -> Result<VersionVector, WireError> {
-        let base = match (&self.staged, &self.state.snapshot) {
-            (Some(s), _) => s.vv.clone(),
-            (None, Some(s)) => s.vv.clone(),
-            (None, None) => VersionVector::new(),
+        let both = async {
+            let listing = async {
+                if lookup {
+                    Some(node.mailbox_listing(user).await)
+                } else {
+                    None
+                }
+            };
+            tokio::join!(receive, listing)
         };
-        vv_after(base, &self.state.tail).map_err(|e| bad(&e))
-    }
-
-    fn last_seq(&self) -> u64 {
-        match (&self.staged_tail, &self.staged, self.state.tail.last()) {
-            (Some(t), _, _) => t.last,
-            (None, _, Some((seq, _))) => *seq,
-            (None, Some(s), None) => s.seq,
-            (None, None, None) => self.state.last_seq(),
+        let Some((received, holders)) = self.clock.within(self.mv.poll_timeout(), both).await
+        else {
+            return self.timed_out();
+        };
+        tracing::debug!(
+            received_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            "received the state"
+        );
+        if let Some(holders) = holders {
+            self.feed(|mv, now| mv.handle_holders(now, holders));
+        }
+        match received {
+            Ok((arrival, copy)) => {
+                self.arrival = Some(arrival);
+                self.feed(|mv, now| mv.handle_stream_ended(now, copy));
+            }
+            Err(e) => self.feed(|mv, now| mv.handle_stream_failed(now, e)),
         }
     }
-}
 
-fn bad(e: &dyn std::fmt::Display) -> WireError {
-    WireError::new(WireError::BAD_REQUEST, e.to_string())
+    /// Carries out what the machine decides until it has answered the
+    /// source (and restored the mailbox).
+    pub(super) async fn run(mut self, ex: &mut Exchange) -> dem_net::Result<()> {
+        let mut answered = None;
+        while let Some(action) = self.todo.pop_front() {
+            let deadline = self.mv.poll_timeout();
+            let node = self.node;
+            match action {
+                TargetAction::LookupHolders => {
+                    match self
+                        .clock
+                        .within(deadline, node.mailbox_listing(self.user))
+                        .await
+                    {
+                        Some(found) => self.feed(|mv, now| mv.handle_holders(now, found)),
+                        None => self.timed_out(),
+                    }
+                }
+                TargetAction::Import { replace } => self.import(replace).await,
+                TargetAction::DiscardStaged => self.arrival = None,
+                TargetAction::UpdateLocation { epoch, hosts } => {
+                    let update = node.update_location(self.user, epoch, hosts);
+                    match self.clock.within(deadline, update).await {
+                        Some(answer) => self.feed(|mv, now| mv.handle_location_answer(now, answer)),
+                        None => self.timed_out(),
+                    }
+                }
+                TargetAction::CheckLocation { delay_ms } => {
+                    let check = async {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                        node.mailbox_listing(self.user).await
+                    };
+                    match self.clock.within(deadline, check).await {
+                        Some(found) => self.feed(|mv, now| mv.handle_location(now, found)),
+                        None => self.timed_out(),
+                    }
+                }
+                TargetAction::DeleteImport => {
+                    if let Err(e) = node.mailboxes.remove(&self.id).await {
+                        tracing::warn!(error = %e, "dropping a refused import");
+                    }
+                }
+                TargetAction::Acknowledge => {
+                    tracing::info!(
+                        log_position = self.log_position,
+                        took_ms = self.started.elapsed().as_secs_f64() * 1e3,
+                        "mailbox taken over"
+                    );
+                    let imported = HostResponse::Imported {
+                        log_position: self.log_position,
+                    };
+                    answered = Some(answer_move(ex, Ok(imported), self.refused).await);
+                    if self.restores() {
+                        // Restoring takes a core for tens of ms: let the
+                        // answer reach the source first, which waits on it
+                        // to finish the move.
+                        let _ = tokio::time::timeout(ANSWER_DELIVERY_WAIT, ex.send.stopped()).await;
+                    }
+                    self.feed(|mv, now| mv.handle_answered(now));
+                }
+                TargetAction::Refuse(refusal) => {
+                    answered = Some(answer_move(ex, Err(refusal), self.refused).await);
+                    self.feed(|mv, now| mv.handle_answered(now));
+                }
+                TargetAction::Restore => {
+                    if self.restores()
+                        && let Err(e) = node.mailboxes.call(&self.id, Request::ListPlugins).await
+                    {
+                        tracing::error!(error = %e, "a moved-in mailbox does not restore; its state stays on disk");
+                    }
+                }
+            }
+        }
+        match answered {
+            Some(answered) => answered,
+            // Only a driver bug leaves the source unanswered.
+            None => {
+                let e = internal("the move's driver broke its state machine's order");
+                answer_move(ex, Err(e), self.refused).await
+            }
+        }
+    }
+
+    /// Whether the import starts hibernated and is restored after the
+    /// answer (a whole state; a delta's copy ran already).
+    fn restores(&self) -> bool {
+        !self.delta
+    }
+
+    async fn import(&mut self, replace: bool) {
+        let Some(arrival) = self.arrival.take() else {
+            unreachable!("the machine imports only what arrived")
+        };
+        let node = self.node;
+        let id = &self.id;
+        self.delta = matches!(arrival, Arrival::Delta { .. });
+        let import = async {
+            match arrival {
+                Arrival::Whole(incoming) => node.import_incoming(id, *incoming, replace).await,
+                Arrival::Delta { ops, vv } => node.apply_delta(id, ops, &vv).await,
+            }
+        };
+        match self.clock.within(self.mv.poll_timeout(), import).await {
+            Some(Ok(log_position)) => {
+                node.replication.forget(id);
+                self.log_position = log_position;
+                tracing::debug!(
+                    imported_ms = self.started.elapsed().as_secs_f64() * 1e3,
+                    "imported"
+                );
+                self.feed(|mv, now| mv.handle_imported(now));
+            }
+            Some(Err(e)) => self.feed(|mv, now| mv.handle_import_failed(now, e)),
+            None => self.timed_out(),
+        }
+    }
+
+    fn feed(
+        &mut self,
+        input: impl FnOnce(&mut TargetMove, u64) -> Result<Vec<TargetAction>, StepError>,
+    ) {
+        match input(&mut self.mv, self.clock.now_ms()) {
+            Ok(actions) => self.todo.extend(actions),
+            // A bug here: stop; the import, if any, stays (unlisted unless
+            // dispatch took an update), and the source is told.
+            Err(e) => {
+                tracing::error!(error = %e, "the move's driver broke its state machine's order");
+                self.todo.clear();
+            }
+        }
+    }
+
+    /// The deadline passed during a step: the machine says what follows.
+    fn timed_out(&mut self) {
+        let deadline = self.mv.poll_timeout().unwrap_or(0);
+        self.feed(|mv, now| mv.handle_timeout(now.max(deadline)));
+    }
 }
 
 impl Node {
@@ -152,310 +291,59 @@ impl Node {
     ) -> dem_net::Result<()> {
         let span = tracing::info_span!("migrate-in", mailbox = %header.mailbox, host = %self.id.short(), %epoch);
         async {
-            let answer = within_move_timeout(self.import_stream(&header, epoch, &mut ex)).await;
-            let imported = answer.is_ok();
-            let answered = answer_move(&mut ex, answer, "refused an incoming mailbox").await;
-            if imported {
-                // Restoring takes a core for tens of ms: let the answer reach
-                // the source first, which waits on it to finish the move.
-                let _ = tokio::time::timeout(ANSWER_DELIVERY_WAIT, ex.send.stopped()).await;
-            }
-            if imported
-                && let Err(e) = self
-                    .mailboxes
-                    .call(&header.mailbox, Request::ListPlugins)
-                    .await
-            {
-                tracing::error!(error = %e, "a moved-in mailbox does not restore; its state stays on disk");
-            }
-            answered
+            const REFUSED: &str = "refused an incoming mailbox";
+            let from = HostId(ex.peer_key);
+            let inbound =
+                owner_of(&header).and_then(|user| Inbound::new(&self, user, from, epoch, REFUSED));
+            let mut inbound = match inbound {
+                Ok(inbound) => inbound,
+                Err(e) => return answer_move(&mut ex, Err(e), REFUSED).await,
+            };
+            let user = inbound.user;
+            let receive = async {
+                let incoming = self.receive_staged(&header, &mut ex).await?;
+                let copy = self.copy_here(user, &header.mailbox, &incoming).await?;
+                Ok((Arrival::Whole(Box::new(incoming)), copy))
+            };
+            inbound.receive(receive).await;
+            inbound.run(&mut ex).await
         }
         .instrument(span)
         .await
     }
 
-    async fn import_stream(
+    /// What this host keeps of `user`'s mailbox as a whole state for it
+    /// arrived. A peer cannot overwrite a live replica here; a stale copy
+    /// this host kept from before (it was down, others took over) may be
+    /// replaced by a state that has everything it has.
+    async fn copy_here(
         &self,
-        header: &ExportHeader,
-        epoch: Epoch,
-        ex: &mut Exchange,
-    ) -> Result<HostResponse, WireError> {
-        let id = header.mailbox.clone();
-        let started = std::time::Instant::now();
-        // The holders to report the move with are looked up meanwhile, so
-        // only the update itself follows the import.
-        let (incoming, listed) = tokio::join!(
-            self.receive_staged(header, ex),
-            self.holders_before(owner_of(header)?, epoch)
-        );
-        let incoming = incoming?;
-        let received_ms = started.elapsed().as_secs_f64() * 1e3;
-        // A peer cannot overwrite a live replica here; a stale copy this
-        // host kept from before (it was down, others took over) may be
-        // replaced by a state that has everything it has.
-        let replace = self.mailboxes.contains(&id).map_err(internal)?;
-        if replace && incoming.staged_tail.is_some() {
-            return Err(WireError::new(
-                dem_proto::dispatch::CONFLICT,
-                "this host took a copy of that mailbox meanwhile",
-            ));
+        user: UserId,
+        id: &MailboxId,
+        incoming: &Incoming,
+    ) -> Result<CopyHere, WireError> {
+        if !self.mailboxes.contains(id).map_err(internal)? {
+            return Ok(CopyHere::None);
         }
-        if replace {
-            let listed = self
-                .listing(incoming.user, true)
-                .await?
-                .members
-                .iter()
-                .any(|m| m.host == self.id);
-            let (_, ours) = self
-                .mailboxes
-                .since(&id, VersionVector::new(), 0)
-                .await
-                .map_err(internal)?;
-            let covers = incoming.vv().is_ok_and(|vv| vv.covers(&ours));
-            if listed || !covers {
-                return Err(WireError::new(
-                    dem_proto::dispatch::CONFLICT,
-                    "this host already holds that mailbox",
-                ));
-            }
+        if incoming.tail_staged() {
+            return Ok(CopyHere::TakenMeanwhile);
         }
-        let from = HostId(ex.peer_key);
-        let log_position = incoming.last_seq();
-        let Incoming {
-            user,
-            state,
-            staged,
-            mut staged_tail,
-        } = incoming;
-        let staged_rows = match staged_tail.as_mut() {
-            Some(t) => Some(t.written().await?),
-            None => None,
-        };
-        let tail_ms = started.elapsed().as_secs_f64() * 1e3;
-        self.mailboxes
-            .import_durable(&id, state, staged, staged_rows, replace)
+        let listed = self
+            .listing(user, true)
+            .await?
+            .members
+            .iter()
+            .any(|m| m.host == self.id);
+        let (_, ours) = self
+            .mailboxes
+            .since(id, VersionVector::new(), 0)
             .await
             .map_err(internal)?;
-        if let Some(t) = staged_tail.as_mut() {
-            t.imported = true;
-        }
-        self.replication.forget(&id);
-        let imported_ms = started.elapsed().as_secs_f64() * 1e3;
-        // Only the grantee of an authorized move may say so: if dispatch
-        // refuses, this copy must not exist.
-        if let Err(e) = self.take_over_from(user, from, epoch, listed.ok()).await {
-            if let Err(e) = self.mailboxes.remove(&id).await {
-                tracing::warn!(error = %e, "dropping a refused import");
-            }
-            return Err(WireError::new(
-                WireError::FORBIDDEN,
-                format!("the dispatch unit did not accept the move: {e}"),
-            ));
-        }
-        tracing::info!(
-            log_position,
-            received_ms,
-            tail_ms,
-            imported_ms,
-            listed_ms = started.elapsed().as_secs_f64() * 1e3,
-            "mailbox imported"
-        );
-        Ok(HostResponse::Imported { log_position })
-    }
-
-    /// Reads export frames after `header` off the exchange, checks them,
-    /// stores the components they carry and stages a large snapshot as
-    /// its file; the state is not imported yet.
-    async fn receive_staged(
-        &self,
-        header: &ExportHeader,
-        ex: &mut Exchange,
-    ) -> Result<Incoming, WireError> {
-        let user = owner_of(header)?;
-        let mut importer = Importer::streaming();
-        let mut sink: Option<Sink> = None;
-        // A tail that comes before its snapshot is written meanwhile,
-        // unless this host has a copy the import may replace.
-        let stage_to = match self.mailboxes.store() {
-            Some(store) if !self.mailboxes.contains(&header.mailbox).map_err(internal)? => {
-                Some(store.clone())
-            }
-            _ => None,
-        };
-        let mut staged_tail = None;
-        // Where the receive's time goes, for the debug log.
-        let (mut check_ms, mut queue_ms, mut first_ms) = (0.0, 0.0, None);
-        let started = std::time::Instant::now();
-        let mut frames = FrameReader::new(&mut ex.recv);
-        loop {
-            let buffer = match &mut sink {
-                Some(Sink::File { emptied, .. }) => emptied.try_recv().unwrap_or_default(),
-                _ => Vec::new(),
-            };
-            let read = frames.next_into(FRAME_BYTES_MAX, buffer).await;
-            let Some(bytes) = read.map_err(|e| bad(&e))? else {
-                break;
-            };
-            first_ms.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
-            self.traffic.frame(Kind::Full, bytes.len());
-            let t = std::time::Instant::now();
-            let handled = importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
-            check_ms += t.elapsed().as_secs_f64() * 1e3;
-            if staged_tail.is_none()
-                && let Some(store) = &stage_to
-                && importer.header().is_some_and(|h| h.snapshot.is_some())
-                && let Some(tail) = importer.take_tail()
-            {
-                staged_tail = StagedTail::start(store, &header.mailbox, tail);
-            }
-            let Some(range) = handled else {
-                continue;
-            };
-            if sink.is_none() {
-                let (format, size) = importer.header().map_or((0, 0), |h| {
-                    let size = h.snapshot.as_ref().map_or(0, |s| s.size_bytes);
-                    (h.format_version, size)
-                });
-                sink = Some(self.snapshot_sink(format, size)?);
-            }
-            let t = std::time::Instant::now();
-            match &mut sink {
-                Some(Sink::Memory(kept)) => {
-                    kept.extend_from_slice(bytes.get(range).unwrap_or_default())
-                }
-                // The writer stopped: its error says why.
-                Some(Sink::File { chunks, .. }) if chunks.send((bytes, range)).await.is_err() => {
-                    break;
-                }
-                Some(Sink::File { .. }) | None => {}
-            }
-            queue_ms += t.elapsed().as_secs_f64() * 1e3;
-        }
-        tracing::debug!(
-            first_ms,
-            check_ms,
-            queue_ms,
-            frames_ms = started.elapsed().as_secs_f64() * 1e3,
-            "received the frames"
-        );
-        let staged_file = match sink {
-            Some(Sink::File { chunks, writer, .. }) => {
-                drop(chunks);
-                let staging = writer.await.map_err(internal)?.map_err(internal)?;
-                tracing::debug!(
-                    written_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "wrote the snapshot file"
-                );
-                Some(staging)
-            }
-            Some(Sink::Memory(bytes)) => {
-                return self
-                    .finish_incoming(
-                        &header.mailbox,
-                        user,
-                        importer,
-                        (Some(bytes), None),
-                        staged_tail,
-                    )
-                    .await;
-            }
-            None => None,
-        };
-        self.finish_incoming(
-            &header.mailbox,
-            user,
-            importer,
-            (None, staged_file),
-            staged_tail,
-        )
-        .await
-    }
-
-    /// Where the chunks of a snapshot of `size_bytes` go.
-    fn snapshot_sink(&self, format_version: u32, size_bytes: u64) -> Result<Sink, WireError> {
-        let store = self
-            .mailboxes
-            .store()
-            .ok_or_else(|| internal("this host keeps no store"))?
-            .clone();
-        // A format-1 checksum is not the file's name: keep it for the
-        // store to write (only older peers send it).
-        if size_bytes < dem_store::BLOB_BYTES_MIN as u64 || format_version < 2 {
-            return Ok(Sink::Memory(Vec::with_capacity(size_bytes as usize)));
-        }
-        let (chunks, mut rx) = mpsc::channel::<FrameChunk>(STAGING_CHUNKS_QUEUED);
-        let (empty, emptied) = mpsc::unbounded_channel();
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut staging = store.stage_snapshot()?;
-            while let Some((frame, range)) = rx.blocking_recv() {
-                let chunk = frame.get(range).ok_or_else(|| {
-                    std::io::Error::other("a snapshot chunk lies outside its frame")
-                })?;
-                staging.write(chunk)?;
-                // At most the queue's buffers and two more circulate.
-                let _ = empty.send(frame);
-            }
-            Ok(staging)
-        });
-        Ok(Sink::File {
-            chunks,
-            emptied,
-            writer,
-        })
-    }
-
-    /// Checks the end of the stream and puts the state together: the kept
-    /// snapshot bytes, or the staged file made durable.
-    async fn finish_incoming(
-        &self,
-        id: &MailboxId,
-        user: UserId,
-        importer: Importer,
-        (kept, staging): (Option<Vec<u8>>, Option<SnapshotStaging>),
-        staged_tail: Option<StagedTail>,
-    ) -> Result<Incoming, WireError> {
-        let imported = importer.finish().map_err(|e| bad(&e))?;
-        self.insert_carried_code(imported.code)?;
-        let mut state = imported.state;
-        let streamed = imported.streamed;
-        let staged = match (streamed, kept, staging) {
-            (None, None, None) => None,
-            (Some(StreamedSnapshot { header: s }), kept, None)
-                if kept.is_some() || s.size_bytes == 0 =>
-            {
-                let bytes = kept.unwrap_or_default();
-                state.snapshot = Some(SnapshotRecord {
-                    seq: s.seq,
-                    schema_version: s.schema_version,
-                    bytes: bytes.into(),
-                    vv: s.vv,
-                });
-                None
-            }
-            (Some(StreamedSnapshot { header: s }), None, Some(staging)) => {
-                let name = s.blake3.0;
-                let staged = tokio::task::spawn_blocking(move || staging.finish(name))
-                    .await
-                    .map_err(internal)?
-                    .map_err(internal)?;
-                Some(StagedRecord {
-                    seq: s.seq,
-                    schema_version: s.schema_version,
-                    vv: s.vv,
-                    staged,
-                })
-            }
-            _ => return Err(bad(&"the snapshot did not arrive whole")),
-        };
-        if imported.mailbox != *id {
-            return Err(bad(&"the stream is for another mailbox"));
-        }
-        Ok(Incoming {
-            user,
-            state,
-            staged,
-            staged_tail,
+        let covers = incoming.vv().is_ok_and(|vv| vv.covers(&ours));
+        Ok(if listed || !covers {
+            CopyHere::Live
+        } else {
+            CopyHere::Stale
         })
     }
 }

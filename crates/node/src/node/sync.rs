@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 use tokio::sync::{Notify, watch};
 
-use super::grant::PendingGrant;
 use super::serve::{internal, mailbox_id};
 use super::{MigrateError, Node};
 use crate::dispatch::HostAddr;
@@ -500,14 +499,11 @@ impl Node {
         let state = self.mailboxes.export(id).await?;
         let vv = state.vv()?;
         let request = |header| HostRequest::Copy { header };
-        self.send_mailbox(
-            id,
-            &state,
-            (host, addr),
-            request,
-            &mut PendingGrant::given(),
-        )
-        .await?;
+        // A copy needs no grant: its stream ends as soon as it is written.
+        self.send_mailbox(id, &state, (host, addr), request)
+            .await?
+            .finish()
+            .await?;
         tracing::info!(mailbox = %id, peer = %host.short(), "sent a whole copy");
         Ok(vv)
     }

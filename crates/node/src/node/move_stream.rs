@@ -1,0 +1,301 @@
+//! The bytes of a move or a whole copy: asking the target which components
+//! it lacks (`MissingCode`), writing the request and the export frames on
+//! one stream (small ones batched, so QUIC flow control paces it), and
+//! ending that stream for the target's answer ([`MoveStream`]); on the
+//! receiving side, reading and checking export frames and storing the
+//! components they carry. When a move's stream ends is decided by
+//! `dem_core::migration::SourceMove` (`migrate.rs`); what the target does
+//! with it by `TargetMove` (`migrate_in.rs`).
+
+use super::Node;
+use super::traffic::Kind;
+use crate::mailbox::actor::ExportedState;
+use dem_client::HOST_REQUEST_TIMEOUT;
+use dem_core::migration::MigrateError;
+use dem_identity::{HostId, UserId};
+use dem_net::{
+    Connection, Exchange, FrameBatch, FrameReader, RecvStream, SendStream, WireError, read_frame,
+    write_frame,
+};
+use dem_proto::export::{
+    self, EncodedFrame, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer,
+};
+use dem_proto::ids::{CodeHash, MailboxId};
+use dem_proto::mail::PluginEntry;
+use dem_proto::{HostRequest, HostResponse, MESSAGE_BYTES_MAX};
+
+/// A stream with its request and every frame written, not yet ended.
+/// Dropped without [`MoveStream::finish`] it is reset, never finished
+/// (quinn finishes a dropped stream): the target imports only after an end
+/// this side chose to send, so a move abandoned at any step (a refused
+/// grant, a deadline) never reaches the target's import.
+pub(super) struct MoveStream {
+    /// `None` once ended or reset.
+    send: Option<SendStream>,
+    /// Where the target's answer comes.
+    recv: RecvStream,
+}
+
+impl MoveStream {
+    /// Ends the stream and reads the target's answer: the log position it
+    /// imported up to.
+    pub(super) async fn finish(mut self) -> Result<u64, MigrateError> {
+        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
+        if let Some(mut send) = self.send.take() {
+            send.finish().map_err(|e| target(&e))?;
+        }
+        match read_frame::<Result<HostResponse, WireError>>(&mut self.recv, MESSAGE_BYTES_MAX).await
+        {
+            Ok(Some(Ok(HostResponse::Imported { log_position }))) => Ok(log_position),
+            Ok(Some(Ok(other))) => Err(target(&format!("answered {other:?}"))),
+            Ok(Some(Err(w))) => Err(target(&w)),
+            Ok(None) => Err(target(&"closed the stream without an answer")),
+            Err(e) => Err(target(&e)),
+        }
+    }
+
+    /// Resets the stream: the target drops what it staged.
+    pub(super) fn reset(mut self) {
+        self.abandon();
+    }
+
+    fn abandon(&mut self) {
+        if let Some(mut send) = self.send.take() {
+            let _ = send.reset(quinn::VarInt::from_u32(0));
+        }
+    }
+}
+
+impl Drop for MoveStream {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+impl Node {
+    /// The transfer itself: missing code, then `request` (made from the
+    /// export's header) and the export frames, not yet ended.
+    pub(super) async fn send_mailbox(
+        &self,
+        id: &MailboxId,
+        state: &ExportedState,
+        (to, to_addr): (HostId, &str),
+        request: impl FnOnce(Box<ExportHeader>) -> HostRequest,
+    ) -> Result<MoveStream, MigrateError> {
+        let conn = self
+            .session
+            .connect(to_addr, to)
+            .await
+            .map_err(|e| MigrateError::Target(e.to_string()))?;
+        let t = std::time::Instant::now();
+        let code = self
+            .missing_code_at(&conn, CodeHash(state.meta.code_hash), &state.plugins)
+            .await?;
+        let asked_ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut frames = export::encode_export(id, state, &code);
+        let first = match frames.next() {
+            Some(Ok(first)) => first,
+            Some(Err(e)) => return Err(MigrateError::Pause(e.to_string())),
+            None => return Err(MigrateError::Pause("the export has no header".into())),
+        };
+        let header = match rmp_serde::from_slice::<Frame>(&first.head) {
+            Ok(Frame::Header(h)) => h,
+            _ => return Err(MigrateError::Pause("the export has no header".into())),
+        };
+        let frames = std::iter::once(Ok(first)).chain(frames);
+        tracing::debug!(
+            asked_ms,
+            header_ms = t.elapsed().as_secs_f64() * 1e3,
+            missing = code.len(),
+            "sending the state"
+        );
+        let before = conn.quinn().stats().path;
+        let sent = self
+            .write_stream(&conn, &request(Box::new(header)), frames)
+            .await;
+        // Loss on a bulk transfer means the receiver's socket buffer
+        // overflowed (`TransportConfig::socket_buffer_bytes`).
+        let after = conn.quinn().stats().path;
+        tracing::debug!(
+            sent_packets = after.sent_packets.saturating_sub(before.sent_packets),
+            lost_packets = after.lost_packets.saturating_sub(before.lost_packets),
+            congestion_events = after
+                .congestion_events
+                .saturating_sub(before.congestion_events),
+            "sent the state"
+        );
+        sent
+    }
+
+    /// Asks the target which of the mailbox's components (`code` and the
+    /// plugins') it lacks; those, with their bytes.
+    pub(super) async fn missing_code_at(
+        &self,
+        conn: &Connection,
+        code: CodeHash,
+        plugins: &[PluginEntry],
+    ) -> Result<Vec<(CodeHash, Vec<u8>)>, MigrateError> {
+        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
+        let mut hashes = vec![code];
+        for plugin in plugins {
+            if let Ok(h) = plugin.code_hash.parse::<CodeHash>()
+                && !hashes.contains(&h)
+            {
+                hashes.push(h);
+            }
+        }
+        let missing = match conn
+            .request(
+                &HostRequest::MissingCode {
+                    hashes: hashes.clone(),
+                },
+                MESSAGE_BYTES_MAX,
+                HOST_REQUEST_TIMEOUT,
+            )
+            .await
+        {
+            Ok(HostResponse::Missing(m)) => m,
+            Ok(other) => return Err(target(&format!("answered {other:?}"))),
+            Err(e) => return Err(target(&e)),
+        };
+        let mut code = Vec::new();
+        for hash in missing.into_iter().filter(|h| hashes.contains(h)) {
+            let bytes = self
+                .mailboxes
+                .runtime()
+                .code()
+                .bytes(&hash)
+                .map_err(|e| MigrateError::Pause(e.to_string()))?;
+            code.push((hash, bytes));
+        }
+        Ok(code)
+    }
+
+    /// Sends `request` then `frames` as raw frames on one stream, without
+    /// ending it. A frame that could not be made resets the stream, so the
+    /// target drops what it took.
+    pub(super) async fn write_stream<E: std::fmt::Display>(
+        &self,
+        conn: &Connection,
+        request: &HostRequest,
+        frames: impl IntoIterator<Item = Result<EncodedFrame, E>>,
+    ) -> Result<MoveStream, MigrateError> {
+        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
+        let (send, recv) = conn.open_stream().await.map_err(|e| target(&e))?;
+        // From here on a failure, or this future being dropped, resets it.
+        let mut stream = MoveStream {
+            send: Some(send),
+            recv,
+        };
+        let written = {
+            let Some(send) = stream.send.as_mut() else {
+                unreachable!("a stream just opened")
+            };
+            write_frame(send, request).await.map_err(|e| target(&e))?;
+            let mut batch = FrameBatch::new(send);
+            let mut written = Ok(());
+            for frame in frames {
+                let frame = match frame {
+                    Ok(frame) => frame,
+                    Err(e) => return Err(MigrateError::Pause(format!("encoding the state: {e}"))),
+                };
+                written = batch.push_parts(&frame.head, frame.body).await;
+                if written.is_err() {
+                    break;
+                }
+            }
+            if written.is_ok() {
+                written = batch.flush().await;
+            }
+            written
+        };
+        if let Err(e) = written {
+            // A refusing target says why before it stops reading.
+            return Err(
+                match read_frame::<Result<HostResponse, WireError>>(
+                    &mut stream.recv,
+                    MESSAGE_BYTES_MAX,
+                )
+                .await
+                {
+                    Ok(Some(Err(w))) => target(&w),
+                    _ => target(&e),
+                },
+            );
+        }
+        Ok(stream)
+    }
+
+    /// Reads export frames after `header` off the exchange, checks them and
+    /// stores the components they carry; the state is not imported yet.
+    pub(super) async fn receive_export(
+        &self,
+        header: &ExportHeader,
+        ex: &mut Exchange,
+    ) -> Result<(UserId, ExportedState), WireError> {
+        let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
+        let user = owner_of(header)?;
+        let mut importer = Importer::new();
+        let mut frames = FrameReader::new(&mut ex.recv);
+        while let Some(bytes) = frames.next(FRAME_BYTES_MAX).await.map_err(|e| bad(&e))? {
+            self.traffic.frame(Kind::Full, bytes.len());
+            importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
+        }
+        let imported = importer.finish().map_err(|e| bad(&e))?;
+        if imported.mailbox != header.mailbox {
+            return Err(bad(&"the stream is for another mailbox"));
+        }
+        self.insert_carried_code(imported.code)?;
+        Ok((user, imported.state))
+    }
+
+    /// Puts the components a stream carried into the code store, each
+    /// checked against its hash.
+    pub(super) fn insert_carried_code(
+        &self,
+        code: Vec<(CodeHash, Vec<u8>)>,
+    ) -> Result<(), WireError> {
+        let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
+        if code.len() > IMPORT_CODES_MAX {
+            return Err(bad(&"too many components"));
+        }
+        for (hash, bytes) in code {
+            // File I/O and a hash check: keep it off the other tasks' way.
+            tokio::task::block_in_place(|| {
+                self.mailboxes
+                    .runtime()
+                    .code()
+                    .insert_expecting(&hash, &bytes)
+            })
+            .map_err(|e| bad(&e))?;
+        }
+        Ok(())
+    }
+
+    /// `MissingCode`: which of these components this host lacks.
+    pub(super) fn missing_code(&self, hashes: &[CodeHash]) -> Result<HostResponse, WireError> {
+        if hashes.len() > IMPORT_CODES_MAX {
+            return Err(WireError::new(
+                WireError::TOO_LARGE,
+                format!("{} hashes, at most {IMPORT_CODES_MAX}", hashes.len()),
+            ));
+        }
+        let code = self.mailboxes.runtime().code();
+        Ok(HostResponse::Missing(
+            hashes
+                .iter()
+                .filter(|h| !code.contains(h))
+                .copied()
+                .collect(),
+        ))
+    }
+}
+
+/// The user whose mailbox an incoming export says it carries.
+pub(super) fn owner_of(header: &ExportHeader) -> Result<UserId, WireError> {
+    header
+        .mailbox
+        .as_str()
+        .parse()
+        .map_err(|_| WireError::new(WireError::BAD_REQUEST, "the mailbox id is not a user key"))
+}
