@@ -23,7 +23,7 @@ use super::{Session, SessionError, now_ms};
 pub const HOPS_MAX: usize = 4;
 
 /// The wire code a host answers when it does not hold the mailbox.
-pub const NOT_HERE: u16 = 404;
+pub const NOT_HERE: dem_proto::ErrorCode = dem_proto::ErrorCode::NotFound;
 
 /// Whom a reference names.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-pub use dem_proto::WireError;
+pub use dem_proto::{ErrorCode, WireError};
 
 /// What went wrong in the transport.
 #[derive(Debug, thiserror::Error)]

@@ -35,7 +35,7 @@ mod tls;
 
 pub use config::TransportConfig;
 pub use endpoint::{Connection, Endpoint, Incoming};
-pub use error::{NetError, WireError};
+pub use error::{ErrorCode, NetError, WireError};
 pub use frame::{
     FRAME_BYTES_MAX, FrameBatch, FrameReader, read_frame, read_raw_frame, write_frame,
     write_raw_frame,

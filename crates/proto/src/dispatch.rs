@@ -67,10 +67,10 @@ pub struct MoveOrder {
 
 /// Refusal code (in a `WireError`) for something that does not exist: an
 /// unknown name, user, host or attachment.
-pub const NOT_FOUND: u16 = 404;
+pub const NOT_FOUND: crate::ErrorCode = crate::ErrorCode::NotFound;
 /// Refusal code for a request that conflicts with the tables: a name held
 /// by someone else, a stale epoch, a replayed envelope.
-pub const CONFLICT: u16 = 409;
+pub const CONFLICT: crate::ErrorCode = crate::ErrorCode::Conflict;
 
 /// A request to a dispatch unit.
 #[derive(Debug, Clone, Serialize, Deserialize)]

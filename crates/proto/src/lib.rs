@@ -37,7 +37,7 @@ pub mod vv;
 pub use attachment::{ATTACHMENT_ID_HEX_LEN, AttachmentId, AttachmentIdError};
 pub use dem_identity::{DispatchId, Epoch, HostId, UserId};
 pub use dispatch::{DispatchRequest, DispatchResponse};
-pub use error::WireError;
+pub use error::{ErrorCode, WireError};
 pub use host::{CreateOrder, HostRequest, HostResponse, MoveOrder, OwnerCall, SignedMail};
 pub use ids::{CodeHash, IdError, MailboxId};
 pub use vv::{Fit, OpId, VV_ORIGINS_MAX, VersionVector};

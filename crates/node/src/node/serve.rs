@@ -141,10 +141,7 @@ impl Node {
             .map_err(|e| internal(format!("the dispatch unit did not record the mailbox: {e}")))?;
         // Place the other replicas now, so the mailbox is acknowledged as
         // registered only once it can take W-replicated writes.
-        if let Err(e) = self
-            .keep_one(order.user, 3_000)
-            .await
-        {
+        if let Err(e) = self.keep_one(order.user, 3_000).await {
             tracing::warn!(mailbox = %order.user.short(), error = %e.message, "placing replicas of a new mailbox; the keeper will retry");
         }
         Ok(HostResponse::Done)

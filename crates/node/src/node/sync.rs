@@ -571,7 +571,7 @@ where
 mod tests {
     use super::*;
 
-    fn refused(code: u16) -> SessionError {
+    fn refused(code: dem_proto::ErrorCode) -> SessionError {
         SessionError::Net(NetError::Remote(WireError::new(code, "refused")))
     }
 

@@ -28,7 +28,7 @@ fn update() -> TargetAction {
     }
 }
 
-fn code(actions: &[TargetAction]) -> Option<u16> {
+fn code(actions: &[TargetAction]) -> Option<dem_proto::ErrorCode> {
     actions.iter().find_map(|a| match a {
         Refuse(e) => Some(e.code),
         _ => None,
@@ -404,9 +404,9 @@ fn random_input_orders_never_delete_an_import_dispatch_may_point_to() {
             let result = match rng.below(9) {
                 0 => mv.handle_holders(now, found.clone()),
                 1 => mv.handle_stream_ended(now, copy),
-                2 => mv.handle_stream_failed(now, WireError::new(400, "bad")),
+                2 => mv.handle_stream_failed(now, WireError::new(WireError::BAD_REQUEST, "bad")),
                 3 => mv.handle_imported(now),
-                4 => mv.handle_import_failed(now, WireError::new(500, "disk")),
+                4 => mv.handle_import_failed(now, WireError::new(WireError::INTERNAL, "disk")),
                 5 => {
                     if step == Step::Updating
                         && matches!(
