@@ -9,26 +9,34 @@ use std::time::Duration;
 
 use super::{LOCATION_CHECKS_MAX, Listing, MIGRATE_TIMEOUT_MS, StepError, check_delay_ms};
 use dem_identity::{Epoch, HostId};
+use dem_proto::WireError;
 
 /// Why a mailbox could not be moved. In every case it stays live at the
 /// source.
+///
+/// A failure of a peer or of dispatch is the [`WireError`] it answered
+/// with; the driver turns a failure of its own on the way there (a
+/// transport error, a timeout) into the `WireError` it amounts to, at one
+/// place, so this machine sees one typed kind of refusal whatever the
+/// transport.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MigrateError {
     /// The mailbox is not on this host.
     #[error("this host does not hold that mailbox")]
     NotHere,
-    /// The mailbox could not be paused or exported.
-    #[error("pausing the mailbox: {0}")]
-    Pause(String),
+    /// The mailbox could not be paused or exported (a local failure, as
+    /// the driver reports it; its message says what failed).
+    #[error("pausing the mailbox: {}", .0.message)]
+    Pause(#[source] WireError),
     /// The dispatch unit did not answer or refused.
     #[error("the dispatch unit: {0}")]
-    Dispatch(String),
+    Dispatch(#[source] WireError),
     /// The dispatch unit did not authorize the move.
     #[error("the move was not authorized: {0}")]
-    NotAuthorized(String),
+    NotAuthorized(#[source] WireError),
     /// The target could not be reached, refused, or broke off.
     #[error("the target host: {0}")]
-    Target(String),
+    Target(#[source] WireError),
     /// The move took longer than [`MIGRATE_TIMEOUT_MS`].
     #[error("the move timed out after {0:?}")]
     Timeout(Duration),
@@ -122,7 +130,7 @@ pub struct SourceMove {
     step: Step,
     /// Dispatch's answer to the grant, once it came. The stream ends only
     /// after an `Ok`.
-    grant: Option<Result<(), String>>,
+    grant: Option<Result<(), WireError>>,
     /// The move's epoch (the current one + 1), once looked up.
     epoch: Option<Epoch>,
     /// Whether the target holds an older copy, once it said.
@@ -182,7 +190,7 @@ impl SourceMove {
     pub fn handle_grant(
         &mut self,
         _now_ms: u64,
-        answer: Result<(), String>,
+        answer: Result<(), WireError>,
     ) -> Result<Vec<SourceAction>, StepError> {
         const INPUT: &str = "the grant";
         self.expect_running(INPUT)?;
@@ -214,7 +222,7 @@ impl SourceMove {
     pub fn handle_epoch(
         &mut self,
         _now_ms: u64,
-        current: Result<Epoch, String>,
+        current: Result<Epoch, WireError>,
     ) -> Result<Vec<SourceAction>, StepError> {
         const INPUT: &str = "the epoch";
         self.expect_running(INPUT)?;
@@ -338,7 +346,7 @@ impl SourceMove {
     pub fn handle_location(
         &mut self,
         _now_ms: u64,
-        found: Result<Listing, String>,
+        found: Result<Listing, WireError>,
     ) -> Result<Vec<SourceAction>, StepError> {
         const INPUT: &str = "the location";
         self.expect_running(INPUT)?;

@@ -35,7 +35,9 @@ pub enum CopyHere {
     TakenMeanwhile,
 }
 
-/// Dispatch's answer to a location update, as far as the target can tell.
+/// Dispatch's answer to a location update, as far as the target can tell,
+/// each failure with the refusal it came as (a failure on the way, as the
+/// driver reports it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocationAnswer {
     /// Dispatch recorded this host at the move's epoch.
@@ -43,14 +45,15 @@ pub enum LocationAnswer {
     /// Refused for a reason no earlier or hedged try changes (not the
     /// grantee, an unknown host, a malformed list): dispatch will not
     /// record this host at the move's epoch.
-    Refused(String),
+    Refused(WireError),
     /// Refused as conflicting: dispatch is at the move's epoch or past it,
     /// which may be this very update taken by a unit whose answer was lost
     /// (the client asks a second unit when the first is slow).
-    Conflict(String),
+    Conflict(WireError),
     /// No answer: the request failed on the way or timed out, and may have
-    /// been applied.
-    Lost(String),
+    /// been applied (or a unit was busy or failing, which proves as
+    /// little).
+    Lost(WireError),
 }
 
 impl LocationAnswer {
@@ -58,11 +61,11 @@ impl LocationAnswer {
     pub fn from_refusal(error: &WireError) -> Self {
         match error.code {
             WireError::FORBIDDEN | NOT_FOUND | WireError::BAD_REQUEST => {
-                LocationAnswer::Refused(error.message.clone())
+                LocationAnswer::Refused(error.clone())
             }
-            CONFLICT => LocationAnswer::Conflict(error.message.clone()),
+            CONFLICT => LocationAnswer::Conflict(error.clone()),
             // Busy, failing or timed out: it may have been applied.
-            _ => LocationAnswer::Lost(error.message.clone()),
+            _ => LocationAnswer::Lost(error.clone()),
         }
     }
 }
@@ -222,7 +225,7 @@ impl TargetMove {
     pub fn handle_holders(
         &mut self,
         _now_ms: u64,
-        found: Result<Listing, String>,
+        found: Result<Listing, WireError>,
     ) -> Result<Vec<TargetAction>, StepError> {
         const INPUT: &str = "the holders";
         self.expect_running(INPUT)?;
@@ -241,7 +244,7 @@ impl TargetMove {
                 // Nothing was sent: dispatch cannot point here.
                 return Ok(self.delete(WireError::new(
                     WireError::FORBIDDEN,
-                    format!("the dispatch unit did not accept the move: {why}"),
+                    format!("the dispatch unit did not accept the move: {}", why.message),
                 )));
             }
             Err(_) => Holders::Failed,
@@ -337,7 +340,7 @@ impl TargetMove {
             LocationAnswer::Applied => self.acknowledge(),
             LocationAnswer::Refused(why) if !self.maybe_applied => self.delete(WireError::new(
                 WireError::FORBIDDEN,
-                format!("the dispatch unit did not accept the move: {why}"),
+                format!("the dispatch unit did not accept the move: {}", why.message),
             )),
             // An earlier try may have landed: this refusal says nothing
             // about that one.
@@ -355,7 +358,7 @@ impl TargetMove {
     pub fn handle_location(
         &mut self,
         _now_ms: u64,
-        found: Result<Listing, String>,
+        found: Result<Listing, WireError>,
     ) -> Result<Vec<TargetAction>, StepError> {
         const INPUT: &str = "the location";
         self.expect_running(INPUT)?;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use super::Node;
-use super::migrate::{MigrateError, answer_move};
+use super::migrate::{MigrateError, answer_move, refusal};
 use super::migrate_in::{Arrival, Inbound};
 use super::move_stream::MoveStream;
 use super::serve::{internal, mailbox_id};
@@ -86,12 +86,12 @@ impl Node {
             .session
             .connect(to_addr, to)
             .await
-            .map_err(|e| MigrateError::Target(e.to_string()))?;
+            .map_err(|e| MigrateError::Target(refusal(e)))?;
         let code = self
             .missing_code_at(&conn, CodeHash(delta.meta.code_hash), &delta.plugins)
             .await?;
         let frames =
-            encode_delta(&code, &delta.ops).map_err(|e| MigrateError::Pause(e.to_string()))?;
+            encode_delta(&code, &delta.ops).map_err(|e| MigrateError::Pause(internal(e)))?;
         let request = HostRequest::MoveDelta(Box::new(DeltaHeader {
             mailbox: user,
             epoch,

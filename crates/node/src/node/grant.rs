@@ -18,17 +18,31 @@
 use tokio::sync::watch;
 
 use super::Node;
+use super::migrate::refusal;
 use crate::dispatch::ObjectRef;
 use dem_client::{ClientError, SessionError};
 use dem_core::migration::{Listing, LocationAnswer};
 use dem_identity::{Epoch, HostId, UserId};
-use dem_proto::{DispatchRequest, DispatchResponse};
+use dem_proto::{DispatchRequest, DispatchResponse, WireError};
+
+/// Why dispatch gave no usable answer to what a move asks it: the listing
+/// of a mailbox ([`Node::mailbox_listing`]) or the grant of a `Pull`'s
+/// target (`pull.rs`).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AskDispatchError {
+    /// No dispatch unit answered, or one refused.
+    #[error(transparent)]
+    Dispatch(#[from] SessionError),
+    /// A unit answered, but not with what was asked.
+    #[error("dispatch answered {0:?}")]
+    Unexpected(Box<DispatchResponse>),
+}
 
 /// Dispatch's grant of a move, as it arrives: the source's state machine
 /// (`dem_core::migration::SourceMove`) decides what it means at each step.
 #[derive(Debug)]
 pub struct PendingGrant {
-    settled: watch::Receiver<Option<Result<(), String>>>,
+    settled: watch::Receiver<Option<Result<(), WireError>>>,
     /// The answer was handed to the move already.
     taken: bool,
 }
@@ -36,7 +50,7 @@ pub struct PendingGrant {
 /// Settles a [`PendingGrant`] with dispatch's answer.
 #[derive(Debug)]
 pub struct GrantAnswer {
-    tx: watch::Sender<Option<Result<(), String>>>,
+    tx: watch::Sender<Option<Result<(), WireError>>>,
 }
 
 impl PendingGrant {
@@ -64,7 +78,7 @@ impl PendingGrant {
 
     /// Dispatch's answer if it has come and was not taken yet: `Ok` grants
     /// the move, an error refuses it.
-    pub fn take(&mut self) -> Option<Result<(), String>> {
+    pub fn take(&mut self) -> Option<Result<(), WireError>> {
         if self.taken {
             return None;
         }
@@ -75,10 +89,13 @@ impl PendingGrant {
 
     /// Waits for dispatch's answer and takes it; an answer that will not
     /// come (the asking side gave up) is a refusal.
-    pub async fn answer(&mut self) -> Result<(), String> {
+    pub async fn answer(&mut self) -> Result<(), WireError> {
         let answer = match self.settled.wait_for(Option::is_some).await.as_deref() {
             Ok(Some(answer)) => answer.clone(),
-            Ok(None) | Err(_) => Err("the authorization was abandoned".into()),
+            Ok(None) | Err(_) => Err(WireError::new(
+                WireError::INTERNAL,
+                "the authorization was abandoned",
+            )),
         };
         self.taken = true;
         answer
@@ -87,7 +104,7 @@ impl PendingGrant {
 
 impl GrantAnswer {
     /// Settles the grant: `Ok` lets the move finish, an error stops it.
-    pub fn settle(self, answer: Result<(), String>) {
+    pub fn settle(self, answer: Result<(), WireError>) {
         // The move may have failed already and dropped its side.
         let _ = self.tx.send(Some(answer));
     }
@@ -114,7 +131,7 @@ impl Node {
             Err(SessionError::Dispatch(ClientError::Refused { error, .. })) => {
                 LocationAnswer::from_refusal(&error)
             }
-            Err(e) => LocationAnswer::Lost(e.to_string()),
+            Err(e) => LocationAnswer::Lost(refusal(e)),
         }
     }
 
@@ -124,7 +141,7 @@ impl Node {
     /// unnoticed: every change of the list raises the epoch, and dispatch
     /// takes only a strictly higher one), and either side to learn whether
     /// an update whose answer was lost was taken.
-    pub(super) async fn mailbox_listing(&self, user: UserId) -> Result<Listing, String> {
+    pub(super) async fn mailbox_listing(&self, user: UserId) -> Result<Listing, AskDispatchError> {
         match self
             .session
             .dispatch(&DispatchRequest::LookupUser { user })
@@ -134,8 +151,20 @@ impl Node {
                 epoch: found.epoch,
                 hosts: found.hosts.iter().map(|h| h.host).collect(),
             }),
-            Ok(other) => Err(format!("dispatch answered {other:?}")),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(AskDispatchError::Unexpected(Box::new(other))),
+            Err(e) => Err(AskDispatchError::Dispatch(e)),
+        }
+    }
+}
+
+impl From<AskDispatchError> for WireError {
+    /// What the failure amounts to for a move's state machine.
+    fn from(e: AskDispatchError) -> Self {
+        match e {
+            AskDispatchError::Dispatch(e) => refusal(e),
+            e @ AskDispatchError::Unexpected(_) => {
+                WireError::new(WireError::INTERNAL, e.to_string())
+            }
         }
     }
 }
@@ -165,8 +194,11 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_or_a_dropped_answer_refuses_the_move() {
         let (answer, mut grant) = PendingGrant::pending();
-        answer.settle(Err("the host is not live".into()));
-        assert!(matches!(grant.take(), Some(Err(e)) if e.contains("not live")));
+        answer.settle(Err(WireError::new(
+            WireError::FORBIDDEN,
+            "the host is not live",
+        )));
+        assert!(matches!(grant.take(), Some(Err(e)) if e.message.contains("not live")));
         let (answer, mut grant) = PendingGrant::pending();
         drop(answer);
         assert_eq!(grant.take(), None);

@@ -27,14 +27,15 @@ use tracing::Instrument as _;
 use super::Node;
 use super::grant::PendingGrant;
 use super::move_stream::MoveStream;
-use super::serve::mailbox_id;
+use super::serve::{internal, mailbox_id};
 use crate::mailbox::MovedTo;
 use crate::mailbox::actor::{MoveState, ReadAhead};
 use crate::mailbox::registry::Migration;
 use crate::replica::VersionVector;
+use dem_client::{ClientError, SessionError};
 use dem_core::migration::{MIGRATE_TIMEOUT_MS, Shipment, SourceAction, SourceMove, StepError};
 use dem_identity::{HostId, UserId};
-use dem_net::{Exchange, WireError};
+use dem_net::{Exchange, NetError, WireError};
 use dem_proto::ids::MailboxId;
 use dem_proto::{HostRequest, HostResponse};
 
@@ -43,6 +44,24 @@ pub use dem_core::migration::MigrateError;
 /// How long one whole move may take, each side, before it is abandoned
 /// (the source resumes the mailbox; the target drops a partial import).
 pub const MIGRATE_TIMEOUT: Duration = Duration::from_millis(MIGRATE_TIMEOUT_MS);
+
+/// A failure to hear from a peer or dispatch, as a move's state machines
+/// take it (`dem_core::migration` cannot name the transport): the refusal
+/// itself if one came, from a host or a dispatch unit; else a `WireError`
+/// that says what failed here, `Timeout` if the wait ran out and
+/// `Internal` otherwise, never a code that reads as a considered refusal
+/// (a lost answer must stay unsure: `LocationAnswer::from_refusal`). The
+/// one place the drivers of a move turn their own errors into refusals.
+pub(super) fn refusal(e: impl Into<SessionError>) -> WireError {
+    let e = e.into();
+    let code = match e {
+        SessionError::Net(NetError::Remote(w))
+        | SessionError::Dispatch(ClientError::Refused { error: w, .. }) => return w,
+        SessionError::Net(NetError::Timeout { .. }) => WireError::TIMEOUT,
+        _ => WireError::INTERNAL,
+    };
+    WireError::new(code, e.to_string())
+}
 
 /// A move's clock for its state machine: milliseconds since it started.
 /// Tokio's, so paused test time drives it too.
@@ -87,13 +106,13 @@ impl Node {
         ahead: Option<ReadAhead>,
         grant: PendingGrant,
     ) -> Result<MovedTo, MigrateError> {
-        let id = mailbox_id(&user).map_err(|e| MigrateError::Pause(e.message))?;
+        let id = mailbox_id(&user).map_err(MigrateError::Pause)?;
         let span = tracing::info_span!("migrate-out", mailbox = %user.short(), host = %self.id.short(), to = %to.short());
         async {
             if !self
                 .mailboxes
                 .contains(&id)
-                .map_err(|e| MigrateError::Pause(e.to_string()))?
+                .map_err(|e| MigrateError::Pause(internal(e)))?
             {
                 return Err(MigrateError::NotHere);
             }
@@ -196,7 +215,8 @@ impl Outbound<'_> {
                 );
                 let has_copy = peer.is_some();
                 self.peer = peer;
-                self.feed(|mv, now| mv.handle_epoch(now, found.map(|l| l.epoch)))?;
+                let current = found.map(|l| l.epoch).map_err(WireError::from);
+                self.feed(|mv, now| mv.handle_epoch(now, current))?;
                 self.feed(|mv, now| mv.handle_target_copy(now, has_copy))
             }
             SourceAction::Pause { delta } => {
@@ -205,7 +225,7 @@ impl Outbound<'_> {
                     .mailboxes
                     .begin_migration(&self.id, peer, self.ahead.take())
                     .await
-                    .map_err(|e| MigrateError::Pause(e.to_string()));
+                    .map_err(|e| MigrateError::Pause(internal(e)));
                 let paused = paused.map(|migration| {
                     let full = migration.state.full();
                     tracing::debug!(
@@ -272,7 +292,7 @@ impl Outbound<'_> {
             SourceAction::CheckLocation { epoch, delay_ms } => {
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                 tracing::debug!(%epoch, "asking dispatch whether the target took the mailbox");
-                let found = node.mailbox_listing(user).await;
+                let found = node.mailbox_listing(user).await.map_err(WireError::from);
                 self.feed(|mv, now| mv.handle_location(now, found))
             }
             SourceAction::Resume => {
@@ -369,5 +389,27 @@ pub(super) async fn answer_move(
             tracing::warn!(error = %e.message, "{refused}");
             ex.reply_err(&e).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_passes_as_it_came_and_a_local_failure_never_reads_as_one() {
+        let busy = WireError::new(WireError::BUSY, "try later");
+        assert_eq!(refusal(NetError::Remote(busy.clone())), busy);
+        let refused = ClientError::Refused {
+            addr: "127.0.0.1:1".into(),
+            error: busy.clone(),
+        };
+        assert_eq!(refusal(refused), busy);
+        let timeout = refusal(NetError::Timeout { ms: 5 });
+        assert_eq!(timeout.code, WireError::TIMEOUT);
+        assert_eq!(timeout.message, NetError::Timeout { ms: 5 }.to_string());
+        let none = refusal(ClientError::NoUnits);
+        assert_eq!(none.code, WireError::INTERNAL);
+        assert_eq!(none.message, ClientError::NoUnits.to_string());
     }
 }

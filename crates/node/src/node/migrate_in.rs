@@ -114,7 +114,7 @@ impl<'a> Inbound<'a> {
         let both = async {
             let listing = async {
                 if lookup {
-                    Some(node.mailbox_listing(user).await)
+                    Some(node.mailbox_listing(user).await.map_err(WireError::from))
                 } else {
                     None
                 }
@@ -155,7 +155,10 @@ impl<'a> Inbound<'a> {
                         .within(deadline, node.mailbox_listing(self.user))
                         .await
                     {
-                        Some(found) => self.feed(|mv, now| mv.handle_holders(now, found)),
+                        Some(found) => {
+                            let found = found.map_err(WireError::from);
+                            self.feed(|mv, now| mv.handle_holders(now, found))
+                        }
                         None => self.timed_out(),
                     }
                 }
@@ -171,7 +174,9 @@ impl<'a> Inbound<'a> {
                 TargetAction::CheckLocation { delay_ms } => {
                     let check = async {
                         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-                        node.mailbox_listing(self.user).await
+                        node.mailbox_listing(self.user)
+                            .await
+                            .map_err(WireError::from)
                     };
                     match self.clock.within(deadline, check).await {
                         Some(found) => self.feed(|mv, now| mv.handle_location(now, found)),

@@ -8,14 +8,16 @@
 //! with it by `TargetMove` (`migrate_in.rs`).
 
 use super::Node;
+use super::migrate::refusal;
+use super::serve::internal;
 use super::traffic::Kind;
 use crate::mailbox::actor::ExportedState;
 use dem_client::HOST_REQUEST_TIMEOUT;
 use dem_core::migration::MigrateError;
 use dem_identity::{HostId, UserId};
 use dem_net::{
-    Connection, Exchange, FrameBatch, FrameReader, RecvStream, SendStream, WireError, read_frame,
-    write_frame,
+    Connection, Exchange, FrameBatch, FrameReader, NetError, RecvStream, SendStream, WireError,
+    read_frame, write_frame,
 };
 use dem_proto::export::{
     self, EncodedFrame, ExportHeader, FRAME_BYTES_MAX, Frame, IMPORT_CODES_MAX, Importer,
@@ -40,17 +42,20 @@ impl MoveStream {
     /// Ends the stream and reads the target's answer: the log position it
     /// imported up to.
     pub(super) async fn finish(mut self) -> Result<u64, MigrateError> {
-        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         if let Some(mut send) = self.send.take() {
-            send.finish().map_err(|e| target(&e))?;
+            send.finish()
+                .map_err(|e| MigrateError::Target(refusal(NetError::from(e))))?;
         }
         match read_frame::<Result<HostResponse, WireError>>(&mut self.recv, MESSAGE_BYTES_MAX).await
         {
             Ok(Some(Ok(HostResponse::Imported { log_position }))) => Ok(log_position),
-            Ok(Some(Ok(other))) => Err(target(&format!("answered {other:?}"))),
-            Ok(Some(Err(w))) => Err(target(&w)),
-            Ok(None) => Err(target(&"closed the stream without an answer")),
-            Err(e) => Err(target(&e)),
+            Ok(Some(Ok(other))) => Err(MigrateError::Target(unexpected(&other))),
+            Ok(Some(Err(w))) => Err(MigrateError::Target(w)),
+            Ok(None) => Err(MigrateError::Target(WireError::new(
+                WireError::INTERNAL,
+                "closed the stream without an answer",
+            ))),
+            Err(e) => Err(MigrateError::Target(refusal(e))),
         }
     }
 
@@ -86,7 +91,7 @@ impl Node {
             .session
             .connect(to_addr, to)
             .await
-            .map_err(|e| MigrateError::Target(e.to_string()))?;
+            .map_err(|e| MigrateError::Target(refusal(e)))?;
         let t = std::time::Instant::now();
         let code = self
             .missing_code_at(&conn, CodeHash(state.meta.code_hash), &state.plugins)
@@ -95,12 +100,12 @@ impl Node {
         let mut frames = export::encode_export(id, state, &code);
         let first = match frames.next() {
             Some(Ok(first)) => first,
-            Some(Err(e)) => return Err(MigrateError::Pause(e.to_string())),
-            None => return Err(MigrateError::Pause("the export has no header".into())),
+            Some(Err(e)) => return Err(MigrateError::Pause(internal(e))),
+            None => return Err(MigrateError::Pause(internal("the export has no header"))),
         };
         let header = match rmp_serde::from_slice::<Frame>(&first.head) {
             Ok(Frame::Header(h)) => h,
-            _ => return Err(MigrateError::Pause("the export has no header".into())),
+            _ => return Err(MigrateError::Pause(internal("the export has no header"))),
         };
         let frames = std::iter::once(Ok(first)).chain(frames);
         tracing::debug!(
@@ -135,7 +140,6 @@ impl Node {
         code: CodeHash,
         plugins: &[PluginEntry],
     ) -> Result<Vec<(CodeHash, Vec<u8>)>, MigrateError> {
-        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
         let mut hashes = vec![code];
         for plugin in plugins {
             if let Ok(h) = plugin.code_hash.parse::<CodeHash>()
@@ -155,8 +159,8 @@ impl Node {
             .await
         {
             Ok(HostResponse::Missing(m)) => m,
-            Ok(other) => return Err(target(&format!("answered {other:?}"))),
-            Err(e) => return Err(target(&e)),
+            Ok(other) => return Err(MigrateError::Target(unexpected(&other))),
+            Err(e) => return Err(MigrateError::Target(refusal(e))),
         };
         let mut code = Vec::new();
         for hash in missing.into_iter().filter(|h| hashes.contains(h)) {
@@ -165,7 +169,7 @@ impl Node {
                 .runtime()
                 .code()
                 .bytes(&hash)
-                .map_err(|e| MigrateError::Pause(e.to_string()))?;
+                .map_err(|e| MigrateError::Pause(internal(e)))?;
             code.push((hash, bytes));
         }
         Ok(code)
@@ -180,8 +184,8 @@ impl Node {
         request: &HostRequest,
         frames: impl IntoIterator<Item = Result<EncodedFrame, E>>,
     ) -> Result<MoveStream, MigrateError> {
-        let target = |e: &dyn std::fmt::Display| MigrateError::Target(e.to_string());
-        let (send, recv) = conn.open_stream().await.map_err(|e| target(&e))?;
+        let target = |e: NetError| MigrateError::Target(refusal(e));
+        let (send, recv) = conn.open_stream().await.map_err(target)?;
         // From here on a failure, or this future being dropped, resets it.
         let mut stream = MoveStream {
             send: Some(send),
@@ -191,13 +195,17 @@ impl Node {
             let Some(send) = stream.send.as_mut() else {
                 unreachable!("a stream just opened")
             };
-            write_frame(send, request).await.map_err(|e| target(&e))?;
+            write_frame(send, request).await.map_err(target)?;
             let mut batch = FrameBatch::new(send);
             let mut written = Ok(());
             for frame in frames {
                 let frame = match frame {
                     Ok(frame) => frame,
-                    Err(e) => return Err(MigrateError::Pause(format!("encoding the state: {e}"))),
+                    Err(e) => {
+                        return Err(MigrateError::Pause(internal(format_args!(
+                            "encoding the state: {e}"
+                        ))));
+                    }
                 };
                 written = batch.push_parts(&frame.head, frame.body).await;
                 if written.is_err() {
@@ -218,8 +226,8 @@ impl Node {
                 )
                 .await
                 {
-                    Ok(Some(Err(w))) => target(&w),
-                    _ => target(&e),
+                    Ok(Some(Err(w))) => MigrateError::Target(w),
+                    _ => target(e),
                 },
             );
         }
@@ -289,6 +297,12 @@ impl Node {
                 .collect(),
         ))
     }
+}
+
+/// A peer's answer that is not the one its request expects, as a
+/// refusal.
+fn unexpected(answer: &HostResponse) -> WireError {
+    WireError::new(WireError::INTERNAL, format!("answered {answer:?}"))
 }
 
 /// The user whose mailbox an incoming export says it carries.

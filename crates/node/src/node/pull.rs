@@ -7,7 +7,7 @@
 //! waits for the grant (`grant.rs`).
 
 use super::Node;
-use super::grant::PendingGrant;
+use super::grant::{AskDispatchError, PendingGrant};
 use super::migrate::MigrateError;
 use super::serve::{internal, mailbox_id};
 use crate::dispatch::Placement;
@@ -66,10 +66,12 @@ impl Node {
             );
             match answer {
                 Ok(DispatchResponse::Placement(p)) if p.host == to => Ok(p),
-                Ok(other) => Err(format!("dispatch answered {other:?}")),
-                Err(e) => Err(e.to_string()),
+                Ok(other) => Err(AskDispatchError::Unexpected(Box::new(other))),
+                Err(e) => Err(AskDispatchError::Dispatch(e)),
             }
         };
+        // Dispatch's refusal as the move's state machine takes it.
+        let authorize = async { authorize.await.map_err(WireError::from) };
         let hint = to_addr.filter(|a| a.parse::<std::net::SocketAddr>().is_ok());
         let moved = match hint {
             // The move starts at once; the end of its stream waits for the
@@ -122,7 +124,7 @@ impl Node {
 /// move and that is another address (the hint was wrong or stale).
 fn retry_at<'p>(
     moved: &Result<MovedTo, MigrateError>,
-    placement: &'p Result<Placement, String>,
+    placement: &'p Result<Placement, WireError>,
     hint: &str,
 ) -> Option<&'p str> {
     match (moved, placement) {
@@ -137,7 +139,7 @@ mod tests {
     use crate::dispatch::ObjectRef;
     use dem_identity::{HostId, UserId};
 
-    fn placed(addr: &str) -> Result<Placement, String> {
+    fn placed(addr: &str) -> Result<Placement, WireError> {
         Ok(Placement {
             object: ObjectRef::Mailbox(UserId([1; 32])),
             host: HostId([2; 32]),
@@ -147,7 +149,11 @@ mod tests {
 
     #[test]
     fn a_wrong_hint_is_retried_at_the_placed_address_only_once_granted() {
-        let unreachable = Err(MigrateError::Target("timed out".into()));
+        let unreachable = Err(MigrateError::Target(WireError::new(
+            WireError::TIMEOUT,
+            "timed out",
+        )));
+        let not_live = || WireError::new(WireError::FORBIDDEN, "not live");
         let hint = "127.0.0.9:4000";
         assert_eq!(
             retry_at(&unreachable, &placed("127.0.0.2:4000"), hint),
@@ -156,10 +162,13 @@ mod tests {
         // The hint was right: the target itself failed.
         assert_eq!(retry_at(&unreachable, &placed(hint), hint), None);
         // Not granted: nothing to retry.
-        assert_eq!(retry_at(&unreachable, &Err("not live".into()), hint), None);
-        let refused = Err(MigrateError::NotAuthorized("not live".into()));
+        assert_eq!(retry_at(&unreachable, &Err(not_live()), hint), None);
+        let refused = Err(MigrateError::NotAuthorized(not_live()));
         assert_eq!(retry_at(&refused, &placed("127.0.0.2:4000"), hint), None);
-        let paused = Err(MigrateError::Pause("busy".into()));
+        let paused = Err(MigrateError::Pause(WireError::new(
+            WireError::INTERNAL,
+            "busy",
+        )));
         assert_eq!(retry_at(&paused, &placed("127.0.0.2:4000"), hint), None);
         let moved = Ok(MovedTo {
             host: HostId([2; 32]).to_hex(),

@@ -3,6 +3,7 @@
 use super::*;
 use crate::migration::{LOCATION_CHECK_BACKOFF_MS, StepError};
 use SourceAction::*;
+use dem_proto::ErrorCode;
 
 const TO: HostId = HostId([9; 32]);
 const OTHER: HostId = HostId([3; 32]);
@@ -11,12 +12,22 @@ const CURRENT: Epoch = Epoch(4);
 const MOVE: Epoch = Epoch(5);
 
 fn target(why: &str) -> MigrateError {
-    MigrateError::Target(why.into())
+    MigrateError::Target(WireError::new(ErrorCode::Conflict, why))
+}
+
+/// Dispatch's refusal of the grant.
+fn refused(why: &str) -> WireError {
+    WireError::new(ErrorCode::Forbidden, why)
+}
+
+/// No dispatch unit answered.
+fn silent(why: &str) -> WireError {
+    WireError::new(ErrorCode::Timeout, why)
 }
 
 /// A move prepared (epoch known, the target's copy answered) and paused
 /// as `shipment`, streaming; `grant` settled first if given.
-fn streaming(grant: Option<Result<(), String>>, copy: bool, shipment: Shipment) -> SourceMove {
+fn streaming(grant: Option<Result<(), WireError>>, copy: bool, shipment: Shipment) -> SourceMove {
     let (mut mv, first) = SourceMove::new(0, TO);
     assert_eq!(first, vec![LookUp]);
     if let Some(grant) = grant {
@@ -41,7 +52,7 @@ fn awaiting_target(shipment: Shipment) -> SourceMove {
     mv
 }
 
-fn listing(epoch: Epoch, hosts: &[HostId]) -> Result<Listing, String> {
+fn listing(epoch: Epoch, hosts: &[HostId]) -> Result<Listing, WireError> {
     Ok(Listing {
         epoch,
         hosts: hosts.to_vec(),
@@ -85,10 +96,13 @@ fn the_end_of_the_stream_waits_for_a_grant_still_on_its_way() {
 #[test]
 fn a_grant_refused_before_the_pause_stops_the_move_untouched() {
     let (mut mv, _) = SourceMove::new(0, TO);
-    assert_eq!(mv.handle_grant(1, Err("not live".into())).unwrap(), vec![]);
+    assert_eq!(
+        mv.handle_grant(1, Err(refused("not live"))).unwrap(),
+        vec![]
+    );
     assert_eq!(
         mv.outcome(),
-        Some(&Err(MigrateError::NotAuthorized("not live".into())))
+        Some(&Err(MigrateError::NotAuthorized(refused("not live"))))
     );
     // The lookups' late answers find the move over.
     assert_eq!(
@@ -102,7 +116,7 @@ fn a_grant_refused_while_pausing_resumes_without_streaming() {
     let (mut mv, _) = SourceMove::new(0, TO);
     mv.handle_epoch(1, Ok(CURRENT)).unwrap();
     mv.handle_target_copy(2, false).unwrap();
-    assert_eq!(mv.handle_grant(3, Err("gone".into())).unwrap(), vec![]);
+    assert_eq!(mv.handle_grant(3, Err(refused("gone"))).unwrap(), vec![]);
     assert_eq!(
         mv.handle_paused(4, Ok(Shipment::Whole)).unwrap(),
         vec![Resume]
@@ -118,7 +132,7 @@ fn a_grant_refused_after_the_stream_resets_it_and_resumes() {
     let mut mv = streaming(None, false, Shipment::Whole);
     mv.handle_stream_written(20).unwrap();
     assert_eq!(
-        mv.handle_grant(25, Err("not live".into())).unwrap(),
+        mv.handle_grant(25, Err(refused("not live"))).unwrap(),
         vec![ResetStream, Resume]
     );
     assert!(matches!(
@@ -127,7 +141,7 @@ fn a_grant_refused_after_the_stream_resets_it_and_resumes() {
     ));
     // Refused while the frames were still going out: the same.
     let mut mv = streaming(None, false, Shipment::Whole);
-    assert_eq!(mv.handle_grant(15, Err("no".into())).unwrap(), vec![]);
+    assert_eq!(mv.handle_grant(15, Err(refused("no"))).unwrap(), vec![]);
     assert_eq!(
         mv.handle_stream_written(20).unwrap(),
         vec![ResetStream, Resume]
@@ -137,15 +151,18 @@ fn a_grant_refused_after_the_stream_resets_it_and_resumes() {
 #[test]
 fn a_failed_lookup_or_pause_ends_the_move_with_nothing_to_undo() {
     let (mut mv, _) = SourceMove::new(0, TO);
-    assert_eq!(mv.handle_epoch(1, Err("no unit".into())).unwrap(), vec![]);
+    assert_eq!(mv.handle_epoch(1, Err(silent("no unit"))).unwrap(), vec![]);
     assert_eq!(
         mv.outcome(),
-        Some(&Err(MigrateError::Dispatch("no unit".into())))
+        Some(&Err(MigrateError::Dispatch(silent("no unit"))))
     );
     let (mut mv, _) = SourceMove::new(0, TO);
     mv.handle_target_copy(1, false).unwrap();
     mv.handle_epoch(2, Ok(CURRENT)).unwrap();
-    let paused = Err(MigrateError::Pause("busy".into()));
+    let paused = Err(MigrateError::Pause(WireError::new(
+        ErrorCode::Internal,
+        "busy",
+    )));
     assert_eq!(mv.handle_paused(3, paused.clone()).unwrap(), vec![]);
     assert_eq!(mv.outcome(), Some(&paused.map(|_| MOVE)));
 }
@@ -206,7 +223,10 @@ fn a_delta_the_target_refused_after_the_end_is_checked_then_sent_whole() {
 #[test]
 fn a_delta_whose_grant_was_refused_is_not_sent_again() {
     let mut mv = streaming(None, true, Shipment::Delta);
-    assert_eq!(mv.handle_grant(12, Err("not live".into())).unwrap(), vec![]);
+    assert_eq!(
+        mv.handle_grant(12, Err(refused("not live"))).unwrap(),
+        vec![]
+    );
     assert_eq!(
         mv.handle_stream_failed(15, target("refused")).unwrap(),
         vec![ResetStream, Resume]
@@ -260,7 +280,7 @@ fn a_silent_dispatch_is_asked_again_then_the_mailbox_resumes() {
     mv.handle_target_answer(30, Err(target("lost"))).unwrap();
     for n in 1..LOCATION_CHECKS_MAX {
         assert_eq!(
-            mv.handle_location(31, Err("no unit".into())).unwrap(),
+            mv.handle_location(31, Err(silent("no unit"))).unwrap(),
             vec![CheckLocation {
                 epoch: MOVE,
                 delay_ms: u64::from(n) * LOCATION_CHECK_BACKOFF_MS
@@ -268,7 +288,7 @@ fn a_silent_dispatch_is_asked_again_then_the_mailbox_resumes() {
         );
     }
     assert_eq!(
-        mv.handle_location(40, Err("no unit".into())).unwrap(),
+        mv.handle_location(40, Err(silent("no unit"))).unwrap(),
         vec![Resume]
     );
     assert_eq!(mv.outcome(), Some(&Err(target("lost"))));
@@ -331,7 +351,7 @@ fn duplicate_and_late_inputs_are_refused_without_changing_the_move() {
     );
     mv.handle_grant(3, Ok(())).unwrap();
     assert_eq!(
-        mv.handle_grant(4, Err("late".into())),
+        mv.handle_grant(4, Err(refused("late"))),
         Err(StepError::Duplicate { input: "the grant" })
     );
     mv.handle_target_copy(5, false).unwrap();

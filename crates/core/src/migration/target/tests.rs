@@ -14,11 +14,16 @@ const OTHER: HostId = HostId([3; 32]);
 const CURRENT: Epoch = Epoch(4);
 const MOVE: Epoch = Epoch(5);
 
-fn listing(epoch: Epoch, hosts: &[HostId]) -> Result<Listing, String> {
+fn listing(epoch: Epoch, hosts: &[HostId]) -> Result<Listing, WireError> {
     Ok(Listing {
         epoch,
         hosts: hosts.to_vec(),
     })
+}
+
+/// No dispatch unit answered.
+fn silent(why: &str) -> WireError {
+    WireError::new(WireError::TIMEOUT, why)
 }
 
 fn update() -> TargetAction {
@@ -56,7 +61,7 @@ fn updating() -> TargetMove {
 fn checking() -> TargetMove {
     let mut mv = updating();
     assert_eq!(
-        mv.handle_location_answer(4, LocationAnswer::Lost("timed out".into()))
+        mv.handle_location_answer(4, LocationAnswer::Lost(silent("timed out")))
             .unwrap(),
         vec![CheckLocation { delay_ms: 0 }]
     );
@@ -106,7 +111,7 @@ fn a_move_dispatch_already_passed_is_refused_before_the_import() {
 #[test]
 fn the_holders_are_looked_up_again_once_imported_if_the_first_lookup_failed() {
     let (mut mv, _) = TargetMove::new(0, ME, FROM, MOVE);
-    mv.handle_holders(1, Err("no unit".into())).unwrap();
+    mv.handle_holders(1, Err(silent("no unit"))).unwrap();
     mv.handle_stream_ended(2, CopyHere::None).unwrap();
     assert_eq!(mv.handle_imported(3).unwrap(), vec![LookupHolders]);
     assert_eq!(
@@ -116,10 +121,10 @@ fn the_holders_are_looked_up_again_once_imported_if_the_first_lookup_failed() {
     );
     // Failing twice, the import goes: no update was ever sent.
     let (mut mv, _) = TargetMove::new(0, ME, FROM, MOVE);
-    mv.handle_holders(1, Err("no unit".into())).unwrap();
+    mv.handle_holders(1, Err(silent("no unit"))).unwrap();
     mv.handle_stream_ended(2, CopyHere::None).unwrap();
     mv.handle_imported(3).unwrap();
-    let actions = mv.handle_holders(4, Err("no unit".into())).unwrap();
+    let actions = mv.handle_holders(4, Err(silent("no unit"))).unwrap();
     assert_eq!(actions[0], DeleteImport);
     assert_eq!(code(&actions), Some(WireError::FORBIDDEN));
 }
@@ -164,7 +169,10 @@ fn a_broken_stream_or_a_failed_import_drops_only_what_was_staged() {
 fn a_refused_update_deletes_the_import() {
     let mut mv = updating();
     let actions = mv
-        .handle_location_answer(4, LocationAnswer::Refused("not the grantee".into()))
+        .handle_location_answer(
+            4,
+            LocationAnswer::Refused(WireError::new(WireError::FORBIDDEN, "not the grantee")),
+        )
         .unwrap();
     assert_eq!(actions[0], DeleteImport);
     assert_eq!(code(&actions), Some(WireError::FORBIDDEN));
@@ -206,8 +214,11 @@ fn a_conflict_or_a_refusal_after_a_lost_answer_is_checked_not_trusted() {
     // Stale epoch: maybe this very update, taken by another unit.
     let mut mv = updating();
     assert_eq!(
-        mv.handle_location_answer(4, LocationAnswer::Conflict("stale epoch".into()))
-            .unwrap(),
+        mv.handle_location_answer(
+            4,
+            LocationAnswer::Conflict(WireError::new(CONFLICT, "stale epoch"))
+        )
+        .unwrap(),
         vec![CheckLocation { delay_ms: 0 }]
     );
     assert_eq!(
@@ -218,8 +229,11 @@ fn a_conflict_or_a_refusal_after_a_lost_answer_is_checked_not_trusted() {
     let mut mv = checking();
     mv.handle_location(5, listing(CURRENT, &[FROM])).unwrap();
     assert_eq!(
-        mv.handle_location_answer(6, LocationAnswer::Refused("not the grantee".into()))
-            .unwrap(),
+        mv.handle_location_answer(
+            6,
+            LocationAnswer::Refused(WireError::new(WireError::FORBIDDEN, "not the grantee"))
+        )
+        .unwrap(),
         vec![CheckLocation {
             delay_ms: LOCATION_CHECK_BACKOFF_MS
         }]
@@ -232,13 +246,13 @@ fn an_answer_that_stays_unknown_keeps_the_import() {
     let mut mv = checking();
     for n in 1..LOCATION_CHECKS_MAX {
         assert_eq!(
-            mv.handle_location(5, Err("no unit".into())).unwrap(),
+            mv.handle_location(5, Err(silent("no unit"))).unwrap(),
             vec![CheckLocation {
                 delay_ms: u64::from(n) * LOCATION_CHECK_BACKOFF_MS
             }]
         );
     }
-    let actions = mv.handle_location(9, Err("no unit".into())).unwrap();
+    let actions = mv.handle_location(9, Err(silent("no unit"))).unwrap();
     assert_eq!(code(&actions), Some(WireError::TIMEOUT));
     assert!(!actions.contains(&DeleteImport), "{actions:?}");
     assert_eq!(mv.outcome(), Some(TargetOutcome::Kept));
@@ -253,7 +267,7 @@ fn an_answer_that_stays_unknown_keeps_the_import() {
             }]
         );
         assert!(matches!(
-            mv.handle_location_answer(6, LocationAnswer::Lost("reset".into()))
+            mv.handle_location_answer(6, LocationAnswer::Lost(silent("reset")))
                 .unwrap()[..],
             [CheckLocation { .. }]
         ));
@@ -341,17 +355,21 @@ fn duplicate_and_late_inputs_are_refused_without_changing_the_move() {
 
 #[test]
 fn refusals_of_dispatch_are_sorted_by_what_they_prove() {
-    let refused = |code| LocationAnswer::from_refusal(&WireError::new(code, "x"));
+    let wire = |code| WireError::new(code, "x");
+    let refused = |code| LocationAnswer::from_refusal(&wire(code));
     assert_eq!(
         refused(WireError::FORBIDDEN),
-        LocationAnswer::Refused("x".into())
+        LocationAnswer::Refused(wire(WireError::FORBIDDEN))
     );
-    assert_eq!(refused(NOT_FOUND), LocationAnswer::Refused("x".into()));
-    assert_eq!(refused(CONFLICT), LocationAnswer::Conflict("x".into()));
-    assert_eq!(refused(WireError::BUSY), LocationAnswer::Lost("x".into()));
+    assert_eq!(refused(NOT_FOUND), LocationAnswer::Refused(wire(NOT_FOUND)));
+    assert_eq!(refused(CONFLICT), LocationAnswer::Conflict(wire(CONFLICT)));
+    assert_eq!(
+        refused(WireError::BUSY),
+        LocationAnswer::Lost(wire(WireError::BUSY))
+    );
     assert_eq!(
         refused(WireError::TIMEOUT),
-        LocationAnswer::Lost("x".into())
+        LocationAnswer::Lost(wire(WireError::TIMEOUT))
     );
 }
 
@@ -389,15 +407,15 @@ fn random_input_orders_never_delete_an_import_dispatch_may_point_to() {
                 vec![OTHER]
             };
             let found = if rng.below(4) == 0 {
-                Err("no unit".to_string())
+                Err(silent("no unit"))
             } else {
                 listing(epoch, &hosts)
             };
             let answer = match rng.below(4) {
                 0 => LocationAnswer::Applied,
-                1 => LocationAnswer::Refused("no".into()),
-                2 => LocationAnswer::Conflict("stale".into()),
-                _ => LocationAnswer::Lost("lost".into()),
+                1 => LocationAnswer::Refused(WireError::new(WireError::FORBIDDEN, "no")),
+                2 => LocationAnswer::Conflict(WireError::new(CONFLICT, "stale")),
+                _ => LocationAnswer::Lost(silent("lost")),
             };
             let copy = [CopyHere::None, CopyHere::Stale, CopyHere::Live][rng.below(3) as usize];
             let step = mv.step;
