@@ -22,8 +22,7 @@ use super::{Session, SessionError, now_ms};
 /// Most hosts one call visits (moves followed plus fresh lookups).
 pub const HOPS_MAX: usize = 4;
 
-/// The wire code a host answers when it does not hold the mailbox.
-pub const NOT_HERE: dem_proto::ErrorCode = dem_proto::ErrorCode::NotFound;
+pub use dem_proto::host::NOT_HERE;
 
 /// Whom a reference names.
 #[derive(Debug, Clone, PartialEq, Eq)]

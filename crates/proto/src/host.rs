@@ -34,6 +34,11 @@ pub struct CreateOrder {
     pub host: HostId,
 }
 
+/// The code a host answers with when it does not hold the mailbox asked
+/// for: the caller looks the mailbox up again (a client) or sends a whole
+/// copy instead of a delta (a replica).
+pub const NOT_HERE: crate::ErrorCode = crate::ErrorCode::NotFound;
+
 /// A mail and its sender's seal over its content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedMail {

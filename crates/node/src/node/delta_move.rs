@@ -27,13 +27,13 @@ use super::traffic::Kind;
 use crate::mailbox::MailboxCallError;
 use crate::mailbox::actor::DeltaState;
 use crate::replica::{DeltaError, DeltaReceiver, VV_ORIGINS_MAX, VersionVector, encode_delta};
-use dem_client::mailbox_ref::NOT_HERE;
 use dem_core::migration::CopyHere;
 use dem_identity::{Epoch, HostId, UserId};
 use dem_net::{Exchange, FrameReader, WireError};
 use dem_proto::dispatch::CONFLICT;
 use dem_proto::export::{EncodedFrame, FRAME_BYTES_MAX};
 use dem_proto::host::DeltaHeader;
+use dem_proto::host::NOT_HERE;
 use dem_proto::ids::{CodeHash, MailboxId};
 use dem_proto::{HostRequest, HostResponse};
 

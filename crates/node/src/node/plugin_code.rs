@@ -53,7 +53,7 @@ impl Node {
         let code = self.mailboxes.runtime().code();
         if !code.contains(hash) {
             return Err(WireError::new(
-                dem_client::mailbox_ref::NOT_HERE,
+                dem_proto::host::NOT_HERE,
                 "this host does not hold that code",
             ));
         }

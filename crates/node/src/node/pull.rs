@@ -12,10 +12,10 @@ use super::migrate::MigrateError;
 use super::serve::{internal, mailbox_id};
 use crate::dispatch::Placement;
 use crate::mailbox::MovedTo;
-use dem_client::mailbox_ref::NOT_HERE;
 use dem_client::now_ms;
 use dem_identity::{Freshness, MOVE_ORDER, Signed};
 use dem_net::WireError;
+use dem_proto::host::NOT_HERE;
 use dem_proto::{DispatchRequest, DispatchResponse, HostResponse, MoveOrder};
 
 impl Node {

@@ -11,10 +11,10 @@ use super::traffic::Kind;
 use super::{Node, verify};
 use crate::dispatch::ObjectRef;
 use crate::mailbox::MailboxCallError;
-use dem_client::mailbox_ref::NOT_HERE;
 use dem_client::now_ms;
 use dem_identity::{Epoch, HostId, Signed, UserId};
 use dem_net::{Exchange, Result, WireError};
+use dem_proto::host::NOT_HERE;
 use dem_proto::host::PluginUpload;
 use dem_proto::ids::MailboxId;
 use dem_proto::{

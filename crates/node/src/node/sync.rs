@@ -33,10 +33,10 @@ use crate::replica::{
     LinkRetry, Member, OpId, Since, VersionVector, link_after_failure, link_wanted,
 };
 use dem_client::SessionError;
-use dem_client::mailbox_ref::NOT_HERE;
 use dem_identity::{Epoch, HostId, UserId};
 use dem_net::{NetError, WireError};
 use dem_proto::export::TailError;
+use dem_proto::host::NOT_HERE;
 use dem_proto::ids::MailboxId;
 use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 

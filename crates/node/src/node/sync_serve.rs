@@ -13,11 +13,11 @@ use super::serve::{internal, mailbox_id};
 use super::sync::SYNC_OPS_MAX;
 use crate::mailbox::MailboxCallError;
 use crate::replica::{VV_ORIGINS_MAX, VersionVector};
-use dem_client::mailbox_ref::NOT_HERE;
 use dem_identity::{HostId, UserId};
 use dem_net::{Exchange, WireError};
 use dem_proto::HostResponse;
 use dem_proto::export::ExportHeader;
+use dem_proto::host::NOT_HERE;
 use dem_proto::host::ReplicaState;
 
 impl Node {

@@ -382,10 +382,7 @@ impl Node {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return ex
-                    .reply_err(&WireError::new(
-                        dem_client::mailbox_ref::NOT_HERE,
-                        e.to_string(),
-                    ))
+                    .reply_err(&WireError::new(dem_proto::host::NOT_HERE, e.to_string()))
                     .await;
             }
             Err(e) => return ex.reply_err(&internal(e)).await,
