@@ -15,10 +15,10 @@ use std::path::Path;
 
 use dem_identity::HostId;
 use dem_net::{NetError, WireError, read_frame, read_raw_frame, write_frame, write_raw_frame};
-use dem_proto::AttachmentId;
 use dem_proto::attachment::{ATTACHMENT_BYTES_MAX, CHUNK_BYTES};
 use dem_proto::dispatch::HostAddr;
 use dem_proto::mail::AttachmentRef;
+use dem_proto::{AttachmentId, AttachmentIdError};
 use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 
 use super::{Session, SessionError};
@@ -32,21 +32,36 @@ const UPLOAD_RETRY: std::time::Duration = std::time::Duration::from_millis(300);
 /// Why an attachment could not be stored or fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachmentError {
+    /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
         path: String,
         source: std::io::Error,
     },
+    /// The file is over the attachment size limit.
     #[error("{path} is {size} bytes; attachments are limited to {ATTACHMENT_BYTES_MAX}")]
     TooLarge { path: String, size: u64 },
+    /// The session failed: transport, dispatch or a host's refusal.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// No holder answered; the attachment id.
     #[error("attachment {0} is on no host that is online")]
     NoHolder(String),
+    /// The bytes received do not hash to the id; the attachment id.
     #[error("the received attachment does not match its id {0}")]
     Corrupt(String),
+    /// A host answered something this request does not expect.
+    #[error("unexpected answer: {0:?}")]
+    Unexpected(Box<HostResponse>),
+    /// The dispatch unit answered something this request does not expect.
+    #[error("unexpected answer: {0:?}")]
+    UnexpectedDispatch(Box<DispatchResponse>),
+    /// Dispatch placed the upload again on a host that failed it.
+    #[error("unexpected answer: placed again on host {}, which failed the upload", .0.short())]
+    PlacedAgain(HostId),
+    /// The file's hash is not an attachment id.
     #[error("unexpected answer: {0}")]
-    Unexpected(String),
+    BadHash(#[source] AttachmentIdError),
 }
 
 impl From<NetError> for AttachmentError {
@@ -81,9 +96,7 @@ pub async fn store(
         return Err(AttachmentError::TooLarge { path: shown, size });
     }
     let hash = hash_file(path).map_err(io)?;
-    let id: AttachmentId = hash
-        .parse()
-        .map_err(|e| AttachmentError::Unexpected(format!("{e}")))?;
+    let id: AttachmentId = hash.parse().map_err(AttachmentError::BadHash)?;
     let name = path
         .file_name()
         .map_or_else(|| "attachment".into(), |n| n.to_string_lossy().into_owned());
@@ -121,7 +134,11 @@ fn retryable(e: &AttachmentError) -> bool {
         AttachmentError::Session(SessionError::Net(NetError::Remote(w))) => {
             w.code != WireError::BUSY
         }
-        AttachmentError::Session(_) | AttachmentError::Unexpected(_) => true,
+        AttachmentError::Session(_)
+        | AttachmentError::Unexpected(_)
+        | AttachmentError::UnexpectedDispatch(_)
+        | AttachmentError::PlacedAgain(_)
+        | AttachmentError::BadHash(_) => true,
         _ => false,
     }
 }
@@ -169,13 +186,14 @@ async fn store_once(
         .map_err(|e| no_host(e.into()))?
     {
         DispatchResponse::Placement(p) => p,
-        other => return Err(no_host(AttachmentError::Unexpected(format!("{other:?}")))),
+        other => {
+            return Err(no_host(AttachmentError::UnexpectedDispatch(Box::new(
+                other,
+            ))));
+        }
     };
     if failed.contains(&placement.host) {
-        let e = AttachmentError::Unexpected(format!(
-            "placed again on host {}, which failed the upload",
-            placement.host.short()
-        ));
+        let e = AttachmentError::PlacedAgain(placement.host);
         return Err((e, Some(placement.host)));
     }
     let host = placement.host;
@@ -195,7 +213,7 @@ async fn store_once(
                 return Ok(Stored::AlreadyOnHost(placement.addr.clone()));
             }
             HostResponse::Done => {}
-            other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+            other => return Err(AttachmentError::Unexpected(Box::new(other))),
         }
         let mut file = std::fs::File::open(path).map_err(io)?;
         let mut buf = vec![0u8; CHUNK_BYTES as usize];
@@ -215,7 +233,7 @@ async fn store_once(
         send.finish().map_err(NetError::from)?;
         match answer(&mut recv).await? {
             HostResponse::Done => Ok(Stored::Uploaded(placement.addr.clone())),
-            other => Err(AttachmentError::Unexpected(format!("{other:?}"))),
+            other => Err(AttachmentError::Unexpected(Box::new(other))),
         }
     };
     match sent.await {
@@ -246,7 +264,7 @@ pub async fn fetch(
         .await?
     {
         DispatchResponse::Attachment(found) => found,
-        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+        other => return Err(AttachmentError::UnexpectedDispatch(Box::new(other))),
     };
     // Online holders first, in listing order; then the others, whose
     // lease may just have lapsed. A holder that fails or sends bytes that
@@ -287,7 +305,7 @@ async fn fetch_from(
     send.finish().map_err(NetError::from)?;
     let expected = match answer(&mut recv).await? {
         HostResponse::Attachment { size_bytes } => size_bytes,
-        other => return Err(AttachmentError::Unexpected(format!("{other:?}"))),
+        other => return Err(AttachmentError::Unexpected(Box::new(other))),
     };
     let shown = out.display().to_string();
     let io = |source| AttachmentError::Io {

@@ -44,18 +44,27 @@ pub enum SessionError {
     /// No dispatch unit answered, or one refused.
     #[error(transparent)]
     Dispatch(#[from] ClientError),
-    /// The peer answered something this request does not expect.
-    #[error("unexpected answer: {0}")]
-    Unexpected(String),
+    /// The dispatch unit answered something this request does not expect.
+    #[error("unexpected answer: {0:?}")]
+    Unexpected(Box<DispatchResponse>),
+    /// A host address (as dispatch gave it) is not a socket address.
+    #[error("unexpected answer: host address {addr:?}")]
+    HostAddress {
+        /// The address as given.
+        addr: String,
+        /// Why it does not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
     /// The key could not be turned into a TLS identity.
     #[error("bad key: {0}")]
-    Key(String),
+    Key(#[source] ed25519_dalek::pkcs8::Error),
 }
 
 /// The QUIC identity of a DEM key.
 pub fn identity_of(key: &KeyPair) -> Result<Identity, SessionError> {
     let der = key.to_pkcs8_der_zeroizing();
-    let signing = SigningKey::from_pkcs8_der(&der).map_err(|e| SessionError::Key(e.to_string()))?;
+    let signing = SigningKey::from_pkcs8_der(&der).map_err(SessionError::Key)?;
     Ok(Identity::from_signing_key(&signing)?)
 }
 
@@ -126,9 +135,10 @@ impl Session {
 
     /// A connection to host `host` at `addr`, reused if open.
     pub async fn connect(&self, addr: &str, host: HostId) -> Result<Connection, SessionError> {
-        let sock: SocketAddr = addr
-            .parse()
-            .map_err(|_| SessionError::Unexpected(format!("host address {addr:?}")))?;
+        let sock: SocketAddr = addr.parse().map_err(|source| SessionError::HostAddress {
+            addr: addr.to_owned(),
+            source,
+        })?;
         let slot = self.slot(sock);
         let mut slot = slot.lock().await;
         if let Some(conn) = slot.as_ref()

@@ -12,7 +12,7 @@
 
 use tracing::Instrument as _;
 
-use dem_identity::{Epoch, HostId, OWNER_CALL, Signed, UserId};
+use dem_identity::{Epoch, HostId, OWNER_CALL, SignError, Signed, UserId};
 use dem_net::{NetError, WireError};
 use dem_proto::mailbox::{Request, Response, UnexpectedAnswer, Verb};
 use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, OwnerCall};
@@ -62,7 +62,7 @@ pub enum RefError {
     },
     /// Signing the call failed.
     #[error("cannot sign: {0}")]
-    Sign(String),
+    Sign(#[from] SignError),
     /// The host answered an owner call with something other than the
     /// mailbox's reply.
     #[error("unexpected answer from the host: {0:?}")]
@@ -133,7 +133,7 @@ impl MailboxRef {
             Ok(other) => {
                 return Err(RefError::Lookup {
                     who,
-                    source: SessionError::Unexpected(format!("{other:?}")),
+                    source: SessionError::Unexpected(Box::new(other)),
                 });
             }
             Err(source) => return Err(RefError::Lookup { who, source }),
@@ -224,7 +224,7 @@ impl MailboxRef {
                 };
                 Signed::sign(key, OWNER_CALL, now_ms(), &call)
                     .map(HostRequest::Owner)
-                    .map_err(|e| RefError::Sign(e.to_string()))
+                    .map_err(RefError::Sign)
             })
             .await?;
         match answer {

@@ -24,6 +24,22 @@ use dem_store::{CommitError, LoadError};
 pub use registry::Mailboxes;
 pub use request::{Op, Request, Response, UnexpectedAnswer, Verb};
 
+/// Why an import, or a batch of a replica's ops, was refused
+/// ([`MailboxCallError::Import`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportRefusal {
+    /// The export or batch contradicts itself, or this host cannot import;
+    /// how.
+    #[error("{0}")]
+    Refused(String),
+    /// A replicated op does not decode.
+    #[error("a replicated op is malformed: {0}")]
+    MalformedOp(#[source] rmp_serde::decode::Error),
+    /// The imported state does not restore into its code; it was dropped.
+    #[error("the imported state does not restore: {0}")]
+    Restore(#[source] Box<MailboxCallError>),
+}
+
 /// How the host treats its mailboxes.
 #[derive(Debug, Clone)]
 pub struct MailboxesConfig {
@@ -98,7 +114,7 @@ pub enum MailboxCallError {
     Restore { id: MailboxId, reason: String },
     /// Import refused: required code is missing or the export is malformed.
     #[error("import refused: {0}")]
-    Import(String),
+    Import(#[source] ImportRefusal),
     /// The code hash named for a new mailbox is not on this host.
     #[error("no code {0} on this host")]
     MissingCode(CodeHash),

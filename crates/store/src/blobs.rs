@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use super::LoadError;
 use super::buffers::BufferPool;
+use super::error::{Corruption, Shared};
 
 /// Snapshots at least this large are kept as files; smaller ones stay in
 /// redb, where they cost less than a file and its fsyncs.
@@ -104,13 +105,20 @@ impl Blobs {
     ) -> Result<bytes::Bytes, LoadError> {
         let path = self.path(name);
         let corrupt = |why: &dyn std::fmt::Display| {
-            LoadError::Corrupt(format!(
+            LoadError::inconsistent(format!(
                 "mailbox {id:?}: snapshot file {}: {why}",
                 path.display()
             ))
         };
-        let mut file = fs::File::open(&path).map_err(|e| corrupt(&e))?;
-        let on_disk = file.metadata().map_err(|e| corrupt(&e))?.len();
+        let unreadable = |source| {
+            LoadError::Corrupt(Corruption::SnapshotFile {
+                id: id.to_owned(),
+                path: path.clone(),
+                source: Shared::new(source),
+            })
+        };
+        let mut file = fs::File::open(&path).map_err(unreadable)?;
+        let on_disk = file.metadata().map_err(unreadable)?.len();
         // The length comes from our own meta record, but is checked against
         // the file before any memory is taken for it.
         let Ok(len_usize) = usize::try_from(len) else {
@@ -124,7 +132,7 @@ impl Blobs {
         let mut buf = self.buffers.take(len_usize);
         let read = file.read_exact(&mut buf);
         let bytes = self.buffers.share(buf);
-        read.map_err(|e| corrupt(&e))?;
+        read.map_err(unreadable)?;
         if check && Self::name(id, &bytes) != *name {
             return Err(corrupt(&"is damaged"));
         }

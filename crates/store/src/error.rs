@@ -1,8 +1,13 @@
 //! Error types of the mailbox store, one enum per operation family.
 //!
-//! [`CommitError`] carries strings rather than source errors because one
-//! failed commit is reported to every request of its batch, so it must be
-//! `Clone`; redb's errors are not.
+//! One failed commit is reported to every request of its batch, so
+//! [`CommitError`] (and the [`LoadError`] it may carry) must be `Clone`;
+//! redb's, std's and rmp's errors are not. They keep their source errors
+//! in a [`Shared`], which clones the pointer, not the error.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -64,13 +69,21 @@ pub enum CommitError {
     /// Another import is staging this mailbox's log tail.
     #[error("mailbox {0:?} is being imported by another transfer")]
     Staging(String),
-    /// A large snapshot's file could not be written; nothing of this
-    /// request is stored.
+    /// A large snapshot's file could not be written (or a staged one not
+    /// moved into place); nothing of this request is stored.
     #[error("writing the snapshot file: {0}")]
-    SnapshotFile(String),
+    SnapshotFile(#[source] Shared<std::io::Error>),
+    /// The folder of the batch's new snapshot files could not be synced, so
+    /// no record may name them yet; no request of the batch is durable.
+    #[error("store database: syncing the snapshot folder: {0}")]
+    SnapshotFolderSync(#[source] Shared<std::io::Error>),
     /// redb failed to write or commit the batch; no request of it is durable.
     #[error("store database: {0}")]
-    Database(String),
+    Database(#[source] Shared<redb::Error>),
+    /// A stored record the request builds on could not be read; no
+    /// request of the batch is durable.
+    #[error("store database: {0}")]
+    Record(#[source] LoadError),
     /// The writer thread has stopped (store shut down, or it panicked).
     #[error("store writer is gone")]
     WriterGone,
@@ -81,22 +94,102 @@ pub enum CommitError {
 pub enum LoadError {
     /// redb failed to read.
     #[error("store database: {0}")]
-    Database(String),
+    Database(#[source] Shared<redb::Error>),
     /// Stored data contradicts itself or cannot be decoded.
     #[error("store data corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Corruption),
+}
+
+/// What is wrong with a mailbox's stored data ([`LoadError::Corrupt`]).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum Corruption {
+    /// Records contradict one another (or a file its record); what was found.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// A mailbox's meta record does not decode.
+    #[error("meta of mailbox {id:?}: {source}")]
+    Meta {
+        /// Mailbox id.
+        id: String,
+        /// The decoder's complaint.
+        #[source]
+        source: Shared<rmp_serde::decode::Error>,
+    },
+    /// A mailbox's snapshot file could not be opened or read.
+    #[error("mailbox {id:?}: snapshot file {}: {source}", path.display())]
+    SnapshotFile {
+        /// Mailbox id.
+        id: String,
+        /// The file its meta record names.
+        path: PathBuf,
+        /// The failed open, stat or read.
+        #[source]
+        source: Shared<std::io::Error>,
+    },
+}
+
+/// A source error shared by the clones of one failure: cloning copies the
+/// pointer, and two are equal only when they are clones of one error (the
+/// errors inside have no `PartialEq`). Displays as the error it holds, and
+/// derefs to it.
+#[derive(Debug)]
+pub struct Shared<E>(Arc<E>);
+
+impl<E> Shared<E> {
+    /// Wraps `e`.
+    pub fn new(e: E) -> Self {
+        Self(Arc::new(e))
+    }
 }
 
 impl LoadError {
     /// Wraps any redb error (they all convert into [`redb::Error`]).
     pub(super) fn database(e: impl Into<redb::Error>) -> Self {
-        LoadError::Database(e.into().to_string())
+        LoadError::Database(Shared::new(e.into()))
+    }
+
+    /// Stored data that contradicts itself: `what` says how.
+    pub(super) fn inconsistent(what: String) -> Self {
+        LoadError::Corrupt(Corruption::Inconsistent(what))
     }
 }
 
 impl CommitError {
     /// Wraps any redb error (they all convert into [`redb::Error`]).
     pub(super) fn database(e: impl Into<redb::Error>) -> Self {
-        CommitError::Database(e.into().to_string())
+        CommitError::Database(Shared::new(e.into()))
+    }
+}
+
+impl<E> Clone for Shared<E> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<E> PartialEq for Shared<E> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<E> Eq for Shared<E> {}
+
+impl<E> std::ops::Deref for Shared<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Shared<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for Shared<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }

@@ -15,6 +15,7 @@
 
 use redb::{Database, ReadableTable};
 
+use super::error::Shared;
 use super::writer::{Applied, BatchFiles, Slot, Tables, store_bytes};
 use super::{CommitError, ImportSnapshot, MailboxMeta, OpenError};
 use crate::tables::{LOG, META, MetaRecord, STAGED, SnapshotHeader};
@@ -117,7 +118,7 @@ pub(super) fn import(
                 t.snapshot.remove(id).map_err(CommitError::database)?;
                 Some(name)
             }
-            Err(e) => return Ok(Err(CommitError::SnapshotFile(e.to_string()))),
+            Err(e) => return Ok(Err(CommitError::SnapshotFile(Shared::new(e)))),
         },
         None => None,
     };

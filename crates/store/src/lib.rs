@@ -48,7 +48,7 @@ use tokio::sync::oneshot;
 
 pub use blobs::BLOB_BYTES_MIN;
 use blobs::Blobs;
-pub use error::{CommitError, LoadError, OpenError};
+pub use error::{CommitError, Corruption, LoadError, OpenError, Shared};
 pub use import::{ImportTail, StageToken};
 pub use staging::{ImportSnapshot, SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
 use tables::{META, MetaRecord};

@@ -104,7 +104,7 @@ impl MailboxStore {
             let file = read.map(|(thread, read, header)| {
                 let bytes = match thread {
                     Ok(thread) => thread.join().unwrap_or_else(|_| {
-                        Err(LoadError::Corrupt(format!(
+                        Err(LoadError::inconsistent(format!(
                             "mailbox {id:?}: reading the snapshot file failed"
                         )))
                     }),
@@ -178,10 +178,10 @@ fn inline_snapshot(
     let guard = table
         .get(id)
         .map_err(LoadError::database)?
-        .ok_or_else(|| LoadError::Corrupt(format!("mailbox {id:?}: snapshot missing")))?;
+        .ok_or_else(|| LoadError::inconsistent(format!("mailbox {id:?}: snapshot missing")))?;
     let bytes = guard.value();
     if bytes.len() as u64 != header.bytes {
-        return Err(LoadError::Corrupt(format!(
+        return Err(LoadError::inconsistent(format!(
             "mailbox {id:?}: snapshot is {} bytes, meta says {}",
             bytes.len(),
             header.bytes
@@ -234,7 +234,7 @@ fn read_log(
         let (key, value) = entry.map_err(LoadError::database)?;
         let seq = key.value().1;
         if seq != expected {
-            return Err(LoadError::Corrupt(format!(
+            return Err(LoadError::inconsistent(format!(
                 "mailbox {id:?}: log has seq {seq} where {expected} was expected"
             )));
         }
@@ -248,7 +248,7 @@ fn read_log(
 fn check_log_end(id: &str, tail: &[(u64, Vec<u8>)], rec: &MetaRecord) -> Result<(), LoadError> {
     let last = tail.last().map_or(rec.snapshot_seq(), |&(seq, _)| seq);
     if last != rec.last_seq {
-        return Err(LoadError::Corrupt(format!(
+        return Err(LoadError::inconsistent(format!(
             "mailbox {id:?}: log ends at seq {last}, meta says {}",
             rec.last_seq
         )));

@@ -18,6 +18,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::blobs::BlobName;
+use super::error::{Corruption, Shared};
 use super::{LoadError, MailboxMeta, MailboxUsage, OpenError};
 use dem_proto::VersionVector;
 
@@ -90,8 +91,12 @@ impl MetaRecord {
     }
 
     pub fn decode(id: &str, bytes: &[u8]) -> Result<Self, LoadError> {
-        rmp_serde::from_slice(bytes)
-            .map_err(|e| LoadError::Corrupt(format!("meta of mailbox {id:?}: {e}")))
+        rmp_serde::from_slice(bytes).map_err(|source| {
+            LoadError::Corrupt(Corruption::Meta {
+                id: id.to_owned(),
+                source: Shared::new(source),
+            })
+        })
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::blobs::{BLOB_BYTES_MIN, BlobName, Blobs};
+use super::error::Shared;
 use super::import::{
     ImportTail, Imported, StageToken, clear_log, drop_staged_log, import, stage_log,
 };
@@ -212,7 +213,7 @@ impl Writer {
             files
                 .blobs
                 .sync_dir()
-                .map_err(|e| CommitError::Database(format!("syncing the snapshot folder: {e}")))?;
+                .map_err(|e| CommitError::SnapshotFolderSync(Shared::new(e)))?;
         }
         txn.commit().map_err(CommitError::database)?;
         for name in &files.doomed {
@@ -237,7 +238,7 @@ fn apply_one<'b>(
             let rec = match stored.map(|g| MetaRecord::decode(id, g.value())) {
                 None => None,
                 Some(Ok(rec)) => Some(rec),
-                Some(Err(e)) => return Ok(Err(CommitError::Database(e.to_string()))),
+                Some(Err(e)) => return Ok(Err(CommitError::Record(e))),
             };
             v.insert(Slot { rec, dirty: false })
         }
@@ -366,7 +367,7 @@ pub(super) fn store_bytes(
     }
     let name = Blobs::name(id, bytes);
     if let Err(e) = files.blobs.write(&name, bytes) {
-        return Ok(Err(CommitError::SnapshotFile(e.to_string())));
+        return Ok(Err(CommitError::SnapshotFile(Shared::new(e))));
     }
     files.written = true;
     t.snapshot.remove(id).map_err(CommitError::database)?;

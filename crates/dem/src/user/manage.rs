@@ -275,7 +275,7 @@ async fn plugin_add(
             };
             Signed::sign(&key, PLUGIN_UPLOAD, now_ms(), &upload)
                 .map(|s| HostRequest::PluginAdd(Box::new(s)))
-                .map_err(|e| RefError::Sign(e.to_string()))
+                .map_err(RefError::Sign)
         })
         .await?;
     ctx.close().await;

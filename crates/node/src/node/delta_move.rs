@@ -222,7 +222,7 @@ impl Node {
     ) -> Result<u64, WireError> {
         let count = ops.len();
         let now = self.mailboxes.apply(id, ops).await.map_err(|e| match e {
-            MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m),
+            MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m.to_string()),
             e => internal(e),
         })?;
         if !now.covers(vv) {

@@ -56,7 +56,9 @@ impl Node {
                 MailboxCallError::Unknown(_) | MailboxCallError::Moved { .. } => {
                     WireError::new(NOT_HERE, "this host does not hold that mailbox")
                 }
-                MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m),
+                MailboxCallError::Import(m) => {
+                    WireError::new(WireError::BAD_REQUEST, m.to_string())
+                }
                 e => internal(e),
             })?;
         Ok(HostResponse::Synced { vv })

@@ -8,6 +8,7 @@
 //! vector may advance and it can forward the op to others.
 
 use super::{E, MailboxActor, Reply};
+use crate::mailbox::ImportRefusal;
 use crate::mailbox::request::Op;
 use crate::replica::{Fit, Since, VersionVector};
 
@@ -26,11 +27,13 @@ impl MailboxActor {
             let mut op = match Op::decode(&bytes) {
                 Ok(op) if op.seq > 0 => op,
                 Ok(_) => {
-                    failed = Some(E::Import("a replicated op has no sequence number".into()));
+                    failed = Some(E::Import(ImportRefusal::Refused(
+                        "a replicated op has no sequence number".into(),
+                    )));
                     break;
                 }
                 Err(e) => {
-                    failed = Some(E::Import(format!("a replicated op is malformed: {e}")));
+                    failed = Some(E::Import(ImportRefusal::MalformedOp(e)));
                     break;
                 }
             };

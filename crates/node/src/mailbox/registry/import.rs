@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::super::actor::ExportedState;
 use super::super::restore::{Restored, Source, restore};
 use super::Mailboxes;
-use crate::mailbox::MailboxCallError as E;
+use crate::mailbox::{ImportRefusal, MailboxCallError as E};
 use dem_proto::ids::{CodeHash, MailboxId};
 use dem_store::{ImportSnapshot, ImportTail, MailboxMeta, MailboxStore, StagedRecord};
 
@@ -49,9 +49,7 @@ impl Mailboxes {
             Ok(r) => r,
             Err(e) => {
                 let _ = store.remove(id.as_str()).await;
-                return Err(E::Import(format!(
-                    "the imported state does not restore: {e}"
-                )));
+                return Err(E::Import(ImportRefusal::Restore(Box::new(e))));
             }
         };
         self.adopt_import(id, state.meta, Some(restored));
@@ -80,9 +78,9 @@ impl Mailboxes {
         let meta = state.meta.clone();
         let snapshot = match (staged, state.snapshot) {
             (Some(_), Some(_)) => {
-                return Err(E::Import(
+                return Err(E::Import(ImportRefusal::Refused(
                     "an import has a snapshot and a staged file".into(),
-                ));
+                )));
             }
             (Some(file), None) => Some(ImportSnapshot::Staged(file)),
             (None, bytes) => bytes.map(ImportSnapshot::Bytes),
@@ -91,7 +89,9 @@ impl Mailboxes {
             None => ImportTail::Rows(state.tail),
             Some(staged) if state.tail.is_empty() => staged,
             Some(_) => {
-                return Err(E::Import("an import has a tail and a staged one".into()));
+                return Err(E::Import(ImportRefusal::Refused(
+                    "an import has a tail and a staged one".into(),
+                )));
             }
         };
         store
@@ -129,9 +129,11 @@ impl Mailboxes {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        self.store
-            .as_ref()
-            .ok_or_else(|| E::Import("in-memory hosts cannot import".into()))
+        self.store.as_ref().ok_or_else(|| {
+            E::Import(ImportRefusal::Refused(
+                "in-memory hosts cannot import".into(),
+            ))
+        })
     }
 
     /// Starts the actor of a committed import, with its restored instance
