@@ -2,8 +2,9 @@
 //! ops a replica can ship to a peer (`window`), moves that ship only
 //! those ops to an older copy (`delta`), the keeper's decisions
 //! about a replica set (`keeper`; `attachment` for attachments' replica
-//! sets and references) and the grace given to copies no listing names
-//! (`unlisted`). Version vectors are data and live in `dem-proto`. The host
+//! sets and references), the grace given to copies no listing names
+//! (`unlisted`) and what such a copy hands back before it goes
+//! (`handback`). Version vectors are data and live in `dem-proto`. The host
 //! daemon drives all of it over QUIC; the mailbox actor applies ops.
 //!
 //! The model (paper §IV-C): every mailbox has R replicas on distinct
@@ -16,11 +17,15 @@
 
 pub mod attachment;
 pub mod delta;
+pub mod handback;
 pub mod keeper;
 pub mod unlisted;
 pub mod window;
 
 pub use delta::{Delta, DeltaError, DeltaFrame, DeltaReceiver, delta_for, encode_delta};
-pub use keeper::{KeeperPlan, LinkRetry, Member, link_after_failure, link_wanted, plan};
+pub use handback::{HandBack, hand_back, missing_ops};
+pub use keeper::{
+    Freshness, KeeperPlan, LinkRetry, Member, link_after_failure, link_wanted, plan, plan_fresh,
+};
 pub use unlisted::UnlistedCopies;
 pub use window::{Since, Window};

@@ -66,12 +66,12 @@ impl DispatchUnit {
             })
             .collect();
 
-        let mut loads = self.pending_loads(now_ms);
+        let mut loads = self.table_loads(now_ms);
         let mut plan = DeparturePlan::default();
         let mut actions = Vec::new();
         for (object, holders, kept) in objects {
             let target = kept.or_else(|| {
-                let t = self.choose_with(now_ms, &holders, &[host], &loads)?;
+                let t = self.choose_with(now_ms, &object, &holders, &[host], &loads)?;
                 *loads.entry(t).or_default() += 1;
                 Some(t)
             });
@@ -121,8 +121,9 @@ mod tests {
         assert!(plan.unplaced.is_empty());
         assert_eq!((plan.moves.len(), acts.len()), (10, 10));
         let count = |h| plan.moves.iter().filter(|m| m.host == h).count();
-        // Capacities 10, 20, 10 (the last holding 2): 3, 6 and 1 more
-        // objects bring every ratio to 0.3.
+        // Capacities 10, 20, 10 (the second holding mailbox 9, the last
+        // reporting 2): 4, 5 and 1 more objects bring the ratios to 0.4,
+        // 0.3 and 0.3 (13 objects over 40 slots cannot all be 0.325).
         assert_eq!(
             (
                 count(host(1)),
@@ -130,7 +131,7 @@ mod tests {
                 count(host(3)),
                 count(host(4))
             ),
-            (0, 3, 6, 1)
+            (0, 4, 5, 1)
         );
         let m9 = plan
             .moves

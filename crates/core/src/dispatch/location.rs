@@ -278,8 +278,12 @@ mod tests {
         let (first, _) = u.place_new_mailbox(0, user(1)).unwrap();
         let (second, _) = u.place_new_mailbox(0, user(1)).unwrap();
         assert_ne!(first.host, second.host, "the first grant counts as load");
+        let third = (1..=3)
+            .map(host)
+            .find(|h| *h != first.host && *h != second.host)
+            .unwrap();
         assert_eq!(
-            u.handle_location_update(1, first.host, &mb, vec![host(3)], Epoch(1)),
+            u.handle_location_update(1, first.host, &mb, vec![third], Epoch(1)),
             Err(E::TargetNotListed {
                 from: first.host,
                 object: mb.clone()

@@ -3,11 +3,15 @@
 //!
 //! A candidate host is online, Active (not leaving), below its capacity,
 //! not already a holder of the object and not excluded; among candidates
-//! the one with the lowest load relative to capacity wins, ties going to
-//! the smallest `HostId` so every unit (and every test run) picks the same.
-//! Load is the host's reported load plus the live grants already handed out
-//! towards it, so placements between two heartbeats do not all pile onto
-//! the same host.
+//! the one with the lowest load relative to capacity (the most free
+//! capacity) wins. A host's load is what the tables know it holds — the
+//! objects located there plus the live grants already handed out towards
+//! it — or what it last reported, if more (copies it keeps unlisted). The
+//! tables count at once what a heartbeat reports only later, so
+//! placements between two heartbeats do not all pile onto the same host.
+//! Ties go to a host drawn by a hash of the object and the host: equal
+//! hosts share the work, yet every unit (and every test run) picks the
+//! same host for the same object.
 //!
 //! Every placement handed out is recorded (and replicated) as a
 //! [`MoveGrant`]: that is what later authorizes the target host to report
@@ -35,10 +39,12 @@ impl DispatchUnit {
     pub fn choose_host(
         &self,
         now_ms: u64,
+        object: &ObjectRef,
         holders: &[HostId],
         exclude: &[HostId],
     ) -> Option<HostId> {
-        self.choose_with(now_ms, holders, exclude, &self.pending_loads(now_ms))
+        let loads = self.table_loads(now_ms);
+        self.choose_with(now_ms, object, holders, exclude, &loads)
     }
 
     /// Chooses the host for a new mailbox of `user` (who must hold a
@@ -83,7 +89,7 @@ impl DispatchUnit {
             // new upload goes to a live host beside them; it lists itself
             // with them and copies out, and the keeper drops the dead ones.
             let host = self
-                .choose_host(now_ms, &hosts, &[])
+                .choose_host(now_ms, &object, &hosts, &[])
                 .ok_or_else(|| PlacementError::NoLiveHost(object.clone()))?;
             let until_ms = now_ms.saturating_add(self.limits.attachment_grace_ms);
             let mut actions: Vec<Action> =
@@ -131,7 +137,7 @@ impl DispatchUnit {
             });
         }
         let host = self
-            .choose_host(now_ms, &[], &[])
+            .choose_host(now_ms, &object, &[], &[])
             .ok_or_else(|| PlacementError::NoLiveHost(object.clone()))?;
         actions.push(Action::Replicate(self.grant(now_ms, &object, host)?));
         Ok((self.placement(object, host), actions))
@@ -150,7 +156,7 @@ impl DispatchUnit {
             .location(object)
             .ok_or_else(|| PlacementError::UnknownObject(object.clone()))?;
         let host = self
-            .choose_host(now_ms, holders, exclude)
+            .choose_host(now_ms, object, holders, exclude)
             .ok_or_else(|| PlacementError::NoLiveHost(object.clone()))?;
         let update = self.grant(now_ms, object, host)?;
         Ok((
@@ -191,58 +197,77 @@ impl DispatchUnit {
         ))
     }
 
-    /// Live grants per target host: placements handed out but not yet
-    /// confirmed, counted as load.
-    pub(crate) fn pending_loads(&self, now_ms: u64) -> BTreeMap<HostId, u64> {
-        let mut loads = BTreeMap::new();
+    /// Each host's load: the objects located there or its reported load,
+    /// whichever is more, plus the live grants towards it (placements
+    /// handed out but not yet confirmed). One pass over the tables.
+    pub(crate) fn table_loads(&self, now_ms: u64) -> BTreeMap<HostId, u64> {
+        let mut located: BTreeMap<HostId, u64> = BTreeMap::new();
+        let mut pending: BTreeMap<HostId, u64> = BTreeMap::new();
         let mailboxes = self
             .tables
             .mailboxes
             .values()
-            .map(|r| (&r.pending, r.epoch));
+            .map(|r| (&r.hosts, &r.pending, r.epoch));
         let attachments = self
             .tables
             .attachments
             .values()
-            .map(|r| (&r.pending, r.epoch));
-        for (pending, epoch) in mailboxes.chain(attachments) {
-            for (target, g) in pending {
+            .map(|r| (&r.hosts, &r.pending, r.epoch));
+        for (hosts, grants, epoch) in mailboxes.chain(attachments) {
+            for host in hosts {
+                *located.entry(*host).or_insert(0u64) += 1;
+            }
+            for (target, g) in grants {
                 if g.is_live(now_ms, epoch) {
-                    *loads.entry(*target).or_insert(0u64) += 1;
+                    *pending.entry(*target).or_insert(0u64) += 1;
                 }
             }
         }
-        loads
+        self.tables
+            .hosts
+            .iter()
+            .map(|(id, rec)| {
+                let held = rec.load.max(located.get(id).copied().unwrap_or(0));
+                let granted = pending.get(id).copied().unwrap_or(0);
+                (*id, held.saturating_add(granted))
+            })
+            .collect()
     }
 
+    /// The best candidate for `object` given `loads` ([`Self::table_loads`],
+    /// plus whatever the caller already assigned; a host missing from it
+    /// counts its reported load).
     pub(crate) fn choose_with(
         &self,
         now_ms: u64,
+        object: &ObjectRef,
         holders: &[HostId],
         exclude: &[HostId],
-        extra: &BTreeMap<HostId, u64>,
+        loads: &BTreeMap<HostId, u64>,
     ) -> Option<HostId> {
-        // (host, load, capacity) of the best candidate so far.
-        let mut best: Option<(HostId, u64, u64)> = None;
-        // Hosts iterate in HostId order and only a strictly lower ratio
-        // replaces the best, so ties go to the smallest HostId.
+        let salt = object_salt(object);
+        // (host, load, capacity, tie-break) of the best candidate so far.
+        let mut best: Option<(HostId, u64, u64, u64)> = None;
         for (id, rec) in &self.tables.hosts {
             if !rec.accepts_objects(now_ms) || holders.contains(id) || exclude.contains(id) {
                 continue;
             }
-            let load = rec.load.saturating_add(extra.get(id).copied().unwrap_or(0));
+            let load = loads.get(id).copied().unwrap_or(rec.load);
             if load >= rec.capacity {
                 continue;
             }
-            // load/capacity < best_load/best_capacity, without division.
-            let better = best.is_none_or(|(_, bl, bc)| {
-                u128::from(load) * u128::from(bc) < u128::from(bl) * u128::from(rec.capacity)
+            let draw = tie_break(salt, id);
+            // load/capacity vs best_load/best_capacity, without division.
+            let better = best.is_none_or(|(_, bl, bc, bd)| {
+                let ours = u128::from(load) * u128::from(bc);
+                let theirs = u128::from(bl) * u128::from(rec.capacity);
+                ours < theirs || (ours == theirs && draw < bd)
             });
             if better {
-                best = Some((*id, load, rec.capacity));
+                best = Some((*id, load, rec.capacity, draw));
             }
         }
-        best.map(|(id, _, _)| id)
+        best.map(|(id, _, _, _)| id)
     }
 
     pub(crate) fn grant(
@@ -281,14 +306,42 @@ impl DispatchUnit {
     }
 }
 
+/// A stable hash of the object, to draw among equally loaded hosts.
+fn object_salt(object: &ObjectRef) -> u64 {
+    let bytes: &[u8] = match object {
+        ObjectRef::Mailbox(user) => &user.0,
+        ObjectRef::Attachment(id) => id.as_bytes(),
+    };
+    fnv1a(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// The rank of `host` among equally loaded hosts for the object `salt`
+/// names: a pseudo-random order, the same on every unit.
+fn tie_break(salt: u64, host: &HostId) -> u64 {
+    // FNV-1a then a splitmix64 finalizer, so nearby salts spread.
+    let mut x = fnv1a(salt, &host.0);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::error::PlacementError as E;
     use super::super::limits::{LEASE_MS, Limit, Limits};
-    use super::super::tables::AttachmentRecord;
+    use super::super::tables::{AttachmentRecord, MailboxRecord};
     use super::super::testutil::*;
     use super::*;
     use dem_identity::{DispatchId, Epoch};
+    use std::collections::BTreeSet;
 
     #[test]
     fn picks_least_loaded_live_non_holding_non_leaving() {
@@ -302,38 +355,102 @@ mod tests {
         u.handle_leave(later, host(4)).unwrap();
         u.handle_join(later, host(5), &addr(5), 10, 0).unwrap(); // holder
         let now = LEASE_MS + 1; // hosts 1, 2 and 6 have expired
-        assert_eq!(u.choose_host(now, &[host(5)], &[]), Some(host(3)));
-        assert_eq!(u.choose_host(now, &[host(5)], &[host(3)]), None);
+        assert_eq!(u.choose_host(now, &any(), &[host(5)], &[]), Some(host(3)));
+        assert_eq!(u.choose_host(now, &any(), &[host(5)], &[host(3)]), None);
         u.handle_heartbeat(now, host(1), 5).unwrap();
         u.handle_heartbeat(now, host(2), 40).unwrap();
         u.handle_heartbeat(now, host(6), 2).unwrap();
-        assert_eq!(u.choose_host(now, &[host(5)], &[host(3)]), Some(host(2)));
         assert_eq!(
-            u.choose_host(now, &[host(5), host(2)], &[host(3)]),
+            u.choose_host(now, &any(), &[host(5)], &[host(3)]),
+            Some(host(2))
+        );
+        assert_eq!(
+            u.choose_host(now, &any(), &[host(5), host(2)], &[host(3)]),
             Some(host(1))
         );
-        assert_eq!(u.choose_host(now, &[], &[]), Some(host(5)));
+        assert_eq!(u.choose_host(now, &any(), &[], &[]), Some(host(5)));
+    }
+
+    /// An object to place in tests that do not care which.
+    fn any() -> ObjectRef {
+        ObjectRef::Mailbox(user(200))
     }
 
     #[test]
-    fn ties_go_to_smallest_host_id_and_grants_count_as_load() {
+    fn grants_count_as_load_and_equal_hosts_share() {
         let mut u = unit_with_hosts(0, 3);
         for b in 1..=4 {
             u.register_name(0, &format!("u{b}"), user(b), 0).unwrap();
         }
-        let picks: Vec<_> = (1..=4)
+        let picks: Vec<_> = (1..=3)
             .map(|b| u.place_new_mailbox(0, user(b)).unwrap().0.host)
             .collect();
-        assert_eq!(picks, vec![host(1), host(2), host(3), host(1)]);
+        let distinct: BTreeSet<_> = picks.iter().collect();
+        assert_eq!(distinct.len(), 3, "one each while grants are live");
         // Grants expire, and stop counting.
         assert_eq!(
-            u.choose_host(MOVE_GRANT_MS, &[], &[]),
+            u.choose_host(MOVE_GRANT_MS, &any(), &[], &[]),
             None,
             "leases are over too"
         );
         u.handle_heartbeat(MOVE_GRANT_MS, host(3), 0).unwrap();
         u.handle_heartbeat(MOVE_GRANT_MS, host(2), 0).unwrap();
-        assert_eq!(u.choose_host(MOVE_GRANT_MS, &[], &[]), Some(host(2)));
+        let pick = u.choose_host(MOVE_GRANT_MS, &any(), &[], &[]);
+        assert!(pick == Some(host(2)) || pick == Some(host(3)));
+        // The same object always draws the same host.
+        assert_eq!(u.choose_host(MOVE_GRANT_MS, &any(), &[], &[]), pick);
+    }
+
+    #[test]
+    fn located_objects_count_before_the_next_heartbeat() {
+        let mut u = unit_with_hosts(0, 3);
+        u.tables.mailboxes.insert(
+            user(1),
+            MailboxRecord {
+                hosts: vec![host(1), host(2)],
+                epoch: Epoch(1),
+                ..MailboxRecord::default()
+            },
+        );
+        // Hosts 1 and 2 still report no load; the tables know better.
+        assert_eq!(u.choose_host(0, &any(), &[], &[]), Some(host(3)));
+    }
+
+    #[test]
+    fn twelve_mailboxes_at_three_replicas_spread_over_six_hosts() {
+        let mut u = unit_with_hosts(0, 6);
+        for b in 1..=12 {
+            u.register_name(0, &format!("u{b}"), user(b), 0).unwrap();
+            let (first, _) = u.place_new_mailbox(0, user(b)).unwrap();
+            let mut hosts = vec![first.host];
+            u.handle_location_update(
+                0,
+                first.host,
+                &ObjectRef::Mailbox(user(b)),
+                hosts.clone(),
+                Epoch(1),
+            )
+            .unwrap();
+            for epoch in 2..=3 {
+                let object = ObjectRef::Mailbox(user(b));
+                let (p, _) = u.place(0, &object, &[]).unwrap();
+                hosts.push(p.host);
+                u.handle_location_update(0, hosts[0], &object, hosts.clone(), Epoch(epoch))
+                    .unwrap();
+            }
+        }
+        let mut per_host: BTreeMap<HostId, usize> = BTreeMap::new();
+        for r in u.tables.mailboxes.values() {
+            for h in &r.hosts {
+                *per_host.entry(*h).or_default() += 1;
+            }
+        }
+        let total: usize = per_host.values().sum();
+        assert_eq!(total, 36);
+        let max = per_host.values().copied().max().unwrap_or(0);
+        // Mean 6; the bound is 1.5x the mean.
+        assert!(max <= 9, "{per_host:?}");
+        assert_eq!(per_host.len(), 6, "every host holds some: {per_host:?}");
     }
 
     #[test]

@@ -14,7 +14,18 @@
 //!   stays, then the leader, then members in listed order. This is the
 //!   paper's "synchronized termination", decided by one host and committed
 //!   by the unit's epoch check, so concurrent attempts cannot both land.
+//!
+//! A lapsed lease is not a lost disk: a replica that is only paused may
+//! hold ops no other copy has yet. So the leader drops offline members
+//! only once R live replicas are listed and every one of them holds what
+//! the leader holds ([`Freshness::peers_caught_up`]); until then the
+//! paused replica stays listed beside its replacement. And the leader
+//! copies a new replica from itself only while no live peer holds ops it
+//! lacks ([`Freshness::leader_behind`]): otherwise it waits a round for
+//! anti-entropy to bring them, so the copy starts from the most complete
+//! state instead of whichever replica happens to lead.
 
+use crate::dispatch::limits::MAX_HOSTS_PER_OBJECT;
 use dem_identity::HostId;
 
 /// A listed replica and whether its host holds a live lease.
@@ -42,9 +53,57 @@ pub enum KeeperPlan {
     },
 }
 
+/// What the leader knows about its live peers' copies this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Every live listed peer answered a vector covering the leader's
+    /// own: dropping an offline member then costs nothing the live ones
+    /// lack (as far as the leader knows).
+    pub peers_caught_up: bool,
+    /// A live listed peer holds ops the leader lacks: a copy made now
+    /// would miss them, so new copies wait for anti-entropy.
+    pub leader_behind: bool,
+}
+
+impl Freshness {
+    /// Every live peer holds what the leader holds, and no more.
+    pub const SETTLED: Freshness = Freshness {
+        peers_caught_up: true,
+        leader_behind: false,
+    };
+}
+
 /// Decides for host `me`, wanting `r` replicas, given the listing and the
-/// owner's home host (if it is online).
+/// owner's home host (if it is online), for immutable objects
+/// (attachments): any live copy is complete, so offline members are
+/// dropped at once.
 pub fn plan(me: HostId, r: usize, listed: &[Member], home: Option<HostId>) -> KeeperPlan {
+    decide(me, r, listed, home, None)
+}
+
+/// [`plan`], given what the leader knows of its peers' copies: offline
+/// members stay listed until R live replicas hold what the leader holds,
+/// and no copy is placed while the leader lacks ops a live peer has. The
+/// listing never grows past `hosts_max` ([`MAX_HOSTS_PER_OBJECT`]):
+/// offline members are dropped first, the oldest listed last.
+pub fn plan_fresh(
+    me: HostId,
+    r: usize,
+    listed: &[Member],
+    home: Option<HostId>,
+    fresh: Freshness,
+) -> KeeperPlan {
+    decide(me, r, listed, home, Some(fresh))
+}
+
+/// [`plan`] (`fresh` is `None`) or [`plan_fresh`].
+fn decide(
+    me: HostId,
+    r: usize,
+    listed: &[Member],
+    home: Option<HostId>,
+    fresh: Option<Freshness>,
+) -> KeeperPlan {
     if !listed.iter().any(|m| m.host == me) {
         return KeeperPlan::NotMember;
     }
@@ -72,7 +131,25 @@ pub fn plan(me: HostId, r: usize, listed: &[Member], home: Option<HostId>) -> Ke
         }
     }
     keep.truncate(r);
-    let add = r - keep.len();
+    let mut add = r - keep.len();
+    if let Some(fresh) = fresh
+        && fresh.leader_behind
+    {
+        add = 0;
+    }
+    // Offline members stay while their replacements are not (yet) live
+    // and complete: a paused host may hold what nobody else has.
+    if let Some(fresh) = fresh
+        && (add > 0 || keep.len() < r || !fresh.peers_caught_up)
+    {
+        let room = MAX_HOSTS_PER_OBJECT.saturating_sub(keep.len() + add);
+        let offline = listed
+            .iter()
+            .filter(|m| !m.online && m.host != me)
+            .map(|m| m.host)
+            .take(room);
+        keep.extend(offline.collect::<Vec<_>>());
+    }
     // The listing order is the lookup preference: keep it where nothing
     // forces a change, so clients' cached answers stay good.
     let listed_hosts: Vec<HostId> = listed.iter().map(|m| m.host).collect();
@@ -221,6 +298,83 @@ mod tests {
             KeeperPlan::Lead { keep, add, .. } => {
                 assert_eq!(keep, vec![h(1)]);
                 assert_eq!(add, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const BEHIND: Freshness = Freshness {
+        peers_caught_up: false,
+        leader_behind: true,
+    };
+    const COPYING: Freshness = Freshness {
+        peers_caught_up: false,
+        leader_behind: false,
+    };
+
+    #[test]
+    fn a_paused_replica_stays_listed_until_its_replacement_is_complete() {
+        // h(3) paused: its lease lapsed. The leader places a new copy but
+        // keeps h(3) listed beside it.
+        let listed = [m(1, true), m(2, true), m(3, false)];
+        match plan_fresh(h(1), 3, &listed, None, COPYING) {
+            KeeperPlan::Lead {
+                keep, add, changed, ..
+            } => {
+                assert_eq!(keep, vec![h(1), h(2), h(3)]);
+                assert_eq!(add, 1);
+                assert!(changed);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Next round: h(4) is listed and live but not caught up yet.
+        let listed = [m(1, true), m(2, true), m(3, false), m(4, true)];
+        match plan_fresh(h(1), 3, &listed, None, COPYING) {
+            KeeperPlan::Lead {
+                keep, add, changed, ..
+            } => {
+                assert_eq!(keep, vec![h(1), h(2), h(3), h(4)], "as listed");
+                assert_eq!(add, 0);
+                assert!(!changed, "nothing to do but wait");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once every live peer holds what the leader holds, h(3) goes.
+        match plan_fresh(h(1), 3, &listed, None, Freshness::SETTLED) {
+            KeeperPlan::Lead {
+                keep, add, changed, ..
+            } => {
+                assert_eq!(keep, vec![h(1), h(2), h(4)]);
+                assert_eq!(add, 0);
+                assert!(changed);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_leader_behind_a_live_peer_waits_before_copying() {
+        let listed = [m(1, true), m(2, true), m(3, false)];
+        match plan_fresh(h(1), 3, &listed, None, BEHIND) {
+            KeeperPlan::Lead {
+                keep, add, changed, ..
+            } => {
+                assert_eq!(keep, vec![h(1), h(2), h(3)]);
+                assert_eq!(add, 0);
+                assert!(!changed);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_listing_never_grows_past_its_limit() {
+        // R = 8 with 4 offline: room for 8 only, the new copies first.
+        let listed: Vec<Member> = (1..=8).map(|b| m(b, b <= 4)).collect();
+        match plan_fresh(h(1), 8, &listed, None, COPYING) {
+            KeeperPlan::Lead { keep, add, .. } => {
+                assert_eq!(add, 4);
+                assert_eq!(keep.len() + add, MAX_HOSTS_PER_OBJECT);
             }
             other => panic!("{other:?}"),
         }
