@@ -2,7 +2,8 @@
 //!
 //! - `status [--json]`: the dispatch unit's `Status` view (units, hosts and
 //!   what each holds, users and where their mailboxes are), as JSON or a
-//!   table.
+//!   table, with the unlisted copies hosts hold back (`held_back`: they
+//!   hold ops no listed replica was seen to hold).
 //! - `move NAME --to HOSTID`: the owner (`--home`) signs a `MoveOrder`,
 //!   dispatch authorizes it (`AuthorizeMove`, which grants the target) and
 //!   the current holder is told to `Pull` it there (`node::migrate`).
@@ -100,10 +101,49 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
             u["in_sync"] = Value::Bool(in_sync);
         }
     }
+    // Unlisted copies kept because they hold ops no listed replica was
+    // seen to hold: they go once they have handed them back.
+    let mut held: Vec<(&HostId, &ReplicaState)> = replicas
+        .iter()
+        .filter(|(_, r)| r.held_back)
+        .map(|((h, _), r)| (h, r))
+        .collect();
+    held.sort_by_key(|(h, r)| (**h, r.user));
+    let name_of = |user: &UserId| {
+        view.users
+            .iter()
+            .find(|u| u.user == *user)
+            .and_then(|u| u.name.clone())
+            .unwrap_or_else(|| user.to_hex())
+    };
+    value["held_back"] = Value::Array(
+        held.iter()
+            .map(|(h, r)| {
+                json!({
+                    "host": h.to_hex(),
+                    "user": r.user.to_hex(),
+                    "name": name_of(&r.user),
+                    "ops": r.vv.total(),
+                    "vv": r.vv.to_string(),
+                })
+            })
+            .collect(),
+    );
     if as_json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_table(&view);
+        if !held.is_empty() {
+            println!("held back (unlisted copies with ops no listed replica holds yet)");
+            for (h, r) in &held {
+                println!(
+                    "  {:<16} on {}  {} ops",
+                    name_of(&r.user),
+                    h.short(),
+                    r.vv.total()
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ mod attachment_keeper;
 mod attachment_refs;
 mod delta_move;
 mod grant;
+mod handback;
 mod home;
 mod keeper;
 mod leave;
@@ -139,6 +140,8 @@ pub struct Node {
     /// Replica listings and the links that push ops to peer replicas.
     replication: sync::Replication,
     keeper_state: Mutex<keeper::KeeperState>,
+    /// Hosts the dispatch unit knows, for taking ops handed back.
+    known_hosts: Mutex<handback::KnownHosts>,
     /// Attachment copies in flight, unlisted and freshly arrived.
     attachment_keeper: Mutex<attachment_keeper::AttachmentKeeperState>,
     /// What this host's mailboxes reference, for the reference leases.
@@ -203,6 +206,7 @@ impl Node {
             owner: config.owner.clone(),
             replication: sync::Replication::new(),
             keeper_state: Mutex::new(keeper::KeeperState::default()),
+            known_hosts: Mutex::default(),
             attachment_keeper: Mutex::default(),
             attachment_refs: Mutex::default(),
             attachment_grace_ms: crate::dispatch::limits::ATTACHMENT_GRACE_MS.into(),

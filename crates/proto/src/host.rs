@@ -177,6 +177,15 @@ pub enum HostRequest {
         mailbox: UserId,
         ops: Vec<serde_bytes::ByteBuf>,
     },
+    /// From a host whose copy of `mailbox` is no longer listed: ops it
+    /// holds that this (listed) replica lacks, in its order, handed back
+    /// before that copy is discarded. Taken like `Sync` (in order, without
+    /// gaps, plugin code fetched and checked), but only by a listed replica
+    /// and only from a host the dispatch unit knows. Answered `Synced`.
+    HandBack {
+        mailbox: UserId,
+        ops: Vec<serde_bytes::ByteBuf>,
+    },
     /// From a replica of the mailbox: a whole copy of it follows as export
     /// frames (as for `Migrate`). It replaces a copy here only if it has
     /// everything that copy has. Answered `Imported`.
@@ -244,6 +253,10 @@ pub struct ReplicaState {
     /// compute it (a trap), which counts as not in sync.
     #[serde(default)]
     pub state_digest: Option<[u8; 32]>,
+    /// The copy is no longer listed but holds ops no listed replica was
+    /// seen to hold, so it is kept until it has handed them back.
+    #[serde(default)]
+    pub held_back: bool,
 }
 
 /// The request of a delta move: what the ops that follow bring the
@@ -280,4 +293,10 @@ pub struct ReplicationTraffic {
     pub full_moves: u64,
     /// Moves received as ops onto an older copy (`MoveDelta`).
     pub delta_moves: u64,
+    /// `HandBack` request frames (ops from unlisted copies).
+    #[serde(default)]
+    pub hand_back_bytes: u64,
+    /// The ops' own bytes within those frames.
+    #[serde(default)]
+    pub hand_back_op_bytes: u64,
 }

@@ -6,11 +6,14 @@
 //! location, and a listing read in the middle of a change can be stale.
 //! So a copy goes only after it has stayed unlisted for a grace period,
 //! counted from the first round that saw it unlisted, and never within the
-//! grace period after it arrived. Sans-IO: callers pass the time, in
-//! milliseconds of a monotonic clock (a wall clock that jumps forward must
-//! not make a copy look stale early).
+//! grace period after it arrived. Even then a stale copy goes only once
+//! its host has made sure a listed replica holds what it holds
+//! ([`super::handback`]); until then it is *held back*, and stays stale
+//! round after round. Sans-IO: callers pass the time, in milliseconds of
+//! a monotonic clock (a wall clock that jumps forward must not make a
+//! copy look stale early).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 /// The arrival and first-unlisted times of the copies kept here.
@@ -20,6 +23,9 @@ pub struct UnlistedCopies<K> {
     unlisted_since: HashMap<K, u64>,
     /// When a copy arrived or was created here, to let it get listed.
     arrived: HashMap<K, u64>,
+    /// Stale copies kept because no listed replica was seen to hold all
+    /// they hold (reported by `dem admin status`).
+    held_back: HashSet<K>,
 }
 
 impl<K> Default for UnlistedCopies<K> {
@@ -27,6 +33,7 @@ impl<K> Default for UnlistedCopies<K> {
         UnlistedCopies {
             unlisted_since: HashMap::new(),
             arrived: HashMap::new(),
+            held_back: HashSet::new(),
         }
     }
 }
@@ -41,28 +48,50 @@ impl<K: Eq + Hash + Clone> UnlistedCopies<K> {
     /// Dispatch lists this host for `id`: any unlisted streak ends.
     pub fn listed(&mut self, id: &K) {
         self.unlisted_since.remove(id);
+        self.held_back.remove(id);
     }
 
-    /// A round found `id` unlisted at `now_ms`: whether the copy may go (it
-    /// is then forgotten here). The first such round starts the count.
+    /// A round found `id` unlisted at `now_ms`: whether the copy is stale,
+    /// that is may go once a listed replica holds all it holds. The first
+    /// such round starts the count; a stale copy stays stale until it is
+    /// [`discarded`](Self::discarded) or listed again.
     pub fn stale(&mut self, id: &K, now_ms: u64, grace_ms: u64) -> bool {
         let within = |since_ms: &u64| now_ms.saturating_sub(*since_ms) < grace_ms;
         if self.arrived.get(id).is_some_and(within) {
             return false;
         }
         let since = self.unlisted_since.entry(id.clone()).or_insert(now_ms);
-        if within(since) {
-            return false;
+        !within(since)
+    }
+
+    /// The stale copy `id` is kept (`true`: no listed replica was seen to
+    /// hold all of it) or about to go (`false`).
+    pub fn hold_back(&mut self, id: &K, held: bool) {
+        if held {
+            self.held_back.insert(id.clone());
+        } else {
+            self.held_back.remove(id);
         }
+    }
+
+    /// Whether the copy `id` is held back.
+    pub fn is_held_back(&self, id: &K) -> bool {
+        self.held_back.contains(id)
+    }
+
+    /// The copy `id` was discarded: forget it (one that comes back starts
+    /// anew).
+    pub fn discarded(&mut self, id: &K) {
         self.unlisted_since.remove(id);
         self.arrived.remove(id);
-        true
+        self.held_back.remove(id);
     }
 
     /// Forgets copies no longer here (`here` says which are) and arrivals
     /// older than `grace_ms`, so the maps stay as small as the store.
     pub fn prune(&mut self, here: impl Fn(&K) -> bool, now_ms: u64, grace_ms: u64) {
         self.unlisted_since.retain(|id, _| here(id));
+        self.held_back.retain(|id| here(id));
         self.arrived
             .retain(|id, t| here(id) && now_ms.saturating_sub(*t) < grace_ms);
     }
@@ -84,8 +113,26 @@ mod tests {
         );
         assert!(!copies.stale(&"a", t0 + GRACE / 2, GRACE));
         assert!(copies.stale(&"a", t0 + GRACE, GRACE));
-        // Forgotten once it may go: a copy that comes back starts anew.
+        // Still stale while it is held back, round after round.
+        copies.hold_back(&"a", true);
+        assert!(copies.is_held_back(&"a"));
+        assert!(copies.stale(&"a", t0 + GRACE * 3 / 2, GRACE));
+        // Forgotten once discarded: a copy that comes back starts anew.
+        copies.discarded(&"a");
+        assert!(!copies.is_held_back(&"a"));
         assert!(!copies.stale(&"a", t0 + GRACE * 2, GRACE));
+    }
+
+    #[test]
+    fn a_held_back_copy_listed_again_is_no_longer_held_back() {
+        let t0: u64 = 1_000_000;
+        let mut copies = UnlistedCopies::default();
+        assert!(!copies.stale(&"a", t0, GRACE));
+        assert!(copies.stale(&"a", t0 + GRACE, GRACE));
+        copies.hold_back(&"a", true);
+        copies.listed(&"a");
+        assert!(!copies.is_held_back(&"a"));
+        assert!(!copies.stale(&"a", t0 + GRACE, GRACE), "counting anew");
     }
 
     #[test]

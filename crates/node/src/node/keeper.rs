@@ -6,8 +6,15 @@
 //!   new ones until R are live, trim extras, and record the new listing at
 //!   the next epoch — the unit refuses a stale epoch, so of two leaders
 //!   acting on old pictures only one lands;
-//! - as a host that is no longer listed, discard the stale copy after a
-//!   grace period (a fresh copy is listed only once it is complete).
+//! - as a host that is no longer listed, once the copy has stayed unlisted
+//!   for a grace period (a fresh copy is listed only once it is complete),
+//!   hand back what no listed replica holds and only then discard it
+//!   (`handback.rs`); a copy nobody listed can take is held back.
+//!
+//! The leader drops a replica whose lease lapsed only once R live
+//! replicas hold what it holds, and places a new copy only while no live
+//! peer holds ops it lacks ([`crate::replica::plan_fresh`]): a pause must
+//! not cost data, and a copy starts from the most complete state.
 //!
 //! Host leases are the failure detector: a replica whose host stops
 //! renewing its lease is offline in every unit's answer.
@@ -16,26 +23,39 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Node;
+use super::handback::HandBackOutcome;
 use super::serve::mailbox_id;
 use crate::dispatch::ObjectRef;
 use crate::mailbox::clock::monotonic_ms;
-use crate::replica::{KeeperPlan, UnlistedCopies, plan};
+use crate::replica::{Freshness, KeeperPlan, UnlistedCopies, VersionVector, plan_fresh};
 use dem_identity::{HostId, UserId};
 use dem_net::WireError;
 use dem_proto::ids::MailboxId;
 use dem_proto::{DispatchRequest, DispatchResponse};
+
+/// Rounds a leader behind a live peer waits for anti-entropy before it
+/// copies from itself anyway (the peer's pushes may keep failing).
+const BEHIND_ROUNDS_MAX: u32 = 5;
 
 /// What the keeper remembers between rounds.
 #[derive(Default)]
 pub(super) struct KeeperState {
     /// Copies held here that dispatch may not list (yet, or any more).
     copies: UnlistedCopies<MailboxId>,
+    /// Rounds this host led a mailbox while a live peer held ops it
+    /// lacked, in a row.
+    behind_rounds: std::collections::HashMap<MailboxId, u32>,
 }
 
 impl KeeperState {
     /// A copy of `id` just arrived (or was created) here.
     pub fn copied(&mut self, id: &MailboxId) {
         self.copies.arrived(id, monotonic_ms());
+    }
+
+    /// Whether the copy of `id` here is unlisted and held back.
+    pub fn held_back(&self, id: &MailboxId) -> bool {
+        self.copies.is_held_back(id)
     }
 }
 
@@ -53,9 +73,10 @@ impl Node {
             };
             {
                 let here: std::collections::HashSet<&MailboxId> = ids.iter().collect();
-                self.keeper()
-                    .copies
+                let mut k = self.keeper();
+                k.copies
                     .prune(|id| here.contains(id), monotonic_ms(), grace_ms);
+                k.behind_rounds.retain(|id, _| here.contains(id));
             }
             for id in ids {
                 let Ok(user) = id.as_str().parse::<UserId>() else {
@@ -84,8 +105,9 @@ impl Node {
                 .cloned()
                 .collect()
         };
-        match plan(self.id, self.replication.r(), &members, listing.home) {
-            KeeperPlan::NotMember => self.discard_if_stale(user, &id, grace_ms).await,
+        let fresh = self.freshness(&id, &listing).await;
+        match plan_fresh(self.id, self.replication.r(), &members, listing.home, fresh) {
+            KeeperPlan::NotMember => self.discard_if_stale(user, &id, &listing, grace_ms).await,
             KeeperPlan::Follow { peers } => {
                 self.keeper().copies.listed(&id);
                 self.kick_links(user, &live_peers(&peers));
@@ -111,23 +133,59 @@ impl Node {
         self.keeper_state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What this host knows of its live peers' copies against its own,
+    /// from the vectors its links last heard (see [`Freshness`]).
+    async fn freshness(&self, id: &MailboxId, listing: &super::sync::Listing) -> Freshness {
+        let Ok((_, ours)) = self.mailboxes.since(id, VersionVector::new(), 0).await else {
+            return Freshness {
+                peers_caught_up: false,
+                leader_behind: false,
+            };
+        };
+        let acked = self.replication.peer_vectors(id);
+        let live = listing
+            .members
+            .iter()
+            .filter(|m| m.online && m.host != self.id);
+        let (mut caught_up, mut behind) = (true, false);
+        for m in live {
+            match acked.get(&m.host) {
+                Some(vv) => {
+                    caught_up &= vv.covers(&ours);
+                    behind |= !ours.covers(vv);
+                }
+                None => caught_up = false,
+            }
+        }
+        let mut k = self.keeper();
+        let rounds = k.behind_rounds.entry(id.clone()).or_insert(0);
+        *rounds = if behind { rounds.saturating_add(1) } else { 0 };
+        Freshness {
+            peers_caught_up: caught_up,
+            leader_behind: behind && *rounds <= BEHIND_ROUNDS_MAX,
+        }
+    }
+
+    /// For a copy this host holds but dispatch no longer lists: once it
+    /// has stayed unlisted for the grace period, hand back what no listed
+    /// replica holds, and discard it only once one holds all of it.
     async fn discard_if_stale(
         &self,
         user: UserId,
         id: &MailboxId,
+        listing: &super::sync::Listing,
         grace_ms: u64,
     ) -> Result<(), WireError> {
         if !self.keeper().copies.stale(id, monotonic_ms(), grace_ms) {
             return Ok(());
         }
-        // What this copy acknowledged is on W replicas already; what it
-        // holds beyond that was never acknowledged.
-        tracing::info!(mailbox = %user.short(), host = %self.id.short(), "discarding a replica that is no longer listed");
-        self.replication.forget(id);
-        self.mailboxes
-            .remove(id)
-            .await
-            .map_err(super::serve::internal)
+        let outcome = self.hand_back_round(user, id, listing).await;
+        let mut k = self.keeper();
+        match outcome {
+            Ok(HandBackOutcome::Discarded) => k.copies.discarded(id),
+            Ok(HandBackOutcome::HeldBack) | Err(_) => k.copies.hold_back(id, true),
+        }
+        outcome.map(|_| ())
     }
 
     /// As leader: place and copy `add` new replicas, then record `keep`

@@ -92,8 +92,32 @@ impl Node {
                 return;
             }
         };
+        self.fetch_code_each(user, missing, from, &addr).await;
+    }
+
+    /// [`Self::fetch_plugin_code`] from a peer at a known `addr` (an
+    /// unlisted host handing back ops, which the listing has no address
+    /// for).
+    pub(super) async fn fetch_plugin_code_at(
+        &self,
+        user: UserId,
+        ops: &[ByteBuf],
+        from: HostId,
+        addr: &str,
+    ) {
+        let missing = missing_plugin_code(ops, |h| self.mailboxes.runtime().code().contains(h));
+        self.fetch_code_each(user, missing, from, addr).await;
+    }
+
+    async fn fetch_code_each(
+        &self,
+        user: UserId,
+        missing: Vec<dem_proto::ids::CodeHash>,
+        from: HostId,
+        addr: &str,
+    ) {
         for hash in missing {
-            if let Err(e) = self.fetch_code(&addr, from, &hash).await {
+            if let Err(e) = self.fetch_code(addr, from, &hash).await {
                 tracing::warn!(mailbox = %user.short(), host = %self.id.short(), peer = %from.short(), code = %hash.to_hex(), "plugin code not fetched: {e}");
             }
         }

@@ -65,6 +65,10 @@ impl Node {
             HostRequest::Sync { mailbox, ops } => {
                 self.handle_sync(mailbox, ops, HostId(ex.peer_key)).await
             }
+            HostRequest::HandBack { mailbox, ops } => {
+                self.handle_hand_back(mailbox, ops, HostId(ex.peer_key))
+                    .await
+            }
             HostRequest::Copy { header } => return self.handle_copy(header, ex).await,
             HostRequest::Replicas => self.replicas().await,
             HostRequest::Holds { mailbox } => self.holds(mailbox).await,
@@ -83,6 +87,7 @@ impl Node {
     fn count_replication(&self, req: &HostRequest) {
         let kind = match req {
             HostRequest::Sync { .. } => Kind::Sync,
+            HostRequest::HandBack { .. } => Kind::HandBack,
             HostRequest::Copy { .. } => {
                 self.traffic.copy_received();
                 Kind::Full

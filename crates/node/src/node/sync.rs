@@ -179,6 +179,15 @@ impl Replication {
         lock(&self.listings).remove(id);
     }
 
+    /// The vector each peer's link towards it last heard for `id`.
+    pub fn peer_vectors(&self, id: &MailboxId) -> HashMap<HostId, VersionVector> {
+        lock(&self.links)
+            .iter()
+            .filter(|((m, _), _)| m == id)
+            .filter_map(|((_, peer), link)| link.acked.borrow().clone().map(|vv| (*peer, vv)))
+            .collect()
+    }
+
     pub fn forget(&self, id: &MailboxId) {
         lock(&self.listings).remove(id);
         lock(&self.links).retain(|(m, _), _| m != id);

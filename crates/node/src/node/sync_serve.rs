@@ -1,7 +1,8 @@
 //! The receiving side of mailbox replication: `Sync` (ops from a listed
 //! replica, applied in order after fetching any plugin code they install),
 //! `Copy` (a whole state, taken only if it covers this copy) and
-//! `Replicas` (what this host holds, for `dem admin status`). The pushing
+//! `Replicas` (what this host holds, for `dem admin status`, unlisted
+//! copies held back included). The pushing
 //! side, links and acknowledgement, is `sync.rs`.
 
 use std::sync::Arc;
@@ -144,10 +145,16 @@ impl Node {
             };
             if let Ok((_, vv)) = self.mailboxes.since(&id, VersionVector::new(), 0).await {
                 let state_digest = self.mailboxes.state_digest(&id).await.ok();
+                let held_back = self
+                    .keeper_state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .held_back(&id);
                 out.push(ReplicaState {
                     user,
                     vv,
                     state_digest,
+                    held_back,
                 });
             }
         }

@@ -2,7 +2,7 @@
 //! and tests can see what catching a copy up really cost on the wire
 //! (`HostRequest::Traffic`). Every count is a whole frame as it travelled:
 //! the u32 length prefix plus the rmp-serde bytes. `serve` counts `Sync`
-//! requests, `migrate` the export streams of `Copy` and `Migrate`,
+//! and `HandBack` requests (`handback` the handed-back ops' own bytes), `migrate` the export streams of `Copy` and `Migrate`,
 //! `delta_move` the delta streams.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,6 +21,8 @@ pub(super) struct Traffic {
     copies: AtomicU64,
     full_moves: AtomicU64,
     delta_moves: AtomicU64,
+    hand_back_bytes: AtomicU64,
+    hand_back_op_bytes: AtomicU64,
 }
 
 /// Which counter a received frame goes to.
@@ -29,6 +31,7 @@ pub(super) enum Kind {
     Sync,
     Full,
     Delta,
+    HandBack,
 }
 
 impl Traffic {
@@ -39,6 +42,7 @@ impl Traffic {
             Kind::Sync => &self.sync_bytes,
             Kind::Full => &self.full_bytes,
             Kind::Delta => &self.delta_bytes,
+            Kind::HandBack => &self.hand_back_bytes,
         };
         counter.fetch_add(n, Relaxed);
     }
@@ -52,6 +56,11 @@ impl Traffic {
         if rmp_serde::encode::write_named(&mut sink, request).is_ok() {
             self.frame(kind, sink.0);
         }
+    }
+
+    /// Counts the ops' own bytes of a `HandBack` taken.
+    pub fn hand_back_ops(&self, op_bytes: u64) {
+        self.hand_back_op_bytes.fetch_add(op_bytes, Relaxed);
     }
 
     pub fn copy_received(&self) {
@@ -74,6 +83,8 @@ impl Traffic {
             copies: self.copies.load(Relaxed),
             full_moves: self.full_moves.load(Relaxed),
             delta_moves: self.delta_moves.load(Relaxed),
+            hand_back_bytes: self.hand_back_bytes.load(Relaxed),
+            hand_back_op_bytes: self.hand_back_op_bytes.load(Relaxed),
         }
     }
 }
