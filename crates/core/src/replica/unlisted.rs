@@ -43,6 +43,7 @@ impl<K: Eq + Hash + Clone> UnlistedCopies<K> {
     pub fn arrived(&mut self, id: &K, now_ms: u64) {
         self.arrived.insert(id.clone(), now_ms);
         self.unlisted_since.remove(id);
+        self.held_back.remove(id);
     }
 
     /// Dispatch lists this host for `id`: any unlisted streak ends.

@@ -73,16 +73,22 @@ impl Node {
             .since(id, VersionVector::new(), 0)
             .await
             .map_err(internal)?;
-        let mut answers = Vec::with_capacity(listing.members.len());
-        for m in &listing.members {
-            let vv = match (&m.addr, m.online) {
-                (Some(addr), true) => self.holds_at(user, addr, m.host).await,
-                _ => None,
-            };
-            answers.push((m.host, vv));
-        }
+        let answers = self.listed_vectors(user, listing).await;
         match hand_back(&ours, &answers) {
             HandBack::Discard { holder } => {
+                // The round took a while (a listed host may have been slow
+                // to answer): if meanwhile this host was listed again or
+                // its copy changed (a keeper copied a fresh one here), the
+                // decision is stale.
+                let now_listed = self.is_holder(user, self.id).await?;
+                let (_, now) = self
+                    .mailboxes
+                    .since(id, VersionVector::new(), 0)
+                    .await
+                    .map_err(internal)?;
+                if now_listed || now != ours {
+                    return Ok(HandBackOutcome::HeldBack);
+                }
                 tracing::info!(mailbox = %user.short(), host = %self.id.short(), holder = %holder.short(), "discarding an unlisted replica: a listed one holds all of it");
                 self.replication.forget(id);
                 self.mailboxes.remove(id).await.map_err(internal)?;
@@ -106,6 +112,35 @@ impl Node {
                 Ok(HandBackOutcome::HeldBack)
             }
         }
+    }
+
+    /// What each listed replica holds, asked of all at once (each bounded
+    /// by [`SYNC_TIMEOUT`]); `None` for one that is offline, holds no copy
+    /// or did not answer.
+    async fn listed_vectors(
+        &self,
+        user: UserId,
+        listing: &Listing,
+    ) -> Vec<(HostId, Option<VersionVector>)> {
+        let mut asks = tokio::task::JoinSet::new();
+        for (i, m) in listing.members.iter().enumerate() {
+            let (Some(addr), true, Some(node)) = (m.addr.clone(), m.online, self.me.upgrade())
+            else {
+                continue;
+            };
+            let host = m.host;
+            asks.spawn(async move { (i, node.holds_at(user, &addr, host).await) });
+        }
+        let mut answers: Vec<(HostId, Option<VersionVector>)> =
+            listing.members.iter().map(|m| (m.host, None)).collect();
+        while let Some(done) = asks.join_next().await {
+            if let Ok((i, vv)) = done
+                && let Some(slot) = answers.get_mut(i)
+            {
+                slot.1 = vv;
+            }
+        }
+        answers
     }
 
     /// The vector of the copy `host` holds; `None` if it holds none or
