@@ -21,7 +21,9 @@ use dem_identity::{HostId, MOVE_ORDER, Signed, UserId};
 use dem_node::replica::VersionVector;
 use dem_proto::host::ReplicaState;
 use dem_proto::ids::CodeHash;
-use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder};
+use dem_proto::{
+    AttachmentId, DispatchRequest, DispatchResponse, HostRequest, HostResponse, MoveOrder,
+};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -129,12 +131,18 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
             })
             .collect(),
     );
+    let held_attachments = held_back_attachments(ctx, &view).await;
+    if let Some(list) = value["held_back"].as_array_mut() {
+        for (h, id) in &held_attachments {
+            list.push(json!({"host": h.to_hex(), "attachment": id.to_hex()}));
+        }
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_table(&view);
-        if !held.is_empty() {
-            println!("held back (unlisted copies with ops no listed replica holds yet)");
+        if !held.is_empty() || !held_attachments.is_empty() {
+            println!("held back (unlisted copies no listed replica was seen to hold)");
             for (h, r) in &held {
                 println!(
                     "  {:<16} on {}  {} ops",
@@ -142,6 +150,9 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
                     h.short(),
                     r.vv.total()
                 );
+            }
+            for (h, id) in &held_attachments {
+                println!("  attachment {} on {}", &id.to_hex()[..12], h.short());
             }
         }
     }
@@ -167,6 +178,26 @@ async fn replica_states(
                 .into_iter()
                 .map(|r| ((h.id, r.user), r))
                 .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        }
+    });
+    futures_join_all(asks).await.into_iter().flatten().collect()
+}
+
+/// Each online host's held-back attachment copies; a host that does not
+/// answer contributes nothing.
+async fn held_back_attachments(ctx: &UserCtx, view: &StatusView) -> Vec<(HostId, AttachmentId)> {
+    let asks = view.hosts.iter().filter(|h| h.online).map(|h| async move {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            ctx.session
+                .host_request(&h.addr, h.id, &HostRequest::HeldBack),
+        )
+        .await;
+        match answer {
+            Ok(Ok(HostResponse::HeldBack { attachments })) => {
+                attachments.into_iter().map(|a| (h.id, a)).collect()
+            }
             _ => Vec::new(),
         }
     });

@@ -192,6 +192,9 @@ pub enum HostRequest {
     Copy { header: Box<ExportHeader> },
     /// Which mailboxes this host holds, with their version vectors.
     Replicas,
+    /// Which unlisted attachment copies this host holds back (at most
+    /// [`HELD_BACK_ATTACHMENTS_MAX`]). Answered `HeldBack`.
+    HeldBack,
     /// Whether this host holds a copy of `mailbox`, and at which vector:
     /// the source of a move asks, to send only the ops a copy lacks.
     /// Answered `Holds`.
@@ -234,6 +237,11 @@ pub enum HostResponse {
     },
     /// The mailboxes held here, their version vectors and state digests.
     Replicas(Vec<ReplicaState>),
+    /// Attachments whose unlisted copies this host holds back: no live
+    /// listed holder was seen to have them.
+    HeldBack {
+        attachments: Vec<crate::attachment::AttachmentId>,
+    },
     /// This host's copy's vector (`None`: it holds no copy).
     Holds {
         vv: Option<VersionVector>,
@@ -243,6 +251,9 @@ pub enum HostResponse {
     /// A component's bytes, for `CodeGet`.
     Code(serde_bytes::ByteBuf),
 }
+
+/// Most attachment ids one `HeldBack` answer lists.
+pub const HELD_BACK_ATTACHMENTS_MAX: usize = 256;
 
 /// One mailbox replica as its host reports it to `dem admin status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

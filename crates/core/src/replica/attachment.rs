@@ -6,7 +6,8 @@
 //! mailbox keeper's [`super::keeper::plan`] (smallest online listed host
 //! leads, drops expired holders, adds copies up to R, trims extras in one
 //! deterministic order) plus that collection. [`holders_after_put`] is the
-//! listing a host reports after an attachment was streamed to it, and
+//! listing a host reports after an attachment was streamed to it,
+//! [`unlisted_attachment`] what an unlisted copy does before it goes, and
 //! [`RefTracker`] remembers which attachments each local mailbox
 //! references, so a host rescans only the mailboxes that changed.
 //! `node/attachment_keeper.rs` and `node/attachment_refs.rs` drive these.
@@ -49,6 +50,40 @@ pub fn plan_attachment(
             ..
         } => AttachmentPlan::Reshape { keep, add },
         KeeperPlan::Lead { .. } => AttachmentPlan::Steady,
+    }
+}
+
+/// What a host does with a copy of an attachment that has stayed unlisted
+/// for the grace period ([`super::unlisted`]). The content is immutable
+/// and named by its hash, so "holds what the listing lacks" means: no
+/// live listed holder (confirmed by offering it the copy, which it
+/// verifies against the id or answers it already stores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnlistedAttachment {
+    /// Nothing references it any more (collected, or never recorded):
+    /// the copy goes.
+    Discard,
+    /// Offer the copy to these live listed holders, in listing order; it
+    /// goes once one of them holds it.
+    Offer(Vec<HostId>),
+    /// Still referenced, but no listed holder is live: keep the copy.
+    HoldBack,
+}
+
+/// Decides for an unlisted copy, given the listing (`None`: dispatch knows
+/// no such attachment) and whether mail still references it.
+pub fn unlisted_attachment(listed: Option<&[Member]>, referenced: bool) -> UnlistedAttachment {
+    let Some(listed) = listed else {
+        return UnlistedAttachment::Discard;
+    };
+    if listed.is_empty() && !referenced {
+        return UnlistedAttachment::Discard;
+    }
+    let live: Vec<HostId> = listed.iter().filter(|m| m.online).map(|m| m.host).collect();
+    if live.is_empty() {
+        UnlistedAttachment::HoldBack
+    } else {
+        UnlistedAttachment::Offer(live)
     }
 }
 
@@ -113,6 +148,22 @@ mod tests {
 
     fn att(b: u8) -> AttachmentId {
         format!("{b:02x}").repeat(32).parse().unwrap()
+    }
+
+    #[test]
+    fn an_unlisted_copy_goes_only_once_a_live_holder_has_it_or_nobody_needs_it() {
+        use UnlistedAttachment::*;
+        assert_eq!(unlisted_attachment(None, true), Discard, "never recorded");
+        assert_eq!(unlisted_attachment(Some(&[]), false), Discard, "collected");
+        // Referenced but listed nowhere: the only copy may be this one.
+        assert_eq!(unlisted_attachment(Some(&[]), true), HoldBack);
+        let down = [m(1, false), m(2, false)];
+        assert_eq!(unlisted_attachment(Some(&down), true), HoldBack);
+        let some_up = [m(1, false), m(2, true), m(3, true)];
+        assert_eq!(
+            unlisted_attachment(Some(&some_up), true),
+            Offer(vec![h(2), h(3)])
+        );
     }
 
     #[test]

@@ -75,6 +75,11 @@ impl<K: Eq + Hash + Clone> UnlistedCopies<K> {
         }
     }
 
+    /// The copies held back.
+    pub fn held_back(&self) -> impl Iterator<Item = &K> {
+        self.held_back.iter()
+    }
+
     /// Whether the copy `id` is held back.
     pub fn is_held_back(&self, id: &K) -> bool {
         self.held_back.contains(id)

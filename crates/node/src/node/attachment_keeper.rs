@@ -7,8 +7,12 @@
 //!   stale epoch, so of two leaders acting on old pictures one lands);
 //! - as the leader of an attachment whose reference lease has passed,
 //!   remove its listing (garbage collection) and the local copy;
-//! - as a host that is not listed (any more), discard the copy after a
-//!   grace period (a fresh copy is listed only once it is complete).
+//! - as a host that is not listed (any more), once the copy has stayed
+//!   unlisted for a grace period (a fresh copy is listed only once it is
+//!   complete), discard it only if nothing references the attachment or a
+//!   live listed holder has it — offered the copy, it verifies it against
+//!   the id or answers that it stores it already; otherwise the copy is
+//!   held back ([`unlisted_attachment`]).
 //!
 //! Copies are `AttachmentCopy` streams of 1 MiB chunks, each checked on
 //! arrival and the whole against the id before the file becomes visible.
@@ -29,7 +33,9 @@ use super::serve::internal;
 use crate::dispatch::client::ClientError;
 use crate::dispatch::{AttachmentId, AttachmentLookup, HostAddr, ObjectRef};
 use crate::mailbox::clock::monotonic_ms;
-use crate::replica::attachment::{AttachmentPlan, holders_after_put, plan_attachment};
+use crate::replica::attachment::{
+    AttachmentPlan, UnlistedAttachment, holders_after_put, plan_attachment, unlisted_attachment,
+};
 use crate::replica::{Member, UnlistedCopies};
 use dem_client::SessionError;
 use dem_identity::{Epoch, HostId};
@@ -284,7 +290,11 @@ impl Node {
             self.att_keeper().copies.listed(id);
         }
         match plan {
-            AttachmentPlan::NotMember => self.discard_attachment_if_stale(id, grace_ms).await,
+            AttachmentPlan::NotMember => {
+                let listed = found.as_ref().map(|_| &members[..]);
+                self.discard_attachment_if_stale(id, grace_ms, listed, referenced, hosts)
+                    .await
+            }
             AttachmentPlan::Steady => Ok(()),
             AttachmentPlan::Collect => {
                 self.record_holders(id, Vec::new(), epoch.next()).await?;
@@ -307,17 +317,82 @@ impl Node {
     }
 
     /// Removes an unlisted copy once it has been unlisted for `grace` (and
-    /// did not just arrive).
+    /// did not just arrive), and only if nothing references it or a live
+    /// listed holder has it; else holds it back.
     async fn discard_attachment_if_stale(
         &self,
         id: &AttachmentId,
         grace_ms: u64,
+        listed: Option<&[Member]>,
+        referenced: bool,
+        hosts: &[HostAddr],
     ) -> Result<(), WireError> {
         if !self.att_keeper().copies.stale(id, monotonic_ms(), grace_ms) {
             return Ok(());
         }
-        tracing::info!(attachment = %id, host = %self.id.short(), "discarding an attachment copy that is no longer listed");
+        let holder = match unlisted_attachment(listed, referenced) {
+            UnlistedAttachment::Discard => None,
+            UnlistedAttachment::Offer(live) => {
+                let mut holder = None;
+                for to in live {
+                    let Some(addr) = hosts
+                        .iter()
+                        .find(|h| h.host == to)
+                        .and_then(|h| h.addr.clone())
+                    else {
+                        continue;
+                    };
+                    match self.copy_attachment(id, to, &addr, false).await {
+                        Ok(()) => {
+                            holder = Some(to);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(attachment = %id, host = %self.id.short(), to = %to.short(), error = %e, "offering an unlisted attachment copy failed");
+                        }
+                    }
+                }
+                if holder.is_none() {
+                    return Ok(self.hold_back_attachment(id));
+                }
+                holder
+            }
+            UnlistedAttachment::HoldBack => return Ok(self.hold_back_attachment(id)),
+        };
+        // The copy may have been listed again while it was offered.
+        if self
+            .attachment_lookup(id)
+            .await?
+            .is_some_and(|f| f.hosts.iter().any(|h| h.host == self.id))
+        {
+            return Ok(());
+        }
+        self.att_keeper().copies.discarded(id);
+        match holder {
+            Some(h) => {
+                tracing::info!(attachment = %id, host = %self.id.short(), holder = %h.short(), "discarding an unlisted attachment copy: a live listed holder has it")
+            }
+            None => {
+                tracing::info!(attachment = %id, host = %self.id.short(), "discarding an unlisted attachment copy nothing references")
+            }
+        }
         self.remove_attachment(id).await
+    }
+
+    /// Keeps the unlisted copy `id`: it may be the only one.
+    fn hold_back_attachment(&self, id: &AttachmentId) {
+        let mut k = self.att_keeper();
+        if !k.copies.is_held_back(id) {
+            tracing::info!(attachment = %id, host = %self.id.short(), "holding back an unlisted attachment copy: no live listed holder has it");
+        }
+        k.copies.hold_back(id, true);
+    }
+
+    /// The attachments whose unlisted copies are held back here, at most
+    /// `max`.
+    pub(super) fn held_back_attachments(&self, max: usize) -> Vec<AttachmentId> {
+        let k = self.att_keeper();
+        k.copies.held_back().take(max).copied().collect()
     }
 
     async fn remove_attachment(&self, id: &AttachmentId) -> Result<(), WireError> {

@@ -270,7 +270,7 @@ impl Node {
 
     /// The address of `host` if the dispatch unit knows it (asked at most
     /// every [`KNOWN_HOSTS_TTL`], or at once for a host not seen yet).
-    async fn known_host(&self, host: HostId) -> Result<Option<String>, WireError> {
+    pub(super) async fn known_host(&self, host: HostId) -> Result<Option<String>, WireError> {
         {
             let known = self.known_hosts();
             if let Some(addr) = known.addrs.get(&host) {

@@ -71,6 +71,11 @@ impl Node {
             }
             HostRequest::Copy { header } => return self.handle_copy(header, ex).await,
             HostRequest::Replicas => self.replicas().await,
+            HostRequest::HeldBack => {
+                let max = dem_proto::host::HELD_BACK_ATTACHMENTS_MAX;
+                let attachments = self.held_back_attachments(max);
+                Ok(HostResponse::HeldBack { attachments })
+            }
             HostRequest::Holds { mailbox } => self.holds(mailbox).await,
             HostRequest::MoveDelta(header) => return self.move_delta_in(header, ex).await,
             HostRequest::Traffic => Ok(HostResponse::Traffic(self.traffic.snapshot())),

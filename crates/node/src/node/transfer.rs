@@ -165,11 +165,23 @@ impl Node {
         mut ex: Exchange,
     ) -> Result<()> {
         let sender = HostId(ex.peer_key);
-        let listed = match self.attachment_lookup(&id).await {
-            Ok(found) => found.is_some_and(|f| f.hosts.iter().any(|h| h.host == sender)),
+        let (sender_listed, me_listed) = match self.attachment_lookup(&id).await {
+            Ok(found) => {
+                let has = |h: HostId| {
+                    found
+                        .as_ref()
+                        .is_some_and(|f| f.hosts.iter().any(|x| x.host == h))
+                };
+                (has(sender), has(self.id))
+            }
             Err(e) => return ex.reply_err(&e).await,
         };
-        if !listed {
+        // A host whose copy is no longer listed offers it to a listed
+        // holder before it discards it; the content is checked against
+        // the id all the same.
+        let handed_back =
+            !sender_listed && me_listed && matches!(self.known_host(sender).await, Ok(Some(_)));
+        if !sender_listed && !handed_back {
             let e = WireError::new(
                 WireError::FORBIDDEN,
                 format!("host {sender} is not listed as a holder of attachment {id}"),
