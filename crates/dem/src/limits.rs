@@ -26,6 +26,15 @@ pub struct LimitArgs {
     /// A mailbox idle this long is snapshotted and its instance dropped.
     #[arg(long, default_value_t = MailboxesConfig::default().idle_hibernate.as_millis() as u64)]
     pub idle_hibernate_ms: u64,
+    /// Mailboxes (and filter plugins) awake at once. When all are taken,
+    /// the least recently used idle mailbox hibernates to make room.
+    /// Default: from the machine's memory, a quarter of it at 16 MiB each.
+    #[arg(long)]
+    pub instance_slots: Option<u32>,
+    /// Longest a call waits for a free slot before the caller is told
+    /// "busy, retry".
+    #[arg(long, default_value_t = RuntimeConfig::default().slot_wait_ms)]
+    pub slot_wait_ms: u64,
 }
 
 impl LimitArgs {
@@ -35,6 +44,8 @@ impl LimitArgs {
             mailbox_memory_bytes_max: mib(self.mailbox_memory_mib),
             plugin_fuel_per_call: self.plugin_fuel,
             plugin_memory_bytes_max: mib(self.plugin_memory_mib),
+            instance_slots: self.instance_slots,
+            slot_wait_ms: self.slot_wait_ms,
             ..RuntimeConfig::default()
         }
     }

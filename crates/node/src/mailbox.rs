@@ -12,6 +12,7 @@ pub mod clock;
 pub mod filters;
 pub mod registry;
 pub use dem_proto::mailbox as request;
+mod residents;
 mod restore;
 
 use std::time::Duration;
@@ -128,4 +129,12 @@ pub enum MailboxCallError {
     /// The mailbox's actor is gone (host shutting down, or mailbox moved).
     #[error("mailbox `{0}` is not available (shutting down or moved)")]
     Gone(MailboxId),
+}
+
+impl MailboxCallError {
+    /// Whether the host was too busy to run the call: nothing happened,
+    /// and the same call may succeed later (the wire says "busy, retry").
+    pub fn is_busy(&self) -> bool {
+        matches!(self, MailboxCallError::Runtime(e) if e.is_busy())
+    }
 }

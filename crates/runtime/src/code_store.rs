@@ -14,7 +14,8 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -61,6 +62,12 @@ pub struct CodeStore {
     engine_key: String,
     /// Compiled components, so a second mailbox with the same code is free.
     loaded: Mutex<Loaded>,
+    /// One lock per hash being loaded or compiled: however many callers
+    /// want a component at once (a burst of creates on a fresh host), one
+    /// compiles it and the others wait and take the result.
+    building: Mutex<HashMap<CodeHash, Arc<Mutex<()>>>>,
+    /// Components compiled (not loaded from an artifact) since opening.
+    compiles: AtomicU64,
 }
 
 #[derive(Default)]
@@ -83,6 +90,8 @@ impl CodeStore {
             engine,
             engine_key,
             loaded: Mutex::default(),
+            building: Mutex::default(),
+            compiles: AtomicU64::new(0),
         })
     }
 
@@ -150,13 +159,35 @@ impl CodeStore {
 
     /// The compiled component: from memory, else from the precompiled
     /// artifact on disk, else compiled now and the artifact cached.
+    /// Concurrent callers for one hash share one load or compile.
     pub fn component(&self, hash: &CodeHash) -> Result<Component, CodeError> {
         if let Some(c) = self.lock().components.get(hash) {
             return Ok(c.clone());
         }
+        let gate = lock(&self.building).entry(*hash).or_default().clone();
+        let built = {
+            let _building = lock(&gate);
+            let ready = self.lock().components.get(hash).cloned();
+            match ready {
+                Some(c) => Ok(c),
+                None => self.load_or_compile(hash),
+            }
+        };
+        lock(&self.building).remove(hash);
+        built
+    }
+
+    /// How many components this store compiled (rather than loaded from a
+    /// cached artifact) since it was opened.
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    fn load_or_compile(&self, hash: &CodeHash) -> Result<Component, CodeError> {
         let component = match self.load_precompiled(hash)? {
             Some(c) => c,
             None => {
+                self.compiles.fetch_add(1, Ordering::Relaxed);
                 let bytes = self.bytes(hash)?;
                 let artifact =
                     self.engine
@@ -224,7 +255,7 @@ impl CodeStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.loaded)
     }
 
     fn wasm_path(&self, hash: &CodeHash) -> PathBuf {
@@ -250,13 +281,22 @@ fn unseal(sealed: &[u8]) -> Option<&[u8]> {
     (blake3::hash(artifact).as_bytes() == tag).then_some(artifact)
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Writes via a temporary file and a rename, so readers see all or nothing.
+/// The temporary name is unique per write, not only per process: two
+/// threads writing the same file must not share it, or one renames the
+/// other's half-written file away from under it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CodeError> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let io = |source| CodeError::Io {
         path: path.into(),
         source,
     };
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
@@ -297,6 +337,36 @@ mod tests {
             store.component(&junk),
             Err(CodeError::Compile { .. })
         ));
+    }
+
+    #[test]
+    fn concurrent_first_use_compiles_once_and_all_callers_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CodeStore::open(dir.path(), Engine::default()).unwrap());
+        let code = store.insert(dem_builtin::PLUGINS[0].1).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.insert(dem_builtin::PLUGINS[0].1).unwrap();
+                    store.component(&code).map(drop)
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(store.compiles(), 1);
+        // A fresh store over the same directory loads the artifact.
+        let again = CodeStore::open(dir.path(), Engine::default()).unwrap();
+        again.component(&code).unwrap();
+        assert_eq!(again.compiles(), 0);
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

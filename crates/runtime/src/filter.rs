@@ -6,6 +6,9 @@
 //! plugin; each call gets a fresh fuel budget. A filter that traps, runs out
 //! of fuel or memory, or cannot even be instantiated is skipped and logged:
 //! the mail is still delivered, and the trapped instance is thrown away.
+//! The one exception is a full instance pool ([`RuntimeError::Busy`]):
+//! that says nothing about the filter, so the caller refuses the delivery
+//! retryably rather than deliver unfiltered.
 //! Filters only ever change where a mail is filed or how it is flagged, and
 //! a broken one must never cost the user a mail.
 
@@ -39,6 +42,8 @@ pub struct FilterInstance {
     store: Store<GuestState>,
     filter: Filter,
     fuel_per_call: u64,
+    /// The pool slot this instance occupies; freed when it is dropped.
+    _slot: super::Slot,
 }
 
 impl FilterInstance {
@@ -75,6 +80,7 @@ impl Runtime {
         name: &str,
     ) -> Result<FilterInstance, FilterError> {
         let pre = self.filter_pre(code)?;
+        let slot = self.slots.acquire("filter").await?;
         let label: Arc<str> = format!("plugin:{name}").into();
         let mut store = self.store(label, self.config.plugin_memory_bytes_max);
         let _ = store.set_fuel(self.config.plugin_fuel_per_call);
@@ -91,6 +97,7 @@ impl Runtime {
             store,
             filter,
             fuel_per_call: self.config.plugin_fuel_per_call,
+            _slot: slot,
         })
     }
 

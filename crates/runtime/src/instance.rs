@@ -41,14 +41,22 @@ pub struct MailboxInstance {
     store: Store<GuestState>,
     guest: Mailbox,
     fuel_per_call: u64,
+    /// The pool slot this instance occupies; freed when it is dropped.
+    _slot: crate::Slot,
 }
 
 impl MailboxInstance {
-    pub(crate) fn new(store: Store<GuestState>, guest: Mailbox, fuel_per_call: u64) -> Self {
+    pub(crate) fn new(
+        store: Store<GuestState>,
+        guest: Mailbox,
+        fuel_per_call: u64,
+        slot: crate::Slot,
+    ) -> Self {
         Self {
             store,
             guest,
             fuel_per_call,
+            _slot: slot,
         }
     }
 

@@ -10,8 +10,13 @@
 //!
 //! A trap throws the instance away; the next call rebuilds it from the last
 //! snapshot plus the log tail, after the in-flight commits have settled.
-//! After `idle_hibernate` without calls the actor snapshots and drops the
-//! instance (hibernation); the next call wakes it the same way.
+//! After `idle_hibernate` without calls, or when the host's instance slots
+//! are full and this is the least recently used idle mailbox, the actor
+//! snapshots and drops the instance (hibernation) and then retires: it
+//! closes its channel, finishes what was already queued, and ends, so a
+//! hibernated mailbox costs no task, channel or memory at all. The
+//! registry starts a fresh actor at the next call, which wakes it from
+//! disk; it never starts one while the old one is still finishing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use tracing::Instrument as _;
 
 use super::clock::HybridClock;
 use super::request::{Op, Request, Response};
+use super::residents::{Resident, Residents};
 use super::restore::Restored;
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
 use crate::replica::{OpId, Since, VersionVector, Window};
@@ -46,7 +52,7 @@ mod durable;
 mod sync;
 use durable::{LoadFor, load};
 
-type Reply<T> = oneshot::Sender<Result<T, E>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, E>>;
 
 /// A call's answer and, for a logged mutation, the op it became.
 #[derive(Debug, Clone)]
@@ -107,86 +113,40 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct ActorHandle {
     tx: mpsc::Sender<Command>,
-    id: MailboxId,
+    /// Tells this actor from a later one of the same mailbox.
+    generation: u64,
+    /// Closed when the actor's task has ended.
+    exited: watch::Receiver<()>,
+}
+
+/// What a mailbox's actor needs from the registry that starts it.
+#[derive(Clone)]
+pub(crate) struct ActorParts {
+    pub runtime: Arc<Runtime>,
+    /// `None` for an in-memory mailbox (benchmarks only).
+    pub store: Option<MailboxStore>,
+    pub clock: Arc<HybridClock>,
+    pub config: MailboxesConfig,
+    pub residents: Arc<Residents>,
+    pub host: Arc<str>,
 }
 
 impl ActorHandle {
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, E> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| E::Gone(self.id.clone()))?;
-        rx.await.map_err(|_| E::Gone(self.id.clone()))?
+    /// Sends a command; gives it back if the actor has retired (its
+    /// channel is closed), so the caller may send it to the next actor:
+    /// a command given back was never seen.
+    pub(crate) async fn send(&self, command: Command) -> Result<(), Command> {
+        self.tx.send(command).await.map_err(|e| e.0)
     }
 
-    pub async fn call(&self, request: Request) -> Result<Response, E> {
-        self.call_tracked(request).await.map(|t| t.response)
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
-    /// A call, with the op it was logged as if it changed anything.
-    pub async fn call_tracked(&self, request: Request) -> Result<Tracked, E> {
-        self.ask(|reply| Command::Call {
-            request: Box::new(request),
-            reply,
-        })
-        .await
-    }
-
-    pub async fn deliver(&self, mail: NewMail) -> Result<Tracked, E> {
-        self.ask(|reply| Command::Deliver {
-            mail: Box::new(mail),
-            reply,
-        })
-        .await
-    }
-
-    /// Applies ops from another replica (see [`Command::Apply`]).
-    pub async fn apply(&self, ops: Vec<Vec<u8>>) -> Result<VersionVector, E> {
-        self.ask(|reply| Command::Apply { ops, reply }).await
-    }
-
-    /// What a replica at `peer` lacks, up to about `budget_bytes`.
-    pub async fn since(
-        &self,
-        peer: VersionVector,
-        budget_bytes: usize,
-    ) -> Result<(Since, VersionVector), E> {
-        self.ask(|reply| Command::Since {
-            peer,
-            budget_bytes,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn export(&self) -> Result<ExportedState, E> {
-        self.ask(|reply| Command::Export { reply }).await
-    }
-
-    /// Pauses the mailbox and exports it, or only the ops a target copy at
-    /// `peer` lacks if the window reaches back to it. The returned sender
-    /// settles the move; dropping it means the move failed and the mailbox
-    /// stays.
-    pub async fn migrate(
-        &self,
-        peer: Option<VersionVector>,
-        ahead: Option<ReadAhead>,
-    ) -> Result<(MoveState, oneshot::Sender<MigrationOutcome>), E> {
-        let (outcome_tx, outcome) = oneshot::channel();
-        let state = self
-            .ask(|reply| Command::Migrate {
-                peer,
-                ahead,
-                reply,
-                outcome,
-            })
-            .await?;
-        Ok((state, outcome_tx))
-    }
-
-    pub async fn digest(&self, kind: DigestKind) -> Result<[u8; 32], E> {
-        self.ask(|reply| Command::Digest { kind, reply }).await
+    /// Resolves once the actor's task has ended.
+    pub(crate) async fn exited(&self) {
+        let mut exited = self.exited.clone();
+        while exited.changed().await.is_ok() {}
     }
 
     pub async fn hibernate(&self) {
@@ -246,31 +206,50 @@ pub(crate) struct MailboxActor {
     window: Window,
     /// Whether `vv` and `window` have been read from the store yet.
     loaded: bool,
+    residents: Arc<Residents>,
+    /// This mailbox's entry among the awake ones, while it has an instance
+    /// that may be hibernated to make room.
+    resident: Option<Arc<Resident>>,
+    /// Called once the actor has finished, to take its handle out of the
+    /// registry (if it is still the registered one).
+    retire: Option<Box<dyn FnOnce() + Send>>,
+    /// Dropped when the task ends; handles see their `exited` close.
+    _exited: watch::Sender<()>,
+}
+
+/// What ended a wait for the next command.
+enum Next {
+    Command(Command),
+    /// Every handle is gone, or the channel was closed and drained.
+    Closed,
+    /// No call for `idle_hibernate`.
+    Idle,
+    /// The host's instance slots are wanted elsewhere.
+    Evicted,
 }
 
 impl MailboxActor {
     /// Starts the actor of `id`; with `restored`, it starts awake with
-    /// that instance (an import restored it while committing).
-    #[allow(clippy::too_many_arguments)] // the registry's parts, passed once
+    /// that instance (an import restored it while committing). `retire`
+    /// runs when the actor has finished for good.
     pub(crate) fn spawn(
         id: MailboxId,
-        host: &str,
+        parts: &ActorParts,
         meta: MailboxMeta,
-        runtime: Arc<Runtime>,
-        store: Option<MailboxStore>,
-        clock: Arc<HybridClock>,
-        config: MailboxesConfig,
         restored: Option<Restored>,
+        generation: u64,
+        retire: Box<dyn FnOnce() + Send>,
     ) -> ActorHandle {
-        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
-        let span = tracing::info_span!("mailbox", mailbox = %id, host = %host);
+        let (tx, rx) = mpsc::channel(parts.config.queue_depth.max(1));
+        let (exited_tx, exited) = watch::channel(());
+        let span = tracing::info_span!("mailbox", mailbox = %id, host = %parts.host);
         let mut actor = MailboxActor {
             label: id.to_string().into(),
             id: id.clone(),
-            runtime,
-            store,
-            clock,
-            config,
+            runtime: parts.runtime.clone(),
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            config: parts.config.clone(),
             meta,
             instance: None,
             plugins: None,
@@ -283,30 +262,63 @@ impl MailboxActor {
             vv: VersionVector::new(),
             window: Window::default(),
             loaded: false,
+            residents: parts.residents.clone(),
+            resident: None,
+            retire: Some(retire),
+            _exited: exited_tx,
         };
         if let Some(r) = restored {
             actor.adopt(r);
         }
         tokio::spawn(actor.run(rx).instrument(span));
-        ActorHandle { tx, id }
+        ActorHandle {
+            tx,
+            generation,
+            exited,
+        }
+    }
+
+    /// Waits for the next command, or for a reason to hibernate.
+    async fn next(&mut self, rx: &mut mpsc::Receiver<Command>) -> Next {
+        // Only a mailbox with durable state can hibernate and retire.
+        if self.store.is_none() {
+            return rx.recv().await.map_or(Next::Closed, Next::Command);
+        }
+        let Some(resident) = self.resident.clone() else {
+            // Asleep (new, or its wake failed): retire unless called soon.
+            return match tokio::time::timeout(self.config.idle_hibernate, rx.recv()).await {
+                Ok(c) => c.map_or(Next::Closed, Next::Command),
+                Err(_) => Next::Idle,
+            };
+        };
+        if rx.is_empty() && self.runtime.slots().wanted() {
+            return Next::Evicted;
+        }
+        resident.set_idle(true);
+        let next = tokio::select! {
+            biased;
+            c = rx.recv() => c.map_or(Next::Closed, Next::Command),
+            () = resident.evicted() => Next::Evicted,
+            () = tokio::time::sleep(self.config.idle_hibernate) => Next::Idle,
+        };
+        resident.set_idle(false);
+        if matches!(next, Next::Command(_)) {
+            self.residents.touch(&resident);
+        }
+        next
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         loop {
-            let hibernates = self.instance.is_some() && self.store.is_some();
-            let command = if hibernates {
-                match tokio::time::timeout(self.config.idle_hibernate, rx.recv()).await {
-                    Ok(Some(c)) => c,
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.hibernate().await;
-                        continue;
-                    }
-                }
-            } else {
-                match rx.recv().await {
-                    Some(c) => c,
-                    None => break,
+            let command = match self.next(&mut rx).await {
+                Next::Command(c) => c,
+                Next::Closed => break,
+                Next::Idle | Next::Evicted => {
+                    self.hibernate().await;
+                    // Whatever was sent before the close is still run;
+                    // after it, the registry starts a fresh actor.
+                    rx.close();
+                    continue;
                 }
             };
             match command {
@@ -334,6 +346,7 @@ impl MailboxActor {
                 } => {
                     if let Some(to) = self.handle_migrate(peer, ahead, reply, outcome).await {
                         self.forward(rx, to).await;
+                        self.finish();
                         return;
                     }
                 }
@@ -347,6 +360,7 @@ impl MailboxActor {
                     // Let go of the database before saying we stopped, so
                     // the caller may reopen it at once.
                     self.store = None;
+                    self.finish();
                     let _ = reply.send(());
                     return;
                 }
@@ -354,6 +368,16 @@ impl MailboxActor {
         }
         self.hibernate().await;
         let _ = self.settle().await;
+        self.finish();
+    }
+
+    /// The actor is done with the mailbox: out of the awake set, and out
+    /// of the registry, so the next call starts a fresh actor.
+    fn finish(&mut self) {
+        self.drop_instance();
+        if let Some(retire) = self.retire.take() {
+            retire();
+        }
     }
 
     async fn handle_call(&mut self, request: Request, reply: Reply<Tracked>) {
@@ -412,11 +436,24 @@ impl MailboxActor {
         }
     }
 
-    /// Drops the mailbox instance and everything derived from it.
+    /// Drops the mailbox instance and everything derived from it, which
+    /// frees their instance slots.
     fn drop_instance(&mut self) {
         self.instance = None;
         self.plugins = None;
         self.filters.clear();
+        if let Some(resident) = self.resident.take() {
+            self.residents.leave(&self.id, &resident);
+        }
+    }
+
+    /// Takes `instance` as the running one; a mailbox with durable state
+    /// joins the awake set, from which it may be hibernated to make room.
+    fn set_instance(&mut self, instance: MailboxInstance) {
+        self.instance = Some(instance);
+        if self.store.is_some() && self.resident.is_none() {
+            self.resident = Some(self.residents.enter(&self.id));
+        }
     }
 
     /// A read for the actor's own use (no durability wait needed: the

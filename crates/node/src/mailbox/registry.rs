@@ -5,18 +5,24 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
-use super::actor::{ActorHandle, DigestKind, ExportedState, MailboxActor, Tracked};
+use tokio::sync::oneshot;
+
+use super::actor::{
+    ActorHandle, ActorParts, Command, DigestKind, ExportedState, MailboxActor, Reply, Tracked,
+};
 use super::clock::HybridClock;
 use super::request::verbs::{Deliver, InstallPlugin};
 use super::request::{Request, Response, Verb};
+use super::residents::Residents;
 use super::{MailboxCallError as E, MailboxesConfig, MovedTo};
 use crate::replica::{OpId, Since, VersionVector};
 use dem_builtin as builtin;
 use dem_proto::ids::{CodeHash, MailboxId};
 use dem_proto::mail::{Delivered, NewMail, PluginEntry};
-use dem_runtime::{Runtime, RuntimeConfig, RuntimeError};
+use dem_runtime::{Evictor, Runtime, RuntimeConfig, RuntimeError, SlotStats};
 use dem_store::{MailboxMeta, MailboxStore, StoreConfig};
 
 mod import;
@@ -40,16 +46,27 @@ pub enum OpenError {
     },
 }
 
+/// How many times a call follows a mailbox from a retiring actor to the
+/// next one before giving up; each retry means the mailbox hibernated in
+/// between, so more than a couple never happen in practice.
+const SEND_ATTEMPTS: usize = 8;
+
+type ActorMap = Mutex<HashMap<MailboxId, ActorHandle>>;
+
 /// All mailboxes of one host.
 pub struct Mailboxes {
     runtime: Arc<Runtime>,
     /// `None` when running in memory only (benchmarks).
     store: Option<MailboxStore>,
     clock: Arc<HybridClock>,
-    config: MailboxesConfig,
-    /// Names this host in logs and spans.
-    host: Arc<str>,
-    actors: Mutex<HashMap<MailboxId, ActorHandle>>,
+    /// What every actor is started with.
+    parts: ActorParts,
+    /// The running actors. A hibernated mailbox has none: its actor
+    /// retires, and the next call starts one.
+    actors: Arc<ActorMap>,
+    next_generation: AtomicU64,
+    /// The awake mailboxes, which the runtime's slots evict from.
+    residents: Arc<Residents>,
     /// Mailboxes that moved away, and where: calls get a forwarding answer.
     moved: Mutex<HashMap<MailboxId, MovedTo>>,
     builtin_mailbox: CodeHash,
@@ -99,16 +116,40 @@ impl Mailboxes {
         for (_, bytes) in builtin::PLUGINS {
             runtime.code().insert(bytes).map_err(RuntimeError::from)?;
         }
+        let residents = Arc::new(Residents::default());
+        let evictor: Weak<dyn Evictor> = Arc::downgrade(&(residents.clone() as Arc<dyn Evictor>));
+        runtime.slots().set_evictor(evictor);
+        let clock = Arc::new(HybridClock::new(replica));
+        let parts = ActorParts {
+            runtime: runtime.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            config,
+            residents: residents.clone(),
+            host: format!("{replica:016x}").into(),
+        };
         Ok(Arc::new(Self {
             runtime,
             store,
-            clock: Arc::new(HybridClock::new(replica)),
-            config,
-            host: format!("{replica:016x}").into(),
-            actors: Mutex::default(),
+            clock,
+            parts,
+            actors: Arc::default(),
+            next_generation: AtomicU64::new(0),
+            residents,
             moved: Mutex::default(),
             builtin_mailbox,
         }))
+    }
+
+    /// Mailboxes awake now (holding an instance) and the instance slots.
+    pub fn awake(&self) -> (usize, SlotStats) {
+        (self.residents.len(), self.runtime.slots().stats())
+    }
+
+    /// Actors running now: awake mailboxes, and ones just started or
+    /// finishing. A hibernated mailbox has none.
+    pub fn actors_running(&self) -> usize {
+        self.lock().len()
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -150,23 +191,30 @@ impl Mailboxes {
         self.spawn_with(id, meta, None)
     }
 
-    /// Starts an actor, with a restored instance if there is one.
+    /// Starts an actor, with a restored instance if there is one. When it
+    /// finishes, it takes itself out of the map (not a later actor).
     fn spawn_with(
         &self,
         id: &MailboxId,
         meta: MailboxMeta,
         restored: Option<super::restore::Restored>,
     ) -> ActorHandle {
-        MailboxActor::spawn(
-            id.clone(),
-            &self.host,
-            meta,
-            self.runtime.clone(),
-            self.store.clone(),
-            self.clock.clone(),
-            self.config.clone(),
-            restored,
-        )
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let actors = Arc::downgrade(&self.actors);
+        let key = id.clone();
+        let retire = Box::new(move || {
+            let Some(actors) = actors.upgrade() else {
+                return;
+            };
+            let mut actors = actors.lock().unwrap_or_else(|p| p.into_inner());
+            if actors
+                .get(&key)
+                .is_some_and(|h| h.generation() == generation)
+            {
+                actors.remove(&key);
+            }
+        });
+        MailboxActor::spawn(id.clone(), &self.parts, meta, restored, generation, retire)
     }
 
     /// Creates an empty mailbox running `code` (the built-in mailbox if
@@ -176,10 +224,16 @@ impl Mailboxes {
         if !self.runtime.code().contains(&code) {
             return Err(E::MissingCode(code));
         }
-        // Compile (or load) now, so a bad component fails the create.
-        self.runtime
-            .code()
-            .component(&code)
+        // Compile (or load) now, so a bad component fails the create; off
+        // the async workers, since a first compile takes a while and the
+        // other creates of a burst wait for this one.
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.code().component(&code))
+            .await
+            .map_err(|e| E::Restore {
+                id: id.clone(),
+                reason: format!("compiling the mailbox's code panicked: {e}"),
+            })?
             .map_err(RuntimeError::from)?;
         if self.lock().contains_key(id) {
             return Err(E::Exists(id.clone()));
@@ -189,13 +243,14 @@ impl Mailboxes {
             created_ms: HybridClock::wall_ms(),
         };
         if let Some(store) = &self.store {
-            store
+            // Durable and done: the first call starts its actor.
+            return store
                 .create(id.as_str(), meta.clone())
                 .await
                 .map_err(|e| match e {
                     dem_store::CommitError::Exists(_) => E::Exists(id.clone()),
                     e => E::Commit(e),
-                })?;
+                });
         }
         let mut actors = self.lock();
         if actors.contains_key(id) {
@@ -226,25 +281,62 @@ impl Mailboxes {
         }
     }
 
-    /// The actor of `id`, spawning it if the mailbox is on disk.
-    fn handle(&self, id: &MailboxId) -> Result<ActorHandle, E> {
-        if let Some(to) = self.moved_to(id) {
-            return Err(E::Moved { id: id.clone(), to });
+    /// The actor of `id`, spawning it if the mailbox is on disk. An actor
+    /// that is retiring is waited for first: two actors of one mailbox
+    /// must never run at once.
+    async fn handle(&self, id: &MailboxId) -> Result<ActorHandle, E> {
+        loop {
+            if let Some(to) = self.moved_to(id) {
+                return Err(E::Moved { id: id.clone(), to });
+            }
+            let current = self.lock().get(id).cloned();
+            match current {
+                Some(h) if !h.is_closed() => return Ok(h),
+                Some(retiring) => {
+                    retiring.exited().await;
+                    let mut actors = self.lock();
+                    if actors
+                        .get(id)
+                        .is_some_and(|h| h.generation() == retiring.generation())
+                    {
+                        actors.remove(id);
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            let store = self.store.as_ref().ok_or_else(|| E::Unknown(id.clone()))?;
+            let meta = store
+                .meta(id.as_str())?
+                .ok_or_else(|| E::Unknown(id.clone()))?;
+            let mut actors = self.lock();
+            if actors.contains_key(id) {
+                // Another caller started one meanwhile: use (or wait for) it.
+                continue;
+            }
+            let handle = self.spawn(id, meta);
+            actors.insert(id.clone(), handle.clone());
+            return Ok(handle);
         }
-        if let Some(h) = self.lock().get(id).filter(|h| !h.is_closed()) {
-            return Ok(h.clone());
+    }
+
+    /// Sends a command to `id`'s actor and waits for the answer, following
+    /// the mailbox to a fresh actor when the one found has just retired.
+    async fn ask_actor<T>(
+        &self,
+        id: &MailboxId,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, E> {
+        let (reply, answer) = oneshot::channel();
+        let mut command = make(reply);
+        for _ in 0..SEND_ATTEMPTS {
+            let handle = self.handle(id).await?;
+            match handle.send(command).await {
+                Ok(()) => return answer.await.map_err(|_| E::Gone(id.clone()))?,
+                Err(back) => command = back,
+            }
         }
-        let store = self.store.as_ref().ok_or_else(|| E::Unknown(id.clone()))?;
-        let meta = store
-            .meta(id.as_str())?
-            .ok_or_else(|| E::Unknown(id.clone()))?;
-        let mut actors = self.lock();
-        if let Some(h) = actors.get(id).filter(|h| !h.is_closed()) {
-            return Ok(h.clone());
-        }
-        let handle = self.spawn(id, meta);
-        actors.insert(id.clone(), handle.clone());
-        Ok(handle)
+        Err(E::Gone(id.clone()))
     }
 
     /// Whether this host holds the mailbox.
@@ -273,10 +365,12 @@ impl Mailboxes {
     /// Runs one call and says which op it was logged as, if any, so the
     /// caller can wait for replicas to hold it.
     pub async fn call_tracked(&self, id: &MailboxId, request: Request) -> Result<Tracked, E> {
-        let r = match self.handle(id) {
-            Ok(h) => h.call_tracked(request).await,
-            Err(e) => Err(e),
-        };
+        let r = self
+            .ask_actor(id, |reply| Command::Call {
+                request: Box::new(request),
+                reply,
+            })
+            .await;
         self.or_moved(id, r)
     }
 
@@ -291,20 +385,21 @@ impl Mailboxes {
         id: &MailboxId,
         mail: NewMail,
     ) -> Result<(Delivered, Option<OpId>), E> {
-        let r = match self.handle(id) {
-            Ok(h) => h.deliver(mail).await,
-            Err(e) => Err(e),
-        };
+        let r = self
+            .ask_actor(id, |reply| Command::Deliver {
+                mail: Box::new(mail),
+                reply,
+            })
+            .await;
         let tracked = self.or_moved(id, r)?;
         Ok((Deliver::answer(tracked.response)?, tracked.op))
     }
 
     /// Applies ops from another replica of `id`; its version vector after.
     pub async fn apply(&self, id: &MailboxId, ops: Vec<Vec<u8>>) -> Result<VersionVector, E> {
-        let r = match self.handle(id) {
-            Ok(h) => h.apply(ops).await,
-            Err(e) => Err(e),
-        };
+        let r = self
+            .ask_actor(id, |reply| Command::Apply { ops, reply })
+            .await;
         self.or_moved(id, r)
     }
 
@@ -315,34 +410,45 @@ impl Mailboxes {
         peer: VersionVector,
         budget_bytes: usize,
     ) -> Result<(Since, VersionVector), E> {
-        let r = match self.handle(id) {
-            Ok(h) => h.since(peer, budget_bytes).await,
-            Err(e) => Err(e),
-        };
+        let r = self
+            .ask_actor(id, |reply| Command::Since {
+                peer,
+                budget_bytes,
+                reply,
+            })
+            .await;
         self.or_moved(id, r)
     }
 
     /// BLAKE3 of a fresh snapshot of the mailbox's state: equal digests mean
     /// equal states, IMAP UIDs included (what a move must preserve).
     pub async fn digest(&self, id: &MailboxId) -> Result<[u8; 32], E> {
-        self.handle(id)?.digest(DigestKind::Snapshot).await
+        self.ask_actor(id, |reply| Command::Digest {
+            kind: DigestKind::Snapshot,
+            reply,
+        })
+        .await
     }
 
     /// The guest's order-free `state-digest`: equal on replicas that applied
     /// the same ops in any order (UIDs, numbered locally, are left out).
     pub async fn state_digest(&self, id: &MailboxId) -> Result<[u8; 32], E> {
-        self.handle(id)?.digest(DigestKind::State).await
+        self.ask_actor(id, |reply| Command::Digest {
+            kind: DigestKind::State,
+            reply,
+        })
+        .await
     }
 
     /// Snapshots and drops the instance now, as idleness would.
     pub async fn hibernate(&self, id: &MailboxId) -> Result<(), E> {
-        self.handle(id)?.hibernate().await;
+        self.handle(id).await?.hibernate().await;
         Ok(())
     }
 
     /// The mailbox's durable state: code hash, plugins, snapshot, log tail.
     pub async fn export(&self, id: &MailboxId) -> Result<ExportedState, E> {
-        self.handle(id)?.export().await
+        self.ask_actor(id, |reply| Command::Export { reply }).await
     }
 
     /// Removes a mailbox and its durable state from this host (after it has

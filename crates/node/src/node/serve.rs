@@ -235,6 +235,7 @@ impl Node {
             e @ (MailboxCallError::Refused(_) | MailboxCallError::Rejected { .. }) => {
                 Err(WireError::new(WireError::BAD_REQUEST, e.to_string()))
             }
+            e if e.is_busy() => Err(WireError::new(WireError::BUSY, e.to_string())),
             e => Err(internal(e)),
         }
     }

@@ -11,6 +11,8 @@ use crate::mailbox::request::verbs::{ClassifySender, ListPlugins};
 use crate::mailbox::request::{Request, Verb};
 use dem_proto::ids::CodeHash;
 use dem_proto::mail::{MailView, NewMail, PluginEntry, SenderStatus, Verdict};
+use dem_runtime::RuntimeError;
+use dem_runtime::filter::FilterError;
 
 impl MailboxActor {
     /// Runs the filters, then delivers where they decided.
@@ -41,7 +43,14 @@ impl MailboxActor {
             let mut view = view_of(&mail, sender);
             for plugin in plugins.iter() {
                 match self.run_filter(plugin, &mut view).await {
-                    Some(verdict) => {
+                    Err(busy) => {
+                        // Delivering without the filter would file the
+                        // mail where its owner did not want it: refuse,
+                        // retryably, instead.
+                        let _ = reply.send(Err(E::Runtime(busy)));
+                        return;
+                    }
+                    Ok(Some(verdict)) => {
                         if let Some(reason) = placing.apply(verdict) {
                             let _ = reply.send(Err(E::Rejected {
                                 plugin: plugin.name.clone(),
@@ -50,7 +59,7 @@ impl MailboxActor {
                             return;
                         }
                     }
-                    None => continue,
+                    Ok(None) => continue,
                 }
             }
         }
@@ -93,13 +102,19 @@ impl MailboxActor {
     }
 
     /// Runs one plugin, reusing its live instance; `None` if it failed (it
-    /// is then skipped, and the mail delivered anyway).
-    async fn run_filter(&mut self, plugin: &PluginEntry, view: &mut MailView) -> Option<Verdict> {
+    /// is then skipped, and the mail delivered anyway). An error only when
+    /// no instance slot came free in time: the delivery is then refused
+    /// as "busy, retry" rather than made without the filter.
+    async fn run_filter(
+        &mut self,
+        plugin: &PluginEntry,
+        view: &mut MailView,
+    ) -> Result<Option<Verdict>, RuntimeError> {
         let code: CodeHash = match plugin.code_hash.parse() {
             Ok(code) => code,
             Err(e) => {
                 tracing::warn!(plugin = %plugin.name, "skipped: {e}");
-                return None;
+                return Ok(None);
             }
         };
         if self
@@ -111,19 +126,22 @@ impl MailboxActor {
                 Ok(f) => {
                     self.filters.insert(plugin.name.clone(), f);
                 }
+                Err(FilterError::Runtime(busy)) if busy.is_busy() => return Err(busy),
                 Err(e) => {
                     tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
-                    return None;
+                    return Ok(None);
                 }
             }
         }
-        let filter = self.filters.get_mut(&plugin.name)?;
+        let Some(filter) = self.filters.get_mut(&plugin.name) else {
+            return Ok(None);
+        };
         match filter.run(view, &plugin.config).await {
-            Ok(verdict) => Some(verdict),
+            Ok(verdict) => Ok(Some(verdict)),
             Err(e) => {
                 tracing::warn!(plugin = %plugin.name, "skipped, mail delivered anyway: {e}");
                 self.filters.remove(&plugin.name);
-                None
+                Ok(None)
             }
         }
     }

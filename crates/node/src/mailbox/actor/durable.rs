@@ -44,11 +44,11 @@ impl MailboxActor {
         self.drop_instance();
         self.settle().await?;
         let Some(store) = self.store.clone() else {
-            self.instance = Some(
-                self.runtime
-                    .instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone())
-                    .await?,
-            );
+            let instance = self
+                .runtime
+                .instantiate_mailbox(&CodeHash(self.meta.code_hash), self.label.clone())
+                .await?;
+            self.set_instance(instance);
             return Ok(());
         };
         let recovery = load(self.id.clone(), store, LoadFor::Wake).await?;
@@ -94,7 +94,7 @@ impl MailboxActor {
                 failed: false,
             }
         });
-        self.instance = Some(r.instance);
+        self.set_instance(r.instance);
     }
 
     /// Hands an op to the writer; the reply goes out once it is durable.

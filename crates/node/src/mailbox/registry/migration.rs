@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::super::actor::{MoveState, ReadAhead};
+use super::super::actor::{Command, MoveState, ReadAhead};
 use super::Mailboxes;
 use crate::mailbox::{MailboxCallError as E, MigrationOutcome, MovedTo};
 use crate::replica::VersionVector;
@@ -22,7 +22,15 @@ impl Mailboxes {
         peer: Option<VersionVector>,
         ahead: Option<ReadAhead>,
     ) -> Result<Migration, E> {
-        let (state, outcome) = self.handle(id)?.migrate(peer, ahead).await?;
+        let (outcome, settle) = tokio::sync::oneshot::channel();
+        let state = self
+            .ask_actor(id, |reply| Command::Migrate {
+                peer,
+                ahead,
+                reply,
+                outcome: settle,
+            })
+            .await?;
         Ok(Migration {
             id: id.clone(),
             state,
