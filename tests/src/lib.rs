@@ -328,10 +328,17 @@ pub struct Serve {
 impl Serve {
     /// Spawns `serve` on `data`.
     pub fn start(data: &Path) -> Result<Self> {
+        Self::start_with(data, &[])
+    }
+
+    /// Spawns `serve` on `data` with extra `dem local` options (limits
+    /// such as `--instance-slots`).
+    pub fn start_with(data: &Path, options: &[&str]) -> Result<Self> {
         let child = Command::new(dem_bin())
             .arg("local")
             .arg("--data")
             .arg(data)
+            .args(options)
             .arg("serve")
             .env_remove("DEM_DATA")
             .stdin(Stdio::piped())
