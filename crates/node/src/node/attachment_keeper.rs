@@ -353,11 +353,15 @@ impl Node {
                     }
                 }
                 if holder.is_none() {
-                    return Ok(self.hold_back_attachment(id));
+                    self.hold_back_attachment(id);
+                    return Ok(());
                 }
                 holder
             }
-            UnlistedAttachment::HoldBack => return Ok(self.hold_back_attachment(id)),
+            UnlistedAttachment::HoldBack => {
+                self.hold_back_attachment(id);
+                return Ok(());
+            }
         };
         // The copy may have been listed again while it was offered.
         if self
