@@ -20,6 +20,15 @@
 //! mail is lost, no deleted mail came back, every mailbox has exactly R
 //! live replicas in sync, every listed attachment exactly R live holders,
 //! and the network still takes writes.
+//!
+//! Double kills (issue 19) break that premise on purpose: while one of a
+//! mailbox's replicas is paused, the two freshest holders (listed last)
+//! are SIGKILLed together, and restarted a few seconds later. A mail only
+//! they acknowledged is then on their disks alone, and the keeper may
+//! rebuild the listing from the paused replica, which lacks it; the
+//! returning hosts must hand it back instead of discarding it. Each seed
+//! is a fresh network; `DEM_CHURN_SEEDS` seeds (default 20) are tried from
+//! `DEM_SEED` on, one after another; `scripts/churn.sh` runs more.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, ensure};
 use dem_tests::{
-    Daemon, Result, Rng, User, admin_status, free_udp_port, inbox_ids, register_user, send_mail,
-    start_host, temp_dir, wait_for,
+    Daemon, Result, Rng, User, admin_status, free_udp_port, holders_in, inbox_ids, register_user,
+    send_mail, start_host, temp_dir, wait_for,
 };
 use serde_json::Value;
 
@@ -74,6 +83,16 @@ const REGENERATE_MAX: Duration = Duration::from_secs(20);
 const SETTLE: Duration = Duration::from_millis(1200);
 /// After the churn: replicas at R and in sync within this.
 const QUIESCE_MAX: Duration = Duration::from_secs(30);
+/// Double-kill seeds `cargo test` tries unless `DEM_CHURN_SEEDS` says.
+const DOUBLE_KILL_SEEDS: u64 = 20;
+
+/// One network at a time: both tests use the same addresses, and two
+/// networks at once on two cores make live hosts miss their leases.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One scheduled event.
 #[derive(Debug, Clone, Copy)]
@@ -117,8 +136,27 @@ impl Cluster {
             started: vec![false; HOST_IPS.len()],
             addrs,
         };
-        for slot in 0..HOSTS_INITIAL {
-            c.start_slot(slot)?;
+        // In parallel: a host spends its first second compiling the
+        // built-in component, and every double-kill seed starts anew.
+        let started: Vec<Result<Daemon>> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..HOSTS_INITIAL)
+                .map(|slot| {
+                    let (addr, data) = (&c.addrs[slot], c.root.join(format!("host{slot}")));
+                    let dispatch = &c.dispatch.addr;
+                    scope.spawn(move || start_host(addr, dispatch, &data, &HOST_FLAGS))
+                })
+                .collect();
+            starts
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("starting a host panicked")))
+                })
+                .collect()
+        });
+        for (slot, host) in started.into_iter().enumerate() {
+            c.hosts[slot] = Some(host?);
+            c.started[slot] = true;
         }
         Ok(c)
     }
@@ -249,6 +287,12 @@ fn attachments_at_r(status: &Value) -> Result<bool> {
     Ok(status["attachments"]
         .as_array()
         .is_none_or(|atts| atts.iter().all(|a| r_live(&a["hosts"], &online))))
+}
+
+/// Whether no host holds back an unlisted copy (every returning copy has
+/// handed back what it held and gone).
+fn nothing_held_back(status: &Value) -> bool {
+    status["held_back"].as_array().is_none_or(Vec::is_empty)
 }
 
 /// What keeps a status from being quiet, in a line: mailboxes not at R
@@ -405,6 +449,7 @@ fn seed() -> u64 {
 
 #[test]
 fn seeded_churn_loses_no_acknowledged_mail_and_ends_at_r_replicas() -> Result<()> {
+    let _serial = serial();
     let seed = seed();
     println!("churn: seed {seed} (replay with DEM_SEED={seed})");
     let mut cluster = Cluster::start()?;
@@ -466,7 +511,15 @@ fn churn(cluster: &mut Cluster, seed: u64) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     let ledgers = sending.join().map_err(|_| anyhow!("the sender panicked"))?;
     churned?;
-    for (name, l) in &ledgers {
+    settle_and_verify(cluster, &ledgers)
+}
+
+/// After the faults: every mailbox back at R live replicas in sync,
+/// nothing held back, no acknowledged mail lost, no deleted mail back,
+/// and the network still takes writes.
+fn settle_and_verify(cluster: &Cluster, ledgers: &BTreeMap<String, Ledger>) -> Result<()> {
+    let admin = cluster.user("alice");
+    for (name, l) in ledgers {
         println!(
             "{name}: {} acknowledged, {} deleted, {} deletes and {} sends refused",
             l.acked.len(),
@@ -484,7 +537,7 @@ fn churn(cluster: &mut Cluster, seed: u64) -> Result<()> {
     // and anti-entropy brings them in sync.
     let took = wait_for("R live replicas in sync", QUIESCE_MAX, || {
         let s = admin_status(&admin)?;
-        Ok(all_at_r(&s, true)? && attachments_at_r(&s)?)
+        Ok(all_at_r(&s, true)? && attachments_at_r(&s)? && nothing_held_back(&s))
     })
     .with_context(|| {
         admin_status(&admin)
@@ -524,4 +577,94 @@ fn churn(cluster: &mut Cluster, seed: u64) -> Result<()> {
         "the last deleted mail is still there"
     );
     Ok(())
+}
+
+#[test]
+fn seeded_double_kills_of_the_freshest_holders_lose_no_acknowledged_mail() -> Result<()> {
+    let _serial = serial();
+    let base = seed();
+    let seeds = std::env::var("DEM_CHURN_SEEDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DOUBLE_KILL_SEEDS);
+    println!("double kills: {seeds} seeds from {base}");
+    for i in 0..seeds {
+        let seed = base.wrapping_add(i);
+        let started = Instant::now();
+        println!("double kill: seed {seed} (replay with DEM_SEED={seed} DEM_CHURN_SEEDS=1)");
+        let mut cluster = Cluster::start()?;
+        double_kill(&mut cluster, seed).map_err(|e| {
+            anyhow!("seed {seed} (replay with DEM_SEED={seed} DEM_CHURN_SEEDS=1): {e:#}")
+        })?;
+        println!("  seed {seed} passed in {:?}", started.elapsed());
+    }
+    Ok(())
+}
+
+/// One seed: while a sender runs, one mailbox's oldest listed replica is
+/// paused and its two freshest holders are killed together, then they
+/// come back; at the end nothing acknowledged is lost.
+fn double_kill(cluster: &mut Cluster, seed: u64) -> Result<()> {
+    for name in USERS {
+        register_user(&cluster.root, name, &cluster.dispatch.addr)?;
+    }
+    let admin = cluster.user("alice");
+    wait_for("3 replicas each", REGENERATE_MAX, || {
+        all_at_r(&admin_status(&admin)?, false)
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = {
+        let (root, stop) = (cluster.root.clone(), stop.clone());
+        std::thread::spawn(move || sender(root, seed, stop))
+    };
+    let mut rng = Rng::new(seed);
+    let faults = (|| -> Result<()> {
+        std::thread::sleep(Duration::from_millis(500 + rng.below(1500)));
+        let victim = USERS[rng.below(USERS.len() as u64) as usize];
+        let holders = holders_in(&admin_status(&admin)?, victim)?;
+        let slots: Vec<usize> = holders
+            .iter()
+            .map(|id| {
+                cluster
+                    .hosts
+                    .iter()
+                    .position(|h| h.as_ref().is_some_and(|h| h.id == *id))
+                    .with_context(|| format!("holder {id} is one of ours"))
+            })
+            .collect::<Result<_>>()?;
+        ensure!(slots.len() == R, "{victim} at {holders:?}");
+        // Listed last are the freshest copies; the first listed pauses.
+        let (paused, killed) = (slots[0], [slots[1], slots[2]]);
+        let pause_ms = 800 + rng.below(2200);
+        let kill_after_ms = rng.below(pause_ms);
+        println!(
+            "  {victim}: pausing host {paused} for {pause_ms} ms, killing hosts {killed:?} after {kill_after_ms} ms"
+        );
+        let stopped = cluster.hosts[paused].as_ref().context("running")?;
+        stopped.signal("STOP")?;
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        for slot in killed {
+            if let Some(mut h) = cluster.hosts[slot].take() {
+                h.kill();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(pause_ms - kill_after_ms));
+        cluster.hosts[paused]
+            .as_ref()
+            .context("running")?
+            .signal("CONT")?;
+        // Their disks hold what they acknowledged: they come back.
+        let down_ms = 1000 + rng.below(4000);
+        std::thread::sleep(Duration::from_millis(down_ms));
+        println!("  restarting hosts {killed:?} after {down_ms} ms");
+        for slot in killed {
+            cluster.start_slot(slot)?;
+        }
+        std::thread::sleep(Duration::from_millis(1000 + rng.below(2000)));
+        Ok(())
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let ledgers = sending.join().map_err(|_| anyhow!("the sender panicked"))?;
+    faults?;
+    settle_and_verify(cluster, &ledgers)
 }
