@@ -105,8 +105,19 @@ impl Node {
                 .cloned()
                 .collect()
         };
-        let fresh = self.freshness(&id, &listing).await;
-        match plan_fresh(self.id, self.replication.r(), &members, listing.home, fresh) {
+        let r = self.replication.r();
+        // The vectors matter only where the set would change: a settled
+        // plan without changes stays one with them (they only hold
+        // changes back), and reading them wakes the mailbox.
+        let settled = plan_fresh(self.id, r, &members, listing.home, Freshness::SETTLED);
+        let decided = match settled {
+            KeeperPlan::Lead { changed: true, .. } => {
+                let fresh = self.freshness(&id, &listing).await;
+                plan_fresh(self.id, r, &members, listing.home, fresh)
+            }
+            other => other,
+        };
+        match decided {
             KeeperPlan::NotMember => self.discard_if_stale(user, &id, &listing, grace_ms).await,
             KeeperPlan::Follow { peers } => {
                 self.keeper().copies.listed(&id);
