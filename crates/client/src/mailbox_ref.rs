@@ -21,6 +21,11 @@ use super::{Session, SessionError, now_ms};
 
 /// Most hosts one call visits (moves followed plus fresh lookups).
 pub const HOPS_MAX: usize = 4;
+/// Times a call is tried again when the holder answers "busy, retry"
+/// (every instance slot stayed in use; nothing happened), with the wait
+/// doubling from [`BUSY_BACKOFF_MS`]: about 6 s in all.
+pub const BUSY_RETRIES: u32 = 5;
+pub const BUSY_BACKOFF_MS: u64 = 200;
 
 pub use dem_proto::host::NOT_HERE;
 
@@ -160,7 +165,10 @@ impl MailboxRef {
         mut build: impl FnMut(UserId) -> Result<HostRequest, RefError>,
     ) -> Result<HostResponse, RefError> {
         let mut last = String::from("no attempt");
-        for _ in 0..HOPS_MAX {
+        let mut busy = 0;
+        let mut hops = 0;
+        while hops < HOPS_MAX {
+            hops += 1;
             if self.holder.is_none() {
                 self.lookup(session).await?;
             }
@@ -190,6 +198,17 @@ impl MailboxRef {
                 Err(SessionError::Net(NetError::Remote(wire))) if wire.code == NOT_HERE => {
                     last = wire.to_string();
                     self.holder = None;
+                }
+                Err(SessionError::Net(NetError::Remote(wire)))
+                    if wire.code == WireError::BUSY && busy < BUSY_RETRIES =>
+                {
+                    // The same host, later: a busy answer is no hop.
+                    let wait_ms = BUSY_BACKOFF_MS << busy;
+                    tracing::debug!(wait_ms, "host busy; retrying");
+                    busy += 1;
+                    hops -= 1;
+                    drop(_e);
+                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
                 }
                 Err(SessionError::Net(NetError::Remote(wire))) => {
                     return Err(RefError::Refused(wire));

@@ -89,6 +89,29 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// One host with a great many mailboxes, far more than its instance
+    /// slots: creates, disk per mailbox, memory, deliveries spread over
+    /// all of them against a few awake ones, wake times, restart.
+    Host {
+        /// Mailboxes on the host.
+        #[arg(long, default_value_t = 100_000)]
+        mailboxes: u32,
+        /// Mailboxes that get one delivery just before memory is measured.
+        #[arg(long, default_value_t = 1_000)]
+        active: u32,
+        /// Deliveries in each delivery benchmark.
+        #[arg(long, default_value_t = 20_000)]
+        deliveries: u64,
+        /// Deliveries in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Instance slots; default: sized from the machine's memory.
+        #[arg(long)]
+        instance_slots: Option<u32>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The receiving process of the raw-QUIC baseline (used by `net`).
     #[command(hide = true)]
     NetSink {
@@ -148,6 +171,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             print(&super::bench_repl::run(params).await?, json);
             Ok(())
         }
+        Bench::Host {
+            mailboxes,
+            active,
+            deliveries,
+            concurrency,
+            instance_slots,
+            json,
+        } => {
+            let params = super::bench_host::HostParams {
+                mailboxes: mailboxes.max(1),
+                active: active.min(mailboxes),
+                deliveries: deliveries.max(1),
+                concurrency: concurrency.max(1),
+                slots: instance_slots,
+            };
+            print(&super::bench_host::run(params).await?, json);
+            Ok(())
+        }
         Bench::NetSink { listen, data } => super::bench_sink::serve(listen, data).await,
     }
 }
@@ -192,7 +233,7 @@ fn inbox() -> Placement {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
@@ -202,7 +243,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Resident set size of this process, in bytes.
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod bench;
+mod bench_host;
 mod bench_lookups;
 mod bench_move;
 mod bench_net;

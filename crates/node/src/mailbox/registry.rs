@@ -146,6 +146,12 @@ impl Mailboxes {
         (self.residents.len(), self.runtime.slots().stats())
     }
 
+    /// How long the most recent wakes took (up to 65,536 of them, oldest
+    /// first): taking a slot, loading and restoring.
+    pub fn wake_times(&self) -> Vec<std::time::Duration> {
+        self.residents.wake_times()
+    }
+
     /// Actors running now: awake mailboxes, and ones just started or
     /// finishing. A hibernated mailbox has none.
     pub fn actors_running(&self) -> usize {

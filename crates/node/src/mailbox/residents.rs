@@ -8,9 +8,10 @@
 //! scans the awake mailboxes, which are at most the pool's slots (a few
 //! thousand), and happens only when the pool is full.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -40,11 +41,16 @@ impl Resident {
     }
 }
 
+/// How many recent wake times are kept for percentiles.
+const WAKE_TIMES_KEPT: usize = 1 << 16;
+
 /// The awake mailboxes of one host.
 #[derive(Debug, Default)]
 pub(crate) struct Residents {
     tick: AtomicU64,
     awake: Mutex<HashMap<MailboxId, Arc<Resident>>>,
+    /// The most recent wakes' durations, in µs, newest last.
+    wake_us: Mutex<VecDeque<u32>>,
 }
 
 impl Residents {
@@ -75,6 +81,25 @@ impl Residents {
     /// How many mailboxes are awake.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Records how long a wake took (instance slot, load, restore).
+    pub(crate) fn record_wake(&self, took: Duration) {
+        let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        let mut times = self.wake_us.lock().unwrap_or_else(|p| p.into_inner());
+        if times.len() == WAKE_TIMES_KEPT {
+            times.pop_front();
+        }
+        times.push_back(us);
+    }
+
+    /// The recent wakes' durations, oldest first.
+    pub(crate) fn wake_times(&self) -> Vec<Duration> {
+        let times = self.wake_us.lock().unwrap_or_else(|p| p.into_inner());
+        times
+            .iter()
+            .map(|&us| Duration::from_micros(us.into()))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, Arc<Resident>>> {

@@ -43,6 +43,7 @@ impl MailboxActor {
         }
         self.drop_instance();
         self.settle().await?;
+        let started = std::time::Instant::now();
         let Some(store) = self.store.clone() else {
             let instance = self
                 .runtime
@@ -72,6 +73,7 @@ impl MailboxActor {
             "woke"
         );
         self.adopt(restored);
+        self.residents.record_wake(started.elapsed());
         Ok(())
     }
 
