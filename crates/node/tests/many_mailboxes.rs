@@ -201,3 +201,44 @@ async fn busy_slots_give_a_retryable_refusal_not_an_instantiation_error() {
     assert!(boxes.runtime().code().contains(&code));
     let _: Arc<Mailboxes> = boxes;
 }
+
+/// An idle mailbox hibernates and its actor ends; calls that race with
+/// that end are carried by the next actor, and none is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_racing_a_retiring_actor_all_land_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MailboxesConfig {
+        idle_hibernate: Duration::from_millis(5),
+        ..MailboxesConfig::default()
+    };
+    let boxes = Mailboxes::open(dir.path(), runtime(16), config).unwrap();
+    let alice = id("alice");
+    boxes.create(&alice, None).await.unwrap();
+    let mut sent = 0u32;
+    for round in 0..60u32 {
+        // Bursts land just before, during and after the idle deadline.
+        tokio::time::sleep(Duration::from_micros(u64::from(round % 12) * 700)).await;
+        let mut burst = JoinSet::new();
+        for k in 0..4 {
+            let boxes = boxes.clone();
+            let alice = alice.clone();
+            burst.spawn(async move {
+                let m = mail(&format!("m{round}-{k}"), "x@y.org", "race", "body");
+                boxes.deliver(&alice, m).await
+            });
+        }
+        while let Some(done) = burst.join_next().await {
+            let delivered = done.unwrap().unwrap();
+            assert!(!delivered.duplicate);
+            sent += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(boxes.actors_running(), 0, "an idle mailbox keeps no actor");
+    let stats = boxes.ask(&alice, Stats).await.unwrap();
+    assert_eq!(stats.mails, sent);
+    let (awake, slots) = boxes.awake();
+    assert_eq!(awake, 1);
+    assert_eq!(slots.busy_refusals, 0);
+    boxes.shutdown().await;
+}
