@@ -8,6 +8,7 @@
 //! - `admin`: `admin status` and `admin move` (explicit migration).
 //! - `bench`: the benchmarks recorded in BENCHMARKS.md.
 //! - `demo`: the README's first command.
+//! - `completions`: shell completion scripts.
 
 pub mod admin;
 pub mod bench;
@@ -57,11 +58,32 @@ pub enum Command {
     /// processes, mail to an offline user, a mailbox moving home and one
     /// moving off a leaving host.
     Demo,
+    /// Print a shell completion script, e.g. `dem completions bash >
+    /// ~/.local/share/bash-completion/completions/dem`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Entry point of the `dem` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        // Into memory first: clap_complete panics on a failed write, and a
+        // closed pipe (`| head`) is no reason to.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "dem", &mut script);
+        use std::io::Write as _;
+        return match std::io::stdout().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("error: writing the completion script: {e}");
+                std::process::ExitCode::FAILURE
+            }
+            _ => std::process::ExitCode::SUCCESS,
+        };
+    }
     init_tracing();
     exit_with_parent();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -84,6 +106,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Admin(args) => admin::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Demo => demo::run().await,
+            Command::Completions { .. } => Ok(()),
         }
     });
     match result {
