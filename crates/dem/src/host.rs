@@ -40,6 +40,8 @@ pub struct HostArgs {
     /// regenerating lost replicas), in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub keeper_ms: u64,
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
 }
 
 pub async fn run(args: HostArgs) -> anyhow::Result<()> {
@@ -61,6 +63,8 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         keeper: Duration::from_millis(args.keeper_ms.max(50)),
         capacity: args.capacity,
         owner,
+        runtime: args.limits.runtime(),
+        mailboxes: args.limits.mailboxes(),
     };
     run_node(config, |id, addr| {
         println!("host {} listening on {addr}", id.to_hex());

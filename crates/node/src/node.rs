@@ -76,6 +76,10 @@ pub struct NodeConfig {
     pub owner: Option<Arc<dem_identity::KeyPair>>,
     /// How often the keeper checks every replica set.
     pub keeper: Duration,
+    /// Guest limits and the instance pool.
+    pub runtime: RuntimeConfig,
+    /// Hibernation and queueing of the mailboxes.
+    pub mailboxes: MailboxesConfig,
 }
 
 /// Attempts at joining the backbone before the host gives up.
@@ -174,8 +178,8 @@ impl Node {
         let key = Arc::new(key);
         let mailboxes = Mailboxes::open(
             &config.data,
-            RuntimeConfig::default(),
-            MailboxesConfig::default(),
+            config.runtime.clone(),
+            config.mailboxes.clone(),
         )?;
         let attachments = AttachmentStore::open(&config.data)?;
         let endpoint = Endpoint::bind_with(
