@@ -71,7 +71,10 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
         DispatchResponse::Status(v) => *v,
         other => bail!("unexpected answer from the dispatch unit: {other:?}"),
     };
-    let replicas = replica_states(ctx, &view).await;
+    let (replicas, held_attachments) = tokio::join!(
+        replica_states(ctx, &view),
+        held_back_attachments(ctx, &view)
+    );
     let mut value = status_json(&view);
     if let Some(users) = value["users"].as_array_mut() {
         for (u, view_user) in users.iter_mut().zip(&view.users) {
@@ -131,7 +134,6 @@ async fn status(ctx: &UserCtx, as_json: bool) -> anyhow::Result<()> {
             })
             .collect(),
     );
-    let held_attachments = held_back_attachments(ctx, &view).await;
     if let Some(list) = value["held_back"].as_array_mut() {
         for (h, id) in &held_attachments {
             list.push(json!({"host": h.to_hex(), "attachment": id.to_hex()}));
@@ -204,19 +206,35 @@ async fn held_back_attachments(ctx: &UserCtx, view: &StatusView) -> Vec<(HostId,
     futures_join_all(asks).await.into_iter().flatten().collect()
 }
 
-/// Awaits the futures in turn (each bounded by its own timeout).
+/// Awaits the futures all at once (each bounded by its own timeout), so
+/// hosts that do not answer cost one timeout in all, not one each.
 async fn futures_join_all<F: std::future::Future>(
     futures: impl Iterator<Item = F>,
 ) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    for f in set {
-        out.push(f.await);
-    }
-    out
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futures.map(|f| Some(Box::pin(f))).collect();
+    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (slot, done) in pending.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *done = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// The `--json` shape the issue fixes (`dispatch_units`, `hosts`, `users`),

@@ -35,7 +35,7 @@ use dem_proto::{DispatchRequest, DispatchResponse};
 
 /// Rounds a leader behind a live peer waits for anti-entropy before it
 /// copies from itself anyway (the peer's pushes may keep failing).
-const BEHIND_ROUNDS_MAX: u32 = 5;
+const BEHIND_ROUNDS_MAX: u32 = 3;
 
 /// What the keeper remembers between rounds.
 #[derive(Default)]
@@ -45,6 +45,8 @@ pub(super) struct KeeperState {
     /// Rounds this host led a mailbox while a live peer held ops it
     /// lacked, in a row.
     behind_rounds: std::collections::HashMap<MailboxId, u32>,
+    /// This host's vector when it last weighed its peers' copies.
+    marks: std::collections::HashMap<MailboxId, VersionVector>,
 }
 
 impl KeeperState {
@@ -77,6 +79,7 @@ impl Node {
                 k.copies
                     .prune(|id| here.contains(id), monotonic_ms(), grace_ms);
                 k.behind_rounds.retain(|id, _| here.contains(id));
+                k.marks.retain(|id, _| here.contains(id));
             }
             for id in ids {
                 let Ok(user) = id.as_str().parse::<UserId>() else {
@@ -154,6 +157,15 @@ impl Node {
             };
         };
         let acked = self.replication.peer_vectors(id);
+        let mut k = self.keeper();
+        // Peers are measured against what this host held when it last
+        // looked: a copy made since holds that, and under a steady stream
+        // of writes no peer ever holds the very latest op at the instant
+        // of a round (those are on their way over the links).
+        let mark = k
+            .marks
+            .insert(id.clone(), ours.clone())
+            .unwrap_or(ours.clone());
         let live = listing
             .members
             .iter()
@@ -162,13 +174,12 @@ impl Node {
         for m in live {
             match acked.get(&m.host) {
                 Some(vv) => {
-                    caught_up &= vv.covers(&ours);
+                    caught_up &= vv.covers(&mark);
                     behind |= !ours.covers(vv);
                 }
                 None => caught_up = false,
             }
         }
-        let mut k = self.keeper();
         let rounds = k.behind_rounds.entry(id.clone()).or_insert(0);
         *rounds = if behind { rounds.saturating_add(1) } else { 0 };
         Freshness {
