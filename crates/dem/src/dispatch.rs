@@ -16,6 +16,10 @@ use dem_node::dispatch::service::{DispatchService, ServiceConfig};
 
 #[derive(Debug, Args)]
 pub struct DispatchArgs {
+    /// A TOML file with any of these settings under their long names
+    /// (`dem config example` prints one); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address to listen on (`IP:PORT`); it is also the address announced
     /// to hosts and peer units, so it must be reachable by them.
     #[arg(long)]

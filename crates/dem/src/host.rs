@@ -17,6 +17,10 @@ use dem_node::node::{NodeConfig, run as run_node};
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
+    /// A TOML file with any of these settings under their long names
+    /// (`dem config example` prints one); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address to listen on (and announce), `IP:PORT`.
     #[arg(long)]
     pub listen: SocketAddr,

@@ -9,6 +9,7 @@
 //! - `bench`: the benchmarks recorded in BENCHMARKS.md.
 //! - `demo`: the README's first command.
 //! - `completions`: shell completion scripts.
+//! - `config`: example config files; `config.rs` also reads `--config`.
 
 pub mod admin;
 pub mod bench;
@@ -18,6 +19,7 @@ mod bench_move;
 mod bench_net;
 mod bench_repl;
 mod bench_sink;
+pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod host;
@@ -58,6 +60,8 @@ pub enum Command {
     /// processes, mail to an offline user, a mailbox moving home and one
     /// moving off a leaving host.
     Demo,
+    /// Config files of the daemons (`dem host|dispatch --config FILE`).
+    Config(config::ConfigArgs),
     /// Print a shell completion script, e.g. `dem completions bash >
     /// ~/.local/share/bash-completion/completions/dem`.
     Completions {
@@ -68,7 +72,14 @@ pub enum Command {
 
 /// Entry point of the `dem` binary.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let argv = match config::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     if let Command::Completions { shell } = cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
         // Into memory first: clap_complete panics on a failed write, and a
@@ -107,6 +118,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Demo => demo::run().await,
             Command::Completions { .. } => Ok(()),
+            Command::Config(args) => config::run(args),
         }
     });
     match result {
