@@ -82,6 +82,9 @@ async fn a_looping_mailbox_is_trapped_and_the_host_stays_up() {
     assert!(started.elapsed() < Duration::from_secs(60));
     // The instance was rebuilt: calls that do not loop still work.
     assert!(boxes.ask(&evil, Stats).await.is_ok());
+    // Its snapshot claims 3 GiB: refused before the host allocates it.
+    let err = boxes.digest(&evil).await.unwrap_err();
+    assert!(err.to_string().contains("snapshot is too large"), "{err}");
     // Other mailboxes never noticed.
     let d = boxes
         .deliver(&good, mail("m1", "x@y.org", "s", "b"))

@@ -16,6 +16,14 @@ use dem_proto::mailbox::{Request, Response};
 
 /// Bytes moved per `snapshot-read` / `restore-write` call.
 pub const SNAPSHOT_CHUNK_BYTES: u32 = 1 << 20;
+/// Largest snapshot a mailbox may produce: what the store keeps (redb
+/// refuses values over 3 GiB). A guest announcing more is refused before
+/// the host allocates anything for it.
+pub const SNAPSHOT_BYTES_MAX: u64 = 2 << 30;
+/// Most bytes reserved up front for a snapshot; beyond it the buffer grows
+/// as chunks actually arrive, so an announced size costs nothing until
+/// the guest delivers it.
+const SNAPSHOT_RESERVE_BYTES_MAX: u64 = 64 << 20;
 
 /// A call that did not return normally.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,6 +39,14 @@ pub enum CallError {
     /// announced.
     #[error("snapshot length mismatch: announced {announced} bytes, read {read}")]
     SnapshotLength { announced: u64, read: u64 },
+    /// The guest announced a snapshot over [`SNAPSHOT_BYTES_MAX`], or a
+    /// chunk over what was asked: refused, nothing allocated for it.
+    #[error("the mailbox's snapshot is too large: {what} {bytes} bytes, the limit is {max}")]
+    SnapshotTooLarge {
+        what: &'static str,
+        bytes: u64,
+        max: u64,
+    },
     /// The guest's `state-digest` was not the 32 bytes of a BLAKE3 hash.
     #[error("state digest has {0} bytes, not 32")]
     DigestLength(usize),
@@ -249,7 +265,16 @@ impl MailboxInstance {
             .call_snapshot_begin(&mut self.store)
             .await
             .map_err(trap("snapshot-begin"))?;
-        let mut out = Vec::with_capacity(usize::try_from(size_bytes).unwrap_or(0));
+        if size_bytes > SNAPSHOT_BYTES_MAX {
+            let _ = api.call_snapshot_end(&mut self.store).await;
+            return Err(CallError::SnapshotTooLarge {
+                what: "announced",
+                bytes: size_bytes,
+                max: SNAPSHOT_BYTES_MAX,
+            });
+        }
+        let reserve = size_bytes.min(SNAPSHOT_RESERVE_BYTES_MAX);
+        let mut out = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
         while (out.len() as u64) < size_bytes {
             let _ = self.store.set_fuel(fuel);
             let chunk = api
@@ -258,6 +283,15 @@ impl MailboxInstance {
                 .map_err(trap("snapshot-read"))?;
             if chunk.is_empty() {
                 break;
+            }
+            let left = size_bytes - out.len() as u64;
+            if chunk.len() as u64 > u64::from(SNAPSHOT_CHUNK_BYTES).min(left) {
+                let _ = api.call_snapshot_end(&mut self.store).await;
+                return Err(CallError::SnapshotTooLarge {
+                    what: "a chunk of",
+                    bytes: chunk.len() as u64,
+                    max: u64::from(SNAPSHOT_CHUNK_BYTES).min(left),
+                });
             }
             out.extend_from_slice(&chunk);
         }

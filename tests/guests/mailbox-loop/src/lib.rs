@@ -1,6 +1,8 @@
 //! Hostile mailbox for the host's sandbox tests: `deliver` never returns, so
-//! the host must interrupt it; every other export answers with a trivial
-//! valid value so the component instantiates and can be probed.
+//! the host must interrupt it, and its snapshot claims to be 3 GiB and
+//! then hands out chunks far larger than asked, so the host must refuse it
+//! before allocating; every other export answers with a trivial valid
+//! value so the component instantiates and can be probed.
 
 wit_bindgen::generate!({ path: "../../../wit/wit", world: "mailbox" });
 
@@ -182,12 +184,12 @@ impl Guest for Mailbox {
     fn snapshot_begin() -> SnapshotInfo {
         SnapshotInfo {
             schema_version: 0,
-            size_bytes: 0,
+            size_bytes: 3 << 30,
         }
     }
 
-    fn snapshot_read(_offset: u64, _max_bytes: u32) -> Vec<u8> {
-        Vec::new()
+    fn snapshot_read(_offset: u64, max_bytes: u32) -> Vec<u8> {
+        vec![0; max_bytes as usize * 4]
     }
 
     fn snapshot_end() {}
