@@ -38,6 +38,19 @@ pub struct TransportConfig {
     /// Connections [`serve`](super::serve) handles at once; more are
     /// refused (default 1024).
     pub connections_max: usize,
+    /// Connections from one IP address at once, handshakes included;
+    /// more are refused, so one machine cannot take every slot (default
+    /// 64).
+    pub connections_per_address_max: usize,
+    /// Connections of one peer key at once, counted once its handshake
+    /// proved the key; more are closed (default 32).
+    pub connections_per_peer_max: usize,
+    /// Handshakes in progress at once; more are refused (default 256).
+    pub handshakes_max: usize,
+    /// Above this many handshakes in progress, a client that has not
+    /// proven its address gets a QUIC Retry first, so spoofed floods cost
+    /// no handshake state (default 32).
+    pub retry_above_handshakes: usize,
     /// The largest request frame [`serve`](super::serve) accepts (default
     /// [`FRAME_BYTES_MAX`]).
     pub request_bytes_max: usize,
@@ -64,6 +77,10 @@ impl Default for TransportConfig {
             send_window_bytes: 8 * 1024 * 1024,
             streams_per_connection_max: 64,
             connections_max: 1024,
+            connections_per_address_max: 64,
+            connections_per_peer_max: 32,
+            handshakes_max: 256,
+            retry_above_handshakes: 32,
             request_bytes_max: FRAME_BYTES_MAX,
             request_read_timeout_ms: 10_000,
             socket_buffer_bytes: 4 * 1024 * 1024,

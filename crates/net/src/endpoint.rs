@@ -249,6 +249,23 @@ impl Incoming {
     pub fn refuse(self) {
         self.inner.refuse();
     }
+
+    /// Whether the client has proven it receives at its address (a QUIC
+    /// Retry token, or a validated path).
+    pub fn address_validated(&self) -> bool {
+        self.inner.remote_address_validated()
+    }
+
+    /// Asks the client to prove its address with a Retry before any
+    /// handshake state is kept; `false` if this attempt cannot be retried
+    /// (it already carries a token), and it is refused instead.
+    pub fn retry(self) -> bool {
+        if !self.inner.may_retry() {
+            self.inner.refuse();
+            return false;
+        }
+        self.inner.retry().is_ok()
+    }
 }
 
 /// An established connection with a peer whose key is known. Cheap to

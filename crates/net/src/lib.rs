@@ -26,6 +26,7 @@
 //! ([`frame`]). The transport is generic over message types: it never knows
 //! DEM's messages. [`serve`] runs the accept loops with bounded concurrency.
 
+mod admission;
 mod config;
 mod endpoint;
 mod error;

@@ -4,7 +4,11 @@
 //! stream a transfer.
 //!
 //! Limits keep one peer from starving others: at most
-//! [`TransportConfig::connections_max`] connections (more are refused), at
+//! [`TransportConfig::connections_max`] connections (more are refused), of
+//! which one IP address may hold
+//! [`TransportConfig::connections_per_address_max`] and one peer key
+//! [`TransportConfig::connections_per_peer_max`] (`admission.rs`), with a
+//! QUIC Retry asked of unproven addresses while many handshakes run; at
 //! most [`TransportConfig::streams_per_connection_max`] streams handled at
 //! once per connection (QUIC's stream limit makes the peer wait), a request
 //! frame of at most [`TransportConfig::request_bytes_max`] that must arrive
@@ -22,12 +26,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use super::admission::{Admission, Verdict};
 use super::frame::{read_frame, write_frame};
 use super::tls::ED25519_KEY_BYTES;
 use super::{Connection, Endpoint, NetError, Result, TransportConfig, WireError};
 
 /// Stream error code for `STOP_SENDING` when we refuse to read a request.
 const STOP_REFUSED: u32 = 1;
+/// Connection close code when a peer key already holds its share.
+const CLOSE_PEER_LIMIT: u32 = 2;
 
 /// The stream a request came on, as the handler sees it: who sent it, the
 /// stream to answer on and, for uploads, to read further frames from. (The
@@ -83,19 +90,44 @@ where
     let config = Arc::new(endpoint.config().clone());
     let handler = Arc::new(handler);
     let connections = Arc::new(Semaphore::new(config.connections_max));
+    let admission = Arc::new(Admission::new(&config));
     while let Some(incoming) = endpoint.accept().await {
+        let remote = incoming.remote_addr();
+        let (address, handshake) =
+            match admission.incoming(remote.ip(), incoming.address_validated()) {
+                Verdict::Admit(address, handshake) => (address, handshake),
+                Verdict::Retry => {
+                    incoming.retry();
+                    continue;
+                }
+                Verdict::Refuse(why) => {
+                    tracing::debug!(%remote, "refusing a connection: {why}");
+                    incoming.refuse();
+                    continue;
+                }
+            };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(remote = %incoming.remote_addr(), "connection limit reached; refusing");
+            tracing::warn!(%remote, "connection limit reached; refusing");
             incoming.refuse();
             continue;
         };
         let handler = handler.clone();
         let config = config.clone();
+        let admission = admission.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let remote = incoming.remote_addr();
-            match incoming.accept().await {
-                Ok(conn) => serve_connection(conn, handler, config).await,
+            let _address = address;
+            let accepted = incoming.accept().await;
+            drop(handshake);
+            match accepted {
+                Ok(conn) => {
+                    let Some(_peer) = admission.peer(conn.peer_key()) else {
+                        tracing::debug!(%remote, "refusing a connection: its key holds its share");
+                        conn.close(CLOSE_PEER_LIMIT, b"too many connections with this key");
+                        return;
+                    };
+                    serve_connection(conn, handler, config).await
+                }
                 Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
             }
         });

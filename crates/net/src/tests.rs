@@ -435,3 +435,75 @@ async fn batched_frames_of_every_size_arrive_whole_and_in_order() {
         TestResp::Echo("truncated 2/4".into())
     );
 }
+
+/// One address, and one key, get their share of the connections and no
+/// more; everyone else is still served.
+#[tokio::test]
+async fn an_address_or_key_hoarding_connections_gets_only_its_share() {
+    let config = TransportConfig {
+        connections_per_address_max: 3,
+        connections_per_peer_max: 2,
+        ..TransportConfig::default()
+    };
+    let (_srv, addr, key) = server(30, config);
+    // Two connections of one key: served.
+    let hoarder = client(31);
+    let a = hoarder.connect(addr, key).await.expect("first");
+    let b = hoarder.connect(addr, key).await.expect("second");
+    assert!(echo(&a, "a").await.is_ok() && echo(&b, "b").await.is_ok());
+    // A third with that key is closed once its key is known.
+    let third = hoarder.connect(addr, key).await;
+    let refused = match third {
+        Err(_) => true,
+        Ok(c) => echo(&c, "c").await.is_err(),
+    };
+    assert!(refused, "a third connection of one key was served");
+    // The address has one place left, for another key...
+    let other_key = client(32)
+        .connect(addr, key)
+        .await
+        .expect("third of the address");
+    assert!(echo(&other_key, "d").await.is_ok());
+    // ...and then none.
+    let over = client(33).connect(addr, key).await;
+    let refused = match over {
+        Err(_) => true,
+        Ok(c) => echo(&c, "e").await.is_err(),
+    };
+    assert!(refused, "a fourth connection from one address was served");
+    // Another address is served meanwhile.
+    let elsewhere = Endpoint::bind(SocketAddr::from(([127, 0, 0, 2], 0)), identity(34))
+        .expect("bind 127.0.0.2");
+    let conn = elsewhere.connect(addr, key).await.expect("another address");
+    assert_eq!(
+        echo(&conn, "f").await.expect("echo"),
+        TestResp::Echo("f".into())
+    );
+    // Closing one gives its place back.
+    drop(a);
+    hoarder.close();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = client(35).connect(addr, key).await.expect("a freed place");
+    assert!(echo(&again, "g").await.is_ok());
+}
+
+/// Under handshake load an unproven address gets a QUIC Retry first; an
+/// honest client proves its address and is served as before.
+#[tokio::test]
+async fn a_client_asked_to_retry_proves_its_address_and_is_served() {
+    let config = TransportConfig {
+        retry_above_handshakes: 0,
+        ..TransportConfig::default()
+    };
+    let (_srv, addr, key) = server(40, config);
+    for seed in 41..45 {
+        let conn = client(seed)
+            .connect(addr, key)
+            .await
+            .expect("connect after a retry");
+        assert_eq!(
+            echo(&conn, "hi").await.expect("echo"),
+            TestResp::Echo("hi".into())
+        );
+    }
+}
