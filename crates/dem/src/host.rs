@@ -44,6 +44,11 @@ pub struct HostArgs {
     /// regenerating lost replicas), in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub keeper_ms: u64,
+    /// Serve `/metrics` (Prometheus text) over HTTP on this address
+    /// (`IP:PORT`); off unless given. Keep it on loopback or a private
+    /// network: it shows load, not mail.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
 }
@@ -69,6 +74,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         owner,
         runtime: args.limits.runtime(),
         mailboxes: args.limits.mailboxes(),
+        http: args.http,
     };
     run_node(config, |id, addr| {
         println!("host {} listening on {addr}", id.to_hex());

@@ -13,6 +13,8 @@
 //!   vectors under one name, for the drivers.
 
 pub mod dispatch;
+pub mod http;
 pub mod mailbox;
+pub mod metrics;
 pub mod node;
 pub mod replica;

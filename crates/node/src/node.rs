@@ -80,6 +80,8 @@ pub struct NodeConfig {
     pub runtime: RuntimeConfig,
     /// Hibernation and queueing of the mailboxes.
     pub mailboxes: MailboxesConfig,
+    /// Where to serve `/metrics` over HTTP; off when `None`.
+    pub http: Option<SocketAddr>,
 }
 
 /// Attempts at joining the backbone before the host gives up.
@@ -117,6 +119,12 @@ pub enum NodeError {
     /// Every attempt at joining the backbone failed; the last failure.
     #[error("joining the backbone: {0}")]
     Join(#[source] JoinError),
+    /// The HTTP listener (`--http`) could not bind.
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Why one attempt at joining the backbone failed ([`Node::join`]).
@@ -154,6 +162,8 @@ pub struct Node {
     attachment_grace_ms: std::sync::atomic::AtomicU64,
     /// Replication bytes received, for `Traffic`.
     traffic: traffic::Traffic,
+    /// Requests, refusals and deliveries, for `/metrics`.
+    metrics: crate::metrics::HostMetrics,
     /// This node, for tasks it spawns on its own behalf.
     me: std::sync::Weak<Node>,
 }
@@ -215,6 +225,7 @@ impl Node {
             attachment_refs: Mutex::default(),
             attachment_grace_ms: crate::dispatch::limits::ATTACHMENT_GRACE_MS.into(),
             traffic: traffic::Traffic::default(),
+            metrics: crate::metrics::HostMetrics::new(),
             me: me.clone(),
         }))
     }
@@ -355,6 +366,19 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "preparing the built-in components failed"),
         }
         let server = tokio::spawn(node.clone().serve());
+        let http = match config.http {
+            Some(addr) => {
+                let me = node.clone();
+                let render: crate::http::Render =
+                    Arc::new(move || me.metrics.render(&me.mailboxes));
+                let (bound, serving) = crate::http::bind(addr, render)
+                    .await
+                    .map_err(|source| NodeError::Http { addr, source })?;
+                tracing::info!(%bound, "serving /metrics");
+                Some(tokio::spawn(serving))
+            }
+            None => None,
+        };
         node.join(config.capacity).await?;
         on_ready(&node.id, &node.addr);
         let beat = tokio::spawn(node.clone().heartbeat(config.heartbeat, config.capacity));
@@ -383,6 +407,9 @@ pub async fn run(
         beat.abort();
         node.shutdown().await;
         server.abort();
+        if let Some(http) = http {
+            http.abort();
+        }
         Ok(())
     }
     .instrument(span)

@@ -29,10 +29,26 @@ impl Node {
     /// Answers one request.
     pub(super) async fn handle(self: Arc<Self>, req: HostRequest, mut ex: Exchange) -> Result<()> {
         self.count_replication(&req);
+        let kind = request_kind(&req);
+        if streams_itself(&req) {
+            // It answers (and refuses) on its own stream.
+            self.metrics.request(kind, None);
+        }
         let answer = match req {
             HostRequest::Owner(call) => self.owner(&call).await,
             HostRequest::Create(order) => self.create(&order).await,
-            HostRequest::Deliver { to, mail } => self.deliver(to, &mail).await,
+            HostRequest::Deliver { to, mail } => {
+                let started = std::time::Instant::now();
+                let delivered = self.deliver(to, &mail).await;
+                let outcome = match &delivered {
+                    Ok(_) => "delivered",
+                    Err(e) if e.code == WireError::BUSY => "busy",
+                    Err(_) => "refused",
+                };
+                self.metrics
+                    .delivery(outcome, started.elapsed().as_secs_f64());
+                delivered
+            }
             HostRequest::PluginAdd(upload) => self.plugin_add(&upload).await,
             HostRequest::AttachmentPut {
                 id,
@@ -81,6 +97,8 @@ impl Node {
             HostRequest::Traffic => Ok(HostResponse::Traffic(self.traffic.snapshot())),
             HostRequest::CodeGet { hash } => self.code_get(&hash),
         };
+        self.metrics
+            .request(kind, answer.as_ref().err().map(|e| e.code.number()));
         match answer {
             Ok(r) => ex.reply(&r).await,
             Err(e) => ex.reply_err(&e).await,
@@ -239,6 +257,44 @@ impl Node {
             e => Err(internal(e)),
         }
     }
+}
+
+/// A request's kind, as `/metrics` labels it.
+fn request_kind(req: &HostRequest) -> &'static str {
+    match req {
+        HostRequest::Owner(_) => "owner",
+        HostRequest::Create(_) => "create",
+        HostRequest::Deliver { .. } => "deliver",
+        HostRequest::PluginAdd(_) => "plugin_add",
+        HostRequest::AttachmentPut { .. } => "attachment_put",
+        HostRequest::AttachmentCopy { .. } => "attachment_copy",
+        HostRequest::AttachmentGet { .. } => "attachment_get",
+        HostRequest::Migrate { .. } => "migrate",
+        HostRequest::MissingCode { .. } => "missing_code",
+        HostRequest::Pull { .. } => "pull",
+        HostRequest::Sync { .. } => "sync",
+        HostRequest::HandBack { .. } => "hand_back",
+        HostRequest::Copy { .. } => "copy",
+        HostRequest::Replicas => "replicas",
+        HostRequest::HeldBack => "held_back",
+        HostRequest::Holds { .. } => "holds",
+        HostRequest::MoveDelta(_) => "move_delta",
+        HostRequest::Traffic => "traffic",
+        HostRequest::CodeGet { .. } => "code_get",
+    }
+}
+
+/// Whether a request answers on its stream by itself (transfers).
+fn streams_itself(req: &HostRequest) -> bool {
+    matches!(
+        req,
+        HostRequest::AttachmentPut { .. }
+            | HostRequest::AttachmentCopy { .. }
+            | HostRequest::AttachmentGet { .. }
+            | HostRequest::Migrate { .. }
+            | HostRequest::Copy { .. }
+            | HostRequest::MoveDelta(_)
+    )
 }
 
 /// The mailbox id of a user: their key in hex.
