@@ -91,6 +91,11 @@ pub struct MailboxRef {
     target: Target,
     user: Option<UserId>,
     holder: Option<Holder>,
+    /// Holders this reference could not reach. A dead host stays listed
+    /// (and "online") until its lease runs out, and each attempt on it
+    /// costs a whole connect timeout: the next lookup tries the others
+    /// first. At most [`HOPS_MAX`] are kept.
+    unreachable: Vec<HostId>,
 }
 
 impl MailboxRef {
@@ -103,6 +108,7 @@ impl MailboxRef {
             target,
             user,
             holder: None,
+            unreachable: Vec::new(),
         }
     }
 
@@ -144,13 +150,18 @@ impl MailboxRef {
             Err(source) => return Err(RefError::Lookup { who, source }),
         };
         self.user = Some(found.user);
-        self.holder = found.hosts.iter().filter(|h| h.online).find_map(|h| {
+        let holder = |h: &dem_proto::dispatch::HostAddr| -> Option<Holder> {
             Some(Holder {
                 host: h.host,
                 addr: h.addr.clone()?,
                 epoch: found.epoch,
             })
-        });
+        };
+        let online = || found.hosts.iter().filter(|h| h.online);
+        self.holder = online()
+            .filter(|h| !self.unreachable.contains(&h.host))
+            .find_map(holder)
+            .or_else(|| online().find_map(holder));
         if self.holder.is_none() {
             return Err(RefError::NoHolder(who));
         }
@@ -216,6 +227,10 @@ impl MailboxRef {
                 Err(e) => {
                     tracing::debug!(error = %e, "host unreachable; looking up again");
                     last = e.to_string();
+                    if self.unreachable.len() < HOPS_MAX && !self.unreachable.contains(&holder.host)
+                    {
+                        self.unreachable.push(holder.host);
+                    }
                     self.holder = None;
                 }
             }
