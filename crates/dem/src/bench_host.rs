@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::bench::sample_mail;
 use dem_node::mailbox::{Mailboxes, MailboxesConfig};
-use dem_proto::ids::MailboxId;
+use dem_proto::ids::{IdError, MailboxId};
 use dem_proto::mailbox::verbs::Stats;
 use dem_runtime::RuntimeConfig;
 
@@ -32,8 +32,8 @@ pub struct HostParams {
     pub slots: Option<u32>,
 }
 
-fn mailbox(n: u64) -> MailboxId {
-    MailboxId::new(format!("user{n:07}")).expect("a valid id")
+fn mailbox(n: u64) -> Result<MailboxId, IdError> {
+    MailboxId::new(format!("user{n:07}"))
 }
 
 /// A small deterministic generator, so runs pick the same mailboxes.
@@ -65,7 +65,7 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
         &boxes,
         p.concurrency * 4,
         (0..p.mailboxes as u64).collect(),
-        |b, n| async move { b.create(&mailbox(n), None).await.map(drop) },
+        |b, n| async move { b.create(&mailbox(n)?, None).await.map(drop) },
     )
     .await?;
     let create_s = t.elapsed().as_secs_f64();
@@ -76,7 +76,7 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
     let hot: Vec<u64> = (0..p.deliveries).map(|i| i % 4).collect();
     let t = Instant::now();
     run_all(&boxes, p.concurrency, hot, |b, n| async move {
-        b.deliver(&mailbox(n), sample_mail(n ^ 0xa5a5_0000))
+        b.deliver(&mailbox(n)?, sample_mail(n ^ 0xa5a5_0000))
             .await
             .map(drop)
     })
@@ -92,7 +92,7 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
     let t = Instant::now();
     let latencies = run_all(&boxes, p.concurrency, spread.clone(), |b, n| async move {
         let i = n ^ 0x5a5a_0000_0000;
-        b.deliver(&mailbox(n), sample_mail(i)).await.map(drop)
+        b.deliver(&mailbox(n)?, sample_mail(i)).await.map(drop)
     })
     .await?;
     let spread_per_s = p.deliveries as f64 / t.elapsed().as_secs_f64();
@@ -105,7 +105,7 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
         .map(|i| i * 97 % u64::from(p.mailboxes))
         .collect();
     run_all(&boxes, p.concurrency, active, |b, n| async move {
-        b.deliver(&mailbox(n), sample_mail(n ^ 0x7777_0000_0000))
+        b.deliver(&mailbox(n)?, sample_mail(n ^ 0x7777_0000_0000))
             .await
             .map(drop)
     })
@@ -119,7 +119,7 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
     drop(boxes);
     let t = Instant::now();
     let boxes = Mailboxes::open(&data, runtime, MailboxesConfig::default())?;
-    let stats = boxes.ask(&mailbox(spread[0]), Stats).await?;
+    let stats = boxes.ask(&mailbox(spread[0])?, Stats).await?;
     let restart_ms = t.elapsed();
     anyhow::ensure!(
         stats.mails >= 1,
@@ -189,7 +189,7 @@ type Done = Result<Duration, (u64, dem_node::mailbox::MailboxCallError)>;
 async fn join(set: &mut JoinSet<Done>) -> anyhow::Result<Duration> {
     match set.join_next().await {
         Some(Ok(Ok(d))) => Ok(d),
-        Some(Ok(Err((n, e)))) => Err(anyhow::anyhow!("mailbox {}: {e}", mailbox(n))),
+        Some(Ok(Err((n, e)))) => Err(anyhow::anyhow!("mailbox user{n:07}: {e}")),
         Some(Err(e)) => Err(e.into()),
         None => Ok(Duration::ZERO),
     }

@@ -225,7 +225,9 @@ impl ReplayGuard {
         };
         self.by_time.remove(&(issued_ms, signer, nonce));
         self.forget(signer, nonce, issued_ms);
-        let record = self.signers.get_mut(&signer).expect("present above");
+        let Some(record) = self.signers.get_mut(&signer) else {
+            return;
+        };
         let floor = record.floor_ms.map_or(issued_ms, |f| f.max(issued_ms));
         record.floor_ms = Some(floor);
         if record.seen.is_empty() {

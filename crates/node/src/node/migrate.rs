@@ -181,7 +181,15 @@ impl Outbound<'_> {
             }
             if let Some(outcome) = self.mv.outcome() {
                 return match outcome.clone() {
-                    Ok(_) => Ok(self.moved.take().expect("a move that ended moved forwards")),
+                    // The machine ends a move as moved only after its
+                    // `Forward`, which recorded where to.
+                    Ok(_) => self
+                        .moved
+                        .take()
+                        .ok_or(MigrateError::Driver(StepError::OutOfOrder {
+                            input: "the end of the move",
+                            step: "not forwarded",
+                        })),
                     Err(e) => Err(e),
                 };
             }
