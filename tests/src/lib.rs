@@ -729,6 +729,20 @@ impl Rng {
     }
 }
 
+/// The seed of a randomised multi-host test: `DEM_SEED` to replay a run,
+/// else one from the clock. The test prints it.
+pub fn seed() -> u64 {
+    match std::env::var("DEM_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
+            println!("DEM_SEED={s:?} is not a u64; using 1");
+            1
+        }),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 ^ u64::from(std::process::id())),
+    }
+}
+
 /// A fresh temporary directory for one test's data dirs and files.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, ensure};
+use dem_tests::seed;
 use dem_tests::{
     Daemon, Result, Rng, User, admin_status, free_udp_port, holders_in, inbox_ids, register_user,
     send_mail, start_host, temp_dir, wait_for,
@@ -433,18 +434,6 @@ fn send_retrying(from: &User, to: &str, subject: &str) -> Result<String> {
         }
     }
     Err(last.context("no attempt")?)
-}
-
-fn seed() -> u64 {
-    match std::env::var("DEM_SEED") {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-            println!("DEM_SEED={s:?} is not a u64; using 1");
-            1
-        }),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64 ^ u64::from(std::process::id())),
-    }
 }
 
 #[test]

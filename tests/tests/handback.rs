@@ -33,6 +33,7 @@ use dem_client::Session;
 use dem_identity::{HostId, KeyPair};
 use dem_proto::host::ReplicationTraffic;
 use dem_proto::{HostRequest, HostResponse};
+use dem_tests::seed;
 use dem_tests::{
     Daemon, Result, Rng, User, admin_status, free_udp_port, holders_in, inbox_ids, register_user,
     send_mail, start_host, temp_dir, wait_for,
@@ -184,18 +185,6 @@ fn holds(dispatch: &str, host: &Daemon, user: &str) -> Result<bool> {
     match ask(dispatch, host, &HostRequest::Replicas)? {
         HostResponse::Replicas(list) => Ok(list.iter().any(|r| r.user.to_hex() == user)),
         other => bail!("unexpected answer {other:?}"),
-    }
-}
-
-fn seed() -> u64 {
-    match std::env::var("DEM_SEED") {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-            println!("DEM_SEED={s:?} is not a u64; using 1");
-            1
-        }),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64 ^ u64::from(std::process::id())),
     }
 }
 

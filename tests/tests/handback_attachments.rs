@@ -20,6 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, ensure};
+use dem_tests::seed;
 use dem_tests::{
     Daemon, Result, Rng, User, admin_status, arg, count_files, free_udp_port, register_user,
     start_dispatch, start_host, temp_dir, wait_for,
@@ -97,18 +98,6 @@ fn stored_copies(root: &Path, hosts: &[Option<Daemon>]) -> usize {
         .filter(|(_, h)| h.is_some())
         .map(|(i, _)| count_files(&root.join(format!("host{i}/attachments/objects"))))
         .sum()
-}
-
-fn seed() -> u64 {
-    match std::env::var("DEM_SEED") {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-            println!("DEM_SEED={s:?} is not a u64; using 1");
-            1
-        }),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64 ^ u64::from(std::process::id())),
-    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, ensure};
+use dem_tests::seed;
 use dem_tests::{
     Daemon, Result, Rng, admin_status, free_udp_port, register_user, start_host, temp_dir, wait_for,
 };
@@ -108,18 +109,6 @@ fn check_spread(status: &Value, when: &str) -> Result<()> {
         per_host.len()
     );
     Ok(())
-}
-
-fn seed() -> u64 {
-    match std::env::var("DEM_SEED") {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| {
-            println!("DEM_SEED={s:?} is not a u64; using 1");
-            1
-        }),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64 ^ u64::from(std::process::id())),
-    }
 }
 
 #[test]
