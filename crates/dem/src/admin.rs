@@ -7,6 +7,13 @@
 //! - `move NAME --to HOSTID`: the owner (`--home`) signs a `MoveOrder`,
 //!   dispatch authorizes it (`AuthorizeMove`, which grants the target) and
 //!   the current holder is told to `Pull` it there (`node::migrate`).
+//! - `token --data DIR` and `inspect host|mailbox|attachment|unit ID --http
+//!   URL`: a unit's admin token, and its JSON inspect API ([`inspect`]).
+//! - `logs [--follow] [--component ID] [--level L] [--mailbox NAME]
+//!   [--since T]`: the log events a unit collected ([`logs`]).
+
+mod inspect;
+mod logs;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -49,13 +56,52 @@ pub enum AdminCommand {
         #[arg(long)]
         to: String,
     },
+    /// The log events a dispatch unit collected from the hosts and itself
+    /// (info and above, the most recent first kept).
+    Logs(logs::LogsArgs),
+    /// Print the admin token of a dispatch unit (`admin.token` in its data
+    /// dir), which peers off loopback must present to its HTTP listener.
+    Token {
+        /// The unit's data dir.
+        #[arg(long)]
+        data: std::path::PathBuf,
+    },
+    /// What a dispatch unit's tables know about a host, mailbox,
+    /// attachment or unit (holders, epochs, leases, load), as JSON, from
+    /// its HTTP listener (`dem dispatch --http`). Never mail content.
+    Inspect {
+        #[arg(value_parser = ["host", "mailbox", "attachment", "unit"])]
+        kind: String,
+        /// A host, attachment or unit id (hex), or a mailbox's name or
+        /// user id.
+        id: String,
+        /// The unit's listener, `http://IP:PORT`.
+        #[arg(long, value_name = "URL")]
+        http: String,
+        /// The admin token (`dem admin token`); needed off loopback.
+        #[arg(long, env = "DEM_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    // These speak to a unit's HTTP listener or read its data dir: no user.
+    match &args.cmd {
+        AdminCommand::Token { data } => return inspect::token(data),
+        AdminCommand::Inspect {
+            kind,
+            id,
+            http,
+            token,
+        } => return inspect::inspect(kind, id, http, token.as_deref()).await,
+        _ => {}
+    }
     let ctx = UserCtx::open(&args.home)?;
     let result = match args.cmd {
         AdminCommand::Status { json } => status(&ctx, json).await,
         AdminCommand::Move { name, to } => move_mailbox(&ctx, &name, &to).await,
+        AdminCommand::Logs(logs) => logs::run(&ctx, logs).await,
+        AdminCommand::Token { .. } | AdminCommand::Inspect { .. } => Ok(()),
     };
     ctx.close().await;
     result

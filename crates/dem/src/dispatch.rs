@@ -51,6 +51,11 @@ pub struct DispatchArgs {
     /// collected, in milliseconds (shorter in tests).
     #[arg(long, default_value_t = dem_node::dispatch::limits::ATTACHMENT_GRACE_MS)]
     pub attachment_grace_ms: u64,
+    /// Serve the monitor page, its JSON API (`/api/...`) and `/metrics` on
+    /// this address (`IP:PORT`); off unless given. Peers off loopback must
+    /// present the admin token (`dem admin token --data DIR`).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
 }
 
 pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
@@ -92,8 +97,24 @@ pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(unit = %service.id().short(), addr = %service.local_addr(), "dispatch unit up");
+    let monitor = match args.http {
+        Some(addr) => {
+            let (bound, serving) = dem_node::monitor::bind(addr, service.reader())
+                .await
+                .context("starting the monitor (--http)")?;
+            if !bound.ip().is_loopback() {
+                tracing::warn!(%bound, "the monitor listens off loopback: peers there need the admin token");
+            }
+            tracing::info!(%bound, "monitor on http://{bound}/");
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     shutdown_signal().await?;
     tracing::info!(unit = %service.id().short(), "shutting down");
+    if let Some(monitor) = monitor {
+        monitor.abort();
+    }
     service
         .shutdown()
         .await

@@ -9,6 +9,8 @@
 //!   attachments, replication, migrations, leave.
 //! - [`dispatch`]: the dispatch service that runs
 //!   `dem_core::dispatch::DispatchUnit` over QUIC, and its peers.
+//! - [`monitor`]: a dispatch unit's HTTP listener: the monitor page, its
+//!   JSON API (status, events, inspect) and the admin token.
 //! - [`replica`]: dem-core's replica decisions and dem-proto's version
 //!   vectors under one name, for the drivers.
 
@@ -16,5 +18,6 @@ pub mod dispatch;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
+pub mod monitor;
 pub mod node;
 pub mod replica;

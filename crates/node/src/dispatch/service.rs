@@ -362,6 +362,12 @@ impl DispatchService {
         self.shared.with_state(|s| s.unit.snapshot())
     }
 
+    /// Read access to the unit for the monitor (`crate::monitor`), which
+    /// outlives no request: it only ever borrows the unit under the lock.
+    pub fn reader(&self) -> UnitReader {
+        UnitReader(self.shared.clone())
+    }
+
     /// Stops serving, saves the tables one last time and closes the
     /// endpoint, telling connected peers.
     pub async fn shutdown(self) -> Result<(), PersistError> {
@@ -382,6 +388,25 @@ impl Drop for DispatchService {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+/// A read-only view of a running unit, for the HTTP monitor: runs a
+/// closure on the unit under the same lock requests take, so a reader sees
+/// whole changes and never holds the lock across an await.
+#[derive(Clone)]
+pub struct UnitReader(Arc<Shared>);
+
+impl UnitReader {
+    /// Runs `f` on the unit with the wall clock of now.
+    pub fn read<R>(&self, f: impl FnOnce(&DispatchUnit, u64) -> R) -> R {
+        let now = now_ms();
+        self.0.with_state(|s| f(&s.unit, now))
+    }
+
+    /// The unit's data dir (where `admin.token` lives).
+    pub fn data_dir(&self) -> &Path {
+        &self.0.data_dir
     }
 }
 
