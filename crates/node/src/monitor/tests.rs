@@ -100,3 +100,48 @@ async fn a_peer_off_loopback_needs_the_token() {
         assert!(answer.contains(want), "{path} {headers}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn watchers_beyond_the_cap_are_refused_and_a_closed_one_frees_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = unit(dir.path()).await;
+    let monitor = Arc::new(Monitor {
+        reader: service.reader(),
+        token: auth::load_or_create_token(dir.path()).unwrap(),
+        latest: watch::Sender::new(None),
+        watchers: Arc::new(Semaphore::new(1)),
+        metrics: UnitMetrics::new(),
+    });
+    let app = router(monitor.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    // The first watcher holds the only place while its stream is open.
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = first.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).contains("200 OK"));
+    let second = get(addr, "/api/events", "", Duration::from_secs(5)).await;
+    assert!(second.contains("503"), "{second}");
+    assert_eq!(monitor.latest.receiver_count(), 1);
+    drop(first);
+    // The server notices the closed stream at its next write (a tick).
+    let mut answer = String::new();
+    for _ in 0..50 {
+        answer = get(addr, "/api/events", "", Duration::from_millis(700)).await;
+        if answer.contains("event: snapshot") {
+            break;
+        }
+    }
+    assert!(answer.contains("event: snapshot"), "{answer}");
+}
