@@ -782,9 +782,20 @@ impl Daemon {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::start_env(args, &[])
+    }
+
+    /// As [`Daemon::start`], with `envs` added to its environment (e.g.
+    /// `RUST_LOG`).
+    pub fn start_env<I, S>(args: I, envs: &[(&str, &str)]) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let mut child = Command::new(dem_bin())
             .args(&args)
+            .envs(envs.iter().copied())
             .env_remove("DEM_HOME")
             .env_remove("DEM_DATA")
             // A test binary that is killed cannot drop its daemons.

@@ -7,9 +7,11 @@
 //! `dem-node` carries out.
 //!
 //! - [`dispatch`]: the dispatch unit;
+//! - [`logs`]: the unit's bounded ring of collected log events;
 //! - [`replica`]: replica sets, the op window, copies no listing names;
 //! - [`migration`]: the steps of a mailbox move, source and target.
 
 pub mod dispatch;
+pub mod logs;
 pub mod migration;
 pub mod replica;

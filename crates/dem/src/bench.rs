@@ -124,6 +124,29 @@ pub enum Bench {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // `bench host` draws a bar per stage instead; the hidden sink takes
+    // no spinner at all.
+    let label = match &args.which {
+        Bench::Mailbox { .. } => Some("bench mailbox"),
+        Bench::Net { .. } => Some("bench net"),
+        Bench::Repl { .. } => Some("bench repl"),
+        Bench::Host { .. } | Bench::NetSink { .. } => None,
+    };
+    let spinner = label.map(super::progress::spinner);
+    let result = run_one(args).await;
+    // Cleared before the results go to stdout, so the two never mix on a
+    // terminal.
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    if let Some((value, json)) = result? {
+        print(&value, json);
+    }
+    Ok(())
+}
+
+/// Runs a benchmark; its results and whether to print them as JSON.
+async fn run_one(args: BenchArgs) -> anyhow::Result<Option<(serde_json::Value, bool)>> {
     match args.which {
         Bench::Mailbox {
             mails,
@@ -132,8 +155,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             json,
         } => {
             let result = mailbox(mails, mailboxes.max(1), concurrency.max(1)).await?;
-            print(&result, json);
-            Ok(())
+            Ok(Some((result, json)))
         }
         Bench::Net {
             mails,
@@ -152,8 +174,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 connections: connections.max(1),
                 in_flight: in_flight.max(1),
             };
-            print(&super::bench_net::run(params).await?, json);
-            Ok(())
+            Ok(Some((super::bench_net::run(params).await?, json)))
         }
         Bench::Repl {
             mails,
@@ -168,8 +189,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 deliveries,
                 lease_ms: lease_ms.max(500),
             };
-            print(&super::bench_repl::run(params).await?, json);
-            Ok(())
+            Ok(Some((super::bench_repl::run(params).await?, json)))
         }
         Bench::Host {
             mailboxes,
@@ -186,10 +206,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 concurrency: concurrency.max(1),
                 slots: instance_slots,
             };
-            print(&super::bench_host::run(params).await?, json);
-            Ok(())
+            Ok(Some((super::bench_host::run(params).await?, json)))
         }
-        Bench::NetSink { listen, data } => super::bench_sink::serve(listen, data).await,
+        Bench::NetSink { listen, data } => {
+            super::bench_sink::serve(listen, data).await.map(|()| None)
+        }
     }
 }
 

@@ -62,6 +62,7 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
 
     let t = Instant::now();
     run_all(
+        "creating mailboxes",
         &boxes,
         p.concurrency * 4,
         (0..p.mailboxes as u64).collect(),
@@ -75,11 +76,17 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
     // Baseline: the same deliveries to four mailboxes that stay awake.
     let hot: Vec<u64> = (0..p.deliveries).map(|i| i % 4).collect();
     let t = Instant::now();
-    run_all(&boxes, p.concurrency, hot, |b, n| async move {
-        b.deliver(&mailbox(n)?, sample_mail(n ^ 0xa5a5_0000))
-            .await
-            .map(drop)
-    })
+    run_all(
+        "hot deliveries",
+        &boxes,
+        p.concurrency,
+        hot,
+        |b, n| async move {
+            b.deliver(&mailbox(n)?, sample_mail(n ^ 0xa5a5_0000))
+                .await
+                .map(drop)
+        },
+    )
     .await?;
     let hot_per_s = p.deliveries as f64 / t.elapsed().as_secs_f64();
 
@@ -90,10 +97,16 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
         .collect();
     let wakes_before = boxes.wake_times().len();
     let t = Instant::now();
-    let latencies = run_all(&boxes, p.concurrency, spread.clone(), |b, n| async move {
-        let i = n ^ 0x5a5a_0000_0000;
-        b.deliver(&mailbox(n)?, sample_mail(i)).await.map(drop)
-    })
+    let latencies = run_all(
+        "spread deliveries",
+        &boxes,
+        p.concurrency,
+        spread.clone(),
+        |b, n| async move {
+            let i = n ^ 0x5a5a_0000_0000;
+            b.deliver(&mailbox(n)?, sample_mail(i)).await.map(drop)
+        },
+    )
     .await?;
     let spread_per_s = p.deliveries as f64 / t.elapsed().as_secs_f64();
     let wakes = boxes.wake_times();
@@ -104,11 +117,17 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
     let active: Vec<u64> = (0..u64::from(p.active))
         .map(|i| i * 97 % u64::from(p.mailboxes))
         .collect();
-    run_all(&boxes, p.concurrency, active, |b, n| async move {
-        b.deliver(&mailbox(n)?, sample_mail(n ^ 0x7777_0000_0000))
-            .await
-            .map(drop)
-    })
+    run_all(
+        "active mailboxes",
+        &boxes,
+        p.concurrency,
+        active,
+        |b, n| async move {
+            b.deliver(&mailbox(n)?, sample_mail(n ^ 0x7777_0000_0000))
+                .await
+                .map(drop)
+        },
+    )
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = super::bench::rss_bytes();
@@ -153,8 +172,10 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
 }
 
 /// Runs `op` over `items` with `concurrency` in flight; every one must
-/// succeed. Returns each one's latency.
+/// succeed. Returns each one's latency. A bar labelled `label` shows how
+/// far it got, on a terminal.
 async fn run_all<F, Fut>(
+    label: &str,
     boxes: &Arc<Mailboxes>,
     concurrency: usize,
     items: Vec<u64>,
@@ -168,9 +189,11 @@ where
 {
     let mut set = JoinSet::new();
     let mut latencies = Vec::with_capacity(items.len());
+    let bar = super::progress::bar(label, items.len() as u64);
     for n in items {
         while set.len() >= concurrency.max(1) {
             latencies.push(join(&mut set).await?);
+            bar.inc(1);
         }
         let fut = op(boxes.clone(), n);
         set.spawn(async move {
@@ -180,7 +203,9 @@ where
     }
     while !set.is_empty() {
         latencies.push(join(&mut set).await?);
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(latencies)
 }
 

@@ -51,6 +51,12 @@ pub struct DispatchArgs {
     /// collected, in milliseconds (shorter in tests).
     #[arg(long, default_value_t = dem_node::dispatch::limits::ATTACHMENT_GRACE_MS)]
     pub attachment_grace_ms: u64,
+    /// Log events (the hosts' and this unit's, info and above) kept for
+    /// `dem admin logs`; the oldest go first.
+    #[arg(long, default_value_t = dem_core::logs::LOG_RING_DEFAULT)]
+    pub log_ring: usize,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
     /// Serve the monitor page, its JSON API (`/api/...`) and `/metrics` on
     /// this address (`IP:PORT`); off unless given. Peers off loopback must
     /// present the admin token (`dem admin token --data DIR`).
@@ -58,7 +64,7 @@ pub struct DispatchArgs {
     pub http: Option<SocketAddr>,
 }
 
-pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
+pub async fn run(args: DispatchArgs, logs: Option<dem_node::logs::LogFeed>) -> anyhow::Result<()> {
     let mut config = ServiceConfig::new(args.listen, args.data.clone());
     config.peers = args.peers;
     config.network_key = args.network_key;
@@ -83,6 +89,13 @@ pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
         "--attachment-grace-ms must be positive"
     );
     config.limits.attachment_grace_ms = args.attachment_grace_ms;
+    anyhow::ensure!(
+        (1..=dem_core::logs::LOG_RING_MAX).contains(&args.log_ring),
+        "--log-ring must be between 1 and {}",
+        dem_core::logs::LOG_RING_MAX
+    );
+    config.log_ring = args.log_ring;
+    config.logs = logs;
     let service = DispatchService::bind(config)
         .await
         .with_context(|| format!("starting the dispatch unit in {}", args.data.display()))?;

@@ -51,9 +51,11 @@ pub struct HostArgs {
     pub http: Option<SocketAddr>,
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
-pub async fn run(args: HostArgs) -> anyhow::Result<()> {
+pub async fn run(args: HostArgs, logs: Option<dem_node::logs::LogFeed>) -> anyhow::Result<()> {
     let owner = match &args.home {
         Some(dir) => {
             let home = Home::open(Some(dir.clone()))?;
@@ -75,6 +77,7 @@ pub async fn run(args: HostArgs) -> anyhow::Result<()> {
         runtime: args.limits.runtime(),
         mailboxes: args.limits.mailboxes(),
         http: args.http,
+        logs,
     };
     run_node(config, |id, addr| {
         println!("host {} listening on {addr}", id.to_hex());

@@ -25,7 +25,9 @@ pub mod dispatch;
 pub mod host;
 pub mod limits;
 pub mod local;
+pub mod logging;
 pub mod mail_json;
+pub mod progress;
 pub mod user;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,15 @@ use clap::{Parser, Subcommand};
     about = "DEM: decentralized e-mail on migrating WebAssembly mailboxes"
 )]
 pub struct Cli {
+    /// The user's home directory (default: `DEM_HOME`, then the XDG config
+    /// dir); before or after the subcommand, as the subcommands that use a
+    /// home take it too.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<std::path::PathBuf>,
+    /// Machine-readable output, for the commands that have it; before or
+    /// after the subcommand.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -79,6 +90,10 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Err(e) = check_globals(&argv) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let cli = Cli::parse_from(argv);
     if let Command::Completions { shell } = cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
@@ -95,7 +110,18 @@ pub fn main() -> std::process::ExitCode {
             _ => std::process::ExitCode::SUCCESS,
         };
     }
-    init_tracing();
+    let log_args = match &cli.command {
+        Command::Dispatch(args) => Some(&args.log),
+        Command::Host(args) => Some(&args.log),
+        _ => None,
+    };
+    let log_feed = match logging::init(log_args) {
+        Ok(feed) => feed,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     exit_with_parent();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -110,8 +136,8 @@ pub fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Dispatch(args) => dispatch::run(args).await,
-            Command::Host(args) => host::run(*args).await,
+            Command::Dispatch(args) => dispatch::run(args, log_feed).await,
+            Command::Host(args) => host::run(*args, log_feed).await,
             Command::User(cmd) => user::run(cmd).await,
             Command::Local(args) => local::run(*args).await,
             Command::Admin(args) => admin::run(args).await,
@@ -128,6 +154,44 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `--home` and `--json` are global so they may come before the
+/// subcommand, but clap then accepts them for every command: refuse them
+/// where no command on the way (`admin` for `admin status`'s home) has
+/// such an option of its own, rather than ignore them (`dem bench net
+/// --json` would print text, `dem --home X dispatch` would not use X).
+fn check_globals(argv: &[std::ffi::OsString]) -> Result<(), String> {
+    let top = <Cli as clap::CommandFactory>::command();
+    // A command line clap refuses gets clap's own message later.
+    let Ok(matches) = top.clone().try_get_matches_from(argv) else {
+        return Ok(());
+    };
+    let (mut command, mut leaf, mut path) = (&top, &matches, String::from("dem"));
+    let mut own = Vec::new();
+    while let Some((name, sub)) = leaf.subcommand() {
+        let Some(found) = command.find_subcommand(name) else {
+            return Ok(());
+        };
+        // The unbuilt command: the top's globals are not copied into
+        // its subcommands yet, so every argument found is their own.
+        own.extend(
+            found
+                .get_arguments()
+                .map(|a| a.get_id().as_str().to_owned()),
+        );
+        command = found;
+        leaf = sub;
+        path.push(' ');
+        path.push_str(name);
+    }
+    for id in ["home", "json"] {
+        let given = leaf.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if given && !own.iter().any(|o| o == id) {
+            return Err(format!("`{path}` takes no --{id}"));
+        }
+    }
+    Ok(())
 }
 
 /// Set by a `dem` process (a bench, the demo, the tests) in the
@@ -167,12 +231,39 @@ fn exit_with_parent() {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `argv` parsed to, as text: the subcommand's own `json` and
+    /// `home` fields must carry the global options.
+    fn parsed(argv: &[&str]) -> String {
+        format!("{:?}", Cli::try_parse_from(argv).unwrap().command)
+    }
+
+    #[test]
+    fn home_and_json_go_before_or_after_the_subcommand() {
+        for argv in [
+            &["dem", "--json", "--home", "h", "inbox"][..],
+            &["dem", "inbox", "--json", "--home", "h"],
+            &["dem", "--home", "h", "inbox", "--json"],
+        ] {
+            let p = parsed(argv);
+            assert!(p.contains("json: true"), "{argv:?}: {p}");
+            assert!(p.contains("home: Some(\"h\")"), "{argv:?}: {p}");
+        }
+        let argv = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(check_globals(&argv(&["dem", "--json", "inbox"])).is_ok());
+        assert!(check_globals(&argv(&["dem", "--home", "h", "admin", "status"])).is_ok());
+        let err = check_globals(&argv(&["dem", "--json", "config", "example", "host"]));
+        assert_eq!(err, Err("`dem config example` takes no --json".into()));
+        assert!(check_globals(&argv(&["dem", "bench", "net", "--home", "h"])).is_err());
+        let p = parsed(&["dem", "inbox"]);
+        assert!(p.contains("json: false") && p.contains("home: None"), "{p}");
+        let p = parsed(&["dem", "--home", "h", "admin", "status", "--json"]);
+        assert!(
+            p.contains("json: true") && p.contains("home: Some(\"h\")"),
+            "{p}"
+        );
+    }
 }

@@ -9,6 +9,8 @@
 //!   attachments, replication, migrations, leave.
 //! - [`dispatch`]: the dispatch service that runs
 //!   `dem_core::dispatch::DispatchUnit` over QUIC, and its peers.
+//! - [`logs`]: collected logs: the layer that catches a process's events,
+//!   a host's shipping to the units, a unit's ring of them.
 //! - [`monitor`]: a dispatch unit's HTTP listener: the monitor page, its
 //!   JSON API (status, events, inspect) and the admin token.
 //! - [`replica`]: dem-core's replica decisions and dem-proto's version
@@ -16,6 +18,7 @@
 
 pub mod dispatch;
 pub mod http;
+pub mod logs;
 pub mod mailbox;
 pub mod metrics;
 pub mod monitor;

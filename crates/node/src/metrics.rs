@@ -49,6 +49,7 @@ struct Sampled {
     busy_refusals: Counter<u64, AtomicU64>,
     store_commits: Counter<u64, AtomicU64>,
     wake_p99_us: Gauge,
+    log_events_dropped: Counter<u64, AtomicU64>,
 }
 
 /// Every metric of one host.
@@ -59,6 +60,8 @@ pub struct HostMetrics {
     deliveries: Family<OutcomeLabel, Counter>,
     delivery_seconds: Histogram,
     sampled: Sampled,
+    /// The log feed's drop count (`crate::logs`), when events are shipped.
+    log_drops: Option<Arc<AtomicU64>>,
 }
 
 impl Default for HostMetrics {
@@ -132,6 +135,11 @@ impl HostMetrics {
             "99th percentile of the most recent wakes",
             sampled.wake_p99_us.clone(),
         );
+        registry.register(
+            "log_events_dropped",
+            "Log events not shipped to a dispatch unit: the feed was full or the unit unreachable",
+            sampled.log_events_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -139,7 +147,15 @@ impl HostMetrics {
             deliveries,
             delivery_seconds,
             sampled,
+            log_drops: None,
         }
+    }
+
+    /// Shows the drops counted by `counter` (a `LogFeed`'s) as
+    /// `dem_log_events_dropped_total`.
+    pub fn with_log_drops(mut self, counter: Option<Arc<AtomicU64>>) -> Self {
+        self.log_drops = counter;
+        self
     }
 
     /// Counts a request of `kind`, refused with `code` if it was.
@@ -170,6 +186,12 @@ impl HostMetrics {
         catch_up(&s.busy_refusals, slots.busy_refusals);
         if let Some(store) = mailboxes.store() {
             catch_up(&s.store_commits, store.commits());
+        }
+        if let Some(drops) = &self.log_drops {
+            catch_up(
+                &s.log_events_dropped,
+                drops.load(std::sync::atomic::Ordering::Relaxed),
+            );
         }
         let mut wakes = mailboxes.wake_times();
         wakes.sort();

@@ -82,6 +82,9 @@ pub struct NodeConfig {
     pub mailboxes: MailboxesConfig,
     /// Where to serve `/metrics` over HTTP; off when `None`.
     pub http: Option<SocketAddr>,
+    /// This process's log events, shipped to the dispatch units
+    /// (`crate::logs`); none shipped when `None`.
+    pub logs: Option<crate::logs::LogFeed>,
 }
 
 /// Attempts at joining the backbone before the host gives up.
@@ -225,7 +228,8 @@ impl Node {
             attachment_refs: Mutex::default(),
             attachment_grace_ms: crate::dispatch::limits::ATTACHMENT_GRACE_MS.into(),
             traffic: traffic::Traffic::default(),
-            metrics: crate::metrics::HostMetrics::new(),
+            metrics: crate::metrics::HostMetrics::new()
+                .with_log_drops(config.logs.as_ref().map(|f| f.dropped_counter())),
             me: me.clone(),
         }))
     }
@@ -385,6 +389,16 @@ pub async fn run(
         let keeper = tokio::spawn(node.clone().keep(config.keeper));
         let attachment_keeper = tokio::spawn(node.clone().keep_attachments(config.keeper));
         let attachment_refs = tokio::spawn(node.clone().renew_attachment_refs(config.keeper));
+        let shipping = config.logs.clone().map(|feed| {
+            let node = node.clone();
+            tokio::spawn(crate::logs::ship(feed, move |events| {
+                let node = node.clone();
+                async move {
+                    let req = DispatchRequest::Logs { events };
+                    node.session.dispatch(&req).await.is_ok()
+                }
+            }))
+        });
         let homing = node.owner.clone().map(|owner| {
             let node = node.clone();
             tokio::spawn(async move { node.go_home(&owner).await })
@@ -405,6 +419,9 @@ pub async fn run(
         keeper.abort();
         attachment_refs.abort();
         beat.abort();
+        if let Some(shipping) = shipping {
+            shipping.abort();
+        }
         node.shutdown().await;
         server.abort();
         if let Some(http) = http {

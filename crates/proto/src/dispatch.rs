@@ -160,6 +160,21 @@ pub enum DispatchRequest {
     /// keeps many lookups in flight this way without paying for a QUIC
     /// stream per lookup.
     Pipeline,
+    /// A host or unit ships its recent events (at most
+    /// `logs::LOG_BATCH_MAX`, each within `logs::LOG_EVENT_BYTES_MAX`) to
+    /// the unit's log ring. The unit stamps them with the connection's
+    /// key: a component only ever ships events as itself.
+    Logs {
+        events: Vec<crate::logs::LogEvent>,
+    },
+    /// Reads the unit's log ring: events after `after` (a `LogsPage::next`)
+    /// oldest first, or with `after: None` the most recent ones; at most
+    /// `limit`, itself at most `logs::LOG_QUERY_MAX`.
+    LogsQuery {
+        filter: crate::logs::LogFilter,
+        after: Option<u64>,
+        limit: usize,
+    },
 }
 
 impl DispatchRequest {
@@ -217,4 +232,5 @@ pub enum DispatchResponse {
     Placement(Placement),
     Status(Box<StatusView>),
     Tables(Box<DispatchTables>),
+    Logs(crate::logs::LogsPage),
 }

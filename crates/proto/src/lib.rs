@@ -21,6 +21,7 @@
 //! - [`host`]: what hosts are asked and answer: owner calls, sealed mail,
 //!   migrations, replication, attachments;
 //! - [`dispatch`]: what dispatch units are asked and answer, and their tables;
+//! - [`logs`]: collected log events and the filter that reads them;
 //! - [`export`]: the streamed export format a migration sends, and its
 //!   sans-IO `Importer`.
 
@@ -30,6 +31,7 @@ pub mod error;
 pub mod export;
 pub mod host;
 pub mod ids;
+pub mod logs;
 pub mod mail;
 pub mod mailbox;
 pub mod vv;

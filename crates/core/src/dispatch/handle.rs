@@ -245,6 +245,14 @@ impl State {
                 WireError::BAD_REQUEST,
                 "a pipeline carries only lookups",
             )),
+            // The log ring is not part of the tables: the service keeps it
+            // and answers these itself (`dem_node::logs`).
+            DispatchRequest::Logs { .. } | DispatchRequest::LogsQuery { .. } => {
+                Err(WireError::new(
+                    WireError::BAD_REQUEST,
+                    "logs are served by the unit's driver",
+                ))
+            }
         }
     }
 

@@ -57,6 +57,11 @@ pub struct ServiceConfig {
     pub network_key: Option<PathBuf>,
     pub limits: Limits,
     pub transport: TransportConfig,
+    /// Events the unit keeps in its log ring (`--log-ring`).
+    pub log_ring: usize,
+    /// The unit's own log events, put in its ring with the hosts' ones;
+    /// `None`: only the hosts' ones.
+    pub logs: Option<crate::logs::LogFeed>,
 }
 
 impl ServiceConfig {
@@ -72,6 +77,8 @@ impl ServiceConfig {
                 request_bytes_max: MESSAGE_BYTES_MAX,
                 ..TransportConfig::default()
             },
+            log_ring: dem_core::logs::LOG_RING_DEFAULT,
+            logs: None,
         }
     }
 }
@@ -127,6 +134,8 @@ pub(crate) struct Shared {
     /// Set when the outbox was full and an update was dropped, so the
     /// replicator falls back to pushing whole tables.
     outbox_overflow: AtomicBool,
+    /// The collected log events (`crate::logs`); not part of the tables.
+    pub(crate) logs: crate::logs::LogStore,
 }
 
 struct Locked {
@@ -316,6 +325,7 @@ impl DispatchService {
             on_disk: Arc::new(Mutex::new(0)),
             outbox: outbox_tx,
             outbox_overflow: AtomicBool::new(false),
+            logs: crate::logs::LogStore::new(config.log_ring),
         });
         // The first write proves the data dir is writable before serving.
         shared.save(0).await?;
@@ -329,6 +339,10 @@ impl DispatchService {
         tasks.push(tokio::spawn(
             writer(shared.clone()).instrument(span.clone()),
         ));
+        if let Some(feed) = config.logs.clone() {
+            let own = crate::logs::collect_own(feed, shared.logs.clone(), id.to_hex());
+            tasks.push(tokio::spawn(own));
+        }
         tasks.push(tokio::spawn(
             announcer(shared.clone()).instrument(span.clone()),
         ));
@@ -366,6 +380,12 @@ impl DispatchService {
     /// outlives no request: it only ever borrows the unit under the lock.
     pub fn reader(&self) -> UnitReader {
         UnitReader(self.shared.clone())
+    }
+
+    /// The unit's log ring: what `dem admin logs` reads
+    /// (`LogStore::page`, `LogStore::query`).
+    pub fn logs(&self) -> crate::logs::LogStore {
+        self.shared.logs.clone()
     }
 
     /// Stops serving, saves the tables one last time and closes the
@@ -420,6 +440,16 @@ async fn handle_exchange(
     if matches!(req, DispatchRequest::Pipeline) {
         return super::pipeline::serve(&shared, ex).await;
     }
+    if matches!(
+        req,
+        DispatchRequest::Logs { .. } | DispatchRequest::LogsQuery { .. }
+    ) {
+        let answer = serve_logs(&shared, ex.peer_key, req);
+        return match answer {
+            Ok(resp) => ex.reply(&resp).await,
+            Err(e) => ex.reply_err(&e).await,
+        };
+    }
     let now = now_ms();
     let peer = ex.peer_key;
     let (response, generation) = shared.change(|s| {
@@ -446,6 +476,51 @@ async fn handle_exchange(
             tracing::debug!(error = %e, "request refused");
             ex.reply_err(&e).await
         }
+    }
+}
+
+/// Answers `Logs` (a batch shipped by a host, which must be joined, and
+/// is filed under its own key) and `LogsQuery` from the log ring.
+fn serve_logs(
+    shared: &Shared,
+    peer: [u8; 32],
+    req: DispatchRequest,
+) -> Result<dem_proto::DispatchResponse, WireError> {
+    use dem_proto::DispatchResponse;
+    match req {
+        DispatchRequest::Logs { events } => {
+            crate::logs::check_batch(&events)?;
+            let host = dem_identity::HostId(peer);
+            let joined = shared.with_state(|s| {
+                s.unit
+                    .tables()
+                    .hosts
+                    .get(&host)
+                    .is_some_and(|r| r.state != super::HostState::Left)
+            });
+            if !joined {
+                return Err(WireError::new(
+                    WireError::FORBIDDEN,
+                    format!("host {host} is not joined: only joined hosts ship logs"),
+                ));
+            }
+            shared.logs.push_from(&host.to_hex(), events);
+            Ok(DispatchResponse::Done)
+        }
+        DispatchRequest::LogsQuery {
+            filter,
+            after,
+            limit,
+        } => {
+            filter
+                .check()
+                .map_err(|e| WireError::new(WireError::BAD_REQUEST, e.to_string()))?;
+            let limit = limit.min(dem_proto::logs::LOG_QUERY_MAX);
+            Ok(DispatchResponse::Logs(
+                shared.logs.page(&filter, after, limit),
+            ))
+        }
+        _ => Err(WireError::new(WireError::BAD_REQUEST, "not a logs request")),
     }
 }
 
