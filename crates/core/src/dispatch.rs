@@ -18,6 +18,7 @@
 //! - [`names`]: first-come name registration and lookups;
 //! - [`placement`]: choosing hosts for new objects, copies and moves;
 //! - [`departure`]: where a leaving host's objects should go;
+//! - [`rebalance`]: shedding replicas from the most loaded hosts;
 //! - [`location`]: authenticated location and home updates;
 //! - [`references`]: attachment reference leases (garbage collection);
 //! - [`updates`]: replicated updates and how a unit applies them;
@@ -46,6 +47,7 @@ pub mod limits;
 pub mod location;
 pub mod names;
 pub mod placement;
+pub mod rebalance;
 pub mod references;
 pub mod snapshot;
 pub mod status;
@@ -88,6 +90,9 @@ pub struct DispatchUnit {
     id: DispatchId,
     limits: Limits,
     tables: DispatchTables,
+    /// Replicas being moved away by [`rebalance`]: volatile, as the
+    /// grants they pair with lapse within a minute.
+    shedding: rebalance::Shedding,
 }
 
 impl DispatchUnit {
@@ -107,6 +112,7 @@ impl DispatchUnit {
             id,
             limits,
             tables: DispatchTables::default(),
+            shedding: Default::default(),
         };
         unit.handle_unit_announce(now_ms, id, addr)?;
         Ok(unit)
@@ -124,6 +130,7 @@ impl DispatchUnit {
             id,
             limits,
             tables: DispatchTables::default(),
+            shedding: Default::default(),
         };
         let report = unit.merge_snapshot(tables);
         match report.refused.into_iter().next() {

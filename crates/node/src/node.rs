@@ -28,6 +28,7 @@ mod grant;
 mod handback;
 mod home;
 mod keeper;
+mod rebalance;
 mod leave;
 mod migrate;
 mod migrate_in;
@@ -155,6 +156,7 @@ pub struct Node {
     /// Replica listings and the links that push ops to peer replicas.
     replication: sync::Replication,
     keeper_state: Mutex<keeper::KeeperState>,
+    rebalance_pacer: Mutex<rebalance::RebalancePacer>,
     /// Hosts the dispatch unit knows, for taking ops handed back.
     known_hosts: Mutex<handback::KnownHosts>,
     /// Attachment copies in flight, unlisted and freshly arrived.
@@ -223,6 +225,7 @@ impl Node {
             owner: config.owner.clone(),
             replication: sync::Replication::new(),
             keeper_state: Mutex::new(keeper::KeeperState::default()),
+            rebalance_pacer: Mutex::new(rebalance::RebalancePacer::default()),
             known_hosts: Mutex::default(),
             attachment_keeper: Mutex::default(),
             attachment_refs: Mutex::default(),

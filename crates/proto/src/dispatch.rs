@@ -175,6 +175,10 @@ pub enum DispatchRequest {
         after: Option<u64>,
         limit: usize,
     },
+    /// The connection's host, as leader of some replica sets, asks whether
+    /// one of them should shed a replica to a less loaded host
+    /// (`dispatch::rebalance`); answered `Rebalance`.
+    Rebalance,
 }
 
 impl DispatchRequest {
@@ -233,4 +237,6 @@ pub enum DispatchResponse {
     Status(Box<StatusView>),
     Tables(Box<DispatchTables>),
     Logs(crate::logs::LogsPage),
+    /// A replica move for balance, authorized, or `None`.
+    Rebalance(Option<placement::RebalanceMove>),
 }

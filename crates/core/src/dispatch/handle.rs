@@ -189,6 +189,29 @@ impl State {
                     actions,
                 ))
             }
+            DispatchRequest::Rebalance => {
+                // The unit only proposes moves within sets the asking host
+                // leads, and a grant still needs the target's copy and the
+                // leader's epoch-checked location update to land.
+                let present = unit
+                    .tables()
+                    .hosts
+                    .get(&host)
+                    .is_some_and(|r| r.state != HostState::Left);
+                if !present {
+                    return Err(WireError::new(
+                        WireError::FORBIDDEN,
+                        format!("host {host} is not joined"),
+                    ));
+                }
+                match unit.rebalance(now_ms, host).map_err(place_err)? {
+                    Some((mv, actions)) => Ok(Outcome::write(
+                        DispatchResponse::Rebalance(Some(mv)),
+                        actions,
+                    )),
+                    None => Ok(Outcome::read(DispatchResponse::Rebalance(None))),
+                }
+            }
             DispatchRequest::LocationUpdate {
                 object,
                 hosts,

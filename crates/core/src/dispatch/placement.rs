@@ -276,6 +276,16 @@ impl DispatchUnit {
         object: &ObjectRef,
         target: HostId,
     ) -> Result<Update, LimitExceeded> {
+        self.grant_until(object, target, now_ms.saturating_add(MOVE_GRANT_MS))
+    }
+
+    /// [`Self::grant`], lapsing at `expires_ms`.
+    pub(crate) fn grant_until(
+        &mut self,
+        object: &ObjectRef,
+        target: HostId,
+        expires_ms: u64,
+    ) -> Result<Update, LimitExceeded> {
         let base_epoch = self
             .tables
             .location(object)
@@ -283,7 +293,7 @@ impl DispatchUnit {
             .unwrap_or_default();
         let grant = MoveGrant {
             base_epoch,
-            expires_ms: now_ms.saturating_add(MOVE_GRANT_MS),
+            expires_ms,
         };
         self.tables
             .merge_move_grant(&self.limits, object, target, grant)?;

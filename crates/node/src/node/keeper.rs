@@ -16,6 +16,9 @@
 //! peer holds ops it lacks ([`crate::replica::plan_fresh`]): a pause must
 //! not cost data, and a copy starts from the most complete state.
 //!
+//! After the round, the host may ask to shed a replica for balance
+//! (`rebalance.rs`).
+//!
 //! Host leases are the failure detector: a replica whose host stops
 //! renewing its lease is offline in every unit's answer.
 
@@ -92,6 +95,7 @@ impl Node {
                     tracing::debug!(mailbox = %user.short(), host = %self.id.short(), error = %e.message, "keeper round");
                 }
             }
+            self.rebalance_round().await;
         }
     }
 
@@ -149,7 +153,11 @@ impl Node {
 
     /// What this host knows of its live peers' copies against its own,
     /// from the vectors its links last heard (see [`Freshness`]).
-    async fn freshness(&self, id: &MailboxId, listing: &super::sync::Listing) -> Freshness {
+    pub(super) async fn freshness(
+        &self,
+        id: &MailboxId,
+        listing: &super::sync::Listing,
+    ) -> Freshness {
         let Ok((_, ours)) = self.mailboxes.since(id, VersionVector::new(), 0).await else {
             return Freshness {
                 peers_caught_up: false,

@@ -11,3 +11,11 @@ pub struct Placement {
     pub host: HostId,
     pub addr: String,
 }
+
+/// A replica to move for balance: copy the object to `placement.host`,
+/// then list it in place of `shed` at the next epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebalanceMove {
+    pub placement: Placement,
+    pub shed: HostId,
+}
