@@ -1,7 +1,9 @@
-//! `dem admin logs`: reads the log events a dispatch unit collected from
-//! the hosts and from itself (`LogsQuery`), filtered by component, level,
-//! mailbox and time; `--follow` keeps polling with the cursor the unit
-//! hands back, so an event is printed once however often it polls.
+//! `dem admin logs`: reads the log events the dispatch units collected
+//! from the hosts and from themselves (`LogsQuery`), filtered by
+//! component, level, mailbox and time, merged by time. Every unit the
+//! network lists is asked, since each holds only what was shipped to it.
+//! `--follow` keeps polling each with the cursor it handed back, so an
+//! event is printed once however often it polls.
 
 use std::time::Duration;
 
@@ -10,10 +12,12 @@ use clap::Args;
 
 use super::UserCtx;
 use dem_proto::logs::{LOG_QUERY_MAX, Level, LogEvent, LogFilter, LogsPage};
-use dem_proto::{DispatchRequest, DispatchResponse};
+use dem_proto::{DispatchId, DispatchRequest, DispatchResponse, MESSAGE_BYTES_MAX};
 
 /// How often `--follow` asks for new events.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one unit may take to answer a query.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -61,37 +65,138 @@ pub(crate) async fn run(ctx: &UserCtx, args: LogsArgs) -> anyhow::Result<()> {
         since_ms,
     };
     filter.check()?;
-    let mut page = query(ctx, &filter, None, args.limit).await?;
-    print(&page.events, args.json)?;
+    let mut units = units(ctx).await?;
+    // The newest `limit` over all units: each gives its newest `limit`.
+    let mut first = Vec::new();
+    for unit in &mut units {
+        first.extend(unit.poll(ctx, &filter, args.limit).await);
+    }
+    sort(&mut first);
+    let skip = first.len().saturating_sub(args.limit);
+    print(&first[skip..], args.json)?;
     if !args.follow {
         return Ok(());
     }
     loop {
         tokio::time::sleep(FOLLOW_INTERVAL).await;
-        page = query(ctx, &filter, Some(page.next), LOG_QUERY_MAX).await?;
-        print(&page.events, args.json)?;
+        let mut new = Vec::new();
+        for unit in &mut units {
+            new.extend(unit.poll(ctx, &filter, LOG_QUERY_MAX).await);
+        }
+        sort(&mut new);
+        print(&new, args.json)?;
     }
 }
 
-async fn query(
-    ctx: &UserCtx,
-    filter: &LogFilter,
-    after: Option<u64>,
-    limit: usize,
-) -> anyhow::Result<LogsPage> {
-    let req = DispatchRequest::LogsQuery {
-        filter: filter.clone(),
-        after,
-        limit,
-    };
-    match ctx
+/// Oldest first; ties (same millisecond) by component and arrival.
+fn sort(events: &mut [LogEvent]) {
+    events.sort_by(|a, b| (a.ts_ms, &a.component, a.seq).cmp(&(b.ts_ms, &b.component, b.seq)));
+}
+
+/// How many polls a unit that failed is left alone for.
+const FAILED_POLLS_SKIPPED: u32 = 10;
+
+/// One unit's ring, read with its own cursor: a host ships each batch to
+/// one unit (the one its session uses), so every unit holds a part of
+/// the network's events, and a unit's own events are only in its ring.
+struct UnitLogs {
+    id: DispatchId,
+    addr: String,
+    conn: Option<dem_net::Connection>,
+    /// `None` until the first answer: then the newest events are asked.
+    cursor: Option<u64>,
+    /// Polls to skip after a failure, so a dead unit does not slow down
+    /// `--follow` by a connect timeout each second.
+    skip: u32,
+    warned: bool,
+}
+
+/// Every unit the network lists (from the unit the session reaches).
+async fn units(ctx: &UserCtx) -> anyhow::Result<Vec<UnitLogs>> {
+    let view = match ctx
         .session
-        .dispatch(&req)
+        .dispatch(&DispatchRequest::Status)
         .await
-        .context("asking the dispatch unit for its logs")?
+        .context("asking the dispatch unit which units there are")?
     {
-        DispatchResponse::Logs(page) => Ok(page),
+        DispatchResponse::Status(v) => v,
         other => bail!("unexpected answer from the dispatch unit: {other:?}"),
+    };
+    Ok(view
+        .units
+        .iter()
+        .map(|u| UnitLogs {
+            id: u.id,
+            addr: u.addr.clone(),
+            conn: None,
+            cursor: None,
+            skip: 0,
+            warned: false,
+        })
+        .collect())
+}
+
+impl UnitLogs {
+    /// The unit's events after its cursor (the newest `limit` the first
+    /// time), moving the cursor on; none if it cannot be reached, with a
+    /// warning the first time.
+    async fn poll(&mut self, ctx: &UserCtx, filter: &LogFilter, limit: usize) -> Vec<LogEvent> {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Vec::new();
+        }
+        match self.query(ctx, filter, limit).await {
+            Ok(page) => {
+                self.cursor = Some(page.next);
+                self.warned = false;
+                page.events
+            }
+            Err(e) => {
+                self.conn = None;
+                self.skip = FAILED_POLLS_SKIPPED;
+                if !self.warned {
+                    eprintln!(
+                        "warning: the logs of unit {} at {}: {e:#}",
+                        self.id.short(),
+                        self.addr
+                    );
+                    self.warned = true;
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    async fn query(
+        &mut self,
+        ctx: &UserCtx,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> anyhow::Result<LogsPage> {
+        let conn = match &self.conn {
+            Some(conn) => conn.clone(),
+            None => {
+                let sock = self
+                    .addr
+                    .parse()
+                    .with_context(|| format!("the unit address {:?}", self.addr))?;
+                let conn = ctx.session.endpoint().connect(sock, self.id.0).await?;
+                self.conn = Some(conn.clone());
+                conn
+            }
+        };
+        let req = DispatchRequest::LogsQuery {
+            filter: filter.clone(),
+            after: self.cursor,
+            limit,
+        };
+        match conn
+            .request::<_, DispatchResponse>(&req, MESSAGE_BYTES_MAX, QUERY_TIMEOUT)
+            .await?
+        {
+            DispatchResponse::Logs(page) => Ok(page),
+            other => bail!("unexpected answer: {other:?}"),
+        }
     }
 }
 

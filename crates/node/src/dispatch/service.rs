@@ -428,6 +428,12 @@ impl UnitReader {
     pub fn data_dir(&self) -> &Path {
         &self.0.data_dir
     }
+
+    /// The unit's collected log events (`crate::logs`), for the monitor's
+    /// log view: `LogStore::page` with a filter and a cursor.
+    pub fn logs(&self) -> crate::logs::LogStore {
+        self.0.logs.clone()
+    }
 }
 
 /// Answers one request: run it against the unit, wait until any change is
