@@ -112,6 +112,25 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// What collecting the hosts' log events costs a dispatch unit: its
+    /// CPU and memory while hosts ship events at a given rate.
+    Logs {
+        /// Events per second over all hosts.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// How long the hosts ship, in seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Hosts shipping.
+        #[arg(long, default_value_t = 10)]
+        hosts: usize,
+        /// The unit's ring (`--log-ring`).
+        #[arg(long, default_value_t = dem_core::logs::LOG_RING_DEFAULT)]
+        ring: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The receiving process of the raw-QUIC baseline (used by `net`).
     #[command(hide = true)]
     NetSink {
@@ -130,6 +149,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Mailbox { .. } => Some("bench mailbox"),
         Bench::Net { .. } => Some("bench net"),
         Bench::Repl { .. } => Some("bench repl"),
+        Bench::Logs { .. } => Some("bench logs"),
         Bench::Host { .. } | Bench::NetSink { .. } => None,
     };
     let spinner = label.map(super::progress::spinner);
@@ -207,6 +227,21 @@ async fn run_one(args: BenchArgs) -> anyhow::Result<Option<(serde_json::Value, b
                 slots: instance_slots,
             };
             Ok(Some((super::bench_host::run(params).await?, json)))
+        }
+        Bench::Logs {
+            rate,
+            seconds,
+            hosts,
+            ring,
+            json,
+        } => {
+            let params = super::bench_logs::LogsParams {
+                rate,
+                seconds,
+                hosts,
+                ring,
+            };
+            Ok(Some((super::bench_logs::run(params).await?, json)))
         }
         Bench::NetSink { listen, data } => {
             super::bench_sink::serve(listen, data).await.map(|()| None)

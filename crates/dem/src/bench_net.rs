@@ -112,6 +112,11 @@ impl Proc {
         })
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (`"STOP"`, `"CONT"`, `"KILL"`) to the child.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
