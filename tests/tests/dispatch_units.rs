@@ -104,6 +104,7 @@ async fn scenario() -> Result<()> {
         addr: HOST_ADDR.into(),
         capacity: 100,
         load: 0,
+        operator: None,
     };
     match via_a_host.request(&join).await? {
         DispatchResponse::Lease { units, .. } => println!("lease lists {} unit(s)", units.len()),

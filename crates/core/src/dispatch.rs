@@ -19,6 +19,7 @@
 //! - [`placement`]: choosing hosts for new objects, copies and moves;
 //! - [`departure`]: where a leaving host's objects should go;
 //! - [`rebalance`]: shedding replicas from the most loaded hosts;
+//! - [`settings`]: R and W for the network, set at run time;
 //! - [`location`]: authenticated location and home updates;
 //! - [`references`]: attachment reference leases (garbage collection);
 //! - [`updates`]: replicated updates and how a unit applies them;
@@ -48,6 +49,7 @@ pub mod location;
 pub mod names;
 pub mod placement;
 pub mod rebalance;
+pub mod settings;
 pub mod references;
 pub mod snapshot;
 pub mod status;

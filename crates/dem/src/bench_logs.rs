@@ -69,6 +69,7 @@ pub async fn run(p: LogsParams) -> anyhow::Result<Value> {
             addr: format!("127.0.0.92:{}", 20_000 + i),
             capacity: 1,
             load: 0,
+            operator: None,
         };
         match session.dispatch(&join).await? {
             DispatchResponse::Lease { .. } => {}

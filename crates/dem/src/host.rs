@@ -49,6 +49,10 @@ pub struct HostArgs {
     /// network: it shows load, not mail.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Who runs this host (a person or organisation), shown on the monitor
+    /// and in `dem admin status`; at most 64 printable characters.
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
     #[command(flatten)]
@@ -78,6 +82,7 @@ pub async fn run(args: HostArgs, logs: Option<dem_node::logs::LogFeed>) -> anyho
         mailboxes: args.limits.mailboxes(),
         http: args.http,
         logs,
+        operator: args.operator,
     };
     run_node(config, |id, addr| {
         println!("host {} listening on {addr}", id.to_hex());

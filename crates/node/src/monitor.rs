@@ -19,6 +19,7 @@
 //! ([`auth`]). The status is computed once per tick for all watchers, and
 //! only while someone watches.
 
+pub mod act;
 pub mod auth;
 pub mod view;
 

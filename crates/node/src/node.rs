@@ -28,13 +28,13 @@ mod grant;
 mod handback;
 mod home;
 mod keeper;
-mod rebalance;
 mod leave;
 mod migrate;
 mod migrate_in;
 mod move_stream;
 mod plugin_code;
 mod pull;
+mod rebalance;
 mod serve;
 mod sync;
 mod sync_serve;
@@ -83,6 +83,8 @@ pub struct NodeConfig {
     pub mailboxes: MailboxesConfig,
     /// Where to serve `/metrics` over HTTP; off when `None`.
     pub http: Option<SocketAddr>,
+    /// Who runs this host, shown on the monitor (`--operator`).
+    pub operator: Option<String>,
     /// This process's log events, shipped to the dispatch units
     /// (`crate::logs`); none shipped when `None`.
     pub logs: Option<crate::logs::LogFeed>,
@@ -153,10 +155,16 @@ pub struct Node {
     replay: Mutex<ReplayGuard>,
     /// The owner whose home this host is, if any.
     owner: Option<Arc<dem_identity::KeyPair>>,
+    /// Who runs this host, sent with every join.
+    operator: Option<String>,
     /// Replica listings and the links that push ops to peer replicas.
     replication: sync::Replication,
     keeper_state: Mutex<keeper::KeeperState>,
     rebalance_pacer: Mutex<rebalance::RebalancePacer>,
+    /// Set (and notified) when a lease answer orders this host drained:
+    /// `run` then leaves as on SIGTERM.
+    drain_ordered: std::sync::atomic::AtomicBool,
+    drain: tokio::sync::Notify,
     /// Hosts the dispatch unit knows, for taking ops handed back.
     known_hosts: Mutex<handback::KnownHosts>,
     /// Attachment copies in flight, unlisted and freshly arrived.
@@ -223,9 +231,12 @@ impl Node {
             session,
             replay: Mutex::new(ReplayGuard::new(DEFAULT_WINDOW_MS, MAX_REMEMBERED_NONCES)),
             owner: config.owner.clone(),
+            operator: config.operator.clone(),
             replication: sync::Replication::new(),
             keeper_state: Mutex::new(keeper::KeeperState::default()),
             rebalance_pacer: Mutex::new(rebalance::RebalancePacer::default()),
+            drain_ordered: Default::default(),
+            drain: tokio::sync::Notify::new(),
             known_hosts: Mutex::default(),
             attachment_keeper: Mutex::default(),
             attachment_refs: Mutex::default(),
@@ -255,6 +266,7 @@ impl Node {
             addr: self.addr.clone(),
             capacity,
             load: self.load(),
+            operator: self.operator.clone(),
         };
         let mut attempts = 0;
         loop {
@@ -295,11 +307,20 @@ impl Node {
                 replicas,
                 write_quorum,
                 attachment_grace_ms,
+                draining,
                 ..
             }) = &answer
             {
                 self.learn_quorum(*replicas, *write_quorum);
                 self.learn_attachment_grace(*attachment_grace_ms);
+                if *draining
+                    && !self
+                        .drain_ordered
+                        .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::warn!(host = %self.id.short(), "an administrator ordered this host drained: moving everything away, then leaving");
+                    self.drain.notify_one();
+                }
             }
             if let Err(e) = answer {
                 tracing::warn!(host = %self.id.short(), error = %e, "heartbeat failed; joining again");
@@ -354,7 +375,8 @@ impl Node {
     }
 }
 
-/// Runs a host until Ctrl-C or SIGTERM. `on_ready` gets the host id and
+/// Runs a host until Ctrl-C, SIGTERM or an ordered drain (then it leaves
+/// gracefully first). `on_ready` gets the host id and
 /// address once it serves and has joined.
 pub async fn run(
     config: NodeConfig,
@@ -406,8 +428,10 @@ pub async fn run(
             let node = node.clone();
             tokio::spawn(async move { node.go_home(&owner).await })
         });
-        wait_for_signal().await;
-        tracing::info!("leaving");
+        tokio::select! {
+            _ = wait_for_signal() => tracing::info!("leaving"),
+            _ = node.drain.notified() => tracing::info!("leaving: drain ordered"),
+        }
         if let Some(h) = homing {
             h.abort();
         }

@@ -80,6 +80,10 @@ pub enum DispatchRequest {
         addr: String,
         capacity: u64,
         load: u64,
+        /// Who runs the host (`dem host --operator`), at most
+        /// `OPERATOR_CHARS_MAX` printable characters.
+        #[serde(default)]
+        operator: Option<String>,
     },
     /// A host renews its lease and reports its load.
     Heartbeat {
@@ -225,6 +229,10 @@ pub enum DispatchResponse {
         /// mailboxes' references every quarter of it.
         #[serde(default = "default_attachment_grace_ms")]
         attachment_grace_ms: u64,
+        /// An administrator ordered this host drained: move everything
+        /// away and leave, as on SIGTERM.
+        #[serde(default)]
+        draining: bool,
     },
     Plan(DeparturePlan),
     Registered {

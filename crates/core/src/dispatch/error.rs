@@ -18,6 +18,13 @@ pub enum AddrError {
     NotSocketAddr { addr: String },
 }
 
+/// An operator label that cannot be shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an operator label is 1 to {max} printable characters")]
+pub struct OperatorError {
+    pub max: usize,
+}
+
 /// A malformed user name: the rule is `identity::name`'s.
 pub use dem_identity::name::NameError as NameFormatError;
 
@@ -41,6 +48,9 @@ pub enum HostError {
     /// The announced address is unusable.
     #[error(transparent)]
     Addr(#[from] AddrError),
+    /// The operator label is unusable.
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
     /// Capacity is zero or above [`super::limits::MAX_CAPACITY`].
     #[error("capacity {capacity} out of range 1..={max}")]
     BadCapacity { capacity: u64, max: u64 },
@@ -196,6 +206,9 @@ pub enum UpdateError {
     /// A replicated address is unusable.
     #[error(transparent)]
     Addr(#[from] AddrError),
+    /// A replicated operator label is unusable.
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
     /// A replicated name is malformed.
     #[error(transparent)]
     Name(#[from] NameFormatError),
@@ -209,4 +222,7 @@ pub enum UpdateError {
     /// network as a whole is full; the update is dropped on this unit.
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
+    /// A replicated R/W setting is out of range.
+    #[error(transparent)]
+    Settings(#[from] super::settings::SettingsError),
 }

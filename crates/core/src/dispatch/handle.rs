@@ -71,17 +71,18 @@ impl State {
                 addr,
                 capacity,
                 load,
+                operator,
             } => {
                 let actions = unit
-                    .handle_join(now_ms, host, &addr, capacity, load)
+                    .handle_join_as(now_ms, host, &addr, capacity, load, operator.as_deref())
                     .map_err(host_err)?;
-                Ok(Outcome::write(lease(unit), actions))
+                Ok(Outcome::write(lease(unit, &host), actions))
             }
             DispatchRequest::Heartbeat { load } => {
                 let actions = unit
                     .handle_heartbeat(now_ms, host, load)
                     .map_err(host_err)?;
-                Ok(Outcome::write(lease(unit), actions))
+                Ok(Outcome::write(lease(unit, &host), actions))
             }
             DispatchRequest::Leave => {
                 let mut actions = unit.handle_leave(now_ms, host).map_err(host_err)?;
@@ -338,11 +339,12 @@ impl Outcome {
 }
 
 /// The lease answer to a join or heartbeat, listing the backbone.
-fn lease(unit: &DispatchUnit) -> DispatchResponse {
+fn lease(unit: &DispatchUnit, host: &HostId) -> DispatchResponse {
     DispatchResponse::Lease {
+        draining: unit.is_draining(host),
         lease_ms: unit.limits().lease_ms,
-        replicas: unit.limits().replicas,
-        write_quorum: unit.limits().write_quorum,
+        replicas: unit.replicas(),
+        write_quorum: unit.write_quorum(),
         attachment_grace_ms: unit.limits().attachment_grace_ms,
         units: unit
             .tables()
@@ -385,7 +387,9 @@ fn clock(now_ms: u64) -> i64 {
 
 fn host_err(e: HostError) -> WireError {
     let code = match &e {
-        HostError::Addr(_) | HostError::BadCapacity { .. } => WireError::BAD_REQUEST,
+        HostError::Addr(_) | HostError::Operator(_) | HostError::BadCapacity { .. } => {
+            WireError::BAD_REQUEST
+        }
         HostError::UnknownHost(_) => NOT_FOUND,
         HostError::HostLeft(_) | HostError::StillHolding { .. } => CONFLICT,
         HostError::Limit(_) => WireError::BUSY,

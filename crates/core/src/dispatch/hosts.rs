@@ -29,7 +29,23 @@ impl DispatchUnit {
         capacity: u64,
         load: u64,
     ) -> Result<Vec<Action>, HostError> {
+        self.handle_join_as(now_ms, host, addr, capacity, load, None)
+    }
+
+    /// [`Self::handle_join`] with the operator's label for the host.
+    pub fn handle_join_as(
+        &mut self,
+        now_ms: u64,
+        host: HostId,
+        addr: &str,
+        capacity: u64,
+        load: u64,
+        operator: Option<&str>,
+    ) -> Result<Vec<Action>, HostError> {
         validate::addr(addr)?;
+        if let Some(op) = operator {
+            validate::operator(op)?;
+        }
         if capacity == 0 || capacity > MAX_CAPACITY {
             return Err(HostError::BadCapacity {
                 capacity,
@@ -52,8 +68,9 @@ impl DispatchUnit {
             last_seen_ms: last_seen,
             epoch,
             state: HostState::Active,
+            operator: operator.map(str::to_owned),
         };
-        tracing::info!(host = %host.short(), %addr, %epoch, "host joined");
+        tracing::info!(host = %host.short(), %addr, %epoch, operator, "host joined");
         self.put_host(host, record)
     }
 
@@ -86,6 +103,32 @@ impl DispatchUnit {
             .max(now_ms.saturating_add(self.limits.lease_ms));
         tracing::info!(host = %host.short(), "host leaving");
         self.put_host(host, record)
+    }
+
+    /// An administrator orders `host` drained: it is marked Leaving, so
+    /// placement no longer picks it, and its next lease answer tells it to
+    /// move everything away and leave, as on SIGTERM. Precondition: the
+    /// driver has checked that an administrator ordered it. A host that
+    /// joins again afterwards (a restart) is Active again: the order is
+    /// for the running process.
+    pub fn order_drain(&mut self, now_ms: u64, host: HostId) -> Result<Vec<Action>, HostError> {
+        let mut record = self.renewable(host)?;
+        if record.state == HostState::Leaving {
+            return Ok(Vec::new());
+        }
+        record.state = HostState::Leaving;
+        record.last_seen_ms = record.last_seen_ms.max(now_ms);
+        tracing::info!(host = %host.short(), "drain ordered");
+        self.put_host(host, record)
+    }
+
+    /// Whether `host` is marked Leaving: it left on its own, or a drain
+    /// was ordered (what its lease answers tell it).
+    pub fn is_draining(&self, host: &HostId) -> bool {
+        self.tables
+            .hosts
+            .get(host)
+            .is_some_and(|r| r.state == HostState::Leaving)
     }
 
     /// A leaving host reports that it moved everything away: it is marked

@@ -40,6 +40,8 @@ pub const MAX_CAPACITY: u64 = 1 << 32;
 /// holder cannot push an epoch to `u64::MAX` and freeze the object forever.
 pub const MAX_EPOCH_STEP: u64 = 1_000;
 
+/// Longest operator label a host may give (`dem host --operator`).
+pub const OPERATOR_CHARS_MAX: usize = 64;
 /// How long a join or heartbeat keeps a host online.
 pub const LEASE_MS: u64 = 15_000;
 /// How often hosts are expected to heartbeat: three tries per lease, so one

@@ -72,7 +72,7 @@ impl DispatchUnit {
         }
         // The best (source, target) over the sets this leader leads: the
         // source with the highest load, then the target with the lowest.
-        let r = self.limits.replicas.max(1);
+        let r = self.replicas().max(1);
         let mut best: Option<(ObjectRef, HostId, HostId)> = None;
         for (user, rec) in &self.tables.mailboxes {
             if rec.hosts.len() != r || !rec.pending.values().all(|g| !g.is_live(now_ms, rec.epoch))

@@ -47,6 +47,9 @@ impl DispatchUnit {
 /// The updates that rebuild `tables` from nothing.
 pub fn updates_of(tables: &DispatchTables) -> Vec<Update> {
     let mut out = Vec::new();
+    if let Some(settings) = tables.settings {
+        out.push(Update::Settings(settings));
+    }
     for (unit, record) in &tables.units {
         out.push(Update::Unit {
             unit: *unit,

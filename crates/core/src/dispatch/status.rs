@@ -62,6 +62,7 @@ impl DispatchUnit {
                     last_seen_ms: r.last_seen_ms,
                     mailboxes,
                     attachments,
+                    operator: r.operator.clone(),
                 }
             })
             .collect::<Vec<_>>();

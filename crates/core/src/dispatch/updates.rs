@@ -32,6 +32,9 @@ impl DispatchUnit {
         let changed = match update {
             Update::Host { host, record } => {
                 validate::addr(&record.addr)?;
+                if let Some(op) = &record.operator {
+                    validate::operator(op)?;
+                }
                 if record.capacity == 0 || record.capacity > MAX_CAPACITY {
                     return Err(UpdateError::BadCapacity {
                         capacity: record.capacity,
@@ -77,6 +80,14 @@ impl DispatchUnit {
                 validate::addr(&record.addr)?;
                 tables.merge_unit(limits, unit, record)?
             }
+            Update::Settings(settings) => {
+                super::settings::check(
+                    settings.replicas,
+                    settings.write_quorum,
+                    limits.max_hosts_per_object,
+                )?;
+                super::settings::merge(&mut tables.settings, settings)
+            }
         };
         tracing::trace!(now_ms, changed, "update applied");
         Ok(changed)
@@ -104,6 +115,7 @@ mod tests {
             last_seen_ms: 0,
             epoch: Epoch(1),
             state: HostState::Active,
+            operator: None,
         };
         assert_eq!(
             u.apply_update(

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 
-use super::error::{AddrError, HostListError, NameFormatError};
-use super::limits::MAX_ADDR_LEN;
+use super::error::{AddrError, HostListError, NameFormatError, OperatorError};
+use super::limits::{MAX_ADDR_LEN, OPERATOR_CHARS_MAX};
 use dem_identity::HostId;
 
 /// `addr` must be a socket address `IP:PORT` of bounded length.
@@ -21,6 +21,18 @@ pub(crate) fn addr(addr: &str) -> Result<(), AddrError> {
         .map_err(|_| AddrError::NotSocketAddr {
             addr: addr.to_string(),
         })
+}
+
+/// An operator label: 1 to [`OPERATOR_CHARS_MAX`] characters, none a
+/// control character (it is shown on pages and in logs).
+pub(crate) fn operator(label: &str) -> Result<(), OperatorError> {
+    let chars = label.chars().count();
+    if chars == 0 || chars > OPERATOR_CHARS_MAX || label.chars().any(char::is_control) {
+        return Err(OperatorError {
+            max: OPERATOR_CHARS_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// Names follow the one rule `identity::name` signs claims under.

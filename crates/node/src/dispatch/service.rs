@@ -27,6 +27,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+mod admin;
+pub use admin::{AdminChangeError, UnitAdmin};
+
 use super::admission::Network;
 use super::handle::State;
 use super::persist::{self, PersistError};

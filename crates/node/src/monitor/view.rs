@@ -555,6 +555,7 @@ mod tests {
                 last_seen_ms: 0,
                 mailboxes: (0..300).map(|m| format!("user{}", i * 100 + m)).collect(),
                 attachments: 0,
+                operator: None,
             })
             .collect();
         let users: Vec<UserStatus> = (0..100_000u32)

@@ -67,6 +67,9 @@ pub struct HostStatus {
     /// How many attachments it holds. A count, not ids: attachment ids are
     /// opaque hashes; `lookup_attachment` gives the details of one.
     pub attachments: usize,
+    /// Who runs it, as its operator named it.
+    #[serde(default)]
+    pub operator: Option<String>,
 }
 
 /// A located attachment: who holds it, and until when a mail may

@@ -41,6 +41,10 @@ pub struct HostRecord {
     /// The host's session: bumped by every join.
     pub epoch: Epoch,
     pub state: HostState,
+    /// Who runs the host, as its operator named it (`dem host --operator`);
+    /// a label for the monitor and the admin console, not an identity.
+    #[serde(default)]
+    pub operator: Option<String>,
 }
 
 impl HostRecord {
@@ -152,6 +156,30 @@ pub struct DispatchTables {
     pub mailboxes: BTreeMap<UserId, MailboxRecord>,
     pub attachments: BTreeMap<AttachmentId, AttachmentRecord>,
     pub units: BTreeMap<DispatchId, UnitRecord>,
+    /// R and W as an administrator last set them for the whole network;
+    /// `None` until then (each unit's configured values apply). Tables
+    /// saved before this field existed read as `None`.
+    #[serde(default)]
+    pub settings: Option<NetworkSettings>,
+}
+
+/// The network's replication settings, set at run time by an
+/// administrator (`dem admin replication`); the latest `set_ms` wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSettings {
+    /// R: replicas of each mailbox and attachment.
+    pub replicas: usize,
+    /// W: replicas a mutation is durable on before it is acknowledged.
+    pub write_quorum: usize,
+    /// When it was set, by the unit that took the order.
+    pub set_ms: u64,
+}
+
+impl NetworkSettings {
+    /// The merge order of two settings: the larger wins.
+    pub fn version(&self) -> (u64, usize, usize) {
+        (self.set_ms, self.replicas, self.write_quorum)
+    }
 }
 
 impl DispatchTables {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use dem_identity::{DispatchId, Epoch, HostId, UserId};
 
 use super::objects::ObjectRef;
-use super::tables::{HostRecord, MoveGrant, NameRecord, UnitRecord};
+use super::tables::{HostRecord, MoveGrant, NameRecord, NetworkSettings, UnitRecord};
 use crate::AttachmentId;
 
 /// A replicated change. Conflicts are settled by the merge orders of
@@ -60,4 +60,6 @@ pub enum Update {
         unit: DispatchId,
         record: UnitRecord,
     },
+    /// An administrator set the network's R and W.
+    Settings(NetworkSettings),
 }

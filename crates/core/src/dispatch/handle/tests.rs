@@ -33,6 +33,7 @@ fn join(s: &mut State, host: u8) {
         addr: format!("10.0.1.{host}:4433"),
         capacity: 10,
         load: 0,
+        operator: None,
     };
     let out = s.handle(NOW, [host; 32], req);
     assert!(matches!(out.response, Ok(DispatchResponse::Lease { .. })));

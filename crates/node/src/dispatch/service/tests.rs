@@ -35,6 +35,7 @@ fn join(addr: &str) -> DispatchRequest {
         addr: addr.into(),
         capacity: 10,
         load: 0,
+        operator: None,
     }
 }
 
