@@ -4,14 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The monitor's browser test (tests/tests/monitor.rs) drives Debian's
-# headless chromium; without it that test fails rather than skips.
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "installing chromium (Debian) for the monitor's browser test" >&2
+# Debian packages tests use: chromium for the monitor's browser test
+# (tests/tests/monitor.rs), python3 for the admin console's Python client
+# (tests/tests/admin_console.rs). Without them those tests fail rather
+# than skip.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]} (Debian) for the tests" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq chromium
+    $sudo apt-get install -y -qq "${missing[@]}"
 fi
 cargo build --bin dem
 cargo test --workspace "$@"

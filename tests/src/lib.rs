@@ -873,6 +873,11 @@ impl Daemon {
     }
 }
 
+/// A free TCP port on `ip` (for `--http` listeners).
+pub fn free_tcp_port(ip: &str) -> Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
 /// A free UDP port on `ip` (bound and released; good enough for tests on
 /// their own loopback addresses).
 pub fn free_udp_port(ip: &str) -> Result<u16> {
@@ -993,6 +998,12 @@ pub fn count_files(dir: &std::path::Path) -> usize {
 }
 
 impl Daemon {
+    /// Waits up to `timeout` for it to exit by itself (a drained host
+    /// leaves); SIGKILLs it past that.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.guard.wait_timeout(timeout)
+    }
+
     /// Its process id, to pause it with SIGSTOP or kill it with SIGKILL.
     pub fn pid(&self) -> Option<u32> {
         self.guard.0.as_ref().map(Child::id)

@@ -12,6 +12,7 @@
 //! - `logs [--follow] [--component ID] [--level L] [--mailbox NAME]
 //!   [--since T]`: the log events a unit collected ([`logs`]).
 
+mod act;
 mod inspect;
 mod logs;
 
@@ -82,6 +83,54 @@ pub enum AdminCommand {
         #[arg(long, env = "DEM_ADMIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Order a host drained: it moves everything away and leaves, as on
+    /// SIGTERM. Needs the admin token; the unit logs who ordered it.
+    Drain {
+        /// The host's id (hex).
+        host: String,
+        #[command(flatten)]
+        act: ActArgs,
+    },
+    /// Set R (replicas) and W (write quorum) for the whole network; hosts
+    /// add or trim replicas to match. Needs the admin token.
+    Replication {
+        #[arg(long)]
+        replicas: usize,
+        #[arg(long)]
+        write_quorum: usize,
+        #[command(flatten)]
+        act: ActArgs,
+    },
+    /// Whether every mailbox has R replicas in sync (the unit asks every
+    /// host for its replicas' vectors); `--wait SECS` polls until it does.
+    Sync {
+        /// Keep asking until all are in sync, for at most this many seconds.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+        /// The unit's report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The unit's listener, `http://IP:PORT`.
+        #[arg(long, value_name = "URL")]
+        http: String,
+        /// The admin token (`dem admin token`); needed off loopback.
+        #[arg(long, env = "DEM_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+}
+
+/// Where and as whom an action is ordered.
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// The unit's listener, `http://IP:PORT`.
+    #[arg(long, value_name = "URL")]
+    http: String,
+    /// The admin token (`dem admin token`); every action needs it.
+    #[arg(long, env = "DEM_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Who orders this, for the unit's log (default: the login name).
+    #[arg(long)]
+    by: Option<String>,
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
@@ -94,6 +143,34 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             http,
             token,
         } => return inspect::inspect(kind, id, http, token.as_deref()).await,
+        AdminCommand::Drain { host, act } => {
+            let by = act::who(act.by.clone());
+            return act::drain(&act.http, act.token.as_deref(), host, &by).await;
+        }
+        AdminCommand::Replication {
+            replicas,
+            write_quorum,
+            act,
+        } => {
+            let by = act::who(act.by.clone());
+            return act::replication(
+                &act.http,
+                act.token.as_deref(),
+                *replicas,
+                *write_quorum,
+                &by,
+            )
+            .await;
+        }
+        AdminCommand::Sync {
+            wait,
+            json,
+            http,
+            token,
+        } => {
+            let wait = wait.map(std::time::Duration::from_secs);
+            return act::sync(http, token.as_deref(), wait, *json).await;
+        }
         _ => {}
     }
     let ctx = UserCtx::open(&args.home)?;
@@ -101,7 +178,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Status { json } => status(&ctx, json).await,
         AdminCommand::Move { name, to } => move_mailbox(&ctx, &name, &to).await,
         AdminCommand::Logs(logs) => logs::run(&ctx, logs).await,
-        AdminCommand::Token { .. } | AdminCommand::Inspect { .. } => Ok(()),
+        AdminCommand::Token { .. }
+        | AdminCommand::Inspect { .. }
+        | AdminCommand::Drain { .. }
+        | AdminCommand::Replication { .. }
+        | AdminCommand::Sync { .. } => Ok(()),
     };
     ctx.close().await;
     result
@@ -304,6 +385,7 @@ fn status_json(view: &StatusView) -> Value {
                 "attachments": h.attachments,
                 "load": h.load,
                 "capacity": h.capacity,
+                "operator": h.operator,
             })
         })
         .collect();

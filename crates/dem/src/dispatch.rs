@@ -112,7 +112,7 @@ pub async fn run(args: DispatchArgs, logs: Option<dem_node::logs::LogFeed>) -> a
     tracing::info!(unit = %service.id().short(), addr = %service.local_addr(), "dispatch unit up");
     let monitor = match args.http {
         Some(addr) => {
-            let (bound, serving) = dem_node::monitor::bind(addr, service.reader())
+            let (bound, serving) = dem_node::monitor::bind(addr, service.reader(), service.admin())
                 .await
                 .context("starting the monitor (--http)")?;
             if !bound.ip().is_loopback() {

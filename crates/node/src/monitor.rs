@@ -13,7 +13,9 @@
 //!   building a backlog; a reconnect starts with a full one.
 //! - `/api/inspect/{host|mailbox|attachment|unit}/{id}`: what the tables
 //!   know about one object ([`view::inspect`]), never mail content.
-//! - `/metrics`: a few gauges of the tables, in the Prometheus text format.
+//! - `/metrics`: a few gauges of the tables, in the Prometheus text format;
+//! - the admin console: `POST /api/act/...` ([`act`], always behind the
+//!   token) and `/api/sync` ([`sync`], every mailbox at R in sync?).
 //!
 //! Loopback peers need nothing; anyone else needs the unit's admin token
 //! ([`auth`]). The status is computed once per tick for all watchers, and
@@ -21,6 +23,7 @@
 
 pub mod act;
 pub mod auth;
+pub mod sync;
 pub mod view;
 
 use std::convert::Infallible;
@@ -41,7 +44,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, watch};
 
 use crate::dispatch::StatusView;
-use crate::dispatch::service::UnitReader;
+use crate::dispatch::service::{UnitAdmin, UnitReader};
 use auth::AdminToken;
 use view::{InspectError, Kind, PageQuery};
 
@@ -61,6 +64,8 @@ const STYLE_CSS: &str = include_str!("monitor/assets/style.css");
 pub enum MonitorError {
     #[error(transparent)]
     Token(#[from] auth::TokenError),
+    #[error(transparent)]
+    Prober(#[from] sync::ProberError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -93,8 +98,11 @@ impl Monitor {
 pub async fn bind(
     addr: SocketAddr,
     reader: UnitReader,
+    admin: UnitAdmin,
 ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), MonitorError> {
     let token = auth::load_or_create_token(reader.data_dir())?;
+    let console =
+        act::router(admin, token.clone()).merge(sync::router(reader.clone(), token.clone())?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| MonitorError::Bind { addr, source })?;
@@ -108,7 +116,7 @@ pub async fn bind(
         watchers: Arc::new(Semaphore::new(WATCHERS_MAX)),
         metrics: UnitMetrics::new(),
     });
-    let app = router(monitor.clone());
+    let app = router(monitor.clone()).merge(console);
     let server = async move {
         let serve = axum::serve(
             listener,

@@ -49,7 +49,7 @@ pub async fn inspect(kind: &str, id: &str, url: &str, token: Option<&str>) -> an
 }
 
 /// `http://HOST:PORT[/PREFIX]` into `HOST:PORT` and the prefix.
-fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
+pub(super) fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("--http {url:?}: give http://HOST:PORT"))?;
@@ -86,7 +86,7 @@ async fn get(host: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16
 
 /// Splits an HTTP/1.1 response into its status code and body, undoing a
 /// chunked transfer encoding.
-fn parse_response(answer: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+pub(super) fn parse_response(answer: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

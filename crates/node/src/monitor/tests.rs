@@ -26,9 +26,13 @@ async fn get(addr: SocketAddr, path: &str, headers: &str, wait: Duration) -> Str
 async fn routes_answer_on_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let service = unit(dir.path()).await;
-    let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), service.reader())
-        .await
-        .unwrap();
+    let (addr, server) = bind(
+        "127.0.0.1:0".parse().unwrap(),
+        service.reader(),
+        service.admin(),
+    )
+    .await
+    .unwrap();
     tokio::spawn(server);
     let me = service.id().to_hex();
     let long = Duration::from_secs(5);
