@@ -10,7 +10,8 @@
 //!   a third replica, and actions without the token are refused;
 //! - `drain_busiest_host.py` drains the busiest host: it moves everything
 //!   away and exits by itself, everything is back at R in sync on the
-//!   others, and the unit's collected log names who ordered it.
+//!   others; `dem admin drain --wait` follows a second drain to its end;
+//!   and the unit's collected log names who ordered each action.
 //!
 //! Loopback addresses 127.0.0.110–114.
 
@@ -51,6 +52,27 @@ fn python(script: &str, args: &[&str]) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(stdout)
+}
+
+/// `dem admin replication` by "console-test"; its error if it failed.
+fn replication(admin: &User, url: &str, token: Option<&str>, r: u8, w: u8) -> Result<String> {
+    let (r, w) = (r.to_string(), w.to_string());
+    let mut args = vec![
+        "admin",
+        "replication",
+        "--replicas",
+        &r,
+        "--write-quorum",
+        &w,
+        "--http",
+        url,
+        "--by",
+        "console-test",
+    ];
+    if let Some(token) = token {
+        args.extend(["--token", token]);
+    }
+    admin.run(args)
 }
 
 fn users_with_replicas(status: &Value, r: usize) -> Result<bool> {
@@ -163,62 +185,27 @@ fn the_python_console_and_dem_admin_inspect_change_and_drain_a_running_network()
     }
 
     // Actions need the token, even from loopback.
-    let refused = admin.fail([
-        "admin",
-        "replication",
-        "--replicas",
-        "3",
-        "--write-quorum",
-        "2",
-        "--http",
-        &url,
-    ])?;
+    let refused = replication(&admin, &url, None, 3, 2)
+        .err()
+        .context("refused")?
+        .to_string();
     ensure!(refused.contains("admin token"), "{refused}");
-    let refused = admin.fail([
-        "admin",
-        "replication",
-        "--replicas",
-        "3",
-        "--write-quorum",
-        "2",
-        "--http",
-        &url,
-        "--token",
-        "not-the-token",
-    ])?;
+    let refused = replication(&admin, &url, Some("not-the-token"), 3, 2)
+        .err()
+        .context("refused")?
+        .to_string();
     ensure!(refused.contains("401"), "{refused}");
-    let refused = admin.fail([
-        "admin",
-        "replication",
-        "--replicas",
-        "2",
-        "--write-quorum",
-        "3",
-        "--http",
-        &url,
-        "--token",
-        &token,
-    ])?;
+    let refused = replication(&admin, &url, Some(&token), 2, 3)
+        .err()
+        .context("refused")?
+        .to_string();
     ensure!(
         refused.contains("400") && refused.contains("W = 3"),
         "{refused}"
     );
 
     // R = 3 for the network: every mailbox gets a third replica.
-    admin.run([
-        "admin",
-        "replication",
-        "--replicas",
-        "3",
-        "--write-quorum",
-        "2",
-        "--http",
-        &url,
-        "--token",
-        &token,
-        "--by",
-        "console-test",
-    ])?;
+    replication(&admin, &url, Some(&token), 3, 2)?;
     wait_for("every mailbox at R = 3", Duration::from_secs(60), || {
         users_with_replicas(&admin_status(&admin)?, 3)
     })?;
@@ -264,9 +251,35 @@ fn the_python_console_and_dem_admin_inspect_change_and_drain_a_running_network()
         "the drained host: {host}"
     );
 
+    // Back to R = 2, then `dem admin drain --wait` follows a second drain
+    // until that host has left.
+    replication(&admin, &url, Some(&token), 2, 1)?;
+    let second = (0..hosts.len())
+        .find(|i| *i != slot)
+        .context("a second host")?;
+    let second_id = hosts[second].id.clone();
+    let out = admin.run([
+        "admin",
+        "drain",
+        &second_id,
+        "--http",
+        &url,
+        "--token",
+        &token,
+        "--by",
+        "drain-cli",
+        "--wait",
+        SYNC_WAIT_S,
+    ])?;
+    ensure!(out.contains("and left"), "{out}");
+    let exit = hosts[second].wait_exit(Duration::from_secs(30))?;
+    ensure!(exit.success(), "the second drained host exited with {exit}");
+    let out = python("wait_in_sync.py", &[&url, "--timeout", SYNC_WAIT_S])?;
+    ensure!(out.contains("6 of 6 mailboxes at R = 2 in sync"), "{out}");
+
     // Every order is in the unit's log, with who gave it.
     let logs = admin.run(["admin", "logs", "--json", "--limit", "1000"])?;
-    for who in ["console-test", "drain-script"] {
+    for who in ["console-test", "drain-script", "drain-cli"] {
         ensure!(
             logs.lines()
                 .any(|l| l.contains("admin action") && l.contains(who)),

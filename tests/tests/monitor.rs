@@ -6,6 +6,8 @@
 //! - a SIGKILLed host shows as offline within its lease plus 2 s;
 //! - a mailbox moved with `dem admin move` shows on its new host within
 //!   2 s;
+//! - a log line a host shipped appears in the log panel, and the mailbox
+//!   shows in sync (`/api/sync`);
 //!
 //! and keeps a screenshot in `target/test-artifacts/monitor.png`. Without
 //! chromium the test fails and says so: `scripts/test.sh` installs it.
@@ -329,6 +331,32 @@ fn the_monitor_page_shows_a_killed_host_and_a_moved_mailbox_live() -> Result<()>
     ensure!(mark == "no reload", "the page reloaded: mark {mark}");
     let state = page.eval("document.getElementById('conn').dataset.state")?;
     ensure!(state == "live", "the event stream is {state}");
+
+    // A log line a host shipped shows in the log panel (the move's own
+    // events, from the hosts that made it).
+    let took = wait_for(
+        "a log line from a host in the page's log panel",
+        Duration::from_secs(10),
+        || {
+            let expression = format!(
+                "[...document.querySelectorAll('#log tbody tr')].some(r => r.dataset.component === {} || r.dataset.component === {})",
+                json!(source),
+                json!(target)
+            );
+            Ok(page.eval(&expression)? == true)
+        },
+    )?;
+    println!("a host's log line on the page after {took:?}");
+    // Every mailbox in sync, on the page, from /api/sync.
+    wait_for(
+        "bob's mailbox shown in sync",
+        Duration::from_secs(15),
+        || {
+            Ok(page.eval(
+            "(document.querySelector('#user-bob [data-in-sync]') || { dataset: {} }).dataset.inSync ?? null",
+        )? == "true")
+        },
+    )?;
 
     // The same tables behind the JSON inspect API, through `dem admin`.
     let base = format!("http://{http}");

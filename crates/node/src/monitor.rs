@@ -12,7 +12,8 @@
 //!   channel), so a slow or lagging browser skips states instead of
 //!   building a backlog; a reconnect starts with a full one.
 //! - `/api/inspect/{host|mailbox|attachment|unit}/{id}`: what the tables
-//!   know about one object ([`view::inspect`]), never mail content.
+//!   know about one object ([`view::inspect`]), never mail content;
+//! - `/api/logs`: the collected log, filtered, by cursor ([`logs`]).
 //! - `/metrics`: a few gauges of the tables, in the Prometheus text format;
 //! - the admin console: `POST /api/act/...` ([`act`], always behind the
 //!   token) and `/api/sync` ([`sync`], every mailbox at R in sync?).
@@ -23,6 +24,7 @@
 
 pub mod act;
 pub mod auth;
+pub mod logs;
 pub mod sync;
 pub mod view;
 
@@ -139,6 +141,12 @@ fn router(monitor: Arc<Monitor>) -> Router {
         .route("/api/view", get(page))
         .route("/api/events", get(events))
         .route("/api/inspect/{kind}/{id}", get(inspect))
+        .route(
+            "/api/logs",
+            get(|State(m): State<Arc<Monitor>>, raw: RawQuery| async move {
+                logs::logs(State(m.reader.clone()), raw).await
+            }),
+        )
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(monitor.clone(), guard));
     // The page's code and style name nothing of the network: no token.

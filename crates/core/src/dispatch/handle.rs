@@ -172,17 +172,7 @@ impl State {
                 }
                 // Only a present host may ask: the grant goes to a host the
                 // unit chooses, but asking costs a pending slot.
-                let present = unit
-                    .tables()
-                    .hosts
-                    .get(&host)
-                    .is_some_and(|r| r.state != HostState::Left);
-                if !present {
-                    return Err(WireError::new(
-                        WireError::FORBIDDEN,
-                        format!("host {host} is not joined"),
-                    ));
-                }
+                joined(unit, host)?;
                 let (placement, actions) =
                     unit.place(now_ms, &object, &exclude).map_err(place_err)?;
                 Ok(Outcome::write(
@@ -194,17 +184,7 @@ impl State {
                 // The unit only proposes moves within sets the asking host
                 // leads, and a grant still needs the target's copy and the
                 // leader's epoch-checked location update to land.
-                let present = unit
-                    .tables()
-                    .hosts
-                    .get(&host)
-                    .is_some_and(|r| r.state != HostState::Left);
-                if !present {
-                    return Err(WireError::new(
-                        WireError::FORBIDDEN,
-                        format!("host {host} is not joined"),
-                    ));
-                }
+                joined(unit, host)?;
                 match unit.rebalance(now_ms, host).map_err(place_err)? {
                     Some((mv, actions)) => Ok(Outcome::write(
                         DispatchResponse::Rebalance(Some(mv)),
@@ -335,6 +315,23 @@ impl Outcome {
             changed: !updates.is_empty(),
             updates,
         }
+    }
+}
+
+/// Refuses a host that never joined or has left.
+fn joined(unit: &DispatchUnit, host: HostId) -> Result<(), WireError> {
+    let present = unit
+        .tables()
+        .hosts
+        .get(&host)
+        .is_some_and(|r| r.state != HostState::Left);
+    if present {
+        Ok(())
+    } else {
+        Err(WireError::new(
+            WireError::FORBIDDEN,
+            format!("host {host} is not joined"),
+        ))
     }
 }
 

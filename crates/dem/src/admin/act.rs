@@ -27,9 +27,22 @@ pub fn who(by: Option<String>) -> String {
         .unwrap_or_else(|| "admin".to_owned())
 }
 
-/// Orders host `host` (hex id) drained.
-pub async fn drain(url: &str, token: Option<&str>, host: &str, by: &str) -> anyhow::Result<()> {
+/// Orders host `host` (hex id) drained; with `wait`, follows it (a
+/// progress bar on a terminal) until the host has left.
+pub async fn drain(
+    url: &str,
+    token: Option<&str>,
+    host: &str,
+    by: &str,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
     let token = token.context("an action needs the admin token: --token or DEM_ADMIN_TOKEN (`dem admin token --data DIR` prints it)")?;
+    ensure!(
+        !host.is_empty() && host.bytes().all(|b| b.is_ascii_hexdigit()),
+        "host {host:?}: give the host's id in hex"
+    );
+    let path = format!("/api/inspect/host/{host}");
+    let before = call(url, "GET", &path, Some(token), None).await?;
     let body = serde_json::json!({ "host": host, "by": by });
     let answer = call(url, "POST", "/api/act/drain", Some(token), Some(&body)).await?;
     let changed = answer["changed"].as_bool().unwrap_or(false);
@@ -38,7 +51,33 @@ pub async fn drain(url: &str, token: Option<&str>, host: &str, by: &str) -> anyh
     } else {
         println!("host {host} was already leaving");
     }
-    Ok(())
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    let held = |v: &Value| {
+        v["mailbox_count"].as_u64().unwrap_or(0) + v["attachment_count"].as_u64().unwrap_or(0)
+    };
+    let total = held(&before);
+    let bar = crate::progress::bar("draining", total);
+    let started = Instant::now();
+    loop {
+        let now = call(url, "GET", &path, Some(token), None).await?;
+        bar.set_position(total.saturating_sub(held(&now)));
+        if now["state"] == "left" {
+            bar.finish_and_clear();
+            println!("host {host} moved {total} objects away and left");
+            return Ok(());
+        }
+        if started.elapsed() >= wait {
+            bar.abandon();
+            bail!(
+                "host {host} still holds {} objects after {wait:?} (state {})",
+                held(&now),
+                now["state"]
+            );
+        }
+        tokio::time::sleep(SYNC_POLL).await;
+    }
 }
 
 /// Sets R and W for the network.
@@ -130,7 +169,8 @@ async fn call(
     Ok(value)
 }
 
-async fn send(
+/// One request over a fresh connection; the status code and the body.
+pub(super) async fn send(
     host: &str,
     method: &str,
     path: &str,

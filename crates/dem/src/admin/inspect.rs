@@ -1,19 +1,17 @@
 //! `dem admin token` and `dem admin inspect`: the operator's side of a
 //! dispatch unit's HTTP listener (`dem dispatch --http ADDR`).
 //!
-//! `inspect` asks `/api/inspect/KIND/ID` and prints the JSON. It speaks
-//! just enough HTTP/1.1 over a TCP stream for one GET with a bounded answer:
-//! the listener is the unit's own, and a general HTTP client would be a
-//! large dependency for one request.
+//! `inspect` asks `/api/inspect/KIND/ID` and prints the JSON. The console
+//! speaks just enough HTTP/1.1 over a TCP stream for one request with a
+//! bounded answer (`act::send`, and the parsing here): the listener is the
+//! unit's own, and a general HTTP client would be a large dependency for
+//! a few requests.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// Largest answer read.
-const ANSWER_MAX: u64 = 64 << 20;
 /// How long one request may take, connect to last byte.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,9 +33,10 @@ pub async fn inspect(kind: &str, id: &str, url: &str, token: Option<&str>) -> an
     );
     let (host, prefix) = split_url(url)?;
     let path = format!("{prefix}/api/inspect/{kind}/{id}");
-    let (code, body) = tokio::time::timeout(TIMEOUT, get(host, &path, token))
-        .await
-        .with_context(|| format!("no answer from {url} within {TIMEOUT:?}"))??;
+    let (code, body) =
+        tokio::time::timeout(TIMEOUT, super::act::send(host, "GET", &path, token, ""))
+            .await
+            .with_context(|| format!("no answer from {url} within {TIMEOUT:?}"))??;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .with_context(|| format!("{url} answered {code} with something other than JSON"))?;
     if !(200..300).contains(&code) {
@@ -59,29 +58,6 @@ pub(super) fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
     };
     ensure!(!host.is_empty(), "--http {url:?}: no host");
     Ok((host, prefix))
-}
-
-/// One GET; the status code and the body.
-async fn get(host: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut conn = tokio::net::TcpStream::connect(host)
-        .await
-        .with_context(|| format!("connecting to {host}"))?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Accept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    conn.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    (&mut conn)
-        .take(ANSWER_MAX + 1)
-        .read_to_end(&mut answer)
-        .await
-        .with_context(|| format!("reading the answer of {host}"))?;
-    ensure!(
-        answer.len() as u64 <= ANSWER_MAX,
-        "the answer is over {ANSWER_MAX} bytes"
-    );
-    parse_response(&answer)
 }
 
 /// Splits an HTTP/1.1 response into its status code and body, undoing a

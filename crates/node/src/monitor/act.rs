@@ -76,23 +76,31 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("the order: {e}")))
 }
 
+/// What every action does first: the token, the order's JSON, and who
+/// gives it.
+fn accept<T: serde::de::DeserializeOwned>(
+    token: &AdminToken,
+    headers: &HeaderMap,
+    body: &[u8],
+    by: impl Fn(&T) -> &String,
+) -> Result<(T, String), Response> {
+    authorize(token, headers)?;
+    let order: T = parse(body)?;
+    let who = checked_by(by(&order))?.to_owned();
+    Ok((order, who))
+}
+
 async fn drain(
     State(acting): State<Acting>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&acting.token, &headers) {
-        return r;
-    }
-    let order: DrainOrder = match parse(&body) {
-        Ok(o) => o,
+    let (order, by) = match accept::<DrainOrder>(&acting.token, &headers, &body, |o| &o.by) {
+        Ok(accepted) => accepted,
         Err(r) => return r,
     };
-    let by = match checked_by(&order.by) {
-        Ok(by) => by,
-        Err(r) => return r,
-    };
+    let by = by.as_str();
     let host: HostId = match order.host.parse() {
         Ok(h) => h,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("host: {e}")),
@@ -128,17 +136,11 @@ async fn replication(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&acting.token, &headers) {
-        return r;
-    }
-    let order: ReplicationOrder = match parse(&body) {
-        Ok(o) => o,
+    let (order, by) = match accept::<ReplicationOrder>(&acting.token, &headers, &body, |o| &o.by) {
+        Ok(accepted) => accepted,
         Err(r) => return r,
     };
-    let by = match checked_by(&order.by) {
-        Ok(by) => by,
-        Err(r) => return r,
-    };
+    let by = by.as_str();
     let (r, w) = (order.replicas, order.write_quorum);
     let done = acting
         .admin

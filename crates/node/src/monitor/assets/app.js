@@ -111,7 +111,8 @@ function render(v) {
     const name = u.name || u.user;
     return el("tr", { id: "user-" + name, "data-online": String(u.online), "data-hosts": u.hosts.join(" ") },
       el("td", {}, idLink("mailbox", name, name)), el("td", {}, badge(u.online)),
-      el("td", {}, u.home ? idLink("host", u.home) : "—"), el("td", {}, hostsList(u.hosts)), el("td", {}, u.epoch));
+      el("td", {}, u.home ? idLink("host", u.home) : "—"), el("td", {}, hostsList(u.hosts)),
+      syncCell(u), el("td", {}, u.epoch));
   }));
   pager("users", v.users);
 
@@ -148,6 +149,102 @@ async function inspect(kind, id) {
     body.textContent = String(e);
   }
 }
+
+// Whether each mailbox's replicas are in sync: /api/sync asks every host
+// for its replicas' vectors, so it is polled slowly and apart from the
+// event stream; rows show the latest answer.
+const sync = { unsynced: new Map(), report: null };
+
+function syncCell(u) {
+  if (!sync.report) return el("td", { class: "muted" }, "…");
+  const why = sync.unsynced.get(u.user);
+  if (why === undefined && u.hosts.length) return el("td", { "data-in-sync": "true" }, badge(true, "in sync"));
+  return el("td", { "data-in-sync": "false", title: why || "" }, badge(false, why || "no mailbox"));
+}
+
+async function pollSync() {
+  try {
+    const r = await fetch(apiUrl("api/sync"));
+    if (r.ok) {
+      const report = await r.json();
+      sync.report = report;
+      sync.unsynced = new Map(report.unsynced.map((u) => [u.user, u.reason]));
+      document.getElementById("summary").dataset.inSync = report.in_sync + "/" + report.mailboxes;
+      if (last) render(last);
+    }
+  } catch (e) { /* the next poll tries again */ }
+  setTimeout(pollSync, 3000);
+}
+
+// The collected log: polled by cursor (`after`), so nothing is fetched
+// twice and the page never asks for a backlog; it keeps the newest
+// LOG_ROWS rows. The text filter and "moves only" work on what is shown.
+const LOG_ROWS = 500;
+const MOVES = /moved|move|replica set changed|regenerat|rebalanc|drain|leav/i;
+const logState = { after: null, rows: [], text: "", moves: false };
+
+function logFilterParams() {
+  const p = { level: document.getElementById("log-level").value, limit: 200 };
+  const c = document.getElementById("log-component").value.trim().toLowerCase();
+  if (/^[0-9a-f]+$/.test(c)) p.component = c;
+  if (logState.after !== null) p.after = logState.after;
+  return p;
+}
+
+// Units and hosts both have 64-hex ids: the latest status tells them apart.
+const isUnit = (id) => !!(last && last.units.some((u) => u.id === id));
+
+function logRow(ev) {
+  const fields = ev.fields.map(([k, v]) => k + "=" + v).join(" ");
+  const text = ev.message + (fields ? "  " + fields : "");
+  return el("tr", { id: "log-" + ev.seq, "data-component": ev.component, "data-level": ev.level, class: "lvl-" + ev.level },
+    el("td", {}, new Date(ev.ts_ms).toLocaleTimeString()), el("td", {}, ev.level),
+    el("td", {}, idLink(isUnit(ev.component) ? "unit" : "host", ev.component)), el("td", {}, text));
+}
+
+function renderLog() {
+  const shown = logState.rows.filter((r) => {
+    const t = r.lastChild.textContent;
+    return (!logState.moves || MOVES.test(t)) && (!logState.text || t.toLowerCase().includes(logState.text));
+  });
+  fill("log", shown.slice().reverse());
+  document.getElementById("log-state").textContent = shown.length + " shown of the latest " + logState.rows.length;
+}
+
+async function pollLog() {
+  try {
+    const r = await fetch(apiUrl("api/logs", logFilterParams()));
+    if (r.ok) {
+      const page = await r.json();
+      logState.after = page.next;
+      if (page.events.length) {
+        logState.rows.push(...page.events.map(logRow));
+        if (logState.rows.length > LOG_ROWS) logState.rows.splice(0, logState.rows.length - LOG_ROWS);
+        renderLog();
+      }
+    }
+  } catch (e) { /* the next poll tries again */ }
+  setTimeout(pollLog, 1000);
+}
+
+function restartLog() {
+  logState.after = null;
+  logState.rows = [];
+  renderLog();
+}
+
+document.getElementById("log-level").addEventListener("change", restartLog);
+document.getElementById("log-component").addEventListener("change", restartLog);
+document.getElementById("log-text").addEventListener("input", (e) => { logState.text = e.target.value.trim().toLowerCase(); renderLog(); });
+document.getElementById("log-moves").addEventListener("click", () => { logState.moves = !logState.moves; renderLog(); });
+document.getElementById("log-clear").addEventListener("click", () => {
+  logState.moves = false; logState.text = "";
+  document.getElementById("log-text").value = "";
+  document.getElementById("log-component").value = "";
+  restartLog();
+});
+pollSync();
+pollLog();
 
 document.getElementById("inspect-close").addEventListener("click", () => { document.getElementById("inspect").hidden = true; });
 let searchTimer = null;
