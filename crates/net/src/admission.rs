@@ -4,11 +4,15 @@
 //! (taken once the handshake proved the key), and a bound on handshakes in
 //! progress, over which a client must first prove its address with a QUIC
 //! Retry. Each taken place is a ticket that gives it back when dropped.
+//!
+//! Every refusal is counted by its reason in [`ConnectionStats`], plain
+//! atomics the host's `/metrics` reads: an operator sees whether peers are
+//! turned away for crowding, for their share or for a full server.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::TransportConfig;
@@ -73,6 +77,60 @@ impl Drop for Handshake {
     }
 }
 
+/// Why a server turned a connection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// Too many handshakes were in progress.
+    Handshakes,
+    /// The remote address held its share of connections.
+    Address,
+    /// The peer's key held its share of connections.
+    Key,
+    /// The server held all the connections it takes.
+    Capacity,
+}
+
+impl RefusalReason {
+    pub const ALL: [Self; 4] = [Self::Handshakes, Self::Address, Self::Key, Self::Capacity];
+
+    /// A short name, for a metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Handshakes => "handshakes",
+            Self::Address => "address",
+            Self::Key => "key",
+            Self::Capacity => "capacity",
+        }
+    }
+
+    /// What a log line says.
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            Self::Handshakes => "too many handshakes in progress",
+            Self::Address => "this address holds its share of connections",
+            Self::Key => "its key holds its share of connections",
+            Self::Capacity => "connection limit reached",
+        }
+    }
+}
+
+/// Connections an endpoint's server refused, by reason, since it bound.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    refused: [AtomicU64; RefusalReason::ALL.len()],
+}
+
+impl ConnectionStats {
+    /// How many were refused for `reason`.
+    pub fn refused(&self, reason: RefusalReason) -> u64 {
+        self.refused[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn refuse(&self, reason: RefusalReason) {
+        self.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// What an incoming connection attempt gets.
 pub(crate) enum Verdict {
     /// Go on with the handshake, holding these.
@@ -80,7 +138,7 @@ pub(crate) enum Verdict {
     /// Ask the client to prove its address first.
     Retry,
     /// Refuse: the address holds its share, or too many handshakes run.
-    Refuse(&'static str),
+    Refuse(RefusalReason),
 }
 
 /// The bounds of one server.
@@ -111,10 +169,10 @@ impl Admission {
             return Verdict::Retry;
         }
         if running >= self.handshakes_max {
-            return Verdict::Refuse("too many handshakes in progress");
+            return Verdict::Refuse(RefusalReason::Handshakes);
         }
         let Some(ticket) = self.by_address.take(ip) else {
-            return Verdict::Refuse("this address holds its share of connections");
+            return Verdict::Refuse(RefusalReason::Address);
         };
         self.handshakes.fetch_add(1, Ordering::Relaxed);
         Verdict::Admit(ticket, Handshake(self.handshakes.clone()))
@@ -203,5 +261,15 @@ mod tests {
         assert!(a.peer([2; 32]).is_some());
         drop(first);
         assert!(a.peer([1; 32]).is_some());
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        let stats = ConnectionStats::default();
+        stats.refuse(RefusalReason::Key);
+        stats.refuse(RefusalReason::Key);
+        stats.refuse(RefusalReason::Capacity);
+        let counts: Vec<u64> = RefusalReason::ALL.map(|r| stats.refused(r)).into();
+        assert_eq!(counts, [0, 0, 2, 1]);
     }
 }

@@ -11,6 +11,7 @@ use quinn::{RecvStream, SendStream, TransportErrorCode, VarInt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::admission::ConnectionStats;
 use super::frame::{read_required, write_frame};
 use super::tls::{self, ED25519_KEY_BYTES, Identity, Rejection, RejectionSlot};
 use super::{ALPN, NetError, Result, TransportConfig, WireError, hex};
@@ -30,6 +31,8 @@ pub struct Endpoint {
     identity: Identity,
     config: Arc<TransportConfig>,
     alpn: Arc<[u8]>,
+    /// Connections its server refused, by reason.
+    stats: Arc<ConnectionStats>,
 }
 
 impl Endpoint {
@@ -74,6 +77,7 @@ impl Endpoint {
             identity,
             config: Arc::new(config),
             alpn: alpn.into(),
+            stats: Arc::default(),
         })
     }
 
@@ -90,6 +94,20 @@ impl Endpoint {
     /// The transport settings in force.
     pub fn config(&self) -> &TransportConfig {
         &self.config
+    }
+
+    /// Connections open on this endpoint, incoming and outgoing.
+    pub fn open_connections(&self) -> usize {
+        self.inner.open_connections()
+    }
+
+    /// Connections its server ([`crate::serve`]) refused, by reason.
+    pub fn connection_stats(&self) -> &ConnectionStats {
+        &self.stats
+    }
+
+    pub(crate) fn connection_stats_arc(&self) -> Arc<ConnectionStats> {
+        self.stats.clone()
     }
 
     /// The next incoming connection attempt; `None` once the endpoint is

@@ -34,6 +34,7 @@ pub mod frame;
 mod server;
 mod tls;
 
+pub use admission::{ConnectionStats, RefusalReason};
 pub use config::TransportConfig;
 pub use endpoint::{Connection, Endpoint, Incoming};
 pub use error::{ErrorCode, NetError, WireError};

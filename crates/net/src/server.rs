@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use super::admission::{Admission, Verdict};
+use super::admission::{Admission, RefusalReason, Verdict};
 use super::frame::{read_frame, write_frame};
 use super::tls::ED25519_KEY_BYTES;
 use super::{Connection, Endpoint, NetError, Result, TransportConfig, WireError};
@@ -91,6 +91,7 @@ where
     let handler = Arc::new(handler);
     let connections = Arc::new(Semaphore::new(config.connections_max));
     let admission = Arc::new(Admission::new(&config));
+    let stats = endpoint.connection_stats_arc();
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_addr();
         let (address, handshake) =
@@ -100,20 +101,23 @@ where
                     incoming.retry();
                     continue;
                 }
-                Verdict::Refuse(why) => {
-                    tracing::debug!(%remote, "refusing a connection: {why}");
+                Verdict::Refuse(reason) => {
+                    tracing::debug!(%remote, "refusing a connection: {}", reason.why());
+                    stats.refuse(reason);
                     incoming.refuse();
                     continue;
                 }
             };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "connection limit reached; refusing");
+            stats.refuse(RefusalReason::Capacity);
             incoming.refuse();
             continue;
         };
         let handler = handler.clone();
         let config = config.clone();
         let admission = admission.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _address = address;
@@ -122,7 +126,8 @@ where
             match accepted {
                 Ok(conn) => {
                     let Some(_peer) = admission.peer(conn.peer_key()) else {
-                        tracing::debug!(%remote, "refusing a connection: its key holds its share");
+                        tracing::debug!(%remote, "refusing a connection: {}", RefusalReason::Key.why());
+                        stats.refuse(RefusalReason::Key);
                         conn.close(CLOSE_PEER_LIMIT, b"too many connections with this key");
                         return;
                     };

@@ -7,9 +7,15 @@
 //! replication traffic is read when a scrape asks, so nothing is counted
 //! twice and an idle host does no work for its metrics. Nothing here names
 //! a mailbox or carries content: labels are request kinds and codes.
+//!
+//! The lower crates know no metrics format: the store tells each commit's
+//! fsync time to a hook set here, the runtime counts guest traps and fuel,
+//! the transport counts refused connections, all as plain atomics read at
+//! a scrape ([`HostSample`] carries what the node gathers for one).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,6 +44,39 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// A mailbox move by its direction (`out`: this host was the source) and
+/// how it ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MoveLabel {
+    pub direction: &'static str,
+    pub outcome: &'static str,
+}
+
+/// A move's direction.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub direction: &'static str,
+}
+
+/// Why a connection was refused (`dem_net::RefusalReason::label`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// What the node gathers for one scrape, beyond the mailboxes: the
+/// endpoint's connections and the replica links' lag.
+#[derive(Debug, Clone, Default)]
+pub struct HostSample {
+    pub connections_open: usize,
+    /// Refused connections by reason label, totals since the endpoint bound.
+    pub connections_refused: Vec<(&'static str, u64)>,
+    /// Ops the peer replicas lack, summed over this host's links.
+    pub replica_lag_ops: u64,
+    /// The most one link's peer lacks.
+    pub replica_lag_max_ops: u64,
+}
+
 /// What a scrape reads from the host's parts.
 #[derive(Default)]
 struct Sampled {
@@ -50,6 +89,17 @@ struct Sampled {
     store_commits: Counter<u64, AtomicU64>,
     wake_p99_us: Gauge,
     log_events_dropped: Counter<u64, AtomicU64>,
+    guest_traps: Counter<u64, AtomicU64>,
+    guest_fuel: Counter<u64, AtomicU64>,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabel, Counter>,
+    replica_lag: Gauge,
+    replica_lag_max: Gauge,
+}
+
+/// A histogram of durations from 100 µs to about 26 s.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
 }
 
 /// Every metric of one host.
@@ -59,6 +109,12 @@ pub struct HostMetrics {
     refusals: Family<CodeLabel, Counter>,
     deliveries: Family<OutcomeLabel, Counter>,
     delivery_seconds: Histogram,
+    moves: Family<MoveLabel, Counter>,
+    move_seconds: Family<DirectionLabel, Histogram, fn() -> Histogram>,
+    regenerations: Counter,
+    rebalance_moves: Family<OutcomeLabel, Counter>,
+    anti_entropy_bytes: Family<KindLabel, Counter>,
+    fsync_seconds: Histogram,
     sampled: Sampled,
     /// The log feed's drop count (`crate::logs`), when events are shipped.
     log_drops: Option<Arc<AtomicU64>>,
@@ -87,13 +143,68 @@ impl HostMetrics {
             "Mail deliveries to mailboxes held here, by outcome",
             deliveries.clone(),
         );
-        // 100 µs to about 26 s.
-        let delivery_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 19));
+        let delivery_seconds = seconds_histogram();
         registry.register(
             "delivery_seconds",
             "Time from a delivery's arrival to its durable answer",
             delivery_seconds.clone(),
         );
+        let moves = Family::<MoveLabel, Counter>::default();
+        registry.register(
+            "moves",
+            "Mailbox moves, by direction (out: from here, in: to here) and outcome",
+            moves.clone(),
+        );
+        let move_seconds =
+            Family::<DirectionLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                seconds_histogram,
+            );
+        registry.register(
+            "move_seconds",
+            "Time a mailbox move took, from its start to the mailbox served on its new host (out) or acknowledged (in)",
+            move_seconds.clone(),
+        );
+        let regenerations = Counter::default();
+        registry.register(
+            "regenerations",
+            "Replicas this host, as keeper, copied to a new host to restore R",
+            regenerations.clone(),
+        );
+        let rebalance_moves = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "rebalance_moves",
+            "Replicas this host moved to balance load, by outcome (moved, not_made)",
+            rebalance_moves.clone(),
+        );
+        let anti_entropy_bytes = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "anti_entropy_bytes",
+            "Bytes pushed to peer replicas: ops by replica links (sync), whole states by copies (copy)",
+            anti_entropy_bytes.clone(),
+        );
+        let fsync_seconds = seconds_histogram();
+        registry.register(
+            "store_fsync_seconds",
+            "Time a group commit of the mailbox store took to become durable (its fsyncs)",
+            fsync_seconds.clone(),
+        );
+        // A family shows only the series it has: these are known before
+        // anything happens, so a dashboard sees 0 rather than nothing.
+        for (direction, outcome) in [
+            ("out", "moved"),
+            ("out", "failed"),
+            ("in", "moved"),
+            ("in", "refused"),
+        ] {
+            drop(moves.get_or_create(&MoveLabel { direction, outcome }));
+            drop(move_seconds.get_or_create(&DirectionLabel { direction }));
+        }
+        for outcome in ["moved", "not_made"] {
+            drop(rebalance_moves.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for kind in ["sync", "copy"] {
+            drop(anti_entropy_bytes.get_or_create(&KindLabel { kind }));
+        }
         let sampled = Sampled::default();
         registry.register(
             "mailboxes_awake",
@@ -140,12 +251,48 @@ impl HostMetrics {
             "Log events not shipped to a dispatch unit: the feed was full or the unit unreachable",
             sampled.log_events_dropped.clone(),
         );
+        registry.register(
+            "guest_traps",
+            "Guest calls and instantiations that trapped (fuel, memory, a bug): each instance thrown away",
+            sampled.guest_traps.clone(),
+        );
+        registry.register(
+            "guest_fuel_used",
+            "Fuel (about one per wasm instruction) mailbox and filter guests burned",
+            sampled.guest_fuel.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "QUIC connections open on the host's endpoint, incoming and outgoing",
+            sampled.connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Incoming connections refused, by reason (handshakes, address, key, capacity)",
+            sampled.connections_refused.clone(),
+        );
+        registry.register(
+            "replica_lag_ops",
+            "Ops peer replicas lack of what this host holds, summed over its replica links",
+            sampled.replica_lag.clone(),
+        );
+        registry.register(
+            "replica_lag_max_ops",
+            "Ops the furthest-behind peer replica lacks, over this host's replica links",
+            sampled.replica_lag_max.clone(),
+        );
         Self {
             registry,
             requests,
             refusals,
             deliveries,
             delivery_seconds,
+            moves,
+            move_seconds,
+            regenerations,
+            rebalance_moves,
+            anti_entropy_bytes,
+            fsync_seconds,
             sampled,
             log_drops: None,
         }
@@ -174,8 +321,47 @@ impl HostMetrics {
         self.delivery_seconds.observe(seconds);
     }
 
+    /// Counts a move that ended (`outcome`), with its time if it moved.
+    pub fn moved(&self, direction: &'static str, outcome: &'static str, took: Option<Duration>) {
+        self.moves
+            .get_or_create(&MoveLabel { direction, outcome })
+            .inc();
+        if let Some(took) = took {
+            self.move_seconds
+                .get_or_create(&DirectionLabel { direction })
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts a replica copied to a new host to restore R.
+    pub fn regenerated(&self) {
+        self.regenerations.inc();
+    }
+
+    /// Counts a rebalancing move, made or not.
+    pub fn rebalanced(&self, made: bool) {
+        let outcome = if made { "moved" } else { "not_made" };
+        self.rebalance_moves
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts `bytes` pushed to a peer replica, `kind` `sync` or `copy`.
+    pub fn pushed(&self, kind: &'static str, bytes: u64) {
+        self.anti_entropy_bytes
+            .get_or_create(&KindLabel { kind })
+            .inc_by(bytes);
+    }
+
+    /// What the store's writer tells of each commit
+    /// (`MailboxStore::on_commit`): its fsync time, into the histogram.
+    pub fn fsync_hook(&self) -> dem_store::CommitHook {
+        let histogram = self.fsync_seconds.clone();
+        Arc::new(move |took: Duration| histogram.observe(took.as_secs_f64()))
+    }
+
     /// The metrics as Prometheus text, with the sampled ones read now.
-    pub fn render(&self, mailboxes: &Arc<Mailboxes>) -> String {
+    pub fn render(&self, mailboxes: &Arc<Mailboxes>, host: &HostSample) -> String {
         let (awake, slots) = mailboxes.awake();
         let s = &self.sampled;
         s.mailboxes_awake.set(awake as i64);
@@ -193,6 +379,18 @@ impl HostMetrics {
                 drops.load(std::sync::atomic::Ordering::Relaxed),
             );
         }
+        let guests = mailboxes.runtime().guest_stats();
+        catch_up(&s.guest_traps, guests.traps());
+        catch_up(&s.guest_fuel, guests.fuel_used());
+        s.connections_open.set(host.connections_open as i64);
+        for &(reason, total) in &host.connections_refused {
+            catch_up(
+                &s.connections_refused.get_or_create(&ReasonLabel { reason }),
+                total,
+            );
+        }
+        s.replica_lag.set(host.replica_lag_ops as i64);
+        s.replica_lag_max.set(host.replica_lag_max_ops as i64);
         let mut wakes = mailboxes.wake_times();
         wakes.sort();
         let p99 = wakes
@@ -234,7 +432,26 @@ mod tests {
         metrics.request("deliver", None);
         metrics.request("owner", Some(403));
         metrics.delivery("delivered", 0.002);
-        let text = metrics.render(&boxes);
+        metrics.moved("out", "moved", Some(Duration::from_millis(30)));
+        metrics.moved("in", "refused", None);
+        metrics.regenerated();
+        metrics.rebalanced(false);
+        metrics.pushed("sync", 120);
+        metrics.pushed("copy", 4000);
+        let store = boxes.store().unwrap();
+        assert!(store.on_commit(metrics.fsync_hook()));
+        let meta = dem_proto::export::MailboxMeta {
+            code_hash: [0; 32],
+            created_ms: 0,
+        };
+        store.create("counted", meta).await.unwrap();
+        let host = HostSample {
+            connections_open: 3,
+            connections_refused: vec![("address", 2), ("key", 0)],
+            replica_lag_ops: 7,
+            replica_lag_max_ops: 5,
+        };
+        let text = metrics.render(&boxes, &host);
         for line in [
             "dem_requests_total{kind=\"deliver\"} 1",
             "dem_refusals_total{code=\"403\"} 1",
@@ -242,9 +459,32 @@ mod tests {
             "dem_delivery_seconds_count 1",
             "dem_instance_slots 8",
             "dem_mailboxes_awake 0",
+            "dem_moves_total{direction=\"out\",outcome=\"moved\"} 1",
+            "dem_moves_total{direction=\"in\",outcome=\"refused\"} 1",
+            "dem_move_seconds_count{direction=\"out\"} 1",
+            "dem_regenerations_total 1",
+            "dem_rebalance_moves_total{outcome=\"not_made\"} 1",
+            "dem_anti_entropy_bytes_total{kind=\"sync\"} 120",
+            "dem_anti_entropy_bytes_total{kind=\"copy\"} 4000",
+            "dem_store_fsync_seconds_count 1",
+            "dem_guest_traps_total 0",
+            "dem_guest_fuel_used_total 0",
+            "dem_connections_open 3",
+            "dem_connections_refused_total{reason=\"address\"} 2",
+            "dem_connections_refused_total{reason=\"key\"} 0",
+            "dem_replica_lag_ops 7",
+            "dem_replica_lag_max_ops 5",
             "# EOF",
         ] {
             assert!(text.contains(line), "no `{line}` in:\n{text}");
+        }
+        // Every family says what it is.
+        for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = family.split(' ').next().unwrap_or_default();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
         }
         boxes.shutdown().await;
     }

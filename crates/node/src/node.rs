@@ -223,6 +223,12 @@ impl Node {
             .to_string();
         let backbone = config.backbone.iter().map(|a| (a.clone(), None)).collect();
         let session = Session::with_endpoint(key.clone(), endpoint, backbone)?;
+        let metrics = crate::metrics::HostMetrics::new()
+            .with_log_drops(config.logs.as_ref().map(|f| f.dropped_counter()));
+        if let Some(store) = mailboxes.store() {
+            // A fresh store has no hook yet; the result says nothing new.
+            let _ = store.on_commit(metrics.fsync_hook());
+        }
         Ok(Arc::new_cyclic(|me| Self {
             id: key.host_id(),
             addr,
@@ -242,14 +248,31 @@ impl Node {
             attachment_refs: Mutex::default(),
             attachment_grace_ms: crate::dispatch::limits::ATTACHMENT_GRACE_MS.into(),
             traffic: traffic::Traffic::default(),
-            metrics: crate::metrics::HostMetrics::new()
-                .with_log_drops(config.logs.as_ref().map(|f| f.dropped_counter())),
+            metrics,
             me: me.clone(),
         }))
     }
 
     pub fn id(&self) -> HostId {
         self.id
+    }
+
+    /// `/metrics` as of now: the counters, with what the endpoint and the
+    /// replica links hold read for this scrape.
+    fn render_metrics(&self) -> String {
+        let endpoint = self.session.endpoint();
+        let stats = endpoint.connection_stats();
+        let (replica_lag_ops, replica_lag_max_ops) = self.replication.lag();
+        let host = crate::metrics::HostSample {
+            connections_open: endpoint.open_connections(),
+            connections_refused: dem_net::RefusalReason::ALL
+                .iter()
+                .map(|r| (r.label(), stats.refused(*r)))
+                .collect(),
+            replica_lag_ops,
+            replica_lag_max_ops,
+        };
+        self.metrics.render(&self.mailboxes, &host)
     }
 
     pub fn addr(&self) -> &str {
@@ -398,8 +421,7 @@ pub async fn run(
         let http = match config.http {
             Some(addr) => {
                 let me = node.clone();
-                let render: crate::http::Render =
-                    Arc::new(move || me.metrics.render(&me.mailboxes));
+                let render: crate::http::Render = Arc::new(move || me.render_metrics());
                 let (bound, serving) = crate::http::bind(addr, render)
                     .await
                     .map_err(|source| NodeError::Http { addr, source })?;

@@ -44,6 +44,8 @@ pub struct FilterInstance {
     fuel_per_call: u64,
     /// The pool slot this instance occupies; freed when it is dropped.
     _slot: super::Slot,
+    /// Where its traps and burned fuel are counted.
+    stats: Arc<super::GuestStats>,
 }
 
 impl FilterInstance {
@@ -58,16 +60,21 @@ impl FilterInstance {
     /// it, as `MailboxInstance::call` does with its request, so the next
     /// filter gets it as it was without it ever being copied.
     pub async fn run(&mut self, mail: &mut MailView, config: &str) -> Result<Verdict, FilterError> {
-        let _ = self.store.set_fuel(self.fuel_per_call);
+        self.stats.refuel(&mut self.store, self.fuel_per_call);
         let wit_mail = lend(mail);
         let verdict = self
             .filter
             .call_filter(&mut self.store, &wit_mail, config)
             .await;
         *mail = wit_mail.into();
-        verdict.map(Verdict::from).map_err(|e| FilterError::Trap {
-            name: self.name.clone(),
-            reason: format!("{e:#}"),
+        // Counts what this run burned.
+        self.stats.refuel(&mut self.store, self.fuel_per_call);
+        verdict.map(Verdict::from).map_err(|e| {
+            self.stats.trapped();
+            FilterError::Trap {
+                name: self.name.clone(),
+                reason: format!("{e:#}"),
+            }
         })
     }
 }
@@ -84,13 +91,13 @@ impl Runtime {
         let label: Arc<str> = format!("plugin:{name}").into();
         let mut store = self.store(label, self.config.plugin_memory_bytes_max);
         let _ = store.set_fuel(self.config.plugin_fuel_per_call);
-        let filter = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| FilterError::Trap {
+        let filter = pre.instantiate_async(&mut store).await.map_err(|e| {
+            self.stats.trapped();
+            FilterError::Trap {
                 name: name.into(),
                 reason: format!("{e:#}"),
-            })?;
+            }
+        })?;
         Ok(FilterInstance {
             name: name.into(),
             code: *code,
@@ -98,6 +105,7 @@ impl Runtime {
             filter,
             fuel_per_call: self.config.plugin_fuel_per_call,
             _slot: slot,
+            stats: self.stats.clone(),
         })
     }
 

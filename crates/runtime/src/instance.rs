@@ -6,11 +6,14 @@
 //! rebuild it from durable state. Expected failures are never traps: they
 //! come back as the WIT `mailbox-error` inside `Ok`.
 
+use std::sync::Arc;
+
 use wasmtime::Store;
 
 use super::bindings::{self as w, Mailbox, SnapshotInfo};
 use super::convert::{lend, list};
 use super::guest_state::GuestState;
+use super::guest_stats::GuestStats;
 use dem_proto::mail::{MailboxError, OpContext};
 use dem_proto::mailbox::{Request, Response};
 
@@ -59,6 +62,8 @@ pub struct MailboxInstance {
     fuel_per_call: u64,
     /// The pool slot this instance occupies; freed when it is dropped.
     _slot: crate::Slot,
+    /// Where its traps and burned fuel are counted.
+    stats: Arc<GuestStats>,
 }
 
 impl MailboxInstance {
@@ -67,18 +72,28 @@ impl MailboxInstance {
         guest: Mailbox,
         fuel_per_call: u64,
         slot: crate::Slot,
+        stats: Arc<GuestStats>,
     ) -> Self {
         Self {
             store,
             guest,
             fuel_per_call,
             _slot: slot,
+            stats,
         }
     }
 
     fn refuel(&mut self) {
-        // Only fails when fuel metering is off, which the engine never is.
-        let _ = self.store.set_fuel(self.fuel_per_call);
+        self.stats.refuel(&mut self.store, self.fuel_per_call);
+    }
+
+    /// Counts what a call burned, and its trap if it trapped, as it ends.
+    fn settle<T>(&mut self, out: Result<T, CallError>) -> Result<T, CallError> {
+        self.refuel();
+        if matches!(out, Err(CallError::Trap { .. })) {
+            self.stats.trapped();
+        }
+        out
     }
 
     /// Runs one request. `ctx` must be given for mutations.
@@ -88,6 +103,15 @@ impl MailboxInstance {
     /// copied; `request` is as it was when this returns (a call whose
     /// future is dropped halfway may leave them empty).
     pub async fn call(
+        &mut self,
+        ctx: Option<OpContext>,
+        request: &mut Request,
+    ) -> Result<Result<Response, MailboxError>, CallError> {
+        let out = self.call_guest(ctx, request).await;
+        self.settle(out)
+    }
+
+    async fn call_guest(
         &mut self,
         ctx: Option<OpContext>,
         request: &mut Request,
@@ -249,6 +273,11 @@ impl MailboxInstance {
     /// Serialises the state and streams it out in chunks, so the guest never
     /// has to build a second whole copy in a single return value.
     pub async fn snapshot(&mut self) -> Result<(u32, Vec<u8>), CallError> {
+        let out = self.snapshot_guest().await;
+        self.settle(out)
+    }
+
+    async fn snapshot_guest(&mut self) -> Result<(u32, Vec<u8>), CallError> {
         let trap = |call: &'static str| {
             move |e: wasmtime::Error| CallError::Trap {
                 call,
@@ -256,7 +285,7 @@ impl MailboxInstance {
             }
         };
         let fuel = self.fuel_per_call;
-        let _ = self.store.set_fuel(fuel);
+        self.stats.refuel(&mut self.store, fuel);
         let api = self.guest.dem_mail_api();
         let SnapshotInfo {
             schema_version,
@@ -276,7 +305,7 @@ impl MailboxInstance {
         let reserve = size_bytes.min(SNAPSHOT_RESERVE_BYTES_MAX);
         let mut out = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
         while (out.len() as u64) < size_bytes {
-            let _ = self.store.set_fuel(fuel);
+            self.stats.refuel(&mut self.store, fuel);
             let chunk = api
                 .call_snapshot_read(&mut self.store, out.len() as u64, SNAPSHOT_CHUNK_BYTES)
                 .await
@@ -295,7 +324,7 @@ impl MailboxInstance {
             }
             out.extend_from_slice(&chunk);
         }
-        let _ = self.store.set_fuel(fuel);
+        self.stats.refuel(&mut self.store, fuel);
         api.call_snapshot_end(&mut self.store)
             .await
             .map_err(trap("snapshot-end"))?;
@@ -316,6 +345,11 @@ impl MailboxInstance {
     /// then applies by its merge rules instead of checking them against
     /// the state as a new request.
     pub async fn set_replaying(&mut self, on: bool) -> Result<(), CallError> {
+        let out = self.set_replaying_guest(on).await;
+        self.settle(out)
+    }
+
+    async fn set_replaying_guest(&mut self, on: bool) -> Result<(), CallError> {
         self.refuel();
         self.guest
             .dem_mail_api()
@@ -328,6 +362,11 @@ impl MailboxInstance {
     }
 
     pub async fn state_digest(&mut self) -> Result<[u8; 32], CallError> {
+        let out = self.state_digest_guest().await;
+        self.settle(out)
+    }
+
+    async fn state_digest_guest(&mut self) -> Result<[u8; 32], CallError> {
         self.refuel();
         let bytes = self
             .guest
@@ -347,6 +386,15 @@ impl MailboxInstance {
         schema_version: u32,
         bytes: &[u8],
     ) -> Result<Result<(), MailboxError>, CallError> {
+        let out = self.restore_guest(schema_version, bytes).await;
+        self.settle(out)
+    }
+
+    async fn restore_guest(
+        &mut self,
+        schema_version: u32,
+        bytes: &[u8],
+    ) -> Result<Result<(), MailboxError>, CallError> {
         let trap = |call: &'static str| {
             move |e: wasmtime::Error| CallError::Trap {
                 call,
@@ -355,7 +403,7 @@ impl MailboxInstance {
         };
         let fuel = self.fuel_per_call;
         let api = self.guest.dem_mail_api();
-        let _ = self.store.set_fuel(fuel);
+        self.stats.refuel(&mut self.store, fuel);
         if let Err(e) = api
             .call_restore_begin(&mut self.store, schema_version, bytes.len() as u64)
             .await
@@ -364,7 +412,7 @@ impl MailboxInstance {
             return Ok(Err(e.into()));
         }
         for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES as usize) {
-            let _ = self.store.set_fuel(fuel);
+            self.stats.refuel(&mut self.store, fuel);
             if let Err(e) = api
                 .call_restore_write(&mut self.store, chunk)
                 .await
@@ -373,7 +421,7 @@ impl MailboxInstance {
                 return Ok(Err(e.into()));
             }
         }
-        let _ = self.store.set_fuel(fuel);
+        self.stats.refuel(&mut self.store, fuel);
         Ok(api
             .call_restore_finish(&mut self.store)
             .await
@@ -494,5 +542,42 @@ mod tests {
             instance.call(None, &mut without_ctx).await,
             Err(CallError::MissingContext("add-contact"))
         ));
+    }
+
+    /// Each call's burned fuel is counted as it ends, and a call that runs
+    /// out of fuel counts as a trap: what `dem_guest_*` show.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_count_their_fuel_and_traps() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(dir.path(), RuntimeConfig::default()).unwrap();
+        let code = runtime.code().insert(builtin::MAILBOX).unwrap();
+        let mut instance = runtime
+            .instantiate_mailbox(&code, "fuel".into())
+            .await
+            .unwrap();
+        let before = runtime.guest_stats().fuel_used();
+        instance
+            .call(None, &mut Request::Stats)
+            .await
+            .unwrap()
+            .unwrap();
+        let after = runtime.guest_stats().fuel_used();
+        assert!(after > before, "{before} then {after}");
+        assert_eq!(runtime.guest_stats().traps(), 0);
+
+        let starved = Runtime::new(
+            dir.path(),
+            RuntimeConfig {
+                mailbox_fuel_per_call: 10,
+                ..RuntimeConfig::default()
+            },
+        )
+        .unwrap();
+        // Ten instructions end it, at its start or at its first call.
+        if let Ok(mut instance) = starved.instantiate_mailbox(&code, "starved".into()).await {
+            let out = instance.call(None, &mut Request::Stats).await;
+            assert!(matches!(out, Err(CallError::Trap { .. })), "{out:?}");
+        }
+        assert_eq!(starved.guest_stats().traps(), 1);
     }
 }

@@ -14,6 +14,7 @@ pub mod code_store;
 mod convert;
 pub mod filter;
 pub mod guest_state;
+pub mod guest_stats;
 pub mod instance;
 pub mod slots;
 
@@ -30,6 +31,7 @@ use bindings::{FilterPre, MailboxPre};
 use code_store::{CodeError, CodeStore};
 use dem_proto::ids::CodeHash;
 use guest_state::GuestState;
+pub use guest_stats::GuestStats;
 pub use instance::{CallError, MailboxInstance};
 pub use slots::{Evictor, InstanceSlots, Slot, SlotStats};
 
@@ -136,6 +138,8 @@ pub struct Runtime {
     filter_pres: Pres<FilterPre<GuestState>>,
     slots: InstanceSlots,
     config: RuntimeConfig,
+    /// Traps and fuel of every instance, for the host's metrics.
+    stats: Arc<GuestStats>,
 }
 
 /// Linked components by code hash, built once each however many callers
@@ -200,6 +204,7 @@ impl Runtime {
             filter_pres: Pres::new(),
             slots: InstanceSlots::new(slots, std::time::Duration::from_millis(config.slot_wait_ms)),
             config,
+            stats: Arc::default(),
         }))
     }
 
@@ -242,6 +247,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Traps and fuel used so far, by every instance.
+    pub fn guest_stats(&self) -> &GuestStats {
+        &self.stats
     }
 
     /// The instance slots every instantiation takes one of.
@@ -318,19 +328,20 @@ impl Runtime {
         let mut store = self.store(label, self.config.mailbox_memory_bytes_max);
         // Start functions burn fuel too.
         let _ = store.set_fuel(self.config.mailbox_fuel_per_call);
-        let guest =
-            pre.instantiate_async(&mut store)
-                .await
-                .map_err(|e| RuntimeError::Instantiate {
-                    what: "mailbox",
-                    code: code.short(),
-                    reason: format!("{e:#}"),
-                })?;
+        let guest = pre.instantiate_async(&mut store).await.map_err(|e| {
+            self.stats.trapped();
+            RuntimeError::Instantiate {
+                what: "mailbox",
+                code: code.short(),
+                reason: format!("{e:#}"),
+            }
+        })?;
         Ok(MailboxInstance::new(
             store,
             guest,
             self.config.mailbox_fuel_per_call,
             slot,
+            self.stats.clone(),
         ))
     }
 }

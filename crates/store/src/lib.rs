@@ -39,7 +39,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
@@ -106,6 +106,10 @@ pub struct MailboxUsage {
     pub log_bytes: u64,
 }
 
+/// Told the duration of each durable group commit
+/// ([`MailboxStore::on_commit`]).
+pub type CommitHook = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// The mailbox database. Cheap to clone; all clones share one database and
 /// one writer thread, which stops once the last clone is dropped (or on
 /// [`MailboxStore::shutdown`]) after finishing the queued writes.
@@ -120,6 +124,8 @@ struct Inner {
     tx: RwLock<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     commits: Arc<AtomicU64>,
+    /// What the writer tells of each commit's duration.
+    commit_hook: Arc<OnceLock<CommitHook>>,
     /// Large snapshots, as files the `META` records name.
     blobs: Arc<Blobs>,
     /// The last [`StageToken`] handed out.
@@ -163,6 +169,7 @@ impl MailboxStore {
         }
         let db = Arc::new(db);
         let commits = Arc::new(AtomicU64::new(0));
+        let commit_hook = Arc::new(OnceLock::new());
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             db: Arc::clone(&db),
@@ -174,6 +181,7 @@ impl MailboxStore {
                 Durability::None
             },
             commits: Arc::clone(&commits),
+            commit_hook: Arc::clone(&commit_hook),
             blobs: Arc::clone(&blobs),
         };
         let handle = std::thread::Builder::new()
@@ -185,6 +193,7 @@ impl MailboxStore {
                 tx: RwLock::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
                 commits,
+                commit_hook,
                 blobs,
                 stage_tokens: AtomicU64::new(0),
             }),
@@ -320,6 +329,15 @@ impl MailboxStore {
     /// far fewer than requests. For tests and benchmarks.
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Has `hook` told, on the writer thread, how long each group commit
+    /// took to become durable (its fsyncs), for a latency histogram that
+    /// the caller keeps: the store itself knows no metrics format. One
+    /// hook per store; `false` if one was set already. The hook must be
+    /// quick, as the next batch waits on it.
+    pub fn on_commit(&self, hook: CommitHook) -> bool {
+        self.inner.commit_hook.set(hook).is_ok()
     }
 
     /// Stops accepting writes (later ones fail with [`CommitError::WriterGone`]

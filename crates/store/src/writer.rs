@@ -14,9 +14,9 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use redb::{Database, Durability, ReadableTable, Table};
@@ -30,7 +30,7 @@ use super::import::{
 };
 use super::staging::ImportSnapshot;
 use super::tables::{LOG, META, MetaRecord, SNAPSHOT, STAGED, SnapshotHeader};
-use super::{CommitError, MailboxMeta, SnapshotRecord};
+use super::{CommitError, CommitHook, MailboxMeta, SnapshotRecord};
 
 /// Stop draining the queue once a batch holds this many payload bytes, so a
 /// burst of large snapshots or imports cannot build one huge transaction.
@@ -72,6 +72,9 @@ pub(super) struct Writer {
     pub ops_max: usize,
     pub durability: Durability,
     pub commits: Arc<AtomicU64>,
+    /// Told how long each batch took to become durable, once set
+    /// ([`super::MailboxStore::on_commit`]).
+    pub commit_hook: Arc<OnceLock<CommitHook>>,
     /// Where snapshots of at least `BLOB_BYTES_MIN` go.
     pub blobs: Arc<Blobs>,
 }
@@ -208,6 +211,9 @@ impl Writer {
                 .map_err(CommitError::database)?;
             }
         }
+        // What the hook is told: the fsyncs (the folder's, the commit's),
+        // not the applying before them, which grows with the batch.
+        let durable = Instant::now();
         // The files must outlive a crash before a record names them.
         if files.written {
             files
@@ -216,6 +222,9 @@ impl Writer {
                 .map_err(|e| CommitError::SnapshotFolderSync(Shared::new(e)))?;
         }
         txn.commit().map_err(CommitError::database)?;
+        if let Some(hook) = self.commit_hook.get() {
+            hook(durable.elapsed());
+        }
         for name in &files.doomed {
             files.blobs.delete(name);
         }

@@ -256,7 +256,10 @@ impl Node {
                 continue;
             }
             match self.send_copy(id, &placement.addr, placement.host).await {
-                Ok(_) => hosts.push(placement.host),
+                Ok(_) => {
+                    self.metrics.regenerated();
+                    hosts.push(placement.host)
+                }
                 Err(e) => {
                     tracing::warn!(mailbox = %user.short(), host = %self.id.short(), to = %placement.host.short(), error = %e, "copying a new replica failed");
                 }

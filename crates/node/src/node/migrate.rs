@@ -119,9 +119,10 @@ impl Node {
             // The state is read while the mailbox still runs, and the pause
             // adds only the ops logged since.
             let ahead = ahead.or_else(|| self.mailboxes.read_ahead(&id));
+            let started = std::time::Instant::now();
             let clock = MoveClock::start();
             let (mv, first) = SourceMove::new(clock.now_ms(), to);
-            Outbound {
+            let outcome = Outbound {
                 node: self,
                 user,
                 id,
@@ -136,10 +137,17 @@ impl Node {
                 migration: None,
                 stream: None,
                 moved: None,
-                started: std::time::Instant::now(),
+                started,
             }
             .run()
-            .await
+            .await;
+            // A mailbox not held here never started a move: not counted.
+            match &outcome {
+                Ok(_) => self.metrics.moved("out", "moved", Some(started.elapsed())),
+                Err(MigrateError::NotHere) => {}
+                Err(_) => self.metrics.moved("out", "failed", None),
+            }
+            outcome
         }
         .instrument(span)
         .await

@@ -197,6 +197,8 @@ impl<'a> Inbound<'a> {
                     let imported = HostResponse::Imported {
                         log_position: self.log_position,
                     };
+                    node.metrics
+                        .moved("in", "moved", Some(self.started.elapsed()));
                     answered = Some(answer_move(ex, Ok(imported), self.refused).await);
                     if self.restores() {
                         // Restoring takes a core for tens of ms: let the
@@ -207,6 +209,7 @@ impl<'a> Inbound<'a> {
                     self.feed(|mv, now| mv.handle_answered(now));
                 }
                 TargetAction::Refuse(refusal) => {
+                    node.metrics.moved("in", "refused", None);
                     answered = Some(answer_move(ex, Err(refusal), self.refused).await);
                     self.feed(|mv, now| mv.handle_answered(now));
                 }

@@ -70,10 +70,12 @@ impl Node {
             }
         };
         self.rebalance_pacer().asked(mv.is_some());
-        if let Some(mv) = mv
-            && let Err(e) = self.shed(&mv).await
-        {
-            tracing::info!(host = %self.id.short(), to = %mv.placement.host.short(), shed = %mv.shed.short(), error = %e.message, "rebalancing move not made");
+        if let Some(mv) = mv {
+            let shed = self.shed(&mv).await;
+            self.metrics.rebalanced(shed.is_ok());
+            if let Err(e) = shed {
+                tracing::info!(host = %self.id.short(), to = %mv.placement.host.short(), shed = %mv.shed.short(), error = %e.message, "rebalancing move not made");
+            }
         }
     }
 

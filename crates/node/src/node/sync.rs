@@ -141,6 +141,9 @@ pub(super) struct Link {
     kick: Notify,
     /// The peer's vector as it last answered (`None`: not known yet).
     acked: watch::Sender<Option<VersionVector>>,
+    /// Ops the peer lacked of this replica's at the last push, for
+    /// `/metrics`; kept through a failed push, whose ops it still lacks.
+    lag: std::sync::atomic::AtomicU64,
 }
 
 /// The host's replication state.
@@ -186,6 +189,16 @@ impl Replication {
             .filter(|((m, _), _)| m == id)
             .filter_map(|((_, peer), link)| link.acked.borrow().clone().map(|vv| (*peer, vv)))
             .collect()
+    }
+
+    /// Ops the peers lack, summed over this host's links, and the most
+    /// one lacks: as each link last measured, so a scrape costs one pass
+    /// over the links and never a mailbox call.
+    pub fn lag(&self) -> (u64, u64) {
+        lock(&self.links).values().fold((0, 0), |(sum, max), link| {
+            let lag = link.lag.load(std::sync::atomic::Ordering::Relaxed);
+            (sum.saturating_add(lag), max.max(lag))
+        })
     }
 
     pub fn forget(&self, id: &MailboxId) {
@@ -325,6 +338,7 @@ impl Node {
         let link = Arc::new(Link {
             kick: Notify::new(),
             acked: watch::Sender::new(None),
+            lag: Default::default(),
         });
         links.insert((id.clone(), peer.host), link.clone());
         let Some(node) = self.me.upgrade() else {
@@ -444,6 +458,13 @@ impl Node {
             .mailboxes
             .since(id, peer_vv.clone(), SYNC_BATCH_BYTES)
             .await?;
+        let lacks = |vv: &VersionVector| {
+            link.lag.store(
+                crate::replica::missing_ops(&ours, vv),
+                std::sync::atomic::Ordering::Relaxed,
+            )
+        };
+        lacks(&peer_vv);
         match since {
             Since::Ops { ops, .. } if ops.is_empty() => Ok(false),
             Since::Ops { ops, more } => {
@@ -454,6 +475,7 @@ impl Node {
                     .collect();
                 match self.send_sync(user, &addr, peer.host, ops).await? {
                     Some(vv) => {
+                        lacks(&vv);
                         let progressed = vv != peer_vv;
                         let done = !more && vv.covers(&ours);
                         link.acked.send_replace(Some(vv));
@@ -486,6 +508,7 @@ impl Node {
         host: HostId,
         ops: Vec<ByteBuf>,
     ) -> Result<Option<VersionVector>, SendSyncError> {
+        let op_bytes: usize = ops.iter().map(|o| o.len()).sum();
         let req = HostRequest::Sync { mailbox: user, ops };
         let answer =
             tokio::time::timeout(SYNC_TIMEOUT, self.session.host_request(addr, host, &req)).await;
@@ -495,6 +518,10 @@ impl Node {
                 limit: SYNC_TIMEOUT,
             });
         };
+        // Counted once the peer answered, as a copy is: what reached it.
+        if answer.is_ok() {
+            self.metrics.pushed("sync", op_bytes as u64);
+        }
         sync_answer(answer)
     }
 
@@ -507,12 +534,16 @@ impl Node {
     ) -> Result<VersionVector, SendCopyError> {
         let state = self.mailboxes.export(id).await?;
         let vv = state.vv()?;
+        let state_bytes = state.snapshot.as_ref().map_or(0, |s| s.bytes.len())
+            + state.tail.iter().map(|(_, op)| op.len()).sum::<usize>();
         let request = |header| HostRequest::Copy { header };
         // A copy needs no grant: its stream ends as soon as it is written.
         self.send_mailbox(id, &state, (host, addr), request)
             .await?
             .finish()
             .await?;
+        // Counted once the peer took it, as ops are: what reached it.
+        self.metrics.pushed("copy", state_bytes as u64);
         tracing::info!(mailbox = %id, peer = %host.short(), "sent a whole copy");
         Ok(vv)
     }
@@ -582,6 +613,26 @@ mod tests {
 
     fn refused(code: dem_proto::ErrorCode) -> SessionError {
         SessionError::Net(NetError::Remote(WireError::new(code, "refused")))
+    }
+
+    /// `/metrics` reads the lag the links measured: the sum over links
+    /// and the largest, none counted for a mailbox that has no links.
+    #[test]
+    fn the_lag_sums_the_links_and_keeps_the_largest() {
+        let r = Replication::new();
+        assert_eq!(r.lag(), (0, 0));
+        let id: MailboxId = "ab".repeat(32).parse().unwrap();
+        for (peer, lag) in [(1u8, 3u64), (2, 5), (3, 0)] {
+            let link = Link {
+                kick: Notify::new(),
+                acked: watch::Sender::new(None),
+                lag: lag.into(),
+            };
+            lock(&r.links).insert((id.clone(), HostId([peer; 32])), Arc::new(link));
+        }
+        assert_eq!(r.lag(), (8, 5));
+        r.forget(&id);
+        assert_eq!(r.lag(), (0, 0));
     }
 
     #[test]

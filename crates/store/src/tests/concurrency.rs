@@ -66,6 +66,7 @@ fn bad_request_in_one_batch_fails_alone() {
         ops_max: 100,
         durability: Durability::Immediate,
         commits: Arc::new(AtomicU64::new(0)),
+        commit_hook: Arc::default(),
         blobs: Arc::clone(&store.inner.blobs),
     };
     let request = |id: &str, op| Request {
@@ -240,4 +241,21 @@ async fn bench_durable_appends_and_load() {
     let t = Instant::now();
     store.load("mb0").unwrap().unwrap();
     println!("again (redb cache warm): {:?}", t.elapsed());
+}
+
+/// The hook sees every durable commit, once, with its time: what a host's
+/// fsync histogram counts.
+#[tokio::test]
+async fn the_commit_hook_is_told_each_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&told);
+    assert!(store.on_commit(Arc::new(move |d| sink.lock().unwrap().push(d))));
+    assert!(!store.on_commit(Arc::new(|_| {})), "one hook per store");
+    store.create("mb", meta(1)).await.unwrap();
+    store.append("mb", 1, b"op".to_vec()).await.unwrap();
+    let n = told.lock().unwrap().len() as u64;
+    assert_eq!(n, store.commits());
+    assert!(n >= 1);
 }
