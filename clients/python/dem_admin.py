@@ -4,7 +4,7 @@ Standard library only, so it runs wherever Python 3.8+ does. The API:
 
 - reads (open to loopback, else the admin token): `/api/status`,
   `/api/view`, `/api/inspect/{host|mailbox|attachment|unit}/{id}`,
-  `/api/sync`;
+  `/api/sync`, `/api/replicas/{mailbox}`, `/api/logs`;
 - actions (always the admin token): `POST /api/act/drain`,
   `POST /api/act/replication`.
 
@@ -70,6 +70,11 @@ class Unit:
         if kind not in ("host", "mailbox", "attachment", "unit"):
             raise ValueError(f"inspect host, mailbox, attachment or unit, not {kind!r}")
         return self._call("GET", f"/api/inspect/{kind}/{urllib.parse.quote(ident, safe='')}")
+
+    def replicas(self, mailbox):
+        """One mailbox's version vectors as its holders report them, and
+        whether they agree."""
+        return self._call("GET", "/api/replicas/" + urllib.parse.quote(mailbox, safe=""))
 
     def sync(self):
         """Whether every mailbox has R replicas in sync (the unit asks

@@ -75,6 +75,22 @@ fn replication(admin: &User, url: &str, token: Option<&str>, r: u8, w: u8) -> Re
     admin.run(args)
 }
 
+/// Runs Python code with the client importable; its stdout.
+fn python_code(code: &str) -> Result<String> {
+    let out = Command::new("python3")
+        .args(["-c", code])
+        .env("PYTHONPATH", examples().join(".."))
+        .output()
+        .context("running python3")?;
+    ensure!(
+        out.status.success(),
+        "python3 -c {code:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn users_with_replicas(status: &Value, r: usize) -> Result<bool> {
     let users = status["users"].as_array().context("users")?;
     Ok(users.len() == USERS
@@ -143,6 +159,15 @@ fn the_python_console_and_dem_admin_inspect_change_and_drain_a_running_network()
     // Every mailbox at R = 2, in sync.
     let out = python("wait_in_sync.py", &[&url, "--timeout", SYNC_WAIT_S])?;
     ensure!(out.contains("6 of 6 mailboxes at R = 2 in sync"), "{out}");
+    // One mailbox's vectors, as its two holders report them.
+    let replicas: Value = serde_json::from_str(&python_code(&format!(
+        "import json; from dem_admin import Unit; print(json.dumps(Unit({url:?}).replicas('user1')))"
+    ))?)?;
+    ensure!(
+        replicas["vectors_agree"] == true
+            && replicas["holders"].as_array().map(Vec::len) == Some(2),
+        "{replicas}"
+    );
 
     // The offline users on one operator: exactly those the status shows.
     let status = admin_status(&admin)?;
@@ -249,6 +274,10 @@ fn the_python_console_and_dem_admin_inspect_change_and_drain_a_running_network()
     ensure!(
         host.to_string().contains("left"),
         "the drained host: {host}"
+    );
+    ensure!(
+        host["recent_errors"].is_array(),
+        "the host's recent errors: {host}"
     );
 
     // Back to R = 2, then `dem admin drain --wait` follows a second drain

@@ -88,6 +88,10 @@ pub enum AdminCommand {
     Drain {
         /// The host's id (hex).
         host: String,
+        /// Follow the drain until the host has left, for at most this many
+        /// seconds (a progress bar on a terminal).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
         #[command(flatten)]
         act: ActArgs,
     },
@@ -143,9 +147,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             http,
             token,
         } => return inspect::inspect(kind, id, http, token.as_deref()).await,
-        AdminCommand::Drain { host, act } => {
+        AdminCommand::Drain { host, wait, act } => {
             let by = act::who(act.by.clone());
-            return act::drain(&act.http, act.token.as_deref(), host, &by).await;
+            let wait = wait.map(std::time::Duration::from_secs);
+            return act::drain(&act.http, act.token.as_deref(), host, &by, wait).await;
         }
         AdminCommand::Replication {
             replicas,

@@ -131,6 +131,23 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// The monitor page at network scale: a unit whose tables hold a
+    /// fixture of many hosts and users; first paint in headless chromium
+    /// and the unit's CPU serving event streams.
+    Monitor {
+        /// Hosts in the fixture (two thirds online).
+        #[arg(long, default_value_t = 1_000)]
+        hosts: u32,
+        /// Users in the fixture, each with a mailbox on 3 hosts.
+        #[arg(long, default_value_t = 100_000)]
+        users: u32,
+        /// Event streams held open while the unit's CPU is measured.
+        #[arg(long, default_value_t = 10)]
+        watchers: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The receiving process of the raw-QUIC baseline (used by `net`).
     #[command(hide = true)]
     NetSink {
@@ -150,6 +167,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Net { .. } => Some("bench net"),
         Bench::Repl { .. } => Some("bench repl"),
         Bench::Logs { .. } => Some("bench logs"),
+        Bench::Monitor { .. } => Some("bench monitor"),
         Bench::Host { .. } | Bench::NetSink { .. } => None,
     };
     let spinner = label.map(super::progress::spinner);
@@ -242,6 +260,19 @@ async fn run_one(args: BenchArgs) -> anyhow::Result<Option<(serde_json::Value, b
                 ring,
             };
             Ok(Some((super::bench_logs::run(params).await?, json)))
+        }
+        Bench::Monitor {
+            hosts,
+            users,
+            watchers,
+            json,
+        } => {
+            let params = super::bench_monitor::MonitorParams {
+                hosts,
+                users,
+                watchers,
+            };
+            Ok(Some((super::bench_monitor::run(params).await?, json)))
         }
         Bench::NetSink { listen, data } => {
             super::bench_sink::serve(listen, data).await.map(|()| None)

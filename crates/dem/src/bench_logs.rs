@@ -158,7 +158,7 @@ fn event(host: usize, i: u64) -> LogEvent {
 }
 
 /// User and system CPU time of process `pid`, in seconds.
-fn cpu_s(pid: u32) -> anyhow::Result<f64> {
+pub(super) fn cpu_s(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name may hold spaces; the fields after it do not.

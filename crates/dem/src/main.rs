@@ -15,6 +15,7 @@ pub mod admin;
 pub mod bench;
 mod bench_host;
 mod bench_logs;
+mod bench_monitor;
 mod bench_lookups;
 mod bench_move;
 mod bench_net;

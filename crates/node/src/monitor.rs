@@ -32,7 +32,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
@@ -54,6 +54,8 @@ use view::{InspectError, Kind, PageQuery};
 pub const TICK: Duration = Duration::from_millis(500);
 /// Most event streams open at once; more are refused with 503.
 pub const WATCHERS_MAX: usize = 64;
+/// Most recent warnings and errors an inspected host shows.
+const RECENT_ERRORS_MAX: usize = 20;
 /// Longest id accepted in an inspect path.
 const ID_MAX: usize = 128;
 
@@ -82,16 +84,66 @@ struct Monitor {
     token: AdminToken,
     /// The latest status, for every watcher; `None` until first computed.
     latest: watch::Sender<Option<Arc<StatusView>>>,
+    /// When the latest view was built, and how long that took.
+    built: std::sync::Mutex<Option<(Instant, Duration)>>,
     watchers: Arc<Semaphore>,
     metrics: UnitMetrics,
 }
 
 impl Monitor {
-    /// Computes the status now and hands it to every watcher.
-    fn refresh(&self) -> Arc<StatusView> {
-        let view = Arc::new(self.reader.read(|unit, now| unit.status(now)));
+    /// The status of now (or of less than a [`TICK`] ago), handed to every
+    /// watcher. At 100,000 users building it takes a good part of a
+    /// second, so it is built from a copy of the unit, outside the lock
+    /// every request takes, on a blocking thread rather than a runtime
+    /// worker; and reused within a tick however many ask.
+    async fn refresh(self: &Arc<Self>) -> Arc<StatusView> {
+        if let Some((at, view)) = self.computed()
+            && at.elapsed() < TICK
+        {
+            return view;
+        }
+        let me = self.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let (unit, now) = me.reader.read(|unit, now| (unit.clone(), now));
+            let view = Arc::new(unit.status(now));
+            (view, started.elapsed())
+        })
+        .await;
+        let (view, took) = match built {
+            Ok(built) => built,
+            // The build panicked, a broken invariant: keep the last view
+            // if there is one, else build it here (and fail the same way).
+            Err(_) => match self.computed() {
+                Some((_, v)) => return v,
+                None => return Arc::new(self.reader.read(|unit, now| unit.status(now))),
+            },
+        };
+        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), took));
         self.latest.send_replace(Some(view.clone()));
         view
+    }
+
+    /// The latest view and when it was built.
+    fn computed(&self) -> Option<(Instant, Arc<StatusView>)> {
+        let at = self
+            .built
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|(at, _)| at)?;
+        self.latest.borrow().clone().map(|v| (at, v))
+    }
+
+    /// How long to wait before the next tick: [`TICK`], or four times what
+    /// the last build took, so watching never costs the unit more than a
+    /// fifth of a core however large the network.
+    fn next_tick(&self) -> Duration {
+        let took = self
+            .built
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map_or(Duration::ZERO, |(_, took)| took);
+        TICK.max(took * 4)
     }
 }
 
@@ -115,6 +167,7 @@ pub async fn bind(
         reader,
         token,
         latest: watch::Sender::new(None),
+        built: std::sync::Mutex::new(None),
         watchers: Arc::new(Semaphore::new(WATCHERS_MAX)),
         metrics: UnitMetrics::new(),
     });
@@ -163,14 +216,13 @@ fn router(monitor: Arc<Monitor>) -> Router {
         .with_state(monitor)
 }
 
-/// Recomputes the status every tick while someone watches.
+/// Recomputes the status every tick while someone watches (a longer tick
+/// when building it is slow: [`Monitor::next_tick`]).
 async fn ticker(monitor: Arc<Monitor>) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tick.tick().await;
+        tokio::time::sleep(monitor.next_tick()).await;
         if monitor.latest.receiver_count() > 0 {
-            monitor.refresh();
+            monitor.refresh().await;
         }
     }
 }
@@ -232,12 +284,12 @@ async fn index() -> Response {
 }
 
 async fn status(State(monitor): State<Arc<Monitor>>) -> Response {
-    json_response(&*monitor.refresh())
+    json_response(&*monitor.refresh().await)
 }
 
 async fn page(State(monitor): State<Arc<Monitor>>, RawQuery(raw): RawQuery) -> Response {
     match PageQuery::parse(raw.as_deref()) {
-        Ok(query) => json_response(&view::page(&monitor.refresh(), &query)),
+        Ok(query) => json_response(&view::page(&*monitor.refresh().await, &query)),
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
@@ -255,7 +307,7 @@ async fn events(State(monitor): State<Arc<Monitor>>, RawQuery(raw): RawQuery) ->
     };
     let mut rx = monitor.latest.subscribe();
     // A full snapshot on connect, fresh rather than up to a tick old.
-    monitor.refresh();
+    monitor.refresh().await;
     rx.mark_changed();
     let state = (rx, query, permit, String::new());
     let stream =
@@ -299,7 +351,21 @@ async fn inspect(
         .reader
         .read(|unit, now| view::inspect(unit, now, kind, &id))
     {
-        Ok(v) => json_response(&v),
+        Ok(mut v) => {
+            // A host's recent warnings and errors, from the collected log.
+            if kind == Kind::Host
+                && let Some(host) = v["id"].as_str()
+            {
+                let filter = dem_proto::logs::LogFilter {
+                    component: Some(host.to_owned()),
+                    level: Some(dem_proto::logs::Level::Warn),
+                    ..Default::default()
+                };
+                let page = monitor.reader.logs().page(&filter, None, RECENT_ERRORS_MAX);
+                v["recent_errors"] = serde_json::to_value(page.events).unwrap_or_default();
+            }
+            json_response(&v)
+        }
         Err(e @ InspectError::BadId(_)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e @ InspectError::NotFound(_)) => error(StatusCode::NOT_FOUND, &e.to_string()),
     }

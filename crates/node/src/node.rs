@@ -454,6 +454,10 @@ pub async fn run(
             _ = wait_for_signal() => tracing::info!("leaving"),
             _ = node.drain.notified() => tracing::info!("leaving: drain ordered"),
         }
+        // Leaving now either way: a lease answer that says "draining" (as
+        // every answer to a leaving host does) is no news any more.
+        node.drain_ordered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(h) = homing {
             h.abort();
         }

@@ -1,5 +1,7 @@
 //! `/api/sync`: whether every mailbox has R replicas in sync, for the
-//! admin console ("wait until every mailbox has R replicas in sync").
+//! admin console ("wait until every mailbox has R replicas in sync"); and
+//! `/api/replicas/{mailbox}`: one mailbox's version vectors as its holders
+//! report them (`Holds`), for inspecting it.
 //!
 //! The tables know where replicas are listed but not what they hold, so
 //! the unit asks every online host for its replicas' version vectors and
@@ -32,12 +34,14 @@ use crate::dispatch::service::UnitReader;
 use dem_client::Session;
 use dem_identity::{HostId, KeyPair, UserId};
 use dem_proto::host::ReplicaState;
-use dem_proto::{HostRequest, HostResponse};
+use dem_proto::{HostRequest, HostResponse, VersionVector};
 
 /// How long one host may take to answer.
 pub const HOST_ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a report is reused.
 pub const PROBE_REUSE: Duration = Duration::from_secs(1);
+/// Longest mailbox name or id `/api/replicas/` takes.
+const MAILBOX_ARG_MAX: usize = 128;
 /// Most out-of-sync mailboxes a report names.
 pub const UNSYNCED_LISTED_MAX: usize = 1_000;
 
@@ -100,6 +104,7 @@ pub fn router(reader: UnitReader, token: AdminToken) -> Result<Router, ProberErr
     });
     Ok(Router::new()
         .route("/api/sync", get(sync))
+        .route("/api/replicas/{mailbox}", get(replicas))
         .with_state(prober))
 }
 
@@ -129,6 +134,109 @@ async fn sync(
     }
 }
 
+/// One mailbox's replicas as their hosts report them: each listed
+/// holder's version vector (`Holds`), asked at once, and whether they
+/// agree. `mailbox` is a name or a user id (hex).
+async fn replicas(
+    State(prober): State<Arc<Prober>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Path(mailbox): axum::extract::Path<String>,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !auth::allowed(peer.ip(), &prober.token, authorization, None) {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({
+                "error": "an admin token is needed from off this machine: `Authorization: Bearer TOKEN`"
+            }),
+        );
+    }
+    if mailbox.len() > MAILBOX_ARG_MAX {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "the mailbox is too long" }),
+        );
+    }
+    let found = prober.reader.read(|unit, _| {
+        let t = unit.tables();
+        let user = t
+            .names
+            .get(&mailbox)
+            .map(|r| r.user)
+            .or_else(|| mailbox.parse::<UserId>().ok())?;
+        let rec = t.mailboxes.get(&user)?;
+        let holders: Vec<(HostId, String)> = rec
+            .hosts
+            .iter()
+            .filter_map(|h| t.hosts.get(h).map(|r| (*h, r.addr.clone())))
+            .collect();
+        Some((user, holders))
+    });
+    let Some((user, holders)) = found else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": format!("mailbox {mailbox} is not known to this unit") }),
+        );
+    };
+    let mut asks = tokio::task::JoinSet::new();
+    for (host, addr) in holders {
+        let session = prober.session.clone();
+        asks.spawn(async move {
+            let req = HostRequest::Holds { mailbox: user };
+            let got =
+                tokio::time::timeout(HOST_ASK_TIMEOUT, session.host_request(&addr, host, &req))
+                    .await;
+            let vv = match got {
+                Ok(Ok(HostResponse::Holds { vv })) => Ok(vv),
+                Ok(Ok(other)) => Err(format!("answered {other:?}")),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {HOST_ASK_TIMEOUT:?}")),
+            };
+            (host, vv)
+        });
+    }
+    let mut rows = Vec::new();
+    while let Some(Ok((host, vv))) = asks.join_next().await {
+        rows.push((host, vv));
+    }
+    rows.sort_by_key(|(h, _)| *h);
+    let vectors: Vec<&VersionVector> = rows
+        .iter()
+        .filter_map(|(_, v)| v.as_ref().ok()?.as_ref())
+        .collect();
+    let agree = vectors.len() == rows.len() && vectors.windows(2).all(|w| w[0] == w[1]);
+    let holders: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(host, vv)| match vv {
+            Ok(Some(vv)) => {
+                serde_json::json!({ "host": host.to_hex(), "ops": vv.total(), "vv": vv })
+            }
+            Ok(None) => serde_json::json!({ "host": host.to_hex(), "error": "holds no copy" }),
+            Err(e) => serde_json::json!({ "host": host.to_hex(), "error": e }),
+        })
+        .collect();
+    answer(
+        StatusCode::OK,
+        serde_json::json!({
+            "user": user.to_hex(),
+            "holders": holders,
+            "vectors_agree": agree,
+        }),
+    )
+}
+
+fn answer(code: StatusCode, body: serde_json::Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 impl Prober {
     async fn report(&self) -> Arc<SyncReport> {
         let mut last = self.last.lock().await;
@@ -137,9 +245,26 @@ impl Prober {
         {
             return report.clone();
         }
-        let (status, r) = self
-            .reader
-            .read(|unit, now| (unit.status(now), unit.replicas()));
+        // As the monitor's status: built from a copy, off the lock and off
+        // the runtime's workers (it takes a while at 100,000 users).
+        let reader = self.reader.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let (unit, now) = reader.read(|unit, now| (unit.clone(), now));
+            (unit.status(now), unit.replicas())
+        })
+        .await;
+        let Ok((status, r)) = built else {
+            // The build panicked, a broken invariant: the last report, or
+            // the same build here.
+            if let Some((_, report)) = last.as_ref() {
+                return report.clone();
+            }
+            let (status, r) = self
+                .reader
+                .read(|unit, now| (unit.status(now), unit.replicas()));
+            let report = Arc::new(judge(&status, r, &HashMap::new()));
+            return report;
+        };
         let answers = self.ask_hosts(&status).await;
         let report = Arc::new(judge(&status, r, &answers));
         *last = Some((Instant::now(), report.clone()));

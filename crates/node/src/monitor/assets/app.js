@@ -76,6 +76,20 @@ function pager(list, page) {
     prev, next);
 }
 
+// With ?bench (`dem bench monitor`), the page reports when the first
+// frame after its first snapshot was drawn, and its first contentful paint.
+const bench = params.has("bench");
+let painted = false;
+
+function reportPaint() {
+  if (!bench || painted) return;
+  painted = true;
+  requestAnimationFrame(() => setTimeout(() => {
+    const fcp = performance.getEntriesByName("first-contentful-paint")[0];
+    console.info("dem-bench first-data-paint " + performance.now().toFixed(1) + " fcp " + (fcp ? fcp.startTime : -1).toFixed(1));
+  }, 0));
+}
+
 function render(v) {
   last = v;
   const s = v.summary;
@@ -120,6 +134,7 @@ function render(v) {
     el("td", {}, idLink("attachment", a.id)), el("td", {}, a.size_bytes + " B"),
     el("td", {}, hostsList(a.hosts)), el("td", {}, a.epoch))));
   pager("attachments", v.attachments);
+  reportPaint();
 }
 
 function setConn(ok, text) {
@@ -144,7 +159,14 @@ async function inspect(kind, id) {
   body.textContent = "…";
   try {
     const r = await fetch(apiUrl("api/inspect/" + kind + "/" + encodeURIComponent(id)));
-    body.textContent = JSON.stringify(await r.json(), null, 2);
+    const found = await r.json();
+    body.textContent = JSON.stringify(found, null, 2);
+    if (kind === "mailbox" && r.ok) {
+      // What the holders themselves report: their version vectors.
+      const rr = await fetch(apiUrl("api/replicas/" + encodeURIComponent(id)));
+      found.replicas_reported = await rr.json();
+      body.textContent = JSON.stringify(found, null, 2);
+    }
   } catch (e) {
     body.textContent = String(e);
   }
