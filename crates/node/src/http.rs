@@ -16,7 +16,8 @@ use axum::routing::get;
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The content type of the OpenMetrics text that prometheus-client writes.
-pub(crate) const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Binds `addr` and returns the bound address and the server, to spawn.
 pub async fn bind(

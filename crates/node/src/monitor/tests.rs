@@ -71,6 +71,7 @@ async fn a_peer_off_loopback_needs_the_token() {
         reader: service.reader(),
         token: token.clone(),
         latest: watch::Sender::new(None),
+        built: std::sync::Mutex::new(None),
         watchers: Arc::new(Semaphore::new(WATCHERS_MAX)),
         metrics: UnitMetrics::new(),
     });
@@ -113,6 +114,7 @@ async fn watchers_beyond_the_cap_are_refused_and_a_closed_one_frees_its_place() 
         reader: service.reader(),
         token: auth::load_or_create_token(dir.path()).unwrap(),
         latest: watch::Sender::new(None),
+        built: std::sync::Mutex::new(None),
         watchers: Arc::new(Semaphore::new(1)),
         metrics: UnitMetrics::new(),
     });
