@@ -18,8 +18,8 @@
 //! pour into the same empty host and overshoot.
 //!
 //! Only mailboxes are rebalanced, and only sets that are complete (R
-//! listed, all online, no move pending), never away from the owner's home
-//! host. Attachments are immutable and cheap to regenerate, but they are
+//! listed, all online and none leaving, no move pending), never away from
+//! the owner's home host. Attachments are immutable and cheap to regenerate, but they are
 //! not shed yet: a freshly returned host gets them from new uploads.
 
 use std::collections::BTreeMap;
@@ -89,7 +89,16 @@ impl DispatchUnit {
                     .get(h)
                     .is_some_and(|x| x.is_online(now_ms))
             };
-            if !rec.hosts.iter().all(online) || rec.hosts.iter().min() != Some(&leader) {
+            // Every holder online and taking objects: a set with a leaving
+            // host is the departure's to move, and two moves of one set at
+            // once would only race for its epoch.
+            let settled = |h: &HostId| {
+                self.tables
+                    .hosts
+                    .get(h)
+                    .is_some_and(|x| x.accepts_objects(now_ms))
+            };
+            if !rec.hosts.iter().all(settled) || rec.hosts.iter().min() != Some(&leader) {
                 continue;
             }
             let home = rec.home.filter(online);
@@ -334,6 +343,17 @@ mod tests {
             place(&mut u, 30 + i, &[1]);
             u.tables.mailboxes.get_mut(&user(30 + i)).unwrap().home = Some(host(1));
         }
+        assert!(u.rebalance(NOW, host(1)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_set_with_a_leaving_holder_is_left_to_the_departure() {
+        let mut u = unit_with_hosts(NOW, 3);
+        u.limits.replicas = 1;
+        for i in 0..4 {
+            place(&mut u, 10 + i, &[1]);
+        }
+        u.handle_leave(NOW, host(1)).unwrap();
         assert!(u.rebalance(NOW, host(1)).unwrap().is_none());
     }
 
