@@ -38,8 +38,10 @@ use dem_proto::{HostRequest, HostResponse, VersionVector};
 
 /// How long one host may take to answer.
 pub const HOST_ASK_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a report is reused.
-pub const PROBE_REUSE: Duration = Duration::from_secs(1);
+/// How long a report is reused. A probe has every host digest every
+/// replica it holds (waking those mailboxes), so callers polling it get
+/// the same report for this long.
+pub const PROBE_REUSE: Duration = Duration::from_secs(2);
 /// Longest mailbox name or id `/api/replicas/` takes.
 const MAILBOX_ARG_MAX: usize = 128;
 /// Most out-of-sync mailboxes a report names.

@@ -173,8 +173,10 @@ async function inspect(kind, id) {
 }
 
 // Whether each mailbox's replicas are in sync: /api/sync asks every host
-// for its replicas' vectors, so it is polled slowly and apart from the
-// event stream; rows show the latest answer.
+// for its replicas' vectors and digests, which wakes their mailboxes, so
+// the page asks on load and then every SYNC_POLL_MS, apart from the event
+// stream; rows show the latest answer.
+const SYNC_POLL_MS = 30000;
 const sync = { unsynced: new Map(), report: null };
 
 function syncCell(u) {
@@ -195,7 +197,7 @@ async function pollSync() {
       if (last) render(last);
     }
   } catch (e) { /* the next poll tries again */ }
-  setTimeout(pollSync, 3000);
+  setTimeout(pollSync, SYNC_POLL_MS);
 }
 
 // The collected log: polled by cursor (`after`), so nothing is fetched
