@@ -21,11 +21,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use dem_client::Session;
+use dem_identity::{HostId, KeyPair};
+use dem_proto::{HostRequest, HostResponse};
 use dem_tests::{
     Daemon, Result, User, admin_status, free_tcp_port, free_udp_port, register_user,
     start_dispatch, start_host, temp_dir, wait_for,
 };
 use serde_json::Value;
+use std::sync::Arc;
 
 const DISPATCH_IP: &str = "127.0.0.110";
 const HOST_IPS: [&str; 4] = ["127.0.0.111", "127.0.0.112", "127.0.0.113", "127.0.0.114"];
@@ -89,6 +93,47 @@ fn python_code(code: &str) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A user's id and holders in `dem admin status --json`.
+fn status_user(status: &Value, name: &str) -> Result<(String, Vec<String>)> {
+    let u = status["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["name"] == name)
+        .with_context(|| format!("{name} in the status"))?;
+    let hosts = u["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().map(str::to_owned))
+        .collect();
+    Ok((u["id"].as_str().context("user id")?.to_owned(), hosts))
+}
+
+/// Asks `host` to describe `user`'s mailbox under a fresh key.
+fn describe_as_stranger(dispatch: &str, host: &Daemon, user: &str) -> Result<HostResponse> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let session = Session::new(
+            Arc::new(KeyPair::generate()?),
+            vec![(dispatch.to_string(), None)],
+        )?;
+        let req = HostRequest::Describe {
+            mailbox: user.parse().context("user id")?,
+        };
+        let id: HostId = host.id.parse().context("host id")?;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            session.host_request(&host.addr, id, &req),
+        )
+        .await;
+        session.close().await;
+        Ok(answer.context("no answer")??)
+    })
 }
 
 fn users_with_replicas(status: &Value, r: usize) -> Result<bool> {
@@ -167,6 +212,23 @@ fn the_python_console_and_dem_admin_inspect_change_and_drain_a_running_network()
         replicas["vectors_agree"] == true
             && replicas["holders"].as_array().map(Vec::len) == Some(2),
         "{replicas}"
+    );
+    let first = &replicas["holders"][0];
+    ensure!(
+        first["stats"]["mails"].is_u64() && first["plugins"].is_array(),
+        "a holder's description: {first}"
+    );
+    // Anyone else asking a host to describe a mailbox is refused: the
+    // counts and plugin names are for the network's units only.
+    let (user1, holders1) = status_user(&admin_status(&admin)?, "user1")?;
+    let holder = hosts
+        .iter()
+        .find(|h| holders1.contains(&h.id))
+        .context("a holder of user1")?;
+    let refused = describe_as_stranger(&dispatch.addr, holder, &user1);
+    ensure!(
+        matches!(&refused, Err(e) if format!("{e:#}").contains("only a dispatch unit")),
+        "a stranger's Describe: {refused:?}"
     );
 
     // The offline users on one operator: exactly those the status shows.

@@ -69,7 +69,7 @@ pub enum MonitorError {
     #[error(transparent)]
     Token(#[from] auth::TokenError),
     #[error(transparent)]
-    Prober(#[from] sync::ProberError),
+    Session(#[from] crate::dispatch::service::UnitSessionError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -155,8 +155,8 @@ pub async fn bind(
     admin: UnitAdmin,
 ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), MonitorError> {
     let token = auth::load_or_create_token(reader.data_dir())?;
-    let console =
-        act::router(admin, token.clone()).merge(sync::router(reader.clone(), token.clone())?);
+    let console = sync::router(reader.clone(), token.clone(), admin.session()?)
+        .merge(act::router(admin, token.clone()));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| MonitorError::Bind { addr, source })?;

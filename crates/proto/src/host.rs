@@ -209,6 +209,12 @@ pub enum HostRequest {
     /// The bytes of a component (plugin code a replica lacks), answered
     /// `Code` in one frame.
     CodeGet { hash: crate::ids::CodeHash },
+    /// What an administrator may see of this host's copy of `mailbox`:
+    /// its vector, sizes and counts, and its plugins by name and code
+    /// hash (never their config, never a mail). Only a dispatch unit of
+    /// the host's backbone may ask (the monitor's inspect). Answered
+    /// `Described`.
+    Describe { mailbox: UserId },
 }
 
 /// A host's answer.
@@ -250,6 +256,17 @@ pub enum HostResponse {
     Traffic(ReplicationTraffic),
     /// A component's bytes, for `CodeGet`.
     Code(serde_bytes::ByteBuf),
+    /// The copy `Describe` asked about (`None`: it holds no copy).
+    Described(Option<Box<MailboxDescription>>),
+}
+
+/// One copy of a mailbox as its host describes it to an administrator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MailboxDescription {
+    pub vv: VersionVector,
+    pub stats: crate::mail::MailboxStats,
+    /// Installed plugins: (name, BLAKE3 of the code, hex), in run order.
+    pub plugins: Vec<(String, String)>,
 }
 
 /// Most attachment ids one `HeldBack` answer lists.

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 mod admin;
-pub use admin::{AdminChangeError, UnitAdmin};
+pub use admin::{AdminChangeError, UnitAdmin, UnitSessionError};
 
 use super::admission::Network;
 use super::handle::State;

@@ -1,7 +1,10 @@
 //! `/api/sync`: whether every mailbox has R replicas in sync, for the
 //! admin console ("wait until every mailbox has R replicas in sync"); and
-//! `/api/replicas/{mailbox}`: one mailbox's version vectors as its holders
-//! report them (`Holds`), for inspecting it.
+//! `/api/replicas/{mailbox}`: one mailbox's copies as its holders describe
+//! them (`Describe`: vector, sizes and counts, plugins by name and code
+//! hash, never a mail or a plugin's config), for inspecting it. Hosts
+//! answer `Describe` only to a unit, so the prober speaks as the unit,
+//! over its own endpoint.
 //!
 //! The tables know where replicas are listed but not what they hold, so
 //! the unit asks every online host for its replicas' version vectors and
@@ -11,9 +14,10 @@
 //! vector and digest. A host that does not answer makes its mailboxes not
 //! in sync: the report errs towards "wait".
 //!
-//! A probe costs a round of requests to every host, so its report is
-//! reused for [`PROBE_REUSE`] and only one probe runs at a time, however
-//! many callers poll; the report lists at most [`UNSYNCED_LISTED_MAX`]
+//! A probe costs a round of requests to every host, so only one runs at a
+//! time, and callers that waited for it take its report if it started
+//! after they asked (it is then as fresh as one of their own would be);
+//! the report lists at most [`UNSYNCED_LISTED_MAX`]
 //! mailboxes out of sync (it counts them all).
 
 use std::collections::HashMap;
@@ -32,29 +36,16 @@ use super::auth::{self, AdminToken};
 use crate::dispatch::StatusView;
 use crate::dispatch::service::UnitReader;
 use dem_client::Session;
-use dem_identity::{HostId, KeyPair, UserId};
+use dem_identity::{HostId, UserId};
 use dem_proto::host::ReplicaState;
 use dem_proto::{HostRequest, HostResponse, VersionVector};
 
 /// How long one host may take to answer.
 pub const HOST_ASK_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a report is reused. A probe has every host digest every
-/// replica it holds (waking those mailboxes), so callers polling it get
-/// the same report for this long.
-pub const PROBE_REUSE: Duration = Duration::from_secs(2);
 /// Longest mailbox name or id `/api/replicas/` takes.
 const MAILBOX_ARG_MAX: usize = 128;
 /// Most out-of-sync mailboxes a report names.
 pub const UNSYNCED_LISTED_MAX: usize = 1_000;
-
-/// Why the prober could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ProberError {
-    #[error("a key for asking hosts: {0}")]
-    Key(#[from] dem_identity::KeyError),
-    #[error("an endpoint for asking hosts: {0}")]
-    Session(#[from] dem_client::SessionError),
-}
 
 /// One mailbox that is not (yet) at R replicas in sync.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -88,26 +79,26 @@ struct Prober {
     reader: UnitReader,
     token: AdminToken,
     session: Arc<Session>,
-    /// The last report; its lock also makes probes run one at a time.
+    /// The last report and when its probe started; the lock also makes
+    /// probes run one at a time.
     last: tokio::sync::Mutex<Option<(Instant, Arc<SyncReport>)>>,
 }
 
-/// The `/api/sync` route, to merge into the listener's router.
-pub fn router(reader: UnitReader, token: AdminToken) -> Result<Router, ProberError> {
-    // Asking for replica states needs no privilege: any key will do, and a
-    // fresh one ties the prober to nothing.
-    let key = Arc::new(KeyPair::generate()?);
-    let session = Arc::new(Session::new(key, Vec::new())?);
+/// The `/api/sync` and `/api/replicas` routes, to merge into the
+/// listener's router; `session` speaks to hosts as the unit
+/// (`UnitAdmin::session`).
+pub fn router(reader: UnitReader, token: AdminToken, session: Session) -> Router {
+    let session = Arc::new(session);
     let prober = Arc::new(Prober {
         reader,
         token,
         session,
         last: tokio::sync::Mutex::new(None),
     });
-    Ok(Router::new()
+    Router::new()
         .route("/api/sync", get(sync))
         .route("/api/replicas/{mailbox}", get(replicas))
-        .with_state(prober))
+        .with_state(prober)
 }
 
 async fn sync(
@@ -136,9 +127,8 @@ async fn sync(
     }
 }
 
-/// One mailbox's replicas as their hosts report them: each listed
-/// holder's version vector (`Holds`), asked at once, and whether they
-/// agree. `mailbox` is a name or a user id (hex).
+/// One mailbox's replicas as their hosts describe them (`Describe`),
+/// asked at once, and whether their vectors agree. `mailbox` is a name or a user id (hex).
 async fn replicas(
     State(prober): State<Arc<Prober>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -187,12 +177,12 @@ async fn replicas(
     for (host, addr) in holders {
         let session = prober.session.clone();
         asks.spawn(async move {
-            let req = HostRequest::Holds { mailbox: user };
+            let req = HostRequest::Describe { mailbox: user };
             let got =
                 tokio::time::timeout(HOST_ASK_TIMEOUT, session.host_request(&addr, host, &req))
                     .await;
             let vv = match got {
-                Ok(Ok(HostResponse::Holds { vv })) => Ok(vv),
+                Ok(Ok(HostResponse::Described(d))) => Ok(d),
                 Ok(Ok(other)) => Err(format!("answered {other:?}")),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {HOST_ASK_TIMEOUT:?}")),
@@ -207,15 +197,21 @@ async fn replicas(
     rows.sort_by_key(|(h, _)| *h);
     let vectors: Vec<&VersionVector> = rows
         .iter()
-        .filter_map(|(_, v)| v.as_ref().ok()?.as_ref())
+        .filter_map(|(_, d)| d.as_ref().ok()?.as_ref().map(|d| &d.vv))
         .collect();
     let agree = vectors.len() == rows.len() && vectors.windows(2).all(|w| w[0] == w[1]);
     let holders: Vec<serde_json::Value> = rows
         .iter()
         .map(|(host, vv)| match vv {
-            Ok(Some(vv)) => {
-                serde_json::json!({ "host": host.to_hex(), "ops": vv.total(), "vv": vv })
-            }
+            Ok(Some(d)) => serde_json::json!({
+                "host": host.to_hex(),
+                "ops": d.vv.total(),
+                "vv": d.vv,
+                "stats": d.stats,
+                "plugins": d.plugins.iter()
+                    .map(|(name, hash)| serde_json::json!({ "name": name, "code_hash": hash }))
+                    .collect::<Vec<_>>(),
+            }),
             Ok(None) => serde_json::json!({ "host": host.to_hex(), "error": "holds no copy" }),
             Err(e) => serde_json::json!({ "host": host.to_hex(), "error": e }),
         })
@@ -241,12 +237,14 @@ fn answer(code: StatusCode, body: serde_json::Value) -> Response {
 
 impl Prober {
     async fn report(&self) -> Arc<SyncReport> {
+        let asked = Instant::now();
         let mut last = self.last.lock().await;
-        if let Some((at, report)) = last.as_ref()
-            && at.elapsed() < PROBE_REUSE
+        if let Some((started, report)) = last.as_ref()
+            && *started >= asked
         {
             return report.clone();
         }
+        let started = Instant::now();
         // As the monitor's status: built from a copy, off the lock and off
         // the runtime's workers (it takes a while at 100,000 users).
         let reader = self.reader.clone();
@@ -269,7 +267,7 @@ impl Prober {
         };
         let answers = self.ask_hosts(&status).await;
         let report = Arc::new(judge(&status, r, &answers));
-        *last = Some((Instant::now(), report.clone()));
+        *last = Some((started, report.clone()));
         report
     }
 

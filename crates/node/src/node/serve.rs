@@ -96,6 +96,7 @@ impl Node {
             HostRequest::MoveDelta(header) => return self.move_delta_in(header, ex).await,
             HostRequest::Traffic => Ok(HostResponse::Traffic(self.traffic.snapshot())),
             HostRequest::CodeGet { hash } => self.code_get(&hash),
+            HostRequest::Describe { mailbox } => self.describe(mailbox, ex.peer_key).await,
         };
         self.metrics
             .request(kind, answer.as_ref().err().map(|e| e.code.number()));
@@ -281,6 +282,7 @@ fn request_kind(req: &HostRequest) -> &'static str {
         HostRequest::MoveDelta(_) => "move_delta",
         HostRequest::Traffic => "traffic",
         HostRequest::CodeGet { .. } => "code_get",
+        HostRequest::Describe { .. } => "describe",
     }
 }
 

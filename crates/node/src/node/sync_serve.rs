@@ -20,6 +20,7 @@ use dem_proto::HostResponse;
 use dem_proto::export::ExportHeader;
 use dem_proto::host::NOT_HERE;
 use dem_proto::host::ReplicaState;
+use dem_proto::mailbox::verbs;
 
 impl Node {
     /// `Sync` from another replica.
@@ -159,5 +160,55 @@ impl Node {
             }
         }
         Ok(HostResponse::Replicas(out))
+    }
+}
+
+impl Node {
+    /// `Describe`: what an administrator may see of this host's copy of
+    /// `user`'s mailbox, asked by `peer`, which must be a dispatch unit
+    /// of this host's backbone: the counts and plugin names are no mail,
+    /// but they are nobody else's business.
+    pub(super) async fn describe(
+        &self,
+        user: UserId,
+        peer: [u8; 32],
+    ) -> Result<HostResponse, WireError> {
+        let unit = self
+            .session
+            .dispatch_units()
+            .iter()
+            .any(|(_, key)| key.is_some_and(|k| k.0 == peer));
+        if !unit {
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                "only a dispatch unit of this network may describe a mailbox",
+            ));
+        }
+        let id = super::serve::mailbox_id(&user)?;
+        if self.mailboxes.moved_to(&id).is_some()
+            || !self.mailboxes.contains(&id).map_err(internal)?
+        {
+            return Ok(HostResponse::Described(None));
+        }
+        let (_, vv) = self
+            .mailboxes
+            .since(&id, VersionVector::new(), 0)
+            .await
+            .map_err(internal)?;
+        let stats = self
+            .mailboxes
+            .ask(&id, verbs::Stats {})
+            .await
+            .map_err(internal)?;
+        let mut plugins = self
+            .mailboxes
+            .ask(&id, verbs::ListPlugins {})
+            .await
+            .map_err(internal)?;
+        plugins.sort_by_key(|p| p.order);
+        let plugins = plugins.into_iter().map(|p| (p.name, p.code_hash)).collect();
+        Ok(HostResponse::Described(Some(Box::new(
+            dem_proto::host::MailboxDescription { vv, stats, plugins },
+        ))))
     }
 }

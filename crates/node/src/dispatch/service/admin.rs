@@ -24,18 +24,46 @@ pub enum AdminChangeError<E: std::error::Error + 'static> {
     NotSaved,
 }
 
-/// A handle that makes administrator-ordered changes to a running unit.
+/// A handle that makes administrator-ordered changes to a running unit,
+/// and speaks to hosts as the unit.
 #[derive(Clone)]
-pub struct UnitAdmin(Arc<Shared>);
+pub struct UnitAdmin {
+    shared: Arc<Shared>,
+    endpoint: dem_net::Endpoint,
+}
+
+/// Why the unit could not speak to hosts as itself.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitSessionError {
+    #[error("the unit's key: {0}")]
+    Key(#[from] dem_identity::KeyError),
+    #[error(transparent)]
+    Session(#[from] dem_client::SessionError),
+}
 
 impl DispatchService {
     /// The handle for administrator-ordered changes (`monitor::act`).
     pub fn admin(&self) -> UnitAdmin {
-        UnitAdmin(self.shared.clone())
+        UnitAdmin {
+            shared: self.shared.clone(),
+            endpoint: self.endpoint.clone(),
+        }
     }
 }
 
 impl UnitAdmin {
+    /// A client session over the unit's own endpoint, under its key: hosts
+    /// answer `Describe` only to a unit of their backbone.
+    pub fn session(&self) -> Result<dem_client::Session, UnitSessionError> {
+        let (key, _) = dem_identity::Home::new(&self.shared.data_dir)
+            .load_or_create_key(dem_identity::KeyRole::Dispatch)?;
+        Ok(dem_client::Session::with_endpoint(
+            Arc::new(key),
+            self.endpoint.clone(),
+            Vec::new(),
+        )?)
+    }
+
     /// Runs `f` on the unit with the wall clock of now, replicates what it
     /// changed, and waits until that is saved. Returns whether anything
     /// changed (an order already in force changes nothing).
@@ -44,7 +72,7 @@ impl UnitAdmin {
         f: impl FnOnce(&mut DispatchUnit, u64) -> Result<Vec<Action>, E>,
     ) -> Result<bool, AdminChangeError<E>> {
         let now = now_ms();
-        let (result, generation) = self.0.change(|s| match f(&mut s.unit, now) {
+        let (result, generation) = self.shared.change(|s| match f(&mut s.unit, now) {
             Ok(actions) => {
                 let updates: Vec<Update> =
                     actions.into_iter().map(|Action::Replicate(u)| u).collect();
@@ -55,7 +83,7 @@ impl UnitAdmin {
         });
         let changed = result.map_err(AdminChangeError::Refused)?;
         if let Some(generation) = generation
-            && !self.0.saved(generation).await
+            && !self.shared.saved(generation).await
         {
             return Err(AdminChangeError::NotSaved);
         }
