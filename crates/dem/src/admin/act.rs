@@ -147,7 +147,7 @@ fn print_sync(report: &Value) {
 }
 
 /// One request; the JSON answer, or the unit's error as an error.
-async fn call(
+pub(super) async fn call(
     url: &str,
     method: &str,
     path: &str,

@@ -8,12 +8,8 @@
 //! a few requests.
 
 use std::path::Path;
-use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
-
-/// How long one request may take, connect to last byte.
-const TIMEOUT: Duration = Duration::from_secs(30);
+use anyhow::{Context as _, ensure};
 
 /// Prints the admin token of the unit whose data dir is `dir`.
 pub fn token(dir: &Path) -> anyhow::Result<()> {
@@ -31,17 +27,12 @@ pub async fn inspect(kind: &str, id: &str, url: &str, token: Option<&str>) -> an
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
         "{kind} id {id:?}: only letters, digits, '-', '_' and '.'"
     );
-    let (host, prefix) = split_url(url)?;
-    let path = format!("{prefix}/api/inspect/{kind}/{id}");
-    let (code, body) =
-        tokio::time::timeout(TIMEOUT, super::act::send(host, "GET", &path, token, ""))
-            .await
-            .with_context(|| format!("no answer from {url} within {TIMEOUT:?}"))??;
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .with_context(|| format!("{url} answered {code} with something other than JSON"))?;
-    if !(200..300).contains(&code) {
-        let message = value["error"].as_str().unwrap_or("no reason given");
-        bail!("{url} answered {code}: {message}");
+    let path = format!("/api/inspect/{kind}/{id}");
+    let mut value = super::act::call(url, "GET", &path, token, None).await?;
+    if kind == "mailbox" {
+        // What the holders themselves report of their copies.
+        let path = format!("/api/replicas/{id}");
+        value["replicas_reported"] = super::act::call(url, "GET", &path, token, None).await?;
     }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
