@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -224,9 +223,6 @@ fn first_paint(chromium: &str, url: &str, profile: &std::path::Path) -> anyhow::
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        // Its own process group, so that its renderers (which hold the
-        // page's event stream open) go with it.
-        .process_group(0)
         .spawn()
         .with_context(|| format!("starting {chromium}"))?;
     let stderr = child.stderr.take().context("chromium's stderr")?;
@@ -239,9 +235,8 @@ fn first_paint(chromium: &str, url: &str, profile: &std::path::Path) -> anyhow::
         }
     });
     let answer = rx.recv_timeout(PAINT_TIMEOUT);
-    let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", child.id())])
-        .status();
+    // Its renderers exit once the browser process is gone; the unit
+    // notices their cut event stream at its next keep-alive.
     let _ = child.kill();
     let _ = child.wait();
     let line = answer.context("the page did not report its first paint in time")?;
