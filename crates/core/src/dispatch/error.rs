@@ -156,6 +156,13 @@ pub enum LocationError {
     /// A listed host is unknown or has left.
     #[error("host {0} is not a known, present host")]
     UnknownHost(HostId),
+    /// The new listing names a host that neither held the object nor was
+    /// placed for it by the units (a live grant): no host may list
+    /// another that nobody placed there.
+    #[error(
+        "host {host} may not be listed for {object}: it holds no copy and was not placed for it"
+    )]
+    NotPlaced { host: HostId, object: ObjectRef },
     /// A grantee reported a location that does not include itself.
     #[error("host {from} moved {object} in but does not list itself")]
     TargetNotListed { from: HostId, object: ObjectRef },

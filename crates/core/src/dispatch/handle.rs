@@ -419,7 +419,9 @@ fn place_err(e: PlacementError) -> WireError {
 fn location_err(e: LocationError) -> WireError {
     let code = match &e {
         LocationError::UnknownObject(_) | LocationError::UnknownHost(_) => NOT_FOUND,
-        LocationError::NotAuthorized { .. } => WireError::FORBIDDEN,
+        LocationError::NotAuthorized { .. } | LocationError::NotPlaced { .. } => {
+            WireError::FORBIDDEN
+        }
         LocationError::StaleEpoch { .. }
         | LocationError::EpochJump { .. }
         | LocationError::StillReferenced(_) => CONFLICT,

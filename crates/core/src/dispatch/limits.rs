@@ -47,11 +47,10 @@ pub const LEASE_MS: u64 = 15_000;
 /// How often hosts are expected to heartbeat: three tries per lease, so one
 /// lost heartbeat does not take a host offline.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 5_000;
-/// How long a rebalancing grant (and the shed replica it pairs with)
-/// counts in the loads: a move that is not made (the leader found its set
-/// out of sync) must not skew placement for long. The leader, a holder,
-/// needs no live grant to record the move.
-pub const REBALANCE_GRANT_MS: u64 = 60_000;
+/// How long a replica a rebalancing move sheds counts as gone from its
+/// host's load: a move that is not made (the leader found its set out of
+/// sync) must not skew placement for long.
+pub const REBALANCE_SHED_MS: u64 = 60_000;
 /// How long a move grant (a placement handed out) stays usable; a migration
 /// that takes longer must ask for a new placement.
 pub const MOVE_GRANT_MS: u64 = 10 * 60_000;

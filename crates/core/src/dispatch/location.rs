@@ -91,6 +91,29 @@ impl DispatchUnit {
                 object: object.clone(),
             });
         }
+        // A new listing holds only the old holders and the hosts the units
+        // placed for this object: a holder (or a grantee) cannot hand an
+        // object to hosts of its own choosing.
+        let placed = |h: &HostId| {
+            self.tables
+                .pending(object)
+                .and_then(|p| p.get(h))
+                .is_some_and(|g| g.is_live(now_ms, current))
+        };
+        let holders_now: Vec<HostId> = self
+            .tables
+            .location(object)
+            .map(|(h, _)| h.to_vec())
+            .unwrap_or_default();
+        if let Some(stranger) = new_hosts
+            .iter()
+            .find(|h| !holders_now.contains(h) && !placed(h))
+        {
+            return Err(LocationError::NotPlaced {
+                host: *stranger,
+                object: object.clone(),
+            });
+        }
 
         let update = match object {
             ObjectRef::Mailbox(user) => {
@@ -199,6 +222,16 @@ mod tests {
     fn holders_update_with_strictly_higher_epochs() {
         let mut u = setup();
         let mb = ObjectRef::Mailbox(user(1));
+        // A holder cannot list a host the units did not place for it…
+        assert_eq!(
+            u.handle_location_update(1, host(1), &mb, vec![host(1), host(2)], Epoch(2)),
+            Err(E::NotPlaced {
+                host: host(2),
+                object: mb.clone()
+            })
+        );
+        // …but can once they did.
+        u.grant(1, &mb, host(2)).unwrap();
         let acts = u
             .handle_location_update(1, host(1), &mb, vec![host(1), host(2)], Epoch(2))
             .unwrap();
@@ -231,6 +264,43 @@ mod tests {
                 object: mb.clone()
             })
         );
+    }
+
+    /// The attack of issue 22: a holder hands a mailbox to hosts of its
+    /// own choosing (its sybils), or a grantee lists others beside itself.
+    #[test]
+    fn nobody_lists_a_host_the_units_did_not_place() {
+        let mut u = setup();
+        let mb = ObjectRef::Mailbox(user(1));
+        for hosts in [vec![host(3)], vec![host(1), host(3), host(4)]] {
+            assert!(matches!(
+                u.handle_location_update(1, host(1), &mb, hosts, Epoch(2)),
+                Err(E::NotPlaced { .. })
+            ));
+        }
+        u.grant(1, &mb, host(2)).unwrap();
+        assert!(matches!(
+            u.handle_location_update(1, host(2), &mb, vec![host(2), host(3)], Epoch(2)),
+            Err(E::NotPlaced { host: h, .. }) if h == host(3)
+        ));
+        // An expired grant places nobody.
+        assert!(matches!(
+            u.handle_location_update(
+                MOVE_GRANT_MS + 2,
+                host(1),
+                &mb,
+                vec![host(1), host(2)],
+                Epoch(2)
+            ),
+            Err(E::NotPlaced { .. })
+        ));
+        // Dropping to a subset of the holders needs no grant.
+        u.grant(1, &mb, host(2)).unwrap();
+        u.handle_location_update(1, host(1), &mb, vec![host(1), host(2)], Epoch(2))
+            .unwrap();
+        u.handle_location_update(1, host(2), &mb, vec![host(2)], Epoch(3))
+            .unwrap();
+        assert_eq!(u.tables.mailboxes[&user(1)].hosts, vec![host(2)]);
     }
 
     #[test]

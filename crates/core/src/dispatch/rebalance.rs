@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use super::limits::REBALANCE_GRANT_MS;
+use super::limits::REBALANCE_SHED_MS;
 use super::{Action, DispatchUnit};
 use crate::dispatch::error::PlacementError;
 use dem_identity::HostId;
@@ -135,8 +135,11 @@ impl DispatchUnit {
         let Some((object, source, target)) = best else {
             return Ok(None);
         };
-        let until_ms = now_ms.saturating_add(REBALANCE_GRANT_MS);
-        let update = self.grant_until(&object, target, until_ms)?;
+        // The grant lasts as long as any move's (a large mailbox takes a
+        // while to copy, and the listing needs it live); the shed replica
+        // counts only for a minute, should the leader not make the move.
+        let update = self.grant(now_ms, &object, target)?;
+        let until_ms = now_ms.saturating_add(REBALANCE_SHED_MS);
         self.shedding.insert(object.clone(), (source, until_ms));
         tracing::debug!(%object, from = %source.short(), to = %target.short(), "rebalance granted");
         let placement = self.placement(object, target);
@@ -303,7 +306,7 @@ mod tests {
         // 6 on host 1 → 2, 2, 2 once the four grants land.
         assert_eq!(granted, 4);
         // Grants lapse: the shed counts go with them.
-        let later = NOW + REBALANCE_GRANT_MS + 1;
+        let later = NOW + REBALANCE_SHED_MS + 1;
         for (b, load) in [(1, 6), (2, 0), (3, 0)] {
             u.handle_heartbeat(later, host(b), load).unwrap();
         }
