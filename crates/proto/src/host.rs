@@ -15,7 +15,7 @@ use dem_identity::{
 
 pub use crate::dispatch::MoveOrder;
 use crate::export::ExportHeader;
-use crate::mail::{Delivered, NewMail};
+use crate::mail::{AttachmentRef, Delivered};
 use crate::mailbox::{MovedTo, Request, Response};
 use crate::{AttachmentId, VersionVector};
 
@@ -39,65 +39,75 @@ pub struct CreateOrder {
 /// copy instead of a delta (a replica).
 pub const NOT_HERE: crate::ErrorCode = crate::ErrorCode::NotFound;
 
-/// A mail and its sender's seal over its content.
+/// A mail and its sender's seal over its content: an RFC 5322 message as
+/// stored (large part bodies cut out verbatim into floating attachments,
+/// which the sender uploaded first) and the references that put them back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedMail {
-    pub mail: NewMail,
-    /// The sender's registered name, which `mail.from` must start with.
+    /// The stored bytes, at most `dem_message::limits::STORED_BYTES_MAX`.
+    #[serde(with = "serde_bytes")]
+    pub message: Vec<u8>,
+    /// The cut-out parts, ascending by `splice_at`.
+    pub attachments: Vec<AttachmentRef>,
+    /// The sender's registered name, which the message's From must name.
     pub sender_name: String,
     pub seal: MailSeal,
 }
 
 impl SignedMail {
-    /// Seals `mail` as `key`'s, sent under `sender_name`, and gives it the
-    /// id of its content, so delivering it twice files it once. The sender's
-    /// client does this; the receiving host checks it with [`sealed_content`]
-    /// and the key dispatch resolves for `sender_name`.
-    pub fn seal(key: &KeyPair, sender_name: String, mut mail: NewMail) -> Self {
+    /// Seals `message` with its `attachments` as `key`'s, sent under
+    /// `sender_name`. The sender's client does this; the receiving host
+    /// checks it with [`sealed_content`] and the key dispatch resolves for
+    /// `sender_name`.
+    pub fn seal(
+        key: &KeyPair,
+        sender_name: String,
+        message: Vec<u8>,
+        attachments: Vec<AttachmentRef>,
+    ) -> Self {
         let sender = key.user_id();
-        let seal = sealed_content(&mail, &sender, |c| MailSeal::seal(key, c));
-        mail.id = mail_id(&seal.digest);
+        let hash = *blake3::hash(&message).as_bytes();
+        let seal = sealed_content(&hash, message.len() as u64, &attachments, &sender, |c| {
+            MailSeal::seal(key, c)
+        });
         SignedMail {
-            mail,
+            message,
+            attachments,
             sender_name,
             seal,
         }
     }
+
+    /// The mail's id: its content's, so delivering it twice files it once.
+    pub fn id(&self) -> String {
+        mail_id(&self.seal.digest)
+    }
 }
 
-/// Borrows `mail`, sent by `sender`, as the `MailContent` a seal covers:
-/// the one mapping both the sealing client and the checking host use.
+/// The `MailContent` a seal covers, for a stored message of this hash and
+/// size with these attachments, sent by `sender`: the one mapping both the
+/// sealing client and the checking host use.
 pub fn sealed_content<R>(
-    mail: &NewMail,
+    message_hash: &[u8; 32],
+    message_size_bytes: u64,
+    attachments: &[AttachmentRef],
     sender: &UserId,
     f: impl FnOnce(&MailContent<'_>) -> R,
 ) -> R {
-    let headers: Vec<(String, String)> = mail
-        .headers
-        .iter()
-        .map(|h| (h.name.clone(), h.value.clone()))
-        .collect();
-    let attachments: Vec<SealedRef> = mail
-        .attachments
+    let attachments: Vec<SealedRef> = attachments
         .iter()
         .map(|a| SealedRef {
             hash: a.hash.clone(),
             name: a.name.clone(),
             media_type: a.media_type.clone(),
             size_bytes: a.size_bytes,
+            splice_at: a.splice_at,
         })
         .collect();
     f(&MailContent {
         from_user: sender,
-        from_addr: &mail.from,
-        to: &mail.to,
-        cc: &mail.cc,
-        subject: &mail.subject,
-        date_ms: mail.date_ms,
-        message_id: &mail.message_id,
-        in_reply_to: mail.in_reply_to.as_deref(),
-        headers: &headers,
-        body: &mail.body,
+        message_hash,
+        message_size_bytes,
         attachments: &attachments,
     })
 }

@@ -196,9 +196,58 @@ pub struct AttachmentRef {
     pub name: String,
     pub media_type: String,
     pub size_bytes: u64,
+    /// Where the content goes back into the stored message to rebuild the
+    /// exact original bytes (a large MIME part body cut out verbatim);
+    /// `None` for a reference that was never part of the message bytes
+    /// (mail from before schema 3).
+    #[serde(default)]
+    pub splice_at: Option<u64>,
 }
 
-/// A mail as it arrives; the host has assigned `id`.
+/// A message's stored bytes, kept by the host in its blob store beside the
+/// mailbox, never in the mailbox's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// BLAKE3 of the stored bytes, lower-case hex.
+    pub hash: String,
+    pub size_bytes: u64,
+}
+
+impl BlobRef {
+    /// The ref of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            hash: blake3::hash(bytes).to_hex().to_string(),
+            size_bytes: bytes.len() as u64,
+        }
+    }
+
+    /// The hash as bytes, or `None` if it is not 64 lower-case hex digits.
+    pub fn hash_bytes(&self) -> Option<[u8; 32]> {
+        hash_from_hex(&self.hash)
+    }
+}
+
+/// 64 lower-case hex digits as 32 bytes.
+pub fn hash_from_hex(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// A mail as it arrives: the index the mailbox keeps of an RFC 5322
+/// message the host parsed and stored. The host has assigned `id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMail {
     pub id: String,
@@ -209,8 +258,11 @@ pub struct NewMail {
     pub date_ms: i64,
     pub message_id: String,
     pub in_reply_to: Option<String>,
-    pub headers: Vec<Header>,
-    pub body: String,
+    pub references: Vec<String>,
+    /// The message as stored: large parts cut out into `attachments`.
+    pub message: BlobRef,
+    /// Size of the exact message, cut parts included (RFC822.SIZE).
+    pub size_bytes: u64,
     pub attachments: Vec<AttachmentRef>,
 }
 
@@ -378,29 +430,58 @@ pub struct MailPage {
     pub items: Vec<MailSummary>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ByteRange {
-    pub start: u64,
-    /// Exclusive; clamped to the body size.
-    pub end: u64,
-}
-
-/// Which parts of a mail `get` returns; the summary always comes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct GetParts {
-    pub headers: bool,
-    pub body: Option<ByteRange>,
-    pub attachments: bool,
-}
-
+/// What the mailbox knows of one mail beyond its summary: where its bytes
+/// are. The host reads them from its blob store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MailDetail {
     pub summary: MailSummary,
-    pub headers: Option<Vec<Header>>,
-    /// The requested byte range of the UTF-8 body.
-    pub body: Option<Vec<u8>>,
-    pub body_size_bytes: u64,
-    pub attachments: Option<Vec<AttachmentRef>>,
+    pub references: Vec<String>,
+    pub message: BlobRef,
+    pub attachments: Vec<AttachmentRef>,
+}
+
+// ---- the wire only: no WIT counterpart ----
+
+/// A range of a stored message's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ByteRange {
+    pub start: u64,
+    /// Exclusive; clamped to the stored size.
+    pub end: u64,
+}
+
+/// What a `get` returns beside the mail's detail, which always comes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GetParts {
+    /// This range of the stored message (large parts cut out; the client
+    /// splices the attachments back for the exact bytes).
+    pub message: Option<ByteRange>,
+}
+
+/// A host's answer to `get`: the mail's detail and the asked range of its
+/// stored message, read from the host's blob store and checked there
+/// against its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailRead {
+    pub detail: MailDetail,
+    #[serde(with = "serde_bytes_opt")]
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// `Option<Vec<u8>>` as MessagePack `bin`, not a list of integers.
+mod serde_bytes_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(serde_bytes::Bytes::new(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<serde_bytes::ByteBuf>::deserialize(d)?.map(|b| b.into_vec()))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

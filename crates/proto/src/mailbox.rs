@@ -18,7 +18,7 @@ pub mod verbs;
 pub use verbs::{UnexpectedAnswer, Verb};
 
 use crate::mail::{
-    Contact, Delivered, FlagState, FolderInfo, GetParts, MailDetail, MailPage, MailSummary,
+    Contact, Delivered, FlagState, FolderInfo, GetParts, MailPage, MailRead, MailSummary,
     MailboxStats, NewMail, OpContext, Placement, PluginEntry, SearchQuery, SenderList,
     SenderStatus, Tombstone,
 };
@@ -177,7 +177,7 @@ impl Request {
 pub enum Response {
     Delivered(Delivered),
     Page(MailPage),
-    Detail(Box<MailDetail>),
+    Detail(Box<MailRead>),
     Flags(FlagState),
     Uid(u32),
     Done,

@@ -16,7 +16,7 @@
 //! serving an owner call) stays untyped.
 
 use crate::mail::{
-    Contact, Delivered, FlagState, FolderInfo, GetParts, MailDetail, MailPage, MailSummary,
+    Contact, Delivered, FlagState, FolderInfo, GetParts, MailPage, MailRead, MailSummary,
     MailboxStats, NewMail, Placement, PluginEntry, SearchQuery, SenderList, SenderStatus,
     Tombstone,
 };
@@ -135,7 +135,7 @@ verbs! {
         limit: u32,
     } => Page(MailPage);
     /// One mail: its summary and the parts asked for.
-    Get "get" { id: String, parts: GetParts } => Detail(Box<MailDetail>);
+    Get "get" { id: String, parts: GetParts } => Detail(Box<MailRead>);
     /// Adds and removes flags and keywords; answers the mail's flags after.
     SetFlags "set-flags" { id: String, add: FlagState, remove: FlagState } => Flags(FlagState);
     /// Moves a mail into another folder; answers its UID there.
@@ -247,12 +247,14 @@ mod tests {
                 check(verb, r, Response::Page(page.clone()), page);
             }
             Request::Get { id, parts } => {
-                let detail = Box::new(MailDetail {
-                    summary: summary(),
-                    headers: None,
-                    body: Some(b"hi".to_vec()),
-                    body_size_bytes: 2,
-                    attachments: None,
+                let detail = Box::new(MailRead {
+                    detail: MailDetail {
+                        summary: summary(),
+                        references: vec![],
+                        message: BlobRef::of(b"hi"),
+                        attachments: vec![],
+                    },
+                    bytes: Some(b"hi".to_vec()),
                 });
                 check(
                     Get { id, parts },
@@ -457,11 +459,7 @@ mod tests {
             },
             Request::Get {
                 id: id(),
-                parts: GetParts {
-                    headers: true,
-                    body: None,
-                    attachments: false,
-                },
+                parts: GetParts { message: None },
             },
             Request::SetFlags {
                 id: id(),
