@@ -23,18 +23,21 @@ ALLOWED_WORKSPACE = {
     "dem-identity": set(),
     "dem-proto": {"dem-identity"},
     "dem-core": {"dem-proto", "dem-identity"},
+    # RFC 5322 messages kept as their exact bytes: compose, parse, split
+    # and rebuild. Pure logic, beside dem-core.
+    "dem-message": {"dem-identity"},
     "dem-runtime": {"dem-proto", "dem-wit"},
     "dem-store": {"dem-proto"},
     "dem-net": {"dem-proto", "dem-identity"},
-    "dem-client": {"dem-proto", "dem-identity", "dem-net"},
+    "dem-client": {"dem-proto", "dem-identity", "dem-net", "dem-message"},
     "dem-builtin": set(),
     "dem-node": {
         "dem-proto", "dem-identity", "dem-core", "dem-runtime", "dem-store",
-        "dem-net", "dem-client", "dem-builtin", "dem-wit",
+        "dem-net", "dem-client", "dem-builtin", "dem-wit", "dem-message",
     },
     "dem": {
         "dem-proto", "dem-identity", "dem-core", "dem-runtime", "dem-store",
-        "dem-net", "dem-client", "dem-node", "dem-builtin",
+        "dem-net", "dem-client", "dem-node", "dem-builtin", "dem-message",
     },
 }
 
@@ -45,6 +48,7 @@ FORBIDDEN_EXTERNAL = {
     "dem-identity": IO | {"anyhow"},
     "dem-proto": IO | {"anyhow", "ed25519-dalek"},
     "dem-core": IO | {"anyhow"},
+    "dem-message": IO | {"anyhow"},
     "dem-runtime": {"quinn", "rustls", "rcgen", "redb", "anyhow"},
     "dem-store": {"quinn", "rustls", "rcgen", "wasmtime", "wasmtime-wasi", "anyhow"},
     "dem-net": {"redb", "wasmtime", "wasmtime-wasi", "anyhow"},
@@ -96,6 +100,7 @@ def self_test(packages):
         ("dem-proto", "wasmtime"), ("dem-identity", "dem-proto"), ("dem-client", "dem-node"),
         ("dem-client", "redb"), ("dem-store", "dem-runtime"), ("dem-runtime", "quinn"),
         ("dem-node", "anyhow"), ("dem-net", "dem-store"),
+        ("dem-message", "tokio"), ("dem-message", "dem-proto"), ("dem-message", "anyhow"),
     ]
     cases = [(c, d) for c, d in cases if c in packages]
     if len(cases) < 6:

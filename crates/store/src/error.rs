@@ -66,6 +66,28 @@ pub enum CommitError {
         /// The request's size in bytes.
         actual: u64,
     },
+    /// A message is over [`MESSAGE_BYTES_MAX`](super::MESSAGE_BYTES_MAX);
+    /// nothing of the request is stored (neither its other messages nor
+    /// the op that names them).
+    #[error("message {index} of the request is {actual} bytes, over the limit of {limit}")]
+    MessageTooLarge {
+        /// Position of the message in the request's list.
+        index: usize,
+        /// The limit in bytes.
+        limit: u64,
+        /// The message's size in bytes.
+        actual: u64,
+    },
+    /// A request names more messages than
+    /// [`MESSAGES_PER_REQUEST_MAX`](super::MESSAGES_PER_REQUEST_MAX);
+    /// nothing of it is stored. Split it.
+    #[error("the request holds {actual} messages, over the limit of {limit}")]
+    TooManyMessages {
+        /// The limit.
+        limit: usize,
+        /// How many the request holds.
+        actual: usize,
+    },
     /// Another import is staging this mailbox's log tail.
     #[error("mailbox {0:?} is being imported by another transfer")]
     Staging(String),
@@ -115,6 +137,13 @@ pub enum Corruption {
         #[source]
         source: Shared<rmp_serde::decode::Error>,
     },
+    /// A stored message's bytes do not hash to the name they are stored
+    /// under: they were damaged on disk, and no one is handed them.
+    #[error("message {} does not match its hash", Hex(hash))]
+    Message {
+        /// The BLAKE3 hash the message is stored under.
+        hash: [u8; 32],
+    },
     /// A mailbox's snapshot file could not be opened or read.
     #[error("mailbox {id:?}: snapshot file {}: {source}", path.display())]
     SnapshotFile {
@@ -139,6 +168,15 @@ impl<E> Shared<E> {
     /// Wraps `e`.
     pub fn new(e: E) -> Self {
         Self(Arc::new(e))
+    }
+}
+
+/// Lower-case hex of a hash, for messages.
+struct Hex<'a>(&'a [u8; 32]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 

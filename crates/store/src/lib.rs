@@ -8,6 +8,10 @@
 //!   with an explicit per-mailbox seq, so replication can later speak in seqs;
 //! - the latest **snapshot** of the guest's state (opaque bytes), at a seq.
 //!
+//! Beside the mailboxes, in the same database, it keeps the **messages**
+//! their logs name by hash, once per host, with who references them
+//! (`messages.rs`); they are written in the same transactions as the ops.
+//!
 //! Recovery ([`MailboxStore::load`]) is that snapshot plus the log after it.
 //! Writing a snapshot deletes the log up to its seq in the same transaction.
 //!
@@ -27,6 +31,7 @@ mod blobs;
 mod buffers;
 mod error;
 mod import;
+mod messages;
 mod read;
 mod staging;
 mod tables;
@@ -50,6 +55,9 @@ pub use blobs::BLOB_BYTES_MIN;
 use blobs::Blobs;
 pub use error::{CommitError, Corruption, LoadError, OpenError, Shared};
 pub use import::{ImportTail, StageToken};
+pub use messages::{
+    MESSAGE_BYTES_MAX, MESSAGES_PER_REQUEST_MAX, MESSAGES_REQUEST_BYTES_MAX, MessageUsage,
+};
 pub use staging::{ImportSnapshot, SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
 use tables::{META, MetaRecord};
 use writer::{Op, Request, Writer};
@@ -187,7 +195,7 @@ impl MailboxStore {
         let handle = std::thread::Builder::new()
             .name("dem-store-writer".to_owned())
             .spawn(move || writer.run())?;
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 db,
                 tx: RwLock::new(Some(tx)),
@@ -197,7 +205,15 @@ impl MailboxStore {
                 blobs,
                 stage_tokens: AtomicU64::new(0),
             }),
-        })
+        };
+        let orphans = messages::drop_orphans_of_last_run(&store)?;
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "dropping message references of imports the last run did not finish"
+            );
+        }
+        Ok(store)
     }
 
     /// Creates an empty mailbox (last seq 0). [`CommitError::Exists`] if present.
@@ -320,7 +336,9 @@ impl MailboxStore {
         )
     }
 
-    /// Deletes a mailbox's meta, snapshot and log.
+    /// Deletes a mailbox's meta, snapshot and log, and its message
+    /// references: a message no other mailbox references goes in the same
+    /// transaction.
     pub fn remove(&self, id: &str) -> Commit {
         self.submit(id, Op::Remove)
     }

@@ -12,6 +12,11 @@
 //! - `STAGED`: id → the token of the import whose log tail is staged in
 //!   `LOG` without a `META` record yet (`import.rs`); created on demand,
 //!   so older stores open as they are.
+//! - `MESSAGES`, `MESSAGE_REFS`, `MESSAGE_USERS`, `MESSAGE_USAGE`,
+//!   `MESSAGE_WAITING`: the mail bodies the logs name by hash, who
+//!   references them, and which ids referenced some before their mailbox
+//!   was here (`messages.rs`); created on the first open of a store from
+//!   before them, which holds none.
 //! - `INFO`: "format" → [`FORMAT`], checked on open.
 
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -26,6 +31,26 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("mail
 pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox_log");
 pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_snapshot");
 pub(super) const STAGED: TableDefinition<&str, u64> = TableDefinition::new("mailbox_staged_log");
+/// BLAKE3 of a message → its bytes (at most [`super::MESSAGE_BYTES_MAX`]).
+pub(super) const MESSAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("messages");
+/// (mailbox id, message hash): the mailbox references the message.
+pub(super) const MESSAGE_REFS: TableDefinition<(&str, &[u8; 32]), ()> =
+    TableDefinition::new("message_refs");
+/// (message hash, mailbox id): `MESSAGE_REFS` reversed, so whether anyone
+/// still references a message is one range lookup.
+pub(super) const MESSAGE_USERS: TableDefinition<(&[u8; 32], &str), ()> =
+    TableDefinition::new("message_users");
+/// [`USAGE_KEY`] → (messages stored, their bytes), kept by the writer so
+/// that metrics need not walk every message.
+pub(super) const MESSAGE_USAGE: TableDefinition<&str, (u64, u64)> =
+    TableDefinition::new("message_usage");
+/// Ids that [`super::MailboxStore::put_messages`] stored messages for
+/// while no mailbox of that id was here (an import in flight): the next
+/// open drops their references unless the mailbox came meanwhile.
+pub(super) const MESSAGE_WAITING: TableDefinition<&str, ()> =
+    TableDefinition::new("message_waiting");
+/// The one key of `MESSAGE_USAGE`.
+pub(super) const USAGE_KEY: &str = "all";
 const INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
 
 /// On-disk format of this module; bump on incompatible layout changes.
@@ -109,7 +134,11 @@ pub(super) fn init(db: &Database) -> Result<(), OpenError> {
             Ok(info) => {
                 let found = info.get("format").map_err(redb::Error::from)?;
                 match found.map(|g| g.value()) {
-                    Some(FORMAT) => return Ok(()),
+                    // The message tables came later within this format:
+                    // a store without them holds no messages and gets
+                    // them below, so that reads never meet a missing table.
+                    Some(FORMAT) if has_table(&read, MESSAGE_USAGE)? => return Ok(()),
+                    Some(FORMAT) => {}
                     Some(found) => {
                         return Err(OpenError::UnsupportedFormat {
                             found,
@@ -128,9 +157,26 @@ pub(super) fn init(db: &Database) -> Result<(), OpenError> {
         txn.open_table(META).map_err(redb::Error::from)?;
         txn.open_table(LOG).map_err(redb::Error::from)?;
         txn.open_table(SNAPSHOT).map_err(redb::Error::from)?;
+        txn.open_table(MESSAGES).map_err(redb::Error::from)?;
+        txn.open_table(MESSAGE_REFS).map_err(redb::Error::from)?;
+        txn.open_table(MESSAGE_USERS).map_err(redb::Error::from)?;
+        txn.open_table(MESSAGE_USAGE).map_err(redb::Error::from)?;
+        txn.open_table(MESSAGE_WAITING).map_err(redb::Error::from)?;
         let mut info = txn.open_table(INFO).map_err(redb::Error::from)?;
         info.insert("format", FORMAT).map_err(redb::Error::from)?;
     }
     txn.commit().map_err(redb::Error::from)?;
     Ok(())
+}
+
+/// Whether `table` exists (tables of one kind are created together).
+fn has_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    read: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<bool, OpenError> {
+    match read.open_table(table) {
+        Ok(_) => Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(redb::Error::from(e).into()),
+    }
 }

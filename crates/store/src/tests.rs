@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod files;
+mod messages;
 mod staged_log;
 
 use redb::ReadableDatabase;

@@ -11,6 +11,9 @@
 //! Each request is validated inside the transaction against the state the
 //! batch has left so far (a per-batch cache of `META` records), so a bad
 //! request fails alone and writes nothing, while the others still commit.
+//!
+//! Message blobs (`messages.rs`) are written here too, so that a message
+//! becomes durable with the op that names it, in the same fsync.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -28,8 +31,12 @@ use super::error::Shared;
 use super::import::{
     ImportTail, Imported, StageToken, clear_log, drop_staged_log, import, stage_log,
 };
+use super::messages::{self, Message};
 use super::staging::ImportSnapshot;
-use super::tables::{LOG, META, MetaRecord, SNAPSHOT, STAGED, SnapshotHeader};
+use super::tables::{
+    LOG, MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_USERS, MESSAGE_WAITING, MESSAGES, META, MetaRecord,
+    SNAPSHOT, STAGED, SnapshotHeader,
+};
 use super::{CommitError, CommitHook, MailboxMeta, SnapshotRecord};
 
 /// Stop draining the queue once a batch holds this many payload bytes, so a
@@ -63,6 +70,16 @@ pub(super) enum Op {
     },
     DropStagedLog(StageToken),
     Remove,
+    /// An append whose messages are stored in the same transaction.
+    AppendWithMessages {
+        seq: u64,
+        op: Vec<u8>,
+        messages: Vec<Message>,
+    },
+    PutMessages(Vec<Message>),
+    /// Sorted, for a binary search per reference.
+    RetainMessageRefs(Vec<[u8; 32]>),
+    DropOrphanMessageRefs,
 }
 
 /// State owned by the writer thread.
@@ -88,12 +105,17 @@ pub(super) struct BatchFiles<'a> {
     pub doomed: Vec<BlobName>,
 }
 
-/// The three data tables, opened once per batch.
+/// The data tables, opened once per batch.
 pub(super) struct Tables<'txn> {
     pub meta: Table<'txn, &'static str, &'static [u8]>,
     pub log: Table<'txn, (&'static str, u64), &'static [u8]>,
     pub snapshot: Table<'txn, &'static str, &'static [u8]>,
     pub staged: Table<'txn, &'static str, u64>,
+    pub messages: Table<'txn, &'static [u8; 32], &'static [u8]>,
+    pub message_refs: Table<'txn, (&'static str, &'static [u8; 32]), ()>,
+    pub message_users: Table<'txn, (&'static [u8; 32], &'static str), ()>,
+    pub message_usage: Table<'txn, &'static str, (u64, u64)>,
+    pub message_waiting: Table<'txn, &'static str, ()>,
 }
 
 /// A mailbox's `META` record as the batch has left it so far.
@@ -111,8 +133,14 @@ impl Op {
     /// Bytes this request carries, for the batch byte budget.
     fn payload_bytes(&self) -> usize {
         match self {
-            Op::Create(_) | Op::Remove | Op::DropStagedLog(_) => 0,
+            Op::Create(_)
+            | Op::Remove
+            | Op::DropStagedLog(_)
+            | Op::DropOrphanMessageRefs
+            | Op::RetainMessageRefs(_) => 0,
             Op::Append { op, .. } => op.len(),
+            Op::AppendWithMessages { op, messages, .. } => op.len() + messages::bytes(messages),
+            Op::PutMessages(messages) => messages::bytes(messages),
             Op::Snapshot(s) => s.bytes.len(),
             Op::Import { snapshot, tail, .. } => {
                 snapshot.as_ref().map_or(0, |s| s.len()) + tail.payload_bytes()
@@ -196,6 +224,19 @@ impl Writer {
                 log: txn.open_table(LOG).map_err(CommitError::database)?,
                 snapshot: txn.open_table(SNAPSHOT).map_err(CommitError::database)?,
                 staged: txn.open_table(STAGED).map_err(CommitError::database)?,
+                messages: txn.open_table(MESSAGES).map_err(CommitError::database)?,
+                message_refs: txn
+                    .open_table(MESSAGE_REFS)
+                    .map_err(CommitError::database)?,
+                message_users: txn
+                    .open_table(MESSAGE_USERS)
+                    .map_err(CommitError::database)?,
+                message_usage: txn
+                    .open_table(MESSAGE_USAGE)
+                    .map_err(CommitError::database)?,
+                message_waiting: txn
+                    .open_table(MESSAGE_WAITING)
+                    .map_err(CommitError::database)?,
             };
             let mut cache: HashMap<&str, Slot> = HashMap::new();
             for req in batch {
@@ -276,6 +317,34 @@ fn apply_one<'b>(
         Op::StageLog { token, rows } => stage_log(t, slot, id, *token, rows),
         Op::DropStagedLog(token) => drop_staged_log(t, id, *token),
         Op::Remove => remove(t, files, slot, id),
+        Op::AppendWithMessages { seq, op, messages } => {
+            // The op is checked first: a refused op stores no message.
+            if let Err(e) = append(t, slot, id, *seq, op)? {
+                return Ok(Err(e));
+            }
+            messages::put(t, id, messages)?;
+            Ok(Ok(()))
+        }
+        Op::PutMessages(messages) => {
+            messages::put(t, id, messages)?;
+            if slot.rec.is_none() {
+                messages::wait_for_mailbox(t, id)?;
+            }
+            Ok(Ok(()))
+        }
+        Op::RetainMessageRefs(keep) => {
+            messages::retain_refs(t, id, keep)?;
+            Ok(Ok(()))
+        }
+        Op::DropOrphanMessageRefs => {
+            // The batch's view: a mailbox created earlier in this batch
+            // exists, one removed earlier does not.
+            if slot.rec.is_none() {
+                messages::drop_refs(t, id)?;
+            }
+            messages::stop_waiting(t, id)?;
+            Ok(Ok(()))
+        }
     }
 }
 
@@ -402,6 +471,8 @@ fn remove(t: &mut Tables<'_>, files: &mut BatchFiles<'_>, slot: &mut Slot, id: &
     files.replaced(rec.snapshot.as_ref(), None);
     t.snapshot.remove(id).map_err(CommitError::database)?;
     clear_log(t, id)?;
+    // Its messages go with it, unless another mailbox references them.
+    messages::drop_refs(t, id)?;
     slot.rec = None;
     slot.dirty = true;
     Ok(Ok(()))

@@ -1,0 +1,273 @@
+//! Message blobs: the mail bodies that mailbox logs name by hash, stored
+//! once per host beside the mailboxes, in the same redb database.
+//!
+//! A mailbox's op log records only the BLAKE3 hash of each message (its
+//! RFC 5322 bytes, large parts already split out as floating attachments,
+//! `attachments.rs`); the bytes live here, keyed by that hash, so a mail
+//! sent to many mailboxes of one host is stored once. Every message stays
+//! in redb, unlike large snapshots (`blobs.rs`): a message is at most
+//! [`MESSAGE_BYTES_MAX`] (2 MiB), and redb writes all the messages of a
+//! batch with the batch's one fsync, where files would cost an fsync each
+//! plus their folder's.
+//!
+//! All writes go through the writer thread (`writer.rs`, the bodies of
+//! the writes are in `messages/write.rs`), so they share its group commit:
+//! [`MailboxStore::append_with_messages`] makes the messages durable in the
+//! same transaction as the op that names them, and a refused op stores none.
+//! Who references what is kept both ways (`MESSAGE_REFS` by mailbox,
+//! `MESSAGE_USERS` by message, see `tables.rs`), so "does any mailbox still
+//! reference this blob" is one range lookup. A blob is removed in the
+//! transaction that removes its last reference; a blob stored for an
+//! import in flight ([`MailboxStore::put_messages`]) is referenced by the
+//! import's id, so it stays until the import fails
+//! ([`MailboxStore::drop_orphan_message_refs`]) or the mailbox drops it.
+//! An import does not outlive the process, so references an id took while
+//! it had no mailbox (`MESSAGE_WAITING`) are dropped at the next open if
+//! the mailbox has not come by then, as staged logs are (`import.rs`):
+//! a crash between `put_messages` and a failed import's cleanup leaks
+//! nothing.
+//!
+//! Reads are redb read transactions on the caller's thread, like the rest
+//! of `read.rs`, and check the bytes against their hash: damaged bytes
+//! are [`Corruption::Message`], never handed out as a mail.
+
+mod write;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::error::Corruption;
+use super::tables::{MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_WAITING, MESSAGES, USAGE_KEY};
+use super::writer::Op;
+use super::{Commit, CommitError, LoadError, MailboxStore, OP_BYTES_MAX, check_len};
+
+pub(super) use write::{bytes, drop_refs, put, retain_refs, stop_waiting, wait_for_mailbox};
+
+/// Largest message, in bytes. Must equal
+/// `dem_message::limits::STORED_BYTES_MAX` (a mail as stored, its large
+/// parts split out as attachments); kept here as well because the store
+/// sits above that crate.
+pub const MESSAGE_BYTES_MAX: usize = 2 << 20;
+/// Most messages one request may carry, so that one request cannot make
+/// one huge transaction (the writer's batch budget only stops *between*
+/// requests). A replica catching up sends its messages in several requests;
+/// they still share commits.
+pub const MESSAGES_PER_REQUEST_MAX: usize = 1024;
+/// Most message bytes one request may carry, for the same reason
+/// ([`CommitError::TooLarge`] with `what` "messages").
+pub const MESSAGES_REQUEST_BYTES_MAX: usize = 64 << 20;
+
+/// What the stored messages take, for metrics ([`MailboxStore::message_usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageUsage {
+    /// Number of distinct messages stored.
+    pub count: u64,
+    /// Their total size.
+    pub bytes: u64,
+}
+
+/// A message on its way to the writer, hashed on the caller's thread (a
+/// 2 MiB message costs about a millisecond there, which the one writer
+/// thread should not spend while every mailbox's appends wait on it).
+pub(super) struct Message {
+    pub hash: [u8; 32],
+    pub bytes: Vec<u8>,
+}
+
+impl MailboxStore {
+    /// Appends an op and stores the messages it names, in one transaction:
+    /// the messages are durable before the op is acknowledged, and an op
+    /// that is refused ([`CommitError::SeqConflict`],
+    /// [`CommitError::UnknownMailbox`]) stores none of them. Each message is
+    /// hashed here (BLAKE3 of its bytes, what [`MailboxStore::message`]
+    /// takes) and recorded as referenced by `id`. A message over
+    /// [`MESSAGE_BYTES_MAX`] is [`CommitError::MessageTooLarge`] and nothing
+    /// is written.
+    pub fn append_with_messages(
+        &self,
+        id: &str,
+        seq: u64,
+        op: Vec<u8>,
+        messages: Vec<Vec<u8>>,
+    ) -> Commit {
+        if let Err(e) = check_len("op", op.len(), OP_BYTES_MAX) {
+            return Commit::failed(e);
+        }
+        match hash_all(messages) {
+            Ok(messages) => self.submit(id, Op::AppendWithMessages { seq, op, messages }),
+            Err(e) => Commit::failed(e),
+        }
+    }
+
+    /// Stores messages for `id` (a replica catching up, an import in flight)
+    /// and records that `id` references them; `id` need not be a mailbox
+    /// here yet. Limits as [`MailboxStore::append_with_messages`], plus
+    /// [`MESSAGES_PER_REQUEST_MAX`] and [`MESSAGES_REQUEST_BYTES_MAX`].
+    /// If the mailbox never comes (a failed import), call
+    /// [`MailboxStore::drop_orphan_message_refs`]; if `id` still has no
+    /// mailbox when the store is next opened, the open drops them.
+    pub fn put_messages(&self, id: &str, messages: Vec<Vec<u8>>) -> Commit {
+        match hash_all(messages) {
+            Ok(messages) => self.submit(id, Op::PutMessages(messages)),
+            Err(e) => Commit::failed(e),
+        }
+    }
+
+    /// Keeps only these references of `id` (the mailbox's index says which
+    /// mails it still holds); blobs no mailbox references any more are
+    /// removed in the same transaction. Hashes in `keep` that `id` does
+    /// not reference are ignored. Requests of one caller are applied in
+    /// order, so `keep` must include the messages of every op `id` queued
+    /// before this call.
+    pub fn retain_message_refs(&self, id: &str, mut keep: Vec<[u8; 32]>) -> Commit {
+        keep.sort_unstable();
+        keep.dedup();
+        self.submit(id, Op::RetainMessageRefs(keep))
+    }
+
+    /// Drops every reference of `id` if this store holds no mailbox `id`
+    /// (an import that failed), removing the blobs no one else references;
+    /// a no-op when the mailbox exists.
+    pub fn drop_orphan_message_refs(&self, id: &str) -> Commit {
+        self.submit(id, Op::DropOrphanMessageRefs)
+    }
+
+    /// The bytes of a message, checked against their hash: a damaged blob
+    /// is [`LoadError::Corrupt`] with [`Corruption::Message`], never wrong
+    /// bytes. `None` if this store does not hold it.
+    pub fn message(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let table = txn.open_table(MESSAGES).map_err(LoadError::database)?;
+        let Some(guard) = table.get(hash).map_err(LoadError::database)? else {
+            return Ok(None);
+        };
+        let bytes = guard.value();
+        if blake3::hash(bytes).as_bytes() != hash {
+            return Err(LoadError::Corrupt(Corruption::Message { hash: *hash }));
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Which of these hashes this store holds, in the same order. Does not
+    /// check the bytes (that is for [`MailboxStore::message`]).
+    pub fn has_messages(&self, hashes: &[[u8; 32]]) -> Result<Vec<bool>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let table = txn.open_table(MESSAGES).map_err(LoadError::database)?;
+        hashes
+            .iter()
+            .map(|h| {
+                table
+                    .get(h)
+                    .map(|g| g.is_some())
+                    .map_err(LoadError::database)
+            })
+            .collect()
+    }
+
+    /// Every message hash `id` references, ascending.
+    pub fn message_refs(&self, id: &str) -> Result<Vec<[u8; 32]>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let table = txn.open_table(MESSAGE_REFS).map_err(LoadError::database)?;
+        let mut hashes = Vec::new();
+        for entry in table
+            .range((id, &[0u8; 32])..=(id, &[0xff; 32]))
+            .map_err(LoadError::database)?
+        {
+            let (key, _) = entry.map_err(LoadError::database)?;
+            hashes.push(*key.value().1);
+        }
+        Ok(hashes)
+    }
+
+    /// Count and bytes of the messages stored, for metrics. O(1): the
+    /// writer keeps the sums.
+    pub fn message_usage(&self) -> Result<MessageUsage, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let table = txn.open_table(MESSAGE_USAGE).map_err(LoadError::database)?;
+        let (count, bytes) = table
+            .get(USAGE_KEY)
+            .map_err(LoadError::database)?
+            .map_or((0, 0), |g| g.value());
+        Ok(MessageUsage { count, bytes })
+    }
+
+    /// Flips the first byte of a stored message, so that tests (here and
+    /// in other crates' process tests) can show damage is detected. Exists
+    /// only for tests: never call it on a store that matters. `false` if
+    /// the message is not stored, or empty. Bypasses the writer thread
+    /// (redb runs one write transaction at a time, so it waits for the
+    /// writer's).
+    #[doc(hidden)]
+    pub fn corrupt_message_for_tests(&self, hash: &[u8; 32]) -> Result<bool, CommitError> {
+        let txn = self.inner.db.begin_write().map_err(CommitError::database)?;
+        {
+            let mut table = txn.open_table(MESSAGES).map_err(CommitError::database)?;
+            let stored = table.get(hash).map_err(CommitError::database)?;
+            let Some(mut bytes) = stored.map(|g| g.value().to_vec()) else {
+                return Ok(false);
+            };
+            let Some(first) = bytes.first_mut() else {
+                return Ok(false);
+            };
+            *first ^= 0xff;
+            table
+                .insert(hash, bytes.as_slice())
+                .map_err(CommitError::database)?;
+        }
+        txn.commit().map_err(CommitError::database)?;
+        Ok(true)
+    }
+}
+
+/// Queues, on a store just opened, the dropping of the references that
+/// ids took for imports the last run did not finish: each id that has no
+/// mailbox now loses them. Not awaited, so that opening stays quick; the
+/// requests are first in the writer's queue, so nothing sent after the
+/// open is dropped. How many ids were queued.
+pub(super) fn drop_orphans_of_last_run(store: &MailboxStore) -> Result<usize, redb::Error> {
+    let ids = {
+        let txn = store.inner.db.begin_read()?;
+        let table = txn.open_table(MESSAGE_WAITING)?;
+        let mut ids = Vec::new();
+        for entry in table.iter()? {
+            ids.push(entry?.0.value().to_owned());
+        }
+        ids
+    };
+    for id in &ids {
+        // Dropping the Commit does not cancel it; a failure is logged by
+        // the writer, and the entry stays for the next open.
+        drop(store.drop_orphan_message_refs(id));
+    }
+    Ok(ids.len())
+}
+
+/// Checks the limits of one request's messages, all before hashing any,
+/// then hashes them.
+fn hash_all(messages: Vec<Vec<u8>>) -> Result<Vec<Message>, CommitError> {
+    if messages.len() > MESSAGES_PER_REQUEST_MAX {
+        return Err(CommitError::TooManyMessages {
+            limit: MESSAGES_PER_REQUEST_MAX,
+            actual: messages.len(),
+        });
+    }
+    if let Some((index, m)) = messages
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.len() > MESSAGE_BYTES_MAX)
+    {
+        return Err(CommitError::MessageTooLarge {
+            index,
+            limit: MESSAGE_BYTES_MAX as u64,
+            actual: m.len() as u64,
+        });
+    }
+    let total: usize = messages.iter().map(Vec::len).sum();
+    check_len("messages", total, MESSAGES_REQUEST_BYTES_MAX)?;
+    Ok(messages
+        .into_iter()
+        .map(|bytes| Message {
+            hash: *blake3::hash(&bytes).as_bytes(),
+            bytes,
+        })
+        .collect())
+}

@@ -1,0 +1,163 @@
+//! The message writes, inside the writer thread's batch transaction
+//! (`writer.rs` calls them per request): storing blobs with their
+//! references, dropping references, and removing each blob in the
+//! transaction that drops its last reference.
+//!
+//! They work on the transaction's tables directly, not on a per-batch
+//! cache as `META` does: redb's write transaction sees its own writes, so
+//! a later request of the batch sees what an earlier one stored or
+//! removed (a blob one mailbox let go of and another stores again in the
+//! same batch is simply written back). Every error here is redb's, and
+//! aborts the batch.
+
+use redb::ReadableTable;
+
+use super::Message;
+use crate::CommitError;
+use crate::tables::USAGE_KEY;
+use crate::writer::Tables;
+
+/// Bytes of `messages`, for the writer's batch budget.
+pub(crate) fn bytes(messages: &[Message]) -> usize {
+    messages.iter().map(|m| m.bytes.len()).sum()
+}
+
+/// Stores each message once per host (a message already here is not
+/// written again) and records that `id` references it.
+pub(crate) fn put(t: &mut Tables<'_>, id: &str, messages: &[Message]) -> Result<(), CommitError> {
+    for m in messages {
+        let stored = t
+            .messages
+            .get(&m.hash)
+            .map_err(CommitError::database)?
+            .is_some();
+        if !stored {
+            t.messages
+                .insert(&m.hash, m.bytes.as_slice())
+                .map_err(CommitError::database)?;
+            count_usage(t, Change::Added, m.bytes.len())?;
+        }
+        t.message_refs
+            .insert((id, &m.hash), ())
+            .map_err(CommitError::database)?;
+        t.message_users
+            .insert((&m.hash, id), ())
+            .map_err(CommitError::database)?;
+    }
+    Ok(())
+}
+
+/// Notes that `id` took references while it had no mailbox here.
+pub(crate) fn wait_for_mailbox(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
+    t.message_waiting
+        .insert(id, ())
+        .map_err(CommitError::database)?;
+    Ok(())
+}
+
+/// `id` no longer waits: its mailbox came, or its references were dropped.
+pub(crate) fn stop_waiting(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
+    t.message_waiting
+        .remove(id)
+        .map_err(CommitError::database)?;
+    Ok(())
+}
+
+/// Drops the references of `id` that `keep` (sorted) does not list.
+pub(crate) fn retain_refs(
+    t: &mut Tables<'_>,
+    id: &str,
+    keep: &[[u8; 32]],
+) -> Result<(), CommitError> {
+    for hash in refs_of(t, id)? {
+        if keep.binary_search(&hash).is_err() {
+            unref(t, id, &hash)?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops every reference of `id` (its mailbox is removed, or its import
+/// failed).
+pub(crate) fn drop_refs(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
+    for hash in refs_of(t, id)? {
+        unref(t, id, &hash)?;
+    }
+    Ok(())
+}
+
+/// The hashes `id` references, collected first so that the tables can be
+/// changed while going through them.
+fn refs_of(t: &Tables<'_>, id: &str) -> Result<Vec<[u8; 32]>, CommitError> {
+    let mut hashes = Vec::new();
+    for entry in t
+        .message_refs
+        .range((id, &[0u8; 32])..=(id, &[0xff; 32]))
+        .map_err(CommitError::database)?
+    {
+        let (key, _) = entry.map_err(CommitError::database)?;
+        hashes.push(*key.value().1);
+    }
+    Ok(hashes)
+}
+
+/// Drops one reference, and the blob with it if it was the last.
+fn unref(t: &mut Tables<'_>, id: &str, hash: &[u8; 32]) -> Result<(), CommitError> {
+    t.message_refs
+        .remove((id, hash))
+        .map_err(CommitError::database)?;
+    t.message_users
+        .remove((hash, id))
+        .map_err(CommitError::database)?;
+    // "" is the least id, so this range starts at the blob's first user.
+    let still_used = match t
+        .message_users
+        .range((hash, "")..)
+        .map_err(CommitError::database)?
+        .next()
+    {
+        Some(entry) => entry.map_err(CommitError::database)?.0.value().0 == hash,
+        None => false,
+    };
+    if still_used {
+        return Ok(());
+    }
+    let removed = t
+        .messages
+        .remove(hash)
+        .map_err(CommitError::database)?
+        .map(|g| g.value().len());
+    // A reference without its blob would be a bug of this module, but the
+    // reference is the thing to drop then, and there are no bytes to count.
+    if let Some(len) = removed {
+        count_usage(t, Change::Removed, len)?;
+    }
+    Ok(())
+}
+
+/// Whether a blob came or went, for [`count_usage`].
+#[derive(Clone, Copy)]
+enum Change {
+    Added,
+    Removed,
+}
+
+/// Keeps `MESSAGE_USAGE` in step with `MESSAGES`.
+fn count_usage(t: &mut Tables<'_>, change: Change, len: usize) -> Result<(), CommitError> {
+    let (count, bytes) = t
+        .message_usage
+        .get(USAGE_KEY)
+        .map_err(CommitError::database)?
+        .map_or((0, 0), |g| g.value());
+    let len = len as u64;
+    // Saturating: a sum that went wrong (a store edited by hand) must not
+    // stop the writer; the metric is then off, nothing else.
+    let sums = match change {
+        Change::Added => (count.saturating_add(1), bytes.saturating_add(len)),
+        Change::Removed => (count.saturating_sub(1), bytes.saturating_sub(len)),
+    };
+    t.message_usage
+        .insert(USAGE_KEY, sums)
+        .map_err(CommitError::database)?;
+    Ok(())
+}
