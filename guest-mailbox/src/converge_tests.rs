@@ -333,7 +333,7 @@ fn replay(logs: &[Vec<Logged>], rng: &mut Rng) -> Mailbox {
         }
         if rng.chance(3) {
             let bytes = crate::snapshot::encode(&mb.state, 0);
-            let state = crate::snapshot::decode(crate::snapshot::SCHEMA_VERSION, &bytes)
+            let state = crate::snapshot::decode_state(crate::snapshot::SCHEMA_VERSION, &bytes)
                 .expect("own snapshot decodes");
             mb = Mailbox::from_state(state).expect("own snapshot is consistent");
         }

@@ -17,17 +17,41 @@
 //! deleted id, creates no folder in any order.
 
 use crate::error::{Result, check_size, invalid_argument, limit_reached, too_large};
+use crate::hash::{Hash, from_hex};
 use crate::limits::{
-    ATTACHMENTS_MAX, HEADERS_MAX, KEYWORDS_MAX, MAIL_BYTES_MAX, MAILBOX_BYTES_MAX, RECIPIENTS_MAX,
+    ATTACHMENTS_MAX, KEYWORDS_MAX, MAIL_INDEX_BYTES_MAX, MAILBOX_INDEX_BYTES_MAX,
+    MESSAGE_BYTES_MAX, MESSAGE_ID_BYTES_MAX, RECIPIENTS_MAX, REFERENCES_MAX,
 };
 use crate::mail::{FLAG_BITS, check_mail_id};
-use crate::names::{INBOX, check_keyword, is_hash_hex};
+use crate::names::{INBOX, check_keyword};
 use crate::state::{Attachment, Mailbox, Stamp, StoredMail};
 use crate::wit::{Delivered, MailFlags, NewMail, OpContext, Placement};
 
-fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
+/// The raw form of a hash the host sent, or `invalid-argument`.
+fn hash_arg(what: &str, hex: &str) -> Result<Hash> {
+    from_hex(hex).ok_or_else(|| {
+        invalid_argument(format!(
+            "{what} hash {hex:?} is not 64 lower-case hex digits"
+        ))
+    })
+}
+
+fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> Result<StoredMail> {
     let stamp = Stamp::of(ctx);
-    StoredMail {
+    let attachments = mail
+        .attachments
+        .into_iter()
+        .map(|a| {
+            Ok(Attachment {
+                hash: hash_arg("attachment", &a.hash)?,
+                name: a.name,
+                media_type: a.media_type,
+                size_bytes: a.size_bytes,
+                splice_at: a.splice_at,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(StoredMail {
         folder: 0,
         uid: 0,
         from: mail.from,
@@ -38,22 +62,11 @@ fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
         received_ms: ctx.now_ms,
         message_id: mail.message_id,
         in_reply_to: mail.in_reply_to,
-        headers: mail
-            .headers
-            .into_iter()
-            .map(|h| (h.name, h.value))
-            .collect(),
-        body: mail.body.into_bytes(),
-        attachments: mail
-            .attachments
-            .into_iter()
-            .map(|a| Attachment {
-                hash: a.hash,
-                name: a.name,
-                media_type: a.media_type,
-                size_bytes: a.size_bytes,
-            })
-            .collect(),
+        references: mail.references,
+        blob: hash_arg("message", &mail.message.hash)?,
+        blob_bytes: mail.message.size_bytes,
+        size_bytes: mail.size_bytes,
+        attachments,
         flags: place.flags.bits(),
         keywords: place.keywords.iter().cloned().collect(),
         // A NaN or infinite score would compare oddly in filters and UIs;
@@ -64,7 +77,7 @@ fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> StoredMail {
         flag_stamps: Default::default(),
         keyword_stamps: Default::default(),
         place: Mailbox::delivery_place(&place.folder),
-    }
+    })
 }
 
 /// The placement `m` was filed with, as `Delivered::placement` reports
@@ -79,24 +92,42 @@ fn applied(m: &StoredMail) -> Placement {
     }
 }
 
-/// Checks a mail against the per-mail limits before it is stored.
+/// Checks a mail against the per-mail limits before it is stored. Counts
+/// are checked before sizes, so a huge list is refused by its length.
 fn validate(m: &StoredMail, place: &Placement) -> Result<()> {
-    let size = m.size_bytes();
-    if size > MAIL_BYTES_MAX {
-        return Err(too_large("mail bytes", MAIL_BYTES_MAX, size));
-    }
     check_size("recipients", RECIPIENTS_MAX, m.to.len() + m.cc.len())?;
-    check_size("headers", HEADERS_MAX, m.headers.len())?;
+    check_size("references", REFERENCES_MAX, m.references.len())?;
     check_size("attachments", ATTACHMENTS_MAX, m.attachments.len())?;
     check_size("keywords", KEYWORDS_MAX, place.keywords.len())?;
     for k in &place.keywords {
         check_keyword(k)?;
     }
-    if let Some(a) = m.attachments.iter().find(|a| !is_hash_hex(&a.hash)) {
-        return Err(invalid_argument(format!(
-            "attachment hash {:?} is not 64 lower-case hex digits",
-            a.hash
-        )));
+    let ids = std::iter::once(&m.message_id)
+        .chain(&m.in_reply_to)
+        .chain(&m.references);
+    for id in ids {
+        check_size("message id", MESSAGE_ID_BYTES_MAX, id.len())?;
+    }
+    let index = m.index_bytes();
+    if index > MAIL_INDEX_BYTES_MAX {
+        return Err(too_large("mail index bytes", MAIL_INDEX_BYTES_MAX, index));
+    }
+    for (what, size) in [("message bytes", m.size_bytes), ("stored bytes", m.blob_bytes)] {
+        if size > MESSAGE_BYTES_MAX {
+            return Err(too_large(what, MESSAGE_BYTES_MAX, size));
+        }
+    }
+    // Cut parts go back in the order they were cut, each at a position
+    // inside the stored bytes; equal positions keep list order.
+    let mut last = 0;
+    for at in m.attachments.iter().filter_map(|a| a.splice_at) {
+        if at < last || at > m.blob_bytes {
+            return Err(invalid_argument(format!(
+                "attachment splice position {at} is out of order or past the {} stored bytes",
+                m.blob_bytes
+            )));
+        }
+        last = at;
     }
     Ok(())
 }
@@ -158,15 +189,15 @@ impl Mailbox {
     ) -> Result<Delivered> {
         check_mail_id(&mail.id)?;
         let id = mail.id.clone();
-        let mut m = to_stored(ctx, mail, &place);
+        let mut m = to_stored(ctx, mail, &place)?;
         validate(&m, &place)?;
         let known = self.state.mails.contains_key(&id) || self.state.tombstones.contains_key(&id);
-        let size = m.size_bytes();
-        if !known && self.idx.mail_bytes + size > MAILBOX_BYTES_MAX {
+        let index = self.idx.index_bytes + m.index_bytes();
+        if !known && index > MAILBOX_INDEX_BYTES_MAX {
             return Err(limit_reached(
-                "mailbox bytes",
-                MAILBOX_BYTES_MAX,
-                self.idx.mail_bytes + size,
+                "mailbox index bytes",
+                MAILBOX_INDEX_BYTES_MAX,
+                index,
             ));
         }
         if !self.replaying {

@@ -2,15 +2,18 @@
 //! so replicas (and tests) can check cheaply that they converged.
 //!
 //! It covers exactly what replicas applying the same set of operations
-//! must agree on, in any order: every mail by id with its content, folder
-//! (by name), flags, keywords and merge stamps; delete tombstones; folder
-//! names; contacts, allow and block lists, preferences and plugins with
+//! must agree on, in any order: every mail by id with its index entry
+//! (envelope fields, references, the message blob's hash and sizes, each
+//! attachment with its splice position), folder (by name), flags,
+//! keywords and merge stamps; delete tombstones; folder names; contacts, allow and block lists, preferences and plugins with
 //! their stamps and tombstones. It leaves out what legitimately depends on
 //! the local order of application: IMAP UIDs, uid-next and uid-validity
 //! (a replica hands them out in the order moves and deliveries reach it,
 //! and IMAP only requires them to grow), the derived indices, and the
 //! record of deleted folder names, which is bookkeeping for settling
-//! folder races (`placement.rs`) and not content.
+//! folder races (`placement.rs`) and not content. Converted messages
+//! waiting for `take-converted` are not state either; the blob hashes the
+//! mails name stand for them.
 //!
 //! The encoding is canonical and streamed into the hasher: a domain tag,
 //! then sections in a fixed order, every map in key order (`BTreeMap`),
@@ -22,7 +25,9 @@ use crate::state::{Mailbox, Stamp, StoredMail};
 
 /// Bumped whenever the encoding below changes, so digests of different
 /// builds never compare equal by accident.
-const DOMAIN: &[u8] = b"dem:mail state-digest v1";
+/// v2: mails carry a message blob and references instead of headers and
+/// a body (schema 4).
+const DOMAIN: &[u8] = b"dem:mail state-digest v2";
 
 /// Canonical encoder writing straight into a BLAKE3 hasher.
 struct Enc(blake3::Hasher);
@@ -109,18 +114,23 @@ impl Enc {
         self.i64(m.received_ms);
         self.str(&m.message_id);
         self.opt_str(m.in_reply_to.as_deref());
-        self.len(m.headers.len());
-        for (n, v) in &m.headers {
-            self.str(n);
-            self.str(v);
-        }
-        self.bytes(&m.body);
+        self.strs(m.references.iter());
+        self.bytes(&m.blob);
+        self.u64(m.blob_bytes);
+        self.u64(m.size_bytes);
         self.len(m.attachments.len());
         for a in &m.attachments {
-            self.str(&a.hash);
+            self.bytes(&a.hash);
             self.str(&a.name);
             self.str(&a.media_type);
             self.u64(a.size_bytes);
+            match a.splice_at {
+                None => self.u8(0),
+                Some(at) => {
+                    self.u8(1);
+                    self.u64(at);
+                }
+            }
         }
         self.u8(m.flags);
         self.strs(m.keywords.iter());
@@ -225,7 +235,7 @@ mod tests {
         put(&mut a, 1, "x", 1, "Lists/rust");
         a.delete_mail(&ctx(2), "gone").unwrap();
         let bytes = crate::snapshot::encode(&a.state, 0);
-        let state = crate::snapshot::decode(crate::snapshot::SCHEMA_VERSION, &bytes).unwrap();
+        let state = crate::snapshot::decode_state(crate::snapshot::SCHEMA_VERSION, &bytes).unwrap();
         let b = Mailbox::from_state(state).unwrap();
         assert_eq!(a.state_digest(), b.state_digest());
     }

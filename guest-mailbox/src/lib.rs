@@ -12,6 +12,7 @@ wit_bindgen::generate!({
     additional_derives: [PartialEq],
 });
 
+mod blobs;
 #[cfg(test)]
 mod converge_tests;
 mod deliver;
@@ -22,13 +23,16 @@ mod folder_log;
 #[cfg(test)]
 mod folder_race_tests;
 mod folders;
+mod hash;
 mod limits;
 mod lww;
 mod mail;
 mod names;
 mod placement;
+mod render;
 mod schema_v1;
 mod schema_v2;
+mod schema_v3;
 mod search;
 mod snapshot;
 mod state;
@@ -65,8 +69,8 @@ impl Guest for Component {
         with(|mb| mb.list_folder(&folder, offset, limit))
     }
 
-    fn get(id: String, parts: GetParts) -> Result<MailDetail, MailboxError> {
-        with(|mb| mb.get(&id, &parts))
+    fn get(id: String) -> Result<MailDetail, MailboxError> {
+        with(|mb| mb.get(&id))
     }
 
     fn set_flags(
@@ -90,8 +94,20 @@ impl Guest for Component {
         with(|mb| mb.delete_history(offset, limit))
     }
 
-    fn search(query: SearchQuery, limit: u32) -> Result<Vec<MailSummary>, MailboxError> {
-        with(|mb| mb.search(&query, limit))
+    fn search(
+        query: SearchQuery,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<MailSummary>, MailboxError> {
+        with(|mb| mb.search(&query, offset, limit))
+    }
+
+    fn message_refs(offset: u32, limit: u32) -> Vec<String> {
+        with(|mb| mb.message_refs(offset, limit))
+    }
+
+    fn take_converted(max: u32) -> Vec<Vec<u8>> {
+        with(|mb| mb.take_converted(max))
     }
 
     fn create_folder(ctx: OpContext, name: String) -> Result<FolderInfo, MailboxError> {

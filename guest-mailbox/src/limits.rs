@@ -11,14 +11,35 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
-/// Bytes of one mail as stored: all its text fields, headers and body
-/// (attachments are references, their content lives outside the mailbox).
-pub const MAIL_BYTES_MAX: u64 = 32 * MIB;
+/// Bytes of one mail's index entry: its text fields (from, to, cc,
+/// subject, message-id, in-reply-to, references, attachment names and
+/// media types) and its hashes. The message itself lives in the host's
+/// blob store and does not count; this only stops one mail from taking an
+/// unreasonable share of the state (1000 recipients of 320 bytes fit).
+pub const MAIL_INDEX_BYTES_MAX: u64 = 512 * KIB;
 
-/// Bytes of all mails together. Kept well under [`RESTORE_BYTES_MAX`] so a
-/// full mailbox's snapshot can always be restored, and under half the 4 GiB
+/// Index bytes of all mails together, as [`MAIL_INDEX_BYTES_MAX`] counts
+/// them. Message bytes are outside the state, so a mailbox of 100,000
+/// mails and many GiB of messages stays far below this (a few hundred
+/// bytes a mail). Kept well under [`RESTORE_BYTES_MAX`] so a full
+/// mailbox's snapshot can always be restored, and under half the 4 GiB
 /// wasm32 address space because a snapshot is held next to the live state.
-pub const MAILBOX_BYTES_MAX: u64 = GIB;
+pub const MAILBOX_INDEX_BYTES_MAX: u64 = GIB;
+
+/// Bytes of one message as the host reports it (exact or stored size).
+/// Not a storage limit, the bytes are outside the state: it keeps the
+/// per-folder and mailbox sums of sizes exact in a u64 (far more mails
+/// than fit in the state, each this large, still do not overflow).
+pub const MESSAGE_BYTES_MAX: u64 = 64 * GIB;
+
+/// Message ids in one mail's References. A long thread's References grow
+/// with every reply; the host keeps only the last ones (RFC 5322 3.6.4
+/// allows trimming), and the mailbox refuses more rather than choosing.
+pub const REFERENCES_MAX: usize = 32;
+
+/// Bytes of a message id (Message-ID, In-Reply-To, each reference): the
+/// longest line RFC 5322 allows.
+pub const MESSAGE_ID_BYTES_MAX: usize = 998;
 
 /// Bytes of a mail id (assigned by the host, usually a hash).
 pub const MAIL_ID_BYTES_MAX: usize = 128;
@@ -35,9 +56,6 @@ pub const FOLDER_DEPTH_MAX: usize = 16;
 
 /// To and Cc addresses of one mail together.
 pub const RECIPIENTS_MAX: usize = 1000;
-
-/// Headers of one mail.
-pub const HEADERS_MAX: usize = 1000;
 
 /// Attachment references of one mail.
 pub const ATTACHMENTS_MAX: usize = 1000;
@@ -77,11 +95,14 @@ pub const PLUGINS_MAX: usize = 64;
 /// Bytes of one plugin's configuration.
 pub const PLUGIN_CONFIG_BYTES_MAX: usize = 64 * KIB as usize;
 
-/// Items one `list-folder`, `search` or `delete-history` call returns; a
-/// larger requested limit is cut down to this.
+/// Items one `list-folder`, `search`, `delete-history`, `message-refs` or
+/// `take-converted` call returns; a larger requested limit is cut down to
+/// this.
 pub const PAGE_LIMIT_MAX: u32 = 1000;
 
 /// Bytes one `snapshot-read` returns; a larger request is cut down to this.
+/// `take-converted` also stops adding messages once it holds this many
+/// bytes, so one call never copies a huge batch across the boundary.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: u32 = 4 * MIB as u32;
 
 /// Bytes of a snapshot `restore-begin` accepts.

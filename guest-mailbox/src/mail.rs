@@ -20,9 +20,10 @@ use crate::limits::{
 };
 use crate::names::{check_keyword, folder_name};
 use crate::state::{Mailbox, Stamp, StoredMail, TombstoneRec};
-use crate::wit::AttachmentRef;
+use crate::hash::to_hex;
 use crate::wit::{
-    FlagState, GetParts, Header, MailDetail, MailFlags, MailPage, MailSummary, OpContext, Tombstone,
+    AttachmentRef, BlobRef, FlagState, MailDetail, MailFlags, MailPage, MailSummary, OpContext,
+    Tombstone,
 };
 
 /// The flag bits one by one, for per-flag stamps.
@@ -61,7 +62,7 @@ impl Mailbox {
             in_reply_to: m.in_reply_to.clone(),
             flags: m.flags(),
             keywords: m.keywords.iter().cloned().collect(),
-            size_bytes: m.size_bytes(),
+            size_bytes: m.size_bytes,
             attachment_count: u32::try_from(m.attachments.len()).unwrap_or(u32::MAX),
             spam_score: m.spam_score,
         }
@@ -104,42 +105,32 @@ impl Mailbox {
         })
     }
 
-    pub fn get(&self, id: &str, parts: &GetParts) -> Result<MailDetail> {
+    /// The mail's summary and where its bytes are; the host reads the
+    /// message from its blob store and splices the attachments back.
+    pub fn get(&self, id: &str) -> Result<MailDetail> {
         let m = self
             .state
             .mails
             .get(id)
             .ok_or_else(|| not_found(format!("mail {id:?}")))?;
-        let body_len = m.body.len() as u64;
-        let body = parts.body.as_ref().map(|r| {
-            let start = r.start.min(body_len) as usize;
-            let end = r.end.min(body_len).max(start as u64) as usize;
-            m.body[start..end].to_vec()
-        });
         Ok(MailDetail {
             summary: self.summary(id, m),
-            headers: parts.headers.then(|| {
-                m.headers
-                    .iter()
-                    .map(|(n, v)| Header {
-                        name: n.clone(),
-                        value: v.clone(),
-                    })
-                    .collect()
-            }),
-            body,
-            body_size_bytes: body_len,
-            attachments: parts.attachments.then(|| {
-                m.attachments
-                    .iter()
-                    .map(|a| AttachmentRef {
-                        hash: a.hash.clone(),
-                        name: a.name.clone(),
-                        media_type: a.media_type.clone(),
-                        size_bytes: a.size_bytes,
-                    })
-                    .collect()
-            }),
+            references: m.references.clone(),
+            message: BlobRef {
+                hash: to_hex(&m.blob),
+                size_bytes: m.blob_bytes,
+            },
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| AttachmentRef {
+                    hash: to_hex(&a.hash),
+                    name: a.name.clone(),
+                    media_type: a.media_type.clone(),
+                    size_bytes: a.size_bytes,
+                    splice_at: a.splice_at,
+                })
+                .collect(),
         })
     }
 

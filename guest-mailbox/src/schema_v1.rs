@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use crate::schema_v2::{FolderV2, MailboxStateV2};
-use crate::state::{ContactRec, PluginRec, Stamp, StoredMail, TombstoneRec};
+use crate::schema_v3::StoredMailV3;
+use crate::state::{ContactRec, PluginRec, Stamp, TombstoneRec};
 
 #[derive(Deserialize)]
 struct FolderV1 {
@@ -32,7 +33,7 @@ struct TombstoneV1 {
 /// snapshots are positional MessagePack.
 #[derive(Deserialize)]
 pub struct MailboxStateV1 {
-    mails: BTreeMap<String, StoredMail>,
+    mails: BTreeMap<String, StoredMailV3>,
     folders: BTreeMap<String, FolderV1>,
     tombstones: BTreeMap<String, TombstoneV1>,
     contacts: BTreeMap<String, ContactRec>,

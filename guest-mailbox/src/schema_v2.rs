@@ -1,4 +1,5 @@
-//! The schema-2 state, kept only to decode old snapshots and convert them.
+//! The schema-2 state, kept only to decode old snapshots and convert them
+//! (to schema 3, which `schema_v3.rs` converts on).
 //!
 //! Schema 3 replaced schema 2's per-name records of deleted and renamed
 //! folders (and each folder's "named since" stamp) with the whole folder
@@ -15,7 +16,8 @@ use serde::Deserialize;
 
 use crate::folder_log::FolderLog;
 use crate::lww::LwwMap;
-use crate::state::{ContactRec, Folder, MailboxState, PluginRec, Stamp, StoredMail, TombstoneRec};
+use crate::schema_v3::{MailboxStateV3, StoredMailV3};
+use crate::state::{ContactRec, Folder, PluginRec, Stamp, TombstoneRec};
 
 #[derive(Deserialize)]
 pub struct FolderV2 {
@@ -38,7 +40,7 @@ pub struct GoneFolderV2 {
 /// `place`, which decodes empty.
 #[derive(Deserialize)]
 pub struct MailboxStateV2 {
-    pub mails: BTreeMap<String, StoredMail>,
+    pub mails: BTreeMap<String, StoredMailV3>,
     pub folders: BTreeMap<String, FolderV2>,
     pub tombstones: BTreeMap<String, TombstoneRec>,
     pub contacts: LwwMap<ContactRec>,
@@ -51,7 +53,7 @@ pub struct MailboxStateV2 {
     pub gone_folders: BTreeMap<String, GoneFolderV2>,
 }
 
-impl From<MailboxStateV2> for MailboxState {
+impl From<MailboxStateV2> for MailboxStateV3 {
     fn from(v2: MailboxStateV2) -> Self {
         let names: BTreeMap<u32, String> = v2
             .folders
@@ -69,7 +71,7 @@ impl From<MailboxStateV2> for MailboxState {
             ops: Default::default(),
             filed: Default::default(),
         };
-        MailboxState {
+        MailboxStateV3 {
             mails,
             folders: v2
                 .folders

@@ -1,10 +1,18 @@
-//! Search over mails: case-insensitive substring criteria, all ANDed.
+//! Search over the mail index: case-insensitive substring criteria on the
+//! envelope fields, flags, keyword, folder and date range, all ANDed.
 //!
-//! There is no full-text index (it would dwarf the mail data in the
+//! The mailbox holds no message bytes, so it ignores `body-terms` and
+//! `text-terms`: it returns the candidates the other criteria select, and
+//! the host, which has the bytes in its blob store, matches those terms
+//! against each candidate's message, paging on with `offset` until it has
+//! enough. A query of only body or text terms thus lists every mail in
+//! range, newest first.
+//!
+//! There is no full-text index (it would dwarf the mail index in the
 //! snapshot and slow down restore); instead each folder is walked newest
 //! first through its date index, the date range is a range query on that
-//! index, and a folder stops being walked once it has produced `limit`
-//! hits, so a search for recent mail stays cheap.
+//! index, and a folder stops being walked once it has produced
+//! `offset + limit` hits, so a search for recent mail stays cheap.
 
 use crate::error::Result;
 use crate::limits::PAGE_LIMIT_MAX;
@@ -43,16 +51,6 @@ impl Needle {
         }
     }
 
-    /// `found_in` over a stored body, which is UTF-8 unless a damaged
-    /// import smuggled in something else; that is matched lossily.
-    fn found_in_bytes(&self, hay: &[u8]) -> bool {
-        if self.ascii {
-            let n = self.lower.as_bytes();
-            return n.is_empty() || hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
-        }
-        self.found_in(&String::from_utf8_lossy(hay))
-    }
-
     fn found_in_any<'a>(&self, mut hays: impl Iterator<Item = &'a String>) -> bool {
         hays.any(|h| self.found_in(h))
     }
@@ -63,8 +61,6 @@ struct Matcher<'q> {
     from: Option<Needle>,
     to: Option<Needle>,
     subject: Option<Needle>,
-    body: Vec<Needle>,
-    text: Vec<Needle>,
 }
 
 impl<'q> Matcher<'q> {
@@ -74,12 +70,10 @@ impl<'q> Matcher<'q> {
             from: q.from.as_deref().map(Needle::new),
             to: q.to.as_deref().map(Needle::new),
             subject: q.subject.as_deref().map(Needle::new),
-            body: q.body_terms.iter().map(|t| Needle::new(t)).collect(),
-            text: q.text_terms.iter().map(|t| Needle::new(t)).collect(),
         }
     }
 
-    /// Cheap criteria first, body scans last.
+    /// Cheap criteria first, substring scans last.
     fn matches(&self, m: &StoredMail) -> bool {
         let flags = m.flags();
         if !flags.contains(self.q.flags_set) || flags.intersects(self.q.flags_unset) {
@@ -100,27 +94,15 @@ impl<'q> Matcher<'q> {
         {
             return false;
         }
-        if let Some(n) = &self.subject
-            && !n.found_in(&m.subject)
-        {
-            return false;
-        }
-        if !self.body.iter().all(|n| n.found_in_bytes(&m.body)) {
-            return false;
-        }
-        self.text.iter().all(|n| {
-            n.found_in(&m.from)
-                || n.found_in_any(m.to.iter().chain(&m.cc))
-                || n.found_in(&m.subject)
-                || n.found_in_bytes(&m.body)
-        })
+        self.subject.as_ref().is_none_or(|n| n.found_in(&m.subject))
     }
 }
 
 impl Mailbox {
-    /// Mails matching every criterion of `q`, newest first by
-    /// (date-ms, uid), at most `limit` (capped at `PAGE_LIMIT_MAX`).
-    pub fn search(&self, q: &SearchQuery, limit: u32) -> Result<Vec<MailSummary>> {
+    /// Mails matching every criterion of `q` but its body and text terms,
+    /// newest first by (date-ms, uid), skipping the first `offset`, at
+    /// most `limit` (capped at `PAGE_LIMIT_MAX`).
+    pub fn search(&self, q: &SearchQuery, offset: u32, limit: u32) -> Result<Vec<MailSummary>> {
         let folders: Vec<&FolderIndex> = match &q.folder {
             Some(name) => {
                 let (_, f) = self.existing(name)?;
@@ -133,6 +115,8 @@ impl Mailbox {
         if limit == 0 || q.before_ms.is_some_and(|b| b <= since) {
             return Ok(Vec::new());
         }
+        // Each folder's first `wanted` hits hold every hit of the page.
+        let wanted = limit.saturating_add(offset as usize);
         let matcher = Matcher::new(q);
         let mut hits: Vec<(i64, u32, &String)> = Vec::new();
         for fi in folders {
@@ -143,7 +127,7 @@ impl Mailbox {
             };
             let mut found = 0;
             for (&(date, uid), id) in range.rev() {
-                if found == limit {
+                if found == wanted {
                     break;
                 }
                 if self.state.mails.get(id).is_some_and(|m| matcher.matches(m)) {
@@ -153,9 +137,10 @@ impl Mailbox {
             }
         }
         hits.sort_unstable_by(|a, b| b.cmp(a));
-        hits.truncate(limit);
         Ok(hits
             .into_iter()
+            .skip(offset as usize)
+            .take(limit)
             .filter_map(|(_, _, id)| self.state.mails.get(id).map(|m| self.summary(id, m)))
             .collect())
     }

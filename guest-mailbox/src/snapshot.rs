@@ -5,7 +5,9 @@
 //! is about a third smaller than named fields and quicker to decode; the
 //! price is that any change to the state's shape needs a new schema version
 //! with its own decode arm in [`decode`], which must keep decoding every
-//! older version (golden fixture tests guard versions 1, 2 and 3).
+//! older version (golden fixture tests guard versions 1 to 4). Restoring
+//! a snapshot older than schema 4 converts it (`schema_v3.rs`), which
+//! writes out messages the host must take with `take-converted`.
 //!
 //! The snapshot is encoded once at `snapshot-begin` and handed out in
 //! bounded slices, and a restore is assembled from bounded writes, so no
@@ -19,14 +21,17 @@ use crate::error::{Result, snapshot, too_large};
 use crate::limits::{RESTORE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX};
 use crate::schema_v1::MailboxStateV1;
 use crate::schema_v2::MailboxStateV2;
+use crate::schema_v3::{Converted, MailboxStateV3};
 use crate::state::{Mailbox, MailboxState};
 use crate::wit::{MailboxStats, SnapshotInfo};
 
 /// Schema of the state this build writes, and the newest it reads.
 /// 1: the first layout. 2: stamps and tombstones for replica merging
 /// (`schema_v1.rs` converts 1 to 2). 3: the folder history and each
-/// mail's placement (`schema_v2.rs` converts 2 to 3).
-pub const SCHEMA_VERSION: u32 = 3;
+/// mail's placement (`schema_v2.rs` converts 2 to 3). 4: the mail index
+/// with a message blob ref instead of headers and body (`schema_v3.rs`
+/// converts 3 to 4).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// First bytes of every snapshot.
 pub const MAGIC: &[u8; 6] = b"DEMMBX";
@@ -78,8 +83,30 @@ pub fn encoded_len(state: &MailboxState) -> u64 {
     c.0
 }
 
+/// A decoded snapshot, before any conversion.
+pub enum Decoded {
+    Current(MailboxState),
+    /// Schema 3 or older (1 and 2 already brought to 3): needs
+    /// [`Decoded::convert`], which writes out messages.
+    Old(MailboxStateV3),
+}
+
+impl Decoded {
+    /// The schema-4 state, and the messages a conversion wrote (none for
+    /// a current snapshot).
+    pub fn convert(self) -> std::result::Result<Converted, String> {
+        match self {
+            Decoded::Current(state) => Ok(Converted {
+                state,
+                messages: Default::default(),
+            }),
+            Decoded::Old(old) => old.convert(),
+        }
+    }
+}
+
 /// Decodes snapshot bytes announced as `schema`.
-pub fn decode(schema: u32, bytes: &[u8]) -> std::result::Result<MailboxState, String> {
+pub fn decode(schema: u32, bytes: &[u8]) -> std::result::Result<Decoded, String> {
     if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a mailbox snapshot (bad magic)".into());
     }
@@ -92,16 +119,25 @@ pub fn decode(schema: u32, bytes: &[u8]) -> std::result::Result<MailboxState, St
         ));
     }
     let body = &bytes[HEADER_LEN..];
-    match version {
+    let old = match version {
         1 => decode_body::<MailboxStateV1>(body)
             .map(MailboxStateV2::from)
-            .map(MailboxState::from),
-        2 => decode_body::<MailboxStateV2>(body).map(MailboxState::from),
-        3 => decode_body::<MailboxState>(body),
+            .map(MailboxStateV3::from),
+        2 => decode_body::<MailboxStateV2>(body).map(MailboxStateV3::from),
+        3 => decode_body::<MailboxStateV3>(body),
+        4 => return decode_body::<MailboxState>(body).map(Decoded::Current),
         v => Err(format!(
             "snapshot schema {v} is not supported by this mailbox build (schema {SCHEMA_VERSION})"
         )),
-    }
+    };
+    old.map(Decoded::Old)
+}
+
+/// Decodes and converts, dropping any converted messages: for tests that
+/// look only at the state.
+#[cfg(test)]
+pub fn decode_state(schema: u32, bytes: &[u8]) -> std::result::Result<MailboxState, String> {
+    Ok(decode(schema, bytes)?.convert()?.state)
 }
 
 /// Decodes with rmp-serde's borrowing slice reader, about twice as fast as
@@ -114,9 +150,10 @@ fn decode_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> std::result::Re
 
 impl Mailbox {
     pub fn snapshot_begin(&mut self) -> SnapshotInfo {
-        // Most of a snapshot is mail text; starting near that size saves
-        // most of the reallocation copies of a growing Vec.
-        let hint = self.idx.mail_bytes + self.idx.mail_bytes / 8 + 4096;
+        // Most of a snapshot is the mail index: its strings and hashes
+        // plus some numbers per mail. Starting near that size saves most
+        // of the reallocation copies of a growing Vec.
+        let hint = self.idx.index_bytes + 64 * self.state.mails.len() as u64 + 4096;
         let bytes = encode(&self.state, hint);
         let info = SnapshotInfo {
             schema_version: SCHEMA_VERSION,
@@ -203,12 +240,20 @@ impl Mailbox {
                 r.declared
             )));
         }
-        let state = decode(r.schema, &r.buf).map_err(snapshot)?;
+        let decoded = decode(r.schema, &r.buf).map_err(snapshot)?;
+        // The old bodies a conversion renders are copies; the buffer can go.
         drop(r);
-        let fresh = Mailbox::from_state(state)
+        let converted = decoded.convert().map_err(snapshot)?;
+        let fresh = Mailbox::from_state(converted.state)
             .map_err(|e| snapshot(format!("snapshot state is inconsistent: {e}")))?;
         self.state = fresh.state;
         self.idx = fresh.idx;
+        // Messages still waiting from an earlier conversion stay while a
+        // mail of the new state names them (a host that restored before
+        // taking them must not lose them); the others have no use.
+        let names = &self.idx.blobs;
+        self.converted.retain(|h, _| names.contains_key(h));
+        self.converted.extend(converted.messages);
         Ok(())
     }
 

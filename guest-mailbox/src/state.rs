@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::folder_log::{FolderLog, Replayed};
+use crate::hash::Hash;
+use crate::limits::MESSAGE_BYTES_MAX;
 use crate::lww::LwwMap;
 use crate::names::INBOX;
 use crate::snapshot::Restore;
@@ -37,16 +39,28 @@ impl Stamp {
     }
 }
 
-/// A floating attachment reference; the bytes live outside the mailbox.
+/// An attachment reference; the bytes live outside the mailbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
-    pub hash: String,
+    /// BLAKE3 of the content, raw (see `hash.rs`).
+    #[serde(with = "serde_bytes")]
+    pub hash: Hash,
     pub name: String,
     pub media_type: String,
     pub size_bytes: u64,
+    /// Where the content goes back into the stored message: a MIME part
+    /// body the host cut out verbatim. `None` for a floating reference
+    /// that was never part of the message bytes (mail converted from
+    /// schema 3 or older).
+    pub splice_at: Option<u64>,
 }
 
-/// One stored mail. Its id is the key in `MailboxState::mails`.
+/// The index entry of one mail; its id is the key in
+/// `MailboxState::mails`. The message's bytes are in the host's blob
+/// store, named by `blob`. This is the per-mail cost of a snapshot, about
+/// 300 bytes for an ordinary mail, so fields stay few and compact: hashes
+/// are raw bytes, and nothing derivable from the message is repeated
+/// beyond what listing and searching need without reading it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredMail {
     /// Id of the folder holding it (the folder's uid-validity, which no
@@ -61,12 +75,17 @@ pub struct StoredMail {
     pub received_ms: i64,
     pub message_id: String,
     pub in_reply_to: Option<String>,
-    pub headers: Vec<(String, String)>,
-    /// The text body as UTF-8 bytes. Kept as bytes (MessagePack `bin`) so
-    /// a restore copies it instead of re-validating megabytes of UTF-8;
-    /// it was valid when delivered, and readers decode it lossily.
+    /// The References message ids, for threading without reading the
+    /// message (at most `REFERENCES_MAX`).
+    pub references: Vec<String>,
+    /// BLAKE3 of the stored message bytes (large parts cut out).
     #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
+    pub blob: Hash,
+    /// Size of the stored message bytes, as the blob store holds them.
+    pub blob_bytes: u64,
+    /// Size of the exact message, cut parts included (RFC822.SIZE), as the
+    /// host reported it.
+    pub size_bytes: u64,
     pub attachments: Vec<Attachment>,
     /// `MailFlags` bits.
     pub flags: u8,
@@ -86,9 +105,7 @@ pub struct StoredMail {
     /// The folder the winning placement (the delivery, or the move stamped
     /// `moved`) named. `folder` is where that leads once the folder history
     /// is replayed (`placement.rs`), so it can be recomputed when a folder
-    /// change stamped earlier arrives late (schema 3; older snapshots
-    /// decode it empty and the conversion fills it in).
-    #[serde(default)]
+    /// change stamped earlier arrives late.
     pub place: String,
 }
 
@@ -101,9 +118,10 @@ impl StoredMail {
         self.flags().contains(MailFlags::SEEN)
     }
 
-    /// Bytes the mail occupies: every text field, as counted against
-    /// `MAIL_BYTES_MAX`. Attachment content is not here, only references.
-    pub fn size_bytes(&self) -> u64 {
+    /// Bytes of the index entry as counted against `MAIL_INDEX_BYTES_MAX`
+    /// and `MAILBOX_INDEX_BYTES_MAX`: every string and hash it holds. The
+    /// message and attachment contents are not here, only their hashes.
+    pub fn index_bytes(&self) -> u64 {
         let strs = |v: &[String]| v.iter().map(String::len).sum::<usize>();
         let n = self.from.len()
             + strs(&self.to)
@@ -111,12 +129,8 @@ impl StoredMail {
             + self.subject.len()
             + self.message_id.len()
             + self.in_reply_to.as_ref().map_or(0, String::len)
-            + self
-                .headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len())
-                .sum::<usize>()
-            + self.body.len()
+            + strs(&self.references)
+            + self.blob.len()
             + self
                 .attachments
                 .iter()
@@ -167,8 +181,8 @@ pub struct PluginRec {
     pub order: u32,
 }
 
-/// Everything a snapshot holds (schema 3; `schema_v1.rs` and
-/// `schema_v2.rs` have the older ones).
+/// Everything a snapshot holds (schema 4; `schema_v1.rs`, `schema_v2.rs`
+/// and `schema_v3.rs` have the older ones).
 /// Changing this struct's shape needs a new schema version and a decode
 /// arm in `snapshot.rs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,7 +203,7 @@ pub struct MailboxState {
     /// Next uid-validity to hand out; only grows, so a folder re-created
     /// under an old name gets a fresh value and IMAP clients resync.
     pub next_uid_validity: u32,
-    /// Every folder change, for replicas to replay in one order (schema 3).
+    /// Every folder change, for replicas to replay in one order.
     pub folder_log: FolderLog,
 }
 
@@ -225,6 +239,7 @@ pub struct FolderIndex {
     /// Mails by (date-ms, uid); iterate in reverse for newest first.
     pub by_date: BTreeMap<(i64, u32), String>,
     pub unseen: u32,
+    /// Exact message sizes summed (folder-info size-bytes).
     pub bytes: u64,
 }
 
@@ -235,7 +250,15 @@ pub struct Indices {
     pub folders: BTreeMap<u32, FolderIndex>,
     /// Tombstones oldest first: (deleted-ms, hlc, id).
     pub tomb_order: BTreeSet<(i64, u64, String)>,
+    /// Exact message sizes of all mails summed (stats mail-bytes).
     pub mail_bytes: u64,
+    /// `StoredMail::index_bytes` of all mails summed, for
+    /// `MAILBOX_INDEX_BYTES_MAX`.
+    pub index_bytes: u64,
+    /// How many mails name each message blob: two mails may share one
+    /// (the same message delivered under two ids), and `message-refs`
+    /// lists it once, in hash order.
+    pub blobs: BTreeMap<Hash, u32>,
     /// What `MailboxState::folder_log` replays to.
     pub history: Replayed,
 }
@@ -263,22 +286,21 @@ impl Indices {
             }
         }
         for (id, m) in &state.mails {
-            let Some(fi) = idx.folders.get_mut(&m.folder) else {
+            let Some(fi) = idx.folders.get(&m.folder) else {
                 return Err(format!("mail {id:?} is in a missing folder"));
             };
             let uid_next = state.folders.get(&fi.name).map_or(0, |f| f.uid_next);
             if m.uid == 0 || m.uid >= uid_next {
                 return Err(format!("mail {id:?} has uid {} >= uid-next", m.uid));
             }
-            if fi.by_date.insert((m.date_ms, m.uid), id.clone()).is_some() {
+            if m.size_bytes > MESSAGE_BYTES_MAX || m.blob_bytes > MESSAGE_BYTES_MAX {
+                // Sums of sizes stay exact only under this bound.
+                return Err(format!("mail {id:?} has an impossible size"));
+            }
+            if fi.by_date.contains_key(&(m.date_ms, m.uid)) {
                 return Err(format!("mail {id:?} repeats uid {}", m.uid));
             }
-            let size = m.size_bytes();
-            fi.bytes += size;
-            idx.mail_bytes += size;
-            if !m.seen() {
-                fi.unseen += 1;
-            }
+            idx.add_mail(id, m);
         }
         for (id, t) in &state.tombstones {
             idx.tomb_order.insert((t.deleted_ms, t.hlc, id.clone()));
@@ -297,7 +319,7 @@ impl Indices {
     }
 
     pub fn add_mail(&mut self, id: &str, m: &StoredMail) {
-        let size = m.size_bytes();
+        let size = m.size_bytes;
         let fi = self.folder_mut(m.folder);
         let fresh = fi.by_date.insert((m.date_ms, m.uid), id.to_string());
         assert!(fresh.is_none(), "uid reused in folder");
@@ -306,10 +328,12 @@ impl Indices {
             fi.unseen += 1;
         }
         self.mail_bytes += size;
+        self.index_bytes += m.index_bytes();
+        *self.blobs.entry(m.blob).or_default() += 1;
     }
 
     pub fn remove_mail(&mut self, m: &StoredMail) {
-        let size = m.size_bytes();
+        let size = m.size_bytes;
         let fi = self.folder_mut(m.folder);
         fi.by_date.remove(&(m.date_ms, m.uid));
         fi.bytes -= size;
@@ -317,11 +341,18 @@ impl Indices {
             fi.unseen -= 1;
         }
         self.mail_bytes -= size;
+        self.index_bytes -= m.index_bytes();
+        let users = self.blobs.get_mut(&m.blob).expect("blob index out of sync");
+        *users -= 1;
+        if *users == 0 {
+            self.blobs.remove(&m.blob);
+        }
     }
 }
 
-/// The whole component state: the serialised part, its indices and the
-/// in-flight snapshot or restore buffers.
+/// The whole component state: the serialised part, its indices, the
+/// in-flight snapshot or restore buffers and the converted messages
+/// waiting for the host.
 #[derive(Debug)]
 pub struct Mailbox {
     pub state: MailboxState,
@@ -331,6 +362,11 @@ pub struct Mailbox {
     pub restore: Option<Restore>,
     /// Set by the host around replayed ops (`set-replaying`).
     pub replaying: bool,
+    /// Messages written while converting a schema-3-or-older snapshot, by
+    /// hash, until `take-converted` hands them to the host's blob store.
+    /// Not state: they are the blobs the state names, and a replica that
+    /// converts the same snapshot writes the same ones.
+    pub converted: BTreeMap<Hash, Vec<u8>>,
 }
 
 impl Default for Mailbox {
@@ -348,6 +384,7 @@ impl Mailbox {
             snapshot: None,
             restore: None,
             replaying: false,
+            converted: BTreeMap::new(),
         })
     }
 

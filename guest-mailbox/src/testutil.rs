@@ -4,7 +4,7 @@
 
 use crate::state::Mailbox;
 use crate::wit::{
-    AttachmentRef, Delivered, FlagState, Header, MailFlags, NewMail, OpContext, Placement,
+    AttachmentRef, BlobRef, Delivered, FlagState, MailFlags, NewMail, OpContext, Placement,
 };
 
 /// Context of the `n`-th operation: time and hlc grow with `n`.
@@ -16,6 +16,16 @@ pub fn ctx(n: u64) -> OpContext {
     }
 }
 
+/// A blob ref to stand for a message: the hash of `seed`, `size` bytes.
+pub fn blob(seed: &str, size: u64) -> BlobRef {
+    BlobRef {
+        hash: blake3::hash(seed.as_bytes()).to_hex().to_string(),
+        size_bytes: size,
+    }
+}
+
+/// A mail whose message blob is named after its id: different ids name
+/// different blobs.
 pub fn mail(id: &str, date_ms: i64) -> NewMail {
     NewMail {
         id: id.to_string(),
@@ -26,11 +36,9 @@ pub fn mail(id: &str, date_ms: i64) -> NewMail {
         date_ms,
         message_id: format!("<{id}@example.com>"),
         in_reply_to: None,
-        headers: vec![Header {
-            name: "X-Test".into(),
-            value: id.into(),
-        }],
-        body: format!("Body of {id}."),
+        references: vec![],
+        message: blob(id, 1000),
+        size_bytes: 1000,
         attachments: vec![],
     }
 }
@@ -41,6 +49,7 @@ pub fn attachment() -> AttachmentRef {
         name: "a.pdf".into(),
         media_type: "application/pdf".into(),
         size_bytes: 1234,
+        splice_at: None,
     }
 }
 

@@ -106,6 +106,7 @@ pub async fn store(
         name: name.clone(),
         media_type: media_type.clone(),
         size_bytes: size,
+        splice_at: None,
     };
     let mut failed: Vec<HostId> = Vec::new();
     let mut attempt = 1;

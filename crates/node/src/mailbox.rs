@@ -10,6 +10,8 @@
 pub mod actor;
 pub mod clock;
 pub mod filters;
+pub mod incoming;
+pub use incoming::{Incoming, IncomingError};
 pub mod registry;
 pub use dem_proto::mailbox as request;
 mod residents;

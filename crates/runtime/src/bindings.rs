@@ -35,11 +35,11 @@ pub mod filter {
 pub use filter::{Filter, FilterPre};
 pub use mailbox::dem::mail::log::Level as LogLevel;
 pub use mailbox::dem::mail::types::{
-    AttachmentRef, FlagChange, Header, MailFlags, MailView, NewMail, OpContext, Placement,
+    AttachmentRef, BlobRef, FlagChange, Header, MailFlags, MailView, NewMail, OpContext, Placement,
     SenderStatus, Verdict,
 };
 pub use mailbox::exports::dem::mail::api::{
-    ByteRange, Contact, Delivered, FlagState, FolderInfo, GetParts, Limit, MailDetail, MailPage,
+    Contact, Delivered, FlagState, FolderInfo, Limit, MailDetail, MailPage,
     MailSummary, MailboxError, MailboxStats, PluginEntry, SearchQuery, SenderList, SnapshotInfo,
     Tombstone,
 };

@@ -112,8 +112,10 @@ record!(AttachmentRef {
     hash,
     name,
     media_type,
-    size_bytes
+    size_bytes,
+    splice_at,
 });
+record!(BlobRef { hash, size_bytes });
 record!(NewMail {
     id,
     from,
@@ -123,8 +125,9 @@ record!(NewMail {
     date_ms,
     message_id,
     in_reply_to,
-    headers: vec,
-    body,
+    references,
+    message: into,
+    size_bytes,
     attachments: vec,
 });
 record!(Placement {
@@ -206,18 +209,11 @@ record!(MailSummary {
     spam_score,
 });
 record!(MailPage { total, items: vec });
-record!(ByteRange { start, end });
-record!(GetParts {
-    headers,
-    body: opt,
-    attachments
-});
 record!(MailDetail {
     summary: into,
-    headers: opt_vec,
-    body,
-    body_size_bytes,
-    attachments: opt_vec,
+    references,
+    message: into,
+    attachments: vec,
 });
 record!(FlagState {
     flags: into,

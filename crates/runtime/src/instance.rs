@@ -14,7 +14,7 @@ use super::bindings::{self as w, Mailbox, SnapshotInfo};
 use super::convert::{lend, list};
 use super::guest_state::GuestState;
 use super::guest_stats::GuestStats;
-use dem_proto::mail::{MailboxError, OpContext};
+use dem_proto::mail::{MailRead, MailSummary, MailboxError, OpContext, SearchQuery};
 use dem_proto::mailbox::{Request, Response};
 
 /// Bytes moved per `snapshot-read` / `restore-write` call.
@@ -147,11 +147,18 @@ impl MailboxInstance {
                 .await
                 .map_err(trap)?
                 .map(|p| P::Page(p.into())),
-            R::Get { id, parts } => api
-                .call_get(s, id, (*parts).into())
+            // The stored bytes are the host's to read (`parts` asks for
+            // them): the guest holds only where they are.
+            R::Get { id, parts: _ } => api
+                .call_get(s, id)
                 .await
                 .map_err(trap)?
-                .map(|d| P::Detail(Box::new(d.into()))),
+                .map(|d| {
+                    P::Detail(Box::new(MailRead {
+                        detail: d.into(),
+                        bytes: None,
+                    }))
+                }),
             R::SetFlags { id, add, remove } => {
                 let ctx = need_ctx()?;
                 let (wit_add, wit_remove) = (lend(add), lend(remove));
@@ -176,7 +183,7 @@ impl MailboxInstance {
             ))),
             R::Search { query, limit } => {
                 let wit_query = lend(query);
-                let out = api.call_search(s, &wit_query, *limit).await;
+                let out = api.call_search(s, &wit_query, 0, *limit).await;
                 *query = wit_query.into();
                 out.map_err(trap)?.map(|found| P::Summaries(list(found)))
             }
@@ -359,6 +366,63 @@ impl MailboxInstance {
                 call: "set-replaying",
                 reason: format!("{e:#}"),
             })
+    }
+
+    /// One page of the mails the query's envelope fields select, newest
+    /// first: the guest ignores body and text terms, which the host
+    /// matches against the message bytes.
+    pub async fn search_page(
+        &mut self,
+        query: &mut SearchQuery,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Result<Vec<MailSummary>, MailboxError>, CallError> {
+        self.refuel();
+        let wit_query = lend(query);
+        let out = self
+            .guest
+            .dem_mail_api()
+            .call_search(&mut self.store, &wit_query, offset, limit)
+            .await;
+        *query = wit_query.into();
+        let out = out
+            .map(|r| r.map(list).map_err(MailboxError::from))
+            .map_err(|e| CallError::Trap {
+                call: "search",
+                reason: format!("{e:#}"),
+            });
+        self.settle(out)
+    }
+
+    /// A page of the blob hashes of the mails the mailbox holds, ascending.
+    pub async fn message_refs(&mut self, offset: u32, limit: u32) -> Result<Vec<String>, CallError> {
+        self.refuel();
+        let out = self
+            .guest
+            .dem_mail_api()
+            .call_message_refs(&mut self.store, offset, limit)
+            .await
+            .map_err(|e| CallError::Trap {
+                call: "message-refs",
+                reason: format!("{e:#}"),
+            });
+        self.settle(out)
+    }
+
+    /// Messages the guest wrote while converting an old snapshot, at most
+    /// `max`, each handed out once.
+    pub async fn take_converted(&mut self, max: u32) -> Result<Vec<Vec<u8>>, CallError> {
+        self.refuel();
+        let out = self
+            .guest
+            .dem_mail_api()
+            .call_take_converted(&mut self.store, max)
+            .await
+            .map_err(|e| CallError::Trap {
+                call: "take-converted",
+                reason: format!("{e:#}"),
+            });
+        self.settle(out)
     }
 
     pub async fn state_digest(&mut self) -> Result<[u8; 32], CallError> {

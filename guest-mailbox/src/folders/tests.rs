@@ -176,7 +176,7 @@ fn list_folders_counts() {
     let l = mb.list_folders();
     assert_eq!(l[0].name, "INBOX");
     assert_eq!((l[0].total, l[0].unseen, l[0].uid_next), (2, 1, 3));
-    let bytes = mb.state.mails["a"].size_bytes() + mb.state.mails["b"].size_bytes();
+    let bytes = mb.state.mails["a"].size_bytes + mb.state.mails["b"].size_bytes;
     assert_eq!(l[0].size_bytes, bytes);
     assert_eq!((l[1].name.as_str(), l[1].total), ("Archive", 0));
 }

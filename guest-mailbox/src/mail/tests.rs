@@ -1,17 +1,13 @@
 use super::*;
 use crate::limits::{
-    ATTACHMENTS_MAX, FOLDERS_MAX, HEADERS_MAX, MAIL_BYTES_MAX, MAILBOX_BYTES_MAX, RECIPIENTS_MAX,
+    ATTACHMENTS_MAX, FOLDERS_MAX, MAIL_INDEX_BYTES_MAX, MAILBOX_INDEX_BYTES_MAX, MESSAGE_BYTES_MAX,
+    MESSAGE_ID_BYTES_MAX, RECIPIENTS_MAX, REFERENCES_MAX,
 };
 use crate::testutil::*;
-use crate::wit::{ByteRange, MailboxError, NewMail, Placement};
+use crate::wit::{MailboxError, NewMail, Placement};
 
 fn summary(mb: &Mailbox, id: &str) -> MailSummary {
-    let parts = GetParts {
-        headers: false,
-        body: None,
-        attachments: false,
-    };
-    mb.get(id, &parts).unwrap().summary
+    mb.get(id).unwrap().summary
 }
 
 #[test]
@@ -31,7 +27,8 @@ fn deliver_assigns_growing_uids_and_stores_placement() {
     assert_eq!(s.keywords, vec!["$Important".to_string()]);
     assert_eq!(s.spam_score, Some(0.25));
     assert_eq!(s.attachment_count, 0);
-    assert_eq!(s.size_bytes, mb.state.mails["a"].size_bytes());
+    // The exact message size as the host reported it.
+    assert_eq!(s.size_bytes, 1000);
     assert_eq!(mb.state.folders["INBOX"].uid_next, 3);
 }
 
@@ -66,11 +63,11 @@ fn deliver_validates_limits_without_panicking() {
     assert!(matches!(err(&mut mb, m, p()), MailboxError::TooLarge(_)));
 
     let mut m = mail("big", 1);
-    m.body = "x".repeat(MAIL_BYTES_MAX as usize + 1);
+    m.subject = "x".repeat(MAIL_INDEX_BYTES_MAX as usize + 1);
     match err(&mut mb, m, p()) {
         MailboxError::TooLarge(l) => {
-            assert_eq!(l.what, "mail bytes");
-            assert_eq!(l.limit, MAIL_BYTES_MAX);
+            assert_eq!(l.what, "mail index bytes");
+            assert_eq!(l.limit, MAIL_INDEX_BYTES_MAX);
         }
         e => panic!("{e:?}"),
     }
@@ -79,15 +76,6 @@ fn deliver_validates_limits_without_panicking() {
     m.to = vec!["x@y".into(); RECIPIENTS_MAX];
     assert!(matches!(err(&mut mb, m, p()), MailboxError::TooLarge(_)));
 
-    let mut m = mail("hdr", 1);
-    m.headers = vec![
-        Header {
-            name: "a".into(),
-            value: "b".into()
-        };
-        HEADERS_MAX + 1
-    ];
-    assert!(matches!(err(&mut mb, m, p()), MailboxError::TooLarge(_)));
 
     let mut m = mail("att", 1);
     m.attachments = vec![attachment(); ATTACHMENTS_MAX + 1];
@@ -122,8 +110,8 @@ fn deliver_validates_limits_without_panicking() {
 #[test]
 fn deliver_refuses_past_the_mailbox_byte_limit() {
     let mut mb = Mailbox::default();
-    // Pretend the mailbox is nearly full rather than filling 1 GiB.
-    mb.idx.mail_bytes = MAILBOX_BYTES_MAX - 10;
+    // Pretend the index is nearly full rather than filling 1 GiB.
+    mb.idx.index_bytes = MAILBOX_INDEX_BYTES_MAX - 10;
     let e = mb
         .deliver(&ctx(1), mail("a", 1), place("INBOX"))
         .unwrap_err();
@@ -200,41 +188,90 @@ fn list_folder_caps_the_page() {
 }
 
 #[test]
-fn get_returns_requested_parts_and_clamps_ranges() {
+fn get_returns_the_index_and_where_the_bytes_are() -> Result<()> {
     let mut mb = Mailbox::default();
     let mut m = mail("a", 1);
-    m.body = "0123456789".into();
-    m.attachments = vec![attachment()];
-    mb.deliver(&ctx(1), m, place("INBOX")).unwrap();
-    let range = |start, end| GetParts {
-        headers: false,
-        body: Some(ByteRange { start, end }),
-        attachments: false,
+    m.references = vec!["<r1@x>".into(), "<r2@x>".into()];
+    m.message = blob("stored", 800);
+    m.size_bytes = 5000;
+    let mut cut = attachment();
+    cut.splice_at = Some(700);
+    m.attachments = vec![attachment(), cut.clone()];
+    mb.deliver(&ctx(1), m, place("INBOX"))?;
+    let d = mb.get("a")?;
+    assert_eq!(d.references, ["<r1@x>", "<r2@x>"]);
+    assert_eq!(d.message, blob("stored", 800));
+    assert_eq!(d.attachments, vec![attachment(), cut]);
+    assert_eq!(d.summary.attachment_count, 2);
+    assert_eq!(d.summary.size_bytes, 5000);
+    assert!(matches!(mb.get("zz"), Err(MailboxError::NotFound(_))));
+    Ok(())
+}
+
+/// The limits the index adds: references, message ids, blob hashes,
+/// sizes and splice positions.
+#[test]
+fn deliver_refuses_bad_index_entries() {
+    let mut mb = Mailbox::default();
+    let refused = |mb: &mut Mailbox, m: NewMail| {
+        mb.deliver(&ctx(1), m, place("INBOX"))
+            .expect_err("delivery was refused")
     };
-    let d = mb.get("a", &range(2, 5)).unwrap();
-    assert_eq!(d.body.as_deref(), Some(&b"234"[..]));
-    assert_eq!(d.body_size_bytes, 10);
-    assert!(d.headers.is_none() && d.attachments.is_none());
-    assert_eq!(mb.get("a", &range(8, 100)).unwrap().body.unwrap(), b"89");
-    assert!(
-        mb.get("a", &range(20, 30))
-            .unwrap()
-            .body
-            .unwrap()
-            .is_empty()
-    );
-    assert!(mb.get("a", &range(5, 2)).unwrap().body.unwrap().is_empty());
-    let all = GetParts {
-        headers: true,
-        body: None,
-        attachments: true,
+    let too_large = |e: MailboxError, what: &str| match e {
+        MailboxError::TooLarge(l) => assert_eq!(l.what, what),
+        e => panic!("{e:?}"),
     };
-    let d = mb.get("a", &all).unwrap();
-    assert!(d.body.is_none());
-    assert_eq!(d.headers.unwrap()[0].name, "X-Test");
-    assert_eq!(d.attachments.unwrap(), vec![attachment()]);
-    assert_eq!(d.summary.attachment_count, 1);
-    assert!(matches!(mb.get("zz", &all), Err(MailboxError::NotFound(_))));
+
+    let mut m = mail("refs", 1);
+    m.references = (0..=REFERENCES_MAX).map(|i| format!("<{i}@x>")).collect();
+    too_large(refused(&mut mb, m), "references");
+    let mut m = mail("refs", 1);
+    m.references = vec![format!("<{}>", "x".repeat(MESSAGE_ID_BYTES_MAX))];
+    too_large(refused(&mut mb, m), "message id");
+    let mut m = mail("mid", 1);
+    m.message_id = "x".repeat(MESSAGE_ID_BYTES_MAX + 1);
+    too_large(refused(&mut mb, m), "message id");
+    let mut m = mail("irt", 1);
+    m.in_reply_to = Some("x".repeat(MESSAGE_ID_BYTES_MAX + 1));
+    too_large(refused(&mut mb, m), "message id");
+    let mut m = mail("size", 1);
+    m.size_bytes = MESSAGE_BYTES_MAX + 1;
+    too_large(refused(&mut mb, m), "message bytes");
+    let mut m = mail("stored", 1);
+    m.message.size_bytes = MESSAGE_BYTES_MAX + 1;
+    too_large(refused(&mut mb, m), "stored bytes");
+
+    for hash in ["AB".repeat(32), "ab".repeat(31), String::new()] {
+        let mut m = mail("hash", 1);
+        m.message.hash = hash;
+        assert!(matches!(
+            refused(&mut mb, m),
+            MailboxError::InvalidArgument(_)
+        ));
+    }
+
+    let spliced = |at: &[u64]| {
+        let mut m = mail("splice", 1);
+        m.message.size_bytes = 100;
+        m.attachments = at
+            .iter()
+            .map(|&at| AttachmentRef {
+                splice_at: Some(at),
+                ..attachment()
+            })
+            .collect();
+        m
+    };
+    for bad in [&[101][..], &[50, 10], &[0, 100, 99]] {
+        assert!(matches!(
+            refused(&mut mb, spliced(bad)),
+            MailboxError::InvalidArgument(_)
+        ));
+    }
+    assert!(mb.state.mails.is_empty());
+    // In order (equal positions too) and within the stored bytes is fine.
+    mb.deliver(&ctx(2), spliced(&[0, 10, 10, 100]), place("INBOX"))
+        .expect("good splice positions");
 }
 
 #[test]
@@ -462,7 +499,7 @@ fn delete_records_tombstones_and_history() {
     assert_eq!(mb.delete_history(1, 10).len(), 2);
     assert!(mb.delete_history(0, 0).is_empty());
     assert_eq!(mb.list_folder("INBOX", 0, 10).unwrap().total, 1);
-    assert_eq!(mb.idx.mail_bytes, mb.state.mails["a"].size_bytes());
+    assert_eq!(mb.idx.mail_bytes, mb.state.mails["a"].size_bytes);
 }
 
 #[test]

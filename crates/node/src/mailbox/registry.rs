@@ -21,7 +21,8 @@ use super::{MailboxCallError as E, MailboxesConfig, MovedTo};
 use crate::replica::{OpId, Since, VersionVector};
 use dem_builtin as builtin;
 use dem_proto::ids::{CodeHash, MailboxId};
-use dem_proto::mail::{Delivered, NewMail, PluginEntry};
+use dem_proto::mail::{Delivered, PluginEntry};
+use super::incoming::Incoming;
 use dem_runtime::{Evictor, Runtime, RuntimeConfig, RuntimeError, SlotStats};
 use dem_store::{MailboxMeta, MailboxStore, StoreConfig};
 
@@ -380,8 +381,9 @@ impl Mailboxes {
         self.or_moved(id, r)
     }
 
-    /// Delivers an incoming mail through the mailbox's filters.
-    pub async fn deliver(&self, id: &MailboxId, mail: NewMail) -> Result<Delivered, E> {
+    /// Delivers an incoming mail through the mailbox's filters; its stored
+    /// bytes are durable with the op that files it.
+    pub async fn deliver(&self, id: &MailboxId, mail: Incoming) -> Result<Delivered, E> {
         self.deliver_tracked(id, mail).await.map(|(d, _)| d)
     }
 
@@ -389,7 +391,7 @@ impl Mailboxes {
     pub async fn deliver_tracked(
         &self,
         id: &MailboxId,
-        mail: NewMail,
+        mail: Incoming,
     ) -> Result<(Delivered, Option<OpId>), E> {
         let r = self
             .ask_actor(id, |reply| Command::Deliver {

@@ -114,14 +114,25 @@ fn types_records_encode_alike() {
         name: "a.pdf".into(),
         media_type: "application/pdf".into(),
         size_bytes: 1 << 40,
+        splice_at: Some(77),
     };
     let ma = || m::AttachmentRef {
         hash: "ab".into(),
         name: "a.pdf".into(),
         media_type: "application/pdf".into(),
         size_bytes: 1 << 40,
+        splice_at: Some(77),
     };
     same(wa(), ma());
+    let wb = || w::BlobRef {
+        hash: "cd".repeat(32),
+        size_bytes: 4096,
+    };
+    let mb = || m::BlobRef {
+        hash: "cd".repeat(32),
+        size_bytes: 4096,
+    };
+    same(wb(), mb());
     for (reply, n) in [(None, 0), (Some("<0@x>".to_string()), 2)] {
         same(
             w::NewMail {
@@ -133,8 +144,9 @@ fn types_records_encode_alike() {
                 date_ms: i64::MIN,
                 message_id: "<1@x>".into(),
                 in_reply_to: reply.clone(),
-                headers: vec![wh(); n],
-                body: "body".into(),
+                references: strings(n),
+                message: wb(),
+                size_bytes: 1 << 33,
                 attachments: vec![wa(); n],
             },
             m::NewMail {
@@ -146,8 +158,9 @@ fn types_records_encode_alike() {
                 date_ms: i64::MIN,
                 message_id: "<1@x>".into(),
                 in_reply_to: reply,
-                headers: vec![mh(); n],
-                body: "body".into(),
+                references: strings(n),
+                message: mb(),
+                size_bytes: 1 << 33,
                 attachments: vec![ma(); n],
             },
         );
@@ -380,82 +393,42 @@ fn mail_reads_encode_alike() {
             items: vec![],
         },
     );
-    let ranges = [
-        (None, None),
-        (
-            Some(w::ByteRange { start: 1, end: 9 }),
-            Some(m::ByteRange { start: 1, end: 9 }),
-        ),
-    ];
-    for (wr, mr) in ranges {
-        if let (Some(wr), Some(mr)) = (wr, mr) {
-            same(wr, mr);
-        }
-        same(
-            w::GetParts {
-                headers: true,
-                body: wr,
-                attachments: false,
-            },
-            m::GetParts {
-                headers: true,
-                body: mr,
-                attachments: false,
-            },
-        );
-    }
-    let wh = w::Header {
-        name: "n".into(),
-        value: "v".into(),
-    };
-    let mh = m::Header {
-        name: "n".into(),
-        value: "v".into(),
-    };
     let wa = w::AttachmentRef {
         hash: "h".into(),
         name: "n".into(),
         media_type: "t".into(),
         size_bytes: 1,
+        splice_at: None,
     };
     let ma = m::AttachmentRef {
         hash: "h".into(),
         name: "n".into(),
         media_type: "t".into(),
         size_bytes: 1,
+        splice_at: None,
     };
-    same(
-        w::MailDetail {
-            summary: ws[0].clone(),
-            headers: None,
-            body: None,
-            body_size_bytes: 0,
-            attachments: None,
-        },
-        m::MailDetail {
-            summary: ms[0].clone(),
-            headers: None,
-            body: None,
-            body_size_bytes: 0,
-            attachments: None,
-        },
-    );
-    same(
-        w::MailDetail {
-            summary: ws[1].clone(),
-            headers: Some(vec![wh]),
-            body: Some(b"hello \xff".to_vec()),
-            body_size_bytes: 7,
-            attachments: Some(vec![wa]),
-        },
-        m::MailDetail {
-            summary: ms[1].clone(),
-            headers: Some(vec![mh]),
-            body: Some(b"hello \xff".to_vec()),
-            body_size_bytes: 7,
-            attachments: Some(vec![ma]),
-        },
-    );
+    for (i, n) in [(0, 0), (1, 2)] {
+        same(
+            w::MailDetail {
+                summary: ws[i].clone(),
+                references: strings(n),
+                message: w::BlobRef {
+                    hash: "ef".repeat(32),
+                    size_bytes: 7,
+                },
+                attachments: vec![wa.clone(); n],
+            },
+            m::MailDetail {
+                summary: ms[i].clone(),
+                references: strings(n),
+                message: m::BlobRef {
+                    hash: "ef".repeat(32),
+                    size_bytes: 7,
+                },
+                attachments: vec![ma.clone(); n],
+            },
+        );
+    }
     let (wf, mf) = flags(0b11111);
     same(
         w::FlagState {

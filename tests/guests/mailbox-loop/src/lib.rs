@@ -8,7 +8,7 @@ wit_bindgen::generate!({ path: "../../../wit/wit", world: "mailbox" });
 
 use dem::mail::types::{MailFlags, NewMail};
 use exports::dem::mail::api::{
-    Contact, Delivered, FlagState, FolderInfo, GetParts, Guest, MailDetail, MailPage, MailSummary,
+    Contact, Delivered, FlagState, FolderInfo, Guest, MailDetail, MailPage, MailSummary,
     MailboxError, MailboxStats, OpContext, Placement, PluginEntry, SearchQuery, SenderList,
     SenderStatus, SnapshotInfo, Tombstone,
 };
@@ -34,7 +34,7 @@ impl Guest for Mailbox {
         _place: Placement,
     ) -> Result<Delivered, MailboxError> {
         // `black_box` keeps the optimiser from proving the loop useless.
-        let mut counter = mail.body.len();
+        let mut counter = mail.subject.len();
         loop {
             counter = std::hint::black_box(counter.wrapping_add(1));
         }
@@ -47,7 +47,7 @@ impl Guest for Mailbox {
         })
     }
 
-    fn get(id: String, _parts: GetParts) -> Result<MailDetail, MailboxError> {
+    fn get(id: String) -> Result<MailDetail, MailboxError> {
         Err(MailboxError::NotFound(id))
     }
 
@@ -75,8 +75,20 @@ impl Guest for Mailbox {
         Vec::new()
     }
 
-    fn search(_query: SearchQuery, _limit: u32) -> Result<Vec<MailSummary>, MailboxError> {
+    fn search(
+        _query: SearchQuery,
+        _offset: u32,
+        _limit: u32,
+    ) -> Result<Vec<MailSummary>, MailboxError> {
         Ok(Vec::new())
+    }
+
+    fn message_refs(_offset: u32, _limit: u32) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn take_converted(_max: u32) -> Vec<Vec<u8>> {
+        Vec::new()
     }
 
     fn create_folder(_ctx: OpContext, name: String) -> Result<FolderInfo, MailboxError> {
