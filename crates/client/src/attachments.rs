@@ -38,9 +38,12 @@ pub enum AttachmentError {
         path: String,
         source: std::io::Error,
     },
-    /// The file is over the attachment size limit.
+    /// The file or content is over the attachment size limit.
     #[error("{path} is {size} bytes; attachments are limited to {ATTACHMENT_BYTES_MAX}")]
     TooLarge { path: String, size: u64 },
+    /// A holder announced more bytes than the caller allows in memory.
+    #[error("attachment {id} is {size} bytes by its holder's word; at most {limit} were expected")]
+    Oversized { id: String, size: u64, limit: u64 },
     /// The session failed: transport, dispatch or a host's refusal.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -82,6 +85,7 @@ pub enum Stored {
 }
 
 /// Stores the file at `path` and returns the reference a mail carries.
+/// The file is read twice (hashed, then sent in chunks), never held whole.
 pub async fn store(
     session: &Session,
     path: &Path,
@@ -96,22 +100,78 @@ pub async fn store(
         return Err(AttachmentError::TooLarge { path: shown, size });
     }
     let hash = hash_file(path).map_err(io)?;
-    let id: AttachmentId = hash.parse().map_err(AttachmentError::BadHash)?;
     let name = path
         .file_name()
         .map_or_else(|| "attachment".into(), |n| n.to_string_lossy().into_owned());
     let media_type = media_type_of(&name).to_string();
     let reference = AttachmentRef {
         hash,
-        name: name.clone(),
-        media_type: media_type.clone(),
+        name,
+        media_type,
         size_bytes: size,
         splice_at: None,
     };
+    store_from(session, Source::File(path), reference).await
+}
+
+/// Stores `content`, held in memory (a part cut out of a message), as an
+/// attachment named `name` of type `media_type`: the same placement,
+/// chunking, reuse of what the network holds and retries as [`store`].
+/// The reference's `splice_at` is `None`; the caller sets it.
+pub async fn store_bytes(
+    session: &Session,
+    name: &str,
+    media_type: &str,
+    content: &[u8],
+) -> Result<(AttachmentRef, Stored), AttachmentError> {
+    let size = content.len() as u64;
+    if size > ATTACHMENT_BYTES_MAX {
+        return Err(AttachmentError::TooLarge {
+            path: name.to_string(),
+            size,
+        });
+    }
+    let reference = AttachmentRef {
+        hash: blake3::hash(content).to_hex().to_string(),
+        name: name.to_string(),
+        media_type: media_type.to_string(),
+        size_bytes: size,
+        splice_at: None,
+    };
+    store_from(session, Source::Memory(content), reference).await
+}
+
+/// Where an upload's bytes come from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// A file, read chunk by chunk.
+    File(&'a Path),
+    /// Bytes already in memory.
+    Memory(&'a [u8]),
+}
+
+impl Source<'_> {
+    /// How errors name the source.
+    fn shown(&self, reference: &AttachmentRef) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Memory(_) => reference.name.clone(),
+        }
+    }
+}
+
+/// The upload loop of [`store`] and [`store_bytes`]: `reference` already
+/// holds the content's hash and size.
+async fn store_from(
+    session: &Session,
+    source: Source<'_>,
+    reference: AttachmentRef,
+) -> Result<(AttachmentRef, Stored), AttachmentError> {
+    let id: AttachmentId = reference.hash.parse().map_err(AttachmentError::BadHash)?;
     let mut failed: Vec<HostId> = Vec::new();
     let mut attempt = 1;
     loop {
-        match store_once(session, path, &id, &reference, &failed).await {
+        match store_once(session, source, &id, &reference, &failed).await {
             Ok(stored) => return Ok((reference, stored)),
             // A host that refuses or fails (it may be leaving, or have just
             // crashed) is avoided the next time: the content is the same.
@@ -149,12 +209,12 @@ fn retryable(e: &AttachmentError) -> bool {
 /// placed on.
 async fn store_once(
     session: &Session,
-    path: &Path,
+    source: Source<'_>,
     id: &AttachmentId,
     reference: &AttachmentRef,
     failed: &[HostId],
 ) -> Result<Stored, (AttachmentError, Option<HostId>)> {
-    let shown = path.display().to_string();
+    let shown = source.shown(reference);
     let io = |source| AttachmentError::Io {
         path: shown.clone(),
         source,
@@ -216,19 +276,29 @@ async fn store_once(
             HostResponse::Done => {}
             other => return Err(AttachmentError::Unexpected(Box::new(other))),
         }
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut buf = vec![0u8; CHUNK_BYTES as usize];
         let mut progress = super::progress::Progress::new(
             format!("uploading {}", reference.name),
             reference.size_bytes,
         );
-        loop {
-            let n = read_full(&mut file, &mut buf).map_err(io)?;
-            if n == 0 {
-                break;
+        match source {
+            Source::File(path) => {
+                let mut file = std::fs::File::open(path).map_err(io)?;
+                let mut buf = vec![0u8; CHUNK_BYTES as usize];
+                loop {
+                    let n = read_full(&mut file, &mut buf).map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    write_raw_frame(&mut send, &buf[..n]).await?;
+                    progress.advance(n as u64);
+                }
             }
-            write_raw_frame(&mut send, &buf[..n]).await?;
-            progress.advance(n as u64);
+            Source::Memory(content) => {
+                for chunk in content.chunks(CHUNK_BYTES as usize) {
+                    write_raw_frame(&mut send, chunk).await?;
+                    progress.advance(chunk.len() as u64);
+                }
+            }
         }
         progress.finish();
         send.finish().map_err(NetError::from)?;
@@ -260,6 +330,40 @@ pub async fn fetch(
     range: Option<(u64, u64)>,
     out: &Path,
 ) -> Result<u64, AttachmentError> {
+    let target = Target::File(out);
+    fetch_into(session, id, range, &target)
+        .await
+        .map(|(n, _)| n)
+}
+
+/// Fetches the whole attachment `id` into memory, checked against its id.
+/// A holder announcing more than `size_bytes_max` bytes is refused before
+/// anything is allocated (and the next holder tried).
+pub async fn fetch_bytes(
+    session: &Session,
+    id: &AttachmentId,
+    size_bytes_max: u64,
+) -> Result<Vec<u8>, AttachmentError> {
+    let target = Target::Memory { size_bytes_max };
+    let (_, bytes) = fetch_into(session, id, None, &target).await?;
+    Ok(bytes.unwrap_or_default())
+}
+
+/// Where fetched bytes go.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    File(&'a Path),
+    Memory { size_bytes_max: u64 },
+}
+
+/// [`fetch`] and [`fetch_bytes`]: the count fetched, and the bytes when
+/// they went to memory.
+async fn fetch_into(
+    session: &Session,
+    id: &AttachmentId,
+    range: Option<(u64, u64)>,
+    target: &Target<'_>,
+) -> Result<(u64, Option<Vec<u8>>), AttachmentError> {
     let found = match session
         .dispatch(&DispatchRequest::LookupAttachment { id: *id })
         .await?
@@ -275,8 +379,8 @@ pub async fn fetch(
     let mut last = AttachmentError::NoHolder(id.to_string());
     for holder in online.into_iter().chain(offline) {
         let Some(addr) = &holder.addr else { continue };
-        match fetch_from(session, addr, holder, id, range, out).await {
-            Ok(n) => return Ok(n),
+        match fetch_from(session, addr, holder, id, range, target).await {
+            Ok(got) => return Ok(got),
             Err(e) => {
                 tracing::debug!(attachment = %id, holder = %holder.host.short(), error = %e, "fetch failed; trying the next holder");
                 last = e;
@@ -292,8 +396,8 @@ async fn fetch_from(
     holder: &HostAddr,
     id: &AttachmentId,
     range: Option<(u64, u64)>,
-    out: &Path,
-) -> Result<u64, AttachmentError> {
+    target: &Target<'_>,
+) -> Result<(u64, Option<Vec<u8>>), AttachmentError> {
     let (start, end) = range.unwrap_or((0, u64::MAX));
     let conn = session.connect(addr, holder.host).await?;
     let (mut send, mut recv) = conn.open_stream().await?;
@@ -308,34 +412,57 @@ async fn fetch_from(
         HostResponse::Attachment { size_bytes } => size_bytes,
         other => return Err(AttachmentError::Unexpected(Box::new(other))),
     };
-    let shown = out.display().to_string();
+    let shown = match target {
+        Target::File(out) => out.display().to_string(),
+        Target::Memory { .. } => format!("attachment {id}"),
+    };
     let io = |source| AttachmentError::Io {
         path: shown.clone(),
         source,
     };
-    let mut file = std::fs::File::create(out).map_err(io)?;
+    let (mut file, mut memory) = match *target {
+        Target::File(out) => (Some(std::fs::File::create(out).map_err(io)?), None),
+        Target::Memory { size_bytes_max } => {
+            if expected > size_bytes_max {
+                return Err(AttachmentError::Oversized {
+                    id: id.to_string(),
+                    size: expected,
+                    limit: size_bytes_max,
+                });
+            }
+            (None, Some(Vec::with_capacity(expected as usize)))
+        }
+    };
     let mut hasher = blake3::Hasher::new();
     let mut got = 0u64;
-    let mut progress =
-        super::progress::Progress::new(format!("fetching {}", out.display()), expected);
+    let mut progress = super::progress::Progress::new(format!("fetching {shown}"), expected);
     while let Some(chunk) = read_raw_frame(&mut recv, CHUNK_BYTES as usize).await? {
         got += chunk.len() as u64;
         if got > expected {
             return Err(AttachmentError::Corrupt(id.to_string()));
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).map_err(io)?;
+        if let Some(file) = &mut file {
+            file.write_all(&chunk).map_err(io)?;
+        }
+        if let Some(memory) = &mut memory {
+            memory.extend_from_slice(&chunk);
+        }
         progress.advance(chunk.len() as u64);
     }
     progress.finish();
-    file.sync_all().map_err(io)?;
+    if let Some(file) = &file {
+        file.sync_all().map_err(io)?;
+    }
     let whole = range.is_none();
     if got != expected || (whole && AttachmentId::from_bytes(*hasher.finalize().as_bytes()) != *id)
     {
-        let _ = std::fs::remove_file(out);
+        if let Target::File(out) = target {
+            let _ = std::fs::remove_file(out);
+        }
         return Err(AttachmentError::Corrupt(id.to_string()));
     }
-    Ok(got)
+    Ok((got, memory))
 }
 
 /// Reads one answer frame: a host's `Result<HostResponse, WireError>`.

@@ -8,10 +8,13 @@
 //!   follows "moved" answers and retries with a fresh lookup after a
 //!   connection failure (a bounded number of times).
 //! - [`attachments`]: storing and fetching floating attachments in chunks.
+//! - [`message`]: sending and reading real mail as its exact bytes, its
+//!   large parts travelling as attachments.
 
 pub mod attachments;
 pub mod dispatch;
 pub mod mailbox_ref;
+pub mod message;
 pub mod progress;
 
 use std::collections::HashMap;

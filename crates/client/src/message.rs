@@ -1,0 +1,536 @@
+//! Sending and reading real mail (RFC 5322 messages kept as their exact
+//! bytes) from the user's side; what `dem send` and `dem read` do, and
+//! what IMAP and SMTP front ends will call.
+//!
+//! Sending splits the message (`dem_message::split`): its large part bodies
+//! are uploaded as floating attachments ([`attachments::store_bytes`], not
+//! sent again if the network holds them), the rest (the *stored* bytes) is
+//! sealed with the references that put the parts back, and the sealed mail
+//! goes to each recipient's holding host. Reading does the reverse: the
+//! stored bytes come from the mailbox in ranges that fit a frame, are
+//! checked against the hash the index holds, and the spliced attachments,
+//! checked against their ids, are put back (`dem_message::rebuild`).
+//!
+//! Nothing a host answers is trusted for an allocation: every size is
+//! checked against the `dem_message::limits` before it is used.
+
+use dem_identity::KeyPair;
+use dem_message::limits::{MESSAGE_BYTES_MAX, MIME_PARTS_MAX, STORED_BYTES_MAX};
+use dem_message::{MessageError, Splice};
+use dem_proto::mail::{AttachmentRef, ByteRange, GetParts, MailDetail};
+use dem_proto::mailbox::verbs::Get;
+use dem_proto::{AttachmentId, HostRequest, HostResponse, SignedMail};
+
+use crate::attachments::{self, AttachmentError, Stored};
+use crate::{MailboxRef, RefError, Session, Target};
+
+/// The domain of DEM addresses: user `alice` is `alice@dem`.
+pub const DOMAIN: &str = "dem";
+
+/// The stored bytes are asked in ranges of this size (1 MiB): an answer
+/// carries the range and the mail's detail, and must fit one frame.
+pub const READ_RANGE_BYTES: u64 = 1 << 20;
+
+/// What a send did.
+#[derive(Debug, Clone)]
+pub struct SendReport {
+    /// The mail's id (the same on every recipient's mailbox).
+    pub id: String,
+    /// The parts cut out of the message and how each was stored.
+    pub attachments: Vec<(AttachmentRef, Stored)>,
+    /// The recipients whose host took the mail.
+    pub delivered: Vec<String>,
+    /// The recipients it was not delivered to, each with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Why a message could not be sent to anyone.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The message breaks a limit (`dem_message::limits`).
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// No recipient was given.
+    #[error("the message has no recipient")]
+    NoRecipients,
+    /// A part cut out of the message could not be uploaded.
+    #[error("storing the part {name:?} ({size_bytes} bytes): {source}")]
+    Attachment {
+        name: String,
+        size_bytes: u64,
+        #[source]
+        source: AttachmentError,
+    },
+}
+
+/// A message read back: the mailbox's detail and the exact bytes.
+#[derive(Debug, Clone)]
+pub struct ReadMessage {
+    pub detail: MailDetail,
+    /// The exact message; the stored bytes only, when read with
+    /// `with_attachments` false.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The mailbox call failed (not found, refused, unreachable...).
+    #[error(transparent)]
+    Mailbox(#[from] RefError),
+    /// The host's answer breaks a limit or contradicts itself; `host`
+    /// names it.
+    #[error("host {host} answered badly: {why}")]
+    BadAnswer { host: String, why: String },
+    /// The stored bytes do not hash to the index's hash: the host (or
+    /// what it read from its disk) altered the mail.
+    #[error("host {host} sent a message that does not match its hash {expected} (got {actual})")]
+    Tampered {
+        host: String,
+        expected: String,
+        actual: String,
+    },
+    /// A spliced attachment could not be fetched (or did not match its id).
+    #[error("fetching the part {name:?} of the message: {source}")]
+    Attachment {
+        name: String,
+        #[source]
+        source: AttachmentError,
+    },
+    /// The message does not rebuild from its parts, or would be too large.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+}
+
+/// Sends `raw`, an RFC 5322 message, as `key`'s under `sender_name` to the
+/// DEM users named in `recipients` (see the module doc). The message's From
+/// must be the sender's address (`sender_name@dem`), or hosts refuse it.
+/// A recipient whose host does not take the mail is reported in
+/// [`SendReport::failed`]; only a failure before any delivery is an error.
+pub async fn send_message(
+    session: &Session,
+    key: &KeyPair,
+    sender_name: &str,
+    raw: Vec<u8>,
+    recipients: &[String],
+) -> Result<SendReport, SendError> {
+    if recipients.is_empty() {
+        return Err(SendError::NoRecipients);
+    }
+    if raw.len() > MESSAGE_BYTES_MAX {
+        return Err(MessageError::TooLarge {
+            what: dem_message::error::WHAT_MESSAGE,
+            limit: MESSAGE_BYTES_MAX as u64,
+            actual: raw.len() as u64,
+        }
+        .into());
+    }
+    let split = dem_message::split(&raw)?;
+    drop(raw);
+    let mut stored_parts = Vec::with_capacity(split.cuts.len());
+    for cut in &split.cuts {
+        let (mut reference, stored) =
+            attachments::store_bytes(session, &cut.name, &cut.media_type, &cut.content)
+                .await
+                .map_err(|source| SendError::Attachment {
+                    name: cut.name.clone(),
+                    size_bytes: cut.content.len() as u64,
+                    source,
+                })?;
+        reference.splice_at = Some(cut.offset);
+        stored_parts.push((reference, stored));
+    }
+    let refs = stored_parts.iter().map(|(r, _)| r.clone()).collect();
+    let signed = SignedMail::seal(key, sender_name.to_string(), split.stored, refs);
+    let id = signed.id();
+    let mut delivered = Vec::new();
+    let mut failed = Vec::new();
+    for to in recipients {
+        match deliver(session, &signed, to).await {
+            Ok(()) => delivered.push(to.clone()),
+            Err(why) => failed.push((to.clone(), why)),
+        }
+    }
+    Ok(SendReport {
+        id,
+        attachments: stored_parts,
+        delivered,
+        failed,
+    })
+}
+
+/// Delivers `signed` to the mailbox of `to`; the reason if it was not.
+async fn deliver(session: &Session, signed: &SignedMail, to: &str) -> Result<(), String> {
+    let mut r = MailboxRef::new(Target::Name(to.to_string()));
+    let answer = r
+        .call(session, |user| {
+            Ok(HostRequest::Deliver {
+                to: user,
+                mail: Box::new(signed.clone()),
+            })
+        })
+        .await;
+    match answer {
+        Ok(HostResponse::Delivered(_)) => Ok(()),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reads mail `id` from `mailbox`: its detail and its exact bytes (see the
+/// module doc). With `with_attachments` false, only the stored bytes are
+/// read (every header is there; the large parts are not): for showing
+/// headers without fetching what may be megabytes.
+pub async fn read_message(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    id: &str,
+    with_attachments: bool,
+) -> Result<ReadMessage, ReadError> {
+    let (detail, stored) = read_stored(session, mailbox, id).await?;
+    if !with_attachments {
+        return Ok(ReadMessage {
+            detail,
+            bytes: stored,
+        });
+    }
+    let host = holder_of(mailbox);
+    let spliced = spliced(&detail, stored.len() as u64, &host)?;
+    let mut contents = Vec::with_capacity(spliced.len());
+    for a in &spliced {
+        let failed = |source| ReadError::Attachment {
+            name: a.name.clone(),
+            source,
+        };
+        let aid: AttachmentId = a
+            .hash
+            .parse()
+            .map_err(|e| failed(AttachmentError::BadHash(e)))?;
+        let content = attachments::fetch_bytes(session, &aid, a.size_bytes)
+            .await
+            .map_err(failed)?;
+        if content.len() as u64 != a.size_bytes {
+            return Err(bad(
+                &host,
+                format!(
+                    "the part {:?} is {} bytes, not the {} its reference says",
+                    a.name,
+                    content.len(),
+                    a.size_bytes
+                ),
+            ));
+        }
+        contents.push(content);
+    }
+    let splices: Vec<Splice<'_>> = spliced
+        .iter()
+        .zip(&contents)
+        .map(|(a, content)| Splice {
+            offset: a.splice_at.unwrap_or_default(),
+            content,
+        })
+        .collect();
+    let bytes = dem_message::rebuild(&stored, &splices)?;
+    Ok(ReadMessage { detail, bytes })
+}
+
+/// The detail of mail `id` and its stored bytes, fetched in ranges of
+/// [`READ_RANGE_BYTES`] and checked against the index's hash.
+pub async fn read_stored(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    id: &str,
+) -> Result<(MailDetail, Vec<u8>), ReadError> {
+    let first = ask_range(session, mailbox, id, 0, READ_RANGE_BYTES).await?;
+    let host = holder_of(mailbox);
+    let detail = first.detail;
+    let size = detail.message.size_bytes;
+    if size > STORED_BYTES_MAX as u64 {
+        return Err(bad(
+            &host,
+            format!("its stored message is {size} bytes; the limit is {STORED_BYTES_MAX}"),
+        ));
+    }
+    let Some(expected) = detail.message.hash_bytes() else {
+        return Err(bad(
+            &host,
+            format!("the message hash {:?} is not a hash", detail.message.hash),
+        ));
+    };
+    let mut stored = Vec::with_capacity(size as usize);
+    let mut chunk = first.bytes;
+    loop {
+        let start = stored.len() as u64;
+        let asked = (size - start).min(READ_RANGE_BYTES);
+        let got = chunk.take().unwrap_or_default();
+        if got.len() as u64 != asked {
+            return Err(bad(
+                &host,
+                format!(
+                    "bytes {start}..{} of the message came as {} bytes",
+                    start + asked,
+                    got.len()
+                ),
+            ));
+        }
+        stored.extend_from_slice(&got);
+        if stored.len() as u64 >= size {
+            break;
+        }
+        let start = stored.len() as u64;
+        let next = ask_range(session, mailbox, id, start, start + READ_RANGE_BYTES).await?;
+        if next.detail.message != detail.message {
+            return Err(bad(
+                &holder_of(mailbox),
+                "the message changed between two ranges".into(),
+            ));
+        }
+        chunk = next.bytes;
+    }
+    let actual = blake3::hash(&stored);
+    if *actual.as_bytes() != expected {
+        return Err(ReadError::Tampered {
+            host: holder_of(mailbox),
+            expected: detail.message.hash.clone(),
+            actual: actual.to_hex().to_string(),
+        });
+    }
+    Ok((detail, stored))
+}
+
+/// One `get` of bytes `start..end` of the stored message.
+async fn ask_range(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    id: &str,
+    start: u64,
+    end: u64,
+) -> Result<dem_proto::mail::MailRead, ReadError> {
+    let get = Get {
+        id: id.to_string(),
+        parts: GetParts {
+            message: Some(ByteRange { start, end }),
+        },
+    };
+    Ok(*mailbox.ask(session, get).await?)
+}
+
+/// The spliced attachments of `detail`, checked: ascending offsets within
+/// the stored bytes, at most `MIME_PARTS_MAX`, and a rebuilt message of at
+/// most `MESSAGE_BYTES_MAX` bytes. References without a splice point (mail
+/// from before real messages) are no part of the bytes.
+fn spliced<'a>(
+    detail: &'a MailDetail,
+    stored_len: u64,
+    host: &str,
+) -> Result<Vec<&'a AttachmentRef>, ReadError> {
+    let spliced: Vec<&AttachmentRef> = detail
+        .attachments
+        .iter()
+        .filter(|a| a.splice_at.is_some())
+        .collect();
+    if spliced.len() > MIME_PARTS_MAX {
+        return Err(bad(
+            host,
+            format!(
+                "the message has {} spliced parts; the limit is {MIME_PARTS_MAX}",
+                spliced.len()
+            ),
+        ));
+    }
+    let mut previous = None;
+    for a in &spliced {
+        let at = a.splice_at.unwrap_or_default();
+        if at > stored_len || previous.is_some_and(|p| at <= p) {
+            return Err(bad(
+                host,
+                format!(
+                    "the part {:?} goes at offset {at}, out of order or past the {stored_len} stored bytes",
+                    a.name
+                ),
+            ));
+        }
+        previous = Some(at);
+    }
+    let total = dem_message::rebuilt_len(stored_len, spliced.iter().map(|a| a.size_bytes));
+    match total {
+        Some(n) if n <= MESSAGE_BYTES_MAX as u64 => Ok(spliced),
+        n => Err(MessageError::TooLarge {
+            what: dem_message::error::WHAT_REBUILT,
+            limit: MESSAGE_BYTES_MAX as u64,
+            actual: n.unwrap_or(u64::MAX),
+        }
+        .into()),
+    }
+}
+
+/// How errors name the host `mailbox` last reached.
+fn holder_of(mailbox: &MailboxRef) -> String {
+    match mailbox.holder() {
+        Some(h) => format!("{} at {}", h.host.short(), h.addr),
+        None => "(unknown)".into(),
+    }
+}
+
+fn bad(host: &str, why: String) -> ReadError {
+    ReadError::BadAnswer {
+        host: host.to_string(),
+        why,
+    }
+}
+
+/// The DEM names an envelope's To and Cc address, in order, each once:
+/// `bob@dem` (any case of the domain) is `bob`. Addresses in another
+/// domain are refused, all of them named.
+pub fn dem_recipients(envelope: &dem_message::Envelope) -> Result<Vec<String>, RecipientsError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut foreign = Vec::new();
+    for shown in envelope.to.iter().chain(&envelope.cc) {
+        let address = address_in(shown);
+        match address.rsplit_once('@') {
+            Some((name, domain)) if domain.eq_ignore_ascii_case(DOMAIN) && !name.is_empty() => {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_string());
+                }
+            }
+            _ => foreign.push(address.to_string()),
+        }
+    }
+    if !foreign.is_empty() {
+        return Err(RecipientsError::Foreign(foreign));
+    }
+    if names.is_empty() {
+        return Err(RecipientsError::None);
+    }
+    Ok(names)
+}
+
+/// Why a message's own recipients cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecipientsError {
+    /// Addresses outside `@dem`, which DEM cannot deliver to.
+    #[error("not DEM addresses (only name@{DOMAIN} can be delivered): {}", .0.join(", "))]
+    Foreign(Vec<String>),
+    /// The message names no recipient in To or Cc.
+    #[error("the message has no To or Cc recipient")]
+    None,
+}
+
+/// The address of a `Name <addr>` display string, or the string itself.
+fn address_in(shown: &str) -> &str {
+    match (shown.rfind('<'), shown.trim().strip_suffix('>')) {
+        (Some(open), Some(inner)) if open < inner.len() => inner[open + 1..].trim(),
+        _ => shown.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dem_proto::mail::{BlobRef, MailFlags, MailSummary};
+
+    fn envelope(to: &[&str], cc: &[&str]) -> dem_message::Envelope {
+        dem_message::Envelope {
+            to: to.iter().map(|s| s.to_string()).collect(),
+            cc: cc.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recipients_are_dem_names() {
+        let e = envelope(&["Bob <bob@dem>", "carol@DEM"], &["bob@dem", "dave@dem"]);
+        assert_eq!(
+            dem_recipients(&e),
+            Ok(vec!["bob".into(), "carol".into(), "dave".into()])
+        );
+        let e = envelope(&["bob@dem", "Eve <eve@example.org>"], &["x@dem.org"]);
+        let err = dem_recipients(&e).unwrap_err();
+        assert_eq!(
+            err,
+            RecipientsError::Foreign(vec!["eve@example.org".into(), "x@dem.org".into()])
+        );
+        assert!(err.to_string().contains("eve@example.org, x@dem.org"));
+        assert_eq!(
+            dem_recipients(&envelope(&[], &[])),
+            Err(RecipientsError::None)
+        );
+        assert_eq!(
+            dem_recipients(&envelope(&["@dem"], &[])),
+            Err(RecipientsError::Foreign(vec!["@dem".into()]))
+        );
+    }
+
+    fn detail(stored_len: u64, parts: &[(u64, u64)]) -> MailDetail {
+        MailDetail {
+            summary: MailSummary {
+                id: "m".into(),
+                folder: "INBOX".into(),
+                uid: 1,
+                from: String::new(),
+                to: vec![],
+                cc: vec![],
+                subject: String::new(),
+                date_ms: 0,
+                received_ms: 0,
+                message_id: String::new(),
+                in_reply_to: None,
+                flags: MailFlags::empty(),
+                keywords: vec![],
+                size_bytes: 0,
+                attachment_count: 0,
+                spam_score: None,
+            },
+            references: vec![],
+            message: BlobRef {
+                hash: String::new(),
+                size_bytes: stored_len,
+            },
+            attachments: parts
+                .iter()
+                .map(|&(at, size_bytes)| AttachmentRef {
+                    hash: "ab".repeat(32),
+                    name: "p".into(),
+                    media_type: "application/octet-stream".into(),
+                    size_bytes,
+                    splice_at: Some(at),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn untrusted_splices_are_checked_before_any_fetch() {
+        assert_eq!(
+            spliced(&detail(10, &[(2, 5), (10, 5)]), 10, "h")
+                .unwrap()
+                .len(),
+            2
+        );
+        for bad in [
+            detail(10, &[(11, 5)]),
+            detail(10, &[(5, 5), (5, 5)]),
+            detail(10, &[(6, 5), (5, 5)]),
+        ] {
+            assert!(matches!(
+                spliced(&bad, 10, "h"),
+                Err(ReadError::BadAnswer { .. })
+            ));
+        }
+        let huge = detail(10, &[(1, MESSAGE_BYTES_MAX as u64)]);
+        assert!(matches!(
+            spliced(&huge, 10, "h"),
+            Err(ReadError::Message(MessageError::TooLarge { .. }))
+        ));
+        let overflow = detail(10, &[(1, u64::MAX), (2, u64::MAX)]);
+        assert!(matches!(
+            spliced(&overflow, 10, "h"),
+            Err(ReadError::Message(MessageError::TooLarge { .. }))
+        ));
+        let many: Vec<(u64, u64)> = (0..=MIME_PARTS_MAX as u64).map(|i| (i, 1)).collect();
+        assert!(matches!(
+            spliced(&detail(2000, &many), 2000, "h"),
+            Err(ReadError::BadAnswer { .. })
+        ));
+    }
+}
