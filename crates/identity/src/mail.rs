@@ -331,5 +331,5 @@ mod tests {
         assert_eq!(id, PINNED_ID);
     }
 
-    const PINNED_ID: &str = "";
+    const PINNED_ID: &str = "95b83378a9a107d15d9430d2a3b489cb";
 }

@@ -3,6 +3,8 @@
 //!
 //! An export is a stream of length-prefixed rmp-serde frames:
 //! `Header`, then `Code` chunks for components the receiver may lack, then
+//! the `Message` blobs the mailbox's mails name (format 4: the message
+//! bytes live beside the mailbox, not in its snapshot), then
 //! `Op` log entries after the snapshot, then `Snapshot` chunks, then `End`,
 //! which carries the BLAKE3 of every encoded frame before it but the
 //! snapshot chunks, which the header's snapshot checksum covers, so a
@@ -27,7 +29,8 @@ mod state;
 pub use importer::{Imported, Importer, StreamedSnapshot};
 pub use state::{ExportedState, MailboxMeta, SnapshotRecord, TailError, snapshot_hasher, vv_after};
 
-/// Version of this format that is written. 3 sends the `Op` frames before
+/// Version of this format that is written. 4 carries the `Message` blobs
+/// the mailbox names, before the ops. 3 sends the `Op` frames before
 /// the `Snapshot` ones, so a move's target can write the log while the
 /// snapshot streams (2 and 1 send them after). 2 checks the snapshot by
 /// its BLAKE3 keyed by the mailbox id ([`snapshot_checksum`]), and the
@@ -35,7 +38,7 @@ pub use state::{ExportedState, MailboxMeta, SnapshotRecord, TailError, snapshot_
 /// their bytes and order, so no one hashes the bulk twice); 1 used the
 /// plain BLAKE3 and a digest of every frame. All three are read; a
 /// receiver refuses others.
-pub const EXPORT_FORMAT_VERSION: u32 = 3;
+pub const EXPORT_FORMAT_VERSION: u32 = 4;
 /// Oldest format still read.
 pub const EXPORT_FORMAT_VERSION_MIN: u32 = 1;
 /// Payload bytes per `Code` or `Snapshot` frame.
@@ -50,6 +53,16 @@ pub const IMPORT_OPS_MAX: usize = 10_000_000;
 pub const IMPORT_CODES_MAX: usize = 64;
 /// Largest component an export may carry.
 pub const IMPORT_CODE_BYTES_MAX: u64 = crate::ids::CODE_BYTES_MAX as u64;
+/// Largest message blob an export may carry: a stored message (large parts
+/// cut out), `dem_message::limits::STORED_BYTES_MAX`.
+pub const IMPORT_MESSAGE_BYTES_MAX: usize = 2 << 20;
+/// Most message blobs an export may carry.
+pub const IMPORT_MESSAGES_MAX: u64 = 10_000_000;
+
+/// Where an export reads the message blobs it carries: the host's store.
+/// `Ok(None)` for a blob the host does not hold (a mail deleted since the
+/// list was taken); the export then goes without it.
+pub type MessageSource<'a> = &'a (dyn Fn(&[u8; 32]) -> Result<Option<Vec<u8>>, String> + Sync);
 
 /// First frame: what follows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +112,9 @@ pub enum Frame {
     End {
         digest: CodeHash,
     },
+    /// One message blob a mail of the mailbox names (format 4). Last, so
+    /// the encodings of the older variants keep their indices.
+    Message(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Why an export stream was refused.
@@ -136,6 +152,9 @@ pub enum ImportError {
     /// the splicing of chunks into frames assumes.
     #[error("encoding an export frame: an empty snapshot frame did not end in an empty bin")]
     SnapshotFrameHead,
+    /// The host could not read a message blob it holds.
+    #[error("reading a message blob: {0}")]
+    MessageSource(String),
     /// A chunk is too large for a MessagePack bin.
     #[error("encoding an export frame: a chunk of {len_bytes} bytes")]
     ChunkTooLarge { len_bytes: usize },
@@ -186,11 +205,32 @@ pub fn encode_export<'a>(
     id: &MailboxId,
     state: &'a ExportedState,
     with_code: &'a [(CodeHash, Vec<u8>)],
+    messages: MessageSource<'a>,
 ) -> impl Iterator<Item = Result<EncodedFrame, ImportError>> + 'a {
     let mut hasher = StreamDigest::default();
     let mut snapshot_head = None;
-    frames(id, state, with_code).map(move |frame| {
-        let frame = match frame {
+    frames(id, state, with_code)
+        .flat_map(move |frame| {
+            // A blob is read as its frame is due, so an export never holds
+            // more than one; one the host no longer holds is left out.
+            let read = match frame {
+                Outgoing::MessageHash(hash) => match messages(hash) {
+                    Ok(Some(bytes)) => Some(Ok(Outgoing::Message(bytes))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(ImportError::MessageSource(e))),
+                },
+                other => Some(Ok(other)),
+            };
+            read.into_iter()
+        })
+        .map(move |frame| {
+        let frame = match frame? {
+            Outgoing::Message(bytes) => {
+                let bytes = encode_frame(&FrameRef::Message(&bytes))?;
+                hasher.update(&bytes);
+                return Ok(EncodedFrame::from(bytes));
+            }
+            Outgoing::MessageHash(_) => unreachable!("read above"),
             Outgoing::Frame(FrameRef::End { .. }) => FrameRef::End {
                 digest: hasher.digest(),
             },
@@ -304,6 +344,7 @@ enum FrameRef<'a> {
     End {
         digest: CodeHash,
     },
+    Message(#[serde(with = "serde_bytes", borrow)] &'a [u8]),
 }
 
 /// The snapshot checksum of format 2: BLAKE3 keyed by the mailbox id, the
@@ -315,10 +356,13 @@ pub fn snapshot_checksum(id: &MailboxId, bytes: &[u8]) -> CodeHash {
     CodeHash(*h.finalize().as_bytes())
 }
 
-/// A frame to encode, or a snapshot chunk, which goes out as it is.
+/// A frame to encode, a snapshot chunk, which goes out as it is, or a
+/// message blob, to be read when its frame is due.
 enum Outgoing<'a> {
     Frame(FrameRef<'a>),
     Snapshot(Bytes),
+    MessageHash(&'a [u8; 32]),
+    Message(Vec<u8>),
 }
 
 /// Frames of one export, code first (only the hashes in `with_code`). The
@@ -374,10 +418,12 @@ fn frames<'a>(
     let end = FrameRef::End {
         digest: CodeHash([0; 32]),
     };
+    let messages = state.messages.iter().map(Outgoing::MessageHash);
     std::iter::once(header)
         .chain(code)
-        .chain(ops)
         .map(Outgoing::Frame)
+        .chain(messages)
+        .chain(ops.map(Outgoing::Frame))
         .chain(snap)
         .chain(std::iter::once(Outgoing::Frame(end)))
 }

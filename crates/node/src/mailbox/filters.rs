@@ -7,35 +7,14 @@
 //! `spam-score` accumulate. A plugin that fails is skipped (see
 //! `runtime::filter`).
 
-use dem_proto::mail::{MailFlags, MailView, NewMail, Placement, SenderStatus, Verdict};
+use dem_proto::mail::{MailFlags, Placement, Verdict};
 
-/// Body bytes a filter sees; the rest is summarised by `body-size-bytes`.
-pub const BODY_PREVIEW_BYTES: usize = 64 << 10;
+/// Body bytes a filter sees: the decoded text's first bytes, as the
+/// message parser keeps them; the rest is summarised by `body-size-bytes`.
+pub const BODY_PREVIEW_BYTES: usize = dem_message::limits::PREVIEW_BYTES_MAX;
 
 /// Default folder of a mail no filter filed elsewhere.
 pub const INBOX: &str = "INBOX";
-
-/// What a filter may look at.
-pub fn view_of(mail: &NewMail, sender: SenderStatus) -> MailView {
-    let mut cut = mail.body.len().min(BODY_PREVIEW_BYTES);
-    while !mail.body.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    MailView {
-        id: mail.id.clone(),
-        from: mail.from.clone(),
-        to: mail.to.clone(),
-        cc: mail.cc.clone(),
-        subject: mail.subject.clone(),
-        date_ms: mail.date_ms,
-        message_id: mail.message_id.clone(),
-        headers: mail.headers.clone(),
-        body_preview: mail.body[..cut].to_string(),
-        body_size_bytes: mail.body.len() as u64,
-        attachments: mail.attachments.clone(),
-        sender,
-    }
-}
 
 /// Accumulates verdicts into a placement.
 #[derive(Debug, Clone)]
@@ -93,28 +72,18 @@ pub(crate) mod tests {
     use super::*;
     use dem_proto::mail::FlagChange;
 
-    pub(crate) fn mail(body: &str) -> NewMail {
-        NewMail {
-            id: "m1".into(),
-            from: "a@x".into(),
-            to: vec!["b@y".into()],
-            cc: vec![],
-            subject: "s".into(),
-            date_ms: 1,
-            message_id: "<1@x>".into(),
-            in_reply_to: None,
-            headers: vec![],
-            body: body.into(),
-            attachments: vec![],
-        }
-    }
-
     #[test]
-    fn preview_is_cut_at_a_char_boundary() {
+    fn preview_is_cut_at_a_char_boundary() -> Result<(), crate::mailbox::IncomingError> {
         let body = "é".repeat(BODY_PREVIEW_BYTES);
-        let view = view_of(&mail(&body), SenderStatus::Unknown);
+        let message = format!(
+            "From: a@x\r\nSubject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+        );
+        let len = message.len() as u64;
+        let view = crate::mailbox::Incoming::parse("m1".into(), message.into_bytes(), vec![])?.view;
         assert!(view.body_preview.len() <= BODY_PREVIEW_BYTES);
-        assert_eq!(view.body_size_bytes, body.len() as u64);
+        assert!(view.body_preview.starts_with("éé"));
+        assert_eq!(view.body_size_bytes, len);
+        Ok(())
     }
 
     #[test]

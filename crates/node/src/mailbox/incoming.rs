@@ -48,7 +48,7 @@ impl Incoming {
     ) -> Result<Self, IncomingError> {
         if message.len() > STORED_BYTES_MAX {
             return Err(MessageError::TooLarge {
-                what: dem_message::WHAT_STORED,
+                what: dem_message::error::WHAT_STORED,
                 limit: STORED_BYTES_MAX as u64,
                 actual: message.len() as u64,
             }

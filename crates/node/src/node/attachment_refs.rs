@@ -117,14 +117,10 @@ impl Node {
                 for mail in page.items.iter().filter(|m| m.attachment_count > 0) {
                     let get = Get {
                         id: mail.id.clone(),
-                        parts: GetParts {
-                            headers: false,
-                            body: None,
-                            attachments: true,
-                        },
+                        parts: GetParts { message: None },
                     };
-                    let detail = self.mailboxes.ask(id, get).await?;
-                    let refs = detail.attachments.iter().flatten();
+                    let read = self.mailboxes.ask(id, get).await?;
+                    let refs = read.detail.attachments.iter();
                     found.extend(refs.filter_map(|a| a.hash.parse::<AttachmentId>().ok()));
                 }
                 let n = u32::try_from(page.items.len()).unwrap_or(u32::MAX);

@@ -195,7 +195,13 @@ impl Node {
                     )));
                 }
             };
-            let mail = verify::sealed_mail(signed, sender).map_err(forbidden)?;
+            // Hashing and parsing up to the stored limit is CPU work: off
+            // the async workers.
+            let owned = signed.clone();
+            let mail = tokio::task::spawn_blocking(move || verify::sealed_mail(&owned, sender))
+                .await
+                .map_err(|e| internal(format!("checking a mail: {e}")))?
+                .map_err(forbidden)?;
             match self.mailboxes.deliver_tracked(&id, mail).await {
                 Ok((d, op)) => {
                     if let Some(op) = op {

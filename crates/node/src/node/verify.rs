@@ -11,8 +11,9 @@ use dem_identity::{
 // too, so it lives beside `SignedMail` in dem-proto.
 use dem_proto::host::sealed_content as with_content;
 use dem_proto::host::{PLUGIN_UPLOAD, PluginUpload};
-use dem_proto::mail::NewMail;
 use dem_proto::{CreateOrder, OwnerCall, SignedMail};
+
+use crate::mailbox::{Incoming, IncomingError};
 
 /// Why a host refused a request before running it.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,9 @@ pub enum VerifyMailError {
     /// The seal does not match the sender's key or the content.
     #[error("refused as forged: {0}")]
     Seal(#[from] dem_identity::SealError),
+    /// The message is over a limit or its attachments do not fit it.
+    #[error("refused: {0}")]
+    Message(#[from] IncomingError),
 }
 
 /// Checks an owner call: signature under `OWNER_CALL`, freshness, replay,
@@ -104,25 +108,54 @@ pub fn plugin_upload(
 }
 
 /// Checks a sealed mail against `sender`, the key its `sender_name` is
-/// registered to. Returns the mail with its id set to the content's id,
-/// so delivering the same mail twice files it once.
-pub fn sealed_mail(signed: &SignedMail, sender: UserId) -> Result<NewMail, VerifyMailError> {
-    let mail = &signed.mail;
-    if !address_of(&mail.from, &signed.sender_name) {
+/// registered to, and parses it. Returns the mail with the id of its
+/// content, so delivering the same mail twice files it once.
+///
+/// The seal comes first: it is one hash of at most the stored limit, and a
+/// forgery should cost the host no parse. The From the index shows must be
+/// the sender's own address, so no one writes in another's name.
+pub fn sealed_mail(signed: &SignedMail, sender: UserId) -> Result<Incoming, VerifyMailError> {
+    let digest = digest_checked(signed, sender)?;
+    let incoming = Incoming::parse(
+        mail_id(&digest),
+        signed.message.clone(),
+        signed.attachments.clone(),
+    )?;
+    let from = &incoming.mail.from;
+    if !address_of(address_in(from), &signed.sender_name) {
         return Err(VerifyMailError::FromMismatch {
-            from: mail.from.chars().take(200).collect(),
+            from: from.chars().take(200).collect(),
             name: signed.sender_name.chars().take(64).collect(),
         });
     }
-    let digest = with_content(mail, &sender, |c| signed.seal.verify(c))?;
-    let mut mail = mail.clone();
-    mail.id = mail_id(&digest);
-    Ok(mail)
+    Ok(incoming)
 }
 
-/// The seal's digest of `mail` as sent by `sender` (the client seals with it).
-pub fn digest_of(mail: &NewMail, sender: &UserId) -> MailDigest {
-    with_content(mail, sender, dem_identity::mail_digest)
+fn digest_checked(signed: &SignedMail, sender: UserId) -> Result<MailDigest, VerifyMailError> {
+    if signed.message.len() > dem_message::limits::STORED_BYTES_MAX {
+        return Err(IncomingError::from(dem_message::MessageError::TooLarge {
+            what: dem_message::error::WHAT_STORED,
+            limit: dem_message::limits::STORED_BYTES_MAX as u64,
+            actual: signed.message.len() as u64,
+        })
+        .into());
+    }
+    let hash = *blake3::hash(&signed.message).as_bytes();
+    Ok(with_content(
+        &hash,
+        signed.message.len() as u64,
+        &signed.attachments,
+        &sender,
+        |c| signed.seal.verify(c),
+    )?)
+}
+
+/// The address of a `Name <addr>` display string, or the string itself.
+fn address_in(from: &str) -> &str {
+    match (from.rfind('<'), from.strip_suffix('>')) {
+        (Some(open), Some(inner)) => &inner[open + 1..],
+        _ => from.trim(),
+    }
 }
 
 /// `from` is `name` itself or `name@domain`.
@@ -148,40 +181,31 @@ fn action_of(request: &Request) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dem_identity::{KeyPair, MailSeal};
+    use dem_identity::KeyPair;
+    use dem_proto::mail::AttachmentRef;
 
-    fn mail(from: &str) -> NewMail {
-        NewMail {
-            id: String::new(),
-            from: from.into(),
-            to: vec!["bob@dem".into()],
-            cc: vec![],
-            subject: "hi".into(),
-            date_ms: 1,
-            message_id: "<m@dem>".into(),
-            in_reply_to: None,
-            headers: vec![],
-            body: "hello".into(),
-            attachments: vec![],
-        }
+    fn message(from: &str) -> Vec<u8> {
+        format!(
+            "From: {from}\r\nTo: bob@dem\r\nSubject: hi\r\nMessage-ID: <m@dem>\r\n\r\nhello\r\n"
+        )
+        .into_bytes()
     }
 
-    fn seal(key: &KeyPair, m: &NewMail) -> SignedMail {
-        let seal = with_content(m, &key.user_id(), |c| MailSeal::seal(key, c));
-        SignedMail {
-            mail: m.clone(),
-            sender_name: "alice".into(),
-            seal,
-        }
+    fn seal(key: &KeyPair, message: Vec<u8>) -> SignedMail {
+        SignedMail::seal(key, "alice".into(), message, vec![])
     }
 
     #[test]
-    fn genuine_mail_gets_its_content_id() {
+    fn genuine_mail_gets_its_content_id() -> Result<(), VerifyMailError> {
         let alice = KeyPair::from_seed(&[1; 32]);
-        let signed = seal(&alice, &mail("alice@dem"));
-        let got = sealed_mail(&signed, alice.user_id()).unwrap();
-        assert_eq!(got.id.len(), 32);
-        assert_eq!(got.id, sealed_mail(&signed, alice.user_id()).unwrap().id);
+        for from in ["alice@dem", "Alice Liddell <alice@dem>", "alice"] {
+            let signed = seal(&alice, message(from));
+            let got = sealed_mail(&signed, alice.user_id())?;
+            assert_eq!(got.mail.id.len(), 32);
+            assert_eq!(got.mail.id, signed.id());
+            assert_eq!(got.mail.subject, "hi");
+        }
+        Ok(())
     }
 
     #[test]
@@ -189,19 +213,42 @@ mod tests {
         let alice = KeyPair::from_seed(&[1; 32]);
         let mallory = KeyPair::from_seed(&[2; 32]);
         // Mallory seals a mail claiming to be alice's.
-        let forged = seal(&mallory, &mail("alice@dem"));
-        assert!(sealed_mail(&forged, alice.user_id()).is_err());
-        // Alice's mail altered on the way.
-        let mut tampered = seal(&alice, &mail("alice@dem"));
-        tampered.mail.body = "pay mallory".into();
-        assert!(sealed_mail(&tampered, alice.user_id()).is_err());
-        // A From address of someone else.
-        let wrong_from = seal(&alice, &mail("carol@dem"));
+        let forged = seal(&mallory, message("alice@dem"));
         assert!(matches!(
-            sealed_mail(&wrong_from, alice.user_id()),
-            Err(VerifyMailError::FromMismatch { .. })
+            sealed_mail(&forged, alice.user_id()),
+            Err(VerifyMailError::Seal(_))
         ));
-        assert!(!address_of("alicex@dem", "alice"));
+        // Alice's mail altered on the way.
+        let mut tampered = seal(&alice, message("alice@dem"));
+        tampered.message[0] ^= 1;
+        assert!(sealed_mail(&tampered, alice.user_id()).is_err());
+        // An attachment reference moved.
+        let mut moved = seal(&alice, message("alice@dem"));
+        moved.attachments.push(AttachmentRef {
+            hash: "ab".repeat(32),
+            name: "x".into(),
+            media_type: "text/plain".into(),
+            size_bytes: 1,
+            splice_at: Some(3),
+        });
+        assert!(sealed_mail(&moved, alice.user_id()).is_err());
+        // A From address of someone else, sealed by alice herself.
+        for from in ["carol@dem", "Alice <carol@dem>", "alice@dem <carol@dem>", "alicex@dem"] {
+            let wrong_from = seal(&alice, message(from));
+            assert!(
+                matches!(
+                    sealed_mail(&wrong_from, alice.user_id()),
+                    Err(VerifyMailError::FromMismatch { .. })
+                ),
+                "{from}"
+            );
+        }
+        // Over the stored limit: refused before any parse.
+        let big = seal(&alice, vec![b'a'; dem_message::limits::STORED_BYTES_MAX + 1]);
+        assert!(matches!(
+            sealed_mail(&big, alice.user_id()),
+            Err(VerifyMailError::Message(_))
+        ));
     }
 
     #[test]

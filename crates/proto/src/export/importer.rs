@@ -14,7 +14,7 @@ use std::ops::Range;
 
 use super::{
     EXPORT_FORMAT_VERSION, EXPORT_FORMAT_VERSION_MIN, ExportHeader, FRAME_BYTES_MAX, FrameRef,
-    IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX,
+    IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_MESSAGE_BYTES_MAX, IMPORT_MESSAGES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX,
     ImportError, SnapshotHeader, StreamDigest,
 };
 use crate::export::ExportedState;
@@ -34,6 +34,9 @@ pub struct Imported {
     /// In streaming mode, the checked header of the snapshot whose chunks
     /// were handed back.
     pub streamed: Option<StreamedSnapshot>,
+    /// The message blobs not taken with [`Importer::take_messages`]. The
+    /// store checks each against the hash an op names when it keeps it.
+    pub messages: Vec<Vec<u8>>,
 }
 
 /// A snapshot that went by in chunks: every chunk was handed back, and
@@ -59,6 +62,10 @@ pub struct Importer {
     /// The tail's count and last seq once [`Importer::take_tail`] took it.
     taken: Option<(u64, u64)>,
     ended: bool,
+    /// Message blobs received and not yet taken, and how many in all.
+    messages: Vec<Vec<u8>>,
+    messages_bytes: usize,
+    messages_received: u64,
 }
 
 impl Importer {
@@ -97,6 +104,18 @@ impl Importer {
         let last = self.tail.last().map(|(seq, _)| *seq)?;
         self.taken = Some((self.tail.len() as u64, last));
         Some(std::mem::take(&mut self.tail))
+    }
+
+    /// The message blobs received since the last call, for the caller to
+    /// store as they come rather than hold a mailbox's mail in memory.
+    pub fn take_messages(&mut self) -> Vec<Vec<u8>> {
+        self.messages_bytes = 0;
+        std::mem::take(&mut self.messages)
+    }
+
+    /// Bytes of the message blobs waiting to be taken.
+    pub fn messages_pending_bytes(&self) -> usize {
+        self.messages_bytes
     }
 
     /// Ops received so far, taken or not.
@@ -242,6 +261,32 @@ impl Importer {
                 self.tail.push((seq, bytes.to_vec()));
                 Ok(None)
             }
+            FrameRef::Message(bytes) => {
+                if header.format_version < 4 {
+                    return bad("Message frame in a stream of format 3 or older");
+                }
+                if self.snapshot_bytes > 0 || self.ops_received() > 0 {
+                    return bad("Message after Snapshot or Op");
+                }
+                if bytes.len() > IMPORT_MESSAGE_BYTES_MAX {
+                    return Err(ImportError::TooLarge {
+                        what: "message",
+                        actual: bytes.len() as u64,
+                        limit: IMPORT_MESSAGE_BYTES_MAX as u64,
+                    });
+                }
+                if self.messages_received >= IMPORT_MESSAGES_MAX {
+                    return Err(ImportError::TooLarge {
+                        what: "message count",
+                        actual: self.messages_received + 1,
+                        limit: IMPORT_MESSAGES_MAX,
+                    });
+                }
+                self.messages_received += 1;
+                self.messages_bytes += bytes.len();
+                self.messages.push(bytes.to_vec());
+                Ok(None)
+            }
             FrameRef::End { .. } => {
                 self.ended = true;
                 Ok(None)
@@ -320,12 +365,14 @@ impl Importer {
             tail: self.tail,
             plugins: header.plugins,
             snapshot_checksum: None,
+            messages: Vec::new(),
         };
         Ok(Imported {
             mailbox: header.mailbox,
             state,
             code,
             streamed,
+            messages: self.messages,
         })
     }
 }

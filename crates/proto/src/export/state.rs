@@ -54,6 +54,9 @@ pub struct ExportedState {
     /// known: the name of the file it was read from, unhashed, so the
     /// receiver's check also catches a file damaged here.
     pub snapshot_checksum: Option<[u8; 32]>,
+    /// The message blobs the mailbox names (BLAKE3 of each), which travel
+    /// with it; an import hands their bytes over as they arrive.
+    pub messages: Vec<[u8; 32]>,
 }
 
 /// Why a log tail does not follow its snapshot.

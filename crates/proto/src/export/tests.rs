@@ -5,6 +5,9 @@ use crate::export::{MailboxMeta, SnapshotRecord};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// A host holding no message blobs.
+const NO_MESSAGES: MessageSource<'static> = &|_| Ok(None);
+
 fn state(snapshot: &[u8], ops: u64) -> ExportedState {
     ExportedState {
         meta: MailboxMeta {
@@ -20,6 +23,7 @@ fn state(snapshot: &[u8], ops: u64) -> ExportedState {
         tail: (11..11 + ops).map(|s| (s, vec![s as u8; 3])).collect(),
         plugins: vec![],
         snapshot_checksum: None,
+        messages: vec![],
     }
 }
 
@@ -78,7 +82,7 @@ fn reseal(frames: Vec<Frame>) -> Result<Vec<u8>, ImportError> {
 }
 
 fn decoded(id: &MailboxId, s: &ExportedState) -> Result<Vec<Frame>, ImportError> {
-    encode_export(id, s, &[])
+    encode_export(id, s, &[], NO_MESSAGES)
         .map(|b| rmp_serde::from_slice(&b?.to_vec()).map_err(ImportError::Decode))
         .collect()
 }
@@ -95,7 +99,7 @@ fn ops_after_snapshot(frames: Vec<Frame>) -> Vec<Frame> {
     out
 }
 
-/// One letter per frame: Header, Code, Op, Snapshot, End.
+/// One letter per frame: Header, Code, Message, Op, Snapshot, End.
 fn kinds(frames: &[Frame]) -> String {
     frames
         .iter()
@@ -105,6 +109,7 @@ fn kinds(frames: &[Frame]) -> String {
             Frame::Op { .. } => 'O',
             Frame::Snapshot(_) => 'S',
             Frame::End { .. } => 'E',
+            Frame::Message(_) => 'M',
         })
         .collect()
 }
@@ -118,7 +123,7 @@ fn round_trips_with_chunks_code_and_ops() -> TestResult {
     let id = alice()?;
     let big = vec![42u8; EXPORT_CHUNK_BYTES * 2 + 17];
     let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
-    let bytes = encode(encode_export(&id, &state(&big, 3), &code))?;
+    let bytes = encode(encode_export(&id, &state(&big, 3), &code, NO_MESSAGES))?;
     let imported = read_export(&mut &bytes[..])?;
     assert_eq!(imported.mailbox, id);
     assert_eq!(imported.state.snapshot.map(|s| s.bytes), Some(big.into()));
@@ -132,7 +137,7 @@ fn borrowed_frames_encode_like_owned_ones() -> TestResult {
     let id = alice()?;
     let code = vec![(CodeHash::of(b"code"), b"code".to_vec())];
     let s = state(b"snapshot", 2);
-    let sent = encode_export(&id, &s, &code)
+    let sent = encode_export(&id, &s, &code, NO_MESSAGES)
         .map(|f| f.map(|f| f.to_vec()))
         .collect::<Result<Vec<_>, _>>()?;
     let owned = sent
@@ -156,7 +161,7 @@ fn snapshot_chunks_go_out_as_head_and_shared_body() -> TestResult {
         let big: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let s = state(&big, 1);
         let mut chunks = Vec::new();
-        for frame in encode_export(&id, &s, &[]) {
+        for frame in encode_export(&id, &s, &[], NO_MESSAGES) {
             let frame = frame?;
             if frame.body.is_empty() {
                 continue;
@@ -209,7 +214,7 @@ fn reads_format_1_and_checks_the_keyed_checksum_of_format_2() -> TestResult {
     let mut known = state(b"snapshot", 0);
     known.snapshot_checksum = Some([9; 32]);
     assert!(matches!(
-        read_export(&mut &encode(encode_export(&id, &known, &[]))?[..]),
+        read_export(&mut &encode(encode_export(&id, &known, &[], NO_MESSAGES))?[..]),
         Err(ImportError::Checksum)
     ));
     Ok(())
@@ -221,7 +226,7 @@ fn a_streaming_importer_hands_the_snapshot_back_in_chunks() -> TestResult {
     let big = vec![7u8; EXPORT_CHUNK_BYTES + 5];
     let mut importer = Importer::streaming();
     let mut chunks = Vec::new();
-    for frame in encode_export(&id, &state(&big, 2), &[]) {
+    for frame in encode_export(&id, &state(&big, 2), &[], NO_MESSAGES) {
         let frame = frame?.to_vec();
         if let Some(range) = importer.handle_encoded(&frame)? {
             assert_eq!(range.end, frame.len(), "the chunk ends its frame");
@@ -275,7 +280,7 @@ fn refuses_damaged_or_malformed_streams() -> TestResult {
     ));
     // Truncated: no End.
     let small = state(b"s", 0);
-    let cut = encode_export(&id, &small, &[]).take(2);
+    let cut = encode_export(&id, &small, &[], NO_MESSAGES).take(2);
     assert!(matches!(
         read_export(&mut &encode(cut)?[..]),
         Err(ImportError::Malformed(_))
@@ -309,7 +314,7 @@ fn format_3_sends_the_ops_first_for_a_receiver_to_take_early() -> TestResult {
     assert_eq!(kinds(&decoded(&id, &s)?), "HOOOSSE");
     let mut importer = Importer::streaming();
     let (mut taken, mut chunks_before) = (None, 0);
-    for frame in encode_export(&id, &s, &[]) {
+    for frame in encode_export(&id, &s, &[], NO_MESSAGES) {
         if importer.handle_encoded(&frame?.to_vec())?.is_some() && taken.is_none() {
             chunks_before += 1;
         }
@@ -377,5 +382,36 @@ fn format_3_refuses_ops_and_snapshot_chunks_out_of_their_order() -> TestResult {
         read_export(&mut &reseal(extra)?[..]),
         Err(ImportError::Malformed(m)) if m.contains("Op after Snapshot")
     ));
+    Ok(())
+}
+
+#[test]
+fn message_blobs_travel_before_the_ops_and_are_handed_over() -> TestResult {
+    let id = MailboxId::new("m1")?;
+    let blobs: Vec<Vec<u8>> = vec![b"first message".to_vec(), vec![7; 300_000]];
+    let mut s = state(b"snap", 2);
+    s.messages = blobs.iter().map(|b| *blake3::hash(b).as_bytes()).collect();
+    // A blob the host lost since the list was taken is left out.
+    s.messages.push([9; 32]);
+    let source = |h: &[u8; 32]| -> Result<Option<Vec<u8>>, String> {
+        Ok(blobs.iter().find(|b| blake3::hash(b).as_bytes() == h).cloned())
+    };
+    let bytes = encode(encode_export(&id, &s, &[], &source))?;
+    let imported = read_export(&mut &bytes[..])?;
+    assert_eq!(imported.messages, blobs);
+    // Streaming: taken as they come, none left at the end.
+    let mut importer = Importer::streaming();
+    let mut taken = Vec::new();
+    let mut r = &bytes[..];
+    while let Some(frame) = read_frame(&mut r)? {
+        importer.handle_encoded(&frame)?;
+        taken.extend(importer.take_messages());
+    }
+    assert!(importer.finish()?.messages.is_empty());
+    assert_eq!(taken, blobs);
+    // A failing source stops the export with its error.
+    let failing = |_: &[u8; 32]| -> Result<Option<Vec<u8>>, String> { Err("disk gone".into()) };
+    let out: Result<Vec<_>, _> = encode_export(&id, &s, &[], &failing).collect();
+    assert!(matches!(out, Err(ImportError::MessageSource(_))));
     Ok(())
 }

@@ -191,7 +191,7 @@ mod tests {
     use std::fmt::Debug;
 
     use super::*;
-    use crate::mail::MailFlags;
+    use crate::mail::{BlobRef, MailDetail, MailFlags};
 
     /// `verb` becomes `request`, takes `expected` out of `right`, and
     /// refuses another variant with an `UnexpectedAnswer` naming both.
