@@ -49,3 +49,6 @@ impl Mailbox {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -354,7 +354,7 @@ pub(crate) fn describe(mb: &Mailbox) -> Vec<String> {
                 m.flags,
                 m.keywords,
                 m.delivered,
-                m.moved,
+                m.moved(),
                 m.received_ms,
             )
         })

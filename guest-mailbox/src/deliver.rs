@@ -73,7 +73,7 @@ fn to_stored(ctx: &OpContext, mail: NewMail, place: &Placement) -> Result<Stored
         // it carries no information, so it is dropped.
         spam_score: place.spam_score.filter(|s| s.is_finite()),
         delivered: stamp,
-        moved: stamp,
+        last_move: None,
         flag_stamps: Default::default(),
         keyword_stamps: Default::default(),
         place: Mailbox::delivery_place(&place.folder),
@@ -112,7 +112,10 @@ fn validate(m: &StoredMail, place: &Placement) -> Result<()> {
     if index > MAIL_INDEX_BYTES_MAX {
         return Err(too_large("mail index bytes", MAIL_INDEX_BYTES_MAX, index));
     }
-    for (what, size) in [("message bytes", m.size_bytes), ("stored bytes", m.blob_bytes)] {
+    for (what, size) in [
+        ("message bytes", m.size_bytes),
+        ("stored bytes", m.blob_bytes),
+    ] {
         if size > MESSAGE_BYTES_MAX {
             return Err(too_large(what, MESSAGE_BYTES_MAX, size));
         }
@@ -136,7 +139,7 @@ fn validate(m: &StoredMail, place: &Placement) -> Result<()> {
 /// keyword and move made after delivery (those carry their own stamps).
 /// Returns whether the mail must move to the winner's folder.
 fn adopt(m: &mut StoredMail, winner: StoredMail) -> bool {
-    let never_moved = m.moved == m.delivered;
+    let never_moved = m.last_move.is_none();
     let mut flags = MailFlags::from_bits_truncate(winner.flags);
     for bit in FLAG_BITS {
         if m.flag_stamps.contains_key(&bit.bits()) {
@@ -156,11 +159,8 @@ fn adopt(m: &mut StoredMail, winner: StoredMail) -> bool {
         uid: m.uid,
         flags: flags.bits(),
         keywords,
-        moved: if never_moved {
-            winner.delivered
-        } else {
-            m.moved
-        },
+        // Still unmoved, the winner's delivery stamps the placement.
+        last_move: m.last_move,
         place: if never_moved {
             winner.place
         } else {

@@ -142,7 +142,7 @@ impl Enc {
             }
         }
         self.stamp(m.delivered);
-        self.stamp(m.moved);
+        self.stamp(m.moved());
         self.len(m.flag_stamps.len());
         for (bit, s) in &m.flag_stamps {
             self.u8(*bit);

@@ -15,12 +15,12 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Result, check_size, invalid_argument, limit_reached, not_found};
+use crate::hash::to_hex;
 use crate::limits::{
     KEYWORD_STAMPS_MAX, KEYWORDS_MAX, MAIL_ID_BYTES_MAX, PAGE_LIMIT_MAX, TOMBSTONES_MAX,
 };
 use crate::names::{check_keyword, folder_name};
 use crate::state::{Mailbox, Stamp, StoredMail, TombstoneRec};
-use crate::hash::to_hex;
 use crate::wit::{
     AttachmentRef, BlobRef, FlagState, MailDetail, MailFlags, MailPage, MailSummary, OpContext,
     Tombstone,
@@ -227,18 +227,18 @@ impl Mailbox {
         let Some(m) = self.state.mails.get_mut(id) else {
             return Err(not_found(format!("mail {id:?}")));
         };
-        if stamp <= m.moved {
+        if stamp <= m.moved() {
             return Ok(m.uid);
         }
-        let (place, moved) = (std::mem::replace(&mut m.place, target), m.moved);
+        let (place, moved) = (std::mem::replace(&mut m.place, target), m.last_move);
         // Record the stamp even for a move to the current folder: an older
         // move arriving later must lose against it, as it would had it
-        // arrived first.
-        m.moved = stamp;
+        // arrived first. It is past the delivery's, so never `None`'s.
+        m.last_move = Some(stamp);
         self.file_mail(id).inspect_err(|_| {
             if let Some(m) = self.state.mails.get_mut(id) {
                 m.place = place;
-                m.moved = moved;
+                m.last_move = moved;
             }
         })
     }

@@ -63,7 +63,7 @@ impl Mailbox {
     /// needed and dropping the one it left if nothing keeps it.
     pub(crate) fn file_mail(&mut self, id: &str) -> Result<u32> {
         let m = self.state.mails.get(id).ok_or_else(|| not_found(id))?;
-        let target = self.follow(&m.place, m.moved);
+        let target = self.follow(&m.place, m.moved());
         let left = self.folder_name_of(m.folder).to_string();
         self.ensure_folder(&target)?;
         let uid = self.relocate(id, &target)?;
@@ -123,7 +123,7 @@ impl Mailbox {
     fn after_fold(&mut self, folded: Option<(Stamp, FolderOp)>) {
         if let Some((t, FolderOp::Rename(from, to))) = folded {
             for m in self.state.mails.values_mut() {
-                if m.moved < t
+                if m.moved() < t
                     && let Some(p) = rebase(&m.place, &from, &to)
                 {
                     m.place = p;
@@ -148,7 +148,7 @@ impl Mailbox {
                 } else {
                     &m.place
                 };
-                (id.clone(), self.follow(place, m.moved))
+                (id.clone(), self.follow(place, m.moved()))
             })
             .collect();
         let mut wanted: BTreeSet<String> = self.idx.history.tree.clone();

@@ -140,7 +140,8 @@ impl MailboxStateV3 {
                 keywords: old.keywords,
                 spam_score: old.spam_score,
                 delivered: old.delivered,
-                moved: old.moved,
+                // Moves are stamped past the delivery, so equal means none.
+                last_move: (old.moved != old.delivered).then_some(old.moved),
                 flag_stamps: old.flag_stamps,
                 keyword_stamps: old.keyword_stamps,
                 place: old.place,
@@ -181,3 +182,6 @@ fn references(headers: &[(String, String)]) -> Vec<String> {
     let skip = ids.len().saturating_sub(REFERENCES_MAX);
     ids[skip..].iter().map(|id| id.to_string()).collect()
 }
+
+#[cfg(test)]
+mod tests;

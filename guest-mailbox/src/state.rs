@@ -94,8 +94,10 @@ pub struct StoredMail {
     /// Stamp of the delivery: the implied stamp of every flag and keyword
     /// not changed since, and of the folder until the first move.
     pub delivered: Stamp,
-    /// Stamp of the last applied move (last-writer-wins).
-    pub moved: Stamp,
+    /// Stamp of the last applied move (last-writer-wins), `None` until
+    /// the first: a move's stamp is then `delivered`, and leaving it out
+    /// saves some 19 bytes on most mails. Read it with `moved()`.
+    pub last_move: Option<Stamp>,
     /// Stamp of the last change of each flag bit, only for flags changed
     /// after delivery (sparse, to keep snapshots small).
     pub flag_stamps: BTreeMap<u8, Stamp>,
@@ -103,7 +105,7 @@ pub struct StoredMail {
     /// keywords changed after delivery.
     pub keyword_stamps: BTreeMap<String, Stamp>,
     /// The folder the winning placement (the delivery, or the move stamped
-    /// `moved`) named. `folder` is where that leads once the folder history
+    /// `last_move`) named. `folder` is where that leads once the folder history
     /// is replayed (`placement.rs`), so it can be recomputed when a folder
     /// change stamped earlier arrives late.
     pub place: String,
@@ -116,6 +118,11 @@ impl StoredMail {
 
     pub fn seen(&self) -> bool {
         self.flags().contains(MailFlags::SEEN)
+    }
+
+    /// Stamp of the winning placement: the last move, or the delivery.
+    pub fn moved(&self) -> Stamp {
+        self.last_move.unwrap_or(self.delivered)
     }
 
     /// Bytes of the index entry as counted against `MAIL_INDEX_BYTES_MAX`

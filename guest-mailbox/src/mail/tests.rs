@@ -76,7 +76,6 @@ fn deliver_validates_limits_without_panicking() {
     m.to = vec!["x@y".into(); RECIPIENTS_MAX];
     assert!(matches!(err(&mut mb, m, p()), MailboxError::TooLarge(_)));
 
-
     let mut m = mail("att", 1);
     m.attachments = vec![attachment(); ATTACHMENTS_MAX + 1];
     assert!(matches!(err(&mut mb, m, p()), MailboxError::TooLarge(_)));
@@ -108,14 +107,38 @@ fn deliver_validates_limits_without_panicking() {
 }
 
 #[test]
-fn deliver_refuses_past_the_mailbox_byte_limit() {
+fn deliver_refuses_past_the_mailbox_index_limit() {
     let mut mb = Mailbox::default();
     // Pretend the index is nearly full rather than filling 1 GiB.
     mb.idx.index_bytes = MAILBOX_INDEX_BYTES_MAX - 10;
     let e = mb
         .deliver(&ctx(1), mail("a", 1), place("INBOX"))
         .unwrap_err();
-    assert!(matches!(e, MailboxError::LimitReached(_)));
+    match e {
+        MailboxError::LimitReached(l) => {
+            assert_eq!(l.what, "mailbox index bytes");
+            assert_eq!(l.limit, MAILBOX_INDEX_BYTES_MAX);
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+/// Message bytes live beside the mailbox: however large the messages,
+/// only their index entries count against the state.
+#[test]
+fn message_sizes_do_not_count_against_the_state() -> Result<()> {
+    let mut mb = Mailbox::default();
+    for i in 0..4u64 {
+        let mut m = mail(&format!("huge{i}"), i as i64);
+        m.size_bytes = MESSAGE_BYTES_MAX;
+        m.message.size_bytes = MESSAGE_BYTES_MAX;
+        mb.deliver(&ctx(i), m, place("INBOX"))?;
+    }
+    let stats = mb.stats();
+    assert_eq!(stats.mail_bytes, 4 * MESSAGE_BYTES_MAX);
+    assert!(stats.state_bytes < 4096, "{}", stats.state_bytes);
+    assert_eq!(mb.list_folders()[0].size_bytes, 4 * MESSAGE_BYTES_MAX);
+    Ok(())
 }
 
 #[test]

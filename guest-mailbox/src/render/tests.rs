@@ -35,7 +35,10 @@ fn values_that_are_not_plain_become_encoded_words() {
         address("Zoë <zoe@example.com>"),
         "=?utf-8?b?Wm/Dqw==?= <zoe@example.com>"
     );
-    assert_eq!(address("zoë@example.com"), "=?utf-8?b?em/Dq0BleGFtcGxlLmNvbQ==?=");
+    assert_eq!(
+        address("zoë@example.com"),
+        "=?utf-8?b?em/Dq0BleGFtcGxlLmNvbQ==?="
+    );
     // Long values split into words of at most 75 characters, never inside
     // a character.
     let long = "é".repeat(100);

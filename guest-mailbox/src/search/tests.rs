@@ -30,20 +30,8 @@ fn custom(id: &str, date: i64, from: &str, to: &str, subject: &str) -> NewMail {
 fn sample() -> Mailbox {
     let mut mb = Mailbox::default();
     let mails = [
-        custom(
-            "a",
-            100,
-            "Alice <alice@example.com>",
-            "me@x.org",
-            "Lunch?",
-        ),
-        custom(
-            "b",
-            200,
-            "Bob <bob@example.com>",
-            "me@x.org",
-            "Report",
-        ),
+        custom("a", 100, "Alice <alice@example.com>", "me@x.org", "Lunch?"),
+        custom("b", 200, "Bob <bob@example.com>", "me@x.org", "Report"),
         custom(
             "c",
             300,
@@ -51,13 +39,7 @@ fn sample() -> Mailbox {
             "team@x.org",
             "Réunion",
         ),
-        custom(
-            "d",
-            400,
-            "alice@example.com",
-            "me@x.org",
-            "Re: Lunch?",
-        ),
+        custom("d", 400, "alice@example.com", "me@x.org", "Re: Lunch?"),
     ];
     for (i, m) in mails.into_iter().enumerate() {
         let folder = if i == 2 { "Work" } else { "INBOX" };
@@ -133,7 +115,11 @@ fn offset_pages_through_the_hits() -> crate::error::Result<()> {
     let all = run(&mb, &q());
     let mut paged = Vec::new();
     for offset in (0..6).step_by(2) {
-        paged.extend(ids(&mb.search(&q(), offset, 2)?).into_iter().map(String::from));
+        paged.extend(
+            ids(&mb.search(&q(), offset, 2)?)
+                .into_iter()
+                .map(String::from),
+        );
     }
     assert_eq!(paged, all);
     assert!(mb.search(&q(), 5, 10)?.is_empty());

@@ -1,6 +1,7 @@
 use super::*;
 use crate::lww::LwwMap;
 use crate::testutil::*;
+use crate::wit::{AttachmentRef, NewMail, OpContext, Placement};
 use crate::wit::{Contact, MailFlags, MailboxError, PluginEntry, SenderList};
 
 fn snap(mb: &mut Mailbox) -> Vec<u8> {
@@ -32,8 +33,15 @@ fn restore(mb: &mut Mailbox, schema: u32, bytes: &[u8]) -> Result<()> {
 fn golden() -> Mailbox {
     let mut mb = Mailbox::default();
     let mut m = mail("m1", 1_000);
-    m.attachments = vec![attachment()];
+    // A cut part, and a message whose exact size counts it back in.
+    m.attachments = vec![AttachmentRef {
+        splice_at: Some(500),
+        ..attachment()
+    }];
+    m.message = blob("m1 stored", 900);
+    m.size_bytes = 900 + 1234;
     m.in_reply_to = Some("<m0@example.com>".into());
+    m.references = vec!["<m-1@example.com>".into(), "<m0@example.com>".into()];
     let mut p = place("Lists/rust");
     p.flags = MailFlags::FLAGGED;
     p.keywords = vec!["$Label1".into()];
@@ -159,61 +167,181 @@ fn as_converted_v1(state: MailboxState) -> MailboxState {
     state
 }
 
+/// `state` with what a conversion from schema 3 or older decides left
+/// out: the message blob and sizes (the rendition's), references and
+/// splice positions (none then). What is left must survive conversion.
+fn index_only(mut state: MailboxState) -> MailboxState {
+    for m in state.mails.values_mut() {
+        m.blob = [0; 32];
+        m.blob_bytes = 0;
+        m.size_bytes = 0;
+        m.references.clear();
+        for a in &mut m.attachments {
+            a.splice_at = None;
+        }
+    }
+    state
+}
+
+/// Restores an old fixture and checks what a conversion promises: the
+/// index kept, and one converted message per mail, whose BLAKE3 is the
+/// blob the mail names and whose length is both its sizes.
+fn restore_old(schema: u32, name: &str) -> std::result::Result<Mailbox, String> {
+    let fixture = fixture(name, &[]);
+    assert_eq!(fixture[6..10], schema.to_le_bytes());
+    let mut mb = Mailbox::default();
+    restore(&mut mb, schema, &fixture).map_err(|e| format!("{e:?}"))?;
+    let taken = mb.take_converted(u32::MAX);
+    assert!(mb.take_converted(u32::MAX).is_empty(), "handed out once");
+    assert_eq!(taken.len(), mb.state.mails.len());
+    for bytes in &taken {
+        let hash = *blake3::hash(bytes).as_bytes();
+        let (id, m) = mb
+            .state
+            .mails
+            .iter()
+            .find(|(_, m)| m.blob == hash)
+            .ok_or("a converted message no mail names")?;
+        assert_eq!(
+            (m.blob_bytes, m.size_bytes),
+            (bytes.len() as u64, bytes.len() as u64)
+        );
+        assert!(m.references.is_empty(), "{id}");
+        assert!(m.attachments.iter().all(|a| a.splice_at.is_none()), "{id}");
+    }
+    Ok(mb)
+}
+
+/// Folder listings without sizes, which a conversion sets to the
+/// renditions' lengths.
+fn folders_unsized(mb: &Mailbox) -> Vec<crate::wit::FolderInfo> {
+    let mut l = mb.list_folders();
+    for f in &mut l {
+        f.size_bytes = 0;
+    }
+    l
+}
+
+/// What every build renders for mail m2 of the old fixtures: the bytes its
+/// blob hash names, so they may never change (`render.rs`).
+const M2_RENDERED: &str = "From: Alice <alice@example.com>\r\n\
+    To: bob@example.com\r\n\
+    Cc: carol@example.org\r\n\
+    Subject: Hello m2\r\n\
+    Date: Thu, 1 Jan 1970 00:00:02 +0000\r\n\
+    Message-ID: <m2@example.com>\r\n\
+    X-Test: m2\r\n\
+    MIME-Version: 1.0\r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\
+    Content-Transfer-Encoding: 8bit\r\n\
+    \r\n\
+    Body of m2.";
+
 /// Schema-1 snapshots, written by earlier builds, keep restoring.
 #[test]
-fn golden_fixture_v1() {
-    let fixture = fixture("state-v1.bin", &[]);
-    assert_eq!(fixture[6..10], 1u32.to_le_bytes());
-    let mut mb = Mailbox::default();
-    restore(&mut mb, 1, &fixture).unwrap();
-    assert_eq!(mb.state, as_converted_v1(golden().state));
+fn golden_fixture_v1() -> std::result::Result<(), String> {
+    let mut mb = restore_old(1, "state-v1.bin")?;
+    assert_eq!(
+        index_only(mb.state.clone()),
+        index_only(as_converted_v1(golden().state))
+    );
     let g = golden();
-    assert_eq!(mb.list_folders(), g.list_folders());
+    assert_eq!(folders_unsized(&mb), folders_unsized(&g));
     assert_eq!(mb.list_contacts(), g.list_contacts());
     assert_eq!(mb.list_plugins(), g.list_plugins());
     assert_eq!(mb.delete_history(0, 10), g.delete_history(0, 10));
     // Once restored it is written as the current schema.
     assert_eq!(snap(&mut mb)[6..10], SCHEMA_VERSION.to_le_bytes());
+    Ok(())
 }
 
 /// Schema-2 snapshots, written by earlier builds, keep restoring.
 #[test]
-fn golden_fixture_v2() {
-    let fixture = fixture("state-v2.bin", &[]);
-    assert_eq!(fixture[6..10], 2u32.to_le_bytes());
-    let mut mb = Mailbox::default();
-    restore(&mut mb, 2, &fixture).unwrap();
-    assert_eq!(mb.state, as_converted_v2(golden().state));
-    let g = golden();
-    assert_eq!(mb.list_folders(), g.list_folders());
-    assert_eq!(mb.state_digest(), g.state_digest());
+fn golden_fixture_v2() -> std::result::Result<(), String> {
+    let mb = restore_old(2, "state-v2.bin")?;
+    assert_eq!(
+        index_only(mb.state.clone()),
+        index_only(as_converted_v2(golden().state))
+    );
+    assert_eq!(folders_unsized(&mb), folders_unsized(&golden()));
+    Ok(())
+}
+
+/// Schema-3 snapshots, the last with bodies in the state, convert; their
+/// mails' messages are rendered the one way every build renders them.
+#[test]
+fn golden_fixture_v3() -> std::result::Result<(), String> {
+    let mb = restore_old(3, "state-v3.bin")?;
+    assert_eq!(index_only(mb.state.clone()), index_only(golden().state));
+    let m2 = &mb.state.mails["m2"];
+    assert_eq!(m2.blob, *blake3::hash(M2_RENDERED.as_bytes()).as_bytes());
+    let mut fresh = Mailbox::default();
+    restore(&mut fresh, 3, &fixture("state-v3.bin", &[])).map_err(|e| format!("{e:?}"))?;
+    let m2 = fresh
+        .take_converted(u32::MAX)
+        .into_iter()
+        .find(|b| b.starts_with(b"From") && b.ends_with(b"Body of m2."))
+        .ok_or("m2 was not converted")?;
+    assert_eq!(String::from_utf8_lossy(&m2), M2_RENDERED);
+    Ok(())
+}
+
+/// Replicas convert an old snapshot independently and must agree: the
+/// same blobs, the same state, the same digest.
+#[test]
+fn conversion_is_deterministic() -> std::result::Result<(), String> {
+    for (schema, name) in [
+        (1, "state-v1.bin"),
+        (2, "state-v2.bin"),
+        (3, "state-v3.bin"),
+    ] {
+        let a = restore_old(schema, name)?;
+        let b = restore_old(schema, name)?;
+        assert_eq!(a.state, b.state, "{name}");
+        assert_eq!(a.state_digest(), b.state_digest(), "{name}");
+        // And once converted, a snapshot of it restores to the same digest.
+        let mut a = a;
+        let mut c = Mailbox::default();
+        restore(&mut c, SCHEMA_VERSION, &snap(&mut a)).map_err(|e| format!("{e:?}"))?;
+        assert_eq!(c.state_digest(), a.state_digest(), "{name}");
+        assert!(
+            c.take_converted(10).is_empty(),
+            "a schema-4 restore converts nothing"
+        );
+    }
+    Ok(())
 }
 
 #[test]
-fn golden_fixture_v3() {
+fn golden_fixture_v4() -> Result<()> {
     let bytes = snap(&mut golden());
-    let fixture = fixture("state-v3.bin", &bytes);
+    let fixture = fixture("state-v4.bin", &bytes);
     let mut mb = Mailbox::default();
-    restore(&mut mb, 3, &fixture).unwrap();
+    restore(&mut mb, 4, &fixture)?;
     assert_eq!(mb.state, golden().state);
-    // While this build writes schema 3, it must write it unchanged. A
-    // change to the state's shape needs schema 4 and a new fixture, never
+    let m1 = mb.get("m1")?;
+    assert_eq!(m1.message, blob("m1 stored", 900));
+    assert_eq!(m1.attachments[0].splice_at, Some(500));
+    assert_eq!(m1.summary.size_bytes, 2134);
+    // While this build writes schema 4, it must write it unchanged. A
+    // change to the state's shape needs schema 5 and a new fixture, never
     // an edit of this one.
-    if SCHEMA_VERSION == 3 {
+    if SCHEMA_VERSION == 4 {
         assert!(
             bytes == fixture,
-            "schema 3 encoding changed; bump SCHEMA_VERSION instead"
+            "schema 4 encoding changed; bump SCHEMA_VERSION instead"
         );
     }
+    Ok(())
 }
 
 #[test]
 fn snapshot_reads_are_chunked_and_capped() {
     let mut mb = Mailbox::default();
     assert!(mb.snapshot_read(0, 100).is_empty(), "nothing held");
-    for i in 0..5 {
+    for i in 0..10 {
         let mut m = mail(&format!("big{i}"), i);
-        m.body = "x".repeat(1 << 20);
+        m.subject = "x".repeat(500 << 10);
         mb.deliver(&ctx(1), m, place("INBOX")).unwrap();
     }
     let info = mb.snapshot_begin();
@@ -246,7 +374,7 @@ fn restore_refuses_newer_schema_and_bad_sizes() {
     match mb.restore_begin(7, 100).unwrap_err() {
         MailboxError::Snapshot(m) => assert_eq!(
             m,
-            "snapshot schema 7 is newer than this mailbox build (schema 3)"
+            "snapshot schema 7 is newer than this mailbox build (schema 4)"
         ),
         e => panic!("{e:?}"),
     }
@@ -326,8 +454,8 @@ fn stats_counts_and_state_bytes() {
         (s.mails, s.folders, s.contacts, s.tombstones, s.plugins),
         (2, 4, 1, 1, 1)
     );
-    let bytes: u64 = mb.state.mails.values().map(|m| m.size_bytes()).sum();
-    assert_eq!(s.mail_bytes, bytes);
+    // Exact message sizes, not the index: m1 (900 + 1234) and m2 (1000).
+    assert_eq!(s.mail_bytes, 2134 + 1000);
     assert_eq!(s.state_bytes, snap(&mut mb).len() as u64);
 }
 
@@ -461,41 +589,95 @@ fn flag_and_move_ops_in_any_order_converge() {
     }
 }
 
+/// A realistic index entry: a host-made id (32 hex digits), addresses,
+/// subject and message-id of ordinary lengths, an HLC stamp as hosts make
+/// them (milliseconds shifted 16 bits) and a random replica id.
+fn realistic(rng: &mut Rng, i: u64) -> (OpContext, NewMail, Placement) {
+    let now_ms = 1_796_000_000_000 + i as i64 * 60_000;
+    let ctx = OpContext {
+        now_ms,
+        hlc: ((now_ms as u64) << 16) + i % 7,
+        replica: 0x9e37_79b9_7f4a_7c15,
+    };
+    let word = |rng: &mut Rng, n: usize| -> String {
+        (0..n)
+            .map(|_| char::from(b'a' + rng.below(26) as u8))
+            .collect()
+    };
+    let (first, last, domain) = (word(rng, 6), word(rng, 8), word(rng, 9));
+    let mail = NewMail {
+        id: format!("{:016x}{:016x}", rng.next(), rng.next()),
+        from: format!("{first} {last} <{first}.{last}@{domain}.com>"),
+        to: vec![format!("{}@{}.org", word(rng, 8), word(rng, 10))],
+        cc: vec![],
+        subject: format!("Re: {} {} {}", word(rng, 9), word(rng, 12), word(rng, 10)),
+        date_ms: now_ms - 5_000,
+        message_id: format!(
+            "<{}.{}@mail.{}.com>",
+            word(rng, 16),
+            word(rng, 8),
+            word(rng, 6)
+        ),
+        in_reply_to: None,
+        references: vec![],
+        message: blob(&format!("message {i}"), 40_000),
+        size_bytes: 40_000,
+        attachments: vec![],
+    };
+    let folder = if i.is_multiple_of(10) { "Lists" } else { "INBOX" };
+    (ctx, mail, place(folder))
+}
+
+/// The point of schema 4: the state is an index, a few hundred bytes a
+/// mail whatever the messages weigh (here 400 MB of them).
 #[test]
-fn restore_of_ten_thousand_mails_is_fast() {
+fn snapshot_stays_under_300_bytes_a_mail() -> Result<()> {
+    const MAILS: u64 = 10_000;
+    let mut rng = Rng::new(0x5eed_0004);
     let mut mb = Mailbox::default();
-    let body = "Lorem ipsum dolor sit amet. ".repeat(30);
+    for i in 0..MAILS {
+        let (ctx, mail, place) = realistic(&mut rng, i);
+        mb.deliver(&ctx, mail, place)?;
+    }
+    let empty = snap(&mut Mailbox::default()).len() as u64;
+    let bytes = snap(&mut mb);
+    let per_mail = (bytes.len() as u64 - empty) as f64 / MAILS as f64;
+    println!(
+        "{MAILS} mails: snapshot {} bytes, {per_mail:.1} bytes a mail",
+        bytes.len()
+    );
+    assert!(per_mail < 300.0, "{per_mail} bytes a mail");
+    assert_eq!(mb.stats().mail_bytes, MAILS * 40_000);
+    Ok(())
+}
+
+#[test]
+fn restore_of_ten_thousand_mails_is_fast() -> Result<()> {
+    let mut rng = Rng::new(1);
+    let mut mb = Mailbox::default();
     for i in 0..10_000u64 {
-        let mut m = mail(&format!("{i:064x}"), i as i64);
-        m.body = body.clone();
-        mb.deliver(
-            &ctx(i),
-            m,
-            place(if i % 10 == 0 { "Lists" } else { "INBOX" }),
-        )
-        .unwrap();
+        let (ctx, mail, place) = realistic(&mut rng, i);
+        mb.deliver(&ctx, mail, place)?;
     }
     let t = std::time::Instant::now();
     let bytes = snap(&mut mb);
     let encode_time = t.elapsed();
     let mut fresh = Mailbox::default();
     let t = std::time::Instant::now();
-    fresh
-        .restore_begin(SCHEMA_VERSION, bytes.len() as u64)
-        .unwrap();
+    fresh.restore_begin(SCHEMA_VERSION, bytes.len() as u64)?;
     for chunk in bytes.chunks(SNAPSHOT_CHUNK_BYTES_MAX as usize) {
-        fresh.restore_write(chunk).unwrap();
+        fresh.restore_write(chunk)?;
     }
-    let write_time = t.elapsed();
-    fresh.restore_finish().unwrap();
+    fresh.restore_finish()?;
     let restore_time = t.elapsed();
-    println!("restore writes {write_time:?}");
     println!(
         "10k mails: {} bytes, snapshot {encode_time:?}, restore {restore_time:?}",
         bytes.len()
     );
     assert_eq!(fresh.stats().mails, 10_000);
+    assert_eq!(fresh.state_digest(), mb.state_digest());
     // Generous bound: unoptimised test builds are several times slower
     // than the release component.
     assert!(restore_time.as_secs() < 5);
+    Ok(())
 }
