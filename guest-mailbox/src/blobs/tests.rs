@@ -1,3 +1,6 @@
+//! Tests of `message-refs` and `take-converted`: what the host's blob
+//! store learns from the mailbox.
+
 use std::collections::BTreeMap;
 
 use super::*;

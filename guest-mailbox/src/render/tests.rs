@@ -1,3 +1,6 @@
+//! Tests of the rendition's pieces against their RFCs: dates, base64,
+//! encoded words and line endings.
+
 use super::*;
 
 #[test]

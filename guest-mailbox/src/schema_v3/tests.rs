@@ -1,3 +1,6 @@
+//! Tests of the schema-3 to 4 conversion on hand-built old mails: the
+//! exact rendition, the References taken over, and the refusals.
+
 use super::*;
 use crate::snapshot::MAGIC;
 use crate::state::Mailbox;

@@ -312,6 +312,22 @@ fn conversion_is_deterministic() -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// A host that restores its own converted snapshot before taking the
+/// converted messages keeps them; a restore of an unrelated state drops
+/// them, since no mail names them any more.
+#[test]
+fn converted_messages_wait_while_named() -> Result<()> {
+    let mut mb = Mailbox::default();
+    restore(&mut mb, 3, &fixture("state-v3.bin", &[]))?;
+    let own = snap(&mut mb);
+    restore(&mut mb, SCHEMA_VERSION, &own)?;
+    assert_eq!(mb.take_converted(10).len(), 2);
+    restore(&mut mb, 3, &fixture("state-v3.bin", &[]))?;
+    restore(&mut mb, SCHEMA_VERSION, &snap(&mut Mailbox::default()))?;
+    assert!(mb.take_converted(10).is_empty());
+    Ok(())
+}
+
 #[test]
 fn golden_fixture_v4() -> Result<()> {
     let bytes = snap(&mut golden());
@@ -624,7 +640,11 @@ fn realistic(rng: &mut Rng, i: u64) -> (OpContext, NewMail, Placement) {
         size_bytes: 40_000,
         attachments: vec![],
     };
-    let folder = if i.is_multiple_of(10) { "Lists" } else { "INBOX" };
+    let folder = if i.is_multiple_of(10) {
+        "Lists"
+    } else {
+        "INBOX"
+    };
     (ctx, mail, place(folder))
 }
 
