@@ -131,6 +131,10 @@ pub enum MailboxCallError {
     /// The mailbox's actor is gone (host shutting down, or mailbox moved).
     #[error("mailbox `{0}` is not available (shutting down or moved)")]
     Gone(MailboxId),
+    /// This host cannot serve a mail's stored message: its copy is damaged
+    /// or missing. Another replica may hold it intact.
+    #[error("message {hash} is unavailable on this host: {reason}; read it from another replica")]
+    MessageUnavailable { hash: String, reason: String },
 }
 
 impl MailboxCallError {

@@ -186,6 +186,10 @@ pub enum HostRequest {
     Sync {
         mailbox: UserId,
         ops: Vec<serde_bytes::ByteBuf>,
+        /// The message blobs the deliveries among `ops` name (each checked
+        /// against its op's hash by the receiver).
+        #[serde(default)]
+        messages: Vec<serde_bytes::ByteBuf>,
     },
     /// From a host whose copy of `mailbox` is no longer listed: ops it
     /// holds that this (listed) replica lacks, in its order, handed back
@@ -195,6 +199,9 @@ pub enum HostRequest {
     HandBack {
         mailbox: UserId,
         ops: Vec<serde_bytes::ByteBuf>,
+        /// As for `Sync`.
+        #[serde(default)]
+        messages: Vec<serde_bytes::ByteBuf>,
     },
     /// From a replica of the mailbox: a whole copy of it follows as export
     /// frames (as for `Migrate`). It replaces a copy here only if it has

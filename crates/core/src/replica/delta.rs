@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::window::{Since, WINDOW_BYTES_MAX, WINDOW_OPS_MAX, Window};
 use dem_proto::CodeHash;
 use dem_proto::VersionVector;
-use dem_proto::export::{EXPORT_CHUNK_BYTES, IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX};
+use dem_proto::export::{
+    EXPORT_CHUNK_BYTES, IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_MESSAGE_BYTES_MAX,
+};
 
 /// Most ops one delta may carry: no more than a window holds.
 pub const DELTA_OPS_MAX: usize = WINDOW_OPS_MAX;
@@ -25,8 +27,12 @@ pub const DELTA_OPS_MAX: usize = WINDOW_OPS_MAX;
 pub const DELTA_BYTES_MAX: usize = WINDOW_BYTES_MAX;
 /// Op bytes per `Ops` frame (one larger op travels alone).
 const OPS_FRAME_BYTES: usize = 1 << 20;
+/// Most message bytes one delta may carry, since the target holds them
+/// until the ops apply; a source with more sends the whole state instead.
+pub const DELTA_MESSAGE_BYTES_MAX: usize = 256 << 20;
 
-/// One frame of a delta stream: every `Code` chunk, then `Ops` batches.
+/// One frame of a delta stream: every `Code` chunk, then the `Message`
+/// blobs the ops name, then `Ops` batches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeltaFrame {
     /// A chunk of a component the target lacks.
@@ -38,6 +44,8 @@ pub enum DeltaFrame {
     },
     /// Ops in the order the source applied them.
     Ops(Vec<serde_bytes::ByteBuf>),
+    /// A message blob a delivery among the ops names.
+    Message(serde_bytes::ByteBuf),
 }
 
 /// Why a delta stream was refused.
@@ -68,6 +76,9 @@ pub struct Delta {
     pub code: Vec<(CodeHash, Vec<u8>)>,
     /// Ops, in order.
     pub ops: Vec<Vec<u8>>,
+    /// The message blobs the ops name (checked against their hashes when
+    /// the ops apply).
+    pub messages: Vec<Vec<u8>>,
 }
 
 /// The ops a copy at `peer` lacks, if a delta can bring it up to
@@ -91,6 +102,7 @@ pub fn delta_for(
 /// batches of about 1 MiB.
 pub fn encode_delta(
     code: &[(CodeHash, Vec<u8>)],
+    messages: &[Vec<u8>],
     ops: &[Arc<[u8]>],
 ) -> Result<Vec<Vec<u8>>, DeltaError> {
     let mut frames = Vec::new();
@@ -102,6 +114,9 @@ pub fn encode_delta(
                 chunk: chunk.to_vec(),
             });
         }
+    }
+    for m in messages {
+        frames.push(DeltaFrame::Message(serde_bytes::ByteBuf::from(m.clone())));
     }
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
@@ -131,6 +146,7 @@ pub struct DeltaReceiver {
     /// The component being received and the size it announced.
     code_in_progress: Option<(CodeHash, u64, Vec<u8>)>,
     op_bytes: u64,
+    message_bytes: u64,
 }
 
 impl DeltaReceiver {
@@ -148,6 +164,7 @@ impl DeltaReceiver {
             delta: Delta::default(),
             code_in_progress: None,
             op_bytes: 0,
+            message_bytes: 0,
         })
     }
 
@@ -160,6 +177,33 @@ impl DeltaReceiver {
                 total_bytes,
                 chunk,
             } => self.handle_code(hash, total_bytes, chunk),
+            DeltaFrame::Message(bytes) => {
+                self.finish_code()?;
+                if !self.delta.ops.is_empty() {
+                    return Err(DeltaError::Order("a message after ops".into()));
+                }
+                if bytes.len() > IMPORT_MESSAGE_BYTES_MAX {
+                    return Err(DeltaError::TooLarge {
+                        what: "a message",
+                        actual: bytes.len() as u64,
+                        limit: IMPORT_MESSAGE_BYTES_MAX as u64,
+                    });
+                }
+                // No more blobs than ops could name.
+                if self.delta.messages.len() as u64 >= self.announced_ops {
+                    return Err(DeltaError::Order("more messages than ops".into()));
+                }
+                self.message_bytes += bytes.len() as u64;
+                if self.message_bytes > DELTA_MESSAGE_BYTES_MAX as u64 {
+                    return Err(DeltaError::TooLarge {
+                        what: "the message bytes",
+                        actual: self.message_bytes,
+                        limit: DELTA_MESSAGE_BYTES_MAX as u64,
+                    });
+                }
+                self.delta.messages.push(bytes.into_vec());
+                Ok(())
+            }
             DeltaFrame::Ops(ops) => {
                 self.finish_code()?;
                 let count = self.delta.ops.len() as u64 + ops.len() as u64;
@@ -303,14 +347,16 @@ mod tests {
             .map(|i| Arc::from(vec![i as u8; 10_000]))
             .collect();
         let code = vec![(CodeHash::of(b"x"), vec![7u8; EXPORT_CHUNK_BYTES + 5])];
-        let frames = encode_delta(&code, &ops)?;
-        assert!(frames.len() >= 5, "code in 2 chunks, ops in 3 batches");
+        let messages = vec![b"a message".to_vec(), vec![3u8; 100_000]];
+        let frames = encode_delta(&code, &messages, &ops)?;
+        assert!(frames.len() >= 7, "code in 2 chunks, 2 messages, ops in 3 batches");
         let mut rx = DeltaReceiver::new(ops.len() as u64)?;
         for f in &frames {
             rx.handle_encoded(f)?;
         }
         let delta = rx.finish()?;
         assert_eq!(delta.code, code);
+        assert_eq!(delta.messages, messages);
         assert_eq!(delta.ops.len(), 300);
         assert_eq!(delta.ops[299], vec![299u32 as u8; 10_000]);
         Ok(())
@@ -323,15 +369,24 @@ mod tests {
             Err(DeltaError::TooLarge { .. })
         ));
         let ops: Vec<Arc<[u8]>> = vec![Arc::from(vec![1u8; 4])];
+        // More message blobs than ops could name, and a blob after the ops.
+        let two = encode_delta(&[], &[vec![1], vec![2]], &ops)?;
+        let mut rx = DeltaReceiver::new(1)?;
+        rx.handle_encoded(&two[0])?;
+        assert!(matches!(rx.handle_encoded(&two[1]), Err(DeltaError::Order(_))));
+        let late = encode_delta(&[], &[vec![1]], &ops)?;
+        let mut rx = DeltaReceiver::new(1)?;
+        rx.handle_encoded(&late[1])?;
+        assert!(matches!(rx.handle_encoded(&late[0]), Err(DeltaError::Order(_))));
         // Fewer ops than announced.
         let mut rx = DeltaReceiver::new(2)?;
-        for f in encode_delta(&[], &ops)? {
+        for f in encode_delta(&[], &[], &ops)? {
             rx.handle_encoded(&f)?;
         }
         assert!(matches!(rx.finish(), Err(DeltaError::Order(_))));
         // More ops than announced.
         let mut rx = DeltaReceiver::new(0)?;
-        let f = &encode_delta(&[], &ops)?[0];
+        let f = &encode_delta(&[], &[], &ops)?[0];
         assert!(matches!(rx.handle_encoded(f), Err(DeltaError::Order(_))));
         // Garbage.
         let mut rx = DeltaReceiver::new(0)?;
@@ -341,8 +396,8 @@ mod tests {
         ));
         // A component after ops, and a short component.
         let code = vec![(CodeHash::of(b"y"), vec![1u8; 10])];
-        let mut frames = encode_delta(&[], &ops)?;
-        frames.extend(encode_delta(&code, &[])?);
+        let mut frames = encode_delta(&[], &[], &ops)?;
+        frames.extend(encode_delta(&code, &[], &[])?);
         let mut rx = DeltaReceiver::new(1)?;
         rx.handle_encoded(&frames[0])?;
         assert!(matches!(

@@ -31,7 +31,8 @@ use super::restore::Restored;
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
 use crate::replica::{OpId, Since, VersionVector, Window};
 use dem_proto::ids::MailboxId;
-use dem_proto::mail::{NewMail, PluginEntry};
+use super::incoming::Incoming;
+use dem_proto::mail::PluginEntry;
 use dem_runtime::filter::FilterInstance;
 use dem_runtime::{MailboxInstance, Runtime};
 use dem_store::{MailboxMeta, MailboxStore};
@@ -47,8 +48,10 @@ pub enum DigestKind {
 
 mod moving;
 pub use moving::{DeltaState, ExportedState, MoveState, ReadAhead, vv_after};
+pub(crate) use messages::message_of;
 mod deliver;
 mod durable;
+mod messages;
 mod sync;
 use durable::{LoadFor, load};
 
@@ -68,20 +71,23 @@ pub(crate) enum Command {
         reply: Reply<Tracked>,
     },
     Deliver {
-        mail: Box<NewMail>,
+        mail: Box<Incoming>,
         reply: Reply<Tracked>,
     },
-    /// Applies ops made at other replicas, in order; answers the version
-    /// vector once they are durable.
+    /// Applies ops made at other replicas, in order, with the message
+    /// blobs their deliveries name; answers the version vector once they
+    /// are durable.
     Apply {
         ops: Vec<Vec<u8>>,
+        messages: Vec<Vec<u8>>,
         reply: Reply<VersionVector>,
     },
-    /// The ops a replica at `peer` lacks, and this replica's vector.
+    /// The ops a replica at `peer` lacks, the message blobs they name, and
+    /// this replica's vector.
     Since {
         peer: VersionVector,
         budget_bytes: usize,
-        reply: Reply<(Since, VersionVector)>,
+        reply: Reply<(Since, Vec<Vec<u8>>, VersionVector)>,
     },
     Export {
         reply: Reply<ExportedState>,
@@ -309,6 +315,14 @@ impl MailboxActor {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // An import may hand over an instance restored from an older
+        // schema, with converted messages to store.
+        if self.instance.is_some()
+            && let Err(e) = self.after_restore().await
+        {
+            tracing::error!("storing the converted messages failed: {e}; dropping the instance");
+            self.drop_instance();
+        }
         loop {
             let command = match self.next(&mut rx).await {
                 Next::Command(c) => c,
@@ -324,7 +338,11 @@ impl MailboxActor {
             match command {
                 Command::Call { request, reply } => self.handle_call(*request, reply).await,
                 Command::Deliver { mail, reply } => self.handle_deliver(*mail, reply).await,
-                Command::Apply { ops, reply } => self.handle_apply(ops, reply).await,
+                Command::Apply {
+                    ops,
+                    messages,
+                    reply,
+                } => self.handle_apply(ops, messages, reply).await,
                 Command::Since {
                     peer,
                     budget_bytes,
@@ -388,7 +406,17 @@ impl MailboxActor {
         self.run_request(request, reply).await;
     }
 
-    async fn run_request(&mut self, mut request: Request, reply: Reply<Tracked>) {
+    async fn run_request(&mut self, request: Request, reply: Reply<Tracked>) {
+        self.run_request_with(request, None, reply).await
+    }
+
+    /// Runs one request; a delivery's stored message is logged with its op.
+    async fn run_request_with(
+        &mut self,
+        mut request: Request,
+        message: Option<Vec<u8>>,
+        reply: Reply<Tracked>,
+    ) {
         let ctx = request.is_mutation().then(|| self.clock.context());
         let Some(instance) = self.instance.as_mut() else {
             let _ = reply.send(Err(E::Gone(self.id.clone())));
@@ -429,9 +457,29 @@ impl MailboxActor {
                         request,
                         seq: self.vv.next_of(ctx.replica).seq,
                     };
-                    self.log(op, reply, response).await
+                    self.log(op, message, reply, response).await
                 }
-                None => self.reply_when_durable(reply, Ok(Tracked { response, op: None })),
+                None => match (request, response) {
+                (Request::Get { parts, .. }, Response::Detail(mut read)) => {
+                    let result = self.read_message(&mut read, parts).map(|()| Tracked {
+                        response: Response::Detail(read),
+                        op: None,
+                    });
+                    self.reply_when_durable(reply, result)
+                }
+                (Request::Search { query, limit }, _)
+                    if !query.body_terms.is_empty() || !query.text_terms.is_empty() =>
+                {
+                    let result = self.search_text(query, limit).await.map(|found| Tracked {
+                        response: Response::Summaries(found),
+                        op: None,
+                    });
+                    self.reply_when_durable(reply, result)
+                }
+                (_, response) => {
+                    self.reply_when_durable(reply, Ok(Tracked { response, op: None }))
+                }
+            },
             },
         }
     }

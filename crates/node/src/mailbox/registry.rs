@@ -403,10 +403,20 @@ impl Mailboxes {
         Ok((Deliver::answer(tracked.response)?, tracked.op))
     }
 
-    /// Applies ops from another replica of `id`; its version vector after.
-    pub async fn apply(&self, id: &MailboxId, ops: Vec<Vec<u8>>) -> Result<VersionVector, E> {
+    /// Applies ops from another replica of `id`, with the message blobs
+    /// their deliveries name; its version vector after.
+    pub async fn apply(
+        &self,
+        id: &MailboxId,
+        ops: Vec<Vec<u8>>,
+        messages: Vec<Vec<u8>>,
+    ) -> Result<VersionVector, E> {
         let r = self
-            .ask_actor(id, |reply| Command::Apply { ops, reply })
+            .ask_actor(id, |reply| Command::Apply {
+                ops,
+                messages,
+                reply,
+            })
             .await;
         self.or_moved(id, r)
     }
@@ -417,7 +427,7 @@ impl Mailboxes {
         id: &MailboxId,
         peer: VersionVector,
         budget_bytes: usize,
-    ) -> Result<(Since, VersionVector), E> {
+    ) -> Result<(Since, Vec<Vec<u8>>, VersionVector), E> {
         let r = self
             .ask_actor(id, |reply| Command::Since {
                 peer,

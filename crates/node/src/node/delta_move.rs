@@ -90,8 +90,8 @@ impl Node {
         let code = self
             .missing_code_at(&conn, CodeHash(delta.meta.code_hash), &delta.plugins)
             .await?;
-        let frames =
-            encode_delta(&code, &delta.ops).map_err(|e| MigrateError::Pause(internal(e)))?;
+        let frames = encode_delta(&code, &delta.messages, &delta.ops)
+            .map_err(|e| MigrateError::Pause(internal(e)))?;
         let request = HostRequest::MoveDelta(Box::new(DeltaHeader {
             mailbox: user,
             epoch,
@@ -123,7 +123,7 @@ impl Node {
             return Ok(HostResponse::Holds { vv: None });
         }
         let vv = match self.mailboxes.since(&id, VersionVector::new(), 0).await {
-            Ok((_, vv)) => Some(vv),
+            Ok((_, _, vv)) => Some(vv),
             Err(MailboxCallError::Unknown(_) | MailboxCallError::Moved { .. }) => None,
             Err(e) => return Err(internal(e)),
         };
@@ -208,6 +208,7 @@ impl Node {
         self.insert_carried_code(delta.code)?;
         Ok(Arrival::Delta {
             ops: delta.ops,
+            messages: delta.messages,
             vv: header.vv.clone(),
         })
     }
@@ -218,10 +219,11 @@ impl Node {
         &self,
         id: &MailboxId,
         ops: Vec<Vec<u8>>,
+        messages: Vec<Vec<u8>>,
         vv: &VersionVector,
     ) -> Result<u64, WireError> {
         let count = ops.len();
-        let now = self.mailboxes.apply(id, ops).await.map_err(|e| match e {
+        let now = self.mailboxes.apply(id, ops, messages).await.map_err(|e| match e {
             MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m.to_string()),
             e => internal(e),
         })?;
@@ -247,7 +249,7 @@ impl Node {
     /// The copy here must be exactly what the source chose the ops
     /// against, and run the same mailbox component.
     async fn check_copy(&self, id: &MailboxId, header: &DeltaHeader) -> Result<(), WireError> {
-        let (_, ours) = self
+        let (_, _, ours) = self
             .mailboxes
             .since(id, VersionVector::new(), 0)
             .await

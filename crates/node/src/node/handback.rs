@@ -68,7 +68,7 @@ impl Node {
         id: &MailboxId,
         listing: &Listing,
     ) -> Result<HandBackOutcome, WireError> {
-        let (_, ours) = self
+        let (_, _, ours) = self
             .mailboxes
             .since(id, VersionVector::new(), 0)
             .await
@@ -81,7 +81,7 @@ impl Node {
                 // its copy changed (a keeper copied a fresh one here), the
                 // decision is stale.
                 let now_listed = self.is_holder(user, self.id).await?;
-                let (_, now) = self
+                let (_, _, now) = self
                     .mailboxes
                     .since(id, VersionVector::new(), 0)
                     .await
@@ -170,7 +170,7 @@ impl Node {
         mut its: VersionVector,
     ) -> Result<(), WireError> {
         for _ in 0..HAND_BACK_BATCHES_MAX {
-            let (since, ours) = self
+            let (since, messages, ours) = self
                 .mailboxes
                 .since(id, its.clone(), SYNC_BATCH_BYTES)
                 .await
@@ -190,12 +190,12 @@ impl Node {
             if ops.is_empty() {
                 return Ok(());
             }
-            let ops: Vec<ByteBuf> = ops
-                .into_iter()
-                .take(SYNC_OPS_MAX)
-                .map(|o| ByteBuf::from(o.to_vec()))
-                .collect();
-            let req = HostRequest::HandBack { mailbox: user, ops };
+            let (ops, messages) = super::sync::shipped(ops, messages);
+            let req = HostRequest::HandBack {
+                mailbox: user,
+                ops,
+                messages,
+            };
             let answer =
                 tokio::time::timeout(SYNC_TIMEOUT, self.session.host_request(addr, to, &req)).await;
             let vv = match answer {
@@ -223,8 +223,17 @@ impl Node {
         &self,
         user: UserId,
         ops: Vec<ByteBuf>,
+        messages: Vec<ByteBuf>,
         from: HostId,
     ) -> Result<HostResponse, WireError> {
+        // Each op names at most one message: more blobs than ops is
+        // someone filling this host's store.
+        if messages.len() > ops.len() {
+            return Err(WireError::new(
+                WireError::BAD_REQUEST,
+                format!("{} messages for {} ops", messages.len(), ops.len()),
+            ));
+        }
         if ops.len() > SYNC_OPS_MAX {
             return Err(WireError::new(
                 WireError::TOO_LARGE,
@@ -252,7 +261,11 @@ impl Node {
             .await;
         let vv = self
             .mailboxes
-            .apply(&id, ops.into_iter().map(ByteBuf::into_vec).collect())
+            .apply(
+                &id,
+                ops.into_iter().map(ByteBuf::into_vec).collect(),
+                messages.into_iter().map(ByteBuf::into_vec).collect(),
+            )
             .await
             .map_err(|e| match e {
                 MailboxCallError::Unknown(_) | MailboxCallError::Moved { .. } => {

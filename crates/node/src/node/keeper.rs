@@ -158,7 +158,7 @@ impl Node {
         id: &MailboxId,
         listing: &super::sync::Listing,
     ) -> Freshness {
-        let Ok((_, ours)) = self.mailboxes.since(id, VersionVector::new(), 0).await else {
+        let Ok((_, _, ours)) = self.mailboxes.since(id, VersionVector::new(), 0).await else {
             return Freshness {
                 peers_caught_up: false,
                 leader_behind: false,
@@ -249,7 +249,7 @@ impl Node {
             // mailbox's) that long. A failed probe drops the connection;
             // the next round places again.
             if let Err(e) = self
-                .send_sync(user, &placement.addr, placement.host, Vec::new())
+                .send_sync(user, &placement.addr, placement.host, Vec::new(), Vec::new())
                 .await
             {
                 tracing::warn!(mailbox = %user.short(), host = %self.id.short(), to = %placement.host.short(), error = %e, "a new replica's host did not answer");

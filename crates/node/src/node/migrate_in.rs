@@ -47,6 +47,7 @@ pub(super) enum Arrival {
     /// they must bring it to.
     Delta {
         ops: Vec<Vec<u8>>,
+        messages: Vec<Vec<u8>>,
         vv: VersionVector,
     },
 }
@@ -248,7 +249,9 @@ impl<'a> Inbound<'a> {
         let import = async {
             match arrival {
                 Arrival::Whole(incoming) => node.import_incoming(id, *incoming, replace).await,
-                Arrival::Delta { ops, vv } => node.apply_delta(id, ops, &vv).await,
+                Arrival::Delta { ops, messages, vv } => {
+                    node.apply_delta(id, ops, messages, &vv).await
+                }
             }
         };
         match self.clock.within(self.mv.poll_timeout(), import).await {
@@ -342,7 +345,7 @@ impl Node {
             .members
             .iter()
             .any(|m| m.host == self.id);
-        let (_, ours) = self
+        let (_, _, ours) = self
             .mailboxes
             .since(id, VersionVector::new(), 0)
             .await

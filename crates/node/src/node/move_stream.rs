@@ -97,7 +97,8 @@ impl Node {
             .missing_code_at(&conn, CodeHash(state.meta.code_hash), &state.plugins)
             .await?;
         let asked_ms = t.elapsed().as_secs_f64() * 1e3;
-        let mut frames = export::encode_export(id, state, &code);
+        let source = message_source(self.mailboxes.store().cloned());
+        let mut frames = export::encode_export(id, state, &code, &source);
         let first = match frames.next() {
             Some(Ok(first)) => first,
             Some(Err(e)) => return Err(MigrateError::Pause(internal(e))),
@@ -243,18 +244,30 @@ impl Node {
     ) -> Result<(UserId, ExportedState), WireError> {
         let bad = |e: &dyn std::fmt::Display| WireError::new(WireError::BAD_REQUEST, e.to_string());
         let user = owner_of(header)?;
-        let mut importer = Importer::new();
-        let mut frames = FrameReader::new(&mut ex.recv);
-        while let Some(bytes) = frames.next(FRAME_BYTES_MAX).await.map_err(|e| bad(&e))? {
-            self.traffic.frame(Kind::Full, bytes.len());
-            importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
+        let id = &header.mailbox;
+        let received = async {
+            let mut importer = Importer::new();
+            let mut frames = FrameReader::new(&mut ex.recv);
+            while let Some(bytes) = frames.next(FRAME_BYTES_MAX).await.map_err(|e| bad(&e))? {
+                self.traffic.frame(Kind::Full, bytes.len());
+                importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
+                if importer.messages_pending_bytes() >= MESSAGES_HELD_BYTES {
+                    self.keep_messages(id, importer.take_messages()).await?;
+                }
+            }
+            let imported = importer.finish().map_err(|e| bad(&e))?;
+            if imported.mailbox != header.mailbox {
+                return Err(bad(&"the stream is for another mailbox"));
+            }
+            self.keep_messages(id, imported.messages).await?;
+            self.insert_carried_code(imported.code)?;
+            Ok((user, imported.state))
         }
-        let imported = importer.finish().map_err(|e| bad(&e))?;
-        if imported.mailbox != header.mailbox {
-            return Err(bad(&"the stream is for another mailbox"));
+        .await;
+        if received.is_err() {
+            self.forget_messages(id).await;
         }
-        self.insert_carried_code(imported.code)?;
-        Ok((user, imported.state))
+        received
     }
 
     /// Puts the components a stream carried into the code store, each
@@ -278,6 +291,52 @@ impl Node {
             .map_err(|e| bad(&e))?;
         }
         Ok(())
+    }
+
+    /// Stores the message blobs a stream carried for mailbox `id`, in
+    /// commits the store takes (each blob keyed by its own hash, so a peer
+    /// cannot pass off other bytes as a message an op names).
+    pub(super) async fn keep_messages(
+        &self,
+        id: &MailboxId,
+        messages: Vec<Vec<u8>>,
+    ) -> Result<(), WireError> {
+        let Some(store) = self.mailboxes.store() else {
+            return Ok(());
+        };
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        for m in messages {
+            if !batch.is_empty()
+                && (batch.len() >= dem_store::MESSAGES_PER_REQUEST_MAX
+                    || bytes + m.len() > dem_store::MESSAGES_REQUEST_BYTES_MAX)
+            {
+                store
+                    .put_messages(id.as_str(), std::mem::take(&mut batch))
+                    .await
+                    .map_err(internal)?;
+                bytes = 0;
+            }
+            bytes += m.len();
+            batch.push(m);
+        }
+        if !batch.is_empty() {
+            store
+                .put_messages(id.as_str(), batch)
+                .await
+                .map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// After an import of `id` failed: the blobs it stored for a mailbox
+    /// this host does not hold are let go.
+    pub(super) async fn forget_messages(&self, id: &MailboxId) {
+        if let Some(store) = self.mailboxes.store()
+            && let Err(e) = store.drop_orphan_message_refs(id.as_str()).await
+        {
+            tracing::warn!("dropping the messages of a failed import: {e}");
+        }
     }
 
     /// `MissingCode`: which of these components this host lacks.
@@ -312,4 +371,28 @@ pub(super) fn owner_of(header: &ExportHeader) -> Result<UserId, WireError> {
         .as_str()
         .parse()
         .map_err(|_| WireError::new(WireError::BAD_REQUEST, "the mailbox id is not a user key"))
+}
+
+/// Message bytes a receiver holds before it stores them.
+pub(super) const MESSAGES_HELD_BYTES: usize = 16 << 20;
+
+/// Reads the message blobs an export carries from `store`. A blob that is
+/// damaged here is left out like a missing one rather than stop the move:
+/// the target then lacks it until a replica repairs it.
+pub(super) fn message_source(
+    store: Option<dem_store::MailboxStore>,
+) -> impl Fn(&[u8; 32]) -> Result<Option<Vec<u8>>, String> + Sync {
+    move |hash| {
+        let Some(store) = &store else {
+            return Ok(None);
+        };
+        match store.message(hash) {
+            Ok(found) => Ok(found),
+            Err(dem_store::LoadError::Corrupt(e)) => {
+                tracing::warn!("an export leaves out a damaged message: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }

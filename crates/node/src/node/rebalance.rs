@@ -123,7 +123,7 @@ impl Node {
         }
         // A short probe first, as for a regenerated copy: a cached
         // connection to a restarted host looks open until it times out.
-        self.send_sync(user, &mv.placement.addr, target, Vec::new())
+        self.send_sync(user, &mv.placement.addr, target, Vec::new(), Vec::new())
             .await
             .map_err(|e| WireError::new(WireError::BUSY, format!("probing the target: {e}")))?;
         self.send_copy(&id, &mv.placement.addr, target)

@@ -78,11 +78,20 @@ impl Node {
             }
             HostRequest::MissingCode { hashes } => self.missing_code(&hashes),
             HostRequest::Pull { order, to_addr } => self.pull(&order, to_addr.as_deref()).await,
-            HostRequest::Sync { mailbox, ops } => {
-                self.handle_sync(mailbox, ops, HostId(ex.peer_key)).await
+            HostRequest::Sync {
+                mailbox,
+                ops,
+                messages,
+            } => {
+                self.handle_sync(mailbox, ops, messages, HostId(ex.peer_key))
+                    .await
             }
-            HostRequest::HandBack { mailbox, ops } => {
-                self.handle_hand_back(mailbox, ops, HostId(ex.peer_key))
+            HostRequest::HandBack {
+                mailbox,
+                ops,
+                messages,
+            } => {
+                self.handle_hand_back(mailbox, ops, messages, HostId(ex.peer_key))
                     .await
             }
             HostRequest::Copy { header } => return self.handle_copy(header, ex).await,

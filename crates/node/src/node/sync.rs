@@ -40,8 +40,30 @@ use dem_proto::host::NOT_HERE;
 use dem_proto::ids::MailboxId;
 use dem_proto::{DispatchRequest, DispatchResponse, HostRequest, HostResponse};
 
-/// Op bytes per `Sync` message (one op may exceed it: it travels alone).
-pub const SYNC_BATCH_BYTES: usize = 8 << 20;
+/// The first [`SYNC_OPS_MAX`] of `ops` and the messages those name, as a
+/// `Sync` or `HandBack` carries them.
+pub(super) fn shipped(
+    ops: Vec<std::sync::Arc<[u8]>>,
+    messages: Vec<Vec<u8>>,
+) -> (Vec<ByteBuf>, Vec<ByteBuf>) {
+    let ops: Vec<std::sync::Arc<[u8]>> = ops.into_iter().take(SYNC_OPS_MAX).collect();
+    let named: std::collections::HashSet<[u8; 32]> = ops
+        .iter()
+        .filter_map(|o| crate::mailbox::actor::message_of(o))
+        .collect();
+    let messages = messages
+        .into_iter()
+        .filter(|m| named.contains(blake3::hash(m).as_bytes()))
+        .map(ByteBuf::from)
+        .collect();
+    let ops = ops.into_iter().map(|o| ByteBuf::from(o.to_vec())).collect();
+    (ops, messages)
+}
+
+/// Op and message bytes per `Sync` message (one op with its message may
+/// exceed it: it travels alone). With a stored message of at most 2 MiB,
+/// a batch stays within one 4 MiB request frame.
+pub const SYNC_BATCH_BYTES: usize = 3 << 20;
 /// Most ops one `Sync` may carry.
 pub const SYNC_OPS_MAX: usize = 4096;
 /// How long a call waits for W replicas before it is answered as not
@@ -444,7 +466,9 @@ impl Node {
         let addr = peer.addr.clone().ok_or(PushError::NoAddr)?;
         let known = link.acked.borrow().clone();
         let Some(peer_vv) = known else {
-            let vv = self.send_sync(user, &addr, peer.host, Vec::new()).await?;
+            let vv = self
+                .send_sync(user, &addr, peer.host, Vec::new(), Vec::new())
+                .await?;
             match vv {
                 Some(vv) => link.acked.send_replace(Some(vv)),
                 None => {
@@ -454,7 +478,7 @@ impl Node {
             };
             return Ok(true);
         };
-        let (since, ours) = self
+        let (since, messages, ours) = self
             .mailboxes
             .since(id, peer_vv.clone(), SYNC_BATCH_BYTES)
             .await?;
@@ -468,12 +492,8 @@ impl Node {
         match since {
             Since::Ops { ops, .. } if ops.is_empty() => Ok(false),
             Since::Ops { ops, more } => {
-                let ops: Vec<ByteBuf> = ops
-                    .into_iter()
-                    .take(SYNC_OPS_MAX)
-                    .map(|o| ByteBuf::from(o.to_vec()))
-                    .collect();
-                match self.send_sync(user, &addr, peer.host, ops).await? {
+                let (ops, messages) = shipped(ops, messages);
+                match self.send_sync(user, &addr, peer.host, ops, messages).await? {
                     Some(vv) => {
                         lacks(&vv);
                         let progressed = vv != peer_vv;
@@ -507,9 +527,15 @@ impl Node {
         addr: &str,
         host: HostId,
         ops: Vec<ByteBuf>,
+        messages: Vec<ByteBuf>,
     ) -> Result<Option<VersionVector>, SendSyncError> {
-        let op_bytes: usize = ops.iter().map(|o| o.len()).sum();
-        let req = HostRequest::Sync { mailbox: user, ops };
+        let op_bytes: usize = ops.iter().map(|o| o.len()).sum::<usize>()
+            + messages.iter().map(|m| m.len()).sum::<usize>();
+        let req = HostRequest::Sync {
+            mailbox: user,
+            ops,
+            messages,
+        };
         let answer =
             tokio::time::timeout(SYNC_TIMEOUT, self.session.host_request(addr, host, &req)).await;
         let Ok(answer) = answer else {

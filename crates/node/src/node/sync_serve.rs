@@ -28,8 +28,17 @@ impl Node {
         &self,
         user: UserId,
         ops: Vec<ByteBuf>,
+        messages: Vec<ByteBuf>,
         from: HostId,
     ) -> Result<HostResponse, WireError> {
+        // Each op names at most one message: more blobs than ops is
+        // someone filling this host's store.
+        if messages.len() > ops.len() {
+            return Err(WireError::new(
+                WireError::BAD_REQUEST,
+                format!("{} messages for {} ops", messages.len(), ops.len()),
+            ));
+        }
         if ops.len() > SYNC_OPS_MAX {
             return Err(WireError::new(
                 WireError::TOO_LARGE,
@@ -52,7 +61,11 @@ impl Node {
         self.fetch_plugin_code(user, &ops, from).await;
         let vv = self
             .mailboxes
-            .apply(&id, ops.into_iter().map(ByteBuf::into_vec).collect())
+            .apply(
+                &id,
+                ops.into_iter().map(ByteBuf::into_vec).collect(),
+                messages.into_iter().map(ByteBuf::into_vec).collect(),
+            )
             .await
             .map_err(|e| match e {
                 MailboxCallError::Unknown(_) | MailboxCallError::Moved { .. } => {
@@ -110,7 +123,7 @@ impl Node {
         let id = header.mailbox.clone();
         let replace = self.mailboxes.contains(&id).map_err(internal)?;
         if replace {
-            let (_, ours) = self
+            let (_, _, ours) = self
                 .mailboxes
                 .since(&id, VersionVector::new(), 0)
                 .await
@@ -144,7 +157,7 @@ impl Node {
             let Ok(user) = id.as_str().parse::<UserId>() else {
                 continue;
             };
-            if let Ok((_, vv)) = self.mailboxes.since(&id, VersionVector::new(), 0).await {
+            if let Ok((_, _, vv)) = self.mailboxes.since(&id, VersionVector::new(), 0).await {
                 let state_digest = self.mailboxes.state_digest(&id).await.ok();
                 let held_back = self
                     .keeper_state
@@ -190,7 +203,7 @@ impl Node {
         {
             return Ok(HostResponse::Described(None));
         }
-        let (_, vv) = self
+        let (_, _, vv) = self
             .mailboxes
             .since(&id, VersionVector::new(), 0)
             .await

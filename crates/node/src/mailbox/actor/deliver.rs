@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use super::{E, MailboxActor, Reply, Tracked};
-use crate::mailbox::filters::{Placing, view_of};
+use crate::mailbox::filters::Placing;
+use crate::mailbox::incoming::Incoming;
 use crate::mailbox::request::verbs::{ClassifySender, ListPlugins};
 use crate::mailbox::request::{Request, Verb};
 use dem_proto::ids::CodeHash;
-use dem_proto::mail::{MailView, NewMail, PluginEntry, SenderStatus, Verdict};
+use dem_proto::mail::{MailView, PluginEntry, SenderStatus, Verdict};
 use dem_runtime::RuntimeError;
 use dem_runtime::filter::FilterError;
 
@@ -19,7 +20,12 @@ impl MailboxActor {
     ///
     /// It is logged with the placement the guest reports it applied
     /// (see `run_request`), not the one the filters chose.
-    pub(super) async fn handle_deliver(&mut self, mail: NewMail, reply: Reply<Tracked>) {
+    pub(super) async fn handle_deliver(&mut self, incoming: Incoming, reply: Reply<Tracked>) {
+        let Incoming {
+            mail,
+            message,
+            mut view,
+        } = incoming;
         if let Err(e) = self.wake().await {
             let _ = reply.send(Err(e));
             return;
@@ -40,7 +46,7 @@ impl MailboxActor {
                 })
                 .await
                 .unwrap_or(SenderStatus::Unknown);
-            let mut view = view_of(&mail, sender);
+            view.sender = sender;
             for plugin in plugins.iter() {
                 match self.run_filter(plugin, &mut view).await {
                     Err(busy) => {
@@ -63,11 +69,12 @@ impl MailboxActor {
                 }
             }
         }
-        self.run_request(
+        self.run_request_with(
             Request::Deliver {
                 mail,
                 place: placing.finish(),
             },
+            Some(message),
             reply,
         )
         .await;

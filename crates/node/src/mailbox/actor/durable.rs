@@ -73,6 +73,7 @@ impl MailboxActor {
             "woke"
         );
         self.adopt(restored);
+        self.after_restore().await?;
         self.residents.record_wake(started.elapsed());
         Ok(())
     }
@@ -100,13 +101,19 @@ impl MailboxActor {
     }
 
     /// Hands an op to the writer; the reply goes out once it is durable.
-    pub(super) async fn log(&mut self, op: Op, reply: Reply<Tracked>, response: Response) {
+    pub(super) async fn log(
+        &mut self,
+        op: Op,
+        message: Option<Vec<u8>>,
+        reply: Reply<Tracked>,
+        response: Response,
+    ) {
         let op_id = op.id_after(&self.vv);
         let response = Tracked {
             response,
             op: Some(op_id),
         };
-        match self.append_logged(op_id, op.encode()) {
+        match self.append_logged(op_id, op.encode(), message) {
             None => {
                 let _ = reply.send(Ok(response));
             }
@@ -123,12 +130,14 @@ impl MailboxActor {
     }
 
     /// Records an op just applied to the instance: version vector, window,
-    /// and the log (the returned receiver says when it is durable; `None`
-    /// for an in-memory mailbox).
+    /// and the log, with the message blob a delivery names in the same
+    /// commit (the returned receiver says when it is durable; `None` for
+    /// an in-memory mailbox).
     pub(super) fn append_logged(
         &mut self,
         op_id: OpId,
         bytes: Vec<u8>,
+        message: Option<Vec<u8>>,
     ) -> Option<oneshot::Receiver<Result<(), dem_store::CommitError>>> {
         self.vv.record(op_id);
         self.window.push(op_id, bytes.as_slice().into());
@@ -136,7 +145,10 @@ impl MailboxActor {
         self.applied_seq += 1;
         let seq = self.applied_seq;
         self.log_bytes += bytes.len() as u64;
-        let commit = store.append(self.id.as_str(), seq, bytes);
+        let commit = match message {
+            Some(m) => store.append_with_messages(self.id.as_str(), seq, bytes, vec![m]),
+            None => store.append(self.id.as_str(), seq, bytes),
+        };
         let durable = self.durable.clone();
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -159,6 +171,9 @@ impl MailboxActor {
             && self.log_bytes >= self.config.snapshot_log_bytes_min.max(self.snapshot_bytes)
             && let Some(commit) = self.snapshot_now().await
         {
+            // As often as the state is snapshotted: blobs of mails deleted
+            // since are let go.
+            self.reconcile_messages().await;
             tokio::spawn(async move {
                 if let Err(e) = commit.await {
                     tracing::warn!("periodic snapshot failed, the log stays: {e}");

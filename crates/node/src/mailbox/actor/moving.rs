@@ -47,6 +47,8 @@ pub struct DeltaState {
     pub vv: VersionVector,
     /// Durable ops, in the order this replica applied them.
     pub ops: Vec<Arc<[u8]>>,
+    /// The message blobs the deliveries among `ops` name.
+    pub messages: Vec<Vec<u8>>,
 }
 
 /// A move's read of the durable state made while the mailbox still runs
@@ -69,6 +71,10 @@ impl MailboxActor {
     ) -> Result<ExportedState, E> {
         self.wake().await?;
         let plugins = self.listed_plugins().await?;
+        // The blobs of the mails the state holds travel with it; the state
+        // read below may lag the index by ops in flight, whose blobs the
+        // store holds too, so the list covers it.
+        let messages = self.listed_messages().await?;
         if let Some(store) = self.store.clone() {
             let t = std::time::Instant::now();
             self.settle().await?;
@@ -90,6 +96,7 @@ impl MailboxActor {
                 tail: recovery.tail,
                 plugins,
                 snapshot_checksum: recovery.snapshot_file,
+                messages,
             });
         }
         let instance = self
@@ -109,6 +116,7 @@ impl MailboxActor {
             tail: vec![],
             plugins,
             snapshot_checksum: None,
+            messages,
         })
     }
 
@@ -122,12 +130,14 @@ impl MailboxActor {
             return Ok(None);
         };
         let plugins = self.listed_plugins().await?;
+        let messages = self.messages_for(&ops);
         Ok(Some(DeltaState {
             meta: self.meta.clone(),
             plugins,
             base: peer.clone(),
             vv: self.vv.clone(),
             ops,
+            messages,
         }))
     }
 

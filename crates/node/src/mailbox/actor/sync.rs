@@ -13,11 +13,19 @@ use crate::mailbox::request::Op;
 use crate::replica::{Fit, Since, VersionVector};
 
 impl MailboxActor {
-    pub(super) async fn handle_apply(&mut self, ops: Vec<Vec<u8>>, reply: Reply<VersionVector>) {
+    pub(super) async fn handle_apply(
+        &mut self,
+        ops: Vec<Vec<u8>>,
+        messages: Vec<Vec<u8>>,
+        reply: Reply<VersionVector>,
+    ) {
         if let Err(e) = self.wake().await {
             let _ = reply.send(Err(e));
             return;
         }
+        // Each blob is keyed by its own hash: a peer cannot pass off other
+        // bytes as the message an op names.
+        let mut messages = Self::by_hash(messages);
         // The guest is told it is replaying for the whole batch, and told
         // again that it is not before anything else may call it, on every
         // path out of the loop: a new request must never skip its checks.
@@ -77,8 +85,21 @@ impl MailboxActor {
             ) {
                 self.plugins = None;
             }
+            // The op's message goes into the same commit as the op. One the
+            // sender did not have (a mail deleted since) and this host lacks
+            // leaves the mail here without its bytes until it is fetched
+            // from another replica; reads then say so.
+            // A blob this host already holds (for another mailbox, or from
+            // an earlier try) is read back, so the store records that this
+            // mailbox names it too.
+            let message = super::messages::message_of(&bytes).and_then(|h| {
+                messages.remove(&h).or_else(|| {
+                    let store = self.store.as_ref()?;
+                    store.message(&h).ok().flatten()
+                })
+            });
             // Durability is awaited for the batch as a whole below.
-            drop(self.append_logged(op_id, bytes));
+            drop(self.append_logged(op_id, bytes, message));
         }
         if replaying
             && let Some(instance) = self.instance.as_mut()
@@ -109,17 +130,38 @@ impl MailboxActor {
         });
     }
 
+    /// The ops `peer` lacks within `budget_bytes`, with the message blobs
+    /// their deliveries name; the blobs count against the budget too, but
+    /// at least one op goes, so a large message still moves.
     pub(super) async fn handle_since(
         &mut self,
         peer: &VersionVector,
         budget_bytes: usize,
-    ) -> Result<(Since, VersionVector), E> {
+    ) -> Result<(Since, Vec<Vec<u8>>, VersionVector), E> {
         if !self.loaded && self.store.is_some() {
             self.wake().await?;
         }
-        Ok((
-            self.window.since(peer, &self.vv, budget_bytes),
-            self.vv.clone(),
-        ))
+        let since = match self.window.since(peer, &self.vv, budget_bytes) {
+            Since::Ops { mut ops, mut more } => {
+                let mut messages = Vec::new();
+                let mut used = 0usize;
+                let mut kept = 0usize;
+                for op in &ops {
+                    let mine = self.messages_for(std::slice::from_ref(op));
+                    let bytes = op.len() + mine.iter().map(Vec::len).sum::<usize>();
+                    if kept > 0 && used + bytes > budget_bytes {
+                        more = true;
+                        break;
+                    }
+                    used += bytes;
+                    kept += 1;
+                    messages.extend(mine);
+                }
+                ops.truncate(kept);
+                return Ok((Since::Ops { ops, more }, messages, self.vv.clone()));
+            }
+            Since::Full => Since::Full,
+        };
+        Ok((since, Vec::new(), self.vv.clone()))
     }
 }

@@ -97,6 +97,9 @@ impl Drop for StagedTail {
         if !self.imported {
             // Queued behind the staging, so the writer drops what it wrote.
             drop(self.store.drop_staged_log(self.id.as_str(), self.token));
+            // The message blobs the stream carried, too: this host holds no
+            // mailbox they could belong to.
+            drop(self.store.drop_orphan_message_refs(self.id.as_str()));
         }
     }
 }
@@ -200,6 +203,10 @@ impl Node {
             let t = std::time::Instant::now();
             let handled = importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
             check_ms += t.elapsed().as_secs_f64() * 1e3;
+            if importer.messages_pending_bytes() >= super::super::move_stream::MESSAGES_HELD_BYTES {
+                self.keep_messages(&header.mailbox, importer.take_messages())
+                    .await?;
+            }
             if staged_tail.is_none()
                 && let Some(store) = &stage_to
                 && importer.header().is_some_and(|h| h.snapshot.is_some())
@@ -301,6 +308,7 @@ impl Node {
         staged_tail: Option<StagedTail>,
     ) -> Result<Incoming, WireError> {
         let imported = importer.finish().map_err(|e| bad(&e))?;
+        self.keep_messages(id, imported.messages).await?;
         self.insert_carried_code(imported.code)?;
         let mut state = imported.state;
         let streamed = imported.streamed;
