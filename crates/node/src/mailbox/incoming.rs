@@ -145,8 +145,10 @@ mod tests {
 
     #[test]
     fn garbage_is_still_taken() -> Result<(), IncomingError> {
-        let inc = Incoming::parse("id2".into(), b"\xff\xfe not a message".to_vec(), vec![])?;
-        assert_eq!(inc.mail.size_bytes, 17);
+        let garbage = b"\xff\xfe not a message";
+        let inc = Incoming::parse("id2".into(), garbage.to_vec(), vec![])?;
+        assert_eq!(inc.mail.size_bytes, garbage.len() as u64);
+        assert_eq!(inc.message, garbage);
         Ok(())
     }
 

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use super::super::filters::tests::mail;
 use super::super::{MailboxCallError as E, Mailboxes, MailboxesConfig};
 use super::{Op, Request, Response};
 use dem_proto::ids::MailboxId;
@@ -33,8 +32,10 @@ fn place(folder: &str, keywords: &[&str]) -> Placement {
 }
 
 async fn deliver(boxes: &Mailboxes, who: &MailboxId, id: &str, place: Placement) -> Delivered {
-    let mut m = mail("hi");
-    m.id = id.into();
+    let message = b"From: a@x\r\nTo: b@y\r\nSubject: s\r\n\r\nhi\r\n".to_vec();
+    let m = super::super::Incoming::parse(id.into(), message, vec![])
+        .unwrap()
+        .mail;
     let request = Request::Deliver { mail: m, place };
     match boxes.call(who, request).await.unwrap() {
         Response::Delivered(d) => d,
