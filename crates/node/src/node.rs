@@ -35,6 +35,7 @@ mod move_stream;
 mod plugin_code;
 mod pull;
 mod rebalance;
+mod repair;
 mod serve;
 mod sync;
 mod sync_serve;

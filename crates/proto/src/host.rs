@@ -232,6 +232,14 @@ pub enum HostRequest {
     /// the host's backbone may ask (the monitor's inspect). Answered
     /// `Described`.
     Describe { mailbox: UserId },
+    /// From a listed replica of `mailbox` whose copy of one of its message
+    /// blobs is damaged or missing: the bytes of blob `hash`, which this
+    /// host's copy of the mailbox must name. Answered `Message`.
+    MessageGet {
+        mailbox: UserId,
+        #[serde(with = "serde_bytes")]
+        hash: [u8; 32],
+    },
 }
 
 /// A host's answer.
@@ -275,6 +283,8 @@ pub enum HostResponse {
     Code(serde_bytes::ByteBuf),
     /// The copy `Describe` asked about (`None`: it holds no copy).
     Described(Option<Box<MailboxDescription>>),
+    /// A message blob's bytes, for `MessageGet`.
+    Message(serde_bytes::ByteBuf),
 }
 
 /// One copy of a mailbox as its host describes it to an administrator.

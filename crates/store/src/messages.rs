@@ -40,7 +40,7 @@ use super::tables::{MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_WAITING, MESSAGES, USAG
 use super::writer::Op;
 use super::{Commit, CommitError, LoadError, MailboxStore, OP_BYTES_MAX, check_len};
 
-pub(super) use write::{bytes, drop_refs, put, retain_refs, stop_waiting, wait_for_mailbox};
+pub(super) use write::{bytes, drop_refs, put, repair, retain_refs, stop_waiting, wait_for_mailbox};
 
 /// Largest message, in bytes. Must equal
 /// `dem_message::limits::STORED_BYTES_MAX` (a mail as stored, its large
@@ -124,6 +124,20 @@ impl MailboxStore {
         self.submit(id, Op::RetainMessageRefs(keep))
     }
 
+    /// Writes `message` over a damaged or missing copy of itself, for the
+    /// mailbox `id` that names it: the bytes are keyed by their own hash,
+    /// so good bytes can only replace what should have been them. A blob
+    /// no mailbox here names is not stored.
+    pub fn repair_message(&self, id: &str, message: Vec<u8>) -> Commit {
+        match hash_all(vec![message]) {
+            Ok(mut messages) => match messages.pop() {
+                Some(m) => self.submit(id, Op::RepairMessage(m)),
+                None => self.submit(id, Op::PutMessages(Vec::new())),
+            },
+            Err(e) => Commit::failed(e),
+        }
+    }
+
     /// Drops every reference of `id` if this store holds no mailbox `id`
     /// (an import that failed), removing the blobs no one else references;
     /// a no-op when the mailbox exists.
@@ -145,6 +159,16 @@ impl MailboxStore {
             return Err(LoadError::Corrupt(Corruption::Message { hash: *hash }));
         }
         Ok(Some(bytes.to_vec()))
+    }
+
+    /// Whether mailbox `id` names the message `hash` here.
+    pub fn names_message(&self, id: &str, hash: &[u8; 32]) -> Result<bool, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let table = txn.open_table(MESSAGE_REFS).map_err(LoadError::database)?;
+        Ok(table
+            .get((id, hash))
+            .map_err(LoadError::database)?
+            .is_some())
     }
 
     /// Which of these hashes this store holds, in the same order. Does not

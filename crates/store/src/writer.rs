@@ -77,6 +77,7 @@ pub(super) enum Op {
         messages: Vec<Message>,
     },
     PutMessages(Vec<Message>),
+    RepairMessage(Message),
     /// Sorted, for a binary search per reference.
     RetainMessageRefs(Vec<[u8; 32]>),
     DropOrphanMessageRefs,
@@ -141,6 +142,7 @@ impl Op {
             Op::Append { op, .. } => op.len(),
             Op::AppendWithMessages { op, messages, .. } => op.len() + messages::bytes(messages),
             Op::PutMessages(messages) => messages::bytes(messages),
+            Op::RepairMessage(m) => m.bytes.len(),
             Op::Snapshot(s) => s.bytes.len(),
             Op::Import { snapshot, tail, .. } => {
                 snapshot.as_ref().map_or(0, |s| s.len()) + tail.payload_bytes()
@@ -330,6 +332,10 @@ fn apply_one<'b>(
             if slot.rec.is_none() {
                 messages::wait_for_mailbox(t, id)?;
             }
+            Ok(Ok(()))
+        }
+        Op::RepairMessage(m) => {
+            messages::repair(t, m)?;
             Ok(Ok(()))
         }
         Op::RetainMessageRefs(keep) => {

@@ -106,6 +106,9 @@ impl Node {
             HostRequest::Traffic => Ok(HostResponse::Traffic(self.traffic.snapshot())),
             HostRequest::CodeGet { hash } => self.code_get(&hash),
             HostRequest::Describe { mailbox } => self.describe(mailbox, ex.peer_key).await,
+            HostRequest::MessageGet { mailbox, hash } => {
+                self.message_get(mailbox, hash, HostId(ex.peer_key)).await
+            }
         };
         self.metrics
             .request(kind, answer.as_ref().err().map(|e| e.code.number()));
@@ -138,7 +141,7 @@ impl Node {
         self.traffic.request(kind, req);
     }
 
-    async fn owner(&self, call: &Signed<OwnerCall>) -> Result<HostResponse, WireError> {
+    async fn owner(self: &Arc<Self>, call: &Signed<OwnerCall>) -> Result<HostResponse, WireError> {
         let checked = {
             let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
             verify::owner_call(call, now_ms(), &mut replay)
@@ -154,6 +157,15 @@ impl Node {
                         self.replicate(user, op).await?;
                     }
                     Ok(HostResponse::Reply(Box::new(t.response)))
+                }
+                Err(MailboxCallError::MessageUnavailable { hash, reason }) => {
+                    if let Some(h) = dem_proto::mail::hash_from_hex(&hash) {
+                        self.repair_message(user, h);
+                    }
+                    Err(WireError::new(
+                        WireError::INTERNAL,
+                        format!("message {hash} is unavailable on this host ({reason}); it is being repaired from another replica, read it there"),
+                    ))
                 }
                 Err(e) => self.call_error(&id, e),
             }
@@ -298,6 +310,7 @@ fn request_kind(req: &HostRequest) -> &'static str {
         HostRequest::Traffic => "traffic",
         HostRequest::CodeGet { .. } => "code_get",
         HostRequest::Describe { .. } => "describe",
+        HostRequest::MessageGet { .. } => "message_get",
     }
 }
 

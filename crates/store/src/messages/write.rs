@@ -47,6 +47,35 @@ pub(crate) fn put(t: &mut Tables<'_>, id: &str, messages: &[Message]) -> Result<
     Ok(())
 }
 
+/// Writes `m` over its damaged or missing copy, if any mailbox names it.
+pub(crate) fn repair(t: &mut Tables<'_>, m: &Message) -> Result<(), CommitError> {
+    let named = t
+        .message_users
+        .range((&m.hash, "")..)
+        .map_err(CommitError::database)?
+        .next()
+        .transpose()
+        .map_err(CommitError::database)?
+        .is_some_and(|(k, _)| k.value().0 == &m.hash);
+    if !named {
+        return Ok(());
+    }
+    let old = t
+        .messages
+        .insert(&m.hash, m.bytes.as_slice())
+        .map_err(CommitError::database)?
+        .map(|g| g.value().len());
+    match old {
+        Some(len) if len != m.bytes.len() => {
+            count_usage(t, Change::Removed, len)?;
+            count_usage(t, Change::Added, m.bytes.len())?;
+        }
+        Some(_) => {}
+        None => count_usage(t, Change::Added, m.bytes.len())?,
+    }
+    Ok(())
+}
+
 /// Notes that `id` took references while it had no mailbox here.
 pub(crate) fn wait_for_mailbox(t: &mut Tables<'_>, id: &str) -> Result<(), CommitError> {
     t.message_waiting

@@ -246,6 +246,14 @@ fn a_damaged_message_is_an_error_not_bytes() -> TestResult {
         Err(LoadError::Corrupt(Corruption::Message { hash: hash(&m) }))
     );
     assert!(!store.corrupt_message_for_tests(&hash(b"not stored"))?);
+    // Good bytes from a replica repair it; bytes no mailbox names are not
+    // stored by a repair.
+    store.repair_message("a", m.clone()).wait_blocking()?;
+    assert_eq!(store.message(&hash(&m))?, Some(m.clone()));
+    let stray = b"named by nobody".to_vec();
+    store.repair_message("a", stray.clone()).wait_blocking()?;
+    assert_eq!(store.message(&hash(&stray))?, None);
+    assert_eq!(store.message_usage()?.count, 1);
     Ok(())
 }
 
