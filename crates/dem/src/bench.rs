@@ -15,9 +15,9 @@ use serde_json::json;
 
 use dem_builtin as builtin;
 use dem_node::mailbox::clock::HybridClock;
-use dem_node::mailbox::{Mailboxes, MailboxesConfig, Request};
+use dem_node::mailbox::{Incoming, Mailboxes, MailboxesConfig, Request};
 use dem_proto::ids::{CodeHash, MailboxId};
-use dem_proto::mail::{MailFlags, NewMail, Placement};
+use dem_proto::mail::{MailFlags, Placement};
 use dem_proto::mailbox::verbs::Stats;
 use dem_runtime::{Runtime, RuntimeConfig};
 
@@ -290,25 +290,39 @@ fn print(result: &serde_json::Value, json: bool) {
     }
 }
 
-/// A mail of about 1 KiB.
-pub fn sample_mail(i: u64) -> NewMail {
-    let body = format!(
+/// A message of about 1 KiB from `from` to `to`: what a short real mail
+/// looks like (text/plain, a few header fields), composed as `dem send`
+/// composes.
+pub fn sample_message(i: u64, from: &str, to: &str) -> anyhow::Result<Vec<u8>> {
+    let text = format!(
         "Hello number {i}.\n{}",
         "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(16)
     );
-    NewMail {
-        id: format!("bench-{i:08}"),
-        from: format!("Sender {} <sender{}@example.org>", i % 97, i % 97),
-        to: vec!["owner@example.org".into()],
+    let address = |email: &str| dem_message::Address {
+        name: None,
+        email: email.to_string(),
+    };
+    Ok(dem_message::compose(&dem_message::Compose {
+        from: address(from),
+        to: vec![address(to)],
         cc: vec![],
         subject: format!("Benchmark mail {i} about the quarterly numbers"),
         date_ms: 1_700_000_000_000 + i as i64 * 1000,
-        message_id: format!("<bench-{i}@example.org>"),
+        message_id: format!("bench-{i}@example.org"),
         in_reply_to: None,
-        headers: vec![],
-        body,
+        references: vec![],
+        text,
+        html: None,
         attachments: vec![],
-    }
+    })?)
+}
+
+/// Mail `bench-i` as a host takes it: a sample message parsed into its
+/// index, as `Mailboxes::deliver` wants it.
+pub fn sample_mail(i: u64) -> anyhow::Result<Incoming> {
+    let from = format!("sender{}@example.org", i % 97);
+    let message = sample_message(i, &from, "owner@example.org")?;
+    Ok(Incoming::parse(format!("bench-{i:08}"), message, vec![])?)
 }
 
 fn inbox() -> Placement {
@@ -388,7 +402,7 @@ async fn mailbox(
     let mut instance = runtime.instantiate_mailbox(&code, "snap".into()).await?;
     for i in 0..mails as u64 {
         let mut request = Request::Deliver {
-            mail: sample_mail(i),
+            mail: sample_mail(i)?.mail,
             place: inbox(),
         };
         instance
@@ -514,7 +528,10 @@ async fn deliveries(
         let id = ids[(i % mailboxes as u64) as usize].clone();
         tasks.spawn(async move {
             let _permit = permit;
-            boxes.deliver(&id, sample_mail(i)).await
+            boxes
+                .deliver(&id, sample_mail(i)?)
+                .await
+                .map_err(anyhow::Error::from)
         });
         while let Some(done) = tasks.try_join_next() {
             done??;

@@ -66,7 +66,10 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
         &boxes,
         p.concurrency * 4,
         (0..p.mailboxes as u64).collect(),
-        |b, n| async move { b.create(&mailbox(n)?, None).await.map(drop) },
+        |b, n| async move {
+            b.create(&mailbox(n)?, None).await?;
+            Ok(())
+        },
     )
     .await?;
     let create_s = t.elapsed().as_secs_f64();
@@ -82,9 +85,9 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
         p.concurrency,
         hot,
         |b, n| async move {
-            b.deliver(&mailbox(n)?, sample_mail(n ^ 0xa5a5_0000))
-                .await
-                .map(drop)
+            b.deliver(&mailbox(n)?, sample_mail(n ^ 0xa5a5_0000)?)
+                .await?;
+            Ok(())
         },
     )
     .await?;
@@ -104,7 +107,8 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
         spread.clone(),
         |b, n| async move {
             let i = n ^ 0x5a5a_0000_0000;
-            b.deliver(&mailbox(n)?, sample_mail(i)).await.map(drop)
+            b.deliver(&mailbox(n)?, sample_mail(i)?).await?;
+            Ok(())
         },
     )
     .await?;
@@ -123,9 +127,9 @@ pub async fn run(p: HostParams) -> anyhow::Result<serde_json::Value> {
         p.concurrency,
         active,
         |b, n| async move {
-            b.deliver(&mailbox(n)?, sample_mail(n ^ 0x7777_0000_0000))
-                .await
-                .map(drop)
+            b.deliver(&mailbox(n)?, sample_mail(n ^ 0x7777_0000_0000)?)
+                .await?;
+            Ok(())
         },
     )
     .await?;
@@ -183,9 +187,7 @@ async fn run_all<F, Fut>(
 ) -> anyhow::Result<Vec<Duration>>
 where
     F: Fn(Arc<Mailboxes>, u64) -> Fut,
-    Fut: std::future::Future<Output = Result<(), dem_node::mailbox::MailboxCallError>>
-        + Send
-        + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let mut set = JoinSet::new();
     let mut latencies = Vec::with_capacity(items.len());
@@ -209,12 +211,12 @@ where
     Ok(latencies)
 }
 
-type Done = Result<Duration, (u64, dem_node::mailbox::MailboxCallError)>;
+type Done = Result<Duration, (u64, anyhow::Error)>;
 
 async fn join(set: &mut JoinSet<Done>) -> anyhow::Result<Duration> {
     match set.join_next().await {
         Some(Ok(Ok(d))) => Ok(d),
-        Some(Ok(Err((n, e)))) => Err(anyhow::anyhow!("mailbox user{n:07}: {e}")),
+        Some(Ok(Err((n, e)))) => Err(e.context(format!("mailbox user{n:07}"))),
         Some(Err(e)) => Err(e.into()),
         None => Ok(Duration::ZERO),
     }

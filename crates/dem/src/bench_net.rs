@@ -40,7 +40,6 @@ use super::bench_move::move_along;
 use super::bench_sink::raw_transfers;
 use dem_client::{MailboxRef, Session, Target, now_ms};
 use dem_identity::{KeyPair, Name, UserId};
-use dem_proto::mail::NewMail;
 use dem_proto::{HostRequest, HostResponse, SignedMail};
 
 /// Sizes of one run.
@@ -339,28 +338,25 @@ pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<
     })
 }
 
-/// A mail from `from` to `to` of about 1 KiB, sealed as `dem send` seals.
-pub(super) fn sealed(from: &User, to: &str, i: u64) -> SignedMail {
-    let sample = super::bench::sample_mail(i);
-    let mail = NewMail {
-        id: String::new(),
-        from: format!("{}@dem", from.name),
-        to: vec![format!("{to}@dem")],
-        cc: vec![],
-        subject: sample.subject,
-        date_ms: now_ms(),
-        message_id: format!("<bench-{i}-{}@dem>", now_ms()),
-        in_reply_to: None,
-        headers: vec![],
-        body: sample.body,
-        attachments: vec![],
-    };
-    SignedMail::seal(&from.key, from.name.clone(), mail)
+/// A mail from `from` to `to` of about 1 KiB, sealed as `dem send` seals
+/// (no part is large enough to be cut out).
+pub(super) fn sealed(from: &User, to: &str, i: u64) -> anyhow::Result<SignedMail> {
+    let message = super::bench::sample_message(
+        i ^ (now_ms() as u64).rotate_left(20),
+        &format!("{}@dem", from.name),
+        &format!("{to}@dem"),
+    )?;
+    Ok(SignedMail::seal(
+        &from.key,
+        from.name.clone(),
+        message,
+        vec![],
+    ))
 }
 
 /// Delivers one sealed mail through `r`, checking the durable answer.
 async fn send_one(from: &User, r: &mut MailboxRef, to: &str, i: u64) -> anyhow::Result<()> {
-    let signed = sealed(from, to, i);
+    let signed = sealed(from, to, i)?;
     let answer = r
         .call(&from.session, |user| {
             Ok(HostRequest::Deliver {

@@ -294,7 +294,7 @@ async fn deliver_counted(from: &User, to: &str, n: u32) -> anyhow::Result<u64> {
         tasks.spawn(async move {
             let mut bytes = 0u64;
             for i in (lane..n).step_by(8) {
-                let signed = sealed(&from, &to, 2_000_000 + u64::from(i));
+                let signed = sealed(&from, &to, 2_000_000 + u64::from(i))?;
                 let answer = r
                     .call(&from.session, |user| {
                         let req = HostRequest::Deliver {

@@ -19,11 +19,13 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use super::mail_json;
 use dem_client::new_mail_id;
+use dem_message::limits::STORED_BYTES_MAX;
+use dem_message::{Address, Compose};
 use dem_node::mailbox::clock::HybridClock;
-use dem_node::mailbox::{Mailboxes, Request};
+use dem_node::mailbox::{Incoming, Mailboxes, Request};
 use dem_proto::export;
 use dem_proto::ids::{CodeHash, MailboxId};
-use dem_proto::mail::{ByteRange, GetParts, NewMail};
+use dem_proto::mail::{ByteRange, GetParts};
 use dem_proto::mailbox::verbs::{Get, ListFolder};
 
 /// Longest request line `local serve` accepts.
@@ -46,7 +48,8 @@ pub enum LocalCommand {
     Create { mailbox: String },
     /// List the mailboxes in the data dir.
     List,
-    /// Deliver a mail (through the mailbox's filters); prints its id.
+    /// Deliver a mail composed from the flags (through the mailbox's
+    /// filters); prints its id, folder and UID.
     Deliver {
         mailbox: String,
         #[arg(long)]
@@ -73,12 +76,16 @@ pub enum LocalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one mail.
+    /// Show one mail: its header fields and text, or (`--raw`) the
+    /// message bytes this host stores (large parts sent as floating
+    /// attachments are not here).
     Read {
         mailbox: String,
         id: String,
         #[arg(long)]
         json: bool,
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
     },
     /// Print the BLAKE3 digest of the mailbox state.
     Digest { mailbox: String },
@@ -154,8 +161,8 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                 Some(id) => id,
                 None => new_mail_id()?,
             };
-            let mail = new_mail(id, from, to, subject, body);
-            let id = mail.id.clone();
+            let mail = new_mail(id, &from, &to, subject, body)?;
+            let id = mail.mail.id.clone();
             let d = boxes.deliver(&mailbox_id(&mailbox)?, mail).await?;
             println!("{id} {} {}", d.folder, d.uid);
         }
@@ -181,29 +188,37 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                 println!("({} of {})", page.items.len(), page.total);
             }
         }
-        LocalCommand::Read { mailbox, id, json } => {
+        LocalCommand::Read {
+            mailbox,
+            id,
+            json,
+            raw,
+        } => {
             let parts = GetParts {
-                headers: true,
-                body: Some(ByteRange {
+                message: Some(ByteRange {
                     start: 0,
-                    end: u64::MAX,
+                    end: STORED_BYTES_MAX as u64,
                 }),
-                attachments: true,
             };
-            let d = boxes.ask(&mailbox_id(&mailbox)?, Get { id, parts }).await?;
+            let read = boxes.ask(&mailbox_id(&mailbox)?, Get { id, parts }).await?;
+            let bytes = read.bytes.as_deref().unwrap_or_default();
+            if raw {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()?;
+                return Ok(());
+            }
+            let rendered = dem_message::render(bytes)?;
             if json {
-                println!("{}", mail_json::detail(&d));
+                println!("{}", mail_json::detail(&read.detail, Some(&rendered)));
             } else {
                 println!(
                     "From: {}\nTo: {}\nSubject: {}\n",
-                    d.summary.from,
-                    d.summary.to.join(", "),
-                    d.summary.subject
+                    read.detail.summary.from,
+                    read.detail.summary.to.join(", "),
+                    read.detail.summary.subject
                 );
-                println!(
-                    "{}",
-                    String::from_utf8_lossy(d.body.as_deref().unwrap_or_default())
-                );
+                println!("{}", rendered.text.as_deref().unwrap_or_default());
             }
         }
         LocalCommand::Digest { mailbox } => {
@@ -226,7 +241,16 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
             let file = std::fs::File::create(&output)
                 .with_context(|| format!("creating {}", output.display()))?;
             let mut w = std::io::BufWriter::new(file);
-            for frame in export::encode_export(&id, &state, &code) {
+            // The message blobs the mailbox names come from the store
+            // beside it; a damaged one fails the export.
+            let store = boxes.store().cloned();
+            let messages = move |hash: &[u8; 32]| -> Result<Option<Vec<u8>>, String> {
+                match &store {
+                    Some(store) => store.message(hash).map_err(|e| e.to_string()),
+                    None => Ok(None),
+                }
+            };
+            for frame in export::encode_export(&id, &state, &code, &messages) {
                 export::write_frame(&mut w, &frame?)?;
             }
             w.flush()?;
@@ -245,6 +269,15 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                 boxes.runtime().code().insert_expecting(hash, bytes)?;
             }
             let position = imported.state.last_seq();
+            // The message blobs first, one per write (each may be up to the
+            // stored limit), so the mailbox never names a missing one.
+            if let Some(store) = boxes.store() {
+                for message in imported.messages {
+                    store
+                        .put_messages(imported.mailbox.as_str(), vec![message])
+                        .await?;
+                }
+            }
             boxes
                 .import(&imported.mailbox, imported.state, replace)
                 .await?;
@@ -288,21 +321,46 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
     Ok(())
 }
 
-fn new_mail(id: String, from: String, to: Vec<String>, subject: String, body: String) -> NewMail {
-    let now = HybridClock::wall_ms();
-    NewMail {
-        message_id: format!("<{id}@dem>"),
-        id,
-        from,
-        to,
+/// Mail `id` as a host takes it: a message composed from the flags (sent
+/// now, Message-ID `<id@dem>`), parsed into its index. A name without `@`
+/// becomes `name@dem`.
+fn new_mail(
+    id: String,
+    from: &str,
+    to: &[String],
+    subject: String,
+    body: String,
+) -> anyhow::Result<Incoming> {
+    let address = |a: &str| Address {
+        name: None,
+        email: if a.contains('@') {
+            a.to_string()
+        } else {
+            format!("{a}@dem")
+        },
+    };
+    let message = dem_message::compose(&Compose {
+        from: address(from),
+        to: to.iter().map(|a| address(a)).collect(),
         cc: vec![],
         subject,
-        date_ms: now,
+        date_ms: HybridClock::wall_ms(),
+        message_id: if !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        {
+            format!("{id}@dem")
+        } else {
+            dem_message::new_message_id(id.as_bytes(), "dem")
+        },
         in_reply_to: None,
-        headers: vec![],
-        body,
+        references: vec![],
+        text: body,
+        html: None,
         attachments: vec![],
-    }
+    })?;
+    Ok(Incoming::parse(id, message, vec![])?)
 }
 
 /// One line of `local serve` input.
@@ -328,7 +386,8 @@ enum ServeRequest {
     Call {
         tag: Value,
         mailbox: String,
-        request: Request,
+        /// Boxed: a `Request` is far larger than the other variants.
+        request: Box<Request>,
     },
     Digest {
         tag: Value,
@@ -395,7 +454,7 @@ async fn answer(boxes: &Mailboxes, req: ServeRequest) -> Value {
                 let d = boxes
                     .deliver(
                         &mailbox_id(&mailbox)?,
-                        new_mail(id, from, to, subject, body),
+                        new_mail(id, &from, &to, subject, body)?,
                     )
                     .await?;
                 Ok(json!({"uid": d.uid, "folder": d.folder, "duplicate": d.duplicate}))
@@ -409,7 +468,7 @@ async fn answer(boxes: &Mailboxes, req: ServeRequest) -> Value {
         } => (
             tag,
             async {
-                let r = boxes.call(&mailbox_id(&mailbox)?, request).await?;
+                let r = boxes.call(&mailbox_id(&mailbox)?, *request).await?;
                 Ok(serde_json::to_value(r)?)
             }
             .await,

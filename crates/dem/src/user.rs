@@ -1,5 +1,6 @@
 //! The user's commands, flattened into `dem`: `id new`, `register`, then
-//! the mail commands (`send`, `inbox`, `read`, ...) in `user/mail.rs` and
+//! the mail commands (`send`, `inbox`, `read`, ...) in `user/mail.rs`
+//! (`user/send.rs`, `user/read.rs`) and
 //! the mailbox settings and attachments in `user/manage.rs`. Every command
 //! works under one user's home (`--home` or `DEM_HOME`): their key, name
 //! and remembered dispatch units. Calls on a mailbox are signed owner
@@ -7,6 +8,8 @@
 
 mod mail;
 mod manage;
+mod read;
+mod send;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,25 +1,19 @@
-//! Mail commands: `send` (seal once, deliver to each recipient's host
-//! directly, after storing attachments), `inbox`, `read`, `delete`,
+//! Mail commands: `send` (`send.rs`: compose, store the large parts,
+//! seal once, deliver to each recipient's host directly), `read`
+//! (`read.rs`: the exact bytes back, shown), and `inbox`, `delete`,
 //! `move`, `flag` and `search`, all signed owner calls.
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::Value;
 
+use super::read::ReadArgs;
+use super::send::SendArgs;
 use super::{HomeArg, UserCtx};
 use crate::mail_json;
-use dem_client::{MailboxRef, Target, attachments, now_ms};
 use dem_node::mailbox::Verb;
-use dem_proto::mail::{ByteRange, FlagState, GetParts, MailFlags, NewMail, SearchQuery};
-use dem_proto::mailbox::verbs::{DeleteMail, Get, ListFolder, MoveMail, Search, SetFlags};
-use dem_proto::{HostRequest, HostResponse, SignedMail};
-
-/// The domain part of DEM addresses.
-pub const DOMAIN: &str = "dem";
-/// Largest body file read for `--body-file`.
-const BODY_FILE_BYTES_MAX: u64 = 16 << 20;
+use dem_proto::mail::{FlagState, MailFlags, SearchQuery};
+use dem_proto::mailbox::verbs::{DeleteMail, ListFolder, MoveMail, Search, SetFlags};
 
 #[derive(Debug, Subcommand)]
 pub enum MailCommand {
@@ -39,21 +33,9 @@ pub enum MailCommand {
         #[command(flatten)]
         home: HomeArg,
     },
-    /// Show one mail.
-    Read {
-        id: String,
-        #[arg(long)]
-        headers_only: bool,
-        /// Body byte range `A-B` (end exclusive).
-        #[arg(long)]
-        range: Option<String>,
-        #[arg(long)]
-        mailbox: Option<String>,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        home: HomeArg,
-    },
+    /// Show one mail: its header fields, text and attachments, or
+    /// (`--raw`) its exact bytes.
+    Read(ReadArgs),
     /// Delete a mail.
     Delete {
         id: String,
@@ -89,30 +71,9 @@ pub enum MailCommand {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct SendArgs {
-    /// Recipients' names, comma separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    to: Vec<String>,
-    #[arg(long, default_value = "")]
-    subject: String,
-    #[arg(long, conflicts_with = "body_file")]
-    body: Option<String>,
-    #[arg(long)]
-    body_file: Option<PathBuf>,
-    /// Files to attach (stored once, referenced by the mail).
-    #[arg(long)]
-    attach: Vec<PathBuf>,
-    /// Claim another sender name (tests of forged mail only: hosts refuse it).
-    #[arg(long, hide = true)]
-    forge_sender: Option<String>,
-    #[command(flatten)]
-    home: HomeArg,
-}
-
 pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
     match cmd {
-        MailCommand::Send(args) => send(args).await,
+        MailCommand::Send(args) => super::send::run(args).await,
         MailCommand::Inbox {
             folder,
             limit,
@@ -144,54 +105,7 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
             ctx.close().await;
             Ok(())
         }
-        MailCommand::Read {
-            id,
-            headers_only,
-            range,
-            mailbox,
-            json,
-            home,
-        } => {
-            let body = if headers_only {
-                None
-            } else {
-                let (start, end) = match &range {
-                    Some(r) => parse_range(r)?,
-                    None => (0, u64::MAX),
-                };
-                Some(ByteRange { start, end })
-            };
-            let parts = GetParts {
-                headers: true,
-                body,
-                attachments: true,
-            };
-            let ctx = UserCtx::open(&home)?;
-            let d = ctx.ask(mailbox.as_deref(), Get { id, parts }).await?;
-            if json {
-                println!("{}", mail_json::detail(&d));
-            } else {
-                let s = &d.summary;
-                println!(
-                    "From: {}\nTo: {}\nSubject: {}\nDate: {}",
-                    s.from,
-                    s.to.join(", "),
-                    s.subject,
-                    s.date_ms
-                );
-                for a in d.attachments.iter().flatten() {
-                    println!(
-                        "Attachment: {} {} ({} bytes, {})",
-                        a.hash, a.name, a.size_bytes, a.media_type
-                    );
-                }
-                if let Some(body) = &d.body {
-                    println!("\n{}", String::from_utf8_lossy(body));
-                }
-            }
-            ctx.close().await;
-            Ok(())
-        }
+        MailCommand::Read(args) => super::read::run(args).await,
         MailCommand::Delete { id, mailbox, home } => {
             simple(&home, mailbox.as_deref(), DeleteMail { id }).await
         }
@@ -245,75 +159,6 @@ async fn simple(home: &HomeArg, mailbox: Option<&str>, verb: impl Verb) -> anyho
     ctx.ask(mailbox, verb).await?;
     ctx.close().await;
     println!("ok");
-    Ok(())
-}
-
-async fn send(args: SendArgs) -> anyhow::Result<()> {
-    let ctx = UserCtx::open(&args.home)?;
-    let name = match &args.forge_sender {
-        Some(n) => n.clone(),
-        None => ctx.name()?,
-    };
-    let body = match (&args.body, &args.body_file) {
-        (Some(b), _) => b.clone(),
-        (None, Some(f)) => {
-            let len = std::fs::metadata(f)
-                .with_context(|| f.display().to_string())?
-                .len();
-            if len > BODY_FILE_BYTES_MAX {
-                bail!(
-                    "{} is {len} bytes; a body is at most {BODY_FILE_BYTES_MAX}",
-                    f.display()
-                );
-            }
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
-        }
-        (None, None) => bail!("give --body TEXT or --body-file FILE"),
-    };
-    let mut refs = Vec::new();
-    for path in &args.attach {
-        let (r, _) = attachments::store(&ctx.session, path)
-            .await
-            .with_context(|| format!("attaching {}", path.display()))?;
-        refs.push(r);
-    }
-    let now = now_ms();
-    let mail = NewMail {
-        id: String::new(),
-        from: format!("{name}@{DOMAIN}"),
-        to: args.to.iter().map(|n| format!("{n}@{DOMAIN}")).collect(),
-        cc: vec![],
-        subject: args.subject.clone(),
-        date_ms: now,
-        message_id: format!("<{}@{DOMAIN}>", dem_client::new_mail_id()?),
-        in_reply_to: None,
-        headers: vec![],
-        body,
-        attachments: refs,
-    };
-    let signed = SignedMail::seal(&ctx.key, name, mail);
-    let mut failed = Vec::new();
-    for to in &args.to {
-        let mut r = MailboxRef::new(Target::Name(to.clone()));
-        let answer = r
-            .call(&ctx.session, |user| {
-                Ok(HostRequest::Deliver {
-                    to: user,
-                    mail: Box::new(signed.clone()),
-                })
-            })
-            .await;
-        match answer {
-            Ok(HostResponse::Delivered(_)) => {}
-            Ok(other) => failed.push(format!("{to}: unexpected answer {other:?}")),
-            Err(e) => failed.push(format!("{to}: {e}")),
-        }
-    }
-    ctx.close().await;
-    if !failed.is_empty() {
-        bail!("not delivered to {}", failed.join("; "));
-    }
-    println!("{}", signed.mail.id);
     Ok(())
 }
 
