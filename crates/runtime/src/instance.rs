@@ -500,7 +500,7 @@ mod tests {
     use crate::{Runtime, RuntimeConfig};
     use dem_builtin as builtin;
     use dem_proto::mail::{
-        Contact, FlagState, Header, MailFlags, NewMail, Placement, PluginEntry, SearchQuery,
+        BlobRef, Contact, FlagState, MailFlags, NewMail, Placement, PluginEntry, SearchQuery,
     };
 
     fn context(hlc: u64) -> Option<OpContext> {
@@ -536,11 +536,9 @@ mod tests {
                     subject: "s".into(),
                     message_id: "<1@x.org>".into(),
                     in_reply_to: Some("<0@x.org>".into()),
-                    headers: vec![Header {
-                        name: "X-A".into(),
-                        value: "1".into(),
-                    }],
-                    body: "body".into(),
+                    references: vec!["<0@x.org>".into()],
+                    message: BlobRef::of(b"From: a@x.org\r\n\r\nbody"),
+                    size_bytes: 19,
                     ..NewMail::default()
                 },
                 place: Placement {
