@@ -240,7 +240,19 @@ pub enum HostRequest {
         #[serde(with = "serde_bytes")]
         hash: [u8; 32],
     },
+    /// From a listed replica of `mailbox` about to send it here: which of
+    /// these message blobs (BLAKE3s, 32 bytes each, concatenated; at most
+    /// [`MISSING_MESSAGES_MAX`]) this host's copy of the mailbox does not
+    /// name, so a move or copy to a host that holds them ships the index
+    /// only. Answered `MissingMessages`.
+    MissingMessages {
+        mailbox: UserId,
+        hashes: serde_bytes::ByteBuf,
+    },
 }
+
+/// Most hashes one `MissingMessages` asks about: 1.6 MB, within a frame.
+pub const MISSING_MESSAGES_MAX: usize = 50_000;
 
 /// A host's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +297,9 @@ pub enum HostResponse {
     Described(Option<Box<MailboxDescription>>),
     /// A message blob's bytes, for `MessageGet`.
     Message(serde_bytes::ByteBuf),
+    /// The hashes of `MissingMessages` this host's copy does not name,
+    /// concatenated.
+    MissingMessages(serde_bytes::ByteBuf),
 }
 
 /// One copy of a mailbox as its host describes it to an administrator.

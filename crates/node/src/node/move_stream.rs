@@ -96,8 +96,17 @@ impl Node {
         let code = self
             .missing_code_at(&conn, CodeHash(state.meta.code_hash), &state.plugins)
             .await?;
+        let lacking = self.missing_messages_at(&conn, id, &state.messages).await?;
         let asked_ms = t.elapsed().as_secs_f64() * 1e3;
-        let source = message_source(self.mailboxes.store().cloned());
+        let read = message_source(self.mailboxes.store().cloned());
+        // Only the blobs the target's copy does not name travel.
+        let source = |h: &[u8; 32]| {
+            if lacking.contains(h) {
+                read(h)
+            } else {
+                Ok(None)
+            }
+        };
         let mut frames = export::encode_export(id, state, &code, &source);
         let first = match frames.next() {
             Some(Ok(first)) => first,
@@ -291,6 +300,42 @@ impl Node {
             .map_err(|e| bad(&e))?;
         }
         Ok(())
+    }
+
+    /// Which of `hashes` the target's copy of mailbox `id` does not name:
+    /// all of them if it cannot say (an older build, or no copy).
+    pub(super) async fn missing_messages_at(
+        &self,
+        conn: &Connection,
+        id: &MailboxId,
+        hashes: &[[u8; 32]],
+    ) -> Result<std::collections::HashSet<[u8; 32]>, MigrateError> {
+        let all = || hashes.iter().copied().collect();
+        let Ok(user) = id.as_str().parse::<UserId>() else {
+            return Ok(all());
+        };
+        let mut lacking = std::collections::HashSet::new();
+        for chunk in hashes.chunks(dem_proto::host::MISSING_MESSAGES_MAX) {
+            let req = HostRequest::MissingMessages {
+                mailbox: user,
+                hashes: serde_bytes::ByteBuf::from(chunk.concat()),
+            };
+            match conn
+                .request(&req, MESSAGE_BYTES_MAX, HOST_REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(HostResponse::MissingMessages(m)) => {
+                    for h in m.chunks_exact(32) {
+                        let mut hash = [0u8; 32];
+                        hash.copy_from_slice(h);
+                        lacking.insert(hash);
+                    }
+                }
+                // A target that cannot tell gets every blob.
+                Ok(_) | Err(_) => lacking.extend(chunk.iter().copied()),
+            }
+        }
+        Ok(lacking)
     }
 
     /// Stores the message blobs a stream carried for mailbox `id`, in

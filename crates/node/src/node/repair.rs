@@ -20,7 +20,7 @@ use dem_identity::{HostId, UserId};
 use dem_net::WireError;
 use dem_proto::HostRequest;
 use dem_proto::HostResponse;
-use dem_proto::host::NOT_HERE;
+use dem_proto::host::{MISSING_MESSAGES_MAX, NOT_HERE};
 
 /// How long one replica gets to send a blob.
 const MESSAGE_GET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +59,44 @@ impl Node {
             Ok(None) => Err(WireError::new(NOT_HERE, "this host lacks that message too")),
             Err(e) => Err(WireError::new(WireError::INTERNAL, e.to_string())),
         }
+    }
+
+    /// `MissingMessages`: which of these blobs this host's copy of `user`'s
+    /// mailbox does not name (all of them if it holds no copy). Only a
+    /// listed replica may ask: the answer tells which mail a host holds.
+    pub(super) async fn missing_messages(
+        &self,
+        user: UserId,
+        hashes: &[u8],
+        from: HostId,
+    ) -> Result<HostResponse, WireError> {
+        if hashes.len() % 32 != 0 || hashes.len() / 32 > MISSING_MESSAGES_MAX {
+            return Err(WireError::new(
+                WireError::BAD_REQUEST,
+                format!("at most {MISSING_MESSAGES_MAX} hashes of 32 bytes each"),
+            ));
+        }
+        let id = mailbox_id(&user)?;
+        if !self.is_holder(user, from).await? {
+            return Err(WireError::new(
+                WireError::FORBIDDEN,
+                "only a listed replica of the mailbox may ask which messages this host lacks",
+            ));
+        }
+        let mut missing = Vec::new();
+        let store = self.mailboxes.store();
+        for h in hashes.chunks_exact(32) {
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(h);
+            let named = match store {
+                Some(s) => s.names_message(id.as_str(), &hash).map_err(internal)?,
+                None => false,
+            };
+            if !named {
+                missing.extend_from_slice(h);
+            }
+        }
+        Ok(HostResponse::MissingMessages(ByteBuf::from(missing)))
     }
 
     /// Fetches blob `hash` of `user`'s mailbox from another listed replica

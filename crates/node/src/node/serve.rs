@@ -109,6 +109,10 @@ impl Node {
             HostRequest::MessageGet { mailbox, hash } => {
                 self.message_get(mailbox, hash, HostId(ex.peer_key)).await
             }
+            HostRequest::MissingMessages { mailbox, hashes } => {
+                self.missing_messages(mailbox, &hashes, HostId(ex.peer_key))
+                    .await
+            }
         };
         self.metrics
             .request(kind, answer.as_ref().err().map(|e| e.code.number()));
@@ -311,6 +315,7 @@ fn request_kind(req: &HostRequest) -> &'static str {
         HostRequest::CodeGet { .. } => "code_get",
         HostRequest::Describe { .. } => "describe",
         HostRequest::MessageGet { .. } => "message_get",
+        HostRequest::MissingMessages { .. } => "missing_messages",
     }
 }
 
