@@ -902,6 +902,20 @@ impl User {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let (status, stdout, stderr) = self.output_bytes(args)?;
+        Ok(Output {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr,
+        })
+    }
+
+    /// As [`User::output`], with stdout as the bytes written (`read --raw`).
+    pub fn output_bytes<I, S>(&self, args: I) -> Result<(ExitStatus, Vec<u8>, String)>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         // `--home` goes right after the first word (it is global below
         // it), before any positional that takes hyphen values (`flag ID
@@ -920,16 +934,38 @@ impl User {
             .spawn()
             .with_context(|| format!("spawning dem {}", shown(&args)))?;
         let mut guard = ChildGuard(Some(child));
-        let out = read_all(guard.child().stdout.take().context("piped stdout")?);
+        let mut stdout = guard.child().stdout.take().context("piped stdout")?;
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
         let err = read_all(guard.child().stderr.take().context("piped stderr")?);
         let status = guard
             .wait_timeout(COMMAND_TIMEOUT)
             .with_context(|| format!("dem {}", shown(&args)))?;
-        Ok(Output {
+        Ok((
             status,
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
-        })
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        ))
+    }
+
+    /// A command that must succeed; its stdout as bytes.
+    pub fn run_bytes<I, S>(&self, args: I) -> Result<Vec<u8>>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let (status, stdout, stderr) = self.output_bytes(&args)?;
+        ensure!(
+            status.success(),
+            "`dem {}` failed ({status}):\n{}",
+            shown(&args),
+            stderr.trim_end()
+        );
+        Ok(stdout)
     }
 
     /// A command that must succeed; its stdout.
@@ -1151,4 +1187,55 @@ pub fn holders_in(status: &Value, name: &str) -> Result<Vec<String>> {
         .flatten()
         .filter_map(|h| h.as_str().map(String::from))
         .collect())
+}
+
+/// The content a file attached with `dem send --attach` had, from what
+/// `dem attachment get` returns for its floating part: a large MIME part
+/// travels cut verbatim out of the message, so the part is the file in
+/// base64 lines. Line breaks and other white space are skipped; anything
+/// else outside the base64 alphabet is an error.
+pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in text {
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if c == b'=' {
+            break;
+        }
+        let v = value(c).with_context(|| format!("byte {c:#04x} is not base64"))?;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_across_lines() -> Result<()> {
+        assert_eq!(decode_base64(b"aGVs\r\nbG8=")?, b"hello");
+        assert_eq!(decode_base64(b"aGVsbG8h")?, b"hello!");
+        assert_eq!(decode_base64(b"")?, b"");
+        assert!(decode_base64(b"a*b").is_err());
+        Ok(())
+    }
 }

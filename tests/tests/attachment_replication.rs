@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use dem_tests::{
-    Daemon, Result, User, admin_status, arg, count_files, free_udp_port, register_user,
-    start_dispatch, start_host, temp_dir, wait_for,
+    Daemon, Result, User, admin_status, arg, count_files, decode_base64, free_udp_port,
+    register_user, start_dispatch, start_host, temp_dir, wait_for,
 };
 use serde_json::Value;
 
@@ -86,7 +86,7 @@ fn stored_copies(root: &Path, hosts: &[Option<Daemon>]) -> usize {
 fn fetch_matches(user: &User, id: &str, out: &Path, content: &[u8]) -> Result<()> {
     user.run(["attachment", "get", id, "-o", arg(out)])?;
     ensure!(
-        std::fs::read(out)? == content,
+        decode_base64(&std::fs::read(out)?)? == content,
         "the fetched attachment differs"
     );
     Ok(())

@@ -339,7 +339,7 @@ fn off_summary(status: &Value) -> String {
         .join("; ")
 }
 
-/// `dem send` of a mail with one small attachment; the printed mail id.
+/// `dem send` of a mail with one attachment; the printed mail id.
 fn send_attached(from: &User, to: &str, subject: &str, file: &std::path::Path) -> Result<String> {
     let out = from.run([
         "send",
@@ -401,10 +401,11 @@ fn sender(root: std::path::PathBuf, seed: u64, stop: Arc<AtomicBool>) -> BTreeMa
         } else {
             n += 1;
             let (from, subject) = (User::new(root.join(from)), format!("churn {n}"));
-            // One mail in six carries its own small attachment.
+            // One mail in six carries its own attachment, large enough
+            // (over 64 KiB as base64) to travel as a floating attachment.
             let sent = if rng.below(6) == 0 {
                 let file = root.join(format!("attachment-{n}.txt"));
-                std::fs::write(&file, rng.text(3000))
+                std::fs::write(&file, rng.text(70_000))
                     .map_err(anyhow::Error::from)
                     .and_then(|()| send_attached(&from, to, &subject, &file))
             } else {

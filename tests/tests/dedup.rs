@@ -5,7 +5,8 @@
 
 use anyhow::{Context as _, ensure};
 use dem_tests::{
-    Result, User, arg, count_files, free_udp_port, start_dispatch, start_host, temp_dir,
+    Result, User, arg, count_files, decode_base64, free_udp_port, start_dispatch, start_host,
+    temp_dir,
 };
 use serde_json::Value;
 
@@ -83,7 +84,7 @@ fn one_stored_copy_for_twenty_recipients() -> Result<()> {
     let got = tmp.path().join("got.bin");
     users[RECIPIENTS].run(["attachment", "get", &att_ids[0], "-o", arg(&got)])?;
     ensure!(
-        std::fs::read(&got)? == content,
+        decode_base64(&std::fs::read(&got)?)? == content,
         "the fetched attachment differs"
     );
     drop(hosts);

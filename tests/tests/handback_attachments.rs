@@ -22,8 +22,8 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, ensure};
 use dem_tests::seed;
 use dem_tests::{
-    Daemon, Result, Rng, User, admin_status, arg, count_files, free_udp_port, register_user,
-    start_dispatch, start_host, temp_dir, wait_for,
+    Daemon, Result, Rng, User, admin_status, arg, count_files, decode_base64, free_udp_port,
+    register_user, start_dispatch, start_host, temp_dir, wait_for,
 };
 use serde_json::Value;
 
@@ -211,7 +211,7 @@ fn run(seed: u64) -> Result<()> {
     let out = root.join("fetched.bin");
     bob.run(["attachment", "get", &att, "-o", arg(&out)])?;
     ensure!(
-        std::fs::read(&out)? == content,
+        decode_base64(&std::fs::read(&out)?)? == content,
         "the fetched attachment differs"
     );
     Ok(())

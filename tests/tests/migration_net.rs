@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use dem_tests::{
-    Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, host_in, inbox_ids,
-    register_user, send_mail, temp_dir, user_in,
+    Daemon, Result, User, admin_status, arg, decode_base64, free_udp_port, holders_in, host_in,
+    inbox_ids, register_user, send_mail, temp_dir, user_in,
 };
 use serde_json::Value;
 
@@ -260,7 +260,7 @@ fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
     let back = tmp.path().join("back.bin");
     bob.run(["attachment", "get", &att, "-o", arg(&back)])?;
     ensure!(
-        std::fs::read(&back)? == content,
+        decode_base64(&std::fs::read(&back)?)? == content,
         "the attachment came back different"
     );
     Ok(())

@@ -10,7 +10,8 @@
 
 use anyhow::{Context as _, ensure};
 use dem_tests::{
-    Result, User, arg, count_files, free_udp_port, start_dispatch, start_host, temp_dir,
+    Result, User, arg, count_files, decode_base64, free_udp_port, start_dispatch, start_host,
+    temp_dir,
 };
 use serde_json::Value;
 
@@ -121,8 +122,11 @@ fn mail_with_attachment_reaches_an_offline_user_and_refusals_hold() -> Result<()
     let att_id = att["id"].as_str().context("attachment id")?;
     let got = tmp.path().join("got.bin");
     bob.run(["attachment", "get", att_id, "-o", arg(&got)])?;
+    // The floating part is the file's base64 lines, cut verbatim from
+    // the message.
+    let part_bytes = std::fs::read(&got)?;
     ensure!(
-        std::fs::read(&got)? == content,
+        decode_base64(&part_bytes)? == content,
         "the fetched attachment differs"
     );
     let part = tmp.path().join("part.bin");
@@ -136,7 +140,7 @@ fn mail_with_attachment_reaches_an_offline_user_and_refusals_hold() -> Result<()
         "1000-1100",
     ])?;
     ensure!(
-        std::fs::read(&part)? == content[1000..1100],
+        std::fs::read(&part)? == part_bytes[1000..1100],
         "the range differs"
     );
     let carols: Value = serde_json::from_str(&carol.run(["inbox", "--json"])?)?;

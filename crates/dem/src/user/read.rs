@@ -40,9 +40,6 @@ pub struct ReadArgs {
     home: HomeArg,
 }
 
-/// Header fields shown above the text, in this order.
-const SHOWN_HEADERS: [&str; 5] = ["From", "To", "Cc", "Subject", "Date"];
-
 pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
     let range = args
         .range
@@ -81,14 +78,22 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
         println!("{v}");
         return Ok(());
     }
-    for name in SHOWN_HEADERS {
-        for (_, value) in rendered
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            println!("{name}: {value}");
-        }
+    // Addresses as the index shows them (`Name <addr>` or `addr`), read
+    // from the checked bytes here rather than taken from the host.
+    let envelope = dem_message::parse(bytes)?.envelope;
+    let date = rendered
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Date"))
+        .map(|(_, v)| v.as_str());
+    println!("From: {}", envelope.from);
+    println!("To: {}", envelope.to.join(", "));
+    if !envelope.cc.is_empty() {
+        println!("Cc: {}", envelope.cc.join(", "));
+    }
+    println!("Subject: {}", envelope.subject);
+    if let Some(date) = date {
+        println!("Date: {date}");
     }
     if args.headers_only {
         for a in &read.detail.attachments {
