@@ -218,7 +218,8 @@ async fn command(boxes: &Arc<Mailboxes>, command: LocalCommand) -> anyhow::Resul
                     read.detail.summary.to.join(", "),
                     read.detail.summary.subject
                 );
-                println!("{}", rendered.text.as_deref().unwrap_or_default());
+                let text = rendered.text.as_deref().unwrap_or_default();
+                println!("{}", mail_json::lf_lines(text));
             }
         }
         LocalCommand::Digest { mailbox } => {

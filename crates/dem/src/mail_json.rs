@@ -47,11 +47,18 @@ pub fn headers(headers: &[(String, String)]) -> Value {
     headers.iter().map(|(n, v)| json!([n, v])).collect()
 }
 
+/// Text with its CRLF line breaks (as a message carries them) as LF, as
+/// the user wrote them; the exact bytes are what `read --raw` gives.
+pub fn lf_lines(text: &str) -> String {
+    text.replace("\r\n", "\n")
+}
+
 /// One mail: its summary, references and parts; with `shown` (the
 /// rendered message), also its header fields, `body` (the text, or the
 /// HTML as text), `html`, and `attachments` as the message has them (name,
 /// media type, decoded size, and the `id` of the floating part that holds
 /// one when there is one). Without it, `attachments` lists the parts.
+/// Line breaks in `body` and `html` are LF.
 pub fn detail(d: &MailDetail, shown: Option<&Rendered>) -> Value {
     let mut v = summary(&d.summary);
     v["size_bytes"] = json!(d.summary.size_bytes);
@@ -63,11 +70,11 @@ pub fn detail(d: &MailDetail, shown: Option<&Rendered>) -> Value {
         return v;
     };
     v["headers"] = headers(&r.headers);
-    let body = r.text.clone().unwrap_or_default();
+    let body = r.text.as_deref().map(lf_lines).unwrap_or_default();
     v["body_size"] = json!(body.len());
     v["body"] = Value::String(body);
     if let Some(html) = &r.html {
-        v["html"] = Value::String(html.clone());
+        v["html"] = Value::String(lf_lines(html));
     }
     let mut unused: Vec<&AttachmentRef> = d
         .attachments

@@ -113,7 +113,7 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(text) = &rendered.text {
-        println!("\n{text}");
+        println!("\n{}", mail_json::lf_lines(text));
     }
     Ok(())
 }
