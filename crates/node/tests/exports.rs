@@ -96,13 +96,12 @@ async fn every_export_works_against_the_real_component() {
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].id, "m1");
 
-    // get: parts and byte ranges
+    // get: the index, and byte ranges of the stored message
+    let exact = common::message("m1", "Bob <bob@example.org>", "Hello", "first body");
     let parts = GetParts {
-        headers: true,
-        body: Some(ByteRange { start: 0, end: 5 }),
-        attachments: true,
+        message: Some(ByteRange { start: 0, end: 5 }),
     };
-    let detail = ask(
+    let read = ask(
         &boxes,
         "alice",
         Get {
@@ -111,16 +110,29 @@ async fn every_export_works_against_the_real_component() {
         },
     )
     .await;
-    assert_eq!(detail.body.as_deref(), Some(&b"first"[..]));
-    assert_eq!(detail.body_size_bytes, 10);
-    assert_eq!(detail.attachments.unwrap()[0].name, "report.pdf");
-    assert!(detail.headers.unwrap().iter().any(|h| h.name == "X-Test"));
-    let headers_only = GetParts {
-        headers: true,
-        body: None,
-        attachments: false,
+    assert_eq!(read.bytes.as_deref(), Some(&exact[..5]));
+    assert_eq!(read.detail.message.size_bytes, exact.len() as u64);
+    assert_eq!(read.detail.summary.size_bytes, exact.len() as u64);
+    assert_eq!(read.detail.summary.subject, "Hello");
+    assert_eq!(read.detail.attachments[0].name, "report.pdf");
+    let whole = GetParts {
+        message: Some(ByteRange {
+            start: 0,
+            end: u64::MAX,
+        }),
     };
-    let detail = ask(
+    let read = ask(
+        &boxes,
+        "alice",
+        Get {
+            id: "m1".into(),
+            parts: whole,
+        },
+    )
+    .await;
+    assert_eq!(read.bytes.as_deref(), Some(&exact[..]));
+    let headers_only = GetParts { message: None };
+    let read = ask(
         &boxes,
         "alice",
         Get {
@@ -129,7 +141,7 @@ async fn every_export_works_against_the_real_component() {
         },
     )
     .await;
-    assert!(detail.body.is_none() && detail.attachments.is_none());
+    assert!(read.bytes.is_none());
 
     // set-flags with keywords
     let add = FlagState {

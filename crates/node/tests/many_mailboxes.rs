@@ -130,11 +130,7 @@ async fn two_thousand_mailboxes_share_sixty_four_slots_without_a_failure() {
         reads.spawn(async move {
             let get = Get {
                 id: format!("r0-{n}"),
-                parts: GetParts {
-                    headers: false,
-                    body: None,
-                    attachments: false,
-                },
+                parts: GetParts { message: None },
             };
             boxes
                 .ask(&who(n), get)
@@ -144,7 +140,7 @@ async fn two_thousand_mailboxes_share_sixty_four_slots_without_a_failure() {
     }
     while let Some(done) = reads.join_next().await {
         let detail = done.unwrap().unwrap();
-        assert_eq!(detail.summary.subject, "hello");
+        assert_eq!(detail.detail.summary.subject, "hello");
     }
     let (_, slots) = boxes.awake();
     assert_eq!(slots.busy_refusals, 0, "{slots:?}");

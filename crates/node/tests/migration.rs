@@ -125,7 +125,7 @@ async fn a_move_onto_an_older_copy_ships_only_the_missing_ops() {
             .unwrap();
     }
     let digest = source.digest(&alice).await.unwrap();
-    let (_, stale) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
+    let (_, _, stale) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
 
     let migration = source
         .begin_migration(&alice, Some(stale.clone()), None)
@@ -137,7 +137,11 @@ async fn a_move_onto_an_older_copy_ships_only_the_missing_ops() {
     assert_eq!(delta.ops.len(), 5, "only the 5 new mails travel");
     assert_eq!(delta.base, stale);
     let ops = delta.ops.iter().map(|o| o.to_vec()).collect();
-    let vv = target.apply(&alice, ops).await.unwrap();
+    assert_eq!(delta.messages.len(), 5, "with the 5 new messages");
+    let vv = target
+        .apply(&alice, ops, delta.messages.clone())
+        .await
+        .unwrap();
     assert_eq!(vv, delta.vv);
     assert_eq!(target.digest(&alice).await.unwrap(), digest);
     migration.stay();
@@ -147,7 +151,7 @@ async fn a_move_onto_an_older_copy_ships_only_the_missing_ops() {
         .deliver(&alice, mail("own", "x@y.org", "s", "b"))
         .await
         .unwrap();
-    let (_, diverged) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
+    let (_, _, diverged) = target.since(&alice, VersionVector::new(), 0).await.unwrap();
     let migration = source
         .begin_migration(&alice, Some(diverged), None)
         .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{id, mail};
 use dem_builtin as builtin;
-use dem_node::mailbox::{MailboxCallError, Mailboxes, MailboxesConfig};
+use dem_node::mailbox::{Incoming, MailboxCallError, Mailboxes, MailboxesConfig};
 use dem_proto::ids::CodeHash;
 use dem_proto::mailbox::verbs::{CreateFolder, Stats};
 use dem_runtime::RuntimeConfig;
@@ -105,13 +105,16 @@ async fn refusals_are_clear_and_lose_nothing() {
         .await
         .unwrap();
 
-    // An oversized mail.
+    // An oversized mail is refused before it reaches the mailbox: a host
+    // takes at most the stored limit.
     let huge = "x".repeat(40 << 20);
-    let r = boxes
-        .deliver(&alice, mail("huge", "x@y.org", "s", &huge))
-        .await;
+    let r = Incoming::parse(
+        "huge".into(),
+        common::message("huge", "x@y.org", "s", &huge),
+        vec![],
+    );
     let e = r.unwrap_err();
-    assert!(e.to_string().contains("too large"), "{e}");
+    assert!(e.to_string().contains("STORED_BYTES_MAX"), "{e}");
 
     // An oversized folder name, and too many folders.
     let r = boxes

@@ -31,7 +31,7 @@ async fn snapshot_restores_into_a_fresh_engine_bit_for_bit() {
     };
     for i in 0..200 {
         let mut r = Request::Deliver {
-            mail: mail(&format!("m{i}"), "x@y.org", "s", &"b".repeat(i)),
+            mail: mail(&format!("m{i}"), "x@y.org", "s", &"b".repeat(i)).mail,
             place: place.clone(),
         };
         first
