@@ -293,7 +293,14 @@ fn print(result: &serde_json::Value, json: bool) {
 /// A message of about 1 KiB from `from` to `to`: what a short real mail
 /// looks like (text/plain, a few header fields), composed as `dem send`
 /// composes.
-pub fn sample_message(i: u64, from: &str, to: &str) -> anyhow::Result<Vec<u8>> {
+/// `date_ms` and `message_id` (without brackets) make it unique.
+pub fn sample_message(
+    i: u64,
+    from: &str,
+    to: &str,
+    date_ms: i64,
+    message_id: &str,
+) -> anyhow::Result<Vec<u8>> {
     let text = format!(
         "Hello number {i}.\n{}",
         "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(16)
@@ -307,8 +314,8 @@ pub fn sample_message(i: u64, from: &str, to: &str) -> anyhow::Result<Vec<u8>> {
         to: vec![address(to)],
         cc: vec![],
         subject: format!("Benchmark mail {i} about the quarterly numbers"),
-        date_ms: 1_700_000_000_000 + i as i64 * 1000,
-        message_id: format!("bench-{i}@example.org"),
+        date_ms,
+        message_id: message_id.to_string(),
         in_reply_to: None,
         references: vec![],
         text,
@@ -321,7 +328,9 @@ pub fn sample_message(i: u64, from: &str, to: &str) -> anyhow::Result<Vec<u8>> {
 /// index, as `Mailboxes::deliver` wants it.
 pub fn sample_mail(i: u64) -> anyhow::Result<Incoming> {
     let from = format!("sender{}@example.org", i % 97);
-    let message = sample_message(i, &from, "owner@example.org")?;
+    let date_ms = 1_700_000_000_000 + (i % (1 << 30)) as i64 * 1000;
+    let message_id = format!("bench-{i}@example.org");
+    let message = sample_message(i, &from, "owner@example.org", date_ms, &message_id)?;
     Ok(Incoming::parse(format!("bench-{i:08}"), message, vec![])?)
 }
 

@@ -341,10 +341,15 @@ pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<
 /// A mail from `from` to `to` of about 1 KiB, sealed as `dem send` seals
 /// (no part is large enough to be cut out).
 pub(super) fn sealed(from: &User, to: &str, i: u64) -> anyhow::Result<SignedMail> {
+    // The Message-ID has the time in ms: the mail id is the content's,
+    // and two runs must not send the same mail.
+    let now = now_ms();
     let message = super::bench::sample_message(
-        i ^ (now_ms() as u64).rotate_left(20),
+        i,
         &format!("{}@dem", from.name),
         &format!("{to}@dem"),
+        now,
+        &format!("bench-{i}-{now}@dem"),
     )?;
     Ok(SignedMail::seal(
         &from.key,

@@ -73,10 +73,16 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
             };
             (raw, recipients)
         }
-        None => (
-            compose(&args, &name)?,
-            args.to.iter().chain(&args.cc).cloned().collect(),
-        ),
+        None => {
+            // Each recipient once, though named in To and Cc.
+            let mut recipients: Vec<String> = Vec::new();
+            for n in args.to.iter().chain(&args.cc) {
+                if !recipients.contains(n) {
+                    recipients.push(n.clone());
+                }
+            }
+            (compose(&args, &name)?, recipients)
+        }
     };
     let report = send_message(&ctx.session, &ctx.key, &name, raw, &recipients).await;
     ctx.close().await;
