@@ -317,25 +317,33 @@ fn a_large_mailbox_moves_through_a_staged_snapshot_file() -> Result<()> {
     let target_index = other_index(&net.hosts, &source)?;
     let target = net.hosts[target_index].id.clone();
 
-    // Three mails of 700 KiB: the log passes 1 MiB after the second, so
-    // the source snapshots into a file and the third stays in its log tail.
+    // A mailbox keeps an index of each mail, not its bytes: five mails
+    // whose Subject is 230 KiB (folded under the header limit, sent raw
+    // since no argument can be that long) make an index past 1 MiB, so the
+    // source snapshots into a file and the last stay in its log tail.
     let mut sent = Vec::new();
-    for i in 0..3u8 {
-        let body: String = (0..700 * 1024)
-            .map(|n| char::from(b'a' + ((n / 7 + usize::from(i)) % 26) as u8))
+    for i in 0..5u8 {
+        let words: Vec<String> = (0..230 * 1024 / 10)
+            .map(|n| {
+                let c = char::from(b'a' + ((n / 7 + usize::from(i)) % 26) as u8);
+                c.to_string().repeat(9)
+            })
             .collect();
-        let file = tmp.path().join(format!("body{i}.txt"));
-        std::fs::write(&file, &body)?;
-        let out = alice.run([
-            "send",
-            "--to",
-            "bob",
-            "--subject",
-            &format!("big {i}"),
-            "--body-file",
-            arg(&file),
-        ])?;
-        sent.push((out.trim().to_string(), body));
+        let subject = words.join(" ");
+        let folded = words
+            .chunks(7)
+            .map(|line| line.join(" "))
+            .collect::<Vec<_>>()
+            .join("\r\n ");
+        let message = format!(
+            "From: alice@dem\r\nTo: bob@dem\r\nSubject: {folded}\r\n\
+             Date: Mon, 7 Dec 2026 13:00:00 +0000\r\nMessage-ID: <big{i}@dem>\r\n\r\n\
+             Big subject {i}.\r\n"
+        );
+        let file = tmp.path().join(format!("big{i}.eml"));
+        std::fs::write(&file, &message)?;
+        let out = alice.run(["send", "--raw", arg(&file)])?;
+        sent.push((out.trim().to_string(), subject, message.into_bytes()));
     }
     let source_index = 1 - target_index;
     let (named, _) = snapshot_files(&tmp.path().join(format!("host{source_index}")))?;
@@ -349,11 +357,15 @@ fn a_large_mailbox_moves_through_a_staged_snapshot_file() -> Result<()> {
 
     // Every mail arrived whole, and the target keeps the snapshot as a
     // content-named file with no staged file left over.
-    for (id, body) in &sent {
+    for (id, subject, message) in &sent {
         let mail: Value = serde_json::from_str(&bob.run(["read", id, "--json"])?)?;
         ensure!(
-            mail["body"].as_str() == Some(body.as_str()),
+            mail["subject"].as_str() == Some(subject.as_str()),
             "mail {id} changed in the move"
+        );
+        ensure!(
+            bob.run_bytes(["read", id, "--raw"])? == *message,
+            "mail {id} came back different after the move"
         );
     }
     let (named, other) = snapshot_files(&tmp.path().join(format!("host{target_index}")))?;

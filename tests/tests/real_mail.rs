@@ -16,34 +16,38 @@ use std::path::Path;
 
 use anyhow::{Context as _, ensure};
 use dem_tests::{
-    Daemon, Result, User, arg, free_udp_port, register_user, seed, start_dispatch, start_host,
-    temp_dir,
+    Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, register_user, seed,
+    start_dispatch, start_host, temp_dir,
 };
 use serde_json::Value;
 
+/// Two copies of every mailbox and attachment, both written before an
+/// answer.
 const DISPATCH_FLAGS: [&str; 4] = ["--replicas", "2", "--write-quorum", "2"];
 
-/// A dispatch unit, two hosts and the users alice and bob.
+/// A dispatch unit, hosts and the users alice and bob.
 struct Net {
-    _daemons: Vec<Daemon>,
+    _dispatch: Daemon,
+    hosts: Vec<Daemon>,
     alice: User,
     bob: User,
 }
 
 impl Net {
-    fn start(root: &Path, ips: [&str; 3]) -> Result<Self> {
-        let dispatch = start_dispatch(ips[0], &root.join("dispatch"), &DISPATCH_FLAGS)?;
-        let mut daemons = Vec::new();
+    /// Dispatch on `ips[0]` with `flags`, a host on each other address.
+    fn start(root: &Path, ips: &[&str], flags: &[&str]) -> Result<Self> {
+        let dispatch = start_dispatch(ips[0], &root.join("dispatch"), flags)?;
+        let mut hosts = Vec::new();
         for (i, ip) in ips[1..].iter().enumerate() {
             let listen = format!("{ip}:{}", free_udp_port(ip)?);
             let data = root.join(format!("host{i}"));
-            daemons.push(start_host(&listen, &dispatch.addr, &data, &[])?);
+            hosts.push(start_host(&listen, &dispatch.addr, &data, &[])?);
         }
         let alice = register_user(root, "alice", &dispatch.addr)?;
         let bob = register_user(root, "bob", &dispatch.addr)?;
-        daemons.insert(0, dispatch);
         Ok(Self {
-            _daemons: daemons,
+            _dispatch: dispatch,
+            hosts,
             alice,
             bob,
         })
@@ -111,7 +115,11 @@ fn the_corpus_comes_back_byte_for_byte() -> Result<()> {
     let seed = seed();
     println!("corpus seed {seed} (replay with DEM_SEED={seed})");
     let tmp = temp_dir();
-    let net = Net::start(tmp.path(), ["127.0.0.170", "127.0.0.171", "127.0.0.172"])?;
+    let net = Net::start(
+        tmp.path(),
+        &["127.0.0.170", "127.0.0.171", "127.0.0.172"],
+        &DISPATCH_FLAGS,
+    )?;
     let corpus = dem_message::corpus::corpus(seed, false);
     ensure!(corpus.len() >= 10, "a corpus of {} messages", corpus.len());
     for (label, raw) in &corpus {
@@ -148,7 +156,11 @@ fn a_20_mb_attachment_comes_back_byte_for_byte() -> Result<()> {
     let seed = seed();
     println!("corpus seed {seed} (replay with DEM_SEED={seed})");
     let tmp = temp_dir();
-    let net = Net::start(tmp.path(), ["127.0.0.173", "127.0.0.174", "127.0.0.175"])?;
+    let net = Net::start(
+        tmp.path(),
+        &["127.0.0.173", "127.0.0.174", "127.0.0.175"],
+        &DISPATCH_FLAGS,
+    )?;
     let (label, raw) = dem_message::corpus::corpus(seed, true)
         .pop()
         .context("the big corpus has its big message last")?;
@@ -170,7 +182,11 @@ fn a_20_mb_attachment_comes_back_byte_for_byte() -> Result<()> {
 #[test]
 fn composed_mail_reads_as_text_and_foreign_addresses_are_refused() -> Result<()> {
     let tmp = temp_dir();
-    let net = Net::start(tmp.path(), ["127.0.0.176", "127.0.0.177", "127.0.0.178"])?;
+    let net = Net::start(
+        tmp.path(),
+        &["127.0.0.176", "127.0.0.177", "127.0.0.178"],
+        &DISPATCH_FLAGS,
+    )?;
     let (alice, bob) = (&net.alice, &net.bob);
 
     // Composed by `dem send`: a non-ASCII subject and body, an attachment
@@ -278,5 +294,47 @@ fn composed_mail_reads_as_text_and_foreign_addresses_are_refused() -> Result<()>
     )?;
     let err = alice.fail(["send", "--raw", arg(&foreign)])?;
     ensure!(err.contains("eve@example.org"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_moved_mailbox_gives_back_the_same_bytes() -> Result<()> {
+    let seed = seed();
+    println!("corpus seed {seed} (replay with DEM_SEED={seed})");
+    let tmp = temp_dir();
+    // One copy of each mailbox, so the move has somewhere to go.
+    let flags = ["--replicas", "1", "--write-quorum", "1"];
+    let net = Net::start(
+        tmp.path(),
+        &["127.0.0.179", "127.0.0.180", "127.0.0.181"],
+        &flags,
+    )?;
+    let mut sent = Vec::new();
+    for (label, raw) in dem_message::corpus::corpus(seed, false) {
+        let raw = from_alice(&raw);
+        let (id, back) = net.round_trip(tmp.path(), &label, &raw)?;
+        ensure!(back == raw, "{label} (seed {seed}) came back different");
+        sent.push((label, id, raw));
+    }
+    let source = holders_in(&admin_status(&net.bob)?, "bob")?;
+    ensure!(source.len() == 1, "bob's mailbox on {source:?}");
+    let target = net
+        .hosts
+        .iter()
+        .find(|h| h.id != source[0])
+        .context("a second host")?
+        .id
+        .clone();
+    let out = net.bob.run(["admin", "move", "bob", "--to", &target])?;
+    println!("{}", out.trim());
+    let now = holders_in(&admin_status(&net.bob)?, "bob")?;
+    ensure!(now == vec![target.clone()], "bob's mailbox on {now:?}");
+    for (label, id, raw) in &sent {
+        let back = net.bob.run_bytes(["read", id, "--raw"])?;
+        ensure!(
+            back == *raw,
+            "{label} (seed {seed}, mail {id}) changed in the move"
+        );
+    }
     Ok(())
 }
