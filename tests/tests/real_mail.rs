@@ -275,6 +275,16 @@ fn composed_mail_reads_as_text_and_foreign_addresses_are_refused() -> Result<()>
     let (_, back) = net.round_trip(tmp.path(), "junk", &junk)?;
     ensure!(back == junk, "the unparseable message came back different");
 
+    // A file over the message limit is refused before it is read (a
+    // sparse file: nothing is written).
+    let huge = tmp.path().join("huge.bin");
+    std::fs::File::create(&huge)?.set_len(65 << 20)?;
+    let args = ["send", "--to", "bob", "--body", "x", "--attach", arg(&huge)];
+    let err = alice.fail(args)?;
+    ensure!(err.contains(&(64u64 << 20).to_string()), "{err}");
+    let err = alice.fail(["send", "--raw", arg(&huge), "--to", "bob"])?;
+    ensure!(err.contains(&(64u64 << 20).to_string()), "{err}");
+
     // `--raw` without `--to` goes to the DEM addresses in To and Cc, and
     // refuses addresses elsewhere, naming them.
     let to_bob = tmp.path().join("to-bob.eml");
