@@ -251,12 +251,12 @@ pub async fn read_stored(
             format!("its stored message is {size} bytes; the limit is {STORED_BYTES_MAX}"),
         ));
     }
-    let Some(expected) = detail.message.hash_bytes() else {
+    if detail.message.hash_bytes().is_none() {
         return Err(bad(
             &host,
             format!("the message hash {:?} is not a hash", detail.message.hash),
         ));
-    };
+    }
     let mut stored = Vec::with_capacity(size as usize);
     let mut chunk = first.bytes;
     loop {
@@ -287,15 +287,22 @@ pub async fn read_stored(
         }
         chunk = next.bytes;
     }
-    let actual = blake3::hash(&stored);
-    if *actual.as_bytes() != expected {
+    check_stored(&detail, &stored, &holder_of(mailbox))?;
+    Ok((detail, stored))
+}
+
+/// The stored bytes `host` sent are the ones the index names: their
+/// BLAKE3 is the index's hash, so a host cannot alter a mail unnoticed.
+fn check_stored(detail: &MailDetail, stored: &[u8], host: &str) -> Result<(), ReadError> {
+    let actual = blake3::hash(stored);
+    if detail.message.hash_bytes() != Some(*actual.as_bytes()) {
         return Err(ReadError::Tampered {
-            host: holder_of(mailbox),
+            host: host.to_string(),
             expected: detail.message.hash.clone(),
             actual: actual.to_hex().to_string(),
         });
     }
-    Ok((detail, stored))
+    Ok(())
 }
 
 /// One `get` of bytes `start..end` of the stored message.
@@ -497,6 +504,21 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn altered_stored_bytes_are_refused_naming_the_host() {
+        let stored = b"From: alice@dem\r\n\r\nhello\r\n".to_vec();
+        let mut d = detail(stored.len() as u64, &[]);
+        d.message = BlobRef::of(&stored);
+        assert!(check_stored(&d, &stored, "h1").is_ok());
+        let mut altered = stored.clone();
+        altered[20] ^= 1;
+        let e = check_stored(&d, &altered, "h1 at 127.0.0.1:1").unwrap_err();
+        assert!(matches!(e, ReadError::Tampered { .. }));
+        assert!(e.to_string().contains("h1 at 127.0.0.1:1"), "{e}");
+        d.message.hash = "not a hash".into();
+        assert!(check_stored(&d, &stored, "h1").is_err());
     }
 
     #[test]
