@@ -276,7 +276,11 @@ mod tests {
         for (what, edit) in edits {
             let mut m = Owned::sample(key.user_id());
             edit(&mut m);
-            assert_eq!(m.with(|c| seal.verify(c)), Err(SealError::Tampered), "{what}");
+            assert_eq!(
+                m.with(|c| seal.verify(c)),
+                Err(SealError::Tampered),
+                "{what}"
+            );
             let d = m.with(mail_digest);
             assert!(!digests.contains(&d), "{what} collides");
             digests.push(d);

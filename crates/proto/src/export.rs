@@ -224,33 +224,33 @@ pub fn encode_export<'a>(
             read.into_iter()
         })
         .map(move |frame| {
-        let frame = match frame? {
-            Outgoing::Message(bytes) => {
-                let bytes = encode_frame(&FrameRef::Message(&bytes))?;
-                hasher.update(&bytes);
-                return Ok(EncodedFrame::from(bytes));
-            }
-            Outgoing::MessageHash(_) => unreachable!("read above"),
-            Outgoing::Frame(FrameRef::End { .. }) => FrameRef::End {
-                digest: hasher.digest(),
-            },
-            Outgoing::Frame(other) => other,
-            // Snapshot chunks are not digested (their checksum covers them).
-            Outgoing::Snapshot(body) => {
-                let head = match &snapshot_head {
-                    Some(head) => head,
-                    None => snapshot_head.insert(snapshot_frame_head()?),
-                };
-                return Ok(EncodedFrame {
-                    head: with_bin_len(head, body.len())?,
-                    body,
-                });
-            }
-        };
-        let bytes = encode_frame(&frame)?;
-        hasher.update(&bytes);
-        Ok(EncodedFrame::from(bytes))
-    })
+            let frame = match frame? {
+                Outgoing::Message(bytes) => {
+                    let bytes = encode_frame(&FrameRef::Message(&bytes))?;
+                    hasher.update(&bytes);
+                    return Ok(EncodedFrame::from(bytes));
+                }
+                Outgoing::MessageHash(_) => unreachable!("read above"),
+                Outgoing::Frame(FrameRef::End { .. }) => FrameRef::End {
+                    digest: hasher.digest(),
+                },
+                Outgoing::Frame(other) => other,
+                // Snapshot chunks are not digested (their checksum covers them).
+                Outgoing::Snapshot(body) => {
+                    let head = match &snapshot_head {
+                        Some(head) => head,
+                        None => snapshot_head.insert(snapshot_frame_head()?),
+                    };
+                    return Ok(EncodedFrame {
+                        head: with_bin_len(head, body.len())?,
+                        body,
+                    });
+                }
+            };
+            let bytes = encode_frame(&frame)?;
+            hasher.update(&bytes);
+            Ok(EncodedFrame::from(bytes))
+        })
 }
 
 /// The encoding of a `Snapshot` frame up to its payload's length: the

@@ -39,9 +39,8 @@ pub use mailbox::dem::mail::types::{
     SenderStatus, Verdict,
 };
 pub use mailbox::exports::dem::mail::api::{
-    Contact, Delivered, FlagState, FolderInfo, Limit, MailDetail, MailPage,
-    MailSummary, MailboxError, MailboxStats, PluginEntry, SearchQuery, SenderList, SnapshotInfo,
-    Tombstone,
+    Contact, Delivered, FlagState, FolderInfo, Limit, MailDetail, MailPage, MailSummary,
+    MailboxError, MailboxStats, PluginEntry, SearchQuery, SenderList, SnapshotInfo, Tombstone,
 };
 pub use mailbox::{Mailbox, MailboxPre};
 

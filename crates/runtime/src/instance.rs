@@ -149,16 +149,12 @@ impl MailboxInstance {
                 .map(|p| P::Page(p.into())),
             // The stored bytes are the host's to read (`parts` asks for
             // them): the guest holds only where they are.
-            R::Get { id, parts: _ } => api
-                .call_get(s, id)
-                .await
-                .map_err(trap)?
-                .map(|d| {
-                    P::Detail(Box::new(MailRead {
-                        detail: d.into(),
-                        bytes: None,
-                    }))
-                }),
+            R::Get { id, parts: _ } => api.call_get(s, id).await.map_err(trap)?.map(|d| {
+                P::Detail(Box::new(MailRead {
+                    detail: d.into(),
+                    bytes: None,
+                }))
+            }),
             R::SetFlags { id, add, remove } => {
                 let ctx = need_ctx()?;
                 let (wit_add, wit_remove) = (lend(add), lend(remove));
@@ -395,7 +391,11 @@ impl MailboxInstance {
     }
 
     /// A page of the blob hashes of the mails the mailbox holds, ascending.
-    pub async fn message_refs(&mut self, offset: u32, limit: u32) -> Result<Vec<String>, CallError> {
+    pub async fn message_refs(
+        &mut self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<String>, CallError> {
         self.refuel();
         let out = self
             .guest

@@ -40,7 +40,9 @@ use super::tables::{MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_WAITING, MESSAGES, USAG
 use super::writer::Op;
 use super::{Commit, CommitError, LoadError, MailboxStore, OP_BYTES_MAX, check_len};
 
-pub(super) use write::{bytes, drop_refs, put, repair, retain_refs, stop_waiting, wait_for_mailbox};
+pub(super) use write::{
+    bytes, drop_refs, put, repair, retain_refs, stop_waiting, wait_for_mailbox,
+};
 
 /// Largest message, in bytes. Must equal
 /// `dem_message::limits::STORED_BYTES_MAX` (a mail as stored, its large

@@ -141,6 +141,7 @@ if any then keep
             name: "big.iso".to_string(),
             media_type: "application/octet-stream".to_string(),
             size_bytes: 2 << 20,
+            splice_at: None,
         });
         assert_eq!(
             verdict(&mail, EXAMPLE),

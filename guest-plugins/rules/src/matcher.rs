@@ -189,6 +189,7 @@ pub(crate) mod tests {
             name: "a.pdf".to_string(),
             media_type: "application/pdf".to_string(),
             size_bytes: size,
+            splice_at: None,
         }
     }
 

@@ -31,5 +31,6 @@ pub fn attachment(name: &str, media_type: &str) -> AttachmentRef {
         name: name.to_string(),
         media_type: media_type.to_string(),
         size_bytes: 1234,
+        splice_at: None,
     }
 }

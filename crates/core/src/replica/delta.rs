@@ -349,7 +349,10 @@ mod tests {
         let code = vec![(CodeHash::of(b"x"), vec![7u8; EXPORT_CHUNK_BYTES + 5])];
         let messages = vec![b"a message".to_vec(), vec![3u8; 100_000]];
         let frames = encode_delta(&code, &messages, &ops)?;
-        assert!(frames.len() >= 7, "code in 2 chunks, 2 messages, ops in 3 batches");
+        assert!(
+            frames.len() >= 7,
+            "code in 2 chunks, 2 messages, ops in 3 batches"
+        );
         let mut rx = DeltaReceiver::new(ops.len() as u64)?;
         for f in &frames {
             rx.handle_encoded(f)?;
@@ -373,11 +376,17 @@ mod tests {
         let two = encode_delta(&[], &[vec![1], vec![2]], &ops)?;
         let mut rx = DeltaReceiver::new(1)?;
         rx.handle_encoded(&two[0])?;
-        assert!(matches!(rx.handle_encoded(&two[1]), Err(DeltaError::Order(_))));
+        assert!(matches!(
+            rx.handle_encoded(&two[1]),
+            Err(DeltaError::Order(_))
+        ));
         let late = encode_delta(&[], &[vec![1]], &ops)?;
         let mut rx = DeltaReceiver::new(1)?;
         rx.handle_encoded(&late[1])?;
-        assert!(matches!(rx.handle_encoded(&late[0]), Err(DeltaError::Order(_))));
+        assert!(matches!(
+            rx.handle_encoded(&late[0]),
+            Err(DeltaError::Order(_))
+        ));
         // Fewer ops than announced.
         let mut rx = DeltaReceiver::new(2)?;
         for f in encode_delta(&[], &[], &ops)? {

@@ -25,13 +25,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use super::clock::HybridClock;
+use super::incoming::Incoming;
 use super::request::{Op, Request, Response};
 use super::residents::{Resident, Residents};
 use super::restore::Restored;
 use super::{MailboxCallError as E, MailboxesConfig, MigrationOutcome};
 use crate::replica::{OpId, Since, VersionVector, Window};
 use dem_proto::ids::MailboxId;
-use super::incoming::Incoming;
 use dem_proto::mail::PluginEntry;
 use dem_runtime::filter::FilterInstance;
 use dem_runtime::{MailboxInstance, Runtime};
@@ -47,8 +47,8 @@ pub enum DigestKind {
 }
 
 mod moving;
-pub use moving::{DeltaState, ExportedState, MoveState, ReadAhead, vv_after};
 pub(crate) use messages::message_of;
+pub use moving::{DeltaState, ExportedState, MoveState, ReadAhead, vv_after};
 mod deliver;
 mod durable;
 mod messages;
@@ -460,26 +460,26 @@ impl MailboxActor {
                     self.log(op, message, reply, response).await
                 }
                 None => match (request, response) {
-                (Request::Get { parts, .. }, Response::Detail(mut read)) => {
-                    let result = self.read_message(&mut read, parts).map(|()| Tracked {
-                        response: Response::Detail(read),
-                        op: None,
-                    });
-                    self.reply_when_durable(reply, result)
-                }
-                (Request::Search { query, limit }, _)
-                    if !query.body_terms.is_empty() || !query.text_terms.is_empty() =>
-                {
-                    let result = self.search_text(query, limit).await.map(|found| Tracked {
-                        response: Response::Summaries(found),
-                        op: None,
-                    });
-                    self.reply_when_durable(reply, result)
-                }
-                (_, response) => {
-                    self.reply_when_durable(reply, Ok(Tracked { response, op: None }))
-                }
-            },
+                    (Request::Get { parts, .. }, Response::Detail(mut read)) => {
+                        let result = self.read_message(&mut read, parts).map(|()| Tracked {
+                            response: Response::Detail(read),
+                            op: None,
+                        });
+                        self.reply_when_durable(reply, result)
+                    }
+                    (Request::Search { query, limit }, _)
+                        if !query.body_terms.is_empty() || !query.text_terms.is_empty() =>
+                    {
+                        let result = self.search_text(query, limit).await.map(|found| Tracked {
+                            response: Response::Summaries(found),
+                            op: None,
+                        });
+                        self.reply_when_durable(reply, result)
+                    }
+                    (_, response) => {
+                        self.reply_when_durable(reply, Ok(Tracked { response, op: None }))
+                    }
+                },
             },
         }
     }

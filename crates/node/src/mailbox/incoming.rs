@@ -32,7 +32,9 @@ pub struct Incoming {
 pub enum IncomingError {
     #[error(transparent)]
     Message(#[from] MessageError),
-    #[error("attachment {index} is spliced at {at}, past the stored message ({len} bytes) or before the previous one")]
+    #[error(
+        "attachment {index} is spliced at {at}, past the stored message ({len} bytes) or before the previous one"
+    )]
     Splice { index: usize, at: u64, len: u64 },
     #[error("the message with its attachments would be over 2^64 bytes")]
     Size,

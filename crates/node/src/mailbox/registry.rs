@@ -14,6 +14,7 @@ use super::actor::{
     ActorHandle, ActorParts, Command, DigestKind, ExportedState, MailboxActor, Reply, Tracked,
 };
 use super::clock::HybridClock;
+use super::incoming::Incoming;
 use super::request::verbs::{Deliver, InstallPlugin};
 use super::request::{Request, Response, Verb};
 use super::residents::Residents;
@@ -22,7 +23,6 @@ use crate::replica::{OpId, Since, VersionVector};
 use dem_builtin as builtin;
 use dem_proto::ids::{CodeHash, MailboxId};
 use dem_proto::mail::{Delivered, PluginEntry};
-use super::incoming::Incoming;
 use dem_runtime::{Evictor, Runtime, RuntimeConfig, RuntimeError, SlotStats};
 use dem_store::{MailboxMeta, MailboxStore, StoreConfig};
 

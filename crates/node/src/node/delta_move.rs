@@ -223,10 +223,16 @@ impl Node {
         vv: &VersionVector,
     ) -> Result<u64, WireError> {
         let count = ops.len();
-        let now = self.mailboxes.apply(id, ops, messages).await.map_err(|e| match e {
-            MailboxCallError::Import(m) => WireError::new(WireError::BAD_REQUEST, m.to_string()),
-            e => internal(e),
-        })?;
+        let now = self
+            .mailboxes
+            .apply(id, ops, messages)
+            .await
+            .map_err(|e| match e {
+                MailboxCallError::Import(m) => {
+                    WireError::new(WireError::BAD_REQUEST, m.to_string())
+                }
+                e => internal(e),
+            })?;
         if !now.covers(vv) {
             return Err(WireError::new(
                 CONFLICT,

@@ -249,7 +249,13 @@ impl Node {
             // mailbox's) that long. A failed probe drops the connection;
             // the next round places again.
             if let Err(e) = self
-                .send_sync(user, &placement.addr, placement.host, Vec::new(), Vec::new())
+                .send_sync(
+                    user,
+                    &placement.addr,
+                    placement.host,
+                    Vec::new(),
+                    Vec::new(),
+                )
                 .await
             {
                 tracing::warn!(mailbox = %user.short(), host = %self.id.short(), to = %placement.host.short(), error = %e, "a new replica's host did not answer");

@@ -45,9 +45,7 @@ impl Node {
             .mailboxes
             .store()
             .ok_or_else(|| WireError::new(NOT_HERE, "this host keeps no messages"))?;
-        let named = store
-            .names_message(id.as_str(), &hash)
-            .map_err(internal)?;
+        let named = store.names_message(id.as_str(), &hash).map_err(internal)?;
         if !named {
             return Err(WireError::new(
                 NOT_HERE,
@@ -70,7 +68,7 @@ impl Node {
         hashes: &[u8],
         from: HostId,
     ) -> Result<HostResponse, WireError> {
-        if hashes.len() % 32 != 0 || hashes.len() / 32 > MISSING_MESSAGES_MAX {
+        if !hashes.len().is_multiple_of(32) || hashes.len() / 32 > MISSING_MESSAGES_MAX {
             return Err(WireError::new(
                 WireError::BAD_REQUEST,
                 format!("at most {MISSING_MESSAGES_MAX} hashes of 32 bytes each"),

@@ -493,7 +493,10 @@ impl Node {
             Since::Ops { ops, .. } if ops.is_empty() => Ok(false),
             Since::Ops { ops, more } => {
                 let (ops, messages) = shipped(ops, messages);
-                match self.send_sync(user, &addr, peer.host, ops, messages).await? {
+                match self
+                    .send_sync(user, &addr, peer.host, ops, messages)
+                    .await?
+                {
                     Some(vv) => {
                         lacks(&vv);
                         let progressed = vv != peer_vv;

@@ -233,7 +233,12 @@ mod tests {
         });
         assert!(sealed_mail(&moved, alice.user_id()).is_err());
         // A From address of someone else, sealed by alice herself.
-        for from in ["carol@dem", "Alice <carol@dem>", "alice@dem <carol@dem>", "alicex@dem"] {
+        for from in [
+            "carol@dem",
+            "Alice <carol@dem>",
+            "alice@dem <carol@dem>",
+            "alicex@dem",
+        ] {
             let wrong_from = seal(&alice, message(from));
             assert!(
                 matches!(
@@ -244,7 +249,10 @@ mod tests {
             );
         }
         // Over the stored limit: refused before any parse.
-        let big = seal(&alice, vec![b'a'; dem_message::limits::STORED_BYTES_MAX + 1]);
+        let big = seal(
+            &alice,
+            vec![b'a'; dem_message::limits::STORED_BYTES_MAX + 1],
+        );
         assert!(matches!(
             sealed_mail(&big, alice.user_id()),
             Err(VerifyMailError::Message(_))

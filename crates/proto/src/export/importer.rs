@@ -14,8 +14,8 @@ use std::ops::Range;
 
 use super::{
     EXPORT_FORMAT_VERSION, EXPORT_FORMAT_VERSION_MIN, ExportHeader, FRAME_BYTES_MAX, FrameRef,
-    IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_MESSAGE_BYTES_MAX, IMPORT_MESSAGES_MAX, IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX,
-    ImportError, SnapshotHeader, StreamDigest,
+    IMPORT_CODE_BYTES_MAX, IMPORT_CODES_MAX, IMPORT_MESSAGE_BYTES_MAX, IMPORT_MESSAGES_MAX,
+    IMPORT_OPS_MAX, IMPORT_SNAPSHOT_BYTES_MAX, ImportError, SnapshotHeader, StreamDigest,
 };
 use crate::export::ExportedState;
 use crate::export::{MailboxMeta, SnapshotRecord};

@@ -394,7 +394,10 @@ fn message_blobs_travel_before_the_ops_and_are_handed_over() -> TestResult {
     // A blob the host lost since the list was taken is left out.
     s.messages.push([9; 32]);
     let source = |h: &[u8; 32]| -> Result<Option<Vec<u8>>, String> {
-        Ok(blobs.iter().find(|b| blake3::hash(b).as_bytes() == h).cloned())
+        Ok(blobs
+            .iter()
+            .find(|b| blake3::hash(b).as_bytes() == h)
+            .cloned())
     };
     let bytes = encode(encode_export(&id, &s, &[], &source))?;
     let imported = read_export(&mut &bytes[..])?;

@@ -49,7 +49,9 @@ impl MailboxActor {
             reason,
         };
         let Some(store) = &self.store else {
-            return Err(unavailable("this mailbox is not stored on this host".into()));
+            return Err(unavailable(
+                "this mailbox is not stored on this host".into(),
+            ));
         };
         let hash = read
             .detail
@@ -116,7 +118,9 @@ impl MailboxActor {
                 .to_lowercase();
                 let in_body = |t: &String| text.as_deref().is_some_and(|b| b.contains(t.as_str()));
                 if body_terms.iter().all(in_body)
-                    && text_terms.iter().all(|t| envelope.contains(t.as_str()) || in_body(t))
+                    && text_terms
+                        .iter()
+                        .all(|t| envelope.contains(t.as_str()) || in_body(t))
                 {
                     found.push(mail);
                     if found.len() >= limit as usize {
