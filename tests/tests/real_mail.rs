@@ -15,9 +15,11 @@
 use std::path::Path;
 
 use anyhow::{Context as _, ensure};
+use std::time::Duration;
+
 use dem_tests::{
     Daemon, Result, User, admin_status, arg, free_udp_port, holders_in, register_user, seed,
-    start_dispatch, start_host, temp_dir,
+    start_dispatch, start_host, temp_dir, wait_for,
 };
 use serde_json::Value;
 
@@ -27,7 +29,7 @@ const DISPATCH_FLAGS: [&str; 4] = ["--replicas", "2", "--write-quorum", "2"];
 
 /// A dispatch unit, hosts and the users alice and bob.
 struct Net {
-    _dispatch: Daemon,
+    dispatch: Daemon,
     hosts: Vec<Daemon>,
     alice: User,
     bob: User,
@@ -46,7 +48,7 @@ impl Net {
         let alice = register_user(root, "alice", &dispatch.addr)?;
         let bob = register_user(root, "bob", &dispatch.addr)?;
         Ok(Self {
-            _dispatch: dispatch,
+            dispatch,
             hosts,
             alice,
             bob,
@@ -346,5 +348,83 @@ fn a_moved_mailbox_gives_back_the_same_bytes() -> Result<()> {
             "{label} (seed {seed}, mail {id}) changed in the move"
         );
     }
+    Ok(())
+}
+
+/// Flips the first byte of message `hash` in the store of the stopped host
+/// whose data dir is `data`.
+fn damage(data: &Path, hash: &[u8; 32]) -> Result<()> {
+    let store = dem_store::MailboxStore::open(&data.join("store"), Default::default())?;
+    ensure!(
+        store.corrupt_message_for_tests(hash)?,
+        "the host holds no message {}",
+        blake3::Hash::from_bytes(*hash).to_hex()
+    );
+    store.shutdown();
+    Ok(())
+}
+
+/// Whether the stopped host at `data` holds message `hash` intact.
+fn intact(data: &Path, hash: &[u8; 32], raw: &[u8]) -> Result<bool> {
+    let store = dem_store::MailboxStore::open(&data.join("store"), Default::default())?;
+    let found = store.message(hash);
+    store.shutdown();
+    Ok(matches!(found, Ok(Some(bytes)) if bytes == raw))
+}
+
+#[test]
+fn a_damaged_copy_is_read_from_another_replica_and_repaired() -> Result<()> {
+    let tmp = temp_dir();
+    let ips = ["127.0.0.182", "127.0.0.183", "127.0.0.184"];
+    let mut net = Net::start(tmp.path(), &ips, &DISPATCH_FLAGS)?;
+    let raw = b"From: alice@dem\r\nTo: bob@dem\r\nSubject: keep me whole\r\n\r\nEvery byte.\r\n";
+    let (id, back) = net.round_trip(tmp.path(), "whole", raw)?;
+    ensure!(back == raw, "the message came back different");
+    let hash = *blake3::hash(raw).as_bytes();
+    // The holder a client reads first: flip a byte of its copy while it is
+    // stopped, as a disk would.
+    let holders = holders_in(&admin_status(&net.bob)?, "bob")?;
+    ensure!(holders.len() == 2, "bob's mailbox on {holders:?}");
+    let i = net
+        .hosts
+        .iter()
+        .position(|h| h.id == holders[0])
+        .context("the first holder")?;
+    let listen = net.hosts[i].addr.clone();
+    let data = tmp.path().join(format!("host{i}"));
+    net.hosts[i].kill();
+    damage(&data, &hash)?;
+    // With info logs, where it says it repaired the message.
+    net.hosts[i] = Daemon::start_env(
+        [
+            "host",
+            "--listen",
+            &listen,
+            "--dispatch",
+            &net.dispatch.addr,
+            "--data",
+            arg(&data),
+        ],
+        &[("RUST_LOG", "warn,dem_node=info")],
+    )?;
+    // The owner still reads the exact bytes: from the other replica.
+    let back = net.bob.run_bytes(["read", &id, "--raw"])?;
+    ensure!(back == raw, "the damaged copy was served");
+    // The damaged host fetched the message from the other replica.
+    let repaired = wait_for("the repair", Duration::from_secs(20), || {
+        Ok(net.hosts[i]
+            .stderr()
+            .contains("repaired a message from another replica"))
+    });
+    if let Err(e) = repaired {
+        println!("damaged host's log:\n{}", net.hosts[i].stderr());
+        return Err(e);
+    }
+    net.hosts[i].kill();
+    ensure!(intact(&data, &hash, raw)?, "the copy was not repaired");
+    // The mailbox keeps working on the repaired host.
+    net.hosts[i] = start_host(&listen, &net.dispatch.addr, &data, &[])?;
+    let back = net.bob.run_bytes(["read", &id, "--raw"])?;
+    ensure!(back == raw, "read after the repair");
     Ok(())
 }

@@ -132,6 +132,18 @@ impl MailboxRef {
         self.holder.as_ref()
     }
 
+    /// Sends the next calls to another listed replica: the current holder's
+    /// answer could not be used (its copy of a message is damaged, or it
+    /// sent bytes that do not match their hash).
+    pub fn avoid_holder(&mut self) {
+        if let Some(holder) = self.holder.take()
+            && self.unreachable.len() < HOPS_MAX
+            && !self.unreachable.contains(&holder.host)
+        {
+            self.unreachable.push(holder.host);
+        }
+    }
+
     /// Asks the dispatch unit afresh.
     pub async fn lookup(&mut self, session: &Session) -> Result<(), RefError> {
         let req = match &self.target {

@@ -187,7 +187,7 @@ pub async fn read_message(
     id: &str,
     with_attachments: bool,
 ) -> Result<ReadMessage, ReadError> {
-    let (detail, stored) = read_stored(session, mailbox, id).await?;
+    let (detail, stored) = read_from_a_good_replica(session, mailbox, id).await?;
     if !with_attachments {
         return Ok(ReadMessage {
             detail,
@@ -232,6 +232,39 @@ pub async fn read_message(
         .collect();
     let bytes = dem_message::rebuild(&stored, &splices)?;
     Ok(ReadMessage { detail, bytes })
+}
+
+/// Replicas tried for one read when a holder's copy of the message is
+/// damaged or does not match its hash: as many as a mailbox usually has.
+pub const READ_REPLICAS_MAX: usize = 3;
+
+/// [`read_stored`] from the mailbox's holder, or, when that holder's copy
+/// of the message is unavailable or does not match its hash, from the next
+/// listed replica (the holder repairs its copy meanwhile).
+async fn read_from_a_good_replica(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    id: &str,
+) -> Result<(MailDetail, Vec<u8>), ReadError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let read = read_stored(session, mailbox, id).await;
+        let another = match &read {
+            Err(ReadError::Tampered { .. } | ReadError::BadAnswer { .. }) => true,
+            Err(ReadError::Mailbox(RefError::Refused(wire))) => {
+                wire.code == dem_proto::host::MESSAGE_UNAVAILABLE
+            }
+            _ => false,
+        };
+        if !another || tries >= READ_REPLICAS_MAX {
+            return read;
+        }
+        if let Err(e) = &read {
+            tracing::warn!(error = %e, "reading the message from another replica");
+        }
+        mailbox.avoid_holder();
+    }
 }
 
 /// The detail of mail `id` and its stored bytes, fetched in ranges of

@@ -39,6 +39,11 @@ pub struct CreateOrder {
 /// copy instead of a delta (a replica).
 pub const NOT_HERE: crate::ErrorCode = crate::ErrorCode::NotFound;
 
+/// The code a host answers a read with when its copy of the message is
+/// damaged or missing: the owner's client reads another replica, while the
+/// host repairs its copy from one.
+pub const MESSAGE_UNAVAILABLE: crate::ErrorCode = crate::ErrorCode::Other(503);
+
 /// A mail and its sender's seal over its content: an RFC 5322 message as
 /// stored (large part bodies cut out verbatim into floating attachments,
 /// which the sender uploaded first) and the references that put them back.

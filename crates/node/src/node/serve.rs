@@ -167,7 +167,7 @@ impl Node {
                         self.repair_message(user, h);
                     }
                     Err(WireError::new(
-                        WireError::INTERNAL,
+                        dem_proto::host::MESSAGE_UNAVAILABLE,
                         format!("message {hash} is unavailable on this host ({reason}); it is being repaired from another replica, read it there"),
                     ))
                 }
