@@ -363,6 +363,11 @@ pub(crate) fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Distinct realistic messages a benchmark draws from (see `bench_mail`).
+const POOL_MAILS: u64 = 1000;
+/// The stream they come from, fixed so runs compare.
+const POOL_SEED: u64 = 16;
+
 async fn mailbox(
     mails: u32,
     mailboxes: u32,
@@ -406,12 +411,18 @@ async fn mailbox(
     }
     let instantiate_us = t.elapsed().as_secs_f64() * 1e6 / rounds as f64;
 
+    // Realistic mail, made before any clock starts (`bench_mail`).
+    let pool = Arc::new(super::bench_mail::pool(
+        POOL_SEED,
+        u64::from(mails).min(POOL_MAILS),
+    )?);
+
     // Snapshot of an N-mail mailbox, and restore into a fresh Engine.
     let clock = HybridClock::new(1);
     let mut instance = runtime.instantiate_mailbox(&code, "snap".into()).await?;
     for i in 0..mails as u64 {
         let mut request = Request::Deliver {
-            mail: sample_mail(i)?.mail,
+            mail: super::bench_mail::incoming(&pool, i)?.mail,
             place: inbox(),
         };
         instance
@@ -451,17 +462,38 @@ async fn mailbox(
         RuntimeConfig::default(),
         MailboxesConfig::default(),
     )?;
-    let deliver_durable = deliveries(&durable, mails, mailboxes, concurrency).await?;
+    let deliver_durable = deliveries(&durable, &pool, mails, mailboxes, concurrency).await?;
     let memory = Mailboxes::in_memory(
         &dir.path().join("memory-code"),
         RuntimeConfig::default(),
         MailboxesConfig::default(),
     )?;
-    let deliver_memory = deliveries(&memory, mails, mailboxes, concurrency).await?;
+    let deliver_memory = deliveries(&memory, &pool, mails, mailboxes, concurrency).await?;
     memory.shutdown().await;
 
-    // Wake a hibernated N-mail mailbox from disk.
+    // Search an N-mail mailbox for a word: one no mail has, so every
+    // message is read (the worst case), and a common one, first 20 hits.
     let big = MailboxId::new("bench-0")?;
+    let search = |word: &str| dem_proto::mailbox::verbs::Search {
+        query: dem_proto::mail::SearchQuery {
+            text_terms: vec![word.to_string()],
+            ..Default::default()
+        },
+        limit: 20,
+    };
+    let mut searches = vec![];
+    let mut hit_searches = vec![];
+    for _ in 0..3 {
+        let t = Instant::now();
+        let found = durable.ask(&big, search("zyzzyva")).await?;
+        searches.push(t.elapsed());
+        anyhow::ensure!(found.is_empty(), "a made-up word was found");
+        let t = Instant::now();
+        durable.ask(&big, search("numbers")).await?;
+        hit_searches.push(t.elapsed());
+    }
+
+    // Wake a hibernated N-mail mailbox from disk.
     let mut wakes = vec![];
     for _ in 0..7 {
         durable.hibernate(&big).await?;
@@ -485,6 +517,12 @@ async fn mailbox(
             .await?;
     }
     let asleep = rss_bytes();
+    let usage = durable
+        .store()
+        .map(|s| s.message_usage())
+        .transpose()?
+        .unwrap_or_default();
+    let (messages_stored, message_bytes) = (usage.count, usage.bytes);
     durable.shutdown().await;
 
     Ok(json!({
@@ -497,7 +535,12 @@ async fn mailbox(
         "snapshot_ms": ms(median(snaps)),
         "restore_ms": ms(median(restores)),
         "snapshot_bytes": snapshot.1.len(),
+        "state_bytes_per_mail": (snapshot.1.len() as f64 / f64::from(mails.max(1))).round(),
         "wake_ms": ms(median(wakes)),
+        "search_ms": ms(median(searches)),
+        "search_hits_ms": ms(median(hit_searches)),
+        "message_bytes_stored": message_bytes,
+        "messages_stored": messages_stored,
         "idle_mailbox_bytes": asleep.saturating_sub(before) / count,
         "active_mailbox_bytes": awake.saturating_sub(before) / count,
         "delivery_mailboxes": mailboxes,
@@ -509,6 +552,7 @@ async fn mailbox(
 /// standard plugins installed; returns deliveries per second.
 async fn deliveries(
     boxes: &Arc<Mailboxes>,
+    pool: &Arc<Vec<super::bench_mail::StoredMail>>,
     mails: u32,
     mailboxes: u32,
     concurrency: usize,
@@ -535,10 +579,11 @@ async fn deliveries(
         let permit = semaphore.clone().acquire_owned().await?;
         let boxes = boxes.clone();
         let id = ids[(i % mailboxes as u64) as usize].clone();
+        let pool = pool.clone();
         tasks.spawn(async move {
             let _permit = permit;
             boxes
-                .deliver(&id, sample_mail(i)?)
+                .deliver(&id, super::bench_mail::incoming(&pool, i)?)
                 .await
                 .map_err(anyhow::Error::from)
         });

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod bench;
 mod bench_host;
+mod bench_mail;
 mod bench_logs;
 mod bench_lookups;
 mod bench_monitor;
