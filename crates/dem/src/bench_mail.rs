@@ -24,6 +24,12 @@ pub struct StoredMail {
 
 /// Realistic message `i` of the stream `seed`.
 pub fn realistic(seed: u64, i: u64) -> anyhow::Result<StoredMail> {
+    realistic_from(seed, i, None)
+}
+
+/// Realistic message `i` of the stream `seed`, from `from` if given (a
+/// host takes mail only from its sealing sender's own address).
+pub fn realistic_from(seed: u64, i: u64, from: Option<&str>) -> anyhow::Result<StoredMail> {
     let mut r = Rng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let body = if r.below(2) == 0 {
         r.log_uniform(256, 4096)
@@ -41,9 +47,15 @@ pub fn realistic(seed: u64, i: u64) -> anyhow::Result<StoredMail> {
         Vec::new()
     };
     let raw = dem_message::compose(&Compose {
-        from: Address {
-            name: Some(format!("Sender {}", r.below(1000))),
-            email: format!("s{}@example.org", r.below(1000)),
+        from: match from {
+            Some(email) => Address {
+                name: None,
+                email: email.to_string(),
+            },
+            None => Address {
+                name: Some(format!("Sender {}", r.below(1000))),
+                email: format!("s{}@example.org", r.below(1000)),
+            },
         },
         to: vec![Address {
             name: None,
@@ -82,11 +94,12 @@ pub fn pool(seed: u64, n: u64) -> anyhow::Result<Vec<StoredMail>> {
     (0..n).map(|i| realistic(seed, i)).collect()
 }
 
-/// Delivery `i` as a host takes it: the pool's message `i mod len` with a
-/// header line naming `i` in front, so every delivery's bytes differ.
-pub fn incoming(pool: &[StoredMail], i: u64) -> anyhow::Result<Incoming> {
+/// The pool's message `i mod len` with a header line naming `tag` in
+/// front, so every delivery's bytes differ; its cut parts' references
+/// moved by that line.
+pub fn unique(pool: &[StoredMail], i: u64, tag: &str) -> StoredMail {
     let m = &pool[(i % pool.len() as u64) as usize];
-    let line = format!("X-Bench-Delivery: {i}\r\n");
+    let line = format!("X-Bench-Delivery: {tag}\r\n");
     let mut stored = Vec::with_capacity(line.len() + m.stored.len());
     stored.extend_from_slice(line.as_bytes());
     stored.extend_from_slice(&m.stored);
@@ -99,7 +112,13 @@ pub fn incoming(pool: &[StoredMail], i: u64) -> anyhow::Result<Incoming> {
             ..c.clone()
         })
         .collect();
-    Ok(Incoming::parse(format!("bench-{i:08}"), stored, cuts)?)
+    StoredMail { stored, cuts }
+}
+
+/// Delivery `i` as a host takes it: [`unique`] for `i`, parsed.
+pub fn incoming(pool: &[StoredMail], i: u64) -> anyhow::Result<Incoming> {
+    let m = unique(pool, i, &i.to_string());
+    Ok(Incoming::parse(format!("bench-{i:08}"), m.stored, m.cuts)?)
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 //! - `deliver_per_s`: 10 senders, each with its own session, delivering one
 //!   sealed mail at a time to mailboxes on the hosts; an answer means the
 //!   host fsynced the delivery.
-//! - `move_ms` against `raw_quic_ms`: one mailbox is filled with N mails
-//!   over the network and moved on to each of the three other hosts in
+//! - `move_ms` against `raw_quic_ms`: one mailbox is filled with N
+//!   realistic mails (`bench_mail`, as a host stores them) over the network and moved on to each of the three other hosts in
 //!   turn (`bench_move.rs`; the median of the three, as for the raw
 //!   baseline); the same number of bytes as its export is sent over plain
 //!   QUIC streams to a `dem bench net-sink` child process, as they are
@@ -361,7 +361,10 @@ pub(super) fn sealed(from: &User, to: &str, i: u64) -> anyhow::Result<SignedMail
 
 /// Delivers one sealed mail through `r`, checking the durable answer.
 async fn send_one(from: &User, r: &mut MailboxRef, to: &str, i: u64) -> anyhow::Result<()> {
-    let signed = sealed(from, to, i)?;
+    deliver_signed(from, r, sealed(from, to, i)?).await
+}
+
+async fn deliver_signed(from: &User, r: &mut MailboxRef, signed: SignedMail) -> anyhow::Result<()> {
     let answer = r
         .call(&from.session, |user| {
             Ok(HostRequest::Deliver {
@@ -405,24 +408,39 @@ pub(super) async fn deliveries(senders: &[User], to: &[String], total: u64) -> a
     Ok(done as f64 / t.elapsed().as_secs_f64())
 }
 
-/// Fills `to`'s mailbox with `mails` mails from all senders, 16 in flight
-/// per sender (a bulk load, not the measured delivery).
+/// Distinct realistic messages each sender fills the moved mailbox with.
+const FILL_POOL: u64 = 100;
+
+/// Fills `to`'s mailbox with `mails` realistic mails from all senders, 16
+/// in flight per sender (a bulk load, not the measured delivery). Each is
+/// what a host stores of real mail (`bench_mail`): its large parts would
+/// be floating attachments, which a mailbox move does not carry, so they
+/// are left out here.
 pub(super) async fn fill(senders: &[User], to: &str, mails: u32) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
+    let run = now_ms();
     for sender in senders {
+        let from = format!("{}@dem", sender.name);
+        let pool: Vec<super::bench_mail::StoredMail> = (0..FILL_POOL)
+            .map(|i| super::bench_mail::realistic_from(16, i, Some(&from)))
+            .collect::<anyhow::Result<_>>()?;
+        let pool = Arc::new(pool);
         let mut r = MailboxRef::new(Target::Name(to.to_string()));
         r.lookup(&sender.session).await?;
         for _ in 0..16 {
             let sender = sender.clone();
-            let (mut r, next, to) = (r.clone(), next.clone(), to.to_string());
+            let (mut r, next, pool) = (r.clone(), next.clone(), pool.clone());
             tasks.spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= u64::from(mails) {
                         return anyhow::Ok(());
                     }
-                    send_one(&sender, &mut r, &to, 1_000_000 + i).await?;
+                    let m = super::bench_mail::unique(&pool, i, &format!("{run}-{i}"));
+                    let signed =
+                        SignedMail::seal(&sender.key, sender.name.clone(), m.stored, vec![]);
+                    deliver_signed(&sender, &mut r, signed).await?;
                 }
             });
         }

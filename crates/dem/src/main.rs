@@ -14,9 +14,9 @@
 pub mod admin;
 pub mod bench;
 mod bench_host;
-mod bench_mail;
 mod bench_logs;
 mod bench_lookups;
+mod bench_mail;
 mod bench_monitor;
 mod bench_move;
 mod bench_net;
