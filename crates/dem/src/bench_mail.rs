@@ -9,8 +9,7 @@
 //! clock starts, and makes each delivery's bytes unique with one header
 //! line in front (a host stores equal bytes once, which would flatter it).
 
-use dem_message::corpus::Rng;
-use dem_message::{Address, Compose, OutgoingAttachment};
+use dem_message::corpus::realistic_message;
 use dem_node::mailbox::Incoming;
 use dem_proto::mail::AttachmentRef;
 
@@ -27,50 +26,11 @@ pub fn realistic(seed: u64, i: u64) -> anyhow::Result<StoredMail> {
     realistic_from(seed, i, None)
 }
 
-/// Realistic message `i` of the stream `seed`, from `from` if given (a
-/// host takes mail only from its sealing sender's own address).
+/// Realistic message `i` of the stream `seed` (`corpus::realistic_message`),
+/// from `from` if given, split as a sender's client splits it.
 pub fn realistic_from(seed: u64, i: u64, from: Option<&str>) -> anyhow::Result<StoredMail> {
-    let mut r = Rng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let body = if r.below(2) == 0 {
-        r.log_uniform(256, 4096)
-    } else {
-        r.log_uniform(4096, 1 << 20)
-    };
-    let attachments = if r.below(10) == 0 {
-        let size = r.log_uniform(100 << 10, 10 << 20);
-        vec![OutgoingAttachment {
-            name: format!("report-{i}.pdf"),
-            media_type: "application/pdf".into(),
-            content: r.bytes(size),
-        }]
-    } else {
-        Vec::new()
-    };
-    let raw = dem_message::compose(&Compose {
-        from: match from {
-            Some(email) => Address {
-                name: None,
-                email: email.to_string(),
-            },
-            None => Address {
-                name: Some(format!("Sender {}", r.below(1000))),
-                email: format!("s{}@example.org", r.below(1000)),
-            },
-        },
-        to: vec![Address {
-            name: None,
-            email: "owner@example.org".into(),
-        }],
-        cc: Vec::new(),
-        subject: format!("Re: the numbers for week {} ({i})", r.below(53)),
-        date_ms: 1_700_000_000_000 + i as i64 * 60_000,
-        message_id: format!("{:x}.{i}@example.org", r.next_u64()),
-        in_reply_to: None,
-        references: Vec::new(),
-        text: r.prose(body, "\r\n"),
-        html: None,
-        attachments,
-    })?;
+    let raw = realistic_message(seed, i, from)
+        .ok_or_else(|| anyhow::anyhow!("realistic message {i} of stream {seed} did not compose"))?;
     let split = dem_message::split(&raw)?;
     let cuts = split
         .cuts

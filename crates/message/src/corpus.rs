@@ -532,44 +532,56 @@ pub fn corpus(seed: u64, big: bool) -> Vec<(String, Vec<u8>)> {
 /// and a log-uniform tail to 1 MiB; one mail in ten carries an attachment
 /// of 100 KiB to 10 MiB (log-uniform).
 pub fn realistic(seed: u64, n: usize) -> impl Iterator<Item = Vec<u8>> {
-    let mut r = Rng::new(seed);
-    (0..n).filter_map(move |i| {
-        let body = if r.below(2) == 0 {
-            r.log_uniform(256, 4096)
-        } else {
-            r.log_uniform(4096, 1 << 20)
-        };
-        let attachments = if r.below(10) == 0 {
-            let size = r.log_uniform(100 << 10, 10 << 20);
-            vec![OutgoingAttachment {
-                name: format!("file-{i}.bin"),
-                media_type: "application/octet-stream".into(),
-                content: r.bytes(size),
-            }]
-        } else {
-            Vec::new()
-        };
-        compose(&Compose {
-            from: Address {
-                name: Some(format!("Sender {}", r.below(1000))),
-                email: format!("s{}@example.org", r.below(1000)),
-            },
-            to: vec![Address {
-                name: None,
-                email: format!("r{}@example.net", r.below(1000)),
-            }],
-            cc: Vec::new(),
-            subject: format!("Message {i}"),
-            date_ms: 1_700_000_000_000 + i as i64 * 60_000,
-            message_id: format!("{:x}.{i}@example.org", r.next_u64()),
-            in_reply_to: None,
-            references: Vec::new(),
-            text: r.prose(body, "\r\n"),
-            html: None,
-            attachments,
-        })
-        .ok()
+    (0..n as u64).filter_map(move |i| realistic_message(seed, i, None))
+}
+
+/// Message `i` of the realistic stream `seed`, on its own (so a benchmark
+/// can make any one without the ones before it), from `from` if given
+/// (a host takes mail only from its sealing sender's own address).
+pub fn realistic_message(seed: u64, i: u64, from: Option<&str>) -> Option<Vec<u8>> {
+    let mut r = Rng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let body = if r.below(2) == 0 {
+        r.log_uniform(256, 4096)
+    } else {
+        r.log_uniform(4096, 1 << 20)
+    };
+    let attachments = if r.below(10) == 0 {
+        let size = r.log_uniform(100 << 10, 10 << 20);
+        vec![OutgoingAttachment {
+            name: format!("report-{i}.pdf"),
+            media_type: "application/pdf".into(),
+            content: r.bytes(size),
+        }]
+    } else {
+        Vec::new()
+    };
+    let from = match from {
+        Some(email) => Address {
+            name: None,
+            email: email.to_string(),
+        },
+        None => Address {
+            name: Some(format!("Sender {}", r.below(1000))),
+            email: format!("s{}@example.org", r.below(1000)),
+        },
+    };
+    compose(&Compose {
+        from,
+        to: vec![Address {
+            name: None,
+            email: format!("r{}@example.net", r.below(1000)),
+        }],
+        cc: Vec::new(),
+        subject: format!("Re: the numbers for week {} ({i})", r.below(53)),
+        date_ms: 1_700_000_000_000 + i as i64 * 60_000,
+        message_id: format!("{:x}.{i}@example.org", r.next_u64()),
+        in_reply_to: None,
+        references: Vec::new(),
+        text: r.prose(body, "\r\n"),
+        html: None,
+        attachments,
     })
+    .ok()
 }
 
 /// From, To, Subject, Date, Message-ID and MIME-Version lines.
