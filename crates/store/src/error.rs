@@ -99,6 +99,10 @@ pub enum CommitError {
     /// no record may name them yet; no request of the batch is durable.
     #[error("store database: syncing the snapshot folder: {0}")]
     SnapshotFolderSync(#[source] Shared<std::io::Error>),
+    /// The message pack could not be written or synced, so no record may
+    /// name its new bytes; no request of the batch is durable.
+    #[error("writing the message pack: {0}")]
+    MessagePack(#[source] Shared<std::io::Error>),
     /// redb failed to write or commit the batch; no request of it is durable.
     #[error("store database: {0}")]
     Database(#[source] Shared<redb::Error>),
@@ -120,6 +124,9 @@ pub enum LoadError {
     /// Stored data contradicts itself or cannot be decoded.
     #[error("store data corrupt: {0}")]
     Corrupt(#[source] Corruption),
+    /// A message pack could not be read.
+    #[error("reading the message pack: {0}")]
+    MessagePack(#[source] Shared<std::io::Error>),
 }
 
 /// What is wrong with a mailbox's stored data ([`LoadError::Corrupt`]).

@@ -136,6 +136,8 @@ struct Inner {
     commit_hook: Arc<OnceLock<CommitHook>>,
     /// Large snapshots, as files the `META` records name.
     blobs: Arc<Blobs>,
+    /// Message bytes, which `MESSAGE_PLACES` locates.
+    packs: Arc<messages::pack::Packs>,
     /// The last [`StageToken`] handed out.
     stage_tokens: AtomicU64,
 }
@@ -158,6 +160,20 @@ impl MailboxStore {
             .map_err(redb::Error::from)?;
         tables::init(&db)?;
         let blobs = Arc::new(Blobs::open(dir)?);
+        let durability = if config.fsync {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        let packs = Arc::new(messages::pack::Packs::open(dir, config.fsync)?);
+        let moved = messages::move_into_packs(&db, &packs, durability)
+            .map_err(|e| OpenError::Io(std::io::Error::other(e)))?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "moved the stored messages from the database into packs"
+            );
+        }
         match named_files(&db)? {
             Some(named) => {
                 let swept = blobs.sweep(&named)?;
@@ -183,14 +199,11 @@ impl MailboxStore {
             db: Arc::clone(&db),
             rx,
             ops_max: config.group_commit_ops_max.max(1),
-            durability: if config.fsync {
-                Durability::Immediate
-            } else {
-                Durability::None
-            },
+            durability,
             commits: Arc::clone(&commits),
             commit_hook: Arc::clone(&commit_hook),
             blobs: Arc::clone(&blobs),
+            packs: Arc::clone(&packs),
         };
         let handle = std::thread::Builder::new()
             .name("dem-store-writer".to_owned())
@@ -203,6 +216,7 @@ impl MailboxStore {
                 commits,
                 commit_hook,
                 blobs,
+                packs,
                 stage_tokens: AtomicU64::new(0),
             }),
         };

@@ -1,14 +1,14 @@
 //! Message blobs: the mail bodies that mailbox logs name by hash, stored
-//! once per host beside the mailboxes, in the same redb database.
+//! once per host beside the mailboxes.
 //!
 //! A mailbox's op log records only the BLAKE3 hash of each message (its
 //! RFC 5322 bytes, large parts already split out as floating attachments,
 //! `attachments.rs`); the bytes live here, keyed by that hash, so a mail
-//! sent to many mailboxes of one host is stored once. Every message stays
-//! in redb, unlike large snapshots (`blobs.rs`): a message is at most
-//! [`MESSAGE_BYTES_MAX`] (2 MiB), and redb writes all the messages of a
-//! batch with the batch's one fsync, where files would cost an fsync each
-//! plus their folder's.
+//! sent to many mailboxes of one host is stored once. The bytes are in
+//! append-only pack files and their places in redb (`pack.rs` says why):
+//! a batch's messages cost one sequential write and one `fdatasync` of
+//! the pack, where files would cost an fsync each plus their folder's,
+//! and redb values a rewrite of their neighbours at each commit.
 //!
 //! All writes go through the writer thread (`writer.rs`, the bodies of
 //! the writes are in `messages/write.rs`), so they share its group commit:
@@ -31,12 +31,17 @@
 //! of `read.rs`, and check the bytes against their hash: damaged bytes
 //! are [`Corruption::Message`], never handed out as a mail.
 
+pub(crate) mod pack;
 mod write;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
-use super::error::Corruption;
-use super::tables::{MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_WAITING, MESSAGES, USAGE_KEY};
+use self::pack::{Packs, Place};
+use super::error::{Corruption, Shared};
+use super::tables::{
+    MESSAGE_PLACES, MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_WAITING, MESSAGES, PACK_ENTRIES,
+    PACK_LIVE, USAGE_KEY,
+};
 use super::writer::Op;
 use super::{Commit, CommitError, LoadError, MailboxStore, OP_BYTES_MAX, check_len};
 
@@ -151,16 +156,40 @@ impl MailboxStore {
     /// is [`LoadError::Corrupt`] with [`Corruption::Message`], never wrong
     /// bytes. `None` if this store does not hold it.
     pub fn message(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, LoadError> {
-        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
-        let table = txn.open_table(MESSAGES).map_err(LoadError::database)?;
-        let Some(guard) = table.get(hash).map_err(LoadError::database)? else {
-            return Ok(None);
-        };
-        let bytes = guard.value();
-        if blake3::hash(bytes).as_bytes() != hash {
-            return Err(LoadError::Corrupt(Corruption::Message { hash: *hash }));
+        // A pack compacted between the look-up and the read is gone, and
+        // the message is then in the current pack: look once more.
+        let mut retried = false;
+        loop {
+            let Some(place) = self.message_place(hash)? else {
+                return Ok(None);
+            };
+            let bytes = match self.inner.packs.read(place) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !retried => {
+                    retried = true;
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(LoadError::Corrupt(Corruption::Message { hash: *hash }));
+                }
+                Err(e) => return Err(LoadError::MessagePack(Shared::new(e))),
+            };
+            if blake3::hash(&bytes).as_bytes() != hash {
+                return Err(LoadError::Corrupt(Corruption::Message { hash: *hash }));
+            }
+            return Ok(Some(bytes));
         }
-        Ok(Some(bytes.to_vec()))
+    }
+
+    fn message_place(&self, hash: &[u8; 32]) -> Result<Option<Place>, LoadError> {
+        let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
+        let table = txn
+            .open_table(MESSAGE_PLACES)
+            .map_err(LoadError::database)?;
+        Ok(table
+            .get(hash)
+            .map_err(LoadError::database)?
+            .map(|g| Place::from_row(g.value())))
     }
 
     /// Whether mailbox `id` names the message `hash` here.
@@ -177,7 +206,9 @@ impl MailboxStore {
     /// check the bytes (that is for [`MailboxStore::message`]).
     pub fn has_messages(&self, hashes: &[[u8; 32]]) -> Result<Vec<bool>, LoadError> {
         let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
-        let table = txn.open_table(MESSAGES).map_err(LoadError::database)?;
+        let table = txn
+            .open_table(MESSAGE_PLACES)
+            .map_err(LoadError::database)?;
         hashes
             .iter()
             .map(|h| {
@@ -219,29 +250,170 @@ impl MailboxStore {
     /// Flips the first byte of a stored message, so that tests (here and
     /// in other crates' process tests) can show damage is detected. Exists
     /// only for tests: never call it on a store that matters. `false` if
-    /// the message is not stored, or empty. Bypasses the writer thread
-    /// (redb runs one write transaction at a time, so it waits for the
-    /// writer's).
+    /// the message is not stored, or empty.
     #[doc(hidden)]
-    pub fn corrupt_message_for_tests(&self, hash: &[u8; 32]) -> Result<bool, CommitError> {
-        let txn = self.inner.db.begin_write().map_err(CommitError::database)?;
+    pub fn corrupt_message_for_tests(&self, hash: &[u8; 32]) -> Result<bool, LoadError> {
+        match self.message_place(hash)? {
+            Some(place) if place.len > 0 => {
+                self.inner
+                    .packs
+                    .corrupt_for_tests(place)
+                    .map_err(|e| LoadError::MessagePack(Shared::new(e)))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Most messages moved from redb into the packs per transaction when a
+/// store from before the packs is opened.
+const MOVED_PER_COMMIT: usize = 1024;
+
+/// Moves the message bytes a store from before the packs kept in redb
+/// (`MESSAGES`) into packs, [`MOVED_PER_COMMIT`] per transaction, each
+/// removed from redb in the transaction that records its place. Runs at
+/// open, before the writer thread starts. How many were moved.
+pub(super) fn move_into_packs(
+    db: &Database,
+    packs: &Packs,
+    durability: Durability,
+) -> Result<u64, CommitError> {
+    let mut moved = 0u64;
+    loop {
+        let mut txn = db.begin_write().map_err(CommitError::database)?;
+        txn.set_durability(durability)
+            .map_err(CommitError::database)?;
+        let mut batch = packs
+            .batch()
+            .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
+        let count = {
+            let mut old = txn.open_table(MESSAGES).map_err(CommitError::database)?;
+            let mut places = txn
+                .open_table(MESSAGE_PLACES)
+                .map_err(CommitError::database)?;
+            let mut entries = txn
+                .open_table(PACK_ENTRIES)
+                .map_err(CommitError::database)?;
+            let mut live = txn.open_table(PACK_LIVE).map_err(CommitError::database)?;
+            let mut taken = Vec::new();
+            for entry in old.iter().map_err(CommitError::database)? {
+                let (k, v) = entry.map_err(CommitError::database)?;
+                taken.push((*k.value(), batch.append(v.value())));
+                if taken.len() >= MOVED_PER_COMMIT {
+                    break;
+                }
+            }
+            let mut added = 0u64;
+            for (hash, place) in &taken {
+                old.remove(hash).map_err(CommitError::database)?;
+                places
+                    .insert(hash, place.row())
+                    .map_err(CommitError::database)?;
+                entries
+                    .insert((place.pack, hash), ())
+                    .map_err(CommitError::database)?;
+                added += u64::from(place.len);
+            }
+            if added > 0 {
+                let pack = batch.pack();
+                let before = live
+                    .get(pack)
+                    .map_err(CommitError::database)?
+                    .map_or(0, |g| g.value());
+                live.insert(pack, before.saturating_add(added))
+                    .map_err(CommitError::database)?;
+            }
+            taken.len()
+        };
+        if count == 0 {
+            return Ok(moved);
+        }
+        batch
+            .flush()
+            .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
+        txn.commit().map_err(CommitError::database)?;
+        moved += count as u64;
+    }
+}
+
+/// Copies the live messages of `pack` to the current pack in one
+/// transaction, then deletes its file. The writer thread runs it between
+/// batches, so nothing else writes meanwhile.
+pub(super) fn compact(
+    db: &Database,
+    packs: &Packs,
+    durability: Durability,
+    pack: u32,
+) -> Result<(), CommitError> {
+    let mut txn = db.begin_write().map_err(CommitError::database)?;
+    txn.set_durability(durability)
+        .map_err(CommitError::database)?;
+    let mut batch = packs
+        .batch()
+        .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
+    if batch.pack() == pack {
+        // It became the current pack again (it cannot, numbers only grow,
+        // but a pack being appended to is never deleted).
+        return Ok(());
+    }
+    {
+        let mut places = txn
+            .open_table(MESSAGE_PLACES)
+            .map_err(CommitError::database)?;
+        let mut entries = txn
+            .open_table(PACK_ENTRIES)
+            .map_err(CommitError::database)?;
+        let mut live = txn.open_table(PACK_LIVE).map_err(CommitError::database)?;
+        let mut hashes = Vec::new();
+        for entry in entries
+            .range((pack, &[0u8; 32])..=(pack, &[0xff; 32]))
+            .map_err(CommitError::database)?
         {
-            let mut table = txn.open_table(MESSAGES).map_err(CommitError::database)?;
-            let stored = table.get(hash).map_err(CommitError::database)?;
-            let Some(mut bytes) = stored.map(|g| g.value().to_vec()) else {
-                return Ok(false);
+            hashes.push(*entry.map_err(CommitError::database)?.0.value().1);
+        }
+        let mut added = 0u64;
+        for hash in &hashes {
+            let Some(old) = places
+                .get(hash)
+                .map_err(CommitError::database)?
+                .map(|g| Place::from_row(g.value()))
+            else {
+                continue;
             };
-            let Some(first) = bytes.first_mut() else {
-                return Ok(false);
-            };
-            *first ^= 0xff;
-            table
-                .insert(hash, bytes.as_slice())
+            // Copied as they are, damaged or not: reading checks them.
+            let bytes = packs
+                .read(old)
+                .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
+            let new = batch.append(&bytes);
+            places
+                .insert(hash, new.row())
+                .map_err(CommitError::database)?;
+            entries
+                .remove((pack, hash))
+                .map_err(CommitError::database)?;
+            entries
+                .insert((new.pack, hash), ())
+                .map_err(CommitError::database)?;
+            added += u64::from(new.len);
+        }
+        live.remove(pack).map_err(CommitError::database)?;
+        if added > 0 {
+            let to = batch.pack();
+            let before = live
+                .get(to)
+                .map_err(CommitError::database)?
+                .map_or(0, |g| g.value());
+            live.insert(to, before.saturating_add(added))
                 .map_err(CommitError::database)?;
         }
-        txn.commit().map_err(CommitError::database)?;
-        Ok(true)
     }
+    batch
+        .flush()
+        .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
+    txn.commit().map_err(CommitError::database)?;
+    packs.delete(pack);
+    Ok(())
 }
 
 /// Queues, on a store just opened, the dropping of the references that

@@ -12,11 +12,14 @@
 //! - `STAGED`: id → the token of the import whose log tail is staged in
 //!   `LOG` without a `META` record yet (`import.rs`); created on demand,
 //!   so older stores open as they are.
-//! - `MESSAGES`, `MESSAGE_REFS`, `MESSAGE_USERS`, `MESSAGE_USAGE`,
-//!   `MESSAGE_WAITING`: the mail bodies the logs name by hash, who
-//!   references them, and which ids referenced some before their mailbox
-//!   was here (`messages.rs`); created on the first open of a store from
-//!   before them, which holds none.
+//! - `MESSAGE_PLACES`, `PACK_ENTRIES`, `PACK_LIVE`, `MESSAGE_REFS`,
+//!   `MESSAGE_USERS`, `MESSAGE_USAGE`, `MESSAGE_WAITING`: where the mail
+//!   bodies the logs name by hash are in the pack files
+//!   (`messages/pack.rs`), who references them, and which ids referenced
+//!   some before their mailbox was here (`messages.rs`); created on the
+//!   first open of a store from before them.
+//! - `MESSAGES`: the bodies themselves, as the build before the packs kept
+//!   them; the open moves any it finds into packs.
 //! - `INFO`: "format" → [`FORMAT`], checked on open.
 
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -31,8 +34,18 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("mail
 pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mailbox_log");
 pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_snapshot");
 pub(super) const STAGED: TableDefinition<&str, u64> = TableDefinition::new("mailbox_staged_log");
-/// BLAKE3 of a message → its bytes (at most [`super::MESSAGE_BYTES_MAX`]).
+/// BLAKE3 of a message → its bytes, as stores before the packs kept them;
+/// emptied into the packs on open (`messages::move_into_packs`).
 pub(super) const MESSAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("messages");
+/// BLAKE3 of a message → (pack, offset, length) of its bytes.
+pub(super) const MESSAGE_PLACES: TableDefinition<&[u8; 32], (u32, u64, u32)> =
+    TableDefinition::new("message_places");
+/// (pack, message hash): the messages whose bytes a pack holds, for
+/// compacting it without walking every place.
+pub(super) const PACK_ENTRIES: TableDefinition<(u32, &[u8; 32]), ()> =
+    TableDefinition::new("pack_entries");
+/// Pack → bytes of it that places name (the rest is dead).
+pub(super) const PACK_LIVE: TableDefinition<u32, u64> = TableDefinition::new("pack_live");
 /// (mailbox id, message hash): the mailbox references the message.
 pub(super) const MESSAGE_REFS: TableDefinition<(&str, &[u8; 32]), ()> =
     TableDefinition::new("message_refs");
@@ -137,7 +150,13 @@ pub(super) fn init(db: &Database) -> Result<(), OpenError> {
                     // The message tables came later within this format:
                     // a store without them holds no messages and gets
                     // them below, so that reads never meet a missing table.
-                    Some(FORMAT) if has_table(&read, MESSAGE_USAGE)? => return Ok(()),
+                    Some(FORMAT)
+                        if has_table(&read, MESSAGE_PLACES)?
+                            && has_table(&read, MESSAGE_USAGE)?
+                            && has_table(&read, MESSAGES)? =>
+                    {
+                        return Ok(());
+                    }
                     Some(FORMAT) => {}
                     Some(found) => {
                         return Err(OpenError::UnsupportedFormat {
@@ -158,6 +177,9 @@ pub(super) fn init(db: &Database) -> Result<(), OpenError> {
         txn.open_table(LOG).map_err(redb::Error::from)?;
         txn.open_table(SNAPSHOT).map_err(redb::Error::from)?;
         txn.open_table(MESSAGES).map_err(redb::Error::from)?;
+        txn.open_table(MESSAGE_PLACES).map_err(redb::Error::from)?;
+        txn.open_table(PACK_ENTRIES).map_err(redb::Error::from)?;
+        txn.open_table(PACK_LIVE).map_err(redb::Error::from)?;
         txn.open_table(MESSAGE_REFS).map_err(redb::Error::from)?;
         txn.open_table(MESSAGE_USERS).map_err(redb::Error::from)?;
         txn.open_table(MESSAGE_USAGE).map_err(redb::Error::from)?;

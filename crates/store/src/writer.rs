@@ -31,11 +31,12 @@ use super::error::Shared;
 use super::import::{
     ImportTail, Imported, StageToken, clear_log, drop_staged_log, import, stage_log,
 };
+use super::messages::pack::{PackBatch, Packs};
 use super::messages::{self, Message};
 use super::staging::ImportSnapshot;
 use super::tables::{
-    LOG, MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_USERS, MESSAGE_WAITING, MESSAGES, META, MetaRecord,
-    SNAPSHOT, STAGED, SnapshotHeader,
+    LOG, MESSAGE_PLACES, MESSAGE_REFS, MESSAGE_USAGE, MESSAGE_USERS, MESSAGE_WAITING, META,
+    MetaRecord, PACK_ENTRIES, PACK_LIVE, SNAPSHOT, STAGED, SnapshotHeader,
 };
 use super::{CommitError, CommitHook, MailboxMeta, SnapshotRecord};
 
@@ -95,6 +96,8 @@ pub(super) struct Writer {
     pub commit_hook: Arc<OnceLock<CommitHook>>,
     /// Where snapshots of at least `BLOB_BYTES_MIN` go.
     pub blobs: Arc<Blobs>,
+    /// Where message bytes go.
+    pub packs: Arc<Packs>,
 }
 
 /// The snapshot files one batch writes and the ones it stops naming.
@@ -112,11 +115,18 @@ pub(super) struct Tables<'txn> {
     pub log: Table<'txn, (&'static str, u64), &'static [u8]>,
     pub snapshot: Table<'txn, &'static str, &'static [u8]>,
     pub staged: Table<'txn, &'static str, u64>,
-    pub messages: Table<'txn, &'static [u8; 32], &'static [u8]>,
+    pub places: Table<'txn, &'static [u8; 32], (u32, u64, u32)>,
+    pub pack_entries: Table<'txn, (u32, &'static [u8; 32]), ()>,
+    pub pack_live: Table<'txn, u32, u64>,
     pub message_refs: Table<'txn, (&'static str, &'static [u8; 32]), ()>,
     pub message_users: Table<'txn, (&'static [u8; 32], &'static str), ()>,
     pub message_usage: Table<'txn, &'static str, (u64, u64)>,
     pub message_waiting: Table<'txn, &'static str, ()>,
+    /// The batch's message bytes, written before the commit.
+    pub pack: PackBatch<'txn>,
+    pub packs: &'txn Packs,
+    /// Packs whose live bytes fell under half: compacted after the commit.
+    pub compact: Vec<u32>,
 }
 
 /// A mailbox's `META` record as the batch has left it so far.
@@ -220,13 +230,19 @@ impl Writer {
             written: false,
             doomed: Vec::new(),
         };
-        {
+        let (pack, compact) = {
             let mut t = Tables {
                 meta: txn.open_table(META).map_err(CommitError::database)?,
                 log: txn.open_table(LOG).map_err(CommitError::database)?,
                 snapshot: txn.open_table(SNAPSHOT).map_err(CommitError::database)?,
                 staged: txn.open_table(STAGED).map_err(CommitError::database)?,
-                messages: txn.open_table(MESSAGES).map_err(CommitError::database)?,
+                places: txn
+                    .open_table(MESSAGE_PLACES)
+                    .map_err(CommitError::database)?,
+                pack_entries: txn
+                    .open_table(PACK_ENTRIES)
+                    .map_err(CommitError::database)?,
+                pack_live: txn.open_table(PACK_LIVE).map_err(CommitError::database)?,
                 message_refs: txn
                     .open_table(MESSAGE_REFS)
                     .map_err(CommitError::database)?,
@@ -239,6 +255,12 @@ impl Writer {
                 message_waiting: txn
                     .open_table(MESSAGE_WAITING)
                     .map_err(CommitError::database)?,
+                pack: self
+                    .packs
+                    .batch()
+                    .map_err(|e| CommitError::MessagePack(Shared::new(e)))?,
+                packs: &self.packs,
+                compact: Vec::new(),
             };
             let mut cache: HashMap<&str, Slot> = HashMap::new();
             for req in batch {
@@ -253,11 +275,14 @@ impl Writer {
                 }
                 .map_err(CommitError::database)?;
             }
-        }
+            (t.pack, t.compact)
+        };
         // What the hook is told: the fsyncs (the folder's, the commit's),
         // not the applying before them, which grows with the batch.
         let durable = Instant::now();
         // The files must outlive a crash before a record names them.
+        pack.flush()
+            .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
         if files.written {
             files
                 .blobs
@@ -270,6 +295,14 @@ impl Writer {
         }
         for name in &files.doomed {
             files.blobs.delete(name);
+        }
+        for pack in compact {
+            // The batch is durable whatever happens here: a compaction
+            // that fails leaves the pack as it was, to be tried again at
+            // its next removal.
+            if let Err(e) = messages::compact(&self.db, &self.packs, self.durability, pack) {
+                tracing::warn!(pack, "compacting a message pack: {e}");
+            }
         }
         Ok(results)
     }

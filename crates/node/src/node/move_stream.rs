@@ -255,20 +255,24 @@ impl Node {
         let user = owner_of(header)?;
         let id = &header.mailbox;
         let received = async {
+            let mut commits = MessageCommits::default();
             let mut importer = Importer::new();
             let mut frames = FrameReader::new(&mut ex.recv);
             while let Some(bytes) = frames.next(FRAME_BYTES_MAX).await.map_err(|e| bad(&e))? {
                 self.traffic.frame(Kind::Full, bytes.len());
                 importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
                 if importer.messages_pending_bytes() >= MESSAGES_HELD_BYTES {
-                    self.keep_messages(id, importer.take_messages()).await?;
+                    self.keep_messages(id, importer.take_messages(), &mut commits)
+                        .await?;
                 }
             }
             let imported = importer.finish().map_err(|e| bad(&e))?;
             if imported.mailbox != header.mailbox {
                 return Err(bad(&"the stream is for another mailbox"));
             }
-            self.keep_messages(id, imported.messages).await?;
+            self.keep_messages(id, imported.messages, &mut commits)
+                .await?;
+            commits.settle().await?;
             self.insert_carried_code(imported.code)?;
             Ok((user, imported.state))
         }
@@ -340,11 +344,15 @@ impl Node {
 
     /// Stores the message blobs a stream carried for mailbox `id`, in
     /// commits the store takes (each blob keyed by its own hash, so a peer
-    /// cannot pass off other bytes as a message an op names).
+    /// cannot pass off other bytes as a message an op names). Returns once
+    /// they are handed to the store and the commit before them is durable,
+    /// so the next batch is read off the stream while this one is written;
+    /// [`MessageCommits::settle`] waits for the last.
     pub(super) async fn keep_messages(
         &self,
         id: &MailboxId,
         messages: Vec<Vec<u8>>,
+        commits: &mut MessageCommits,
     ) -> Result<(), WireError> {
         let Some(store) = self.mailboxes.store() else {
             return Ok(());
@@ -356,20 +364,16 @@ impl Node {
                 && (batch.len() >= dem_store::MESSAGES_PER_REQUEST_MAX
                     || bytes + m.len() > dem_store::MESSAGES_REQUEST_BYTES_MAX)
             {
-                store
-                    .put_messages(id.as_str(), std::mem::take(&mut batch))
-                    .await
-                    .map_err(internal)?;
+                commits
+                    .push(store.put_messages(id.as_str(), std::mem::take(&mut batch)))
+                    .await?;
                 bytes = 0;
             }
             bytes += m.len();
             batch.push(m);
         }
         if !batch.is_empty() {
-            store
-                .put_messages(id.as_str(), batch)
-                .await
-                .map_err(internal)?;
+            commits.push(store.put_messages(id.as_str(), batch)).await?;
         }
         Ok(())
     }
@@ -420,6 +424,33 @@ pub(super) fn owner_of(header: &ExportHeader) -> Result<UserId, WireError> {
 
 /// Message bytes a receiver holds before it stores them.
 pub(super) const MESSAGES_HELD_BYTES: usize = 16 << 20;
+
+/// The message commits of one incoming transfer, at most one in flight
+/// while the next batch is read: the receiver holds at most two batches
+/// ([`MESSAGES_HELD_BYTES`] each) whatever the sender's pace.
+#[derive(Default)]
+pub(super) struct MessageCommits {
+    in_flight: Option<dem_store::Commit>,
+}
+
+impl MessageCommits {
+    /// Waits for the commit in flight, then puts `commit` in its place.
+    async fn push(&mut self, commit: dem_store::Commit) -> Result<(), WireError> {
+        let earlier = self.in_flight.replace(commit);
+        match earlier {
+            Some(c) => c.await.map_err(internal),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every batch handed to the store is durable.
+    pub(super) async fn settle(&mut self) -> Result<(), WireError> {
+        match self.in_flight.take() {
+            Some(c) => c.await.map_err(internal),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Reads the message blobs an export carries from `store`. A blob that is
 /// damaged here is left out like a missing one rather than stop the move:

@@ -1,7 +1,8 @@
 //! The message writes, inside the writer thread's batch transaction
 //! (`writer.rs` calls them per request): storing blobs with their
 //! references, dropping references, and removing each blob in the
-//! transaction that drops its last reference.
+//! transaction that drops its last reference. The bytes go to the batch's
+//! pack appends (`pack.rs`), their places to `MESSAGE_PLACES`.
 //!
 //! They work on the transaction's tables directly, not on a per-batch
 //! cache as `META` does: redb's write transaction sees its own writes, so
@@ -13,6 +14,7 @@
 use redb::ReadableTable;
 
 use super::Message;
+use super::pack::Place;
 use crate::CommitError;
 use crate::tables::USAGE_KEY;
 use crate::writer::Tables;
@@ -27,14 +29,12 @@ pub(crate) fn bytes(messages: &[Message]) -> usize {
 pub(crate) fn put(t: &mut Tables<'_>, id: &str, messages: &[Message]) -> Result<(), CommitError> {
     for m in messages {
         let stored = t
-            .messages
+            .places
             .get(&m.hash)
             .map_err(CommitError::database)?
             .is_some();
         if !stored {
-            t.messages
-                .insert(&m.hash, m.bytes.as_slice())
-                .map_err(CommitError::database)?;
+            place(t, &m.hash, &m.bytes)?;
             count_usage(t, Change::Added, m.bytes.len())?;
         }
         t.message_refs
@@ -60,11 +60,8 @@ pub(crate) fn repair(t: &mut Tables<'_>, m: &Message) -> Result<(), CommitError>
     if !named {
         return Ok(());
     }
-    let old = t
-        .messages
-        .insert(&m.hash, m.bytes.as_slice())
-        .map_err(CommitError::database)?
-        .map(|g| g.value().len());
+    let old = unplace(t, &m.hash)?.map(|p| p.len as usize);
+    place(t, &m.hash, &m.bytes)?;
     match old {
         Some(len) if len != m.bytes.len() => {
             count_usage(t, Change::Removed, len)?;
@@ -151,11 +148,7 @@ fn unref(t: &mut Tables<'_>, id: &str, hash: &[u8; 32]) -> Result<(), CommitErro
     if still_used {
         return Ok(());
     }
-    let removed = t
-        .messages
-        .remove(hash)
-        .map_err(CommitError::database)?
-        .map(|g| g.value().len());
+    let removed = unplace(t, hash)?.map(|p| p.len as usize);
     // A reference without its blob would be a bug of this module, but the
     // reference is the thing to drop then, and there are no bytes to count.
     if let Some(len) = removed {
@@ -189,4 +182,59 @@ fn count_usage(t: &mut Tables<'_>, change: Change, len: usize) -> Result<(), Com
         .insert(USAGE_KEY, sums)
         .map_err(CommitError::database)?;
     Ok(())
+}
+
+/// Appends `bytes` to the batch's pack and records where they are.
+pub(crate) fn place(t: &mut Tables<'_>, hash: &[u8; 32], bytes: &[u8]) -> Result<(), CommitError> {
+    let p = t.pack.append(bytes);
+    t.places
+        .insert(hash, p.row())
+        .map_err(CommitError::database)?;
+    t.pack_entries
+        .insert((p.pack, hash), ())
+        .map_err(CommitError::database)?;
+    add_live(t, p.pack, i64::from(p.len)).map(drop)
+}
+
+/// Forgets where `hash`'s bytes are, which makes them dead; its pack is
+/// queued for compaction once less than half of it is live.
+pub(crate) fn unplace(t: &mut Tables<'_>, hash: &[u8; 32]) -> Result<Option<Place>, CommitError> {
+    let Some(p) = t
+        .places
+        .remove(hash)
+        .map_err(CommitError::database)?
+        .map(|g| Place::from_row(g.value()))
+    else {
+        return Ok(None);
+    };
+    t.pack_entries
+        .remove((p.pack, hash))
+        .map_err(CommitError::database)?;
+    let live = add_live(t, p.pack, -i64::from(p.len))?;
+    if p.pack != t.pack.pack()
+        && !t.compact.contains(&p.pack)
+        && live.saturating_mul(2) < t.packs.file_len(p.pack)
+    {
+        t.compact.push(p.pack);
+    }
+    Ok(Some(p))
+}
+
+/// Changes a pack's live bytes by `delta`; the new sum. Saturating, like
+/// [`count_usage`]: a sum gone wrong costs an early or late compaction.
+fn add_live(t: &mut Tables<'_>, pack: u32, delta: i64) -> Result<u64, CommitError> {
+    let live = t
+        .pack_live
+        .get(pack)
+        .map_err(CommitError::database)?
+        .map_or(0, |g| g.value());
+    let live = live.saturating_add_signed(delta);
+    if live == 0 {
+        t.pack_live.remove(pack).map_err(CommitError::database)?;
+    } else {
+        t.pack_live
+            .insert(pack, live)
+            .map_err(CommitError::database)?;
+    }
+    Ok(live)
 }

@@ -68,6 +68,7 @@ fn bad_request_in_one_batch_fails_alone() {
         commits: Arc::new(AtomicU64::new(0)),
         commit_hook: Arc::default(),
         blobs: Arc::clone(&store.inner.blobs),
+        packs: Arc::clone(&store.inner.packs),
     };
     let request = |id: &str, op| Request {
         id: id.into(),

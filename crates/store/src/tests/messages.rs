@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use redb::Durability;
+use redb::{Durability, ReadableTable as _};
 use tokio::sync::oneshot;
 
 use super::super::messages::Message;
@@ -368,6 +368,7 @@ fn requests_of_one_batch_see_one_another() -> TestResult {
         commits: Arc::new(AtomicU64::new(0)),
         commit_hook: Arc::default(),
         blobs: Arc::clone(&store.inner.blobs),
+        packs: Arc::clone(&store.inner.packs),
     };
     let request = |id: &str, op| Request {
         id: id.into(),
@@ -451,5 +452,70 @@ fn a_store_from_before_messages_gets_their_tables() -> TestResult {
         .append_with_messages("a", 1, b"1".to_vec(), vec![b"m".to_vec()])
         .wait_blocking()?;
     assert_eq!(store.message(&hash(b"m"))?, Some(b"m".to_vec()));
+    Ok(())
+}
+
+#[test]
+fn messages_kept_in_the_database_by_an_older_build_move_into_packs() -> TestResult {
+    use super::super::tables::{MESSAGE_PLACES, PACK_ENTRIES, PACK_LIVE};
+    let dir = tempfile::tempdir()?;
+    let old = b"Subject: kept in redb\r\n\r\nas the build before the packs did".to_vec();
+    {
+        let store = with_mailboxes(dir.path(), &["a"])?;
+        store.put_messages("a", vec![old.clone()]).wait_blocking()?;
+        store.shutdown();
+        // Rewrite it as the older build stored it: bytes in `MESSAGES`.
+        let txn = store.inner.db.begin_write()?;
+        {
+            let h = hash(&old);
+            let mut places = txn.open_table(MESSAGE_PLACES)?;
+            let (pack, _, _) = places.remove(&h)?.map(|g| g.value()).ok_or("no place")?;
+            txn.open_table(PACK_ENTRIES)?.remove((pack, &h))?;
+            txn.open_table(PACK_LIVE)?.remove(pack)?;
+            txn.open_table(MESSAGES)?.insert(&h, old.as_slice())?;
+        }
+        txn.commit()?;
+    }
+    let store = open(dir.path());
+    assert_eq!(store.message(&hash(&old))?, Some(old.clone()));
+    assert_eq!(store.message_refs("a")?, vec![hash(&old)]);
+    let read = store.inner.db.begin_read()?;
+    assert!(
+        read.open_table(MESSAGES)?.iter()?.next().is_none(),
+        "moved out of redb"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_pack_mostly_dead_is_compacted_and_its_live_messages_stay_readable() -> TestResult {
+    use super::super::messages::pack::PACK_BYTES_MAX;
+    let dir = tempfile::tempdir()?;
+    let store = with_mailboxes(dir.path(), &["a", "b"])?;
+    // Two megabytes each, distinct: enough to fill the first pack and
+    // roll over to a second.
+    let message = |i: u32| {
+        let mut m = vec![b'x'; 2 << 20];
+        m[..4].copy_from_slice(&i.to_le_bytes());
+        m
+    };
+    let count = (PACK_BYTES_MAX / (2 << 20)) as u32 + 2;
+    for i in 0..count {
+        let id = if i % 8 == 0 { "b" } else { "a" };
+        store.put_messages(id, vec![message(i)]).wait_blocking()?;
+    }
+    let packs_dir = dir.path().join("messages");
+    let files = || std::fs::read_dir(&packs_dir).map(|d| d.count());
+    assert_eq!(files()?, 2, "rolled over to a second pack");
+    // "a" lets go of all of its: most of the first pack is dead.
+    store.retain_message_refs("a", vec![]).wait_blocking()?;
+    assert_eq!(files()?, 1, "the first pack was compacted away");
+    for i in (0..count).filter(|i| i % 8 == 0) {
+        assert_eq!(store.message(&hash(&message(i)))?, Some(message(i)));
+    }
+    assert_eq!(store.message(&hash(&message(1)))?, None);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.message(&hash(&message(8)))?, Some(message(8)));
     Ok(())
 }

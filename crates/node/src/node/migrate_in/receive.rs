@@ -9,6 +9,7 @@
 use tokio::sync::mpsc;
 
 use super::super::Node;
+use super::super::move_stream::MessageCommits;
 use super::super::serve::internal;
 use super::super::traffic::Kind;
 use crate::mailbox::actor::{ExportedState, vv_after};
@@ -175,6 +176,7 @@ impl Node {
         ex: &mut Exchange,
     ) -> Result<Incoming, WireError> {
         let mut importer = Importer::streaming();
+        let mut commits = MessageCommits::default();
         let mut sink: Option<Sink> = None;
         // A tail that comes before its snapshot is written meanwhile,
         // unless this host has a copy the import may replace.
@@ -204,7 +206,7 @@ impl Node {
             let handled = importer.handle_encoded(&bytes).map_err(|e| bad(&e))?;
             check_ms += t.elapsed().as_secs_f64() * 1e3;
             if importer.messages_pending_bytes() >= super::super::move_stream::MESSAGES_HELD_BYTES {
-                self.keep_messages(&header.mailbox, importer.take_messages())
+                self.keep_messages(&header.mailbox, importer.take_messages(), &mut commits)
                     .await?;
             }
             if staged_tail.is_none()
@@ -256,13 +258,23 @@ impl Node {
             }
             Some(Sink::Memory(bytes)) => {
                 return self
-                    .finish_incoming(&header.mailbox, importer, (Some(bytes), None), staged_tail)
+                    .finish_incoming(
+                        &header.mailbox,
+                        (importer, commits),
+                        (Some(bytes), None),
+                        staged_tail,
+                    )
                     .await;
             }
             None => None,
         };
-        self.finish_incoming(&header.mailbox, importer, (None, staged_file), staged_tail)
-            .await
+        self.finish_incoming(
+            &header.mailbox,
+            (importer, commits),
+            (None, staged_file),
+            staged_tail,
+        )
+        .await
     }
 
     /// Where the chunks of a snapshot of `size_bytes` go.
@@ -303,12 +315,14 @@ impl Node {
     async fn finish_incoming(
         &self,
         id: &MailboxId,
-        importer: Importer,
+        (importer, mut commits): (Importer, MessageCommits),
         (kept, staging): (Option<Vec<u8>>, Option<SnapshotStaging>),
         staged_tail: Option<StagedTail>,
     ) -> Result<Incoming, WireError> {
         let imported = importer.finish().map_err(|e| bad(&e))?;
-        self.keep_messages(id, imported.messages).await?;
+        self.keep_messages(id, imported.messages, &mut commits)
+            .await?;
+        commits.settle().await?;
         self.insert_carried_code(imported.code)?;
         let mut state = imported.state;
         let streamed = imported.streamed;
