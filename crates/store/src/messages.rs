@@ -27,9 +27,10 @@
 //! a crash between `put_messages` and a failed import's cleanup leaks
 //! nothing.
 //!
-//! Reads are redb read transactions on the caller's thread, like the rest
-//! of `read.rs`, and check the bytes against their hash: damaged bytes
-//! are [`Corruption::Message`], never handed out as a mail.
+//! Reads run on the caller's thread, like the rest of `read.rs`: a redb
+//! read transaction for the place, a `pread` of the pack for the bytes,
+//! which are checked against their hash: damaged bytes are
+//! [`Corruption::Message`], never handed out as a mail.
 
 pub(crate) mod pack;
 mod write;

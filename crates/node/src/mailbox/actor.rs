@@ -210,6 +210,11 @@ pub(crate) struct MailboxActor {
     vv: VersionVector,
     /// Recent ops, to ship to replicas that lack them.
     window: Window,
+    /// The message blobs of logged ops not yet durable, by hash, with the
+    /// seq of their op: the store cannot read them back before their
+    /// commit, but a replica may be sent the op meanwhile, and must get
+    /// its bytes with it.
+    unsettled_messages: HashMap<[u8; 32], (u64, Arc<[u8]>)>,
     /// Whether `vv` and `window` have been read from the store yet.
     loaded: bool,
     residents: Arc<Residents>,
@@ -267,6 +272,7 @@ impl MailboxActor {
             durable: watch::Sender::new(Durability::default()),
             vv: VersionVector::new(),
             window: Window::default(),
+            unsettled_messages: HashMap::new(),
             loaded: false,
             residents: parts.residents.clone(),
             resident: None,

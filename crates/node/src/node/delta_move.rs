@@ -90,6 +90,24 @@ impl Node {
         let code = self
             .missing_code_at(&conn, CodeHash(delta.meta.code_hash), &delta.plugins)
             .await?;
+        // A copy that missed a blob (its delivery was shipped before the
+        // bytes, or a repair never came) would lose that mail for good once
+        // the source lets go: such a copy gets the whole state instead,
+        // which carries exactly the blobs it lacks.
+        let id = mailbox_id(&user).map_err(MigrateError::Pause)?;
+        let mut lacking = self.missing_messages_at(&conn, &id, &delta.listed).await?;
+        for m in &delta.messages {
+            lacking.remove(blake3::hash(m).as_bytes());
+        }
+        if !lacking.is_empty() {
+            return Err(MigrateError::Target(WireError::new(
+                CONFLICT,
+                format!(
+                    "the target's copy lacks {} message(s) the mailbox names",
+                    lacking.len()
+                ),
+            )));
+        }
         let frames = encode_delta(&code, &delta.messages, &delta.ops)
             .map_err(|e| MigrateError::Pause(internal(e)))?;
         let request = HostRequest::MoveDelta(Box::new(DeltaHeader {

@@ -99,10 +99,18 @@ impl Node {
         let lacking = self.missing_messages_at(&conn, id, &state.messages).await?;
         let asked_ms = t.elapsed().as_secs_f64() * 1e3;
         let read = message_source(self.mailboxes.store().cloned());
+        // How long reading the blobs takes, for the debug log.
+        let read_us = std::sync::atomic::AtomicU64::new(0);
         // Only the blobs the target's copy does not name travel.
         let source = |h: &[u8; 32]| {
             if lacking.contains(h) {
-                read(h)
+                let t = std::time::Instant::now();
+                let found = read(h);
+                read_us.fetch_add(
+                    t.elapsed().as_micros() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                found
             } else {
                 Ok(None)
             }
@@ -132,6 +140,8 @@ impl Node {
         // overflowed (`TransportConfig::socket_buffer_bytes`).
         let after = conn.quinn().stats().path;
         tracing::debug!(
+            sent_ms = t.elapsed().as_secs_f64() * 1e3,
+            read_ms = read_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3,
             sent_packets = after.sent_packets.saturating_sub(before.sent_packets),
             lost_packets = after.lost_packets.saturating_sub(before.lost_packets),
             congestion_events = after
@@ -208,6 +218,9 @@ impl Node {
             write_frame(send, request).await.map_err(target)?;
             let mut batch = FrameBatch::new(send);
             let mut written = Ok(());
+            // Time spent waiting for the stream (flow control) against
+            // making the frames, for the debug log.
+            let (started, mut waited) = (std::time::Instant::now(), std::time::Duration::ZERO);
             for frame in frames {
                 let frame = match frame {
                     Ok(frame) => frame,
@@ -217,7 +230,9 @@ impl Node {
                         ))));
                     }
                 };
+                let t = std::time::Instant::now();
                 written = batch.push_parts(&frame.head, frame.body).await;
+                waited += t.elapsed();
                 if written.is_err() {
                     break;
                 }
@@ -225,6 +240,11 @@ impl Node {
             if written.is_ok() {
                 written = batch.flush().await;
             }
+            tracing::debug!(
+                frames_ms = started.elapsed().as_secs_f64() * 1e3,
+                waited_ms = waited.as_secs_f64() * 1e3,
+                "wrote the frames"
+            );
             written
         };
         if let Err(e) = written {

@@ -3,6 +3,8 @@
 //! rebuilding the instance from the last snapshot plus the log tail (wake),
 //! and the snapshot policy (periodic and before hibernation).
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
 use super::{Durability, E, MailboxActor, Reply, Tracked};
@@ -145,8 +147,15 @@ impl MailboxActor {
         self.applied_seq += 1;
         let seq = self.applied_seq;
         self.log_bytes += bytes.len() as u64;
+        let settled = self.durable.borrow().settled;
+        self.unsettled_messages.retain(|_, (s, _)| *s > settled);
         let commit = match message {
-            Some(m) => store.append_with_messages(self.id.as_str(), seq, bytes, vec![m]),
+            Some(m) => {
+                let hash = *blake3::hash(&m).as_bytes();
+                self.unsettled_messages
+                    .insert(hash, (seq, Arc::from(m.as_slice())));
+                store.append_with_messages(self.id.as_str(), seq, bytes, vec![m])
+            }
             None => store.append(self.id.as_str(), seq, bytes),
         };
         let durable = self.durable.clone();

@@ -168,6 +168,11 @@ impl MailboxActor {
             if !seen.insert(hash) {
                 continue;
             }
+            // An op whose commit is still in flight: its bytes are here.
+            if let Some((_, bytes)) = self.unsettled_messages.get(&hash) {
+                out.push(bytes.to_vec());
+                continue;
+            }
             match store.message(&hash) {
                 Ok(Some(bytes)) => out.push(bytes),
                 Ok(None) => tracing::warn!(

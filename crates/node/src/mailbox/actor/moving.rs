@@ -49,6 +49,10 @@ pub struct DeltaState {
     pub ops: Vec<Arc<[u8]>>,
     /// The message blobs the deliveries among `ops` name.
     pub messages: Vec<Vec<u8>>,
+    /// Every blob the mailbox's index names: the target's copy must name
+    /// each of them, or be sent the whole state (which carries the ones
+    /// it lacks), since the source lets go of its copy after the move.
+    pub listed: Vec<[u8; 32]>,
 }
 
 /// A move's read of the durable state made while the mailbox still runs
@@ -131,6 +135,7 @@ impl MailboxActor {
         };
         let plugins = self.listed_plugins().await?;
         let messages = self.messages_for(&ops);
+        let listed = self.listed_messages().await?;
         Ok(Some(DeltaState {
             meta: self.meta.clone(),
             plugins,
@@ -138,6 +143,7 @@ impl MailboxActor {
             vv: self.vv.clone(),
             ops,
             messages,
+            listed,
         }))
     }
 
