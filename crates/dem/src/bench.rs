@@ -102,6 +102,12 @@ pub enum Bench {
         /// Mails read and checked byte for byte after each step.
         #[arg(long, default_value_t = 200)]
         sample: usize,
+        /// Then set R=1 and move the mailbox onto the trimmed replica's
+        /// unlisted copy, which names every blob: the nearest case to a move
+        /// that sends only the index (a move onto a listed replica is
+        /// refused).
+        #[arg(long)]
+        onto_copy: bool,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -251,12 +257,14 @@ async fn run_one(args: BenchArgs) -> anyhow::Result<Option<(serde_json::Value, b
             mails,
             mail_bytes,
             sample,
+            onto_copy,
             json,
         } => {
             let params = super::bench_size::SizeParams {
                 mails: mails.max(1),
                 mail_bytes: mail_bytes.max(256),
                 sample,
+                onto_copy,
             };
             Ok(Some((super::bench_size::run(params).await?, json)))
         }

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use super::bench_mail::{StoredMail, sized_from, unique};
 use super::bench_net::{Proc, User, deliver_signed, ms, register};
 use super::bench_size_check::{
-    Sample, first_list_at, holders, list_all, pull, stats, traffic, wait_in_sync,
+    Sample, first_list_at, holders, list_all, pull, stats, traffic, trim_to_one, wait_in_sync,
 };
 use dem_client::{MailboxRef, Target, now_ms};
 use dem_identity::HostId;
@@ -56,6 +56,8 @@ pub struct SizeParams {
     pub mail_bytes: usize,
     /// Mails read and checked after each step.
     pub sample: usize,
+    /// Also set R=1 and move onto the trimmed replica's unlisted copy.
+    pub onto_copy: bool,
 }
 
 /// Senders filling the mailbox, each with its own session.
@@ -88,11 +90,14 @@ pub async fn run(p: SizeParams) -> anyhow::Result<Value> {
     };
     // A long lease: the restart below must not look like a lost host
     // whose replica the keeper regenerates meanwhile.
+    let http = free_tcp("127.0.0.250")?;
     let unit = Proc::start(
         &[
             "dispatch",
             "--listen",
             "127.0.0.250:0",
+            "--http",
+            &http,
             "--data",
             &path("unit")?,
             "--replicas",
@@ -118,6 +123,11 @@ pub async fn run(p: SizeParams) -> anyhow::Result<Value> {
                 &path(&format!("host-{i}"))?,
                 "--heartbeat-ms",
                 "1000",
+                // Rounds often enough to trim a replica soon after R drops
+                // (step 5), with a grace of 5 rounds before an unlisted
+                // copy may go: time for the move onto it.
+                "--keeper-ms",
+                "2000",
             ]
             .map(String::from)
             .to_vec(),
@@ -221,6 +231,46 @@ pub async fn run(p: SizeParams) -> anyhow::Result<Value> {
         );
     }
 
+    // 5b (`--onto-copy`). The nearest real case: R set to 1, so one copy is trimmed and
+    // stays a while unlisted; a move onto it is authorized, and the
+    // source sends only what that copy lacks.
+    let onto_copy = if p.onto_copy && index_only_ms.is_none() {
+        let token = std::fs::read_to_string(d.join("unit").join("admin.token"))
+            .context("reading the unit's admin token")?;
+        let kept = trim_to_one(&big, &format!("http://{http}"), token.trim(), SETTLE_LIMIT).await?;
+        // The copy trimmed is whichever of the two the keeper let go.
+        let ki = proc_of(&hosts, kept)?;
+        let other = if ki == ti { ri } else { ti };
+        let onto = addr(&hosts, other)?;
+        let before = traffic(&big, &onto).await?;
+        let moved = pull(&big, &addr(&hosts, ki)?, &onto).await?;
+        let after = traffic(&big, &onto).await?;
+        match moved {
+            Ok(took) => {
+                holder = other;
+                let read = sample.check(&big).await?;
+                let (read_ms, bad) = (round3(read.ms_per_mail), read.bad);
+                let unread = bad.len();
+                check(
+                    bad.is_empty(),
+                    format!("read after the move onto the copy: {bad:?}"),
+                );
+                Some(json!({
+                    "ms": ms(took),
+                    "full_bytes": after.full_bytes - before.full_bytes,
+                    "delta_bytes": after.delta_bytes - before.delta_bytes,
+                    "delta_moves": after.delta_moves - before.delta_moves,
+                    "full_moves": after.full_moves - before.full_moves,
+                    "read_ms_per_mail": read_ms,
+                    "reads_failed": unread,
+                }))
+            }
+            Err(e) => Some(json!({ "note": format!("not measured: {e}") })),
+        }
+    } else {
+        None
+    };
+
     // 6. Restart the holder.
     let now = holders(&big).await?;
     if let Some(first) = now.first() {
@@ -296,6 +346,7 @@ pub async fn run(p: SizeParams) -> anyhow::Result<Value> {
         // What of the full move was not message bytes: the index, the log,
         // the framing; about what an index-only move would carry.
         "move_bytes_less_messages": move_bytes.saturating_sub(stored_bytes),
+        "move_onto_unlisted_copy": onto_copy,
         "restart_listening_ms": listening_ms,
         "restart_ms": restart_ms,
         "listed_after_restart": ids_after.len(),
@@ -311,6 +362,13 @@ pub async fn run(p: SizeParams) -> anyhow::Result<Value> {
         bail!("the size scenario failed: {failed:?}\n{report}");
     }
     Ok(report)
+}
+
+/// `ip`:port of a TCP port free a moment ago, for the unit's HTTP
+/// listener (its address is not printed).
+fn free_tcp(ip: &str) -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind((ip, 0)).context("finding a free TCP port")?;
+    Ok(l.local_addr()?.to_string())
 }
 
 fn round3(v: f64) -> f64 {

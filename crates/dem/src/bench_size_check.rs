@@ -79,7 +79,15 @@ impl<'a> Sample<'a> {
     /// bytes.
     pub async fn check(&self, user: &User) -> anyhow::Result<Read> {
         let limit = READ_LIMIT_PER_MAIL * self.ids.len().max(1) as u32;
-        bounded("reading the sample", limit, self.read_all(user)).await?
+        match bounded("reading the sample", limit, self.read_all(user)).await {
+            Ok(read) => read,
+            // A failed check, not a failed bench: the other steps still
+            // run and report.
+            Err(e) => Ok(Read {
+                ms_per_mail: f64::NAN,
+                bad: vec![e.to_string()],
+            }),
+        }
     }
 
     async fn read_all(&self, user: &User) -> anyhow::Result<Read> {
@@ -273,4 +281,46 @@ pub(super) async fn first_list_at(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bail!("the restarted host did not answer a listing within {limit:?}: {last}")
+}
+
+/// Sets R=1 for the network as `dem admin replication` does (through the
+/// unit's HTTP listener at `http`) and waits until `user`'s mailbox is
+/// listed on one host; that host.
+pub(super) async fn trim_to_one(
+    user: &User,
+    http: &str,
+    token: &str,
+    limit: Duration,
+) -> anyhow::Result<HostId> {
+    let exe = std::env::current_exe().context("finding the dem binary")?;
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "admin",
+            "replication",
+            "--replicas",
+            "1",
+            "--write-quorum",
+            "1",
+        ])
+        .args(["--http", http, "--token", token, "--by", "bench"])
+        .env_remove("DEM_HOME")
+        .output();
+    let out = bounded("dem admin replication", Duration::from_secs(60), out).await??;
+    if !out.status.success() {
+        bail!(
+            "dem admin replication failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let t = Instant::now();
+    loop {
+        let listed = holders(user).await?;
+        if let [one] = listed[..] {
+            return Ok(one);
+        }
+        if t.elapsed() > limit {
+            bail!("the mailbox is still listed on {listed:?} after {limit:?} at R=1");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
