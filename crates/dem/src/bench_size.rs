@@ -20,7 +20,10 @@
 //!    `move_bytes`: every blob travels) and reads the sample there;
 //! 5. tries to move it onto the host holding the replica, which already
 //!    names every blob, so only the index would travel
-//!    (`move_index_only_ms`, or why it was not measured);
+//!    (`move_index_only_ms`, or why it was not measured: dispatch refuses
+//!    a target already listed); with `--onto-copy`, then sets R=1 and
+//!    moves onto the trimmed copy, unlisted but naming every blob, the
+//!    nearest real case (`move_onto_unlisted_copy`);
 //! 6. SIGKILLs the holder, starts it again on its data dir and address,
 //!    and times the first answered listing (`restart_ms`), then checks the
 //!    count and the sample again;
