@@ -89,6 +89,29 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// The size scenario (issue 16): one mailbox of 100k mails and more
+    /// than 2 GB delivered, listed, read, moved and its host restarted, on
+    /// real processes; state bytes per mail.
+    Size {
+        /// Mails in the mailbox.
+        #[arg(long, default_value_t = 100_000)]
+        mails: u32,
+        /// The mean stored size of a mail (100k × 22 KiB is over 2 GB).
+        #[arg(long, default_value_t = 22 << 10)]
+        mail_bytes: usize,
+        /// Mails read and checked byte for byte after each step.
+        #[arg(long, default_value_t = 200)]
+        sample: usize,
+        /// Then set R=1 and move the mailbox onto the trimmed replica's
+        /// unlisted copy, which names every blob: the nearest case to a move
+        /// that sends only the index (a move onto a listed replica is
+        /// refused).
+        #[arg(long)]
+        onto_copy: bool,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// One host with a great many mailboxes, far more than its instance
     /// slots: creates, disk per mailbox, memory, deliveries spread over
     /// all of them against a few awake ones, wake times, restart.
@@ -166,6 +189,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Mailbox { .. } => Some("bench mailbox"),
         Bench::Net { .. } => Some("bench net"),
         Bench::Repl { .. } => Some("bench repl"),
+        Bench::Size { .. } => Some("bench size"),
         Bench::Logs { .. } => Some("bench logs"),
         Bench::Monitor { .. } => Some("bench monitor"),
         Bench::Host { .. } | Bench::NetSink { .. } => None,
@@ -228,6 +252,21 @@ async fn run_one(args: BenchArgs) -> anyhow::Result<Option<(serde_json::Value, b
                 lease_ms: lease_ms.max(500),
             };
             Ok(Some((super::bench_repl::run(params).await?, json)))
+        }
+        Bench::Size {
+            mails,
+            mail_bytes,
+            sample,
+            onto_copy,
+            json,
+        } => {
+            let params = super::bench_size::SizeParams {
+                mails: mails.max(1),
+                mail_bytes: mail_bytes.max(256),
+                sample,
+                onto_copy,
+            };
+            Ok(Some((super::bench_size::run(params).await?, json)))
         }
         Bench::Host {
             mailboxes,

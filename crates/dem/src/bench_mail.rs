@@ -31,7 +31,48 @@ pub fn realistic(seed: u64, i: u64) -> anyhow::Result<StoredMail> {
 pub fn realistic_from(seed: u64, i: u64, from: Option<&str>) -> anyhow::Result<StoredMail> {
     let raw = realistic_message(seed, i, from)
         .ok_or_else(|| anyhow::anyhow!("realistic message {i} of stream {seed} did not compose"))?;
-    let split = dem_message::split(&raw)?;
+    stored_form(&raw)
+}
+
+/// A text mail from `from` with a body drawn log-uniform over
+/// `avg_bytes`/3 to 2.2 × `avg_bytes` (a mean of about `avg_bytes`), for
+/// `dem bench size`, whose mailbox must reach a total the realistic stream
+/// would need ten times the mails for (its stored mean is about 6 KiB:
+/// the large parts are cut out). Bodies under 64 KiB are not cut, so the
+/// stored form is the whole message.
+pub fn sized_from(seed: u64, i: u64, from: &str, avg_bytes: usize) -> anyhow::Result<StoredMail> {
+    use dem_message::{Address, Compose, compose, corpus::Rng};
+    let mut r = Rng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    // Headroom under the stored limit for the headers and the delivery
+    // tag `unique` puts in front.
+    let top = dem_message::limits::STORED_BYTES_MAX - (64 << 10);
+    let lo = (avg_bytes / 3).clamp(64, top);
+    let body = r.log_uniform(lo, (avg_bytes * 22 / 10).clamp(lo, top));
+    let raw = compose(&Compose {
+        from: Address {
+            name: None,
+            email: from.to_string(),
+        },
+        to: vec![Address {
+            name: None,
+            email: format!("r{}@example.net", r.below(1000)),
+        }],
+        cc: Vec::new(),
+        subject: format!("Re: the numbers for week {} ({i})", r.below(53)),
+        date_ms: 1_700_000_000_000 + i as i64 * 60_000,
+        message_id: format!("{:x}.{i}@example.org", r.next_u64()),
+        in_reply_to: None,
+        references: Vec::new(),
+        text: r.prose(body, "\r\n"),
+        html: None,
+        attachments: Vec::new(),
+    })?;
+    stored_form(&raw)
+}
+
+/// `raw` split as a sender's client splits it.
+fn stored_form(raw: &[u8]) -> anyhow::Result<StoredMail> {
+    let split = dem_message::split(raw)?;
     let cuts = split
         .cuts
         .iter()
@@ -84,6 +125,18 @@ pub fn incoming(pool: &[StoredMail], i: u64) -> anyhow::Result<Incoming> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sized_mail_averages_what_was_asked() -> anyhow::Result<()> {
+        let avg = 22 << 10;
+        let mails: Vec<StoredMail> = (0..200)
+            .map(|i| sized_from(1, i, "a@dem", avg))
+            .collect::<anyhow::Result<_>>()?;
+        let mean = mails.iter().map(|m| m.stored.len()).sum::<usize>() / mails.len();
+        assert!((avg * 8 / 10..avg * 12 / 10).contains(&mean), "mean {mean}");
+        assert!(mails.iter().all(|m| m.cuts.is_empty()), "nothing cut");
+        Ok(())
+    }
 
     #[test]
     fn pool_mail_is_realistic_and_unique_per_delivery() -> anyhow::Result<()> {

@@ -364,7 +364,11 @@ async fn send_one(from: &User, r: &mut MailboxRef, to: &str, i: u64) -> anyhow::
     deliver_signed(from, r, sealed(from, to, i)?).await
 }
 
-async fn deliver_signed(from: &User, r: &mut MailboxRef, signed: SignedMail) -> anyhow::Result<()> {
+pub(super) async fn deliver_signed(
+    from: &User,
+    r: &mut MailboxRef,
+    signed: SignedMail,
+) -> anyhow::Result<()> {
     let answer = r
         .call(&from.session, |user| {
             Ok(HostRequest::Deliver {

@@ -22,6 +22,8 @@ mod bench_move;
 mod bench_net;
 mod bench_repl;
 mod bench_sink;
+mod bench_size;
+mod bench_size_check;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
