@@ -4,7 +4,9 @@
 //! unit and hosts on 127.0.0.250–253; every step must pass (the listing
 //! counts every mail, every sampled read matches the bytes sent, before
 //! and after the move and the restart) and the state must stay within 300
-//! bytes a mail. Times are not checked: they mean nothing at this size.
+//! bytes a mail. Then the mailbox moves onto a copy the listing dropped,
+//! and every sampled mail must still read back. Times are not checked:
+//! they mean nothing at this size.
 
 use std::process::Command;
 
@@ -16,7 +18,7 @@ use serde_json::Value;
 fn a_big_mailbox_delivers_lists_reads_moves_and_restarts() -> Result<()> {
     let out = Command::new(dem_bin())
         .args(["bench", "size", "--json", "--mails", "2000"])
-        .args(["--mail-bytes", "4096", "--sample", "50"])
+        .args(["--mail-bytes", "4096", "--sample", "50", "--onto-copy"])
         .env(EXIT_WITH_PARENT_ENV, "1")
         .output()
         .context("running dem bench size")?;
@@ -54,6 +56,15 @@ fn a_big_mailbox_delivers_lists_reads_moves_and_restarts() -> Result<()> {
     ensure!(
         report["move_bytes"].as_f64() > report["stored_bytes"].as_f64(),
         "the move carried less than the messages: {report}"
+    );
+    // Moving onto the copy the listing dropped: every sampled mail still
+    // reads back (a delivery once reached the replica without its bytes,
+    // and a delta move onto it lost those mails for good).
+    let onto = &report["move_onto_unlisted_copy"];
+    ensure!(onto["reads_failed"] == 0, "mails lost moving onto the copy: {report}");
+    ensure!(
+        onto["delta_moves"].as_u64().unwrap_or(0) + onto["full_moves"].as_u64().unwrap_or(0) == 1,
+        "no move onto the copy: {report}"
     );
     // Moving onto the replica is either measured or refused with a reason.
     ensure!(
