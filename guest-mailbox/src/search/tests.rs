@@ -196,3 +196,39 @@ fn offset_pages_merge_across_folders() -> crate::error::Result<()> {
     assert_eq!(dates, (0..50).rev().collect::<Vec<i64>>());
     Ok(())
 }
+
+fn among(mb: &Mailbox, q: &SearchQuery, ids: &[&str]) -> Result<Vec<String>> {
+    let messages: Vec<String> = ids.iter().map(|id| blob(id, 0).hash).collect();
+    Ok(mb
+        .search_among(q, &messages, 0, 100)?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+}
+
+#[test]
+fn search_among_keeps_the_named_mails_that_match_newest_first() {
+    let mb = sample();
+    assert_eq!(among(&mb, &q(), &["a", "c", "e"]).unwrap(), ["c", "a", "e"]);
+    let mut inbox = q();
+    inbox.folder = Some("INBOX".into());
+    assert_eq!(among(&mb, &inbox, &["a", "c", "e"]).unwrap(), ["a", "e"]);
+    // A message no mail names (a deleted one the index still has) is
+    // skipped; none at all finds nothing.
+    assert_eq!(among(&mb, &q(), &["gone", "b"]).unwrap(), ["b"]);
+    assert!(among(&mb, &q(), &[]).unwrap().is_empty());
+}
+
+#[test]
+fn search_among_refuses_bad_hashes_and_too_many() {
+    let mb = sample();
+    assert!(matches!(
+        mb.search_among(&q(), &["nothex".into()], 0, 10),
+        Err(MailboxError::InvalidArgument(_))
+    ));
+    let many = vec![blob("a", 0).hash; SEARCH_AMONG_MAX + 1];
+    assert!(matches!(
+        mb.search_among(&q(), &many, 0, 10),
+        Err(MailboxError::LimitReached(_))
+    ));
+}

@@ -52,6 +52,7 @@ pub use moving::{DeltaState, ExportedState, MoveState, ReadAhead, vv_after};
 mod deliver;
 mod durable;
 mod messages;
+mod search;
 mod sync;
 use durable::{LoadFor, load};
 
@@ -212,6 +213,10 @@ pub(crate) struct MailboxActor {
     window: Window,
     /// Whether `vv` and `window` have been read from the store yet.
     loaded: bool,
+    /// Whether this actor has compared the search index with the messages
+    /// the mailbox references; until then a search does, whatever seq the
+    /// index says it saw (the mailbox may have moved away and back).
+    index_checked: bool,
     residents: Arc<Residents>,
     /// This mailbox's entry among the awake ones, while it has an instance
     /// that may be hibernated to make room.
@@ -268,6 +273,7 @@ impl MailboxActor {
             vv: VersionVector::new(),
             window: Window::default(),
             loaded: false,
+            index_checked: false,
             residents: parts.residents.clone(),
             resident: None,
             retire: Some(retire),
