@@ -104,7 +104,7 @@ impl Guest for Component {
 
     fn search_among(
         query: SearchQuery,
-        messages: Vec<String>,
+        messages: Vec<u8>,
         offset: u32,
         limit: u32,
     ) -> Result<Vec<MailSummary>, MailboxError> {

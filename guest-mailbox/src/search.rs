@@ -14,17 +14,15 @@
 //! index, and a folder stops being walked once it has produced
 //! `offset + limit` hits, so a search for recent mail stays cheap.
 
-use std::collections::HashSet;
-
 use crate::error::{Result, invalid_argument, limit_reached};
-use crate::hash::{Hash, from_hex};
+use crate::hash::Hash;
 use crate::limits::PAGE_LIMIT_MAX;
 use crate::state::{FolderIndex, Mailbox, StoredMail};
 use crate::wit::{MailSummary, SearchQuery};
 
-/// Messages one `search-among` call may name: the host sends a larger
-/// set of candidates in several calls.
-pub const SEARCH_AMONG_MAX: usize = 4096;
+/// Messages one `search-among` call may name (2 MiB of hashes): the host
+/// sends a larger set of candidates in several calls.
+pub const SEARCH_AMONG_MAX: usize = 1 << 16;
 
 /// A lower-cased search term.
 struct Needle {
@@ -65,15 +63,17 @@ impl Needle {
 
 struct Matcher<'q> {
     q: &'q SearchQuery,
-    /// Only mails naming one of these messages, if given.
-    among: Option<HashSet<Hash>>,
+    /// Only mails naming one of these messages, if given: hashes
+    /// ascending, searched by bisection, so taking a large set costs one
+    /// pass to check its order and nothing per hash besides.
+    among: Option<&'q [Hash]>,
     from: Option<Needle>,
     to: Option<Needle>,
     subject: Option<Needle>,
 }
 
 impl<'q> Matcher<'q> {
-    fn new(q: &'q SearchQuery, among: Option<HashSet<Hash>>) -> Self {
+    fn new(q: &'q SearchQuery, among: Option<&'q [Hash]>) -> Self {
         Matcher {
             q,
             among,
@@ -85,7 +85,10 @@ impl<'q> Matcher<'q> {
 
     /// Cheap criteria first, substring scans last.
     fn matches(&self, m: &StoredMail) -> bool {
-        if self.among.as_ref().is_some_and(|a| !a.contains(&m.blob)) {
+        if self
+            .among
+            .is_some_and(|a| a.binary_search(&m.blob).is_err())
+        {
             return false;
         }
         let flags = m.flags();
@@ -119,33 +122,44 @@ impl Mailbox {
         self.search_matching(q, None, offset, limit)
     }
 
-    /// As `search`, among the mails naming one of `messages` (BLAKE3,
-    /// lower-case hex, at most `SEARCH_AMONG_MAX`).
+    /// As `search`, among the mails naming one of `messages`: 32-byte
+    /// BLAKE3 hashes, concatenated, ascending, at most `SEARCH_AMONG_MAX`.
     pub fn search_among(
         &self,
         q: &SearchQuery,
-        messages: &[String],
+        messages: &[u8],
         offset: u32,
         limit: u32,
     ) -> Result<Vec<MailSummary>> {
-        if messages.len() > SEARCH_AMONG_MAX {
+        if !messages.len().is_multiple_of(32) {
+            return Err(invalid_argument(format!(
+                "search-among takes 32-byte hashes, not {} bytes",
+                messages.len()
+            )));
+        }
+        let among: Vec<Hash> = messages
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect();
+        if among.len() > SEARCH_AMONG_MAX {
             return Err(limit_reached(
                 "search-among messages",
                 SEARCH_AMONG_MAX,
-                messages.len(),
+                among.len(),
             ));
         }
-        let among = messages
-            .iter()
-            .map(|h| from_hex(h).ok_or_else(|| invalid_argument(format!("not a hash: {h:?}"))))
-            .collect::<Result<HashSet<Hash>>>()?;
-        self.search_matching(q, Some(among), offset, limit)
+        if !among.windows(2).all(|w| w[0] < w[1]) {
+            return Err(invalid_argument(
+                "search-among hashes must ascend without repeats",
+            ));
+        }
+        self.search_matching(q, Some(&among), offset, limit)
     }
 
     fn search_matching(
         &self,
         q: &SearchQuery,
-        among: Option<HashSet<Hash>>,
+        among: Option<&[Hash]>,
         offset: u32,
         limit: u32,
     ) -> Result<Vec<MailSummary>> {
@@ -160,7 +174,7 @@ impl Mailbox {
         let since = q.since_ms.unwrap_or(i64::MIN);
         if limit == 0
             || q.before_ms.is_some_and(|b| b <= since)
-            || among.as_ref().is_some_and(HashSet::is_empty)
+            || among.is_some_and(<[Hash]>::is_empty)
         {
             return Ok(Vec::new());
         }

@@ -88,26 +88,25 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// The distinct words message `raw` is indexed under: its From, To, Cc
 /// and Subject words behind [`HEADER_MARK`], then the words of its decoded
 /// text (the first [`TEXT_BYTES_MAX`] bytes), at most
-/// [`MESSAGE_WORDS_MAX`] in all. Bytes that are not a message yield the
-/// words of their text as far as it decodes; never an error.
+/// [`MESSAGE_WORDS_MAX`] in all. Bytes that are not a message (or over
+/// its limits) yield no word; never an error.
 pub fn message_words(raw: &[u8]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    if let Ok(parsed) = crate::parse(raw) {
-        let e = &parsed.envelope;
-        let headers = std::iter::once(&e.from)
-            .chain(&e.to)
-            .chain(&e.cc)
-            .chain(std::iter::once(&e.subject));
-        for field in headers {
-            for w in words(field) {
-                if out.len() >= MESSAGE_WORDS_MAX {
-                    return out;
-                }
-                out.insert(format!("{HEADER_MARK}{w}"));
+    let Some((e, text)) = crate::parse::envelope_and_text(raw, TEXT_BYTES_MAX) else {
+        return out;
+    };
+    let headers = std::iter::once(&e.from)
+        .chain(&e.to)
+        .chain(&e.cc)
+        .chain(std::iter::once(&e.subject));
+    for field in headers {
+        for w in words(field) {
+            if out.len() >= MESSAGE_WORDS_MAX {
+                return out;
             }
+            out.insert(format!("{HEADER_MARK}{w}"));
         }
     }
-    let text = crate::text(raw, TEXT_BYTES_MAX);
     for w in words(&text) {
         if out.len() >= MESSAGE_WORDS_MAX {
             break;

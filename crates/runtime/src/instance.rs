@@ -391,12 +391,13 @@ impl MailboxInstance {
     }
 
     /// As [`MailboxInstance::search_page`], among the mails naming one of
-    /// `messages` (BLAKE3 hex, at most 4096): what the host's full-text
-    /// index found for the query's body and text terms.
+    /// `messages` (32-byte BLAKE3 hashes concatenated, ascending, at most
+    /// 65536): what the host's full-text index found for the query's body
+    /// and text terms.
     pub async fn search_among(
         &mut self,
         query: &mut SearchQuery,
-        messages: &[String],
+        messages: &[u8],
         offset: u32,
         limit: u32,
     ) -> Result<Result<Vec<MailSummary>, MailboxError>, CallError> {

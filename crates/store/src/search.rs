@@ -16,11 +16,15 @@
 //! durable, and a crash before that loses a batch together with the state
 //! that says it was indexed, so the driver indexes it again.
 
-use redb::{Durability, ReadableDatabase, ReadableTable};
+use redb::{Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use thiserror::Error;
 
 use super::tables::{MESSAGE_REFS, SEARCH_DOCS, SEARCH_HASHES, SEARCH_POSTINGS, SEARCH_STATE};
 use super::{CommitError, LoadError, MailboxStore};
+
+/// Documents from which [`MailboxStore::search_hashes`] reads their
+/// whole range instead of looking each up.
+const HASHES_SCAN_MIN: usize = 256;
 
 /// Where a mailbox's index stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -185,63 +189,100 @@ impl MailboxStore {
         Ok(())
     }
 
-    /// The message of each document of `id`, in the order given; a
+    /// The message of each document of `id`; `docs` must ascend. A
     /// document the index does not have is an inconsistency.
-    pub fn search_hashes(
-        &self,
-        id: &str,
-        docs: impl IntoIterator<Item = u32>,
-    ) -> Result<Vec<[u8; 32]>, LoadError> {
+    pub fn search_hashes(&self, id: &str, docs: &[u32]) -> Result<Vec<[u8; 32]>, LoadError> {
+        assert!(docs.windows(2).all(|w| w[0] < w[1]), "documents ascend");
+        let lacks = |doc: u32| {
+            LoadError::inconsistent(format!("the search index of {id} lacks document {doc}"))
+        };
         let txn = self.inner.db.begin_read().map_err(LoadError::database)?;
         let table = txn.open_table(SEARCH_HASHES).map_err(LoadError::database)?;
-        docs.into_iter()
-            .map(|doc| {
-                table
-                    .get((id, doc))
-                    .map_err(LoadError::database)?
-                    .map(|g| *g.value())
-                    .ok_or_else(|| {
-                        LoadError::inconsistent(format!(
-                            "the search index of {id} lacks document {doc}"
-                        ))
-                    })
-            })
-            .collect()
+        let (Some(&first), Some(&last)) = (docs.first(), docs.last()) else {
+            return Ok(Vec::new());
+        };
+        if docs.len() < HASHES_SCAN_MIN {
+            return docs
+                .iter()
+                .map(|&doc| {
+                    let found = table.get((id, doc)).map_err(LoadError::database)?;
+                    found.map(|g| *g.value()).ok_or_else(|| lacks(doc))
+                })
+                .collect();
+        }
+        // Many documents: one pass over their range beats a lookup each.
+        let mut out = Vec::with_capacity(docs.len());
+        let mut wanted = docs.iter().copied().peekable();
+        for entry in table
+            .range((id, first)..=(id, last))
+            .map_err(LoadError::database)?
+        {
+            let (key, hash) = entry.map_err(LoadError::database)?;
+            let doc = key.value().1;
+            match wanted.peek() {
+                Some(&want) if want == doc => {
+                    out.push(*hash.value());
+                    wanted.next();
+                }
+                Some(&want) if want < doc => return Err(lacks(want)),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        match wanted.next() {
+            Some(doc) => Err(lacks(doc)),
+            None => Ok(out),
+        }
     }
 
-    /// Drops the whole index of `id` (to rebuild it, or because the
-    /// mailbox left this host), in one transaction.
+    /// Drops the whole index of `id`, to rebuild it, in one transaction
+    /// (removing a mailbox drops its index in the same transaction).
     pub fn search_drop(&self, id: &str) -> Result<(), CommitError> {
         let mut txn = self.inner.db.begin_write().map_err(CommitError::database)?;
         txn.set_durability(Durability::None)
             .map_err(CommitError::database)?;
-        {
-            txn.open_table(SEARCH_STATE)
-                .map_err(CommitError::database)?
-                .remove(id)
-                .map_err(CommitError::database)?;
-            let mut by_hash = txn.open_table(SEARCH_DOCS).map_err(CommitError::database)?;
-            by_hash
-                .retain_in((id, &[0u8; 32])..=(id, &[0xff; 32]), |_, _| false)
-                .map_err(CommitError::database)?;
-            let mut by_doc = txn
-                .open_table(SEARCH_HASHES)
-                .map_err(CommitError::database)?;
-            by_doc
-                .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)
-                .map_err(CommitError::database)?;
-            let mut postings = txn
-                .open_table(SEARCH_POSTINGS)
-                .map_err(CommitError::database)?;
-            // Every word sorts below "\u{10ffff}" followed by anything.
-            postings
-                .retain_in(
-                    (id, "", 0)..=(id, "\u{10ffff}\u{10ffff}", u32::MAX),
-                    |_, _| false,
-                )
-                .map_err(CommitError::database)?;
-        }
+        SearchTables::open(&txn)?.drop_rows(id)?;
         txn.commit().map_err(CommitError::database)?;
+        Ok(())
+    }
+}
+
+/// The index's tables, open in one write transaction.
+pub(super) struct SearchTables<'txn> {
+    state: Table<'txn, &'static str, (u32, u64)>,
+    docs: Table<'txn, (&'static str, &'static [u8; 32]), u32>,
+    hashes: Table<'txn, (&'static str, u32), &'static [u8; 32]>,
+    postings: Table<'txn, (&'static str, &'static str, u32), &'static [u8]>,
+}
+
+impl<'txn> SearchTables<'txn> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, CommitError> {
+        let db = |e: redb::TableError| CommitError::database(e);
+        Ok(SearchTables {
+            state: txn.open_table(SEARCH_STATE).map_err(db)?,
+            docs: txn.open_table(SEARCH_DOCS).map_err(db)?,
+            hashes: txn.open_table(SEARCH_HASHES).map_err(db)?,
+            postings: txn.open_table(SEARCH_POSTINGS).map_err(db)?,
+        })
+    }
+
+    /// Removes every row of `id`'s index.
+    pub(super) fn drop_rows(&mut self, id: &str) -> Result<(), CommitError> {
+        let db = |e: redb::StorageError| CommitError::database(e);
+        self.state.remove(id).map_err(db)?;
+        self.docs
+            .retain_in((id, &[0u8; 32])..=(id, &[0xff; 32]), |_, _| false)
+            .map_err(db)?;
+        self.hashes
+            .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)
+            .map_err(db)?;
+        // Every word sorts below "\u{10ffff}" twice.
+        self.postings
+            .retain_in(
+                (id, "", 0)..=(id, "\u{10ffff}\u{10ffff}", u32::MAX),
+                |_, _| false,
+            )
+            .map_err(db)?;
         Ok(())
     }
 }

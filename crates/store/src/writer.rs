@@ -117,6 +117,8 @@ pub(super) struct Tables<'txn> {
     pub message_users: Table<'txn, (&'static [u8; 32], &'static str), ()>,
     pub message_usage: Table<'txn, &'static str, (u64, u64)>,
     pub message_waiting: Table<'txn, &'static str, ()>,
+    /// The mailboxes' search indexes, only to drop one with its mailbox.
+    pub search: super::search::SearchTables<'txn>,
 }
 
 /// A mailbox's `META` record as the batch has left it so far.
@@ -239,6 +241,7 @@ impl Writer {
                 message_waiting: txn
                     .open_table(MESSAGE_WAITING)
                     .map_err(CommitError::database)?,
+                search: super::search::SearchTables::open(&txn)?,
             };
             let mut cache: HashMap<&str, Slot> = HashMap::new();
             for req in batch {
@@ -477,8 +480,10 @@ fn remove(t: &mut Tables<'_>, files: &mut BatchFiles<'_>, slot: &mut Slot, id: &
     files.replaced(rec.snapshot.as_ref(), None);
     t.snapshot.remove(id).map_err(CommitError::database)?;
     clear_log(t, id)?;
-    // Its messages go with it, unless another mailbox references them.
+    // Its messages go with it, unless another mailbox references them,
+    // and so does its search index.
     messages::drop_refs(t, id)?;
+    t.search.drop_rows(id)?;
     slot.rec = None;
     slot.dirty = true;
     Ok(Ok(()))

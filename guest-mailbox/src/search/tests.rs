@@ -197,10 +197,18 @@ fn offset_pages_merge_across_folders() -> crate::error::Result<()> {
     Ok(())
 }
 
+fn hashes(ids: &[&str]) -> Vec<u8> {
+    let mut hashes: Vec<[u8; 32]> = ids
+        .iter()
+        .map(|id| *blake3::hash(id.as_bytes()).as_bytes())
+        .collect();
+    hashes.sort();
+    hashes.concat()
+}
+
 fn among(mb: &Mailbox, q: &SearchQuery, ids: &[&str]) -> Result<Vec<String>> {
-    let messages: Vec<String> = ids.iter().map(|id| blob(id, 0).hash).collect();
     Ok(mb
-        .search_among(q, &messages, 0, 100)?
+        .search_among(q, &hashes(ids), 0, 100)?
         .into_iter()
         .map(|s| s.id)
         .collect())
@@ -222,13 +230,28 @@ fn search_among_keeps_the_named_mails_that_match_newest_first() {
 #[test]
 fn search_among_refuses_bad_hashes_and_too_many() {
     let mb = sample();
+    let refused = |messages: &[u8]| mb.search_among(&q(), messages, 0, 10);
     assert!(matches!(
-        mb.search_among(&q(), &["nothex".into()], 0, 10),
+        refused(&[0; 31]),
         Err(MailboxError::InvalidArgument(_))
     ));
-    let many = vec![blob("a", 0).hash; SEARCH_AMONG_MAX + 1];
+    // Not ascending, or repeated.
+    let mut two = hashes(&["a", "b"]);
+    two.rotate_left(32);
     assert!(matches!(
-        mb.search_among(&q(), &many, 0, 10),
-        Err(MailboxError::LimitReached(_))
+        refused(&two),
+        Err(MailboxError::InvalidArgument(_))
     ));
+    assert!(matches!(
+        refused(&[hashes(&["a"]), hashes(&["a"])].concat()),
+        Err(MailboxError::InvalidArgument(_))
+    ));
+    let many: Vec<u8> = (0..=SEARCH_AMONG_MAX as u32)
+        .flat_map(|i| {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            h
+        })
+        .collect();
+    assert!(matches!(refused(&many), Err(MailboxError::LimitReached(_))));
 }

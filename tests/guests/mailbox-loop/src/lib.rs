@@ -85,7 +85,7 @@ impl Guest for Mailbox {
 
     fn search_among(
         _query: SearchQuery,
-        _messages: Vec<String>,
+        _messages: Vec<u8>,
         _offset: u32,
         _limit: u32,
     ) -> Result<Vec<MailSummary>, MailboxError> {

@@ -25,8 +25,9 @@ use dem_store::{Corruption, LoadError, MailboxStore, SearchBatch, SearchState, S
 use super::{E, MailboxActor};
 
 /// Messages named per `search-among` call (the guest's limit): a word
-/// most mails have takes several calls, whose hits are merged.
-const CANDIDATES_PER_CALL: usize = 4096;
+/// most mails of a larger mailbox have takes several calls, whose hits
+/// are merged.
+const CANDIDATES_PER_CALL: usize = 1 << 16;
 /// Mails asked of the guest per call (its page limit).
 const GUEST_PAGE_MAX: u32 = 1000;
 /// (word, document) pairs one indexing batch holds in memory before it
@@ -56,7 +57,7 @@ impl MailboxActor {
             let (store, id, words) = (store.clone(), id.clone(), words.clone());
             blocking(move || look_up(&store, &id, &words)).await
         };
-        let hashes = match lookup {
+        let mut hashes = match lookup {
             Ok(hashes) => hashes,
             Err(LookupError::Damaged(e)) => {
                 // The index is derived: a damaged one is dropped and made
@@ -71,6 +72,8 @@ impl MailboxActor {
             }
             Err(e) => return Err(e.into_call_error()),
         };
+        // The guest bisects them.
+        hashes.sort_unstable();
         let mut envelope_query = SearchQuery {
             body_terms: Vec::new(),
             text_terms: Vec::new(),
@@ -86,10 +89,7 @@ impl MailboxActor {
             hashes.chunks(CANDIDATES_PER_CALL).collect()
         };
         for chunk in chunks {
-            let hex: Vec<String> = chunk
-                .iter()
-                .map(|h| blake3::Hash::from_bytes(*h).to_hex().to_string())
-                .collect();
+            let flat = chunk.concat();
             // Each call answers newest first; the first `limit` of every
             // chunk hold the first `limit` of all.
             let mut from_chunk = 0usize;
@@ -100,7 +100,7 @@ impl MailboxActor {
                     .as_mut()
                     .ok_or_else(|| E::Gone(self.id.clone()))?;
                 let page = match instance
-                    .search_among(&mut envelope_query, &hex, from_chunk as u32, want)
+                    .search_among(&mut envelope_query, &flat, from_chunk as u32, want)
                     .await
                 {
                     Ok(r) => r.map_err(E::Refused)?,
@@ -178,7 +178,8 @@ fn look_up(store: &MailboxStore, id: &str, words: &Query) -> Result<Vec<[u8; 32]
             break;
         }
     }
-    Ok(store.search_hashes(id, eval.finish().iter())?)
+    let docs: Vec<u32> = eval.finish().iter().collect();
+    Ok(store.search_hashes(id, &docs)?)
 }
 
 /// Brings the index of `id` up to the mailbox at `seq`; how many messages
