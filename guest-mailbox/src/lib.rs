@@ -102,6 +102,15 @@ impl Guest for Component {
         with(|mb| mb.search(&query, offset, limit))
     }
 
+    fn search_among(
+        query: SearchQuery,
+        messages: Vec<u8>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<MailSummary>, MailboxError> {
+        with(|mb| mb.search_among(&query, &messages, offset, limit))
+    }
+
     fn message_refs(offset: u32, limit: u32) -> Vec<String> {
         with(|mb| mb.message_refs(offset, limit))
     }

@@ -2,22 +2,27 @@
 //! envelope fields, flags, keyword, folder and date range, all ANDed.
 //!
 //! The mailbox holds no message bytes, so it ignores `body-terms` and
-//! `text-terms`: it returns the candidates the other criteria select, and
-//! the host, which has the bytes in its blob store, matches those terms
-//! against each candidate's message, paging on with `offset` until it has
-//! enough. A query of only body or text terms thus lists every mail in
-//! range, newest first.
+//! `text-terms`: the host keeps a full-text index of the messages and
+//! calls `search-among` with the messages it found for those terms; the
+//! mailbox, the source of truth, keeps the mails it still holds that name
+//! one of them and match the other criteria. A plain `search` with body
+//! or text terms returns what the other criteria select, ignoring them.
 //!
-//! There is no full-text index (it would dwarf the mail index in the
+//! The full-text index is not here (it would dwarf the mail index in the
 //! snapshot and slow down restore); instead each folder is walked newest
 //! first through its date index, the date range is a range query on that
 //! index, and a folder stops being walked once it has produced
 //! `offset + limit` hits, so a search for recent mail stays cheap.
 
-use crate::error::Result;
+use crate::error::{Result, invalid_argument, limit_reached};
+use crate::hash::Hash;
 use crate::limits::PAGE_LIMIT_MAX;
 use crate::state::{FolderIndex, Mailbox, StoredMail};
 use crate::wit::{MailSummary, SearchQuery};
+
+/// Messages one `search-among` call may name (2 MiB of hashes): the host
+/// sends a larger set of candidates in several calls.
+pub const SEARCH_AMONG_MAX: usize = 1 << 16;
 
 /// A lower-cased search term.
 struct Needle {
@@ -58,15 +63,20 @@ impl Needle {
 
 struct Matcher<'q> {
     q: &'q SearchQuery,
+    /// Only mails naming one of these messages, if given: hashes
+    /// ascending, searched by bisection, so taking a large set costs one
+    /// pass to check its order and nothing per hash besides.
+    among: Option<&'q [Hash]>,
     from: Option<Needle>,
     to: Option<Needle>,
     subject: Option<Needle>,
 }
 
 impl<'q> Matcher<'q> {
-    fn new(q: &'q SearchQuery) -> Self {
+    fn new(q: &'q SearchQuery, among: Option<&'q [Hash]>) -> Self {
         Matcher {
             q,
+            among,
             from: q.from.as_deref().map(Needle::new),
             to: q.to.as_deref().map(Needle::new),
             subject: q.subject.as_deref().map(Needle::new),
@@ -75,6 +85,12 @@ impl<'q> Matcher<'q> {
 
     /// Cheap criteria first, substring scans last.
     fn matches(&self, m: &StoredMail) -> bool {
+        if self
+            .among
+            .is_some_and(|a| a.binary_search(&m.blob).is_err())
+        {
+            return false;
+        }
         let flags = m.flags();
         if !flags.contains(self.q.flags_set) || flags.intersects(self.q.flags_unset) {
             return false;
@@ -103,6 +119,50 @@ impl Mailbox {
     /// newest first by (date-ms, uid), skipping the first `offset`, at
     /// most `limit` (capped at `PAGE_LIMIT_MAX`).
     pub fn search(&self, q: &SearchQuery, offset: u32, limit: u32) -> Result<Vec<MailSummary>> {
+        self.search_matching(q, None, offset, limit)
+    }
+
+    /// As `search`, among the mails naming one of `messages`: 32-byte
+    /// BLAKE3 hashes, concatenated, ascending, at most `SEARCH_AMONG_MAX`.
+    pub fn search_among(
+        &self,
+        q: &SearchQuery,
+        messages: &[u8],
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<MailSummary>> {
+        if !messages.len().is_multiple_of(32) {
+            return Err(invalid_argument(format!(
+                "search-among takes 32-byte hashes, not {} bytes",
+                messages.len()
+            )));
+        }
+        let among: Vec<Hash> = messages
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect();
+        if among.len() > SEARCH_AMONG_MAX {
+            return Err(limit_reached(
+                "search-among messages",
+                SEARCH_AMONG_MAX,
+                among.len(),
+            ));
+        }
+        if !among.windows(2).all(|w| w[0] < w[1]) {
+            return Err(invalid_argument(
+                "search-among hashes must ascend without repeats",
+            ));
+        }
+        self.search_matching(q, Some(&among), offset, limit)
+    }
+
+    fn search_matching(
+        &self,
+        q: &SearchQuery,
+        among: Option<&[Hash]>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<MailSummary>> {
         let folders: Vec<&FolderIndex> = match &q.folder {
             Some(name) => {
                 let (_, f) = self.existing(name)?;
@@ -112,12 +172,15 @@ impl Mailbox {
         };
         let limit = limit.min(PAGE_LIMIT_MAX) as usize;
         let since = q.since_ms.unwrap_or(i64::MIN);
-        if limit == 0 || q.before_ms.is_some_and(|b| b <= since) {
+        if limit == 0
+            || q.before_ms.is_some_and(|b| b <= since)
+            || among.is_some_and(<[Hash]>::is_empty)
+        {
             return Ok(Vec::new());
         }
         // Each folder's first `wanted` hits hold every hit of the page.
         let wanted = limit.saturating_add(offset as usize);
-        let matcher = Matcher::new(q);
+        let matcher = Matcher::new(q, among);
         let mut hits: Vec<(i64, u32, &String)> = Vec::new();
         for fi in folders {
             // UIDs start at 1, so (t, 0) sorts before every mail dated t.

@@ -4,7 +4,8 @@
 //! shows one to a reader (`render`), and cuts large parts out of one so
 //! that what a mailbox stores fits a network frame, with the exact bytes
 //! always rebuildable (`split`). Nothing here does I/O; the CLI and the
-//! host drive it. `limits` names every bound, `error` the one error type.
+//! host drive it, and `search` is the full-text index over their words.
+//! `limits` names every bound, `error` the one error type.
 
 pub mod compose;
 #[cfg(any(test, feature = "corpus"))]
@@ -13,6 +14,7 @@ pub mod error;
 pub mod limits;
 pub mod parse;
 pub mod render;
+pub mod search;
 pub mod split;
 
 mod mime;

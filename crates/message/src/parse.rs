@@ -108,10 +108,23 @@ pub fn parse(raw: &[u8]) -> Result<Parsed, MessageError> {
 /// separated by a blank line, for search; at most `max_bytes`, cut at a
 /// char boundary. A message over a limit yields "".
 pub fn text(raw: &[u8], max_bytes: usize) -> String {
+    match mime::parse_checked(raw) {
+        Ok(Some(message)) => text_of(&message, max_bytes),
+        _ => String::new(),
+    }
+}
+
+/// The envelope and [`text`] of a message from one parse, for the search
+/// index, which reads both of every message; `None` where `text` is "".
+pub(crate) fn envelope_and_text(raw: &[u8], max_bytes: usize) -> Option<(Envelope, String)> {
     let Ok(Some(message)) = mime::parse_checked(raw) else {
-        return String::new();
+        return None;
     };
-    let Ok(nodes) = mime::walk(&message) else {
+    Some((envelope(&message), text_of(&message, max_bytes)))
+}
+
+fn text_of(message: &Message<'_>, max_bytes: usize) -> String {
+    let Ok(nodes) = mime::walk(message) else {
         return String::new();
     };
     let mut out = String::new();

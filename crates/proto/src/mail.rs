@@ -515,9 +515,12 @@ pub struct SearchQuery {
     /// Substring of any To or Cc address.
     pub to: Option<String>,
     pub subject: Option<String>,
-    /// Every term must appear in the body.
+    /// Every word of every term must be in the body, as a whole word or
+    /// the start of one ("numb" finds "numbers"): words are cut at
+    /// anything not a letter or digit and compared lower-cased. The host
+    /// looks them up in its full-text index of the messages.
     pub body_terms: Vec<String>,
-    /// Every term must appear in from, to, subject or body.
+    /// As `body_terms`, but a word may also be in From, To, Cc or Subject.
     pub text_terms: Vec<String>,
     pub folder: Option<String>,
     pub since_ms: Option<i64>,

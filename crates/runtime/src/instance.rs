@@ -365,8 +365,8 @@ impl MailboxInstance {
     }
 
     /// One page of the mails the query's envelope fields select, newest
-    /// first: the guest ignores body and text terms, which the host
-    /// matches against the message bytes.
+    /// first: the guest ignores body and text terms, which the host looks
+    /// up in its full-text index (then calls `search_among`).
     pub async fn search_page(
         &mut self,
         query: &mut SearchQuery,
@@ -385,6 +385,34 @@ impl MailboxInstance {
             .map(|r| r.map(list).map_err(MailboxError::from))
             .map_err(|e| CallError::Trap {
                 call: "search",
+                reason: format!("{e:#}"),
+            });
+        self.settle(out)
+    }
+
+    /// As [`MailboxInstance::search_page`], among the mails naming one of
+    /// `messages` (32-byte BLAKE3 hashes concatenated, ascending, at most
+    /// 65536): what the host's full-text index found for the query's body
+    /// and text terms.
+    pub async fn search_among(
+        &mut self,
+        query: &mut SearchQuery,
+        messages: &[u8],
+        offset: u32,
+        limit: u32,
+    ) -> Result<Result<Vec<MailSummary>, MailboxError>, CallError> {
+        self.refuel();
+        let wit_query = lend(query);
+        let out = self
+            .guest
+            .dem_mail_api()
+            .call_search_among(&mut self.store, &wit_query, messages, offset, limit)
+            .await;
+        *query = wit_query.into();
+        let out = out
+            .map(|r| r.map(list).map_err(MailboxError::from))
+            .map_err(|e| CallError::Trap {
+                call: "search-among",
                 reason: format!("{e:#}"),
             });
         self.settle(out)

@@ -33,6 +33,7 @@ mod error;
 mod import;
 mod messages;
 mod read;
+mod search;
 mod staging;
 mod tables;
 #[cfg(test)]
@@ -58,6 +59,7 @@ pub use import::{ImportTail, StageToken};
 pub use messages::{
     MESSAGE_BYTES_MAX, MESSAGES_PER_REQUEST_MAX, MESSAGES_REQUEST_BYTES_MAX, MessageUsage,
 };
+pub use search::{SearchBatch, SearchState, SearchWriteError};
 pub use staging::{ImportSnapshot, SnapshotStaging, StagedRecord, StagedSnapshot, StagingError};
 use tables::{META, MetaRecord};
 use writer::{Op, Request, Writer};

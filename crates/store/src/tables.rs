@@ -20,6 +20,11 @@
 //!   first open of a store from before them.
 //! - `MESSAGES`: the bodies themselves, as the build before the packs kept
 //!   them; the open moves any it finds into packs.
+//! - `SEARCH_STATE`, `SEARCH_DOCS`, `SEARCH_HASHES`, `SEARCH_POSTINGS`:
+//!   the full-text index of each mailbox (`search.rs`), derived from the
+//!   messages and local to this host: never replicated nor snapshotted,
+//!   rebuilt whenever it is missing; created on the first open of a store
+//!   from before them.
 //! - `INFO`: "format" → [`FORMAT`], checked on open.
 
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -62,6 +67,21 @@ pub(super) const MESSAGE_USAGE: TableDefinition<&str, (u64, u64)> =
 /// open drops their references unless the mailbox came meanwhile.
 pub(super) const MESSAGE_WAITING: TableDefinition<&str, ()> =
     TableDefinition::new("message_waiting");
+/// Mailbox id → (documents handed out, the mailbox's seq when the index
+/// last caught up with its messages).
+pub(super) const SEARCH_STATE: TableDefinition<&str, (u32, u64)> =
+    TableDefinition::new("search_state");
+/// (mailbox id, message hash) → its document: what is indexed, in hash
+/// order to compare with `MESSAGE_REFS`.
+pub(super) const SEARCH_DOCS: TableDefinition<(&str, &[u8; 32]), u32> =
+    TableDefinition::new("search_docs");
+/// (mailbox id, document) → message hash.
+pub(super) const SEARCH_HASHES: TableDefinition<(&str, u32), &[u8; 32]> =
+    TableDefinition::new("search_hashes");
+/// (mailbox id, word, first document of the batch) → that batch's posting
+/// chunk for the word (`dem_message::search::encode_postings`).
+pub(super) const SEARCH_POSTINGS: TableDefinition<(&str, &str, u32), &[u8]> =
+    TableDefinition::new("search_postings");
 /// The one key of `MESSAGE_USAGE`.
 pub(super) const USAGE_KEY: &str = "all";
 const INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
@@ -147,13 +167,15 @@ pub(super) fn init(db: &Database) -> Result<(), OpenError> {
             Ok(info) => {
                 let found = info.get("format").map_err(redb::Error::from)?;
                 match found.map(|g| g.value()) {
-                    // The message tables came later within this format:
-                    // a store without them holds no messages and gets
-                    // them below, so that reads never meet a missing table.
+                    // The message, pack and search tables came later
+                    // within this format: a store without them holds no
+                    // messages in packs (or no index) and gets them below,
+                    // so that reads never meet a missing table.
                     Some(FORMAT)
                         if has_table(&read, MESSAGE_PLACES)?
                             && has_table(&read, MESSAGE_USAGE)?
-                            && has_table(&read, MESSAGES)? =>
+                            && has_table(&read, MESSAGES)?
+                            && has_table(&read, SEARCH_POSTINGS)? =>
                     {
                         return Ok(());
                     }
@@ -184,6 +206,10 @@ pub(super) fn init(db: &Database) -> Result<(), OpenError> {
         txn.open_table(MESSAGE_USERS).map_err(redb::Error::from)?;
         txn.open_table(MESSAGE_USAGE).map_err(redb::Error::from)?;
         txn.open_table(MESSAGE_WAITING).map_err(redb::Error::from)?;
+        txn.open_table(SEARCH_STATE).map_err(redb::Error::from)?;
+        txn.open_table(SEARCH_DOCS).map_err(redb::Error::from)?;
+        txn.open_table(SEARCH_HASHES).map_err(redb::Error::from)?;
+        txn.open_table(SEARCH_POSTINGS).map_err(redb::Error::from)?;
         let mut info = txn.open_table(INFO).map_err(redb::Error::from)?;
         info.insert("format", FORMAT).map_err(redb::Error::from)?;
     }

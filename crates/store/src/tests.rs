@@ -4,6 +4,7 @@
 mod concurrency;
 mod files;
 mod messages;
+mod search;
 mod staged_log;
 
 use redb::ReadableDatabase;

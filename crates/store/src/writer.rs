@@ -127,6 +127,8 @@ pub(super) struct Tables<'txn> {
     pub packs: &'txn Packs,
     /// Packs whose live bytes fell under half: compacted after the commit.
     pub compact: Vec<u32>,
+    /// The mailboxes' search indexes, only to drop one with its mailbox.
+    pub search: super::search::SearchTables<'txn>,
 }
 
 /// A mailbox's `META` record as the batch has left it so far.
@@ -261,6 +263,7 @@ impl Writer {
                     .map_err(|e| CommitError::MessagePack(Shared::new(e)))?,
                 packs: &self.packs,
                 compact: Vec::new(),
+                search: super::search::SearchTables::open(&txn)?,
             };
             let mut cache: HashMap<&str, Slot> = HashMap::new();
             for req in batch {
@@ -510,8 +513,10 @@ fn remove(t: &mut Tables<'_>, files: &mut BatchFiles<'_>, slot: &mut Slot, id: &
     files.replaced(rec.snapshot.as_ref(), None);
     t.snapshot.remove(id).map_err(CommitError::database)?;
     clear_log(t, id)?;
-    // Its messages go with it, unless another mailbox references them.
+    // Its messages go with it, unless another mailbox references them,
+    // and so does its search index.
     messages::drop_refs(t, id)?;
+    t.search.drop_rows(id)?;
     slot.rec = None;
     slot.dirty = true;
     Ok(Ok(()))

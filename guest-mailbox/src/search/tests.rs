@@ -196,3 +196,62 @@ fn offset_pages_merge_across_folders() -> crate::error::Result<()> {
     assert_eq!(dates, (0..50).rev().collect::<Vec<i64>>());
     Ok(())
 }
+
+fn hashes(ids: &[&str]) -> Vec<u8> {
+    let mut hashes: Vec<[u8; 32]> = ids
+        .iter()
+        .map(|id| *blake3::hash(id.as_bytes()).as_bytes())
+        .collect();
+    hashes.sort();
+    hashes.concat()
+}
+
+fn among(mb: &Mailbox, q: &SearchQuery, ids: &[&str]) -> Result<Vec<String>> {
+    Ok(mb
+        .search_among(q, &hashes(ids), 0, 100)?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+}
+
+#[test]
+fn search_among_keeps_the_named_mails_that_match_newest_first() {
+    let mb = sample();
+    assert_eq!(among(&mb, &q(), &["a", "c", "e"]).unwrap(), ["c", "a", "e"]);
+    let mut inbox = q();
+    inbox.folder = Some("INBOX".into());
+    assert_eq!(among(&mb, &inbox, &["a", "c", "e"]).unwrap(), ["a", "e"]);
+    // A message no mail names (a deleted one the index still has) is
+    // skipped; none at all finds nothing.
+    assert_eq!(among(&mb, &q(), &["gone", "b"]).unwrap(), ["b"]);
+    assert!(among(&mb, &q(), &[]).unwrap().is_empty());
+}
+
+#[test]
+fn search_among_refuses_bad_hashes_and_too_many() {
+    let mb = sample();
+    let refused = |messages: &[u8]| mb.search_among(&q(), messages, 0, 10);
+    assert!(matches!(
+        refused(&[0; 31]),
+        Err(MailboxError::InvalidArgument(_))
+    ));
+    // Not ascending, or repeated.
+    let mut two = hashes(&["a", "b"]);
+    two.rotate_left(32);
+    assert!(matches!(
+        refused(&two),
+        Err(MailboxError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        refused(&[hashes(&["a"]), hashes(&["a"])].concat()),
+        Err(MailboxError::InvalidArgument(_))
+    ));
+    let many: Vec<u8> = (0..=SEARCH_AMONG_MAX as u32)
+        .flat_map(|i| {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            h
+        })
+        .collect();
+    assert!(matches!(refused(&many), Err(MailboxError::LimitReached(_))));
+}

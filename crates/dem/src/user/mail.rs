@@ -59,7 +59,9 @@ pub enum MailCommand {
         #[command(flatten)]
         home: HomeArg,
     },
-    /// Search every folder for mails containing all the words.
+    /// Search every folder for mails having all the words, each as a whole
+    /// word or the start of one ("numb" finds "numbers"), in the text or
+    /// in From, To, Cc or Subject; case does not matter.
     Search {
         query: String,
         #[arg(long, default_value_t = 100)]

@@ -52,6 +52,7 @@ pub use moving::{DeltaState, ExportedState, MoveState, ReadAhead, vv_after};
 mod deliver;
 mod durable;
 mod messages;
+mod search;
 mod sync;
 use durable::{LoadFor, load};
 
@@ -217,6 +218,10 @@ pub(crate) struct MailboxActor {
     unsettled_messages: HashMap<[u8; 32], (u64, Arc<[u8]>)>,
     /// Whether `vv` and `window` have been read from the store yet.
     loaded: bool,
+    /// Whether this actor has compared the search index with the messages
+    /// the mailbox references; until then a search does, whatever seq the
+    /// index says it saw (the mailbox may have moved away and back).
+    index_checked: bool,
     residents: Arc<Residents>,
     /// This mailbox's entry among the awake ones, while it has an instance
     /// that may be hibernated to make room.
@@ -274,6 +279,7 @@ impl MailboxActor {
             window: Window::default(),
             unsettled_messages: HashMap::new(),
             loaded: false,
+            index_checked: false,
             residents: parts.residents.clone(),
             resident: None,
             retire: Some(retire),

@@ -83,6 +83,15 @@ impl Guest for Mailbox {
         Ok(Vec::new())
     }
 
+    fn search_among(
+        _query: SearchQuery,
+        _messages: Vec<u8>,
+        _offset: u32,
+        _limit: u32,
+    ) -> Result<Vec<MailSummary>, MailboxError> {
+        Ok(Vec::new())
+    }
+
     fn message_refs(_offset: u32, _limit: u32) -> Vec<String> {
         Vec::new()
     }

@@ -1,9 +1,9 @@
 //! The message bytes beside the mailbox: the actor reads a mail's stored
-//! message from the host's blob store for `get`, matches body and text
-//! search terms against the messages (the mailbox holds no body), hands a
-//! replica the blobs of the ops it ships, and keeps the store's record of
-//! which blobs this mailbox names in step with its index, so blobs no
-//! mailbox needs are collected.
+//! message from the host's blob store for `get`, hands a replica the
+//! blobs of the ops it ships, and keeps the store's record of which blobs
+//! this mailbox names in step with its index, so blobs no mailbox needs
+//! are collected. Body and text search terms are looked up in the
+//! full-text index of the messages (`search.rs`).
 //!
 //! Every read of a blob is checked against its hash by the store: a damaged
 //! blob is an error naming it, never wrong bytes, and the owner's client
@@ -14,12 +14,8 @@ use std::sync::Arc;
 
 use super::{E, MailboxActor};
 use crate::mailbox::request::{Op, Request};
-use dem_proto::mail::{GetParts, MailRead, MailSummary, SearchQuery, hash_from_hex};
+use dem_proto::mail::{GetParts, MailRead, hash_from_hex};
 
-/// Mails the mailbox lists per call while the host matches search terms.
-const SEARCH_PAGE: u32 = 500;
-/// Bytes of a message's decoded text searched: terms past it are not found.
-pub const SEARCH_TEXT_BYTES_MAX: usize = 1 << 20;
 /// Blob hashes the mailbox lists per call when the host reconciles.
 const REFS_PAGE: u32 = 10_000;
 /// Converted messages taken from the mailbox per call after a restore.
@@ -67,89 +63,6 @@ impl MailboxActor {
         let end = range.end.min(len).max(range.start.min(len)) as usize;
         read.bytes = Some(bytes[start..end].to_vec());
         Ok(())
-    }
-
-    /// Search with body or text terms: the mailbox selects by the other
-    /// fields, the host matches the terms against the messages' decoded
-    /// text, newest first, until `limit` match.
-    pub(super) async fn search_text(
-        &mut self,
-        query: SearchQuery,
-        limit: u32,
-    ) -> Result<Vec<MailSummary>, E> {
-        let lower = |v: &[String]| v.iter().map(|t| t.to_lowercase()).collect::<Vec<_>>();
-        let body_terms = lower(&query.body_terms);
-        let text_terms = lower(&query.text_terms);
-        let mut envelope_query = SearchQuery {
-            body_terms: Vec::new(),
-            text_terms: Vec::new(),
-            ..query
-        };
-        let mut found = Vec::new();
-        let mut offset = 0u32;
-        while found.len() < limit as usize {
-            let instance = self
-                .instance
-                .as_mut()
-                .ok_or_else(|| E::Gone(self.id.clone()))?;
-            let page = match instance
-                .search_page(&mut envelope_query, offset, SEARCH_PAGE)
-                .await
-            {
-                Ok(r) => r.map_err(E::Refused)?,
-                Err(trap) => {
-                    self.drop_instance();
-                    return Err(E::Trap(trap));
-                }
-            };
-            if page.is_empty() {
-                break;
-            }
-            offset = offset.saturating_add(page.len() as u32);
-            for mail in page {
-                let text = self.message_text(&mail.id).await;
-                let envelope = format!(
-                    "{} {} {} {}",
-                    mail.from,
-                    mail.to.join(" "),
-                    mail.cc.join(" "),
-                    mail.subject
-                )
-                .to_lowercase();
-                let in_body = |t: &String| text.as_deref().is_some_and(|b| b.contains(t.as_str()));
-                if body_terms.iter().all(in_body)
-                    && text_terms
-                        .iter()
-                        .all(|t| envelope.contains(t.as_str()) || in_body(t))
-                {
-                    found.push(mail);
-                    if found.len() >= limit as usize {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// The lower-cased decoded text of mail `id`'s message, or `None` if
-    /// this host cannot read it (it is then matched on its envelope only).
-    async fn message_text(&mut self, id: &str) -> Option<String> {
-        let store = self.store.clone()?;
-        let get = Request::Get {
-            id: id.to_string(),
-            parts: GetParts::default(),
-        };
-        let hash = match self.read(get).await {
-            Ok(super::Response::Detail(read)) => read.detail.message.hash_bytes()?,
-            _ => return None,
-        };
-        tokio::task::spawn_blocking(move || {
-            let bytes = store.message(&hash).ok()??;
-            Some(dem_message::text(&bytes, SEARCH_TEXT_BYTES_MAX).to_lowercase())
-        })
-        .await
-        .ok()?
     }
 
     /// The message blobs the deliveries among `ops` name, as this host
