@@ -70,6 +70,26 @@ fn restored(mails: &[StoredMail]) -> Mails {
     Mails::restored(buf, entries)
 }
 
+/// The fast path takes every entry this build writes.
+#[test]
+fn walk_reads_what_this_build_writes() {
+    for i in 0..7 {
+        let mut m = sample(i);
+        assert_eq!(walk::head(&encoded(&m)), Some(MailHead::of(&m)));
+        m.spam_score = None;
+        m.last_move = Some(Stamp {
+            hlc: u64::MAX,
+            replica: 3,
+        });
+        m.attachments[0].splice_at = None;
+        m.date_ms = -5 - i64::from(i) * 1_000_000_000_000;
+        m.folder = u32::MAX;
+        m.flag_stamps.clear();
+        m.subject = "x".repeat(70_000);
+        assert_eq!(walk::head(&encoded(&m)), Some(MailHead::of(&m)));
+    }
+}
+
 #[test]
 fn heads_match_decoded_mails() {
     let mails: Vec<StoredMail> = (0..5).map(sample).collect();
@@ -146,6 +166,12 @@ fn views_accept_what_stored_mail_accepts() {
         }
         let real = rmp_serde::from_slice::<StoredMail>(&raw);
         let view = view_head(&raw);
+        if let Some(fast) = walk::head(&raw) {
+            let real = real
+                .as_ref()
+                .unwrap_or_else(|e| panic!("case {i}: walk took {e}"));
+            assert_eq!(fast, MailHead::of(real), "case {i}");
+        }
         match (real, view) {
             (Ok(m), Ok(head)) => {
                 assert_eq!(head, MailHead::of(&m), "case {i}");
