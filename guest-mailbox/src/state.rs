@@ -253,8 +253,8 @@ pub struct FolderIndex {
     pub bytes: u64,
 }
 
-/// A mail's listing key, (date-ms, uid), and its id.
-type Dated = ((i64, u32), String);
+/// A mail's folder, listing key (date-ms, uid) and id.
+type Dated<'a> = (u32, (i64, u32), &'a String);
 
 /// Everything derived from `MailboxState`; never serialised.
 #[derive(Debug, Default)]
@@ -307,7 +307,7 @@ impl Indices {
             .values()
             .map(|f| (f.uid_validity, f.uid_next))
             .collect();
-        let mut dated: BTreeMap<u32, Vec<Dated>> = BTreeMap::new();
+        let mut dated: Vec<Dated<'_>> = Vec::with_capacity(state.mails.len());
         let mut blobs: Vec<Hash> = Vec::with_capacity(state.mails.len());
         for (id, m) in state.mails.heads() {
             let m = m?;
@@ -329,17 +329,26 @@ impl Indices {
             idx.mail_bytes += m.size_bytes;
             idx.index_bytes += m.index_bytes;
             blobs.push(m.blob);
-            let key = (m.date_ms, m.uid);
-            dated.entry(m.folder).or_default().push((key, id.clone()));
+            dated.push((m.folder, (m.date_ms, m.uid), id));
         }
-        for (folder, mut mails) in dated {
-            mails.sort_unstable_by_key(|a| a.0);
-            if let Some(w) = mails.windows(2).find(|w| w[0].0 == w[1].0) {
-                return Err(format!("mail {:?} repeats uid {}", w[1].1, w[1].0.1));
-            }
-            idx.folder_mut(folder).by_date = mails.into_iter().collect();
+        dated.sort_unstable_by_key(|&(folder, key, _)| (folder, key));
+        if let Some(w) = dated
+            .windows(2)
+            .find(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1))
+        {
+            return Err(format!("mail {:?} repeats uid {}", w[1].2, w[1].1.1));
         }
-        blobs.sort_unstable();
+        for run in dated.chunk_by(|a, b| a.0 == b.0) {
+            idx.folder_mut(run[0].0).by_date =
+                run.iter().map(|&(_, key, id)| (key, id.clone())).collect();
+        }
+        // As two integers: an order the same as the bytes', and cheaper
+        // to compare than slices.
+        blobs.sort_unstable_by_key(|h| {
+            let (hi, lo) = h.split_at(16);
+            let half = |b: &[u8]| u128::from_be_bytes(b.try_into().expect("16 bytes"));
+            (half(hi), half(lo))
+        });
         idx.blobs = blobs
             .chunk_by(|a, b| a == b)
             .map(|run| (run[0], u32::try_from(run.len()).expect("under 2^32 mails")))
