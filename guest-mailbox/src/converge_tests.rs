@@ -157,9 +157,7 @@ impl Scenario {
         let unseen: Vec<&String> = self
             .ids
             .iter()
-            .filter(|id| {
-                !mb.state.mails.contains_key(*id) && !mb.state.tombstones.contains_key(*id)
-            })
+            .filter(|id| !mb.state.mails.contains_key(id) && !mb.state.tombstones.contains_key(*id))
             .collect();
         let list = |rng: &mut Rng| {
             if rng.chance(50) {

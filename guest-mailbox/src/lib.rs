@@ -27,6 +27,7 @@ mod hash;
 mod limits;
 mod lww;
 mod mail;
+mod mails;
 mod names;
 mod placement;
 mod render;

@@ -150,7 +150,7 @@ impl MailboxStateV3 {
             mails.insert(id, mail);
         }
         let state = MailboxState {
-            mails,
+            mails: mails.into(),
             folders: self.folders,
             tombstones: self.tombstones,
             contacts: self.contacts,

@@ -5,9 +5,12 @@
 //! is about a third smaller than named fields and quicker to decode; the
 //! price is that any change to the state's shape needs a new schema version
 //! with its own decode arm in [`decode`], which must keep decoding every
-//! older version (golden fixture tests guard versions 1 to 4). Restoring
+//! older version (golden fixture tests guard versions 1 to 5). Restoring
 //! a snapshot older than schema 4 converts it (`schema_v3.rs`), which
-//! writes out messages the host must take with `take-converted`.
+//! writes out messages the host must take with `take-converted`. Schema 5
+//! holds each mail as the bytes of its entry, so that a restore keeps the
+//! buffer and decodes a mail only when it is read (`mails.rs`): a wake
+//! then costs a check of each entry, not its decoding.
 //!
 //! The snapshot is encoded once at `snapshot-begin` and handed out in
 //! bounded slices, and a restore is assembled from bounded writes, so no
@@ -30,8 +33,9 @@ use crate::wit::{MailboxStats, SnapshotInfo};
 /// (`schema_v1.rs` converts 1 to 2). 3: the folder history and each
 /// mail's placement (`schema_v2.rs` converts 2 to 3). 4: the mail index
 /// with a message blob ref instead of headers and body (`schema_v3.rs`
-/// converts 3 to 4).
-pub const SCHEMA_VERSION: u32 = 4;
+/// converts 3 to 4). 5: each mail's entry as `bin`, so a restore can
+/// decode it lazily (`snapshot/wire.rs`; the same `StoredMail`).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// First bytes of every snapshot.
 pub const MAGIC: &[u8; 6] = b"DEMMBX";
@@ -106,7 +110,14 @@ impl Decoded {
 }
 
 /// Decodes snapshot bytes announced as `schema`.
+#[cfg(test)]
 pub fn decode(schema: u32, bytes: &[u8]) -> std::result::Result<Decoded, String> {
+    decode_owned(schema, bytes.to_vec())
+}
+
+/// Decodes snapshot bytes announced as `schema`; a schema-5 state keeps
+/// `bytes` to decode its mails from.
+pub fn decode_owned(schema: u32, bytes: Vec<u8>) -> std::result::Result<Decoded, String> {
     if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a mailbox snapshot (bad magic)".into());
     }
@@ -125,7 +136,8 @@ pub fn decode(schema: u32, bytes: &[u8]) -> std::result::Result<Decoded, String>
             .map(MailboxStateV3::from),
         2 => decode_body::<MailboxStateV2>(body).map(MailboxStateV3::from),
         3 => decode_body::<MailboxStateV3>(body),
-        4 => return decode_body::<MailboxState>(body).map(Decoded::Current),
+        4 => return decode_body::<wire::StateV4>(body).map(|s| Decoded::Current(s.into())),
+        5 => return wire::decode_v5(bytes, HEADER_LEN).map(Decoded::Current),
         v => Err(format!(
             "snapshot schema {v} is not supported by this mailbox build (schema {SCHEMA_VERSION})"
         )),
@@ -240,9 +252,9 @@ impl Mailbox {
                 r.declared
             )));
         }
-        let decoded = decode(r.schema, &r.buf).map_err(snapshot)?;
-        // The old bodies a conversion renders are copies; the buffer can go.
-        drop(r);
+        // A schema-5 state keeps the buffer (its mails are read from it);
+        // the old bodies a conversion renders are copies.
+        let decoded = decode_owned(r.schema, r.buf).map_err(snapshot)?;
         let converted = decoded.convert().map_err(snapshot)?;
         let fresh = Mailbox::from_state(converted.state)
             .map_err(|e| snapshot(format!("snapshot state is inconsistent: {e}")))?;
@@ -273,3 +285,4 @@ impl Mailbox {
 
 #[cfg(test)]
 mod tests;
+mod wire;

@@ -18,6 +18,7 @@ use crate::folder_log::{FolderLog, Replayed};
 use crate::hash::Hash;
 use crate::limits::MESSAGE_BYTES_MAX;
 use crate::lww::LwwMap;
+use crate::mails::{MailHead, Mails};
 use crate::names::INBOX;
 use crate::snapshot::Restore;
 use crate::wit::{MailFlags, OpContext};
@@ -188,13 +189,15 @@ pub struct PluginRec {
     pub order: u32,
 }
 
-/// Everything a snapshot holds (schema 4; `schema_v1.rs`, `schema_v2.rs`
-/// and `schema_v3.rs` have the older ones).
+/// Everything a snapshot holds (schema 5; `schema_v1.rs`, `schema_v2.rs`
+/// and `schema_v3.rs` have the older ones, and schema 4 differs only in
+/// how `mails` is encoded, see `snapshot/wire.rs`).
 /// Changing this struct's shape needs a new schema version and a decode
 /// arm in `snapshot.rs`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MailboxState {
-    pub mails: BTreeMap<String, StoredMail>,
+    /// Each mail decoded only when first read after a restore (`mails.rs`).
+    pub mails: Mails,
     /// By canonical name: the folders the history replays to, plus those
     /// holding mails outside it (`placement.rs`). Every folder's parent
     /// exists.
@@ -225,7 +228,7 @@ impl Default for MailboxState {
             },
         );
         MailboxState {
-            mails: BTreeMap::new(),
+            mails: Mails::default(),
             folders,
             tombstones: BTreeMap::new(),
             contacts: LwwMap::default(),
@@ -249,6 +252,9 @@ pub struct FolderIndex {
     /// Exact message sizes summed (folder-info size-bytes).
     pub bytes: u64,
 }
+
+/// A mail's folder, listing key (date-ms, uid) and id.
+type Dated<'a> = (u32, (i64, u32), &'a String);
 
 /// Everything derived from `MailboxState`; never serialised.
 #[derive(Debug, Default)]
@@ -292,11 +298,22 @@ impl Indices {
                 return Err(format!("folder {name:?} has a bad uid-validity"));
             }
         }
-        for (id, m) in &state.mails {
-            let Some(fi) = idx.folders.get(&m.folder) else {
+        // Heads only: a restored mail is checked here but decoded when
+        // first read. Dates and blobs are collected, sorted and built into
+        // their trees in bulk, which costs far less than a tree search per
+        // mail in id order (this runs at every wake).
+        let uid_nexts: BTreeMap<u32, u32> = state
+            .folders
+            .values()
+            .map(|f| (f.uid_validity, f.uid_next))
+            .collect();
+        let mut dated: Vec<Dated<'_>> = Vec::with_capacity(state.mails.len());
+        let mut blobs: Vec<Hash> = Vec::with_capacity(state.mails.len());
+        for (id, m) in state.mails.heads() {
+            let m = m?;
+            let Some(&uid_next) = uid_nexts.get(&m.folder) else {
                 return Err(format!("mail {id:?} is in a missing folder"));
             };
-            let uid_next = state.folders.get(&fi.name).map_or(0, |f| f.uid_next);
             if m.uid == 0 || m.uid >= uid_next {
                 return Err(format!("mail {id:?} has uid {} >= uid-next", m.uid));
             }
@@ -304,11 +321,38 @@ impl Indices {
                 // Sums of sizes stay exact only under this bound.
                 return Err(format!("mail {id:?} has an impossible size"));
             }
-            if fi.by_date.contains_key(&(m.date_ms, m.uid)) {
-                return Err(format!("mail {id:?} repeats uid {}", m.uid));
+            let fi = idx.folder_mut(m.folder);
+            fi.bytes += m.size_bytes;
+            if !m.seen() {
+                fi.unseen += 1;
             }
-            idx.add_mail(id, m);
+            idx.mail_bytes += m.size_bytes;
+            idx.index_bytes += m.index_bytes;
+            blobs.push(m.blob);
+            dated.push((m.folder, (m.date_ms, m.uid), id));
         }
+        dated.sort_unstable_by_key(|&(folder, key, _)| (folder, key));
+        if let Some(w) = dated
+            .windows(2)
+            .find(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1))
+        {
+            return Err(format!("mail {:?} repeats uid {}", w[1].2, w[1].1.1));
+        }
+        for run in dated.chunk_by(|a, b| a.0 == b.0) {
+            idx.folder_mut(run[0].0).by_date =
+                run.iter().map(|&(_, key, id)| (key, id.clone())).collect();
+        }
+        // As two integers: an order the same as the bytes', and cheaper
+        // to compare than slices.
+        blobs.sort_unstable_by_key(|h| {
+            let (hi, lo) = h.split_at(16);
+            let half = |b: &[u8]| u128::from_be_bytes(b.try_into().expect("16 bytes"));
+            (half(hi), half(lo))
+        });
+        idx.blobs = blobs
+            .chunk_by(|a, b| a == b)
+            .map(|run| (run[0], u32::try_from(run.len()).expect("under 2^32 mails")))
+            .collect();
         for (id, t) in &state.tombstones {
             idx.tomb_order.insert((t.deleted_ms, t.hlc, id.clone()));
         }
@@ -326,6 +370,10 @@ impl Indices {
     }
 
     pub fn add_mail(&mut self, id: &str, m: &StoredMail) {
+        self.add_head(id, &MailHead::of(m));
+    }
+
+    fn add_head(&mut self, id: &str, m: &MailHead) {
         let size = m.size_bytes;
         let fi = self.folder_mut(m.folder);
         let fresh = fi.by_date.insert((m.date_ms, m.uid), id.to_string());
@@ -335,7 +383,7 @@ impl Indices {
             fi.unseen += 1;
         }
         self.mail_bytes += size;
-        self.index_bytes += m.index_bytes();
+        self.index_bytes += m.index_bytes;
         *self.blobs.entry(m.blob).or_default() += 1;
     }
 
