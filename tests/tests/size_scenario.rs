@@ -61,7 +61,10 @@ fn a_big_mailbox_delivers_lists_reads_moves_and_restarts() -> Result<()> {
     // reads back (a delivery once reached the replica without its bytes,
     // and a delta move onto it lost those mails for good).
     let onto = &report["move_onto_unlisted_copy"];
-    ensure!(onto["reads_failed"] == 0, "mails lost moving onto the copy: {report}");
+    ensure!(
+        onto["reads_failed"] == 0,
+        "mails lost moving onto the copy: {report}"
+    );
     ensure!(
         onto["delta_moves"].as_u64().unwrap_or(0) + onto["full_moves"].as_u64().unwrap_or(0) == 1,
         "no move onto the copy: {report}"
