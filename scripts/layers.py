@@ -26,18 +26,21 @@ ALLOWED_WORKSPACE = {
     # RFC 5322 messages kept as their exact bytes: compose, parse, split
     # and rebuild. Pure logic, beside dem-core.
     "dem-message": {"dem-identity"},
+    # End-to-end sealing: encryption keys, sealed contents and
+    # attachments. Pure logic, beside dem-message.
+    "dem-seal": {"dem-identity"},
     "dem-runtime": {"dem-proto", "dem-wit"},
     "dem-store": {"dem-proto"},
     "dem-net": {"dem-proto", "dem-identity"},
-    "dem-client": {"dem-proto", "dem-identity", "dem-net", "dem-message"},
+    "dem-client": {"dem-proto", "dem-identity", "dem-net", "dem-message", "dem-seal"},
     "dem-builtin": set(),
     "dem-node": {
         "dem-proto", "dem-identity", "dem-core", "dem-runtime", "dem-store",
-        "dem-net", "dem-client", "dem-builtin", "dem-wit", "dem-message",
+        "dem-net", "dem-client", "dem-builtin", "dem-wit", "dem-message", "dem-seal",
     },
     "dem": {
         "dem-proto", "dem-identity", "dem-core", "dem-runtime", "dem-store",
-        "dem-net", "dem-client", "dem-node", "dem-builtin", "dem-message",
+        "dem-net", "dem-client", "dem-node", "dem-builtin", "dem-message", "dem-seal",
     },
 }
 
@@ -49,6 +52,7 @@ FORBIDDEN_EXTERNAL = {
     "dem-proto": IO | {"anyhow", "ed25519-dalek"},
     "dem-core": IO | {"anyhow"},
     "dem-message": IO | {"anyhow"},
+    "dem-seal": IO | {"anyhow"},
     "dem-runtime": {"quinn", "rustls", "rcgen", "redb", "anyhow"},
     "dem-store": {"quinn", "rustls", "rcgen", "wasmtime", "wasmtime-wasi", "anyhow"},
     "dem-net": {"redb", "wasmtime", "wasmtime-wasi", "anyhow"},
