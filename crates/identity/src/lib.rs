@@ -7,6 +7,7 @@
 //! writing key and profile files, which is confined to `keys`, `home` and
 //! `profile`.
 
+pub mod envelope;
 pub mod home;
 pub mod id;
 pub mod keys;
@@ -16,6 +17,9 @@ pub mod profile;
 pub mod replay;
 pub mod signed;
 
+pub use envelope::{
+    DELIVERY_WINDOW_MS, EnvelopeAttachment, EnvelopeError, MAIL_ENVELOPE, MailEnvelope, SealedMail,
+};
 pub use home::{Home, HomeEnv, HomeError, KeyRole, PROFILE_FILE};
 pub use id::{DispatchId, Epoch, HostId, KeyIdError, UserId};
 pub use keys::{KeyError, KeyId, KeyPair, SignatureError, verify_signature};
