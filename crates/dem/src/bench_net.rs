@@ -330,7 +330,8 @@ pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<
     let key = Arc::new(KeyPair::generate()?);
     let units = backbone.iter().map(|a| (a.clone(), None)).collect();
     let session = Arc::new(Session::new(key.clone(), units)?);
-    super::user::claim_and_create(&session, &key, Name::new(name)?).await?;
+    let keyring = dem_seal::Keyring::generate(now_ms())?;
+    super::user::claim_and_create(&session, &key, &keyring, Name::new(name)?).await?;
     Ok(User {
         key,
         name: name.to_string(),

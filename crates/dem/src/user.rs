@@ -1,4 +1,5 @@
-//! The user's commands, flattened into `dem`: `id new`, `register`, then
+//! The user's commands, flattened into `dem`: `id` (`user/id.rs`),
+//! `register`, then
 //! the mail commands (`send`, `inbox`, `read`, ...) in `user/mail.rs`
 //! (`user/send.rs`, `user/read.rs`) and
 //! the mailbox settings and attachments in `user/manage.rs`. Every command
@@ -6,6 +7,7 @@
 //! and remembered dispatch units. Calls on a mailbox are signed owner
 //! calls sent through a [`MailboxRef`]; the host decides who may do what.
 
+mod id;
 mod mail;
 mod manage;
 mod read;
@@ -21,6 +23,7 @@ use dem_client::{MailboxRef, Session, Target, now_ms};
 use dem_identity::{
     Home, KeyPair, KeyRole, Name, OWNER_CALL, Signed, SignedNameClaim, UserProfile,
 };
+use dem_seal::Keyring;
 use dem_node::dispatch::Placement;
 use dem_node::mailbox::Verb;
 use dem_proto::{CreateOrder, DispatchRequest, DispatchResponse, HostRequest};
@@ -38,7 +41,7 @@ pub enum UserCommand {
     /// Manage the user's identity.
     Id {
         #[command(subcommand)]
-        cmd: IdCommand,
+        cmd: id::IdCommand,
         #[command(flatten)]
         home: HomeArg,
     },
@@ -56,55 +59,13 @@ pub enum UserCommand {
     Manage(manage::ManageCommand),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum IdCommand {
-    /// Create the user's key pair and name.
-    New { name: String },
-    /// Show the user's name and id.
-    Show,
-}
-
 pub async fn run(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Id {
-            cmd: IdCommand::New { name },
-            home,
-        } => id_new(&home, &name),
-        UserCommand::Id {
-            cmd: IdCommand::Show,
-            home,
-        } => {
-            let (home, key, profile) = load(&home)?;
-            let name = profile.name.map(|n| n.as_str().to_string());
-            println!(
-                "{} {}",
-                name.as_deref().unwrap_or("-"),
-                key.user_id().to_hex()
-            );
-            let _ = home;
-            Ok(())
-        }
+        UserCommand::Id { cmd, home } => id::run(cmd, &home).await,
         UserCommand::Register { dispatch, home } => register(&home, dispatch).await,
         UserCommand::Mail(cmd) => mail::run(cmd).await,
         UserCommand::Manage(cmd) => manage::run(cmd).await,
     }
-}
-
-fn id_new(home: &HomeArg, name: &str) -> anyhow::Result<()> {
-    let name = Name::new(name).with_context(|| format!("the name {name:?}"))?;
-    let home = Home::open(home.home.clone())?;
-    home.ensure()?;
-    let key_path = home.key_path(KeyRole::User);
-    if key_path.exists() {
-        bail!("{} already holds a user key", home.dir().display());
-    }
-    let key = KeyPair::generate()?;
-    key.save(&key_path)?;
-    let mut profile = UserProfile::load_or_default(&home.profile_path())?;
-    profile.name = Some(name.clone());
-    profile.save(&home.profile_path())?;
-    println!("{} {}", name.as_str(), key.user_id().to_hex());
-    Ok(())
 }
 
 /// The home, the user's key and profile.
@@ -127,12 +88,13 @@ async fn register(home_arg: &HomeArg, dispatch: Vec<String>) -> anyhow::Result<(
     let Some(name) = profile.name.clone() else {
         bail!("no name in the profile: run `dem id new NAME` first");
     };
+    let keyring = id::load_keyring(&home)?;
     let key = Arc::new(key);
     let session = Session::new(
         key.clone(),
         dispatch.iter().map(|a| (a.clone(), None)).collect(),
     )?;
-    let placement = claim_and_create(&session, &key, name.clone()).await?;
+    let placement = claim_and_create(&session, &key, &keyring, name.clone()).await?;
     // Remember the units, the first one given first, with learned keys.
     let units = session.dispatch_units();
     for addr in dispatch.iter().rev() {
@@ -156,17 +118,10 @@ async fn register(home_arg: &HomeArg, dispatch: Vec<String>) -> anyhow::Result<(
 pub(crate) async fn claim_and_create(
     session: &Session,
     key: &KeyPair,
+    keyring: &Keyring,
     name: Name,
 ) -> anyhow::Result<Placement> {
-    let claim = SignedNameClaim::sign(key, name.clone(), now_ms())?;
-    let placement = match session
-        .dispatch(&DispatchRequest::Register { claim })
-        .await
-        .with_context(|| format!("registering the name {}", name.as_str()))?
-    {
-        DispatchResponse::Registered { placement, .. } => placement,
-        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
-    };
+    let placement = claim_name(session, key, keyring, &name).await?;
     let order = CreateOrder {
         user: key.user_id(),
         host: placement.host,
@@ -181,6 +136,51 @@ pub(crate) async fn claim_and_create(
         .await
         .with_context(|| format!("creating the mailbox on host {}", placement.addr))?;
     Ok(placement)
+}
+
+/// Claims `name` for `key`, publishing the keyring's current encryption
+/// key in the signed claim; the unit answers where the mailbox is placed.
+async fn claim_name(
+    session: &Session,
+    key: &KeyPair,
+    keyring: &Keyring,
+    name: &Name,
+) -> anyhow::Result<Placement> {
+    let claim = SignedNameClaim::sign(
+        key,
+        name.clone(),
+        now_ms(),
+        Some(keyring.current().public().0),
+    )?;
+    match session
+        .dispatch(&DispatchRequest::Register { claim })
+        .await
+        .with_context(|| format!("registering the name {}", name.as_str()))?
+    {
+        DispatchResponse::Registered { placement, .. } => Ok(placement),
+        other => bail!("unexpected answer from the dispatch unit: {other:?}"),
+    }
+}
+
+/// `dem id rotate`: a new current encryption key, saved before it is
+/// published so a crash can never publish a key whose secret is lost.
+async fn rotate(home_arg: &HomeArg) -> anyhow::Result<()> {
+    let ctx = UserCtx::open(home_arg)?;
+    let home = Home::open(home_arg.home.clone())?;
+    let mut keyring = id::load_keyring(&home)?;
+    let name = Name::new(&ctx.name()?)?;
+    keyring.rotate(now_ms())?;
+    keyring.save(&id::keyring_path(&home))?;
+    let result = claim_name(&ctx.session, &ctx.key, &keyring, &name).await;
+    ctx.close().await;
+    result.context("the new key is in the keyring but not yet published: run `dem id rotate` again")?;
+    println!(
+        "{}: new encryption key {} published; {} older key(s) kept for older mail",
+        name.as_str(),
+        keyring.current().public().to_hex(),
+        keyring.entries().len() - 1
+    );
+    Ok(())
 }
 
 /// A user's session on the network, from their home.
