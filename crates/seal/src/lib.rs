@@ -3,7 +3,26 @@
 //!
 //! - [`keys`]: a user's X25519 encryption key pairs (used through HPKE,
 //!   RFC 9180) beside the ed25519 signing key of `dem-identity`.
+//! - [`content`]: a mail's whole message under a fresh [`ContentKey`]
+//!   with XChaCha20-Poly1305.
+//! - [`wrap`]: that content key wrapped with HPKE to each recipient and
+//!   to the sender.
+//! - [`attachment`]: floating attachments, each under its own key,
+//!   sealed and opened as a stream (STREAM over XChaCha20-Poly1305) in
+//!   bounded memory, and stored by the BLAKE3 of their ciphertext.
+//! - [`error`]: [`SealError`] and [`OpenError`].
 
+pub mod attachment;
+pub mod content;
+pub mod error;
 pub mod keys;
+pub mod wrap;
 
+pub use attachment::{
+    ATTACHMENT_CHUNK_BYTES, AttachmentOpener, AttachmentSealed, AttachmentSealer, ciphertext_size,
+    open_attachment, seal_attachment,
+};
+pub use content::{CONTENT_BYTES_MAX, ContentKey, open_content, seal_content};
+pub use error::{OpenError, SealError};
 pub use keys::{EncryptionKeyPair, EncryptionPublicKey};
+pub use wrap::{WrappedKey, unwrap_key, unwrap_with_any, wrap_key};
