@@ -112,7 +112,11 @@ impl EncryptionKeyPair {
 
 impl fmt::Debug for EncryptionKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EncryptionKeyPair({}, secret hidden)", self.public.short())
+        write!(
+            f,
+            "EncryptionKeyPair({}, secret hidden)",
+            self.public.short()
+        )
     }
 }
 
