@@ -90,6 +90,9 @@ pub enum SealMailError {
     /// Signing the envelope failed.
     #[error("signing the envelope: {0}")]
     Sign(#[from] SignError),
+    /// The content or a wrapped key could not be encoded.
+    #[error("encoding the mail: {0}")]
+    Encoding(String),
     /// No recipient, or too many.
     #[error("a mail is sealed to 1 to {RECIPIENTS_MAX} recipients, not {0}")]
     Recipients(usize),
@@ -137,8 +140,7 @@ pub fn seal_mail(
         return Err(SealMailError::Recipients(recipients.len()));
     }
     let plain = Zeroizing::new(
-        rmp_serde::to_vec_named(contents)
-            .map_err(|e| SealError::Encoding(e.to_string()))?,
+        rmp_serde::to_vec_named(contents).map_err(|e| SealMailError::Encoding(e.to_string()))?,
     );
     let key = ContentKey::generate()?;
     let ciphertext = seal_content(&key, &content_aad(&sender.user_id()), &plain)?;
@@ -161,7 +163,7 @@ pub fn seal_mail(
             ciphertext_bytes: ciphertext.len() as u64,
             attachments: attachments.clone(),
             wrapped_key: rmp_serde::to_vec_named(&wrapped)
-                .map_err(|e| SealError::Encoding(e.to_string()))?,
+                .map_err(|e| SealMailError::Encoding(e.to_string()))?,
         };
         out.push(SealedMail::seal(
             sender,
@@ -274,7 +276,8 @@ mod tests {
     fn each_recipient_opens_its_own_copy_and_hosts_see_no_content() {
         let (alice, bob, carol) = (user(), user(), user());
         let name = Name::new("alice").unwrap();
-        let mails = seal_mail(&alice.key, &name, &contents(), &[to(&bob), to(&carol)], NOW).unwrap();
+        let mails =
+            seal_mail(&alice.key, &name, &contents(), &[to(&bob), to(&carol)], NOW).unwrap();
         assert_eq!(mails.len(), 2);
         assert_eq!(mails[0].ciphertext, mails[1].ciphertext);
         for (m, u) in mails.iter().zip([&bob, &carol]) {
@@ -322,13 +325,16 @@ mod tests {
     fn tampering_fails_with_a_clear_error() {
         let (alice, bob, carol) = (user(), user(), user());
         let name = Name::new("alice").unwrap();
-        let mails = seal_mail(&alice.key, &name, &contents(), &[to(&bob), to(&carol)], NOW).unwrap();
+        let mails =
+            seal_mail(&alice.key, &name, &contents(), &[to(&bob), to(&carol)], NOW).unwrap();
         // A host flips a ciphertext byte: the envelope's hash catches it.
         let mut m = mails[0].clone();
         m.ciphertext[40] ^= 1;
         assert!(matches!(
             open_mail(&m, bob.key.user_id(), &bob.ring),
-            Err(OpenMailError::Envelope(EnvelopeError::CiphertextMismatch(_)))
+            Err(OpenMailError::Envelope(EnvelopeError::CiphertextMismatch(
+                _
+            )))
         ));
         // A host moves Carol's wrapped key into Bob's envelope: it would
         // need to re-sign the envelope, and cannot.
@@ -349,13 +355,23 @@ mod tests {
         };
         let m = SealedMail::seal(&alice.key, &bad, mails[0].ciphertext.clone(), NOW).unwrap();
         let err = open_mail(&m, bob.key.user_id(), &bob.ring).unwrap_err();
-        assert!(matches!(err, OpenMailError::Open(OpenError::Authentication)), "{err}");
+        assert!(
+            matches!(err, OpenMailError::Open(OpenError::Authentication)),
+            "{err}"
+        );
     }
 
     #[test]
     fn another_sender_cannot_re_envelope_a_ciphertext() {
         let (alice, bob, mallory) = (user(), user(), user());
-        let mails = seal_mail(&alice.key, &Name::new("alice").unwrap(), &contents(), &[to(&bob)], NOW).unwrap();
+        let mails = seal_mail(
+            &alice.key,
+            &Name::new("alice").unwrap(),
+            &contents(),
+            &[to(&bob)],
+            NOW,
+        )
+        .unwrap();
         // Mallory signs Alice's envelope (and so her ciphertext) as his own.
         let env = mails[0].verify_stored().unwrap();
         let env = MailEnvelope {
@@ -364,14 +380,23 @@ mod tests {
         };
         let m = SealedMail::seal(&mallory.key, &env, mails[0].ciphertext.clone(), NOW).unwrap();
         let err = open_mail(&m, bob.key.user_id(), &bob.ring).unwrap_err();
-        assert!(matches!(err, OpenMailError::Open(OpenError::Authentication)), "{err}");
+        assert!(
+            matches!(err, OpenMailError::Open(OpenError::Authentication)),
+            "{err}"
+        );
     }
 
     #[test]
     fn recipient_count_is_bounded() {
         let alice = user();
         assert!(matches!(
-            seal_mail(&alice.key, &Name::new("alice").unwrap(), &contents(), &[], NOW),
+            seal_mail(
+                &alice.key,
+                &Name::new("alice").unwrap(),
+                &contents(),
+                &[],
+                NOW
+            ),
             Err(SealMailError::Recipients(0))
         ));
     }
