@@ -19,9 +19,10 @@
 //! stores the [`SealedMail`] as the mail's blob, so the owner checks the
 //! same signature again on reading and trusts no host for it.
 //!
-//! The mail id is derived from the ciphertext's hash and the recipient: a
-//! retried delivery of the same sealed mail files it once, and one send to
-//! several recipients gives each mailbox its own id.
+//! The mail id is derived from the ciphertext's hash: a retried delivery
+//! of the same sealed mail files it once, and every recipient of one send
+//! files it under the same id, as before sealing (each recipient's copy is
+//! still bound to its mailbox by the envelope).
 
 use serde::{Deserialize, Serialize};
 
@@ -250,7 +251,6 @@ impl SealedMail {
     pub fn mail_id(envelope: &MailEnvelope) -> String {
         let mut h = blake3::Hasher::new_derive_key(MAIL_ID_CONTEXT);
         h.update(&envelope.ciphertext_hash);
-        h.update(&envelope.recipient.0);
         h.finalize().as_bytes()[..16]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -382,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_differ_per_recipient_and_repeat_per_mail() {
+    fn ids_follow_the_ciphertext() {
         let (alice, bob, carol) = (
             KeyPair::generate().unwrap(),
             KeyPair::generate().unwrap(),
@@ -397,7 +397,10 @@ mod tests {
             SealedMail::mail_id(&to_bob),
             SealedMail::mail_id(&to_bob_again)
         );
-        assert_ne!(SealedMail::mail_id(&to_bob), SealedMail::mail_id(&to_carol));
+        assert_eq!(SealedMail::mail_id(&to_bob), SealedMail::mail_id(&to_carol));
+        let mut other = to_bob.clone();
+        other.ciphertext_hash[0] ^= 1;
+        assert_ne!(SealedMail::mail_id(&to_bob), SealedMail::mail_id(&other));
         assert_eq!(SealedMail::mail_id(&to_bob).len(), 32);
     }
 }
