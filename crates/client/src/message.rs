@@ -14,15 +14,16 @@
 //! Nothing a host answers is trusted for an allocation: every size is
 //! checked against the `dem_message::limits` before it is used.
 
-use dem_identity::KeyPair;
+use dem_identity::{KeyPair, Name, SealedMail};
 use dem_message::limits::{MESSAGE_BYTES_MAX, MIME_PARTS_MAX, STORED_BYTES_MAX};
 use dem_message::{MessageError, Splice};
 use dem_proto::mail::{AttachmentRef, ByteRange, GetParts, MailDetail};
 use dem_proto::mailbox::verbs::Get;
-use dem_proto::{AttachmentId, HostRequest, HostResponse, SignedMail};
+use dem_proto::{AttachmentId, HostRequest, HostResponse};
+use dem_seal::{Keyring, MailContents, Recipient};
 
 use crate::attachments::{self, AttachmentError, Stored};
-use crate::{MailboxRef, RefError, Session, Target};
+use crate::{MailboxRef, RefError, Session, Target, sealed};
 
 /// The domain of DEM addresses: user `alice` is `alice@dem`.
 pub const DOMAIN: &str = "dem";
@@ -53,14 +54,23 @@ pub enum SendError {
     /// No recipient was given.
     #[error("the message has no recipient")]
     NoRecipients,
-    /// A part cut out of the message could not be uploaded.
+    /// A part cut out of the message could not be sealed or uploaded.
     #[error("storing the part {name:?} ({size_bytes} bytes): {source}")]
     Attachment {
         name: String,
         size_bytes: u64,
         #[source]
-        source: AttachmentError,
+        source: sealed::SealPartError,
     },
+    /// The sender's name is not a valid name.
+    #[error("the sender's name: {0}")]
+    Sender(String),
+    /// No recipient has a key the mail can be sealed to.
+    #[error("no recipient can take sealed mail: {}", .0.iter().map(|(n, why)| format!("{n}: {why}")).collect::<Vec<_>>().join("; "))]
+    NoOneToSealTo(Vec<(String, String)>),
+    /// Sealing failed.
+    #[error(transparent)]
+    Seal(#[from] dem_seal::SealMailError),
 }
 
 /// A message read back: the mailbox's detail and the exact bytes.
@@ -100,6 +110,17 @@ pub enum ReadError {
     /// The message does not rebuild from its parts, or would be too large.
     #[error(transparent)]
     Message(#[from] MessageError),
+    /// A sealed mail does not open for its owner (not theirs, a key not in
+    /// the keyring, altered, forged).
+    #[error("the sealed mail does not open: {0}")]
+    Sealed(#[from] sealed::OpenStoredError),
+    /// A sealed part could not be fetched or opened.
+    #[error("the part {name:?} of the sealed mail: {source}")]
+    SealedPart {
+        name: String,
+        #[source]
+        source: sealed::OpenPartError,
+    },
 }
 
 /// Sends `raw`, an RFC 5322 message, as `key`'s under `sender_name` to the
@@ -127,26 +148,55 @@ pub async fn send_message(
     }
     let split = dem_message::split(&raw)?;
     drop(raw);
-    let mut stored_parts = Vec::with_capacity(split.cuts.len());
-    for cut in &split.cuts {
-        let (mut reference, stored) =
-            attachments::store_bytes(session, &cut.name, &cut.media_type, &cut.content)
-                .await
-                .map_err(|source| SendError::Attachment {
-                    name: cut.name.clone(),
-                    size_bytes: cut.content.len() as u64,
-                    source,
-                })?;
-        reference.splice_at = Some(cut.offset);
-        stored_parts.push((reference, stored));
-    }
-    let refs = stored_parts.iter().map(|(r, _)| r.clone()).collect();
-    let signed = SignedMail::seal(key, sender_name.to_string(), split.stored, refs);
-    let id = signed.id();
-    let mut delivered = Vec::new();
+    let sender = Name::new(sender_name).map_err(|e| SendError::Sender(e.to_string()))?;
+    // Resolve every recipient's key before uploading anything: a send to
+    // nobody who can open it stores nothing.
+    let mut sealed_to = Vec::with_capacity(recipients.len());
     let mut failed = Vec::new();
     for to in recipients {
-        match deliver(session, &signed, to).await {
+        match sealed::recipient(session, to).await {
+            Ok(r) => sealed_to.push((to.clone(), r)),
+            Err(why) => failed.push((to.clone(), why)),
+        }
+    }
+    if sealed_to.is_empty() {
+        return Err(SendError::NoOneToSealTo(failed));
+    }
+    let mut stored_parts = Vec::with_capacity(split.cuts.len());
+    let mut parts = Vec::with_capacity(split.cuts.len());
+    for cut in &split.cuts {
+        let (part, stored) = sealed::store_sealed_part(session, cut)
+            .await
+            .map_err(|source| SendError::Attachment {
+                name: cut.name.clone(),
+                size_bytes: cut.content.len() as u64,
+                source,
+            })?;
+        stored_parts.push((
+            AttachmentRef {
+                hash: blake3::Hash::from_bytes(part.id).to_hex().to_string(),
+                name: cut.name.clone(),
+                media_type: cut.media_type.clone(),
+                size_bytes: cut.content.len() as u64,
+                splice_at: Some(cut.offset),
+            },
+            stored,
+        ));
+        parts.push(part);
+    }
+    let contents = MailContents {
+        message: split.stored,
+        attachments: parts,
+    };
+    let keys: Vec<Recipient> = sealed_to.iter().map(|(_, r)| *r).collect();
+    let mails = dem_seal::seal_mail(key, &sender, &contents, &keys, crate::now_ms())?;
+    let mut id = String::new();
+    let mut delivered = Vec::new();
+    for ((to, _), mail) in sealed_to.iter().zip(mails) {
+        if let Ok(env) = mail.verify_stored() {
+            id = SealedMail::mail_id(&env);
+        }
+        match deliver(session, mail).await {
             Ok(()) => delivered.push(to.clone()),
             Err(why) => failed.push((to.clone(), why)),
         }
@@ -159,15 +209,18 @@ pub async fn send_message(
     })
 }
 
-/// Delivers `signed` to the mailbox of `to`; the reason if it was not.
-async fn deliver(session: &Session, signed: &SignedMail, to: &str) -> Result<(), String> {
-    let mut r = MailboxRef::new(Target::Name(to.to_string()));
+/// Delivers `mail` to the mailbox its envelope names (the one its key was
+/// wrapped for); the reason if it was not.
+async fn deliver(session: &Session, mail: SealedMail) -> Result<(), String> {
+    let recipient = match mail.verify_stored() {
+        Ok(env) => env.recipient,
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut r = MailboxRef::new(Target::User(recipient));
+    let mail = Box::new(mail);
     let answer = r
-        .call(session, |user| {
-            Ok(HostRequest::Deliver {
-                to: user,
-                mail: Box::new(signed.clone()),
-            })
+        .call(session, |_| {
+            Ok(HostRequest::DeliverSealed { mail: mail.clone() })
         })
         .await;
     match answer {
@@ -186,8 +239,14 @@ pub async fn read_message(
     mailbox: &mut MailboxRef,
     id: &str,
     with_attachments: bool,
+    keyring: &Keyring,
 ) -> Result<ReadMessage, ReadError> {
-    let (detail, stored) = read_from_a_good_replica(session, mailbox, id).await?;
+    let (mut detail, stored) = read_from_a_good_replica(session, mailbox, id).await?;
+    if SealedMail::is_blob(&stored) {
+        let opened = sealed::open_stored(&stored, session.key().user_id(), keyring)?;
+        sealed::fill_detail(&mut detail, &opened);
+        return read_opened(session, detail, opened, with_attachments).await;
+    }
     if !with_attachments {
         return Ok(ReadMessage {
             detail,
@@ -220,6 +279,51 @@ pub async fn read_message(
                 ),
             ));
         }
+        contents.push(content);
+    }
+    let splices: Vec<Splice<'_>> = spliced
+        .iter()
+        .zip(&contents)
+        .map(|(a, content)| Splice {
+            offset: a.splice_at.unwrap_or_default(),
+            content,
+        })
+        .collect();
+    let bytes = dem_message::rebuild(&stored, &splices)?;
+    Ok(ReadMessage { detail, bytes })
+}
+
+/// The rest of [`read_message`] for a sealed mail the owner opened: its
+/// parts are fetched as ciphertext and opened with the keys inside.
+async fn read_opened(
+    session: &Session,
+    detail: MailDetail,
+    opened: sealed::Opened,
+    with_attachments: bool,
+) -> Result<ReadMessage, ReadError> {
+    let stored = opened.contents.message;
+    if !with_attachments {
+        return Ok(ReadMessage {
+            detail,
+            bytes: stored,
+        });
+    }
+    let spliced = spliced(&detail, stored.len() as u64, "(the sealed mail)")?;
+    // `detail`'s references came from these parts in this order, so the
+    // spliced ones pair up with `spliced`.
+    let mut contents = Vec::with_capacity(spliced.len());
+    for part in opened
+        .contents
+        .attachments
+        .iter()
+        .filter(|a| a.splice_at.is_some())
+    {
+        let content = sealed::fetch_sealed_part(session, part)
+            .await
+            .map_err(|source| ReadError::SealedPart {
+                name: part.name.clone(),
+                source,
+            })?;
         contents.push(content);
     }
     let splices: Vec<Splice<'_>> = spliced
