@@ -347,6 +347,20 @@ impl Query {
     }
 }
 
+impl Query {
+    /// Whether a message indexed under `words` ([`message_words`]) is a
+    /// hit: every query word is a whole word or the start of one, among
+    /// the header words too for a text term. The same answer a host's
+    /// index gives, for the owner's side, where sealed mail is opened.
+    pub fn matches(&self, words: &BTreeSet<String>) -> bool {
+        self.words.iter().all(|q| {
+            q.ranges()
+                .iter()
+                .any(|(start, end)| words.range::<String, _>(start..end).next().is_some())
+        })
+    }
+}
+
 /// A set of documents below a bound, as bits: a set of the whole mailbox
 /// is an eighth of a byte per mail, whatever the word.
 #[derive(Debug, Clone, PartialEq, Eq)]

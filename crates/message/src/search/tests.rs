@@ -208,3 +208,21 @@ fn doc_sets_intersect() {
     assert_eq!(a.iter().collect::<Vec<_>>(), vec![64, 199]);
     assert_eq!(a.len(), 2);
 }
+
+#[test]
+fn one_message_matches_as_the_index_would() {
+    let raw = b"From: alice@dem\r\nTo: bob@dem\r\nSubject: Quarterly numbers\r\n\r\nThe canary sings.\r\n";
+    let words = message_words(raw);
+    let q = |body: &[&str], text: &[&str]| {
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        Query::parse(&s(body), &s(text)).unwrap().matches(&words)
+    };
+    assert!(q(&[], &["numb"]));
+    assert!(q(&[], &["canary", "alice"]));
+    assert!(q(&["canary"], &[]));
+    assert!(
+        !q(&["numbers"], &[]),
+        "a body term does not match the subject"
+    );
+    assert!(!q(&[], &["canary", "eagle"]));
+}
