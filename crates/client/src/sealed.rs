@@ -26,9 +26,12 @@ use dem_seal::{
     Recipient, open_attachment, seal_attachment,
 };
 
-use crate::Session;
+use dem_message::search::{Query, message_words};
+use dem_proto::mailbox::verbs::{ListFolder, ListFolders};
+
 use crate::attachments::{self, AttachmentError, Stored};
-use crate::message::DOMAIN;
+use crate::message::{DOMAIN, read_stored};
+use crate::{MailboxRef, RefError, Session};
 use crate::recipient::recipient_key;
 
 /// Why a sealed part could not be uploaded.
@@ -239,6 +242,108 @@ pub async fn fetch_sealed_part(
         });
     }
     Ok(plain)
+}
+
+/// Whether a listing entry may be a sealed mail's: hosts fill only what
+/// the envelope shows, so the subject, To and Message-ID are empty. (A
+/// plaintext mail with none of them is read once and left as it is.)
+pub fn looks_sealed(s: &MailSummary) -> bool {
+    s.subject.is_empty() && s.to.is_empty() && s.message_id.is_empty()
+}
+
+/// Opens the sealed mails among `items` in place, so a listing shows their
+/// subjects and addresses; the ids that could not be opened, each with the
+/// reason (the entry keeps what the host showed).
+pub async fn open_summaries(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    keyring: &Keyring,
+    items: &mut [MailSummary],
+) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    for s in items.iter_mut().filter(|s| looks_sealed(s)) {
+        if let Err(why) = open_summary(session, mailbox, keyring, s).await {
+            failed.push((s.id.clone(), why));
+        }
+    }
+    failed
+}
+
+/// Opens one listing entry's mail; `Ok(None)` if it is not sealed, else
+/// the message's words for a search.
+async fn open_summary(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    keyring: &Keyring,
+    s: &mut MailSummary,
+) -> Result<Option<Opened>, String> {
+    let (_, stored) = read_stored(session, mailbox, &s.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !SealedMail::is_blob(&stored) {
+        return Ok(None);
+    }
+    let opened =
+        open_stored(&stored, session.key().user_id(), keyring).map_err(|e| e.to_string())?;
+    fill_summary(s, &opened);
+    Ok(Some(opened))
+}
+
+/// Mails listed per call while a search walks the mailbox.
+const SEARCH_PAGE_MAILS: u32 = 500;
+
+/// Searches the sealed mail of the owner's mailbox for `query` on the
+/// owner's side: every folder is listed, each sealed mail opened and its
+/// words matched as a host's index would match plaintext. Newest first,
+/// at most `limit`.
+///
+/// This reads and opens every sealed mail of the mailbox on each search;
+/// an index kept on the owner's machine is what makes it fast, and is not
+/// built yet.
+pub async fn search_sealed(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    keyring: &Keyring,
+    query: &Query,
+    limit: usize,
+) -> Result<Vec<MailSummary>, RefError> {
+    let mut hits = Vec::new();
+    for folder in mailbox.ask(session, ListFolders {}).await? {
+        let mut offset = 0;
+        loop {
+            let page = mailbox
+                .ask(
+                    session,
+                    ListFolder {
+                        folder: folder.name.clone(),
+                        offset,
+                        limit: SEARCH_PAGE_MAILS,
+                    },
+                )
+                .await?;
+            let n = page.items.len() as u32;
+            for mut s in page.items.into_iter().filter(looks_sealed) {
+                match open_summary(session, mailbox, keyring, &mut s).await {
+                    Ok(Some(opened)) => {
+                        if query.matches(&message_words(&opened.contents.message)) {
+                            hits.push(s);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        tracing::warn!(mail = %s.id, %why, "a sealed mail does not open; not searched")
+                    }
+                }
+            }
+            offset += n;
+            if n < SEARCH_PAGE_MAILS || offset >= page.total {
+                break;
+            }
+        }
+    }
+    hits.sort_by(|a, b| b.date_ms.cmp(&a.date_ms).then_with(|| a.id.cmp(&b.id)));
+    hits.truncate(limit);
+    Ok(hits)
 }
 
 fn hex(b: &[u8]) -> String {

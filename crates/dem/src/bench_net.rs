@@ -136,6 +136,8 @@ pub(super) struct User {
     pub key: Arc<KeyPair>,
     pub name: String,
     pub session: Arc<Session>,
+    /// The keys sealed mail to this user opens with.
+    pub keyring: Arc<dem_seal::Keyring>,
 }
 
 impl User {
@@ -330,12 +332,13 @@ pub(super) async fn register(backbone: &[String], name: &str) -> anyhow::Result<
     let key = Arc::new(KeyPair::generate()?);
     let units = backbone.iter().map(|a| (a.clone(), None)).collect();
     let session = Arc::new(Session::new(key.clone(), units)?);
-    let keyring = dem_seal::Keyring::generate(now_ms())?;
+    let keyring = Arc::new(dem_seal::Keyring::generate(now_ms())?);
     super::user::claim_and_create(&session, &key, &keyring, Name::new(name)?).await?;
     Ok(User {
         key,
         name: name.to_string(),
         session,
+        keyring,
     })
 }
 

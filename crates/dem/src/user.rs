@@ -188,11 +188,14 @@ pub(crate) struct UserCtx {
     pub key: Arc<KeyPair>,
     pub profile: UserProfile,
     pub session: Session,
+    /// The keys sealed mail to this user opens with.
+    pub keyring: Keyring,
 }
 
 impl UserCtx {
     pub fn open(home: &HomeArg) -> anyhow::Result<Self> {
-        let (_, key, profile) = load(home)?;
+        let (home_dir, key, profile) = load(home)?;
+        let keyring = id::load_keyring(&home_dir)?;
         if profile.dispatch.is_empty() {
             bail!("no dispatch units known: run `dem register --dispatch ADDR` first");
         }
@@ -207,6 +210,7 @@ impl UserCtx {
             key,
             profile,
             session,
+            keyring,
         })
     }
 

@@ -11,6 +11,7 @@ use super::read::ReadArgs;
 use super::send::SendArgs;
 use super::{HomeArg, UserCtx};
 use crate::mail_json;
+use dem_client::{MailboxRef, Target, sealed};
 use dem_node::mailbox::Verb;
 use dem_proto::mail::{FlagState, MailFlags, SearchQuery};
 use dem_proto::mailbox::verbs::{DeleteMail, ListFolder, MoveMail, Search, SetFlags};
@@ -89,7 +90,16 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
                 offset: 0,
                 limit,
             };
-            let page = ctx.ask(mailbox.as_deref(), list).await?;
+            let mut page = ctx.ask(mailbox.as_deref(), list).await?;
+            let mut mref = match mailbox.as_deref() {
+                Some(m) => MailboxRef::new(Target::parse(m)),
+                None => MailboxRef::new(Target::User(ctx.key.user_id())),
+            };
+            for (id, why) in
+                sealed::open_summaries(&ctx.session, &mut mref, &ctx.keyring, &mut page.items).await
+            {
+                eprintln!("mail {id} does not open: {why}");
+            }
             if json {
                 let items: Vec<Value> = page.items.iter().map(mail_json::summary).collect();
                 println!("{}", Value::Array(items));
@@ -124,12 +134,14 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
             json,
             home,
         } => {
+            let text_terms: Vec<String> = query.split_whitespace().map(str::to_string).collect();
+            let parsed = dem_message::search::Query::parse(&[], &text_terms)?;
             let query = SearchQuery {
                 from: None,
                 to: None,
                 subject: None,
                 body_terms: vec![],
-                text_terms: query.split_whitespace().map(str::to_string).collect(),
+                text_terms,
                 folder: None,
                 since_ms: None,
                 before_ms: None,
@@ -138,7 +150,22 @@ pub async fn run(cmd: MailCommand) -> anyhow::Result<()> {
                 keyword: None,
             };
             let ctx = UserCtx::open(&home)?;
-            let items = ctx.ask(None, Search { query, limit }).await?;
+            // Hosts match plaintext mail from before sealing; sealed mail
+            // is opened and matched here, on the owner's machine.
+            let mut items = ctx.ask(None, Search { query, limit }).await?;
+            let mut mref = MailboxRef::new(Target::User(ctx.key.user_id()));
+            let sealed_hits = sealed::search_sealed(
+                &ctx.session,
+                &mut mref,
+                &ctx.keyring,
+                &parsed,
+                limit as usize,
+            )
+            .await?;
+            items.extend(sealed_hits);
+            items.sort_by(|a, b| b.date_ms.cmp(&a.date_ms).then_with(|| a.id.cmp(&b.id)));
+            items.dedup_by(|a, b| a.id == b.id);
+            items.truncate(limit as usize);
             if json {
                 println!(
                     "{}",

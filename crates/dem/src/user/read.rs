@@ -52,7 +52,14 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
         None => Target::User(ctx.key.user_id()),
     };
     let mut mailbox = MailboxRef::new(target);
-    let read = read_message(&ctx.session, &mut mailbox, &args.id, !args.headers_only).await;
+    let read = read_message(
+        &ctx.session,
+        &mut mailbox,
+        &args.id,
+        !args.headers_only,
+        &ctx.keyring,
+    )
+    .await;
     ctx.close().await;
     let read = read.with_context(|| format!("reading mail {}", args.id))?;
     let bytes = &read.bytes;
