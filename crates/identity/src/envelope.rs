@@ -100,7 +100,7 @@ pub enum EnvelopeError {
     #[error("the envelope's signature does not hold: {0}")]
     Signature(#[from] VerifyError),
     /// Signed by a key other than the one the sender's name resolves to.
-    #[error("the envelope is signed by {signer}, not by {sender_name}'s key {expected}")]
+    #[error("forged: the envelope is signed by {signer}, not by {sender_name}'s key {expected}")]
     WrongSender {
         /// The name it claims.
         sender_name: String,
