@@ -12,7 +12,7 @@
 
 use chacha20poly1305::aead::{Aead as _, Payload};
 use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305, XNonce};
-use dem_identity::KeyPair;
+use dem_identity::{KeyPair, Name};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -94,6 +94,8 @@ pub enum ExportError {
 
 /// What an export holds.
 pub struct IdentityBundle {
+    /// The user's registered name, if the home had one.
+    pub name: Option<Name>,
     /// The ed25519 key that names the user.
     pub user_key: KeyPair,
     /// Every encryption key.
@@ -102,6 +104,8 @@ pub struct IdentityBundle {
 
 #[derive(Serialize, Deserialize)]
 struct StoredBundle {
+    #[serde(default)]
+    name: Option<Name>,
     #[serde(with = "serde_bytes")]
     user_key_pkcs8: Vec<u8>,
     #[serde(with = "serde_bytes")]
@@ -127,6 +131,7 @@ pub fn export_identity(
         });
     }
     let stored = StoredBundle {
+        name: bundle.name.clone(),
         user_key_pkcs8: bundle.user_key.to_pkcs8_der_zeroizing().to_vec(),
         keyring: bundle.keyring.to_bytes()?.to_vec(),
     };
@@ -209,6 +214,7 @@ pub fn import_identity(file: &[u8], passphrase: &str) -> Result<IdentityBundle, 
     let stored: StoredBundle =
         rmp_serde::from_slice(&plain).map_err(|e| ExportError::Malformed(e.to_string()))?;
     Ok(IdentityBundle {
+        name: stored.name.clone(),
         user_key: KeyPair::from_pkcs8_der(&stored.user_key_pkcs8)?,
         keyring: Keyring::from_bytes(&stored.keyring, std::path::Path::new("(export)"))?,
     })
@@ -237,6 +243,7 @@ mod tests {
         let mut keyring = Keyring::generate(1).unwrap();
         keyring.rotate(2).unwrap();
         IdentityBundle {
+            name: Some(Name::new("alice").unwrap()),
             user_key: KeyPair::generate().unwrap(),
             keyring,
         }
@@ -248,6 +255,7 @@ mod tests {
         let file = export_identity(&b, "correct horse", StretchCost::TEST_ONLY).unwrap();
         let back = import_identity(&file, "correct horse").unwrap();
         assert_eq!(back.user_key.user_id(), b.user_key.user_id());
+        assert_eq!(back.name, b.name);
         let publics = |r: &Keyring| {
             r.entries()
                 .iter()

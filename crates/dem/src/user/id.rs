@@ -133,13 +133,14 @@ fn show(home: &HomeArg) -> anyhow::Result<()> {
 }
 
 fn export(home: &HomeArg, file: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<()> {
-    let (home, key, _) = super::load(home)?;
+    let (home, key, profile) = super::load(home)?;
     let keyring = load_keyring(&home)?;
     if file.exists() {
         bail!("{} exists; choose a new file", file.display());
     }
     let pass = passphrase(passphrase_file, true)?;
     let bundle = IdentityBundle {
+        name: profile.name,
         user_key: key,
         keyring,
     };
@@ -190,8 +191,14 @@ fn import(home_arg: &HomeArg, file: &Path, passphrase_file: Option<&Path>) -> an
     }
     bundle.user_key.save(&key_path)?;
     bundle.keyring.save(&ring_path)?;
+    if let Some(name) = &bundle.name {
+        let mut profile = UserProfile::load_or_default(&home.profile_path())?;
+        profile.name = Some(name.clone());
+        profile.save(&home.profile_path())?;
+    }
     println!(
-        "imported {} with {} encryption key(s) into {}; run `dem register` if the profile lacks the name or dispatch units",
+        "imported {} {} with {} encryption key(s) into {}; `dem register --dispatch ADDR` reconnects it",
+        bundle.name.as_ref().map_or("-", |n| n.as_str()),
         bundle.user_key.user_id().to_hex(),
         bundle.keyring.entries().len(),
         home.dir().display()
