@@ -247,6 +247,19 @@ impl SealedMail {
             .map_err(|e| EnvelopeError::Malformed(e.to_string()))
     }
 
+    /// The recipient the envelope claims, before any check, so the host
+    /// knows which mailbox the delivery is for (and `verify_delivery`
+    /// then checks it against that mailbox).
+    pub fn recipient(&self) -> Result<UserId, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct RecipientOnly {
+            recipient: UserId,
+        }
+        rmp_serde::from_slice::<RecipientOnly>(&self.envelope.body)
+            .map(|r| r.recipient)
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    }
+
     /// The mail's id in its recipient's mailbox.
     pub fn mail_id(envelope: &MailEnvelope) -> String {
         let mut h = blake3::Hasher::new_derive_key(MAIL_ID_CONTEXT);
@@ -316,6 +329,7 @@ mod tests {
             .unwrap();
         assert_eq!(env.recipient, bob.user_id());
         assert_eq!(m.sender_name().unwrap().as_str(), "alice");
+        assert_eq!(m.recipient().unwrap(), bob.user_id());
         let back = SealedMail::from_blob(&m.to_blob().unwrap()).unwrap();
         assert_eq!(back, m);
         assert!(SealedMail::is_blob(&m.to_blob().unwrap()));

@@ -54,8 +54,8 @@ pub const IMPORT_CODES_MAX: usize = 64;
 /// Largest component an export may carry.
 pub const IMPORT_CODE_BYTES_MAX: u64 = crate::ids::CODE_BYTES_MAX as u64;
 /// Largest message blob an export may carry: a stored message (large parts
-/// cut out), `dem_message::limits::STORED_BYTES_MAX`.
-pub const IMPORT_MESSAGE_BYTES_MAX: usize = 2 << 20;
+/// cut out) or a sealed mail's blob ([`crate::host::BLOB_BYTES_MAX`]).
+pub const IMPORT_MESSAGE_BYTES_MAX: usize = crate::host::BLOB_BYTES_MAX;
 /// Most message blobs an export may carry.
 pub const IMPORT_MESSAGES_MAX: u64 = 10_000_000;
 

@@ -8,9 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use dem_identity::envelope::ENVELOPE_BODY_BYTES_MAX;
 use dem_identity::{
-    AttachmentRef as SealedRef, DomainTag, Epoch, HostId, KeyPair, MailContent, MailSeal, Signed,
-    UserId, mail_id,
+    AttachmentRef as SealedRef, DomainTag, Epoch, HostId, KeyPair, MailContent, MailSeal,
+    SealedMail, Signed, UserId, mail_id,
 };
 
 pub use crate::dispatch::MoveOrder;
@@ -43,6 +44,29 @@ pub const NOT_HERE: crate::ErrorCode = crate::ErrorCode::NotFound;
 /// damaged or missing: the owner's client reads another replica, while the
 /// host repairs its copy from one.
 pub const MESSAGE_UNAVAILABLE: crate::ErrorCode = crate::ErrorCode::Other(503);
+
+/// The most bytes a plaintext stored message may take. It repeats
+/// `dem_message::limits::STORED_BYTES_MAX` because this crate sits above
+/// that one; dem-node asserts they agree.
+pub const STORED_MESSAGE_BYTES_MAX: usize = 2 << 20;
+/// What sealing may add to a stored message: the content's AEAD nonce and
+/// tag, and the encoding of what puts the attachments back (for each of up
+/// to `dem_identity::envelope::ENVELOPE_ATTACHMENTS_MAX` attachments: its
+/// id, key, name, media type, sizes and splice position).
+pub const SEAL_FRAMING_BYTES_MAX: usize = 256 << 10;
+/// The largest ciphertext a [`HostRequest::DeliverSealed`] may carry: a
+/// stored message at its limit, sealed. Hosts refuse more before hashing.
+pub const SEALED_CIPHERTEXT_BYTES_MAX: usize = STORED_MESSAGE_BYTES_MAX + SEAL_FRAMING_BYTES_MAX;
+/// Room for the sealed blob's magic and the encoding of its signed
+/// envelope around the envelope's body (signer, time, nonce, signature,
+/// field names).
+const SEALED_BLOB_ENCODING_BYTES_MAX: usize = 4096;
+/// The largest message blob a host stores, replicates, exports or
+/// imports: a plaintext stored message, or a sealed mail's blob
+/// (`SealedMail::to_blob`: the magic, the signed envelope and the
+/// ciphertext), whichever is larger.
+pub const BLOB_BYTES_MAX: usize =
+    SEALED_CIPHERTEXT_BYTES_MAX + ENVELOPE_BODY_BYTES_MAX + SEALED_BLOB_ENCODING_BYTES_MAX;
 
 /// A mail and its sender's seal over its content: an RFC 5322 message as
 /// stored (large part bodies cut out verbatim into floating attachments,
@@ -142,6 +166,11 @@ pub enum HostRequest {
     Create(Signed<CreateOrder>),
     /// Deliver a mail to `to`'s mailbox.
     Deliver { to: UserId, mail: Box<SignedMail> },
+    /// Deliver a mail sealed end to end to the mailbox of its envelope's
+    /// recipient: the host sees the envelope and the ciphertext (at most
+    /// [`SEALED_CIPHERTEXT_BYTES_MAX`]), never the message. Answered
+    /// `Delivered`, as `Deliver`.
+    DeliverSealed { mail: Box<SealedMail> },
     /// Move a mailbox here: the export frames follow on the stream, each a
     /// raw frame; the answer comes after `End`.
     Migrate {

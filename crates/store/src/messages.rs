@@ -50,11 +50,11 @@ pub(super) use write::{
     bytes, drop_refs, put, repair, retain_refs, stop_waiting, wait_for_mailbox,
 };
 
-/// Largest message, in bytes. Must equal
-/// `dem_message::limits::STORED_BYTES_MAX` (a mail as stored, its large
-/// parts split out as attachments); kept here as well because the store
-/// sits above that crate.
-pub const MESSAGE_BYTES_MAX: usize = 2 << 20;
+/// Largest message, in bytes: a mail as stored (its large parts split out
+/// as attachments, at most `dem_message::limits::STORED_BYTES_MAX`) or a
+/// sealed mail's blob (its envelope and ciphertext, a little larger), as
+/// [`dem_proto::host::BLOB_BYTES_MAX`] defines it.
+pub const MESSAGE_BYTES_MAX: usize = dem_proto::host::BLOB_BYTES_MAX;
 /// Most messages one request may carry, so that one request cannot make
 /// one huge transaction (the writer's batch budget only stops *between*
 /// requests). A replica catching up sends its messages in several requests;

@@ -1,14 +1,19 @@
 //! An incoming mail as a host takes it: the stored bytes of an RFC 5322
 //! message, parsed once into the index the mailbox keeps (`NewMail`) and
-//! what its filters see (`MailView`).
+//! what its filters see (`MailView`); or a mail sealed end to end, whose
+//! index and view hold only what its envelope shows (`Incoming::sealed`).
 //!
 //! The index comes from the bytes, never from anything the sender states
 //! beside them: the seal covers the bytes, so what the mailbox lists is
 //! what the sender signed. A message that does not parse is still taken
 //! (those are the sender's bytes, readable raw); its index holds what could
-//! be parsed. Only a message over the limits is refused.
+//! be parsed. Only a message over the limits is refused. A sealed mail is
+//! never parsed: the host cannot read it, and the owner's client indexes
+//! it after opening it.
 
+use dem_identity::{EnvelopeError, MailEnvelope, SealedMail};
 use dem_message::{MessageError, limits::STORED_BYTES_MAX};
+use dem_proto::host::BLOB_BYTES_MAX;
 use dem_proto::mail::{AttachmentRef, BlobRef, Header, MailView, NewMail, SenderStatus};
 
 /// References the index keeps: the newest ones, which thread a reply. The
@@ -38,6 +43,10 @@ pub enum IncomingError {
     Splice { index: usize, at: u64, len: u64 },
     #[error("the message with its attachments would be over 2^64 bytes")]
     Size,
+    /// A sealed mail that does not encode, or whose blob is over
+    /// [`BLOB_BYTES_MAX`].
+    #[error(transparent)]
+    Sealed(#[from] EnvelopeError),
 }
 
 impl Incoming {
@@ -120,6 +129,90 @@ impl Incoming {
             view,
         })
     }
+
+    /// The index of a sealed mail, from its checked `envelope` (what
+    /// `SealedMail::verify_delivery` returned for `mail`) alone: the id the
+    /// envelope gives it, the sender's address, the sending time, the
+    /// sizes and the attachments by ciphertext id. No recipient, subject,
+    /// header or text: the host never sees them, and the owner's client
+    /// reads them from the opened message. The stored blob is the whole
+    /// sealed mail, so the owner checks the sender's signature again.
+    pub fn sealed(mail: &SealedMail, envelope: &MailEnvelope) -> Result<Self, IncomingError> {
+        let message = mail.to_blob()?;
+        if message.len() > BLOB_BYTES_MAX {
+            return Err(EnvelopeError::TooLarge {
+                what: "stored blob",
+                got: message.len(),
+                max: BLOB_BYTES_MAX,
+            }
+            .into());
+        }
+        let attachments: Vec<AttachmentRef> = envelope
+            .attachments
+            .iter()
+            .map(|a| AttachmentRef {
+                hash: hex(&a.id),
+                name: String::new(),
+                media_type: String::new(),
+                size_bytes: a.ciphertext_bytes,
+                // The ciphertext never goes back into the blob: the owner's
+                // client splices the opened attachment into the opened
+                // message, at the position the sealed content names.
+                splice_at: None,
+            })
+            .collect();
+        let size_bytes = attachments
+            .iter()
+            .try_fold(message.len() as u64, |sum, a| sum.checked_add(a.size_bytes))
+            .ok_or(IncomingError::Size)?;
+        let from = format!("{}@dem", envelope.sender_name.as_str());
+        let mail = NewMail {
+            id: SealedMail::mail_id(envelope),
+            from,
+            to: Vec::new(),
+            cc: Vec::new(),
+            subject: String::new(),
+            // The sending time the sender signed; the message's own Date
+            // is inside the ciphertext.
+            date_ms: mail.envelope.issued_ms,
+            message_id: String::new(),
+            in_reply_to: None,
+            references: Vec::new(),
+            message: BlobRef::of(&message),
+            size_bytes,
+            attachments,
+        };
+        // The envelope stage: filters judge by sender, size, time and
+        // attachment count; nothing else exists on the host.
+        let view = MailView {
+            id: mail.id.clone(),
+            from: mail.from.clone(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            subject: String::new(),
+            date_ms: mail.date_ms,
+            message_id: String::new(),
+            headers: Vec::new(),
+            body_preview: String::new(),
+            body_size_bytes: size_bytes,
+            attachments: mail.attachments.clone(),
+            sender: SenderStatus::Unknown,
+        };
+        Ok(Self {
+            mail,
+            message,
+            view,
+        })
+    }
+}
+
+/// Lower-case hex, as index hashes are written.
+fn hex(bytes: &[u8; 32]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]

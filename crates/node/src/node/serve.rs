@@ -10,9 +10,9 @@ use tracing::Instrument as _;
 use super::traffic::Kind;
 use super::{Node, verify};
 use crate::dispatch::ObjectRef;
-use crate::mailbox::MailboxCallError;
+use crate::mailbox::{Incoming, MailboxCallError};
 use dem_client::now_ms;
-use dem_identity::{Epoch, HostId, Signed, UserId};
+use dem_identity::{Epoch, HostId, SealedMail, Signed, UserId};
 use dem_net::{Exchange, Result, WireError};
 use dem_proto::host::NOT_HERE;
 use dem_proto::host::PluginUpload;
@@ -40,13 +40,13 @@ impl Node {
             HostRequest::Deliver { to, mail } => {
                 let started = std::time::Instant::now();
                 let delivered = self.deliver(to, &mail).await;
-                let outcome = match &delivered {
-                    Ok(_) => "delivered",
-                    Err(e) if e.code == WireError::BUSY => "busy",
-                    Err(_) => "refused",
-                };
-                self.metrics
-                    .delivery(outcome, started.elapsed().as_secs_f64());
+                self.count_delivery(&delivered, started);
+                delivered
+            }
+            HostRequest::DeliverSealed { mail } => {
+                let started = std::time::Instant::now();
+                let delivered = self.deliver_sealed(*mail).await;
+                self.count_delivery(&delivered, started);
                 delivered
             }
             HostRequest::PluginAdd(upload) => self.plugin_add(&upload).await,
@@ -201,25 +201,26 @@ impl Node {
         Ok(HostResponse::Done)
     }
 
+    /// Records a delivery's outcome and time in the metrics.
+    fn count_delivery(
+        &self,
+        delivered: &Result<HostResponse, WireError>,
+        started: std::time::Instant,
+    ) {
+        let outcome = match delivered {
+            Ok(_) => "delivered",
+            Err(e) if e.code == WireError::BUSY => "busy",
+            Err(_) => "refused",
+        };
+        self.metrics
+            .delivery(outcome, started.elapsed().as_secs_f64());
+    }
+
     async fn deliver(&self, to: UserId, signed: &SignedMail) -> Result<HostResponse, WireError> {
         let id = mailbox_id(&to)?;
         let span = tracing::debug_span!("deliver", mailbox = %to.short(), host = %self.id.short());
         async {
-            let sender = match self
-                .session
-                .dispatch(&DispatchRequest::LookupName {
-                    name: signed.sender_name.clone(),
-                })
-                .await
-            {
-                Ok(DispatchResponse::Mailbox(found)) => found.user,
-                Ok(_) | Err(_) => {
-                    return Err(forbidden(format!(
-                        "refused as forged: the sender name {:?} is not registered",
-                        signed.sender_name.chars().take(64).collect::<String>()
-                    )));
-                }
-            };
+            let sender = self.sender_key(&signed.sender_name).await?;
             // Hashing and parsing up to the stored limit is CPU work: off
             // the async workers.
             let owned = signed.clone();
@@ -227,18 +228,78 @@ impl Node {
                 .await
                 .map_err(|e| internal(format!("checking a mail: {e}")))?
                 .map_err(forbidden)?;
-            match self.mailboxes.deliver_tracked(&id, mail).await {
-                Ok((d, op)) => {
-                    if let Some(op) = op {
-                        self.replicate(to, op).await?;
-                    }
-                    Ok(HostResponse::Delivered(d))
-                }
-                Err(e) => self.call_error(&id, e),
-            }
+            self.file_delivery(to, &id, mail).await
         }
         .instrument(span)
         .await
+    }
+
+    /// Delivers a mail sealed end to end to its envelope's recipient. The
+    /// host sees the envelope and the ciphertext only, so nothing here (nor
+    /// in the span) comes from the message.
+    async fn deliver_sealed(&self, mail: SealedMail) -> Result<HostResponse, WireError> {
+        // Before anything else: an oversize ciphertext costs no lookup and
+        // no hash.
+        verify::sealed_size(&mail).map_err(forbidden)?;
+        // The envelope names the mailbox. Its signature, checked in
+        // `sealed_envelope`, binds the two, so a mail sealed for one
+        // mailbox is never filed in another.
+        let to = mail
+            .recipient()
+            .map_err(|e| forbidden(format!("refused: {e}")))?;
+        let id = mailbox_id(&to)?;
+        let span =
+            tracing::debug_span!("deliver_sealed", mailbox = %to.short(), host = %self.id.short());
+        async {
+            let name = mail
+                .sender_name()
+                .map_err(|e| forbidden(format!("refused: {e}")))?;
+            let sender = self.sender_key(name.as_str()).await?;
+            // Hashing up to the ciphertext limit is CPU work: off the
+            // async workers.
+            let incoming = tokio::task::spawn_blocking(move || {
+                verify::sealed_envelope(&mail, to, sender, now_ms())
+            })
+            .await
+            .map_err(|e| internal(format!("checking a sealed mail: {e}")))?
+            .map_err(forbidden)?;
+            self.file_delivery(to, &id, incoming).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The key a sender name is registered to, as dispatch answers.
+    async fn sender_key(&self, name: &str) -> Result<UserId, WireError> {
+        match self
+            .session
+            .dispatch(&DispatchRequest::LookupName { name: name.into() })
+            .await
+        {
+            Ok(DispatchResponse::Mailbox(found)) => Ok(found.user),
+            Ok(_) | Err(_) => Err(forbidden(format!(
+                "refused as forged: the sender name {:?} is not registered",
+                name.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+
+    /// Hands a checked mail to its mailbox and replicates the delivery.
+    async fn file_delivery(
+        &self,
+        to: UserId,
+        id: &MailboxId,
+        mail: Incoming,
+    ) -> Result<HostResponse, WireError> {
+        match self.mailboxes.deliver_tracked(id, mail).await {
+            Ok((d, op)) => {
+                if let Some(op) = op {
+                    self.replicate(to, op).await?;
+                }
+                Ok(HostResponse::Delivered(d))
+            }
+            Err(e) => self.call_error(id, e),
+        }
     }
 
     async fn plugin_add(&self, upload: &Signed<PluginUpload>) -> Result<HostResponse, WireError> {
@@ -297,6 +358,7 @@ fn request_kind(req: &HostRequest) -> &'static str {
         HostRequest::Owner(_) => "owner",
         HostRequest::Create(_) => "create",
         HostRequest::Deliver { .. } => "deliver",
+        HostRequest::DeliverSealed { .. } => "deliver_sealed",
         HostRequest::PluginAdd(_) => "plugin_add",
         HostRequest::AttachmentPut { .. } => "attachment_put",
         HostRequest::AttachmentCopy { .. } => "attachment_copy",

@@ -61,8 +61,10 @@ pub(super) fn shipped(
 }
 
 /// Op and message bytes per `Sync` message (one op with its message may
-/// exceed it: it travels alone). With a stored message of at most 2 MiB,
-/// a batch stays within one 4 MiB request frame.
+/// exceed it: it travels alone). With a stored blob of at most
+/// `dem_proto::host::BLOB_BYTES_MAX` (a plaintext message of 2 MiB or a
+/// sealed mail of about 2.3 MiB), a batch stays within one 4 MiB request
+/// frame.
 pub const SYNC_BATCH_BYTES: usize = 3 << 20;
 /// Most ops one `Sync` may carry.
 pub const SYNC_OPS_MAX: usize = 4096;

@@ -11,6 +11,12 @@
 //! no indexing, so their commits cost what they did; the first search
 //! after many deliveries pays instead (the bench's `search_index_ms`).
 //!
+//! A mail sealed end to end is stored as ciphertext (`SealedMail::is_blob`)
+//! and indexed under no word: its words are the owner's to index, on the
+//! owner's machine, and the ciphertext's bytes mean nothing. It is still
+//! recorded as indexed, so it is not read again at every catch-up. Body
+//! and text terms thus never match sealed mail on a host.
+//!
 //! The words found name messages; the mailbox, the source of truth, is
 //! then asked (`search-among`) which of its mails name one of them and
 //! match the rest of the query, newest first. A mail deleted or expunged
@@ -18,6 +24,9 @@
 //! to forget anything to stay correct; dropping it and indexing again
 //! gives the same answers.
 
+use std::collections::BTreeSet;
+
+use dem_identity::SealedMail;
 use dem_message::search::{Batch, Evaluation, PostingsError, Query, message_words};
 use dem_proto::mail::{MailSummary, MailboxError, SearchQuery};
 use dem_store::{Corruption, LoadError, MailboxStore, SearchBatch, SearchState, SearchWriteError};
@@ -200,7 +209,7 @@ pub(crate) fn index_up_to(
     let mut indexed = 0;
     for hash in store.search_unindexed(id)? {
         let words = match store.message(&hash) {
-            Ok(Some(bytes)) => message_words(&bytes),
+            Ok(Some(bytes)) => blob_words(&bytes),
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!("a message to index is unreadable: {e}");
@@ -217,6 +226,15 @@ pub(crate) fn index_up_to(
     indexed += hashes.len();
     write(store, id, &mut batch, &mut hashes, Some(seq))?;
     Ok(indexed)
+}
+
+/// The words a stored blob is indexed under: a plaintext message's, and
+/// none for a sealed mail's ciphertext.
+fn blob_words(bytes: &[u8]) -> BTreeSet<String> {
+    if SealedMail::is_blob(bytes) {
+        return BTreeSet::new();
+    }
+    message_words(bytes)
 }
 
 /// Writes `batch` and starts the next one.
@@ -246,5 +264,102 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     match tokio::task::spawn_blocking(f).await {
         Ok(t) => t,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::{Incoming, Mailboxes, MailboxesConfig, Request, Response};
+    use dem_identity::{EnvelopeAttachment, KeyPair, MailEnvelope, Name};
+    use dem_proto::ids::MailboxId;
+
+    /// A sealed mail whose "ciphertext" is a readable message, the worst
+    /// case: the indexer must not look inside it.
+    fn sealed_over(bytes: &[u8], to: &KeyPair) -> (SealedMail, MailEnvelope) {
+        let alice = KeyPair::from_seed(&[1; 32]);
+        let envelope = MailEnvelope {
+            sender_name: Name::new("alice").unwrap(),
+            recipient: to.user_id(),
+            ciphertext_hash: *blake3::hash(bytes).as_bytes(),
+            ciphertext_bytes: bytes.len() as u64,
+            attachments: vec![EnvelopeAttachment {
+                id: [3; 32],
+                ciphertext_bytes: 10,
+            }],
+            wrapped_key: vec![1; 100],
+        };
+        let mail = SealedMail::seal(&alice, &envelope, bytes.to_vec(), 1_000).unwrap();
+        (mail, envelope)
+    }
+
+    const READABLE: &[u8] =
+        b"From: alice@dem\r\nTo: bob@dem\r\nSubject: kumquat\r\n\r\nkumquat pie\r\n";
+
+    #[test]
+    fn a_sealed_blob_has_no_words() {
+        let bob = KeyPair::from_seed(&[2; 32]);
+        let (mail, _) = sealed_over(READABLE, &bob);
+        assert!(blob_words(&mail.to_blob().unwrap()).is_empty());
+        assert!(blob_words(READABLE).contains("kumquat"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn body_search_never_finds_sealed_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let boxes = Mailboxes::open(
+            dir.path(),
+            dem_runtime::RuntimeConfig::default(),
+            MailboxesConfig::default(),
+        )
+        .unwrap();
+        let bob = KeyPair::from_seed(&[2; 32]);
+        let who = MailboxId::new(bob.user_id().to_hex()).unwrap();
+        boxes.create(&who, None).await.unwrap();
+        let (mail, envelope) = sealed_over(READABLE, &bob);
+        let sealed = Incoming::sealed(&mail, &envelope).unwrap();
+        let sealed_id = sealed.mail.id.clone();
+        boxes.deliver(&who, sealed).await.unwrap();
+        let plain = Incoming::parse("plain".into(), READABLE.to_vec(), vec![]).unwrap();
+        boxes.deliver(&who, plain).await.unwrap();
+        let terms = |t: &[&str]| t.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let search = |body: &[&str], text: &[&str]| Request::Search {
+            query: SearchQuery {
+                body_terms: terms(body),
+                text_terms: terms(text),
+                ..SearchQuery::default()
+            },
+            limit: 10,
+        };
+        // Words of the plaintext message, and the sender's name: only the
+        // plaintext mail has them in the host's index.
+        for request in [
+            search(&["kumquat"], &[]),
+            search(&[], &["alice"]),
+            search(&[], &["kumquat"]),
+        ] {
+            match boxes.call(&who, request).await.unwrap() {
+                Response::Summaries(found) => {
+                    let ids: Vec<&str> = found.iter().map(|m| m.id.as_str()).collect();
+                    assert_eq!(ids, vec!["plain"]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The sealed mail is filed, and listed by its envelope.
+        let all = Request::Search {
+            query: SearchQuery::default(),
+            limit: 10,
+        };
+        match boxes.call(&who, all).await.unwrap() {
+            Response::Summaries(found) => {
+                assert!(
+                    found
+                        .iter()
+                        .any(|m| m.id == sealed_id && m.from == "alice@dem")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
