@@ -158,7 +158,8 @@ pub(crate) async fn claim_and_create(
     key: &KeyPair,
     name: Name,
 ) -> anyhow::Result<Placement> {
-    let claim = SignedNameClaim::sign(key, name.clone(), now_ms())?;
+    // TODO(issue 17): the keyring's current key
+    let claim = SignedNameClaim::sign(key, name.clone(), None, now_ms())?;
     let placement = match session
         .dispatch(&DispatchRequest::Register { claim })
         .await
