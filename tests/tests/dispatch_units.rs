@@ -114,7 +114,7 @@ async fn scenario() -> Result<()> {
     // Alice registers through b, once b has learned a's host.
     let alice = KeyPair::from_seed(&[7; 32]);
     let via_b = client(2, &[&b.addr])?;
-    let claim = SignedNameClaim::sign(&alice, Name::new("alice")?, now_ms())?;
+    let claim = SignedNameClaim::sign(&alice, Name::new("alice")?, None, now_ms())?;
     let register = DispatchRequest::Register { claim };
     let placement = eventually("b to place alice", &via_b, &register, |r| match r {
         Ok(DispatchResponse::Registered { placement, .. }) => Some(placement.clone()),
@@ -144,7 +144,7 @@ async fn scenario() -> Result<()> {
     // A name taken through one unit is refused through the other, clearly.
     let bob = KeyPair::from_seed(&[8; 32]);
     let steal = DispatchRequest::Register {
-        claim: SignedNameClaim::sign(&bob, Name::new("alice")?, now_ms())?,
+        claim: SignedNameClaim::sign(&bob, Name::new("alice")?, None, now_ms())?,
     };
     let via_a = client(3, &[&a.addr])?;
     let err = via_a

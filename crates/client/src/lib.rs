@@ -10,12 +10,16 @@
 //! - [`attachments`]: storing and fetching floating attachments in chunks.
 //! - [`message`]: sending and reading real mail as its exact bytes, its
 //!   large parts travelling as attachments.
+//! - [`recipient`]: the recipient's encryption key from a lookup by name,
+//!   checked against their own signed name claim.
 
 pub mod attachments;
 pub mod dispatch;
 pub mod mailbox_ref;
 pub mod message;
 pub mod progress;
+pub mod sealed;
+pub mod recipient;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +31,7 @@ use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 
 pub use dispatch::{ClientError, DispatchClient};
 pub use mailbox_ref::{MailboxRef, RefError, Target};
+pub use recipient::{RecipientKeyError, recipient_key};
 
 use dem_identity::{DispatchId, HostId, KeyPair};
 use dem_net::{Connection, Endpoint, Identity, NetError};

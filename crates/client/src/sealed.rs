@@ -232,7 +232,7 @@ pub async fn fetch_sealed_part(
     part: &ContentAttachment,
 ) -> Result<Vec<u8>, OpenPartError> {
     let ciphertext =
-        attachments::fetch_bytes(session, &dem_proto::AttachmentId(part.id), part.ciphertext_bytes)
+        attachments::fetch_bytes(session, &dem_proto::AttachmentId::from_bytes(part.id), part.ciphertext_bytes)
             .await?;
     let plain = open_attachment(&ContentKey::from_bytes(&part.key), &ciphertext)?;
     if plain.len() as u64 != part.plaintext_bytes {

@@ -64,7 +64,7 @@ pub use dem_proto::dispatch::{
 pub use dem_proto::{AttachmentId, AttachmentIdError};
 pub use error::{
     AddrError, HostError, HostListError, LocationError, LookupError, NameError, NameFormatError,
-    PlacementError, UnitError, UpdateError,
+    PlacementError, RecordClaimError, UnitError, UpdateError,
 };
 pub use limits::{LimitExceeded, Limits};
 pub use snapshot::{MergeReport, updates_of};

@@ -162,6 +162,7 @@ pub fn fixture(hosts: u32, users: u32, now_ms: u64) -> DispatchTables {
             NameRecord {
                 user,
                 issued_ms: now_ms,
+                claim: None,
             },
         );
         let holders: Vec<HostId> = (0..FIXTURE_R as u32)

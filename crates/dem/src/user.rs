@@ -149,8 +149,8 @@ async fn claim_name(
     let claim = SignedNameClaim::sign(
         key,
         name.clone(),
-        now_ms(),
         Some(keyring.current().public().0),
+        now_ms(),
     )?;
     match session
         .dispatch(&DispatchRequest::Register { claim })

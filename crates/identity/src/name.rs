@@ -4,7 +4,11 @@
 //! Names are first come, first served: a user registers a name with a
 //! [`SignedNameClaim`] signed by the very key it names, so nobody can claim
 //! a name on someone else's behalf and the registry can prove who asked.
-//! The registry (a dispatch concern) keeps the first valid claim per name.
+//! The registry (a dispatch concern) keeps the first valid claim per name,
+//! and later claims by the same user replace it: that is how the X25519
+//! encryption key bound to the name ([`NameClaim::encryption_key`], issue
+//! 17) is rotated. A sender who gets the claim from a registry checks it
+//! itself, so neither a registry nor a host in between can swap the key.
 //!
 //! The name alphabet is deliberately small — `[a-z0-9._-]`, 1..=32 chars,
 //! starting with a letter or digit — so there are no look-alike Unicode
@@ -129,8 +133,16 @@ pub struct NameClaim {
     /// The key it should name.
     pub user: UserId,
     /// When the claim was made (the signer's clock); first come wins ties
-    /// only at the registry, which orders by arrival, not by this.
+    /// only at the registry, which orders by arrival, not by this. Among
+    /// one user's claims for a name the latest is current.
     pub issued_ms: i64,
+    /// The user's X25519 public key (HPKE) that mail to this name is sealed
+    /// to; a later claim with another key rotates it. `None` in claims made
+    /// before keys existed: they decode (the field is absent) and verify as
+    /// before, and a keyless claim leaves the field out of its body so it
+    /// still encodes as the old format did.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub encryption_key: Option<[u8; 32]>,
 }
 
 /// Why a name claim was refused.
@@ -163,12 +175,19 @@ pub enum NameClaimError {
 pub struct SignedNameClaim(pub Signed<NameClaim, UserId>);
 
 impl SignedNameClaim {
-    /// Claims `name` for `key`'s user id.
-    pub fn sign(key: &KeyPair, name: Name, issued_ms: i64) -> Result<Self, SignError> {
+    /// Claims `name` for `key`'s user id, binding `encryption_key` (the
+    /// user's current X25519 public key, if they have one) to it.
+    pub fn sign(
+        key: &KeyPair,
+        name: Name,
+        encryption_key: Option<[u8; 32]>,
+        issued_ms: i64,
+    ) -> Result<Self, SignError> {
         let claim = NameClaim {
             name,
             user: key.user_id(),
             issued_ms,
+            encryption_key,
         };
         Signed::sign(key, NAME_CLAIM, issued_ms, &claim).map(Self)
     }
@@ -257,7 +276,7 @@ mod tests {
     #[test]
     fn claim_round_trip() {
         let key = KeyPair::generate().unwrap();
-        let claim = SignedNameClaim::sign(&key, "alice".parse().unwrap(), 5).unwrap();
+        let claim = SignedNameClaim::sign(&key, "alice".parse().unwrap(), None, 5).unwrap();
         let wire = rmp_serde::to_vec_named(&claim).unwrap();
         let back: SignedNameClaim = rmp_serde::from_slice(&wire).unwrap();
         let c = back.verify().unwrap();
@@ -275,13 +294,14 @@ mod tests {
             name: "alice".parse().unwrap(),
             user: alice.user_id(),
             issued_ms: 5,
+            encryption_key: None,
         };
         let s = SignedNameClaim(Signed::sign(&mallory, NAME_CLAIM, 5, &claim).unwrap());
         assert!(matches!(
             s.verify(),
             Err(NameClaimError::NotSelfSigned { .. })
         ));
-        let mut t = SignedNameClaim::sign(&alice, "alice".parse().unwrap(), 5).unwrap();
+        let mut t = SignedNameClaim::sign(&alice, "alice".parse().unwrap(), None, 5).unwrap();
         t.0.signer = mallory.user_id();
         assert!(matches!(
             t.verify(),
@@ -296,6 +316,7 @@ mod tests {
             name: "alice".parse().unwrap(),
             user: key.user_id(),
             issued_ms: 5,
+            encryption_key: None,
         };
         let other_tag = SignedNameClaim(Signed::sign(&key, OWNER_CALL, 5, &claim).unwrap());
         assert!(matches!(
@@ -307,5 +328,67 @@ mod tests {
             other_time.verify(),
             Err(NameClaimError::TimeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn claim_with_key_round_trips_compactly() {
+        let key = KeyPair::generate().unwrap();
+        let enc = [7u8; 32];
+        let claim = SignedNameClaim::sign(&key, "alice".parse().unwrap(), Some(enc), 5).unwrap();
+        let wire = rmp_serde::to_vec_named(&claim).unwrap();
+        let back: SignedNameClaim = rmp_serde::from_slice(&wire).unwrap();
+        let c = back.verify().unwrap();
+        assert_eq!(
+            (c.user, c.issued_ms, c.encryption_key),
+            (key.user_id(), 5, Some(enc))
+        );
+        // A msgpack bin of 32 bytes (0xc4 0x20), not an array of integers.
+        let mut bin = vec![0xc4, 0x20];
+        bin.extend_from_slice(&enc);
+        assert!(claim.0.body.windows(bin.len()).any(|w| w == bin));
+    }
+
+    /// The claim body as it was before encryption keys.
+    #[derive(Serialize, Deserialize)]
+    struct OldNameClaim {
+        name: Name,
+        user: UserId,
+        issued_ms: i64,
+    }
+
+    #[test]
+    fn old_format_claims_still_verify() {
+        let key = KeyPair::generate().unwrap();
+        let old = OldNameClaim {
+            name: "alice".parse().unwrap(),
+            user: key.user_id(),
+            issued_ms: 5,
+        };
+        // Signed then, stored, and read back as today's type.
+        let signed: Signed<OldNameClaim> = Signed::sign(&key, NAME_CLAIM, 5, &old).unwrap();
+        let wire = rmp_serde::to_vec_named(&signed).unwrap();
+        let back: SignedNameClaim = rmp_serde::from_slice(&wire).unwrap();
+        let c = back.verify().unwrap();
+        assert_eq!((c.user, c.encryption_key), (key.user_id(), None));
+        // And a keyless claim today encodes exactly as the old body did.
+        let new = SignedNameClaim::sign(&key, "alice".parse().unwrap(), None, 5).unwrap();
+        assert_eq!(new.0.body, rmp_serde::to_vec_named(&old).unwrap());
+    }
+
+    #[test]
+    fn swapping_the_key_breaks_the_signature() {
+        let alice = KeyPair::generate().unwrap();
+        let signed =
+            SignedNameClaim::sign(&alice, "alice".parse().unwrap(), Some([1; 32]), 5).unwrap();
+        for swapped in [Some([2u8; 32]), None] {
+            let mut body = signed.verify().unwrap();
+            body.encryption_key = swapped;
+            let mut t = signed.clone();
+            t.0.body = rmp_serde::to_vec_named(&body).unwrap();
+            assert!(matches!(
+                t.verify(),
+                Err(NameClaimError::Envelope(VerifyError::BadSignature))
+            ));
+        }
     }
 }

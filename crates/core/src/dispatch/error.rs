@@ -2,8 +2,10 @@
 //! the driver can answer a host or peer precisely (and tests can match on
 //! the exact refusal) instead of passing strings around.
 
+use std::sync::Arc;
+
 use super::limits::LimitExceeded;
-use dem_identity::{Epoch, HostId, UserId};
+use dem_identity::{Epoch, HostId, NameClaimError, UserId};
 use dem_proto::AttachmentId;
 use dem_proto::dispatch::ObjectRef;
 
@@ -93,6 +95,14 @@ pub enum NameError {
     /// The name table is full.
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
+    /// The claim is dated before 1970.
+    #[error("claim issued at {issued_ms} ms, before 1970")]
+    BeforeEpoch { issued_ms: i64 },
+    /// The signed claim's body is larger than
+    /// [`super::limits::MAX_CLAIM_BODY_BYTES`] (the format ignores unknown
+    /// fields, so a valid signature alone does not bound it).
+    #[error("claim body is {len} bytes, at most {max} allowed")]
+    ClaimTooLarge { len: usize, max: usize },
 }
 
 /// Refusals of placement, departure plans and move authorization.
@@ -232,4 +242,71 @@ pub enum UpdateError {
     /// A replicated R/W setting is out of range.
     #[error(transparent)]
     Settings(#[from] super::settings::SettingsError),
+    /// A replicated name record carries a claim that does not check out.
+    #[error("name {name:?}: {source}")]
+    Claim {
+        name: String,
+        #[source]
+        source: RecordClaimError,
+    },
 }
+
+/// Why a name record's kept claim is refused: a peer unit must not plant a
+/// claim (and so an encryption key) that the holder did not sign.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RecordClaimError {
+    /// The body is larger than [`super::limits::MAX_CLAIM_BODY_BYTES`].
+    #[error("its claim body is {len} bytes, at most {max} allowed")]
+    TooLarge { len: usize, max: usize },
+    /// The signature or body is bad, or the claim is not self-signed.
+    /// Shared so the error stays `Clone` like the others here.
+    #[error("its claim does not verify")]
+    Invalid(#[source] Arc<NameClaimError>),
+    /// The claim is for another name than the record's.
+    #[error("its claim is for the name {claimed:?}")]
+    OtherName { claimed: String },
+    /// The claim is for another user than the record's holder.
+    #[error("its claim is for {claimed}, the record for {holder}")]
+    OtherUser { claimed: UserId, holder: UserId },
+    /// The claim predates the holder's first claim, which a join of the
+    /// holder's records never produces.
+    #[error("its claim, at {claim_ms} ms, predates the holder's first claim at {since_ms} ms")]
+    BeforeFirst { claim_ms: i64, since_ms: u64 },
+}
+
+impl PartialEq for RecordClaimError {
+    /// Tests compare refusals; an invalid claim's source has no equality,
+    /// so two are equal when they read the same.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Invalid(a), Self::Invalid(b)) => a.to_string() == b.to_string(),
+            (Self::TooLarge { len: a, max: m }, Self::TooLarge { len: b, max: n }) => {
+                (a, m) == (b, n)
+            }
+            (Self::OtherName { claimed: a }, Self::OtherName { claimed: b }) => a == b,
+            (
+                Self::OtherUser {
+                    claimed: a,
+                    holder: h,
+                },
+                Self::OtherUser {
+                    claimed: b,
+                    holder: k,
+                },
+            ) => (a, h) == (b, k),
+            (
+                Self::BeforeFirst {
+                    claim_ms: a,
+                    since_ms: s,
+                },
+                Self::BeforeFirst {
+                    claim_ms: b,
+                    since_ms: t,
+                },
+            ) => (a, s) == (b, t),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for RecordClaimError {}

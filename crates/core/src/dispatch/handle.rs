@@ -94,16 +94,13 @@ impl State {
                 let actions = unit.handle_left(now_ms, host).map_err(host_err)?;
                 Ok(Outcome::write(DispatchResponse::Done, actions))
             }
-            DispatchRequest::Register { claim } => {
-                let claim = claim
+            DispatchRequest::Register { claim: signed } => {
+                let claim = signed
                     .verify()
                     .map_err(|e| WireError::new(WireError::FORBIDDEN, e.to_string()))?;
-                let issued_ms = u64::try_from(claim.issued_ms).map_err(|_| {
-                    WireError::new(WireError::BAD_REQUEST, "name claim dated before 1970")
-                })?;
                 let user = claim.user;
                 let (registration, mut actions) = unit
-                    .register_name(now_ms, claim.name.as_str(), user, issued_ms)
+                    .register_claim(now_ms, &claim, signed)
                     .map_err(name_err)?;
                 let placement = match unit.place_new_mailbox(now_ms, user) {
                     Ok((placement, more)) => {
@@ -112,7 +109,7 @@ impl State {
                     }
                     // Registering again once the mailbox exists: say where.
                     Err(PlacementError::AlreadyPlaced { object, hosts })
-                        if registration == Registration::AlreadyYours && !hosts.is_empty() =>
+                        if registration != Registration::New && !hosts.is_empty() =>
                     {
                         unit.placement(object, hosts[0])
                     }
@@ -396,7 +393,10 @@ fn host_err(e: HostError) -> WireError {
 
 fn name_err(e: NameError) -> WireError {
     let code = match &e {
-        NameError::Format(_) | NameError::ClaimClock { .. } => WireError::BAD_REQUEST,
+        NameError::Format(_)
+        | NameError::ClaimClock { .. }
+        | NameError::BeforeEpoch { .. }
+        | NameError::ClaimTooLarge { .. } => WireError::BAD_REQUEST,
         NameError::Taken { .. } => CONFLICT,
         NameError::Limit(_) => WireError::BUSY,
     };

@@ -58,6 +58,11 @@ pub const MOVE_GRANT_MS: u64 = 10 * 60_000;
 /// come is decided by `issued_ms`, so without this bound a claim could be
 /// back-dated to steal a name from a peer unit's earlier registration.
 pub const MAX_CLAIM_SKEW_MS: u64 = 5 * 60_000;
+/// Largest signed name claim body a unit keeps. A claim is a name, a user
+/// id, a time and an encryption key: about 150 bytes. The body format
+/// ignores unknown fields, so without this bound a user (or a peer unit)
+/// could make every unit store a large blob per name.
+pub const MAX_CLAIM_BODY_BYTES: usize = 512;
 /// Most attachment ids one `AttachmentRefs` request may renew.
 pub const ATTACHMENT_REFS_MAX: usize = 4_096;
 

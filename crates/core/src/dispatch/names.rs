@@ -5,22 +5,26 @@
 //! Within one unit the first accepted claim keeps a name. Two units may
 //! accept conflicting claims concurrently; they converge on the claim with
 //! the smaller `(issued_ms, user)`, and `issued_ms` must be near the unit's
-//! clock so nobody wins by back-dating a claim.
+//! clock so nobody wins by back-dating a claim. The holder's latest signed
+//! claim is kept and handed out by lookups by name: it binds the holder's
+//! encryption key to the name (issue 17), and a later claim by the holder
+//! replaces it, which is how the key is rotated.
 
 pub use dem_proto::dispatch::names::*;
 
 use super::error::{LookupError, NameError};
-use super::limits::MAX_CLAIM_SKEW_MS;
+use super::limits::{MAX_CLAIM_BODY_BYTES, MAX_CLAIM_SKEW_MS};
 use super::tables::Merge;
 use super::tables::NameRecord;
 use super::updates::Update;
 use super::{Action, DispatchUnit, validate};
-use dem_identity::{HostId, UserId};
+use dem_identity::{HostId, NameClaim, SignedNameClaim, UserId};
 use dem_proto::AttachmentId;
 use dem_proto::dispatch::ObjectRef;
 
 impl DispatchUnit {
-    /// Registers `name` for `user`, first come first served.
+    /// Registers `name` for `user`, first come first served, without
+    /// keeping a claim (records made this way have none to hand out).
     ///
     /// Precondition: the caller has verified that the claim
     /// `(name, user, issued_ms)` is signed by `user`'s key. Re-registering a
@@ -33,6 +37,53 @@ impl DispatchUnit {
         user: UserId,
         issued_ms: u64,
     ) -> Result<(Registration, Vec<Action>), NameError> {
+        self.register(now_ms, name, user, issued_ms, None)
+    }
+
+    /// Registers the name of a verified signed claim and keeps the claim,
+    /// so lookups by name can hand it (and the encryption key it binds) to
+    /// senders.
+    ///
+    /// Precondition: `claim` is what `signed.verify()` returned. A name
+    /// held by another user is refused with [`NameError::Taken`]. If the
+    /// user already holds it, a claim issued later than the kept one
+    /// replaces it ([`Registration::Renewed`]: a key rotation, replicated
+    /// like a registration); an older or equal one changes nothing
+    /// ([`Registration::AlreadyYours`]), so replaying an old claim can
+    /// never roll a key back.
+    pub fn register_claim(
+        &mut self,
+        now_ms: u64,
+        claim: &NameClaim,
+        signed: SignedNameClaim,
+    ) -> Result<(Registration, Vec<Action>), NameError> {
+        let issued_ms = u64::try_from(claim.issued_ms).map_err(|_| NameError::BeforeEpoch {
+            issued_ms: claim.issued_ms,
+        })?;
+        let len = signed.0.body.len();
+        if len > MAX_CLAIM_BODY_BYTES {
+            return Err(NameError::ClaimTooLarge {
+                len,
+                max: MAX_CLAIM_BODY_BYTES,
+            });
+        }
+        self.register(
+            now_ms,
+            claim.name.as_str(),
+            claim.user,
+            issued_ms,
+            Some(signed),
+        )
+    }
+
+    fn register(
+        &mut self,
+        now_ms: u64,
+        name: &str,
+        user: UserId,
+        issued_ms: u64,
+        claim: Option<SignedNameClaim>,
+    ) -> Result<(Registration, Vec<Action>), NameError> {
         validate::name(name)?;
         if issued_ms.abs_diff(now_ms) > MAX_CLAIM_SKEW_MS {
             return Err(NameError::ClaimClock {
@@ -41,8 +92,22 @@ impl DispatchUnit {
                 max_skew_ms: MAX_CLAIM_SKEW_MS,
             });
         }
-        match self.tables.names.get(name) {
-            Some(cur) if cur.user == user => return Ok((Registration::AlreadyYours, Vec::new())),
+        let (record, registration) = match self.tables.names.get(name) {
+            Some(cur) if cur.user == user => {
+                // Only a later claim replaces the kept one; the first-claim
+                // time stays, so rotating never loses the name to a rival.
+                match claim {
+                    Some(claim) if claim.0.issued_ms > cur.claim_ms() => {
+                        let record = NameRecord {
+                            user,
+                            issued_ms: cur.issued_ms,
+                            claim: Some(claim),
+                        };
+                        (record, Registration::Renewed)
+                    }
+                    _ => return Ok((Registration::AlreadyYours, Vec::new())),
+                }
+            }
             Some(cur) => {
                 tracing::debug!(%name, holder = %cur.user.short(), "name taken");
                 return Err(NameError::Taken {
@@ -50,16 +115,22 @@ impl DispatchUnit {
                     holder: cur.user,
                 });
             }
-            None => {}
-        }
-        let record = NameRecord { user, issued_ms };
+            None => {
+                let record = NameRecord {
+                    user,
+                    issued_ms,
+                    claim,
+                };
+                (record, Registration::New)
+            }
+        };
         self.tables.merge_name(&self.limits, name, record.clone())?;
-        tracing::info!(%name, user = %user.short(), "name registered");
+        tracing::info!(%name, user = %user.short(), ?registration, "name registered");
         let update = Update::NameRegistered {
             name: name.to_string(),
             record,
         };
-        Ok((Registration::New, vec![Action::Replicate(update)]))
+        Ok((registration, vec![Action::Replicate(update)]))
     }
 
     /// The user holding `name`.
@@ -71,12 +142,22 @@ impl DispatchUnit {
             .ok_or_else(|| LookupError::UnknownName(name.to_string()))
     }
 
-    /// Where the mailbox of the user named `name` is.
+    /// Where the mailbox of the user named `name` is, with their kept
+    /// signed claim (which binds their encryption key to the name).
     pub fn lookup_name(&self, now_ms: u64, name: &str) -> Result<MailboxLookup, LookupError> {
-        self.lookup_user(now_ms, self.resolve_name(name)?)
+        let rec = self
+            .tables
+            .names
+            .get(name)
+            .ok_or_else(|| LookupError::UnknownName(name.to_string()))?;
+        let mut found = self.lookup_user(now_ms, rec.user)?;
+        found.name_claim = rec.claim.clone();
+        Ok(found)
     }
 
-    /// Where `user`'s mailbox is.
+    /// Where `user`'s mailbox is. Carries no name claim: the tables map
+    /// names to users only, and a user may hold several names, so there is
+    /// no one claim to pick without a reverse index.
     pub fn lookup_user(&self, now_ms: u64, user: UserId) -> Result<MailboxLookup, LookupError> {
         let rec = self
             .tables
@@ -95,6 +176,7 @@ impl DispatchUnit {
                 .map(|h| self.host_addr(now_ms, *h))
                 .collect(),
             home: rec.home.map(|h| self.host_addr(now_ms, h)),
+            name_claim: None,
         })
     }
 
@@ -272,3 +354,6 @@ mod tests {
 
     const LEASE: u64 = super::super::limits::LEASE_MS;
 }
+
+#[cfg(test)]
+mod claim_tests;

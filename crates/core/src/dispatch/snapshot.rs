@@ -169,6 +169,16 @@ mod tests {
             &mut all,
             a.register_name(100, "bob", user(3), 100).unwrap().1,
         );
+        // Kept claims: a rotation on a, and b's unaware registration of
+        // the same user in between; the latest claim must win everywhere.
+        let carol = dem_identity::KeyPair::from_seed(&[3; 32]);
+        for (on_a, at, enc) in [(true, 100, 1), (false, 150, 2), (true, 200, 3)] {
+            let name = dem_identity::Name::new("carol").unwrap();
+            let s = dem_identity::SignedNameClaim::sign(&carol, name, Some([enc; 32]), at).unwrap();
+            let c = s.verify().unwrap();
+            let unit = if on_a { &mut a } else { &mut b };
+            collect(&mut all, unit.register_claim(at as u64, &c, s).unwrap().1);
+        }
         // A late heartbeat on a must not undo the leave on b.
         collect(&mut all, b.handle_leave(1_500, host(1)).unwrap());
         collect(&mut all, a.handle_heartbeat(2_000, host(1), 3).unwrap());
@@ -288,6 +298,15 @@ mod tests {
         }
         let t = reference.tables();
         assert_eq!(t.names["alice"].user, user(2), "first issued claim wins");
+        let carol = &t.names["carol"];
+        let key = carol
+            .claim
+            .as_ref()
+            .unwrap()
+            .verify()
+            .unwrap()
+            .encryption_key;
+        assert_eq!((carol.issued_ms, key), (100, Some([3; 32])), "latest claim");
         assert_eq!(
             t.hosts[&host(1)].state,
             HostState::Leaving,

@@ -11,7 +11,17 @@
 //!   epoch counts the host's sessions (joins) and the state only moves
 //!   Active → Leaving → Left within one session, so a late heartbeat never
 //!   undoes a leave;
-//! - name: the smaller `(issued_ms, user)` wins (first come);
+//! - name: between users, the smaller `(issued_ms, user)` wins (first
+//!   come, by the holder's first claim); two records of the same user join:
+//!   the earlier `issued_ms` and the later claim ([`NameRecord::claim_version`]),
+//!   so a key rotation spreads and an old claim never rolls it back. One
+//!   race is not order-free, because a record that loses to a rival is
+//!   dropped whole: if a user claimed the name at two units at once (two
+//!   first-claim times) and a rival's claim falls between them, a unit
+//!   that saw the rival before the user's earlier record may keep that
+//!   record's older claim. A snapshot exchange with a unit that kept the
+//!   newer claim, or the user's next claim, restores it, since records of
+//!   one user always join;
 //! - mailbox/attachment location: `(epoch, hosts)` (attachments then
 //!   `size_bytes`); at equal epochs the lexicographically larger host list
 //!   wins, so an empty list (removal) loses to any location;
@@ -78,7 +88,8 @@ pub(crate) trait Merge {
         host: HostId,
         incoming: HostRecord,
     ) -> Result<bool, LimitExceeded>;
-    /// Merges a name claim: the earlier `(issued_ms, user)` keeps the name.
+    /// Merges a name record: the earlier `(issued_ms, user)` keeps the
+    /// name; records of the same user join (see the module doc).
     fn merge_name(
         &mut self,
         limits: &Limits,
@@ -177,6 +188,17 @@ impl Merge for DispatchTables {
         incoming: NameRecord,
     ) -> Result<bool, LimitExceeded> {
         match self.names.get_mut(name) {
+            Some(cur) if cur.user == incoming.user => {
+                let renewed = incoming.claim_version() > cur.claim_version();
+                let earlier = incoming.issued_ms < cur.issued_ms;
+                if earlier {
+                    cur.issued_ms = incoming.issued_ms;
+                }
+                if renewed {
+                    cur.claim = incoming.claim;
+                }
+                Ok(earlier || renewed)
+            }
             Some(cur) if (cur.issued_ms, cur.user) <= (incoming.issued_ms, incoming.user) => {
                 Ok(false)
             }

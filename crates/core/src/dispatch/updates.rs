@@ -45,6 +45,19 @@ impl DispatchUnit {
             }
             Update::NameRegistered { name, record } => {
                 validate::name(&name)?;
+                // Gossip repeats records: one kept here as it is was
+                // checked when it came, so only a new one costs a signature
+                // check. (The whole record must match: a kept claim under
+                // another holder would be a forgery.)
+                let kept = tables.names.get(&name) == Some(&record);
+                if !kept {
+                    validate::record_claim(&name, &record).map_err(|source| {
+                        UpdateError::Claim {
+                            name: name.clone(),
+                            source,
+                        }
+                    })?;
+                }
                 tables.merge_name(limits, &name, record)?
             }
             Update::MailboxLocated { user, hosts, epoch } => {
@@ -170,6 +183,7 @@ mod tests {
             record: NameRecord {
                 user: user(1),
                 issued_ms: 0,
+                claim: None,
             },
         };
         assert!(matches!(u.apply_update(0, name), Err(UpdateError::Name(_))));

@@ -3,10 +3,12 @@
 //! buggy peer cannot slip in what a host could not.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use super::error::{AddrError, HostListError, NameFormatError, OperatorError};
-use super::limits::{MAX_ADDR_LEN, OPERATOR_CHARS_MAX};
-use dem_identity::HostId;
+use super::error::{AddrError, HostListError, NameFormatError, OperatorError, RecordClaimError};
+use super::limits::{MAX_ADDR_LEN, MAX_CLAIM_BODY_BYTES, OPERATOR_CHARS_MAX};
+use super::tables::NameRecord;
+use dem_identity::{HostId, SignedNameClaim};
 
 /// `addr` must be a socket address `IP:PORT` of bounded length.
 pub(crate) fn addr(addr: &str) -> Result<(), AddrError> {
@@ -30,6 +32,49 @@ pub(crate) fn operator(label: &str) -> Result<(), OperatorError> {
     if chars == 0 || chars > OPERATOR_CHARS_MAX || label.chars().any(char::is_control) {
         return Err(OperatorError {
             max: OPERATOR_CHARS_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// A signed claim's body is at most [`MAX_CLAIM_BODY_BYTES`].
+pub(crate) fn claim_size(claim: &SignedNameClaim) -> Result<(), RecordClaimError> {
+    let len = claim.0.body.len();
+    if len > MAX_CLAIM_BODY_BYTES {
+        return Err(RecordClaimError::TooLarge {
+            len,
+            max: MAX_CLAIM_BODY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// A replicated record's claim, if any, is one its holder signed for this
+/// name, made no earlier than the holder's first claim. This verifies a
+/// signature, so callers skip it for a claim they already keep.
+pub(crate) fn record_claim(name: &str, record: &NameRecord) -> Result<(), RecordClaimError> {
+    let Some(signed) = &record.claim else {
+        return Ok(());
+    };
+    claim_size(signed)?;
+    let claim = signed
+        .verify()
+        .map_err(|e| RecordClaimError::Invalid(Arc::new(e)))?;
+    if claim.name.as_str() != name {
+        return Err(RecordClaimError::OtherName {
+            claimed: claim.name.to_string(),
+        });
+    }
+    if claim.user != record.user {
+        return Err(RecordClaimError::OtherUser {
+            claimed: claim.user,
+            holder: record.user,
+        });
+    }
+    if i64::try_from(record.issued_ms).is_ok_and(|since| claim.issued_ms < since) {
+        return Err(RecordClaimError::BeforeFirst {
+            claim_ms: claim.issued_ms,
+            since_ms: record.issued_ms,
         });
     }
     Ok(())

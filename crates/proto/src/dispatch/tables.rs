@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use dem_identity::{DispatchId, Epoch, HostId, UserId};
+use dem_identity::{DispatchId, Epoch, HostId, SignedNameClaim, UserId};
 
 use super::objects::ObjectRef;
 use crate::AttachmentId;
@@ -73,11 +73,39 @@ impl HostRecord {
     }
 }
 
-/// Who holds a name, and since when by their own signed claim.
+/// Who holds a name, since when, and their current signed claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameRecord {
     pub user: UserId,
+    /// When the holder first claimed the name, by their signed claim: the
+    /// first-come order between users. A later claim by the same user (a
+    /// key rotation) replaces `claim` but keeps this, so rotating never
+    /// makes a holder lose the name to a later rival.
     pub issued_ms: u64,
+    /// The holder's latest signed claim, which binds their encryption key
+    /// to the name; lookups by name hand it out for the sender to check.
+    /// `None` in records written before claims were kept.
+    #[serde(default)]
+    pub claim: Option<SignedNameClaim>,
+}
+
+impl NameRecord {
+    /// The merge order of two records of one user (the larger claim is
+    /// current): the claim's time, then its signature bytes so two claims
+    /// signed in the same millisecond still have one winner everywhere.
+    /// A record without a claim is smallest.
+    pub fn claim_version(&self) -> Option<(i64, [u8; 64])> {
+        self.claim.as_ref().map(|c| (c.0.issued_ms, c.0.signature))
+    }
+
+    /// When the current claim was made: the kept claim's time, or else the
+    /// record's own. A new claim must be later to replace it.
+    pub fn claim_ms(&self) -> i64 {
+        match &self.claim {
+            Some(c) => c.0.issued_ms,
+            None => i64::try_from(self.issued_ms).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 /// An authorization for `target` to report itself as a holder of an object.

@@ -24,7 +24,7 @@ fn network_key() -> KeyPair {
 }
 
 fn claim(key: &KeyPair, name: &str) -> DispatchRequest {
-    let claim = SignedNameClaim::sign(key, Name::new(name).unwrap(), NOW as i64).unwrap();
+    let claim = SignedNameClaim::sign(key, Name::new(name).unwrap(), None, NOW as i64).unwrap();
     DispatchRequest::Register { claim }
 }
 
@@ -295,4 +295,46 @@ fn attachment_refs_are_bounded_and_renew_known_attachments() {
         rec.referenced_until_ms,
         Some(later + s.unit.limits().attachment_grace_ms)
     );
+}
+
+#[test]
+fn a_later_claim_rotates_the_key_that_lookups_hand_out() {
+    let mut s = state();
+    join(&mut s, 1);
+    let alice = KeyPair::from_seed(&[1; 32]);
+    let keyed = |enc: u8, at: u64| DispatchRequest::Register {
+        claim: SignedNameClaim::sign(
+            &alice,
+            Name::new("alice").unwrap(),
+            Some([enc; 32]),
+            at as i64,
+        )
+        .unwrap(),
+    };
+    assert!(s.handle(NOW, [9; 32], keyed(1, NOW)).response.is_ok());
+    s.unit
+        .tables
+        .mailboxes
+        .get_mut(&alice.user_id())
+        .unwrap()
+        .hosts = vec![HostId([1; 32])];
+    let out = s.handle(NOW + 10, [9; 32], keyed(2, NOW + 10));
+    assert!(
+        matches!(out.response, Ok(DispatchResponse::Registered { ref placement, .. }) if placement.host == HostId([1; 32])),
+        "{:?}",
+        out.response
+    );
+    assert!(out.changed && !out.updates.is_empty(), "rotation is news");
+    let stale = s.handle(NOW + 20, [9; 32], keyed(3, NOW + 5));
+    assert!(stale.response.is_ok() && stale.updates.is_empty());
+    let req = DispatchRequest::LookupName {
+        name: "alice".into(),
+    };
+    match s.handle(NOW + 20, [9; 32], req).response {
+        Ok(DispatchResponse::Mailbox(found)) => {
+            let claim = found.name_claim.unwrap().verify().unwrap();
+            assert_eq!(claim.encryption_key, Some([2; 32]));
+        }
+        other => panic!("{other:?}"),
+    }
 }

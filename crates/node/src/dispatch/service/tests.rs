@@ -41,7 +41,7 @@ fn join(addr: &str) -> DispatchRequest {
 
 fn register(key: &KeyPair, name: &str) -> DispatchRequest {
     let now = i64::try_from(now_ms()).unwrap();
-    let claim = SignedNameClaim::sign(key, Name::new(name).unwrap(), now).unwrap();
+    let claim = SignedNameClaim::sign(key, Name::new(name).unwrap(), None, now).unwrap();
     DispatchRequest::Register { claim }
 }
 
