@@ -171,6 +171,27 @@ pub enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// End-to-end sealing: a 4 KiB mail sealed and opened per second on
+    /// every core and on one, each step's cost, and a large attachment
+    /// streamed file to file (memory, speed against a plain copy).
+    Seal {
+        /// How long each throughput measurement runs, in seconds.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// The streamed attachment's size, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        attachment_mib: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The attachment half of `seal`, in a process of its own so that its
+    /// peak memory is the streaming's alone.
+    #[command(hide = true)]
+    SealAttachment {
+        #[arg(long)]
+        mib: u64,
+    },
     /// The receiving process of the raw-QUIC baseline (used by `net`).
     #[command(hide = true)]
     NetSink {
@@ -192,7 +213,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Size { .. } => Some("bench size"),
         Bench::Logs { .. } => Some("bench logs"),
         Bench::Monitor { .. } => Some("bench monitor"),
-        Bench::Host { .. } | Bench::NetSink { .. } => None,
+        Bench::Seal { .. } => Some("bench seal"),
+        Bench::Host { .. } | Bench::NetSink { .. } | Bench::SealAttachment { .. } => None,
     };
     let spinner = label.map(super::progress::spinner);
     let result = run_one(args).await;
@@ -312,6 +334,22 @@ async fn run_one(args: BenchArgs) -> anyhow::Result<Option<(serde_json::Value, b
                 watchers,
             };
             Ok(Some((super::bench_monitor::run(params).await?, json)))
+        }
+        Bench::Seal {
+            seconds,
+            attachment_mib,
+            json,
+        } => {
+            let params = super::bench_seal::SealParams {
+                seconds,
+                attachment_mib,
+            };
+            Ok(Some((super::bench_seal::run(params).await?, json)))
+        }
+        Bench::SealAttachment { mib } => {
+            tokio::task::spawn_blocking(move || super::bench_seal::attachment(mib))
+                .await?
+                .map(|()| None)
         }
         Bench::NetSink { listen, data } => {
             super::bench_sink::serve(listen, data).await.map(|()| None)

@@ -21,6 +21,7 @@ mod bench_monitor;
 mod bench_move;
 mod bench_net;
 mod bench_repl;
+mod bench_seal;
 mod bench_sink;
 mod bench_size;
 mod bench_size_check;
