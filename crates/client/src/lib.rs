@@ -18,8 +18,8 @@ pub mod dispatch;
 pub mod mailbox_ref;
 pub mod message;
 pub mod progress;
-pub mod sealed;
 pub mod recipient;
+pub mod sealed;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -31,8 +31,8 @@ use dem_proto::mailbox::verbs::{ListFolder, ListFolders};
 
 use crate::attachments::{self, AttachmentError, Stored};
 use crate::message::{DOMAIN, read_stored};
-use crate::{MailboxRef, RefError, Session};
 use crate::recipient::recipient_key;
+use crate::{MailboxRef, RefError, Session};
 
 /// Why a sealed part could not be uploaded.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,10 @@ pub async fn store_sealed_part(
 ) -> Result<(ContentAttachment, Stored), SealPartError> {
     let key = ContentKey::generate()?;
     let (ciphertext, sealed) = seal_attachment(&key, &cut.content)?;
-    let (_, stored) = attachments::store_bytes(session, "", "", &ciphertext).await?;
+    // A constant name and type: hosts learn nothing from them.
+    let (_, stored) =
+        attachments::store_bytes(session, "sealed", "application/octet-stream", &ciphertext)
+            .await?;
     Ok((
         ContentAttachment {
             id: sealed.ciphertext_hash,
@@ -231,9 +234,12 @@ pub async fn fetch_sealed_part(
     session: &Session,
     part: &ContentAttachment,
 ) -> Result<Vec<u8>, OpenPartError> {
-    let ciphertext =
-        attachments::fetch_bytes(session, &dem_proto::AttachmentId::from_bytes(part.id), part.ciphertext_bytes)
-            .await?;
+    let ciphertext = attachments::fetch_bytes(
+        session,
+        &dem_proto::AttachmentId::from_bytes(part.id),
+        part.ciphertext_bytes,
+    )
+    .await?;
     let plain = open_attachment(&ContentKey::from_bytes(&part.key), &ciphertext)?;
     if plain.len() as u64 != part.plaintext_bytes {
         return Err(OpenPartError::Size {
@@ -368,8 +374,10 @@ mod tests {
         let bob = KeyPair::generate().unwrap();
         let ring = Keyring::generate(1).unwrap();
         let contents = MailContents {
-            message: format!("From: {from_header}\r\nTo: bob@dem\r\nSubject: hi there\r\n\r\nbody\r\n")
-                .into_bytes(),
+            message: format!(
+                "From: {from_header}\r\nTo: bob@dem\r\nSubject: hi there\r\n\r\nbody\r\n"
+            )
+            .into_bytes(),
             attachments: vec![],
         };
         let mails = dem_seal::seal_mail(

@@ -95,8 +95,9 @@ impl<'a> Sample<'a> {
         let mut bad = Vec::new();
         let t = Instant::now();
         for id in &self.ids {
-            let got = dem_client::message::read_message(&user.session, &mut r, id, false, &user.keyring)
-                .await;
+            let got =
+                dem_client::message::read_message(&user.session, &mut r, id, false, &user.keyring)
+                    .await;
             match got {
                 Ok(m) => {
                     if let Err(e) = self.matches_sent(&m.bytes) {

@@ -23,10 +23,10 @@ use dem_client::{MailboxRef, Session, Target, now_ms};
 use dem_identity::{
     Home, KeyPair, KeyRole, Name, OWNER_CALL, Signed, SignedNameClaim, UserProfile,
 };
-use dem_seal::Keyring;
 use dem_node::dispatch::Placement;
 use dem_node::mailbox::Verb;
 use dem_proto::{CreateOrder, DispatchRequest, DispatchResponse, HostRequest};
+use dem_seal::Keyring;
 
 /// Where the user's key and profile are.
 #[derive(Debug, Args, Clone)]
@@ -173,7 +173,9 @@ async fn rotate(home_arg: &HomeArg) -> anyhow::Result<()> {
     keyring.save(&id::keyring_path(&home))?;
     let result = claim_name(&ctx.session, &ctx.key, &keyring, &name).await;
     ctx.close().await;
-    result.context("the new key is in the keyring but not yet published: run `dem id rotate` again")?;
+    result.context(
+        "the new key is in the keyring but not yet published: run `dem id rotate` again",
+    )?;
     println!(
         "{}: new encryption key {} published; {} older key(s) kept for older mail",
         name.as_str(),

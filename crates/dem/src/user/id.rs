@@ -44,6 +44,10 @@ pub enum IdCommand {
         /// As for `export`.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Dispatch units to remember, comma separated (the mailbox and
+        /// name already exist; `dem register` is for new ones).
+        #[arg(long, value_delimiter = ',')]
+        dispatch: Vec<String>,
     },
 }
 
@@ -59,7 +63,8 @@ pub async fn run(cmd: IdCommand, home: &HomeArg) -> anyhow::Result<()> {
         IdCommand::Import {
             file,
             passphrase_file,
-        } => import(home, &file, passphrase_file.as_deref()),
+            dispatch,
+        } => import(home, &file, passphrase_file.as_deref(), &dispatch),
     }
 }
 
@@ -155,7 +160,12 @@ fn export(home: &HomeArg, file: &Path, passphrase_file: Option<&Path>) -> anyhow
     Ok(())
 }
 
-fn import(home_arg: &HomeArg, file: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+fn import(
+    home_arg: &HomeArg,
+    file: &Path,
+    passphrase_file: Option<&Path>,
+    dispatch: &[String],
+) -> anyhow::Result<()> {
     let bytes = read_bounded(file, dem_seal::export::EXPORT_FILE_BYTES_MAX)?;
     let pass = passphrase(passphrase_file, false)?;
     let bundle = dem_seal::import_identity(&bytes, &pass)
@@ -191,13 +201,16 @@ fn import(home_arg: &HomeArg, file: &Path, passphrase_file: Option<&Path>) -> an
     }
     bundle.user_key.save(&key_path)?;
     bundle.keyring.save(&ring_path)?;
+    let mut profile = UserProfile::load_or_default(&home.profile_path())?;
     if let Some(name) = &bundle.name {
-        let mut profile = UserProfile::load_or_default(&home.profile_path())?;
         profile.name = Some(name.clone());
-        profile.save(&home.profile_path())?;
     }
+    for addr in dispatch.iter().rev() {
+        profile.remember_dispatch(addr, None)?;
+    }
+    profile.save(&home.profile_path())?;
     println!(
-        "imported {} {} with {} encryption key(s) into {}; `dem register --dispatch ADDR` reconnects it",
+        "imported {} {} with {} encryption key(s) into {}",
         bundle.name.as_ref().map_or("-", |n| n.as_str()),
         bundle.user_key.user_id().to_hex(),
         bundle.keyring.entries().len(),
