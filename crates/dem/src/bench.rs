@@ -540,6 +540,15 @@ async fn mailbox(
         MailboxesConfig::default(),
     )?;
     let deliver_durable = deliveries(&durable, &pool, mails, mailboxes, concurrency).await?;
+    // The same, sealed, into a store of its own, beside it in this run.
+    let sealed_boxes = Mailboxes::open(
+        &dir.path().join("sealed"),
+        RuntimeConfig::default(),
+        MailboxesConfig::default(),
+    )?;
+    let deliver_sealed =
+        sealed_deliveries(&sealed_boxes, &pool, mails, mailboxes, concurrency).await?;
+    sealed_boxes.shutdown().await;
     let memory = Mailboxes::in_memory(
         &dir.path().join("memory-code"),
         RuntimeConfig::default(),
@@ -613,6 +622,7 @@ async fn mailbox(
         "load_precompiled_ms": ms(load),
         "instantiate_us": (instantiate_us * 10.0).round() / 10.0,
         "deliver_per_s_durable": deliver_durable.round(),
+        "deliver_per_s_durable_sealed": deliver_sealed.round(),
         "deliver_per_s_memory": deliver_memory.round(),
         "snapshot_ms": ms(median(snaps)),
         "restore_ms": ms(median(restores)),
@@ -640,6 +650,74 @@ async fn deliveries(
     mailboxes: u32,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
+    let pool = pool.clone();
+    deliveries_of(boxes, mails, mailboxes, concurrency, move |i| {
+        super::bench_mail::incoming(&pool, i)
+    })
+    .await
+}
+
+/// [`deliveries`] of sealed mail: each delivery is checked as a host
+/// checks `DeliverSealed` (the sender's signature, the recipient, the
+/// window, the ciphertext's hash) inside the timed loop; sealing them, the
+/// sender's work, happens before it.
+async fn sealed_deliveries(
+    boxes: &Arc<Mailboxes>,
+    pool: &[super::bench_mail::StoredMail],
+    mails: u32,
+    mailboxes: u32,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let sender = dem_identity::KeyPair::from_seed(&[7; 32]);
+    let name = dem_identity::Name::new("bench")?;
+    let recipients: Vec<dem_seal::Recipient> = (0..mailboxes)
+        .map(|m| {
+            let mut seed = [9u8; 32];
+            seed[..4].copy_from_slice(&m.to_le_bytes());
+            dem_seal::Recipient {
+                user: dem_identity::KeyPair::from_seed(&seed).user_id(),
+                key: dem_seal::EncryptionKeyPair::derive(&seed).public(),
+            }
+        })
+        .collect();
+    let now = dem_client::now_ms();
+    let total = mails as u64 * mailboxes as u64;
+    let mut sealed = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let m = super::bench_mail::unique(pool, i, &i.to_string());
+        let r = recipients[(i % mailboxes as u64) as usize];
+        let contents = dem_seal::MailContents {
+            message: m.stored,
+            attachments: vec![],
+        };
+        let mut one = dem_seal::seal_mail(&sender, &name, &contents, &[r], now)?;
+        sealed.push((r.user, one.remove(0)));
+    }
+    let sealed = Arc::new(sealed);
+    let from = sender.user_id();
+    deliveries_of(boxes, mails, mailboxes, concurrency, move |i| {
+        let (to, mail) = &sealed[i as usize];
+        Ok(dem_node::node::verify::sealed_envelope(
+            mail,
+            *to,
+            from,
+            dem_client::now_ms(),
+        )?)
+    })
+    .await
+}
+
+/// Delivers `mails` × `mailboxes` mails, delivery `i` made by `make`, to
+/// mailboxes with the three standard plugins installed; returns
+/// deliveries per second.
+async fn deliveries_of(
+    boxes: &Arc<Mailboxes>,
+    mails: u32,
+    mailboxes: u32,
+    concurrency: usize,
+    make: impl Fn(u64) -> anyhow::Result<Incoming> + Send + Sync + 'static,
+) -> anyhow::Result<f64> {
+    let make = Arc::new(make);
     let rules = "if subject contains \"invoice\" then fileinto \"Finance\"\n";
     let mut ids = vec![];
     for m in 0..mailboxes {
@@ -662,11 +740,11 @@ async fn deliveries(
         let permit = semaphore.clone().acquire_owned().await?;
         let boxes = boxes.clone();
         let id = ids[(i % mailboxes as u64) as usize].clone();
-        let pool = pool.clone();
+        let make = make.clone();
         tasks.spawn(async move {
             let _permit = permit;
             boxes
-                .deliver(&id, super::bench_mail::incoming(&pool, i)?)
+                .deliver(&id, make(i)?)
                 .await
                 .map_err(anyhow::Error::from)
         });
