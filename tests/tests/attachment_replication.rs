@@ -83,8 +83,8 @@ fn stored_copies(root: &Path, hosts: &[Option<Daemon>]) -> usize {
         .sum()
 }
 
-fn fetch_matches(user: &User, id: &str, out: &Path, content: &[u8]) -> Result<()> {
-    user.run(["attachment", "get", id, "-o", arg(out)])?;
+fn fetch_matches(user: &User, mail: &str, id: &str, out: &Path, content: &[u8]) -> Result<()> {
+    user.run(["attachment", "get", id, "-o", arg(out), "--mail", mail])?;
     ensure!(
         decode_base64(&std::fs::read(out)?)? == content,
         "the fetched attachment differs"
@@ -166,8 +166,8 @@ fn attachments_keep_three_replicas_regenerate_and_are_collected() -> Result<()> 
         Duration::from_secs(10),
         || Ok(stored_copies(&root, &hosts) == 3),
     )?;
-    fetch_matches(&bob, &att_id, &root.join("bob.bin"), &content)?;
-    fetch_matches(&carol, &att_id, &root.join("carol.bin"), &content)?;
+    fetch_matches(&bob, &mail_id, &att_id, &root.join("bob.bin"), &content)?;
+    fetch_matches(&carol, &mail_id, &att_id, &root.join("carol.bin"), &content)?;
 
     // Referenced mails keep it past the grace period (their mailboxes'
     // hosts renew the lease).

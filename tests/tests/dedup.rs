@@ -82,7 +82,15 @@ fn one_stored_copy_for_twenty_recipients() -> Result<()> {
 
     // And it comes back intact for a recipient.
     let got = tmp.path().join("got.bin");
-    users[RECIPIENTS].run(["attachment", "get", &att_ids[0], "-o", arg(&got)])?;
+    users[RECIPIENTS].run([
+        "attachment",
+        "get",
+        &att_ids[0],
+        "-o",
+        arg(&got),
+        "--mail",
+        &id,
+    ])?;
     ensure!(
         decode_base64(&std::fs::read(&got)?)? == content,
         "the fetched attachment differs"

@@ -209,7 +209,15 @@ fn run(seed: u64) -> Result<()> {
         Ok(stored_copies(&root, &hosts) == R)
     })?;
     let out = root.join("fetched.bin");
-    bob.run(["attachment", "get", &att, "-o", arg(&out)])?;
+    bob.run([
+        "attachment",
+        "get",
+        &att,
+        "-o",
+        arg(&out),
+        "--mail",
+        &mail_id,
+    ])?;
     ensure!(
         decode_base64(&std::fs::read(&out)?)? == content,
         "the fetched attachment differs"

@@ -258,7 +258,7 @@ fn a_graceful_leave_moves_mailboxes_and_attachments_off() -> Result<()> {
         .with_context(|| format!("attachment id in {detail}"))?
         .to_string();
     let back = tmp.path().join("back.bin");
-    bob.run(["attachment", "get", &att, "-o", arg(&back)])?;
+    bob.run(["attachment", "get", &att, "-o", arg(&back), "--mail", &mail])?;
     ensure!(
         decode_base64(&std::fs::read(&back)?)? == content,
         "the attachment came back different"

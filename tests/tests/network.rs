@@ -121,7 +121,15 @@ fn mail_with_attachment_reaches_an_offline_user_and_refusals_hold() -> Result<()
     ensure!(att["size"] == content.len() as u64, "{att}");
     let att_id = att["id"].as_str().context("attachment id")?;
     let got = tmp.path().join("got.bin");
-    bob.run(["attachment", "get", att_id, "-o", arg(&got)])?;
+    bob.run([
+        "attachment",
+        "get",
+        att_id,
+        "-o",
+        arg(&got),
+        "--mail",
+        &mail_id,
+    ])?;
     // The floating part is the file's base64 lines, cut verbatim from
     // the message.
     let part_bytes = std::fs::read(&got)?;
@@ -138,6 +146,8 @@ fn mail_with_attachment_reaches_an_offline_user_and_refusals_hold() -> Result<()
         arg(&part),
         "--range",
         "1000-1100",
+        "--mail",
+        &mail_id,
     ])?;
     ensure!(
         std::fs::read(&part)? == part_bytes[1000..1100],

@@ -295,6 +295,32 @@ async fn open_summary(
     Ok(Some(opened))
 }
 
+/// The part `part_id` (its ciphertext's id) of sealed mail `mail_id`, as
+/// the owner opens it: its key, name, type and sizes.
+pub async fn part_of(
+    session: &Session,
+    mailbox: &mut MailboxRef,
+    keyring: &Keyring,
+    mail_id: &str,
+    part_id: &[u8; 32],
+) -> Result<ContentAttachment, String> {
+    let (_, stored) = read_stored(session, mailbox, mail_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !SealedMail::is_blob(&stored) {
+        return Err(format!("mail {mail_id} is not sealed"));
+    }
+    let opened =
+        open_stored(&stored, session.key().user_id(), keyring).map_err(|e| e.to_string())?;
+    opened
+        .contents
+        .attachments
+        .iter()
+        .find(|a| &a.id == part_id)
+        .cloned()
+        .ok_or_else(|| format!("mail {mail_id} carries no attachment {}", hex(part_id)))
+}
+
 /// Mails listed per call while a search walks the mailbox.
 const SEARCH_PAGE_MAILS: u32 = 500;
 

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
 use super::{HomeArg, UserCtx};
-use dem_client::{MailboxRef, RefError, Target, attachments, now_ms};
+use dem_client::{MailboxRef, RefError, Target, attachments, now_ms, sealed};
 use dem_identity::Signed;
 use dem_node::mailbox::Verb;
 use dem_proto::host::{PLUGIN_UPLOAD, PluginUpload};
@@ -120,6 +120,11 @@ pub enum AttachmentCommand {
         /// Byte range `A-B` (end exclusive).
         #[arg(long)]
         range: Option<String>,
+        /// The sealed mail that carries it: the attachment is opened with
+        /// the key inside that mail (without it, a sealed attachment's
+        /// ciphertext is refused rather than written).
+        #[arg(long)]
+        mail: Option<String>,
     },
 }
 
@@ -178,7 +183,13 @@ pub async fn run(cmd: ManageCommand) -> anyhow::Result<()> {
             PluginCommand::Remove { name } => show(&home, RemovePlugin { name }, print_ok).await,
         },
         ManageCommand::Attachment {
-            cmd: AttachmentCommand::Get { id, output, range },
+            cmd:
+                AttachmentCommand::Get {
+                    id,
+                    output,
+                    range,
+                    mail,
+                },
             home,
         } => {
             let id: dem_node::dispatch::AttachmentId = id
@@ -186,12 +197,61 @@ pub async fn run(cmd: ManageCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("attachment id {id:?}"))?;
             let range = range.as_deref().map(super::mail::parse_range).transpose()?;
             let ctx = UserCtx::open(&home)?;
-            let n = attachments::fetch(&ctx.session, &id, range, &output).await?;
+            let result = match &mail {
+                Some(mail) => get_sealed(&ctx, mail, &id, range, &output).await,
+                None => attachments::fetch(&ctx.session, &id, range, &output)
+                    .await
+                    .map_err(anyhow::Error::from),
+            };
             ctx.close().await;
+            let n = result?;
+            if mail.is_none() && range.is_none_or(|(a, _)| a == 0) && is_sealed_file(&output)? {
+                std::fs::remove_file(&output)?;
+                bail!(
+                    "attachment {id} is sealed: give --mail MAILID, the mail that carries it, to open it"
+                );
+            }
             println!("{n} bytes written to {}", output.display());
             Ok(())
         }
     }
+}
+
+/// Opens attachment `id` of sealed mail `mail` with the key inside it and
+/// writes (the `range` of) its plaintext to `output`.
+async fn get_sealed(
+    ctx: &UserCtx,
+    mail: &str,
+    id: &dem_node::dispatch::AttachmentId,
+    range: Option<(u64, u64)>,
+    output: &std::path::Path,
+) -> anyhow::Result<u64> {
+    let mut mailbox = MailboxRef::new(Target::User(ctx.key.user_id()));
+    let part = sealed::part_of(
+        &ctx.session,
+        &mut mailbox,
+        &ctx.keyring,
+        mail,
+        id.as_bytes(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let plain = sealed::fetch_sealed_part(&ctx.session, &part).await?;
+    let (start, end) = range.unwrap_or((0, u64::MAX));
+    let end = end.min(plain.len() as u64) as usize;
+    let start = (start as usize).min(end);
+    std::fs::write(output, &plain[start..end])
+        .with_context(|| format!("writing {}", output.display()))?;
+    Ok((end - start) as u64)
+}
+
+/// Whether the file starts like a sealed attachment's ciphertext.
+fn is_sealed_file(path: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::Read as _;
+    let mut head = [0u8; 5];
+    let mut f = std::fs::File::open(path)?;
+    let n = f.read(&mut head)?;
+    Ok(n == 5 && head[..4] == *dem_seal::attachment::ATTACHMENT_MAGIC && head[4] == 1)
 }
 
 /// Runs an owner call on the user's own mailbox and prints the answer
