@@ -129,7 +129,7 @@ fn a_host_shows_its_deliveries_requests_and_slots_on_metrics() -> Result<()> {
         "{after}"
     );
     ensure!(
-        sample(&after, "dem_requests_total{kind=\"deliver\"}") == Some(1.0),
+        sample(&after, "dem_requests_total{kind=\"deliver_sealed\"}") == Some(1.0),
         "{after}"
     );
     // Creating the mailboxes went through owner-signed orders.

@@ -317,10 +317,22 @@ fn a_large_mailbox_moves_through_a_staged_snapshot_file() -> Result<()> {
     let target_index = other_index(&net.hosts, &source)?;
     let target = net.hosts[target_index].id.clone();
 
-    // A mailbox keeps an index of each mail, not its bytes: five mails
-    // whose Subject is 230 KiB (folded under the header limit, sent raw
-    // since no argument can be that long) make an index past 1 MiB, so the
-    // source snapshots into a file and the last stay in its log tail.
+    // A mailbox keeps an index of each mail, not its bytes, and a sealed
+    // mail's index holds only its envelope: the state passes 1 MiB with
+    // 80 contacts of 15 KB notes, so the source snapshots into a file;
+    // five mails with 230 KiB subjects (folded under the header limit,
+    // sent raw since no argument can be that long) follow, the last in
+    // its log tail.
+    for i in 0..80 {
+        let note = format!("{i:03}").repeat(5000);
+        bob.run([
+            "contacts",
+            "add",
+            &format!("friend{i}@dem"),
+            "--note",
+            &note,
+        ])?;
+    }
     let mut sent = Vec::new();
     for i in 0..5u8 {
         let words: Vec<String> = (0..230 * 1024 / 10)

@@ -178,6 +178,17 @@ pub fn fill_detail(detail: &mut MailDetail, opened: &Opened) {
     if let Ok(parsed) = dem_message::parse(&opened.contents.message) {
         detail.references = parsed.envelope.references;
     }
+    let contents = &opened.contents;
+    if let Some(size) = dem_message::rebuilt_len(
+        contents.message.len() as u64,
+        contents
+            .attachments
+            .iter()
+            .filter(|a| a.splice_at.is_some())
+            .map(|a| a.plaintext_bytes),
+    ) {
+        detail.summary.size_bytes = size;
+    }
     detail.attachments = opened
         .contents
         .attachments
