@@ -262,7 +262,11 @@ impl Mailbox {
                 self.file_mail(id)?;
             }
         }
-        let m = &self.state.mails[id];
+        let m = self
+            .state
+            .mails
+            .get(id)
+            .ok_or_else(|| crate::error::not_found(format!("mail {id:?}")))?;
         Ok(Delivered {
             uid: m.uid,
             folder: self.folder_name_of(m.folder).to_string(),

@@ -229,6 +229,9 @@ impl<'a> IntoIterator for &'a Mails {
     }
 }
 
+/// For tests only: outside them an id comes from input, and a missing one
+/// must be an error, not a panic (`Mails::get`).
+#[cfg(test)]
 impl std::ops::Index<&str> for Mails {
     type Output = StoredMail;
 

@@ -139,7 +139,7 @@ impl Mailbox {
         }
         let among: Vec<Hash> = messages
             .chunks_exact(32)
-            .map(|c| c.try_into().expect("32 bytes"))
+            .filter_map(|c| c.try_into().ok())
             .collect();
         if among.len() > SEARCH_AMONG_MAX {
             return Err(limit_reached(

@@ -345,13 +345,17 @@ impl Indices {
         // As two integers: an order the same as the bytes', and cheaper
         // to compare than slices.
         blobs.sort_unstable_by_key(|h| {
-            let (hi, lo) = h.split_at(16);
-            let half = |b: &[u8]| u128::from_be_bytes(b.try_into().expect("16 bytes"));
-            (half(hi), half(lo))
+            let mut hi = [0u8; 16];
+            let mut lo = [0u8; 16];
+            hi.copy_from_slice(&h[..16]);
+            lo.copy_from_slice(&h[16..]);
+            (u128::from_be_bytes(hi), u128::from_be_bytes(lo))
         });
+        // A mail count per blob cannot pass the mail count, itself under
+        // 2^32 (the restore's limit); saturate rather than assume it.
         idx.blobs = blobs
             .chunk_by(|a, b| a == b)
-            .map(|run| (run[0], u32::try_from(run.len()).expect("under 2^32 mails")))
+            .map(|run| (run[0], u32::try_from(run.len()).unwrap_or(u32::MAX)))
             .collect();
         for (id, t) in &state.tombstones {
             idx.tomb_order.insert((t.deleted_ms, t.hlc, id.clone()));

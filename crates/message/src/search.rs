@@ -45,6 +45,11 @@ pub const HEADER_MARK: char = '\u{1}';
 /// Greater than every char of a word: the end of a prefix range.
 const PREFIX_END: char = char::MAX;
 
+/// An index has numbered every document a `u32` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the search index has numbered 2^32 documents; it must be rebuilt")]
+pub struct DocumentsExhausted;
+
 /// What is wrong with a query.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum QueryError {
@@ -231,15 +236,17 @@ impl Batch {
     }
 
     /// Adds the next message, indexed under `words` ([`message_words`]);
-    /// returns its document.
-    pub fn add(&mut self, words: BTreeSet<String>) -> u32 {
+    /// returns its document. [`DocumentsExhausted`] once 2^32 documents
+    /// are numbered (a damaged count can get there): the index must then
+    /// be dropped and rebuilt.
+    pub fn add(&mut self, words: BTreeSet<String>) -> Result<u32, DocumentsExhausted> {
         let doc = self.next_doc;
-        self.next_doc = doc.checked_add(1).expect("fewer than 2^32 documents");
+        self.next_doc = doc.checked_add(1).ok_or(DocumentsExhausted)?;
         self.postings += words.len();
         for w in words {
             self.words.entry(w).or_default().push(doc);
         }
-        doc
+        Ok(doc)
     }
 
     /// The document of the batch's first message; the key of its chunks.

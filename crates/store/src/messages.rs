@@ -300,7 +300,10 @@ pub(super) fn move_into_packs(
             let mut taken = Vec::new();
             for entry in old.iter().map_err(CommitError::database)? {
                 let (k, v) = entry.map_err(CommitError::database)?;
-                taken.push((*k.value(), batch.append(v.value())));
+                let place = batch
+                    .append(v.value())
+                    .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
+                taken.push((*k.value(), place));
                 if taken.len() >= MOVED_PER_COMMIT {
                     break;
                 }
@@ -386,7 +389,9 @@ pub(super) fn compact(
             let bytes = packs
                 .read(old)
                 .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
-            let new = batch.append(&bytes);
+            let new = batch
+                .append(&bytes)
+                .map_err(|e| CommitError::MessagePack(Shared::new(e)))?;
             places
                 .insert(hash, new.row())
                 .map_err(CommitError::database)?;

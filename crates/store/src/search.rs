@@ -54,6 +54,10 @@ pub enum SearchWriteError {
     /// driver that lost count.
     #[error("search batch starts at document {first_doc}, the index has {docs}")]
     OutOfOrder { first_doc: u32, docs: u32 },
+    /// The batch would number documents past 2^32: the index must be
+    /// dropped and rebuilt, which numbers from 0 again.
+    #[error("search index of {docs} documents cannot take {added} more (at most 2^32)")]
+    DocumentsExhausted { docs: u32, added: usize },
     /// The database failed.
     #[error(transparent)]
     Commit(#[from] CommitError),
@@ -80,31 +84,23 @@ impl MailboxStore {
         let refs = txn.open_table(MESSAGE_REFS).map_err(LoadError::database)?;
         let docs = txn.open_table(SEARCH_DOCS).map_err(LoadError::database)?;
         let range = (id, &[0u8; 32])..=(id, &[0xff; 32]);
-        let mut indexed = docs
-            .range(range.clone())
-            .map_err(LoadError::database)?
-            .peekable();
+        let mut indexed = docs.range(range.clone()).map_err(LoadError::database)?;
+        // The smallest indexed hash not yet passed, read one at a time so
+        // that a read error is returned as it comes.
+        let mut next_indexed = || -> Result<Option<[u8; 32]>, LoadError> {
+            match indexed.next() {
+                Some(entry) => Ok(Some(*entry.map_err(LoadError::database)?.0.value().1)),
+                None => Ok(None),
+            }
+        };
+        let mut current = next_indexed()?;
         let mut out = Vec::new();
         for entry in refs.range(range).map_err(LoadError::database)? {
             let hash = *entry.map_err(LoadError::database)?.0.value().1;
-            let mut found = false;
-            while let Some(next) = indexed.peek() {
-                let next = match next {
-                    Ok((k, _)) => *k.value().1,
-                    Err(_) => {
-                        // Take the error out to return it.
-                        let e = indexed.next().and_then(Result::err);
-                        return Err(LoadError::database(e.expect("peeked an error")));
-                    }
-                };
-                if next < hash {
-                    indexed.next();
-                } else {
-                    found = next == hash;
-                    break;
-                }
+            while current.is_some_and(|c| c < hash) {
+                current = next_indexed()?;
             }
-            if !found {
+            if current != Some(hash) {
                 out.push(hash);
             }
         }
@@ -136,8 +132,13 @@ impl MailboxStore {
                     docs,
                 });
             }
-            let count = u32::try_from(batch.hashes.len()).expect("a batch is small");
-            let next = docs.checked_add(count).expect("fewer than 2^32 documents");
+            let next = u32::try_from(batch.hashes.len())
+                .ok()
+                .and_then(|count| docs.checked_add(count))
+                .ok_or(SearchWriteError::DocumentsExhausted {
+                    docs,
+                    added: batch.hashes.len(),
+                })?;
             state
                 .insert(id, (next, seen_seq.unwrap_or(old_seq)))
                 .map_err(CommitError::database)?;

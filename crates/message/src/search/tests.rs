@@ -16,7 +16,9 @@ fn strings(v: &[&str]) -> Vec<String> {
 fn run(mails: &[&[u8]], body: &[&str], text: &[&str]) -> Result<Vec<u32>, QueryError> {
     let mut batch = Batch::new(0);
     for m in mails {
-        batch.add(message_words(m));
+        batch
+            .add(message_words(m))
+            .expect("a test numbers few documents");
     }
     let docs = batch.next_doc();
     let rows: BTreeMap<String, Vec<u8>> = batch.encode().into_iter().collect();
@@ -225,4 +227,11 @@ fn one_message_matches_as_the_index_would() {
         "a body term does not match the subject"
     );
     assert!(!q(&[], &["canary", "eagle"]));
+}
+
+#[test]
+fn numbering_past_two_to_the_32_documents_is_an_error_not_a_wrap() {
+    let mut batch = Batch::new(u32::MAX - 1);
+    assert_eq!(batch.add(BTreeSet::new()), Ok(u32::MAX - 1));
+    assert_eq!(batch.add(BTreeSet::new()), Err(DocumentsExhausted));
 }

@@ -240,16 +240,23 @@ impl PackBatch<'_> {
         self.pack
     }
 
-    /// Queues `bytes`; where they will be once flushed.
-    pub fn append(&mut self, bytes: &[u8]) -> Place {
-        let len = u32::try_from(bytes.len()).expect("a message is at most a few MiB");
+    /// Queues `bytes`; where they will be once flushed. An error for bytes
+    /// over 4 GiB, which no place can name (callers pass messages of at
+    /// most `MESSAGE_BYTES_MAX`, but a store from an older build is input).
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<Place> {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a message of {} bytes is too large for a pack", bytes.len()),
+            )
+        })?;
         let place = Place {
             pack: self.pack,
             offset: self.start + self.pending.len() as u64,
             len,
         };
         self.pending.extend_from_slice(bytes);
-        place
+        Ok(place)
     }
 
     /// Writes and syncs what was appended; the caller commits the records
@@ -282,23 +289,23 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let packs = Packs::open(dir.path(), true)?;
         let mut b = packs.batch()?;
-        let a = b.append(b"hello");
-        let c = b.append(b"world!");
+        let a = b.append(b"hello")?;
+        let c = b.append(b"world!")?;
         b.flush()?;
         assert_eq!(packs.read(a)?, b"hello");
         assert_eq!(packs.read(c)?, b"world!");
         // Never flushed (the batch failed before): the next batch starts
         // where it did.
         let mut lost = packs.batch()?;
-        let l = lost.append(b"lost");
+        let l = lost.append(b"lost")?;
         drop(lost);
         let mut again = packs.batch()?;
-        let n = again.append(b"next");
+        let n = again.append(b"next")?;
         assert_eq!(n.offset, l.offset);
         again.flush()?;
         // Flushed: appended after, even if its commit were to fail.
         let mut after = packs.batch()?;
-        assert_eq!(after.append(b"x").offset, n.offset + 4);
+        assert_eq!(after.append(b"x")?.offset, n.offset + 4);
         assert_eq!(packs.read(n)?, b"next");
         Ok(())
     }
@@ -309,10 +316,10 @@ mod tests {
         let packs = Packs::open(dir.path(), true)?;
         let big = vec![7u8; PACK_BYTES_MAX as usize];
         let mut b = packs.batch()?;
-        let first = b.append(&big);
+        let first = b.append(&big)?;
         b.flush()?;
         let mut b = packs.batch()?;
-        let second = b.append(b"after");
+        let second = b.append(b"after")?;
         b.flush()?;
         assert_eq!(second.pack, first.pack + 1);
         assert_eq!(second.offset, 0);

@@ -186,7 +186,10 @@ fn count_usage(t: &mut Tables<'_>, change: Change, len: usize) -> Result<(), Com
 
 /// Appends `bytes` to the batch's pack and records where they are.
 pub(crate) fn place(t: &mut Tables<'_>, hash: &[u8; 32], bytes: &[u8]) -> Result<(), CommitError> {
-    let p = t.pack.append(bytes);
+    let p = t
+        .pack
+        .append(bytes)
+        .map_err(|e| CommitError::MessagePack(crate::error::Shared::new(e)))?;
     t.places
         .insert(hash, p.row())
         .map_err(CommitError::database)?;

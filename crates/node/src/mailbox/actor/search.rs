@@ -216,7 +216,13 @@ pub(crate) fn index_up_to(
                 continue;
             }
         };
-        batch.add(words);
+        if let Err(e) = batch.add(words) {
+            // Only a damaged count gets here: start the numbering again.
+            store.search_drop(id)?;
+            return Err(E::Load(LoadError::Corrupt(Corruption::Inconsistent(
+                format!("{e}; it was dropped and is rebuilt at the next search"),
+            ))));
+        }
         hashes.push(hash);
         if batch.postings() >= BATCH_POSTINGS_MAX || hashes.len() >= BATCH_DOCS_MAX {
             indexed += hashes.len();
