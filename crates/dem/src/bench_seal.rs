@@ -125,6 +125,16 @@ fn mail(seconds: u64) -> anyhow::Result<serde_json::Value> {
     let (f, s) = (fixture.clone(), sealed.clone());
     let open_per_s_1thread = per_second(1, span, move || f.open(&s))?;
 
+    // What `dem send` and the owner's `dem read` run per recipient:
+    // `seal_mail` (content, one wrap, the signed envelope) and `open_mail`
+    // (the envelope's signature and hash, the unwrap, the content).
+    let real = Arc::new(RealPath::new()?);
+    let r = real.clone();
+    let seal_mail_per_s = per_second(threads, span, move || r.seal().map(drop))?;
+    let sealed_mail = Arc::new(real.seal()?);
+    let (r, m) = (real.clone(), sealed_mail.clone());
+    let open_mail_per_s = per_second(threads, span, move || r.open(&m))?;
+
     // Each step alone, on one thread, a fifth of the span each.
     let step = (span / 5).max(Duration::from_millis(200));
     let key = ContentKey::generate()?;
@@ -150,6 +160,8 @@ fn mail(seconds: u64) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "threads": threads,
         "message_bytes": MESSAGE_BYTES,
+        "seal_mail_per_s": seal_mail_per_s.round(),
+        "open_mail_per_s": open_mail_per_s.round(),
         "seal_per_s": seal_per_s.round(),
         "seal_per_s_1thread": seal_per_s_1thread.round(),
         "open_per_s": open_per_s.round(),
@@ -160,6 +172,46 @@ fn mail(seconds: u64) -> anyhow::Result<serde_json::Value> {
         "sign_us": round2(sign_us),
         "verify_us": round2(verify_us),
     }))
+}
+
+/// `dem_seal::seal_mail` and `open_mail` on a 4 KiB message to one
+/// recipient: the library path the client runs.
+struct RealPath {
+    sender: KeyPair,
+    name: dem_identity::Name,
+    recipient: KeyPair,
+    keyring: dem_seal::Keyring,
+    contents: dem_seal::MailContents,
+}
+
+impl RealPath {
+    fn new() -> anyhow::Result<Self> {
+        let message = Fixture::new().message;
+        Ok(Self {
+            sender: KeyPair::from_seed(&[1; 32]),
+            name: dem_identity::Name::new("bench")?,
+            recipient: KeyPair::from_seed(&[2; 32]),
+            keyring: dem_seal::Keyring::generate(0)?,
+            contents: dem_seal::MailContents {
+                message,
+                attachments: vec![],
+            },
+        })
+    }
+
+    fn seal(&self) -> anyhow::Result<dem_identity::SealedMail> {
+        let to = dem_seal::Recipient {
+            user: self.recipient.user_id(),
+            key: self.keyring.current().public(),
+        };
+        let mut mails = dem_seal::seal_mail(&self.sender, &self.name, &self.contents, &[to], 1)?;
+        mails.pop().context("one sealed mail")
+    }
+
+    fn open(&self, mail: &dem_identity::SealedMail) -> anyhow::Result<()> {
+        dem_seal::open_mail(mail, self.recipient.user_id(), &self.keyring)?;
+        Ok(())
+    }
 }
 
 /// Runs `op` on `threads` threads for `span`; operations per second.
